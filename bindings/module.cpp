@@ -1,0 +1,412 @@
+// privcity._core — the pybind11 module. It only converts: checks arguments, takes pointers to
+// buffers without copying, releases the GIL around the kernels and wraps the results.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "privcity/aead.h"
+#include "privcity/cpu.h"
+
+namespace py = pybind11;
+using namespace privcity;
+
+namespace {
+
+constexpr size_t kGilThreshold = 2048;  // bytes; smaller calls keep the GIL (cheaper)
+
+struct TagMismatch : std::exception {
+    const char* what() const noexcept override { return "authentication tag mismatch"; }
+};
+
+// A read-only view of a C-contiguous bytes-like object, released on destruction.
+struct View {
+    Py_buffer view{};
+    bool held = false;
+    const uint8_t* ptr = nullptr;
+    size_t len = 0;
+    View() = default;
+    View(const View&) = delete;
+    View& operator=(const View&) = delete;
+    View(View&& o) noexcept : view(o.view), held(o.held), ptr(o.ptr), len(o.len) { o.held = false; }
+    ~View() {
+        if (held) PyBuffer_Release(&view);
+    }
+};
+
+[[noreturn]] void bad_buffer(PyObject* o, const std::string& name) {
+    PyErr_Clear();
+    if (PyObject_CheckBuffer(o))
+        throw py::value_error(name + " must be a C-contiguous buffer");
+    throw py::type_error(name + " must be a bytes-like object, not " +
+                         std::string(Py_TYPE(o)->tp_name));
+}
+
+void get_view(View& v, PyObject* o, const std::string& name) {
+    if (PyBytes_CheckExact(o)) {
+        v.ptr = reinterpret_cast<const uint8_t*>(PyBytes_AS_STRING(o));
+        v.len = size_t(PyBytes_GET_SIZE(o));
+        return;
+    }
+    if (PyObject_GetBuffer(o, &v.view, PyBUF_C_CONTIGUOUS) != 0) bad_buffer(o, name);
+    v.held = true;
+    v.ptr = static_cast<const uint8_t*>(v.view.buf);
+    v.len = size_t(v.view.len);
+}
+
+// View with shape information, for (N, L) arrays.
+void get_array_view(View& v, PyObject* o, const std::string& name) {
+    if (PyObject_GetBuffer(o, &v.view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) bad_buffer(o, name);
+    v.held = true;
+    v.ptr = static_cast<const uint8_t*>(v.view.buf);
+    v.len = size_t(v.view.len);
+    if (v.view.itemsize != 1)
+        throw py::type_error(name + " must have dtype uint8 (itemsize 1), got itemsize " +
+                             std::to_string(v.view.itemsize));
+}
+
+void check_message_len(size_t n, const std::string& name) {
+    if (uint64_t(n) > AEAD_AES256GCM_MAX_MESSAGE)
+        throw py::value_error(name + " is longer than GCM allows (2**36 - 32 bytes)");
+}
+
+void check_nonce(const View& v) {
+    if (v.len != AEAD_AES256GCM_NPUBBYTES) throw py::value_error("nonce must be 12 bytes");
+}
+
+bool is_sequence(PyObject* o) { return PyList_Check(o) || PyTuple_Check(o); }
+
+// Owned references to the items of a list or tuple (the sequence may change while the GIL is
+// released; these references keep every item alive).
+std::vector<py::object> items_of(PyObject* seq) {
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject** it = PySequence_Fast_ITEMS(seq);
+    std::vector<py::object> out;
+    out.reserve(size_t(n));
+    for (Py_ssize_t i = 0; i < n; ++i) out.push_back(py::reinterpret_borrow<py::object>(it[i]));
+    return out;
+}
+
+class Aes256Gcm {
+  public:
+    Aes256Gcm(py::handle key, int impl) {
+        View k;
+        get_view(k, key.ptr(), "key");
+        if (k.len != AEAD_AES256GCM_KEYBYTES) throw py::value_error("AES-256-GCM key must be 32 bytes");
+        ctx_ = new aes256gcm_ctx;
+        if (aead_aes256gcm_init(ctx_, k.ptr, impl) != 0) {
+            delete ctx_;
+            ctx_ = nullptr;
+            throw py::value_error("implementation " + std::to_string(impl) +
+                                  " is not available on this CPU");
+        }
+    }
+    ~Aes256Gcm() {
+        if (ctx_) {
+            aead_aes256gcm_wipe(ctx_);
+            delete ctx_;
+        }
+    }
+    Aes256Gcm(const Aes256Gcm&) = delete;
+    Aes256Gcm& operator=(const Aes256Gcm&) = delete;
+
+    int impl() const { return ctx_->impl; }
+
+    py::bytes encrypt(py::handle nonce, py::handle data, py::handle ad) const {
+        View n, m, a;
+        get_view(n, nonce.ptr(), "nonce");
+        check_nonce(n);
+        get_view(m, data.ptr(), "data");
+        if (!ad.is_none()) get_view(a, ad.ptr(), "associated_data");
+        check_message_len(m.len, "data");
+        PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(m.len + AEAD_AES256GCM_ABYTES));
+        if (!out) throw py::error_already_set();
+        auto* o = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
+        if (m.len + a.len >= kGilThreshold) {
+            py::gil_scoped_release nogil;
+            aead_aes256gcm_encrypt_ctx(o, o + m.len, m.ptr, m.len, a.ptr, a.len, n.ptr, ctx_);
+        } else {
+            aead_aes256gcm_encrypt_ctx(o, o + m.len, m.ptr, m.len, a.ptr, a.len, n.ptr, ctx_);
+        }
+        return py::reinterpret_steal<py::bytes>(out);
+    }
+
+    py::bytes decrypt(py::handle nonce, py::handle data, py::handle ad) const {
+        View n, c, a;
+        get_view(n, nonce.ptr(), "nonce");
+        check_nonce(n);
+        get_view(c, data.ptr(), "data");
+        if (!ad.is_none()) get_view(a, ad.ptr(), "associated_data");
+        if (c.len < AEAD_AES256GCM_ABYTES)
+            throw py::value_error("data is shorter than the 16-byte tag");
+        const size_t len = c.len - AEAD_AES256GCM_ABYTES;
+        check_message_len(len, "data");
+        PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(len));
+        if (!out) throw py::error_already_set();
+        auto* o = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
+        int r;
+        if (c.len + a.len >= kGilThreshold) {
+            py::gil_scoped_release nogil;
+            r = aead_aes256gcm_decrypt_ctx(o, c.ptr, len, c.ptr + len, a.ptr, a.len, n.ptr, ctx_);
+        } else {
+            r = aead_aes256gcm_decrypt_ctx(o, c.ptr, len, c.ptr + len, a.ptr, a.len, n.ptr, ctx_);
+        }
+        if (r != 0) {
+            Py_DECREF(out);
+            throw TagMismatch();
+        }
+        return py::reinterpret_steal<py::bytes>(out);
+    }
+
+    // Batch. Returns a list of bytes (messages given as a list/tuple) or an (N, L+16) uint8
+    // array (messages given as an (N, L) array).
+    py::object encrypt_many(py::handle nonces, py::handle messages, py::handle ad) const {
+        Batch b;
+        b.load_nonces(nonces);
+        b.load_inputs(messages, "messages", 0);
+        b.load_ad(ad);
+        const size_t n = b.n;
+        py::object result;
+        std::vector<uint8_t*> outs(n);
+        if (b.array_mode) {
+            py::array_t<uint8_t> arr({py::ssize_t(n), py::ssize_t(b.row + AEAD_AES256GCM_ABYTES)});
+            uint8_t* base = arr.mutable_data();
+            for (size_t i = 0; i < n; ++i) outs[i] = base + i * (b.row + AEAD_AES256GCM_ABYTES);
+            result = std::move(arr);
+        } else {
+            py::list lst(n);
+            for (size_t i = 0; i < n; ++i) {
+                PyObject* o = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(b.len[i] + AEAD_AES256GCM_ABYTES));
+                if (!o) throw py::error_already_set();
+                outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(o));
+                PyList_SET_ITEM(lst.ptr(), Py_ssize_t(i), o);
+            }
+            result = std::move(lst);
+        }
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (b.total >= kGilThreshold) nogil.emplace();
+            aead_aes256gcm_encrypt_many(outs.data(), b.ptr.data(), b.len.data(),
+                                        b.has_ad ? b.adptr.data() : nullptr,
+                                        b.has_ad ? b.adlen.data() : nullptr, b.nonces.ptr, n, ctx_);
+        }
+        return result;
+    }
+
+    // Returns (plaintexts, status) with status an (N,) bool array. With strict, any failure
+    // wipes every output; failed list entries are None, failed array rows are zeros.
+    py::tuple decrypt_many(py::handle nonces, py::handle ciphertexts, py::handle ad, bool strict) const {
+        Batch b;
+        b.load_nonces(nonces);
+        b.load_inputs(ciphertexts, "ciphertexts", AEAD_AES256GCM_ABYTES);
+        b.load_ad(ad);
+        const size_t n = b.n;
+        std::vector<uint8_t*> outs(n);
+        std::vector<PyObject*> objs;
+        py::object result;
+        py::array_t<bool> status(py::ssize_t{py::ssize_t(n)});
+        if (b.array_mode) {
+            const size_t L = b.row - AEAD_AES256GCM_ABYTES;
+            py::array_t<uint8_t> arr({py::ssize_t(n), py::ssize_t(L)});
+            uint8_t* base = arr.mutable_data();
+            for (size_t i = 0; i < n; ++i) outs[i] = base + i * L;
+            result = std::move(arr);
+        } else {
+            objs.resize(n);
+            for (size_t i = 0; i < n; ++i) {
+                objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(b.len[i] - AEAD_AES256GCM_ABYTES));
+                if (!objs[i]) {
+                    for (size_t j = 0; j < i; ++j) Py_DECREF(objs[j]);
+                    throw py::error_already_set();
+                }
+                outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i]));
+            }
+        }
+        static_assert(sizeof(bool) == 1, "bool status array");
+        auto* st = reinterpret_cast<uint8_t*>(status.mutable_data());
+        size_t failed;
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (b.total >= kGilThreshold) nogil.emplace();
+            failed = aead_aes256gcm_decrypt_many(outs.data(), st, b.ptr.data(), b.len.data(),
+                                                 b.has_ad ? b.adptr.data() : nullptr,
+                                                 b.has_ad ? b.adlen.data() : nullptr,
+                                                 b.nonces.ptr, n, strict ? 1 : 0, ctx_);
+        }
+        if (!b.array_mode) {
+            py::list lst(n);
+            for (size_t i = 0; i < n; ++i) {
+                PyObject* o = objs[i];
+                if (st[i] == 0 || (strict && failed)) {
+                    Py_DECREF(o);
+                    o = Py_NewRef(Py_None);
+                }
+                PyList_SET_ITEM(lst.ptr(), Py_ssize_t(i), o);
+            }
+            result = std::move(lst);
+        }
+        return py::make_tuple(result, status);
+    }
+
+  private:
+    // Pointers and lengths of a batch's inputs, with the views that keep them alive.
+    struct Batch {
+        size_t n = 0;
+        View nonces;
+        bool array_mode = false;
+        size_t row = 0;
+        size_t total = 0;
+        std::vector<py::object> keep;
+        std::vector<View> views;
+        std::vector<const uint8_t*> ptr;
+        std::vector<size_t> len;
+        bool has_ad = false;
+        std::vector<View> adviews;
+        std::vector<py::object> adkeep;
+        std::vector<const uint8_t*> adptr;
+        std::vector<size_t> adlen;
+
+        void load_nonces(py::handle h) {
+            get_array_view(nonces, h.ptr(), "nonces");
+            if (nonces.view.ndim != 2 || nonces.view.shape[1] != 12)
+                throw py::value_error("nonces must be an (N, 12) uint8 array");
+            n = size_t(nonces.view.shape[0]);
+        }
+
+        // minlen: 16 for ciphertexts (each must hold a tag), 0 for messages.
+        void load_inputs(py::handle h, const char* name, size_t minlen) {
+            PyObject* o = h.ptr();
+            ptr.resize(n);
+            len.resize(n);
+            if (is_sequence(o)) {
+                if (size_t(PySequence_Fast_GET_SIZE(o)) != n)
+                    throw py::value_error(std::string(name) + " has " +
+                                          std::to_string(PySequence_Fast_GET_SIZE(o)) +
+                                          " items but nonces has " + std::to_string(n) + " rows");
+                keep = items_of(o);
+                views.resize(n);
+                for (size_t i = 0; i < n; ++i) {
+                    const std::string nm = std::string(name) + "[" + std::to_string(i) + "]";
+                    get_view(views[i], keep[i].ptr(), nm);
+                    if (views[i].len < minlen)
+                        throw py::value_error(nm + " is shorter than the 16-byte tag");
+                    check_message_len(views[i].len - minlen, nm);
+                    ptr[i] = views[i].ptr;
+                    len[i] = views[i].len;
+                    total += len[i];
+                }
+                return;
+            }
+            if (!PyObject_CheckBuffer(o))
+                throw py::type_error(std::string(name) +
+                                     " must be a list of bytes-like objects or an (N, L) uint8 array");
+            array_mode = true;
+            views.resize(1);
+            get_array_view(views[0], o, name);
+            const Py_buffer& v = views[0].view;
+            if (v.ndim != 2)
+                throw py::value_error(std::string(name) + " must be an (N, L) uint8 array, got ndim " +
+                                      std::to_string(v.ndim));
+            if (size_t(v.shape[0]) != n)
+                throw py::value_error(std::string(name) + " has " + std::to_string(v.shape[0]) +
+                                      " rows but nonces has " + std::to_string(n));
+            row = size_t(v.shape[1]);
+            if (row < minlen)
+                throw py::value_error(std::string(name) + " rows are shorter than the 16-byte tag");
+            check_message_len(row - minlen, name);
+            for (size_t i = 0; i < n; ++i) {
+                ptr[i] = views[0].ptr + i * row;
+                len[i] = row;
+            }
+            total = n * row;
+        }
+
+        void load_ad(py::handle h) {
+            PyObject* o = h.ptr();
+            if (o == Py_None) return;
+            has_ad = true;
+            adptr.resize(n);
+            adlen.resize(n);
+            if (is_sequence(o)) {
+                if (size_t(PySequence_Fast_GET_SIZE(o)) != n)
+                    throw py::value_error("associated_data has " +
+                                          std::to_string(PySequence_Fast_GET_SIZE(o)) +
+                                          " items but nonces has " + std::to_string(n) + " rows");
+                adkeep = items_of(o);
+                adviews.resize(n);
+                for (size_t i = 0; i < n; ++i) {
+                    if (adkeep[i].is_none()) {
+                        adptr[i] = nullptr;
+                        adlen[i] = 0;
+                        continue;
+                    }
+                    get_view(adviews[i], adkeep[i].ptr(), "associated_data[" + std::to_string(i) + "]");
+                    adptr[i] = adviews[i].ptr;
+                    adlen[i] = adviews[i].len;
+                    total += adlen[i];
+                }
+                return;
+            }
+            adviews.resize(1);
+            get_view(adviews[0], o, "associated_data");
+            for (size_t i = 0; i < n; ++i) {
+                adptr[i] = adviews[0].ptr;
+                adlen[i] = adviews[0].len;
+            }
+            total += n * adviews[0].len;
+        }
+    };
+
+    aes256gcm_ctx* ctx_ = nullptr;
+};
+
+py::dict features_dict() {
+    const uint32_t f = cpu_features();
+    py::dict d;
+    d["ssse3"] = bool(f & CPU_SSSE3);
+    d["sse4_1"] = bool(f & CPU_SSE41);
+    d["aesni"] = bool(f & CPU_AESNI);
+    d["pclmulqdq"] = bool(f & CPU_PCLMULQDQ);
+    d["avx"] = bool(f & CPU_AVX);
+    d["avx2"] = bool(f & CPU_AVX2);
+    d["bmi2"] = bool(f & CPU_BMI2);
+    d["avx512f"] = bool(f & CPU_AVX512F);
+    d["avx512bw"] = bool(f & CPU_AVX512BW);
+    d["avx512vl"] = bool(f & CPU_AVX512VL);
+    d["vaes"] = bool(f & CPU_VAES);
+    d["vpclmulqdq"] = bool(f & CPU_VPCLMULQDQ);
+    d["os_avx512"] = bool(f & CPU_OS_AVX512);
+    return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "privcity native core (C++ kernels). Use the privcity package, not this module.";
+    py::register_exception<TagMismatch>(m, "TagMismatch");
+
+    m.attr("AES_ISA_NONE") = int(AES_ISA_NONE);
+    m.attr("AES_ISA_AESNI") = int(AES_ISA_AESNI);
+    m.attr("AES_ISA_VAES512") = int(AES_ISA_VAES512);
+    m.attr("AEAD_MAX_MESSAGE") = py::int_(AEAD_AES256GCM_MAX_MESSAGE);
+
+    m.def("cpu_features", &features_dict, "CPU features detected by cpuid/xgetbv.");
+    m.def("aes_isa_supported", &aes_isa_supported);
+    m.def("aes_isa_cap", &aes_isa_cap);
+    m.def("aes_isa_selected", &aes_isa_selected);
+    m.def("set_aes_isa_cap", &set_aes_isa_cap, py::arg("cap"));
+
+    py::class_<Aes256Gcm>(m, "Aes256Gcm")
+        .def(py::init<py::handle, int>(), py::arg("key"), py::arg("impl") = -1)
+        .def_property_readonly("impl", &Aes256Gcm::impl)
+        .def("encrypt", &Aes256Gcm::encrypt, py::arg("nonce"), py::arg("data"), py::arg("associated_data"))
+        .def("decrypt", &Aes256Gcm::decrypt, py::arg("nonce"), py::arg("data"), py::arg("associated_data"))
+        .def("encrypt_many", &Aes256Gcm::encrypt_many, py::arg("nonces"), py::arg("messages"),
+             py::arg("associated_data"))
+        .def("decrypt_many", &Aes256Gcm::decrypt_many, py::arg("nonces"), py::arg("ciphertexts"),
+             py::arg("associated_data"), py::arg("strict"));
+}

@@ -1,0 +1,44 @@
+// privcity — CPU feature detection and the ISA cap used by every dispatcher.
+#pragma once
+#include <cstdint>
+
+namespace privcity {
+
+// Feature bits, detected once (cpuid + xgetbv) and cached.
+enum cpu_feature : uint32_t {
+    CPU_SSSE3 = 1u << 0,
+    CPU_SSE41 = 1u << 1,
+    CPU_AESNI = 1u << 2,
+    CPU_PCLMULQDQ = 1u << 3,
+    CPU_AVX = 1u << 4,
+    CPU_AVX2 = 1u << 5,
+    CPU_AVX512F = 1u << 6,
+    CPU_AVX512BW = 1u << 7,
+    CPU_AVX512VL = 1u << 8,
+    CPU_VAES = 1u << 9,
+    CPU_VPCLMULQDQ = 1u << 10,
+    CPU_OS_AVX = 1u << 11,     // OS saves ymm state (XCR0)
+    CPU_OS_AVX512 = 1u << 12,  // OS saves zmm/opmask state (XCR0)
+    CPU_BMI2 = 1u << 13,
+};
+
+// Bitmask of cpu_feature; never changes after the first call. Thread-safe.
+uint32_t cpu_features() noexcept;
+
+// AES implementation levels, best last.
+enum aes_isa : int {
+    AES_ISA_NONE = 0,     // no native kernel; callers fall back to another library
+    AES_ISA_AESNI = 1,    // AES-NI + PCLMULQDQ + SSE4.1, 128-bit registers
+    AES_ISA_VAES512 = 2,  // VAES + VPCLMULQDQ + AVX-512F/BW/VL, 512-bit registers
+};
+
+// Highest AES level this CPU supports, ignoring the cap.
+int aes_isa_supported() noexcept;
+// Cap for dispatch (tests and benches force slower paths). Values above the
+// supported level are clamped by aes_isa_selected(). Thread-safe.
+void set_aes_isa_cap(int cap) noexcept;
+int aes_isa_cap() noexcept;
+// min(supported, cap): what the dispatched entry points use.
+int aes_isa_selected() noexcept;
+
+}  // namespace privcity

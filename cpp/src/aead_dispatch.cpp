@@ -1,0 +1,121 @@
+// AES-256-GCM dispatch: contexts remember the implementation they were built for; the batch
+// entry points loop here so each kernel stays a single-message function.
+#include "privcity/aead.h"
+#include "privcity/cpu.h"
+#include "secure.h"
+
+namespace privcity {
+
+int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noexcept {
+#if defined(__x86_64__)
+    if (impl < 0) impl = aes_isa_selected();
+    if (impl > aes_isa_supported()) return -1;
+    switch (impl) {
+        case AES_ISA_VAES512:
+            aead_aes256gcm_init_vaes512(ctx, key);
+            return 0;
+        case AES_ISA_AESNI:
+            aead_aes256gcm_init_aesni(ctx, key);
+            return 0;
+        default:
+            return -1;
+    }
+#else
+    (void)ctx;
+    (void)key;
+    (void)impl;
+    return -1;
+#endif
+}
+
+void aead_aes256gcm_wipe(aes256gcm_ctx* ctx) noexcept { detail::secure_wipe(ctx, sizeof *ctx); }
+
+void aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                                const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                                const aes256gcm_ctx* ctx) noexcept {
+#if defined(__x86_64__)
+    if (ctx->impl == AES_ISA_VAES512)
+        aead_aes256gcm_encrypt_vaes512(c, tag, m, mlen, ad, adlen, nonce, ctx);
+    else
+        aead_aes256gcm_encrypt_aesni(c, tag, m, mlen, ad, adlen, nonce, ctx);
+#endif
+}
+
+int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
+                               const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                               const aes256gcm_ctx* ctx) noexcept {
+#if defined(__x86_64__)
+    if (ctx->impl == AES_ISA_VAES512)
+        return aead_aes256gcm_decrypt_vaes512(m, c, clen, tag, ad, adlen, nonce, ctx);
+    return aead_aes256gcm_decrypt_aesni(m, c, clen, tag, ad, adlen, nonce, ctx);
+#else
+    return -1;
+#endif
+}
+
+void aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                            const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                            const uint8_t key[32]) noexcept {
+    aes256gcm_ctx ctx;
+    if (aead_aes256gcm_init(&ctx, key, -1) != 0) return;
+    aead_aes256gcm_encrypt_ctx(c, tag, m, mlen, ad, adlen, nonce, &ctx);
+    aead_aes256gcm_wipe(&ctx);
+}
+
+int aead_aes256gcm_decrypt(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
+                           const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                           const uint8_t key[32]) noexcept {
+    aes256gcm_ctx ctx;
+    if (aead_aes256gcm_init(&ctx, key, -1) != 0) {
+        detail::secure_wipe(m, clen);
+        return -1;
+    }
+    const int r = aead_aes256gcm_decrypt_ctx(m, c, clen, tag, ad, adlen, nonce, &ctx);
+    aead_aes256gcm_wipe(&ctx);
+    return r;
+}
+
+void aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, const size_t* mlen,
+                                 const uint8_t* const* ad, const size_t* adlen,
+                                 const uint8_t* nonces, size_t n, const aes256gcm_ctx* ctx) noexcept {
+#if defined(__x86_64__)
+    const bool vaes = ctx->impl == AES_ISA_VAES512;
+    for (size_t i = 0; i < n; ++i) {
+        const uint8_t* a = ad ? ad[i] : nullptr;
+        const size_t al = ad ? adlen[i] : 0;
+        uint8_t* o = out[i];
+        if (vaes)
+            aead_aes256gcm_encrypt_vaes512(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
+        else
+            aead_aes256gcm_encrypt_aesni(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
+    }
+#endif
+}
+
+size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uint8_t* const* c,
+                                   const size_t* clen, const uint8_t* const* ad,
+                                   const size_t* adlen, const uint8_t* nonces, size_t n,
+                                   int wipe_all_on_failure, const aes256gcm_ctx* ctx) noexcept {
+    size_t failed = 0;
+#if defined(__x86_64__)
+    const bool vaes = ctx->impl == AES_ISA_VAES512;
+    for (size_t i = 0; i < n; ++i) {
+        const uint8_t* a = ad ? ad[i] : nullptr;
+        const size_t al = ad ? adlen[i] : 0;
+        const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
+        const uint8_t* t = c[i] + len;
+        const int r = vaes ? aead_aes256gcm_decrypt_vaes512(m[i], c[i], len, t, a, al, nonces + 12 * i, ctx)
+                           : aead_aes256gcm_decrypt_aesni(m[i], c[i], len, t, a, al, nonces + 12 * i, ctx);
+        status[i] = r == 0 ? 1 : 0;
+        failed += r != 0;
+    }
+    if (failed && wipe_all_on_failure)
+        for (size_t i = 0; i < n; ++i) detail::secure_wipe(m[i], clen[i] - AEAD_AES256GCM_ABYTES);
+#else
+    for (size_t i = 0; i < n; ++i) status[i] = 0;
+    failed = n;
+#endif
+    return failed;
+}
+
+}  // namespace privcity

@@ -1,0 +1,88 @@
+// CPU feature detection and the dispatch cap (no ISA-specific code in this file).
+#include "privcity/cpu.h"
+
+#include <atomic>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+namespace privcity {
+namespace {
+
+std::atomic<uint32_t> g_features{0};
+std::atomic<bool> g_features_ready{false};
+std::atomic<int> g_aes_cap{AES_ISA_VAES512};
+
+uint32_t detect() noexcept {
+    uint32_t f = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (c & (1u << 9)) f |= CPU_SSSE3;
+    if (c & (1u << 19)) f |= CPU_SSE41;
+    if (c & (1u << 25)) f |= CPU_AESNI;
+    if (c & (1u << 1)) f |= CPU_PCLMULQDQ;
+    const bool osxsave = (c & (1u << 27)) != 0;
+    const bool avx = (c & (1u << 28)) != 0;
+    uint64_t xcr0 = 0;
+    if (osxsave) {
+        uint32_t lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        xcr0 = (uint64_t(hi) << 32) | lo;
+    }
+    const bool os_ymm = (xcr0 & 0x6) == 0x6;
+    const bool os_zmm = os_ymm && (xcr0 & 0xe0) == 0xe0;
+    if (avx && os_ymm) f |= CPU_AVX | CPU_OS_AVX;
+    if (os_zmm) f |= CPU_OS_AVX512;
+    if (__get_cpuid_max(0, nullptr) >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        if ((b & (1u << 5)) && (f & CPU_OS_AVX)) f |= CPU_AVX2;
+        if (b & (1u << 8)) f |= CPU_BMI2;
+        if (os_zmm) {
+            if (b & (1u << 16)) f |= CPU_AVX512F;
+            if (b & (1u << 30)) f |= CPU_AVX512BW;
+            if (b & (1u << 31)) f |= CPU_AVX512VL;
+        }
+        if (c & (1u << 9)) f |= CPU_VAES;
+        if (c & (1u << 10)) f |= CPU_VPCLMULQDQ;
+    }
+#endif
+    return f;
+}
+
+}  // namespace
+
+uint32_t cpu_features() noexcept {
+    if (!g_features_ready.load(std::memory_order_acquire)) {
+        g_features.store(detect(), std::memory_order_relaxed);
+        g_features_ready.store(true, std::memory_order_release);
+    }
+    return g_features.load(std::memory_order_relaxed);
+}
+
+int aes_isa_supported() noexcept {
+    const uint32_t f = cpu_features();
+    const uint32_t aesni = CPU_AESNI | CPU_PCLMULQDQ | CPU_SSE41 | CPU_SSSE3;
+    if ((f & aesni) != aesni) return AES_ISA_NONE;
+    const uint32_t vaes = CPU_VAES | CPU_VPCLMULQDQ | CPU_AVX512F | CPU_AVX512BW |
+                          CPU_AVX512VL | CPU_OS_AVX512;
+    if ((f & vaes) == vaes) return AES_ISA_VAES512;
+    return AES_ISA_AESNI;
+}
+
+void set_aes_isa_cap(int cap) noexcept {
+    if (cap < AES_ISA_NONE) cap = AES_ISA_NONE;
+    if (cap > AES_ISA_VAES512) cap = AES_ISA_VAES512;
+    g_aes_cap.store(cap, std::memory_order_relaxed);
+}
+
+int aes_isa_cap() noexcept { return g_aes_cap.load(std::memory_order_relaxed); }
+
+int aes_isa_selected() noexcept {
+    const int s = aes_isa_supported();
+    const int cap = aes_isa_cap();
+    return s < cap ? s : cap;
+}
+
+}  // namespace privcity

@@ -1,0 +1,23 @@
+"""privcity: privacy for smart-city IoT, fast enough to use everywhere.
+
+AES-256-GCM on AES-NI/VAES (``privcity.crypto``), with the C++ kernels picked at run time for
+the CPU at hand. See ``privcity.backend_info()`` for what this process uses.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._dispatch import aes_implementations as aes_implementations
+from ._dispatch import backend_info as backend_info
+from ._dispatch import cpu_features as cpu_features
+from .errors import AuthenticationError as AuthenticationError
+from .errors import PrivcityError as PrivcityError
+
+__all__ = [
+    "__version__",
+    "AuthenticationError",
+    "PrivcityError",
+    "aes_implementations",
+    "backend_info",
+    "cpu_features",
+]

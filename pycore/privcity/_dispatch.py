@@ -1,0 +1,61 @@
+"""Run-time choice of kernels: CPU features, the PRIVCITY_ISA cap, and what each primitive uses."""
+from __future__ import annotations
+
+import os
+
+from . import _core
+
+__all__ = ["cpu_features", "backend_info", "aes_implementations"]
+
+# Names for the AES levels of the C++ core, best last.
+_AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI, "vaes512": _core.AES_ISA_VAES512}
+_AES_NAMES = {v: k for k, v in _AES_LEVELS.items()}
+
+
+def _apply_env_cap() -> None:
+    """Reads PRIVCITY_ISA once, at import, and caps the dispatch of the C++ core."""
+    raw = os.environ.get("PRIVCITY_ISA", "").strip().lower()
+    if raw in ("", "auto", "native", "best"):
+        return
+    if raw not in _AES_LEVELS:
+        raise ValueError(
+            f"PRIVCITY_ISA={raw!r} is not understood; use one of vaes512, aesni, none (or unset it)"
+        )
+    _core.set_aes_isa_cap(_AES_LEVELS[raw])
+
+
+def cpu_features() -> dict[str, bool]:
+    """The CPU features that privcity's kernels use, as detected by cpuid and xgetbv.
+
+    ``os_avx512`` tells whether the operating system saves 512-bit register state; the AVX-512
+    flags are reported False when it does not.
+    """
+    return dict(_core.cpu_features())
+
+
+def aes_implementations() -> list[str]:
+    """AES-256-GCM implementations usable on this CPU, best first (ignores PRIVCITY_ISA)."""
+    best = _core.aes_isa_supported()
+    names = [_AES_NAMES[level] for level in range(best, 0, -1)]
+    return names + ["cryptography"]
+
+
+def _selected_aes() -> str:
+    level = _core.aes_isa_selected()
+    return "cryptography" if level == _core.AES_ISA_NONE else _AES_NAMES[level]
+
+
+def backend_info() -> dict[str, str]:
+    """Which implementation each primitive uses in this process.
+
+    ``aes256gcm`` is ``"vaes512"``, ``"aesni"`` or ``"cryptography"`` (OpenSSL, used where the
+    CPU lacks AES-NI or PRIVCITY_ISA=none). ``isa_cap`` is the PRIVCITY_ISA value in force.
+    """
+    cap = _core.aes_isa_cap()
+    return {
+        "aes256gcm": _selected_aes(),
+        "isa_cap": "none" if cap == _core.AES_ISA_NONE else _AES_NAMES[cap],
+    }
+
+
+_apply_env_cap()
