@@ -78,6 +78,25 @@ void check_nonce(const View& v) {
     if (v.len != AEAD_AES256GCM_NPUBBYTES) throw py::value_error("nonce must be 12 bytes");
 }
 
+std::string item_name(const char* name, size_t i) {
+    return std::string(name) + "[" + std::to_string(i) + "]";
+}
+
+// Pointer and length of item i of a batch. A bytes item is read directly (immutable, and the
+// caller holds a reference); any other bytes-like item gets a buffer export kept in views.
+void item_view(PyObject* o, const char* name, size_t i, const uint8_t*& p, size_t& n,
+               std::vector<View>& views) {
+    if (PyBytes_CheckExact(o)) {
+        p = reinterpret_cast<const uint8_t*>(PyBytes_AS_STRING(o));
+        n = size_t(PyBytes_GET_SIZE(o));
+        return;
+    }
+    View& v = views.emplace_back();
+    get_view(v, o, item_name(name, i));
+    p = v.ptr;
+    n = v.len;
+}
+
 bool is_sequence(PyObject* o) { return PyList_Check(o) || PyTuple_Check(o); }
 
 // Owned references to the items of a list or tuple (the sequence may change while the GIL is
@@ -288,15 +307,12 @@ class Aes256Gcm {
                                           std::to_string(PySequence_Fast_GET_SIZE(o)) +
                                           " items but nonces has " + std::to_string(n) + " rows");
                 keep = items_of(o);
-                views.resize(n);
                 for (size_t i = 0; i < n; ++i) {
-                    const std::string nm = std::string(name) + "[" + std::to_string(i) + "]";
-                    get_view(views[i], keep[i].ptr(), nm);
-                    if (views[i].len < minlen)
-                        throw py::value_error(nm + " is shorter than the 16-byte tag");
-                    check_message_len(views[i].len - minlen, nm);
-                    ptr[i] = views[i].ptr;
-                    len[i] = views[i].len;
+                    item_view(keep[i].ptr(), name, i, ptr[i], len[i], views);
+                    if (len[i] < minlen)
+                        throw py::value_error(item_name(name, i) + " is shorter than the 16-byte tag");
+                    if (uint64_t(len[i] - minlen) > AEAD_AES256GCM_MAX_MESSAGE)
+                        check_message_len(len[i] - minlen, item_name(name, i));
                     total += len[i];
                 }
                 return;
@@ -305,9 +321,9 @@ class Aes256Gcm {
                 throw py::type_error(std::string(name) +
                                      " must be a list of bytes-like objects or an (N, L) uint8 array");
             array_mode = true;
-            views.resize(1);
-            get_array_view(views[0], o, name);
-            const Py_buffer& v = views[0].view;
+            View& whole = views.emplace_back();
+            get_array_view(whole, o, name);
+            const Py_buffer& v = whole.view;
             if (v.ndim != 2)
                 throw py::value_error(std::string(name) + " must be an (N, L) uint8 array, got ndim " +
                                       std::to_string(v.ndim));
@@ -319,7 +335,7 @@ class Aes256Gcm {
                 throw py::value_error(std::string(name) + " rows are shorter than the 16-byte tag");
             check_message_len(row - minlen, name);
             for (size_t i = 0; i < n; ++i) {
-                ptr[i] = views[0].ptr + i * row;
+                ptr[i] = whole.ptr + i * row;
                 len[i] = row;
             }
             total = n * row;
@@ -337,27 +353,25 @@ class Aes256Gcm {
                                           std::to_string(PySequence_Fast_GET_SIZE(o)) +
                                           " items but nonces has " + std::to_string(n) + " rows");
                 adkeep = items_of(o);
-                adviews.resize(n);
                 for (size_t i = 0; i < n; ++i) {
-                    if (adkeep[i].is_none()) {
+                    PyObject* it = adkeep[i].ptr();
+                    if (it == Py_None) {
                         adptr[i] = nullptr;
                         adlen[i] = 0;
                         continue;
                     }
-                    get_view(adviews[i], adkeep[i].ptr(), "associated_data[" + std::to_string(i) + "]");
-                    adptr[i] = adviews[i].ptr;
-                    adlen[i] = adviews[i].len;
+                    item_view(it, "associated_data", i, adptr[i], adlen[i], adviews);
                     total += adlen[i];
                 }
                 return;
             }
-            adviews.resize(1);
-            get_view(adviews[0], o, "associated_data");
+            View& one = adviews.emplace_back();
+            get_view(one, o, "associated_data");
             for (size_t i = 0; i < n; ++i) {
-                adptr[i] = adviews[0].ptr;
-                adlen[i] = adviews[0].len;
+                adptr[i] = one.ptr;
+                adlen[i] = one.len;
             }
-            total += n * adviews[0].len;
+            total += n * one.len;
         }
     };
 

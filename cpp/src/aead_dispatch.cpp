@@ -79,15 +79,15 @@ void aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, c
                                  const uint8_t* const* ad, const size_t* adlen,
                                  const uint8_t* nonces, size_t n, const aes256gcm_ctx* ctx) noexcept {
 #if defined(__x86_64__)
-    const bool vaes = ctx->impl == AES_ISA_VAES512;
+    if (ctx->impl == AES_ISA_VAES512) {
+        aead_aes256gcm_encrypt_many_vaes512(out, m, mlen, ad, adlen, nonces, n, ctx);
+        return;
+    }
     for (size_t i = 0; i < n; ++i) {
         const uint8_t* a = ad ? ad[i] : nullptr;
         const size_t al = ad ? adlen[i] : 0;
         uint8_t* o = out[i];
-        if (vaes)
-            aead_aes256gcm_encrypt_vaes512(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
-        else
-            aead_aes256gcm_encrypt_aesni(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
+        aead_aes256gcm_encrypt_aesni(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
     }
 #endif
 }
@@ -98,16 +98,18 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
                                    int wipe_all_on_failure, const aes256gcm_ctx* ctx) noexcept {
     size_t failed = 0;
 #if defined(__x86_64__)
-    const bool vaes = ctx->impl == AES_ISA_VAES512;
-    for (size_t i = 0; i < n; ++i) {
-        const uint8_t* a = ad ? ad[i] : nullptr;
-        const size_t al = ad ? adlen[i] : 0;
-        const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
-        const uint8_t* t = c[i] + len;
-        const int r = vaes ? aead_aes256gcm_decrypt_vaes512(m[i], c[i], len, t, a, al, nonces + 12 * i, ctx)
-                           : aead_aes256gcm_decrypt_aesni(m[i], c[i], len, t, a, al, nonces + 12 * i, ctx);
-        status[i] = r == 0 ? 1 : 0;
-        failed += r != 0;
+    if (ctx->impl == AES_ISA_VAES512) {
+        failed = aead_aes256gcm_decrypt_many_vaes512(m, status, c, clen, ad, adlen, nonces, n, ctx);
+    } else {
+        for (size_t i = 0; i < n; ++i) {
+            const uint8_t* a = ad ? ad[i] : nullptr;
+            const size_t al = ad ? adlen[i] : 0;
+            const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
+            const int r = aead_aes256gcm_decrypt_aesni(m[i], c[i], len, c[i] + len, a, al,
+                                                       nonces + 12 * i, ctx);
+            status[i] = r == 0 ? 1 : 0;
+            failed += r != 0;
+        }
     }
     if (failed && wipe_all_on_failure)
         for (size_t i = 0; i < n; ++i) detail::secure_wipe(m[i], clen[i] - AEAD_AES256GCM_ABYTES);

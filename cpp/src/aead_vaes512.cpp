@@ -29,6 +29,8 @@ PC_INLINE void storeu512(void* p, __m512i x) { _mm512_storeu_si512(p, x); }
 PC_INLINE __m512i xor3(__m512i a, __m512i b, __m512i c) {
     return _mm512_ternarylogic_epi64(a, b, c, 0x96);
 }
+// X in lane 0, zeros above (a register move; _mm512_zextsi128_si512 goes through memory on GCC 12).
+PC_INLINE __m512i lane0(__m128i x) { return _mm512_maskz_mov_epi64(0x3, _mm512_castsi128_si512(x)); }
 PC_INLINE __m512i poly512() {
     return _mm512_broadcast_i32x4(
         _mm_set_epi64x(static_cast<long long>(0xc200000000000000ULL), 1));
@@ -83,7 +85,7 @@ PC_INLINE const uint8_t* hpowers(const aes256gcm_ctx* ctx, size_t nblocks) {
 // GHASH of 16 full blocks g[0..4) (raw byte order), continuing from X.
 PC_INLINE __m128i ghash16(__m128i X, const __m512i g[4], const __m512i H[4]) {
     Acc a;
-    mul_first(a, _mm512_xor_si512(bswap512(g[0]), _mm512_zextsi128_si512(X)), H[0]);
+    mul_first(a, _mm512_xor_si512(bswap512(g[0]), lane0(X)), H[0]);
     mul_add(a, bswap512(g[1]), H[1]);
     mul_add(a, bswap512(g[2]), H[2]);
     mul_add(a, bswap512(g[3]), H[3]);
@@ -94,7 +96,7 @@ template <int NV>
 PC_INLINE __m128i ghash_n(__m128i X, const __m512i g[NV], size_t n, const aes256gcm_ctx* ctx) {
     const uint8_t* hp = hpowers(ctx, n);
     Acc a;
-    mul_first(a, _mm512_xor_si512(bswap512(g[0]), _mm512_zextsi128_si512(X)), loadu512(hp));
+    mul_first(a, _mm512_xor_si512(bswap512(g[0]), lane0(X)), loadu512(hp));
     for (int v = 1; v < NV; ++v) mul_add(a, bswap512(g[v]), loadu512(hp + 64 * v));
     return reduce_fold(a);
 }
@@ -184,14 +186,13 @@ PC_INLINE __m128i tail(uint8_t* out, const uint8_t* in, size_t len, __m512i ctr,
     }
 }
 
+// J0 = nonce || 00000001, byte-reflected (counter in the low 32 bits).
 PC_INLINE __m128i j0_le(const uint8_t nonce[12]) {
-    alignas(16) uint8_t j0[16];
-    __builtin_memcpy(j0, nonce, 12);
-    j0[12] = 0;
-    j0[13] = 0;
-    j0[14] = 0;
-    j0[15] = 1;
-    return bswap(loadu(j0));
+    uint64_t lo;
+    uint32_t hi;
+    __builtin_memcpy(&lo, nonce, 8);
+    __builtin_memcpy(&hi, nonce + 8, 4);
+    return bswap(_mm_set_epi32(0x01000000, int(hi), int(uint32_t(lo >> 32)), int(uint32_t(lo))));
 }
 
 PC_INLINE __m128i lengths(size_t adlen, size_t mlen) {
@@ -253,6 +254,119 @@ PC_INLINE __m128i gcm(uint8_t* out, const uint8_t* in, size_t len, const uint8_t
     return _mm_xor_si128(bswap(X), ekj0);
 }
 
+
+// --- Small messages: adlen <= 64 and AAD blocks + data blocks <= 15 -------------------------
+// The whole GHASH (AAD, ciphertext, lengths) is one aggregated product with a single
+// reduction: with T blocks in all, AAD block j takes H^(T-j), ciphertext block j takes
+// H^(T-a-j) and the length block H^1, so each part only loads its powers from another offset
+// of the table. G messages of one shape run side by side, which hides the AES and reduction
+// latencies that bound a lone short message.
+struct Msg {
+    uint8_t* out;
+    const uint8_t* in;
+    size_t len;
+    const uint8_t* ad;
+    size_t adlen;
+    const uint8_t* nonce;
+    uint8_t* tag_out;       // encrypt: where the tag goes
+    const uint8_t* tag_in;  // decrypt: the tag to check
+};
+
+PC_INLINE bool is_small(size_t len, size_t adlen) {
+    return adlen <= 64 && (len + 15) / 16 + (adlen + 15) / 16 <= 15;
+}
+
+// Returns a bitmask: bit i set if message i failed authentication (decrypt only).
+template <int G, int NA, int NC, bool ENCRYPT>
+PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, const aes256gcm_ctx* ctx) {
+    __m128i j0[G];
+    __m512i b[G][NC > 0 ? NC : 1];
+    for (int i = 0; i < G; ++i) {
+        j0[i] = j0_le(g[i].nonce);
+        __m512i ctr = add_ctr(_mm512_add_epi32(_mm512_broadcast_i32x4(j0[i]), lane_inc(1)), 1);
+        for (int v = 0; v < NC; ++v) b[i][v] = _mm512_xor_si512(bswap512(add_ctr(ctr, 4 * v)), ks.k[0]);
+    }
+    // The G tag blocks E(J0) share one vector.
+    __m512i e = _mm512_castsi128_si512(j0[0]);
+    for (int i = 1; i < G; ++i) e = _mm512_inserti32x4(e, j0[i], i);
+    e = _mm512_xor_si512(bswap512(e), ks.k[0]);
+#pragma GCC unroll 13
+    for (int r = 1; r < 14; ++r) {
+        for (int i = 0; i < G; ++i)
+            for (int v = 0; v < NC; ++v) b[i][v] = _mm512_aesenc_epi128(b[i][v], ks.k[r]);
+        e = _mm512_aesenc_epi128(e, ks.k[r]);
+    }
+    e = _mm512_aesenclast_epi128(e, ks.k[14]);
+    alignas(64) __m128i ekj0[4];
+    _mm512_store_si512(ekj0, e);
+
+    unsigned failed = 0;
+    const __m128i h1 = loadu(ctx->htable + 16 * 15);
+    for (int i = 0; i < G; ++i) {
+        const size_t len = NC == 0 ? 0 : g[i].len, adlen = NA == 0 ? 0 : g[i].adlen;
+        const size_t ab = (adlen + 15) / 16, cb = (len + 15) / 16;
+        const uint8_t* hp = hpowers(ctx, ab + cb + 1);
+        Acc a;
+        // Length block times H^1 (128-bit), then AAD and ciphertext vectors.
+        {
+            const __m128i L = lengths(adlen, len);
+            a.lo = lane0(_mm_clmulepi64_si128(L, h1, 0x00));
+            a.mi = lane0(_mm_xor_si128(_mm_clmulepi64_si128(L, h1, 0x01), _mm_clmulepi64_si128(L, h1, 0x10)));
+            a.hi = lane0(_mm_clmulepi64_si128(L, h1, 0x11));
+        }
+        for (int v = 0; v < NA; ++v) {
+            const __m512i x = _mm512_maskz_loadu_epi8(byte_mask(adlen - 64 * v), g[i].ad + 64 * v);
+            mul_add(a, bswap512(x), loadu512(hp + 64 * v));
+        }
+        const uint8_t* hc = hp + 16 * ab;
+        for (int v = 0; v < NC; ++v) {
+            const __mmask64 mk = byte_mask(len - 64 * v);
+            const __m512i d = _mm512_maskz_loadu_epi8(mk, g[i].in + 64 * v);
+            __m512i o = _mm512_aesenclast_epi128(b[i][v], _mm512_xor_si512(ks.k[14], d));
+            o = _mm512_maskz_mov_epi8(mk, o);
+            _mm512_mask_storeu_epi8(g[i].out + 64 * v, mk, o);
+            mul_add(a, bswap512(ENCRYPT ? o : d), loadu512(hc + 64 * v));
+        }
+        const __m128i tag = _mm_xor_si128(bswap(reduce_fold(a)), ekj0[i]);
+        if (ENCRYPT) {
+            storeu(g[i].tag_out, tag);
+        } else {
+            alignas(16) uint8_t expect[16];
+            storeu(expect, tag);
+            if (!detail::ct_tag_equal(expect, g[i].tag_in)) {
+                detail::secure_wipe(g[i].out, len);
+                failed |= 1u << i;
+            }
+        }
+    }
+    return failed;
+}
+
+template <int G, bool ENCRYPT>
+PC_INLINE unsigned small_dispatch(const Msg* g, const Keys& ks, const aes256gcm_ctx* ctx) {
+    const int na = int((g[0].adlen + 63) / 64), nc = int((g[0].len + 63) / 64);
+#define PC_CASE(A, C) \
+    case (A) * 8 + (C): return small_group<G, A, C, ENCRYPT>(g, ks, ctx);
+    switch (na * 8 + nc) {
+        PC_CASE(0, 0) PC_CASE(0, 1) PC_CASE(0, 2) PC_CASE(0, 3) PC_CASE(0, 4)
+        PC_CASE(1, 0) PC_CASE(1, 1) PC_CASE(1, 2) PC_CASE(1, 3) PC_CASE(1, 4)
+        default: __builtin_unreachable();
+    }
+#undef PC_CASE
+}
+
+// Shape of a small message, to group messages that can run side by side (-1: not small).
+PC_INLINE int small_shape(size_t len, size_t adlen) {
+    if (!is_small(len, adlen)) return -1;
+    return int((adlen + 63) / 64) * 8 + int((len + 63) / 64);
+}
+
+template <bool ENCRYPT>
+PC_INLINE unsigned small_one(const Msg& m, const aes256gcm_ctx* ctx) {
+    Keys ks;
+    load_keys(ks, ctx);
+    return small_dispatch<1, ENCRYPT>(&m, ks, ctx);
+}
 }  // namespace
 
 void aead_aes256gcm_init_vaes512(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept {
@@ -271,12 +385,21 @@ void aead_aes256gcm_init_vaes512(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
 void aead_aes256gcm_encrypt_vaes512(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                                     const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
                                     const aes256gcm_ctx* ctx) noexcept {
+    if (is_small(mlen, adlen)) {
+        const Msg msg{c, m, mlen, ad, adlen, nonce, tag, nullptr};
+        small_one<true>(msg, ctx);
+        return;
+    }
     storeu(tag, gcm<true>(c, m, mlen, ad, adlen, nonce, ctx));
 }
 
 int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
                                    const uint8_t tag[16], const uint8_t* ad, size_t adlen,
                                    const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept {
+    if (is_small(clen, adlen)) {
+        const Msg msg{m, c, clen, ad, adlen, nonce, nullptr, tag};
+        return small_one<false>(msg, ctx) ? -1 : 0;
+    }
     alignas(16) uint8_t expect[16];
     storeu(expect, gcm<false>(m, c, clen, ad, adlen, nonce, ctx));
     if (!detail::ct_tag_equal(expect, tag)) {
@@ -284,6 +407,72 @@ int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
         return -1;
     }
     return 0;
+}
+
+void aead_aes256gcm_encrypt_many_vaes512(uint8_t* const* out, const uint8_t* const* m,
+                                         const size_t* mlen, const uint8_t* const* ad,
+                                         const size_t* adlen, const uint8_t* nonces, size_t n,
+                                         const aes256gcm_ctx* ctx) noexcept {
+    Keys ks;
+    load_keys(ks, ctx);
+    auto msg = [&](size_t i) {
+        const size_t al = ad ? adlen[i] : 0;
+        return Msg{out[i], m[i], mlen[i], al ? ad[i] : nullptr, al, nonces + 12 * i, out[i] + mlen[i], nullptr};
+    };
+    size_t i = 0;
+    while (i < n) {
+        const Msg m0 = msg(i);
+        const int shape = small_shape(m0.len, m0.adlen);
+        if (shape >= 0 && i + 4 <= n) {
+            Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
+            if (small_shape(g[1].len, g[1].adlen) == shape && small_shape(g[2].len, g[2].adlen) == shape &&
+                small_shape(g[3].len, g[3].adlen) == shape) {
+                small_dispatch<4, true>(g, ks, ctx);
+                i += 4;
+                continue;
+            }
+        }
+        aead_aes256gcm_encrypt_vaes512(m0.out, m0.tag_out, m0.in, m0.len, m0.ad, m0.adlen, m0.nonce, ctx);
+        ++i;
+    }
+}
+
+size_t aead_aes256gcm_decrypt_many_vaes512(uint8_t* const* m, uint8_t* status,
+                                           const uint8_t* const* c, const size_t* clen,
+                                           const uint8_t* const* ad, const size_t* adlen,
+                                           const uint8_t* nonces, size_t n,
+                                           const aes256gcm_ctx* ctx) noexcept {
+    Keys ks;
+    load_keys(ks, ctx);
+    auto msg = [&](size_t i) {
+        const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
+        const size_t al = ad ? adlen[i] : 0;
+        return Msg{m[i], c[i], len, al ? ad[i] : nullptr, al, nonces + 12 * i, nullptr, c[i] + len};
+    };
+    size_t failed = 0;
+    size_t i = 0;
+    while (i < n) {
+        const Msg m0 = msg(i);
+        const int shape = small_shape(m0.len, m0.adlen);
+        if (shape >= 0 && i + 4 <= n) {
+            Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
+            if (small_shape(g[1].len, g[1].adlen) == shape && small_shape(g[2].len, g[2].adlen) == shape &&
+                small_shape(g[3].len, g[3].adlen) == shape) {
+                const unsigned bad = small_dispatch<4, false>(g, ks, ctx);
+                for (int j = 0; j < 4; ++j) {
+                    status[i + j] = (bad >> j) & 1 ? 0 : 1;
+                    failed += (bad >> j) & 1;
+                }
+                i += 4;
+                continue;
+            }
+        }
+        const int r = aead_aes256gcm_decrypt_vaes512(m0.out, m0.in, m0.len, m0.tag_in, m0.ad, m0.adlen, m0.nonce, ctx);
+        status[i] = r == 0 ? 1 : 0;
+        failed += r != 0;
+        ++i;
+    }
+    return failed;
 }
 
 }  // namespace privcity

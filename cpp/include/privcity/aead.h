@@ -87,5 +87,15 @@ void aead_aes256gcm_encrypt_vaes512(uint8_t* c, uint8_t tag[16], const uint8_t* 
 int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
                                    const uint8_t tag[16], const uint8_t* ad, size_t adlen,
                                    const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept;
+// Batch kernels (contracts of the dispatched batch functions; decrypt does not wipe others).
+void aead_aes256gcm_encrypt_many_vaes512(uint8_t* const* out, const uint8_t* const* m,
+                                         const size_t* mlen, const uint8_t* const* ad,
+                                         const size_t* adlen, const uint8_t* nonces, size_t n,
+                                         const aes256gcm_ctx* ctx) noexcept;
+size_t aead_aes256gcm_decrypt_many_vaes512(uint8_t* const* m, uint8_t* status,
+                                           const uint8_t* const* c, const size_t* clen,
+                                           const uint8_t* const* ad, const size_t* adlen,
+                                           const uint8_t* nonces, size_t n,
+                                           const aes256gcm_ctx* ctx) noexcept;
 
 }  // namespace privcity
