@@ -52,10 +52,19 @@ void get_view(View& v, PyObject* o, const std::string& name) {
         v.len = size_t(PyBytes_GET_SIZE(o));
         return;
     }
-    if (PyObject_GetBuffer(o, &v.view, PyBUF_C_CONTIGUOUS) != 0) bad_buffer(o, name);
+    if (PyObject_GetBuffer(o, &v.view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) bad_buffer(o, name);
     v.held = true;
     v.ptr = static_cast<const uint8_t*>(v.view.buf);
     v.len = size_t(v.view.len);
+    // An object array's bytes are pointers, not data: encrypting them would lose the data.
+    if (v.view.format && std::strchr(v.view.format, 'O'))
+        throw py::type_error(name + " is an array of Python objects; pass bytes-like data");
+}
+
+bool is_uint8_format(const char* f) {
+    if (!f) return true;  // no format given: unsigned bytes
+    if (*f == '<' || *f == '>' || *f == '=' || *f == '@' || *f == '!') ++f;
+    return std::strcmp(f, "B") == 0;
 }
 
 // View with shape information, for (N, L) arrays.
@@ -64,9 +73,9 @@ void get_array_view(View& v, PyObject* o, const std::string& name) {
     v.held = true;
     v.ptr = static_cast<const uint8_t*>(v.view.buf);
     v.len = size_t(v.view.len);
-    if (v.view.itemsize != 1)
-        throw py::type_error(name + " must have dtype uint8 (itemsize 1), got itemsize " +
-                             std::to_string(v.view.itemsize));
+    if (v.view.itemsize != 1 || !is_uint8_format(v.view.format))
+        throw py::type_error(name + " must have dtype uint8, got buffer format '" +
+                             std::string(v.view.format ? v.view.format : "B") + "'");
 }
 
 void check_message_len(size_t n, const std::string& name) {

@@ -25,15 +25,38 @@ _MAX_MESSAGE = int(_core.AEAD_MAX_MESSAGE)
 _TAG = 16
 
 
-def _view(obj: Any, name: str) -> memoryview:
-    """A byte view of a C-contiguous bytes-like object, without copying."""
+_EMPTY = memoryview(b"")
+
+
+def _buffer(obj: Any, name: str) -> memoryview:
+    """The buffer of a bytes-like object, checked: C-contiguous, not an array of objects."""
     try:
         mv = memoryview(obj)
     except TypeError:
         raise TypeError(f"{name} must be a bytes-like object, not {type(obj).__name__}") from None
     if not mv.c_contiguous:
         raise ValueError(f"{name} must be a C-contiguous buffer")
+    if "O" in mv.format:
+        raise TypeError(f"{name} is an array of Python objects; pass bytes-like data")
+    return mv
+
+
+def _view(obj: Any, name: str) -> memoryview:
+    """A flat byte view of a C-contiguous bytes-like object, without copying."""
+    mv = _buffer(obj, name)
+    if mv.nbytes == 0:
+        return _EMPTY  # memoryview.cast refuses shapes with a zero
     return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+
+
+def _uint8_2d(obj: Any, name: str, what: str) -> np.ndarray:
+    """An (N, L) uint8 array view of a buffer, with the native binding's errors."""
+    arr = np.asarray(_buffer(obj, name))
+    if arr.dtype != np.uint8:
+        raise TypeError(f"{name} must have dtype uint8, got {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be {what}, got ndim {arr.ndim}")
+    return arr
 
 
 def _as_nonces(nonces: Any) -> Any:
@@ -216,25 +239,26 @@ class AES256GCM:
             raise AuthenticationError() from None
 
     def _fallback_many(self, nonces: Any, items: Any, ad: Any, *, encrypt: bool, strict: bool) -> tuple:
-        nonces = np.asarray(nonces)
-        if nonces.ndim != 2 or nonces.shape[1] != 12 or nonces.dtype != np.uint8:
+        nonces = _uint8_2d(nonces, "nonces", "an (N, 12) uint8 array")
+        if nonces.shape[1] != 12:
             raise ValueError("nonces must be an (N, 12) uint8 array")
         n = nonces.shape[0]
         name = "messages" if encrypt else "ciphertexts"
-        array_mode = isinstance(items, np.ndarray)
+        array_mode = not isinstance(items, (list, tuple))
         if array_mode:
-            if items.ndim != 2 or items.dtype != np.uint8:
-                raise ValueError(f"{name} must be an (N, L) uint8 array")
-            if not items.flags.c_contiguous:
-                raise ValueError(f"{name} must be a C-contiguous buffer")
+            try:
+                memoryview(items)
+            except TypeError:
+                raise TypeError(
+                    f"{name} must be a list of bytes-like objects or an (N, L) uint8 array"
+                ) from None
+            items = _uint8_2d(items, name, "an (N, L) uint8 array")
             if not encrypt and items.shape[1] < _TAG:
                 raise ValueError(f"{name} rows are shorter than the 16-byte tag")
-        elif not isinstance(items, (list, tuple)):
-            raise TypeError(f"{name} must be a list of bytes-like objects or an (N, L) uint8 array")
         if len(items) != n:
             raise ValueError(f"{name} has {len(items)} items but nonces has {n} rows")
         if ad is None or not isinstance(ad, (list, tuple)):
-            ads = [ad] * n
+            ads = [None if ad is None else _view(ad, "associated_data")] * n
         elif len(ad) != n:
             raise ValueError(f"associated_data has {len(ad)} items but nonces has {n} rows")
         else:

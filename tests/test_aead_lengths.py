@@ -1,0 +1,103 @@
+"""Message and associated-data lengths around the block size (16), the kernels' vector and loop
+widths (64, 128, 256 bytes) and the GIL threshold (2 KiB), against cryptography's AESGCM."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from privcity.crypto import AES256GCM
+
+MESSAGE_LENGTHS = (
+    0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513,
+    2047, 2048, 2049, 4095, 4096, 4097, 65536 + 7,
+)
+AAD_LENGTHS = (0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 4096)
+KEY = bytes(range(200, 232))
+
+
+def _data(length: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).bytes(length)
+
+
+@pytest.mark.parametrize("length", MESSAGE_LENGTHS)
+def test_message_lengths_match_cryptography(implementation, length):
+    # Prepare: every message length with every associated-data length (None for 0, then b"")
+    gcm = AES256GCM(KEY, implementation=implementation)
+    ref = AESGCM(KEY)
+    msg = _data(length, length)
+    nonce = _data(12, length + 1)
+    cases = [(None if a == 0 else _data(a, a + 7)) for a in AAD_LENGTHS] + [b""]
+    expected = [ref.encrypt(nonce, msg, aad) for aad in cases]
+
+    # Execute
+    cts = [gcm.encrypt(nonce, msg, aad) for aad in cases]
+    pts = [gcm.decrypt(nonce, ct, aad) for ct, aad in zip(expected, cases)]
+
+    # Assert
+    mismatched = [len(a or b"") for a, c, e in zip(cases, cts, expected) if c != e]
+    assert mismatched == []
+    assert all(len(c) == length + 16 for c in cts)
+    assert all(p == msg for p in pts)
+
+
+@pytest.mark.parametrize("aad_len", AAD_LENGTHS + (2047, 2048, 4095, 4097))
+def test_associated_data_lengths_match_cryptography(implementation, aad_len):
+    # Prepare: associated data only (GMAC, empty message) and with a one-byte message
+    gcm = AES256GCM(KEY, implementation=implementation)
+    ref = AESGCM(KEY)
+    aad = _data(aad_len, aad_len)
+    nonce = _data(12, aad_len + 3)
+
+    # Execute
+    gmac = gcm.encrypt(nonce, b"", aad)
+    one = gcm.encrypt(nonce, b"\x5a", aad)
+
+    # Assert
+    assert gmac == ref.encrypt(nonce, b"", aad)
+    assert one == ref.encrypt(nonce, b"\x5a", aad)
+    assert gcm.decrypt(nonce, gmac, aad) == b""
+    assert gcm.decrypt(nonce, one, aad) == b"\x5a"
+
+
+def test_boundary_lengths_in_one_batch(implementation):
+    # Prepare: every boundary message length beside every boundary AAD length, in one call
+    gcm = AES256GCM(KEY, implementation=implementation)
+    ref = AESGCM(KEY)
+    pairs = [(m, a) for m in MESSAGE_LENGTHS for a in AAD_LENGTHS[::2]]
+    nonces = np.random.default_rng(1).integers(0, 256, (len(pairs), 12), dtype=np.uint8)
+    msgs = [_data(m, i) for i, (m, _) in enumerate(pairs)]
+    aads = [_data(a, 1000 + i) if a else None for i, (_, a) in enumerate(pairs)]
+
+    # Execute
+    cts = gcm.encrypt_many(nonces, msgs, aads)
+    pts = gcm.decrypt_many(nonces, cts, aads)
+
+    # Assert
+    expected = [ref.encrypt(bytes(nonces[i]), msgs[i], aads[i]) for i in range(len(pairs))]
+    assert [pairs[i] for i in range(len(pairs)) if cts[i] != expected[i]] == []
+    assert pts == msgs
+
+
+@pytest.mark.parametrize("nonce", [b"\xff" * 12, b"\x80" * 12, bytes(12)], ids=["ones", "high-bits", "zeros"])
+def test_extreme_nonces(implementation, nonce):
+    # Prepare: nonces with every bit or every sign bit set (catches sign extension or a carry
+    # when J0 = nonce || 0x00000001 is built and counted up), for a long message, a short one
+    # and a batch of four short ones
+    gcm = AES256GCM(KEY, implementation=implementation)
+    ref = AESGCM(KEY)
+    aad = b"\xff" * 33
+    long_msg, short_msg = _data(16 * 4099 + 5, 99), _data(17, 98)
+    four = np.frombuffer(nonce * 4, np.uint8).reshape(4, 12)
+
+    # Execute
+    long_ct = gcm.encrypt(nonce, long_msg, aad)
+    short_ct = gcm.encrypt(nonce, short_msg, aad)
+    batch = gcm.encrypt_many(four, [short_msg] * 4, aad)
+
+    # Assert
+    assert long_ct == ref.encrypt(nonce, long_msg, aad)
+    assert short_ct == ref.encrypt(nonce, short_msg, aad)
+    assert batch == [short_ct] * 4
+    assert gcm.decrypt(nonce, long_ct, aad) == long_msg
+    assert gcm.decrypt_many(four, batch, aad) == [short_msg] * 4

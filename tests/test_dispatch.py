@@ -1,0 +1,217 @@
+"""Run-time dispatch: CPU features, the implementations they allow, the PRIVCITY_ISA cap read at
+import (checked in fresh interpreters) and the ``privcity info`` command."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import privcity
+from privcity.crypto import AES256GCM, aead
+
+EXPECTED_FEATURES = {"ssse3", "sse4_1", "aesni", "pclmulqdq", "avx", "avx2", "bmi2", "avx512f",
+                     "avx512bw", "avx512vl", "vaes", "vpclmulqdq", "os_avx512"}
+AESNI_NEEDS = ("aesni", "pclmulqdq", "sse4_1", "ssse3")
+VAES512_NEEDS = AESNI_NEEDS + ("vaes", "vpclmulqdq", "avx512f", "avx512bw", "avx512vl", "os_avx512")
+
+SHOW = "import json, os, privcity; from privcity.crypto import AES256GCM; " \
+       "print(json.dumps([privcity.backend_info(), AES256GCM(os.urandom(32)).implementation]))"
+
+
+def test_cpu_features_are_booleans():
+    # Execute
+    features = privcity.cpu_features()
+
+    # Assert
+    assert EXPECTED_FEATURES <= set(features)
+    assert all(type(v) is bool for v in features.values())
+    assert features == privcity.cpu_features()  # detected once, stable
+    if not features["os_avx512"]:
+        assert not (features["avx512f"] or features["avx512bw"] or features["avx512vl"])
+
+
+def test_implementations_follow_the_cpu_features():
+    # Prepare
+    f = privcity.cpu_features()
+
+    # Execute
+    impls = privcity.aes_implementations()
+
+    # Assert
+    assert impls[-1] == "cryptography"
+    assert impls == [n for n in ("vaes512", "aesni", "cryptography") if n in impls]  # best first
+    assert ("aesni" in impls) == all(f[n] for n in AESNI_NEEDS)
+    assert ("vaes512" in impls) == all(f[n] for n in VAES512_NEEDS)
+
+
+def test_backend_info_in_this_process():
+    # Execute
+    info = privcity.backend_info()
+
+    # Assert
+    assert set(info) >= {"aes256gcm", "isa_cap"}
+    assert info["aes256gcm"] in privcity.aes_implementations()
+    assert info["isa_cap"] in ("vaes512", "aesni", "none")
+
+
+@pytest.fixture(params=["vaes512", "aesni"])
+def native_implementation_missing(request):
+    """The native implementations this CPU lacks (skipped where the CPU has them)."""
+    if request.param in privcity.aes_implementations():
+        pytest.skip(f"this CPU runs {request.param!r}; the refusal applies only where it cannot")
+    return request.param
+
+
+def test_unavailable_implementation_is_refused(native_implementation_missing):
+    # Execute / Assert
+    with pytest.raises(ValueError, match="not available"):
+        AES256GCM(bytes(32), implementation=native_implementation_missing)
+
+
+@pytest.mark.parametrize("name", ["vaes512", "aesni"])
+def test_implementation_missing_from_the_list_is_refused(monkeypatch, name):
+    # Prepare: pretend this CPU has no native kernel (the check every CPU would run)
+    monkeypatch.setattr(aead, "aes_implementations", lambda: ["cryptography"])
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match=f"{name!r} is not available on this CPU"):
+        AES256GCM(bytes(32), implementation=name)
+    assert AES256GCM(bytes(32), implementation="cryptography").implementation == "cryptography"
+
+
+def _show(run_python, isa):
+    proc = run_python(SHOW, isa=isa)
+    assert proc.returncode == 0, proc.stderr
+    info, default = json.loads(proc.stdout)
+    return info, default
+
+
+def test_without_privcity_isa_the_best_is_used(run_python):
+    # Execute
+    info, default = _show(run_python, None)
+
+    # Assert
+    assert info["aes256gcm"] == default == privcity.aes_implementations()[0]
+
+
+def test_privcity_isa_none_uses_cryptography(run_python):
+    # Execute
+    info, default = _show(run_python, "none")
+
+    # Assert
+    assert info["aes256gcm"] == default == "cryptography"
+    assert info["isa_cap"] == "none"
+
+
+def test_privcity_isa_aesni(run_python):
+    # Prepare
+    if "aesni" not in privcity.aes_implementations():
+        pytest.skip("this CPU cannot run 'aesni' (it needs AES-NI, PCLMULQDQ, SSE4.1 and SSSE3)")
+
+    # Execute
+    info, default = _show(run_python, "aesni")
+
+    # Assert
+    assert info["aes256gcm"] == default == "aesni"
+    assert info["isa_cap"] == "aesni"
+
+
+def test_privcity_isa_vaes512_is_clamped_to_the_cpu(run_python):
+    # Execute
+    info, default = _show(run_python, "vaes512")
+
+    # Assert: a cap above what the CPU has selects the best the CPU has
+    assert info["aes256gcm"] == default == privcity.aes_implementations()[0]
+
+
+@pytest.mark.parametrize("value", ["AESNI", " none ", "auto", ""])
+def test_privcity_isa_is_case_and_space_tolerant(run_python, value):
+    # Prepare
+    want = {"AESNI": "aesni", " none ": "cryptography"}.get(value, privcity.aes_implementations()[0])
+    if want == "aesni" and "aesni" not in privcity.aes_implementations():
+        want = "cryptography"
+
+    # Execute
+    info, default = _show(run_python, value)
+
+    # Assert
+    assert info["aes256gcm"] == default == want
+
+
+@pytest.mark.parametrize("value", ["bogus", "avx2", "sse"])
+def test_unknown_privcity_isa_fails_the_import(run_python, value):
+    # Execute
+    proc = run_python("import privcity", isa=value)
+
+    # Assert
+    assert proc.returncode != 0
+    assert "ValueError" in proc.stderr
+    assert f"PRIVCITY_ISA={value!r}" in proc.stderr
+    assert "vaes512, aesni, none" in proc.stderr
+
+
+def test_explicit_implementation_ignores_the_cap(run_python):
+    # Prepare: PRIVCITY_ISA only caps the default choice
+    code = ("import privcity; from privcity.crypto import AES256GCM; "
+            "print(' '.join(AES256GCM(bytes(32), implementation=n).implementation "
+            "for n in privcity.aes_implementations()))")
+
+    # Execute
+    proc = run_python(code, isa="none")
+
+    # Assert
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == privcity.aes_implementations()
+
+
+def test_info_json(run_python):
+    # Execute
+    proc = run_python(None, args=("-m", "privcity.cli", "info", "--json"))
+
+    # Assert
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["version"] == privcity.__version__
+    assert report["cpu_features"] == privcity.cpu_features()
+    assert report["backends"]["aes256gcm"] == privcity.aes_implementations()[0]
+    assert report["aes256gcm_available"] == privcity.aes_implementations()
+    assert {"python", "machine"} <= set(report)
+
+
+def test_info_json_reports_the_cap(run_python):
+    # Execute
+    proc = run_python(None, isa="none", args=("-m", "privcity.cli", "info", "--json"))
+
+    # Assert
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["backends"] == {"aes256gcm": "cryptography", "isa_cap": "none"}
+
+
+@pytest.mark.parametrize("argv", [["info"], []], ids=["info", "no-command"])
+def test_info_text(capsys, argv):
+    # Prepare
+    from privcity.cli import main
+
+    # Execute
+    status = main(argv)
+    out = capsys.readouterr().out
+
+    # Assert
+    assert status == 0
+    assert f"privcity {privcity.__version__}" in out
+    assert "CPU features:" in out and "aesni" in out
+    assert privcity.backend_info()["aes256gcm"] in out
+    assert "AES-256-GCM implementations available: " + ", ".join(privcity.aes_implementations()) in out
+
+
+def test_version_flag(capsys):
+    # Prepare
+    from privcity.cli import main
+
+    # Execute
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+
+    # Assert
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"privcity {privcity.__version__}"
