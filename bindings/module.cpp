@@ -38,15 +38,16 @@ struct View {
     }
 };
 
-[[noreturn]] void bad_buffer(PyObject* o, const std::string& name) {
+[[noreturn]] void bad_buffer(PyObject* o, const char* name) {
     PyErr_Clear();
     if (PyObject_CheckBuffer(o))
-        throw py::value_error(name + " must be a C-contiguous buffer");
-    throw py::type_error(name + " must be a bytes-like object, not " +
+        throw py::value_error(std::string(name) + " must be a C-contiguous buffer");
+    throw py::type_error(std::string(name) + " must be a bytes-like object, not " +
                          std::string(Py_TYPE(o)->tp_name));
 }
 
-void get_view(View& v, PyObject* o, const std::string& name) {
+// name is only read to build an error message (no string is built on the success path).
+void get_view(View& v, PyObject* o, const char* name) {
     if (PyBytes_CheckExact(o)) {
         v.ptr = reinterpret_cast<const uint8_t*>(PyBytes_AS_STRING(o));
         v.len = size_t(PyBytes_GET_SIZE(o));
@@ -58,7 +59,7 @@ void get_view(View& v, PyObject* o, const std::string& name) {
     v.len = size_t(v.view.len);
     // An object array's bytes are pointers, not data: encrypting them would lose the data.
     if (v.view.format && std::strchr(v.view.format, 'O'))
-        throw py::type_error(name + " is an array of Python objects; pass bytes-like data");
+        throw py::type_error(std::string(name) + " is an array of Python objects; pass bytes-like data");
 }
 
 bool is_uint8_format(const char* f) {
@@ -68,13 +69,13 @@ bool is_uint8_format(const char* f) {
 }
 
 // View with shape information, for (N, L) arrays.
-void get_array_view(View& v, PyObject* o, const std::string& name) {
+void get_array_view(View& v, PyObject* o, const char* name) {
     if (PyObject_GetBuffer(o, &v.view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) bad_buffer(o, name);
     v.held = true;
     v.ptr = static_cast<const uint8_t*>(v.view.buf);
     v.len = size_t(v.view.len);
     if (v.view.itemsize != 1 || !is_uint8_format(v.view.format))
-        throw py::type_error(name + " must have dtype uint8, got buffer format '" +
+        throw py::type_error(std::string(name) + " must have dtype uint8, got buffer format '" +
                              std::string(v.view.format ? v.view.format : "B") + "'");
 }
 
@@ -101,7 +102,7 @@ void item_view(PyObject* o, const char* name, size_t i, const uint8_t*& p, size_
         return;
     }
     View& v = views.emplace_back();
-    get_view(v, o, item_name(name, i));
+    get_view(v, o, item_name(name, i).c_str());
     p = v.ptr;
     n = v.len;
 }
