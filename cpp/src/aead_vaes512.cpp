@@ -8,6 +8,7 @@
 // GCC's own broadcast intrinsics pass an "undefined" vector as the merge source, which
 // -Wmaybe-uninitialized reports from inside avx512fintrin.h; nothing here is uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include "privcity/aead.h"
