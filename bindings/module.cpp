@@ -155,11 +155,16 @@ class Aes256Gcm {
         PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(m.len + AEAD_AES256GCM_ABYTES));
         if (!out) throw py::error_already_set();
         auto* o = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
+        int r;
         if (m.len + a.len >= kGilThreshold) {
             py::gil_scoped_release nogil;
-            aead_aes256gcm_encrypt_ctx(o, o + m.len, m.ptr, m.len, a.ptr, a.len, n.ptr, ctx_);
+            r = aead_aes256gcm_encrypt_ctx(o, o + m.len, m.ptr, m.len, a.ptr, a.len, n.ptr, ctx_);
         } else {
-            aead_aes256gcm_encrypt_ctx(o, o + m.len, m.ptr, m.len, a.ptr, a.len, n.ptr, ctx_);
+            r = aead_aes256gcm_encrypt_ctx(o, o + m.len, m.ptr, m.len, a.ptr, a.len, n.ptr, ctx_);
+        }
+        if (r != 0) {
+            Py_DECREF(out);
+            throw std::runtime_error("AES-256-GCM context is not initialised");
         }
         return py::reinterpret_steal<py::bytes>(out);
     }
@@ -170,8 +175,8 @@ class Aes256Gcm {
         check_nonce(n);
         get_view(c, data.ptr(), "data");
         if (!ad.is_none()) get_view(a, ad.ptr(), "associated_data");
-        if (c.len < AEAD_AES256GCM_ABYTES)
-            throw py::value_error("data is shorter than the 16-byte tag");
+        // Too short to hold a tag: an authentication failure, as in cryptography's AESGCM.
+        if (c.len < AEAD_AES256GCM_ABYTES) throw TagMismatch();
         const size_t len = c.len - AEAD_AES256GCM_ABYTES;
         check_message_len(len, "data");
         PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(len));
@@ -216,13 +221,15 @@ class Aes256Gcm {
             }
             result = std::move(lst);
         }
+        int r;
         {
             std::optional<py::gil_scoped_release> nogil;
             if (b.total >= kGilThreshold) nogil.emplace();
-            aead_aes256gcm_encrypt_many(outs.data(), b.ptr.data(), b.len.data(),
-                                        b.has_ad ? b.adptr.data() : nullptr,
-                                        b.has_ad ? b.adlen.data() : nullptr, b.nonces.ptr, n, ctx_);
+            r = aead_aes256gcm_encrypt_many(outs.data(), b.ptr.data(), b.len.data(),
+                                            b.has_ad ? b.adptr.data() : nullptr,
+                                            b.has_ad ? b.adlen.data() : nullptr, b.nonces.ptr, n, ctx_);
         }
+        if (r != 0) throw std::runtime_error("AES-256-GCM context is not initialised");
         return result;
     }
 
@@ -231,7 +238,7 @@ class Aes256Gcm {
     py::tuple decrypt_many(py::handle nonces, py::handle ciphertexts, py::handle ad, bool strict) const {
         Batch b;
         b.load_nonces(nonces);
-        b.load_inputs(ciphertexts, "ciphertexts", AEAD_AES256GCM_ABYTES);
+        b.load_inputs(ciphertexts, "ciphertexts", AEAD_AES256GCM_ABYTES, /*short_ok=*/true);
         b.load_ad(ad);
         const size_t n = b.n;
         std::vector<uint8_t*> outs(n);
@@ -247,7 +254,8 @@ class Aes256Gcm {
         } else {
             objs.resize(n);
             for (size_t i = 0; i < n; ++i) {
-                objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(b.len[i] - AEAD_AES256GCM_ABYTES));
+                const size_t plen = b.len[i] < AEAD_AES256GCM_ABYTES ? 0 : b.len[i] - AEAD_AES256GCM_ABYTES;
+                objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(plen));
                 if (!objs[i]) {
                     for (size_t j = 0; j < i; ++j) Py_DECREF(objs[j]);
                     throw py::error_already_set();
@@ -306,8 +314,9 @@ class Aes256Gcm {
             n = size_t(nonces.view.shape[0]);
         }
 
-        // minlen: 16 for ciphertexts (each must hold a tag), 0 for messages.
-        void load_inputs(py::handle h, const char* name, size_t minlen) {
+        // minlen: 16 for ciphertexts (each must hold a tag), 0 for messages. With short_ok, list
+        // items shorter than minlen pass (the kernel fails them); array rows never may.
+        void load_inputs(py::handle h, const char* name, size_t minlen, bool short_ok = false) {
             PyObject* o = h.ptr();
             ptr.resize(n);
             len.resize(n);
@@ -319,9 +328,9 @@ class Aes256Gcm {
                 keep = items_of(o);
                 for (size_t i = 0; i < n; ++i) {
                     item_view(keep[i].ptr(), name, i, ptr[i], len[i], views);
-                    if (len[i] < minlen)
-                        throw py::value_error(item_name(name, i) + " is shorter than the 16-byte tag");
-                    if (uint64_t(len[i] - minlen) > AEAD_AES256GCM_MAX_MESSAGE)
+                    if (len[i] < minlen) {
+                        if (!short_ok) throw py::value_error(item_name(name, i) + " is too short");
+                    } else if (uint64_t(len[i] - minlen) > AEAD_AES256GCM_MAX_MESSAGE)
                         check_message_len(len[i] - minlen, item_name(name, i));
                     total += len[i];
                 }
@@ -388,6 +397,11 @@ class Aes256Gcm {
     aes256gcm_ctx* ctx_ = nullptr;
 };
 
+const Aes256Gcm& self(const Aes256Gcm* s) {
+    if (!s) throw py::type_error("Aes256Gcm instance is not initialised (call __init__ with a key)");
+    return *s;
+}
+
 py::dict features_dict() {
     const uint32_t f = cpu_features();
     py::dict d;
@@ -404,6 +418,8 @@ py::dict features_dict() {
     d["vaes"] = bool(f & CPU_VAES);
     d["vpclmulqdq"] = bool(f & CPU_VPCLMULQDQ);
     d["os_avx512"] = bool(f & CPU_OS_AVX512);
+    d["avx512dq"] = bool(f & CPU_AVX512DQ);
+    d["fma"] = bool(f & CPU_FMA);
     return d;
 }
 
@@ -424,13 +440,21 @@ PYBIND11_MODULE(_core, m) {
     m.def("aes_isa_selected", &aes_isa_selected);
     m.def("set_aes_isa_cap", &set_aes_isa_cap, py::arg("cap"));
 
+    // Methods take self by pointer: an instance made by __new__ without __init__ arrives as null
+    // and gets an error instead of a crash.
     py::class_<Aes256Gcm>(m, "Aes256Gcm")
         .def(py::init<py::handle, int>(), py::arg("key"), py::arg("impl") = -1)
-        .def_property_readonly("impl", &Aes256Gcm::impl)
-        .def("encrypt", &Aes256Gcm::encrypt, py::arg("nonce"), py::arg("data"), py::arg("associated_data"))
-        .def("decrypt", &Aes256Gcm::decrypt, py::arg("nonce"), py::arg("data"), py::arg("associated_data"))
-        .def("encrypt_many", &Aes256Gcm::encrypt_many, py::arg("nonces"), py::arg("messages"),
-             py::arg("associated_data"))
-        .def("decrypt_many", &Aes256Gcm::decrypt_many, py::arg("nonces"), py::arg("ciphertexts"),
-             py::arg("associated_data"), py::arg("strict"));
+        .def_property_readonly("impl", [](const Aes256Gcm* s) { return self(s).impl(); })
+        .def("encrypt", [](const Aes256Gcm* s, py::handle n, py::handle d, py::handle a) {
+                 return self(s).encrypt(n, d, a);
+             }, py::arg("nonce"), py::arg("data"), py::arg("associated_data"))
+        .def("decrypt", [](const Aes256Gcm* s, py::handle n, py::handle d, py::handle a) {
+                 return self(s).decrypt(n, d, a);
+             }, py::arg("nonce"), py::arg("data"), py::arg("associated_data"))
+        .def("encrypt_many", [](const Aes256Gcm* s, py::handle n, py::handle m, py::handle a) {
+                 return self(s).encrypt_many(n, m, a);
+             }, py::arg("nonces"), py::arg("messages"), py::arg("associated_data"))
+        .def("decrypt_many", [](const Aes256Gcm* s, py::handle n, py::handle c, py::handle a, bool strict) {
+                 return self(s).decrypt_many(n, c, a, strict);
+             }, py::arg("nonces"), py::arg("ciphertexts"), py::arg("associated_data"), py::arg("strict"));
 }

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import privcity
@@ -120,7 +121,6 @@ def test_inputs_are_not_modified(implementation):
 STRIDED = np.zeros((4, 24), np.uint8)[:, ::2]  # 48 bytes, not C-contiguous
 N4 = np.zeros((4, 12), np.uint8)
 GOOD = [b"m0", b"m1", b"m2", b"m3"]
-SHORT_TAGGED = [bytes(16), bytes(20), bytes(17), bytes(15)]
 
 # (label, call on an AES256GCM object, exception type, text the message must contain)
 ERRORS = [
@@ -136,8 +136,6 @@ ERRORS = [
     ("data list", lambda g: g.encrypt(NONCE, [1, 2, 3]), TypeError, "data"),
     ("data strided", lambda g: g.encrypt(NONCE, STRIDED), ValueError, "data"),
     ("data fortran", lambda g: g.encrypt(NONCE, np.asfortranarray(np.zeros((3, 4), np.uint8))), ValueError, "data"),
-    ("ciphertext empty", lambda g: g.decrypt(NONCE, b""), ValueError, "data"),
-    ("ciphertext 15 bytes", lambda g: g.decrypt(NONCE, bytes(15)), ValueError, "data"),
     ("ciphertext str", lambda g: g.decrypt(NONCE, "x" * 32), TypeError, "data"),
     ("ciphertext strided", lambda g: g.decrypt(NONCE, STRIDED), ValueError, "data"),
     ("aad int", lambda g: g.encrypt(NONCE, DATA, 7), TypeError, "associated_data"),
@@ -153,7 +151,6 @@ ERRORS = [
     ("messages[3] str", lambda g: g.encrypt_many(N4, GOOD[:3] + ["m3"]), TypeError, "messages[3]"),
     ("messages[3] None", lambda g: g.encrypt_many(N4, GOOD[:3] + [None]), TypeError, "messages[3]"),
     ("messages[3] strided", lambda g: g.encrypt_many(N4, GOOD[:3] + [STRIDED]), ValueError, "messages[3]"),
-    ("ciphertexts[3] short", lambda g: g.decrypt_many(N4, SHORT_TAGGED), ValueError, "ciphertexts[3]"),
     ("ciphertexts[3] int", lambda g: g.decrypt_many(N4, [bytes(16)] * 3 + [16]), TypeError, "ciphertexts[3]"),
     ("associated_data[3] int", lambda g: g.encrypt_many(N4, GOOD, [b"a", None, b"c", 4]), TypeError, "associated_data[3]"),
     ("associated_data[3] str", lambda g: g.decrypt_many(N4, [bytes(16)] * 4, [None, None, None, "x"]), TypeError, "associated_data[3]"),
@@ -187,6 +184,35 @@ def test_bad_input_raises_naming_the_argument(implementation, label, call, exc, 
     assert name in str(info.value), f"{label}: {info.value!r} does not name {name!r}"
     assert not isinstance(info.value, privcity.AuthenticationError)
     assert gcm.encrypt(NONCE, DATA, AAD) == AESGCM(KEY).encrypt(NONCE, DATA, AAD)  # still usable
+
+
+@pytest.mark.parametrize("data", [b"", bytes(1), bytes(15)], ids=["empty", "1", "15"])
+def test_ciphertext_shorter_than_the_tag_fails_authentication_as_in_aesgcm(implementation, data):
+    # Prepare
+    gcm = AES256GCM(KEY, implementation=implementation)
+    with pytest.raises(InvalidTag):
+        AESGCM(KEY).decrypt(NONCE, data, None)  # the reference behaviour
+
+    # Execute / Assert
+    with pytest.raises(privcity.AuthenticationError):
+        gcm.decrypt(NONCE, data)
+
+
+def test_short_item_in_a_batch_fails_alone(implementation):
+    # Prepare
+    gcm = AES256GCM(KEY, implementation=implementation)
+    cts = gcm.encrypt_many(N4, GOOD)
+    cts[3] = cts[3][:15]
+
+    # Execute
+    with pytest.raises(privcity.AuthenticationError) as info:
+        gcm.decrypt_many(N4, cts)
+    plain, ok = gcm.decrypt_many(N4, cts, return_status=True)
+
+    # Assert
+    assert info.value.indices == [3]
+    assert ok.tolist() == [True, True, True, False]
+    assert plain == GOOD[:3] + [None]
 
 
 @pytest.mark.parametrize(
@@ -224,8 +250,8 @@ def test_validation_comes_before_any_decryption(implementation):
     cts[1] = bytes(len(cts[1]))
 
     # Execute
-    with pytest.raises(ValueError, match=re.escape("ciphertexts[3]")):
-        gcm.decrypt_many(N4, cts[:3] + [b"short"], return_status=True)
+    with pytest.raises(TypeError, match=re.escape("ciphertexts[3]")):
+        gcm.decrypt_many(N4, cts[:3] + ["not bytes"], return_status=True)
     with pytest.raises(TypeError, match=re.escape("associated_data[3]")):
         gcm.decrypt_many(N4, cts, [None, None, None, 1])
     with pytest.raises(TypeError, match=re.escape("messages[3]")):

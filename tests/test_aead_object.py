@@ -136,3 +136,16 @@ def test_public_names():
                                       "backend_info", "cpu_features", "__version__"}
     assert privcity.crypto.__all__ == ["AES256GCM"]
     assert all(hasattr(privcity, n) for n in privcity.__all__)
+
+
+def test_native_object_made_without_init_raises_instead_of_crashing():
+    # Prepare
+    from privcity import _core
+
+    bare = _core.Aes256Gcm.__new__(_core.Aes256Gcm)
+
+    # Execute / Assert
+    with pytest.raises(TypeError, match="not initialised"):
+        bare.encrypt(bytes(12), b"data", None)
+    with pytest.raises(TypeError, match="not initialised"):
+        bare.impl

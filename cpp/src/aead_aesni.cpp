@@ -2,11 +2,18 @@
 // GHASH with aggregated reduction over H^1..H^8 (Gueron and Kounavis), AES and GHASH of
 // consecutive batches stitched so the two units work side by side.
 #if defined(__x86_64__)
-#pragma GCC target("aes,pclmul,sse4.1,ssse3")
-#include <immintrin.h>
+// Standard and project headers before the target pragma, so no inline function of theirs is
+// compiled with this file's ISA flags (the linker could pick that copy for other files).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
 
+#include "aes_internal.h"
 #include "privcity/aead.h"
 #include "secure.h"
+
+#pragma GCC target("aes,pclmul,sse4.1,ssse3")
+#include <immintrin.h>
 
 namespace privcity {
 namespace {
@@ -106,14 +113,16 @@ PC_INLINE __m128i ctr_block(__m128i ctr_le, int add) {
     return bswap(_mm_add_epi32(ctr_le, _mm_set_epi32(0, 0, 0, add)));
 }
 
-// Encrypts 8 consecutive counter blocks starting at ctr_le and XORs them into in -> out.
-PC_INLINE void aes8_xor(__m128i out[8], const uint8_t* in, __m128i ctr_le, const Keys& ks) {
+// Encrypts 8 consecutive counter blocks starting at ctr_le and XORs them with in -> out.
+PC_INLINE void aes8_xor(__m128i out[8], const __m128i in[8], __m128i ctr_le, const Keys& ks) {
     __m128i b[8];
     for (int j = 0; j < 8; ++j) b[j] = _mm_xor_si128(ctr_block(ctr_le, j), ks.k[0]);
     for (int r = 1; r < 14; ++r)
         for (int j = 0; j < 8; ++j) b[j] = _mm_aesenc_si128(b[j], ks.k[r]);
-    for (int j = 0; j < 8; ++j)
-        out[j] = _mm_aesenclast_si128(b[j], _mm_xor_si128(ks.k[14], loadu(in + 16 * j)));
+    for (int j = 0; j < 8; ++j) out[j] = _mm_aesenclast_si128(b[j], _mm_xor_si128(ks.k[14], in[j]));
+}
+PC_INLINE void load8(__m128i v[8], const uint8_t* p) {
+    for (int j = 0; j < 8; ++j) v[j] = loadu(p + 16 * j);
 }
 
 PC_INLINE __m128i ghash8(__m128i X, const __m128i c[8], const __m128i h[8]) {
@@ -160,7 +169,7 @@ PC_INLINE __m128i j0_le(const uint8_t nonce[12]) {
 
 }  // namespace
 
-void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept {
+void aes256_expand_key_aesni(uint8_t round_keys[240], const uint8_t key[32]) noexcept {
     __m128i rk[15];
     rk[0] = loadu(key);
     rk[1] = loadu(key + 16);
@@ -189,8 +198,38 @@ void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexce
     PC_EXPAND(12, 0x20)
     rk[14] = step_a(rk[12], _mm_aeskeygenassist_si128(rk[13], 0x40));
 #undef PC_EXPAND
-    for (int i = 0; i < 15; ++i) storeu(ctx->round_keys + 16 * i, rk[i]);
+    for (int i = 0; i < 15; ++i) storeu(round_keys + 16 * i, rk[i]);
+    detail::secure_wipe(rk, sizeof rk);
+}
 
+void aes256_ctr_keystream_aesni(uint8_t* out, size_t nblocks, uint64_t block,
+                                const uint8_t round_keys[240]) noexcept {
+    Keys ks;
+    for (int i = 0; i < 15; ++i) ks.k[i] = loadu(round_keys + 16 * i);
+    // Counter block j is 0^64 || BE64(block + j): in byte-reflected form, block + j in the
+    // low 64 bits, so a 64-bit add steps it.
+    __m128i ctr = _mm_set_epi64x(0, static_cast<long long>(block));
+    const __m128i one = _mm_set_epi64x(0, 1);
+    while (nblocks >= 8) {
+        __m128i b[8];
+        for (int j = 0; j < 8; ++j) {
+            b[j] = _mm_xor_si128(bswap(ctr), ks.k[0]);
+            ctr = _mm_add_epi64(ctr, one);
+        }
+        for (int r = 1; r < 14; ++r)
+            for (int j = 0; j < 8; ++j) b[j] = _mm_aesenc_si128(b[j], ks.k[r]);
+        for (int j = 0; j < 8; ++j) storeu(out + 16 * j, _mm_aesenclast_si128(b[j], ks.k[14]));
+        out += 128;
+        nblocks -= 8;
+    }
+    for (; nblocks; --nblocks, out += 16) {
+        storeu(out, aes_block(bswap(ctr), ks));
+        ctr = _mm_add_epi64(ctr, one);
+    }
+}
+
+void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept {
+    aes256_expand_key_aesni(ctx->round_keys, key);
     Keys ks;
     load_keys(ks, ctx);
     // H = E_K(0), byte-reflected, then multiplied by x^-1 in GCM's bit order: a one-bit left
@@ -211,7 +250,6 @@ void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexce
     }
     for (int i = 8; i < 20; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
     ctx->impl = 1;
-    detail::secure_wipe(rk, sizeof rk);
     detail::secure_wipe(&ks, sizeof ks);
 }
 
@@ -230,14 +268,16 @@ void aead_aes256gcm_encrypt_aesni(uint8_t* c, uint8_t tag[16], const uint8_t* m,
     size_t done = 0;
     if (mlen >= 128) {
         // Stitched: AES of batch i runs beside GHASH of batch i-1.
-        __m128i prev[8];
-        aes8_xor(prev, m, ctr, ks);
+        __m128i prev[8], in[8];
+        load8(in, m);
+        aes8_xor(prev, in, ctr, ks);
         for (int j = 0; j < 8; ++j) storeu(c + 16 * j, prev[j]);
         ctr = _mm_add_epi32(ctr, eight);
         done = 128;
         while (mlen - done >= 128) {
             __m128i cur[8];
-            aes8_xor(cur, m + done, ctr, ks);
+            load8(in, m + done);
+            aes8_xor(cur, in, ctr, ks);
             X = ghash8(X, prev, h);
             for (int j = 0; j < 8; ++j) {
                 storeu(c + done + 16 * j, cur[j]);
@@ -253,6 +293,8 @@ void aead_aes256gcm_encrypt_aesni(uint8_t* c, uint8_t tag[16], const uint8_t* m,
         X = ghash_bytes(X, c + done, mlen - done, ctx);
     }
     storeu(tag, final_tag(X, adlen, mlen, j0, ks, ctx));
+    detail::secure_wipe(&ks, sizeof ks);
+    detail::secure_wipe(h, sizeof h);
 }
 
 int aead_aes256gcm_decrypt_aesni(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
@@ -269,20 +311,27 @@ int aead_aes256gcm_decrypt_aesni(uint8_t* m, const uint8_t* c, size_t clen, cons
     const __m128i eight = _mm_set_epi32(0, 0, 0, 8);
     size_t done = 0;
     while (clen - done >= 128) {
+        // The ciphertext is read once: what is authenticated is what is decrypted, even if
+        // another thread changes the buffer meanwhile.
         __m128i in[8], out[8];
-        for (int j = 0; j < 8; ++j) in[j] = loadu(c + done + 16 * j);
+        load8(in, c + done);
         X = ghash8(X, in, h);  // independent of the AES below: the core overlaps them
-        aes8_xor(out, c + done, ctr, ks);
+        aes8_xor(out, in, ctr, ks);
         for (int j = 0; j < 8; ++j) storeu(m + done + 16 * j, out[j]);
         ctr = _mm_add_epi32(ctr, eight);
         done += 128;
     }
     if (done < clen) {
-        X = ghash_bytes(X, c + done, clen - done, ctx);
-        ctr_tail(m + done, c + done, clen - done, ctr, ks);
+        alignas(16) uint8_t tail[128];  // one read of the tail, as above
+        __builtin_memcpy(tail, c + done, clen - done);
+        X = ghash_bytes(X, tail, clen - done, ctx);
+        ctr_tail(m + done, tail, clen - done, ctr, ks);
+        detail::secure_wipe(tail, sizeof tail);
     }
     alignas(16) uint8_t expect[16];
     storeu(expect, final_tag(X, adlen, clen, j0, ks, ctx));
+    detail::secure_wipe(&ks, sizeof ks);
+    detail::secure_wipe(h, sizeof h);
     if (!detail::ct_tag_equal(expect, tag)) {
         detail::secure_wipe(m, clen);
         return -1;

@@ -30,20 +30,43 @@ int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noe
 
 void aead_aes256gcm_wipe(aes256gcm_ctx* ctx) noexcept { detail::secure_wipe(ctx, sizeof *ctx); }
 
-void aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
-                                const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
-                                const aes256gcm_ctx* ctx) noexcept {
+namespace {
+// A context is usable only if init built it for a kernel this build has (a wiped or
+// uninitialised one has impl 0 and must never run: all-zero keys would make tags forgeable).
+inline bool valid(const aes256gcm_ctx* ctx) {
+#if defined(__x86_64__)
+    return ctx->impl == AES_ISA_AESNI || ctx->impl == AES_ISA_VAES512;
+#else
+    (void)ctx;
+    return false;
+#endif
+}
+}  // namespace
+
+int aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                               const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                               const aes256gcm_ctx* ctx) noexcept {
+    if (!valid(ctx)) {
+        detail::secure_wipe(c, mlen);
+        detail::secure_wipe(tag, AEAD_AES256GCM_ABYTES);
+        return -1;
+    }
 #if defined(__x86_64__)
     if (ctx->impl == AES_ISA_VAES512)
         aead_aes256gcm_encrypt_vaes512(c, tag, m, mlen, ad, adlen, nonce, ctx);
     else
         aead_aes256gcm_encrypt_aesni(c, tag, m, mlen, ad, adlen, nonce, ctx);
 #endif
+    return 0;
 }
 
 int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
                                const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
                                const aes256gcm_ctx* ctx) noexcept {
+    if (!valid(ctx)) {
+        detail::secure_wipe(m, clen);
+        return -1;
+    }
 #if defined(__x86_64__)
     if (ctx->impl == AES_ISA_VAES512)
         return aead_aes256gcm_decrypt_vaes512(m, c, clen, tag, ad, adlen, nonce, ctx);
@@ -53,13 +76,18 @@ int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const 
 #endif
 }
 
-void aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
-                            const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
-                            const uint8_t key[32]) noexcept {
+int aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                           const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                           const uint8_t key[32]) noexcept {
     aes256gcm_ctx ctx;
-    if (aead_aes256gcm_init(&ctx, key, -1) != 0) return;
-    aead_aes256gcm_encrypt_ctx(c, tag, m, mlen, ad, adlen, nonce, &ctx);
+    if (aead_aes256gcm_init(&ctx, key, -1) != 0) {
+        detail::secure_wipe(c, mlen);
+        detail::secure_wipe(tag, AEAD_AES256GCM_ABYTES);
+        return -1;
+    }
+    const int r = aead_aes256gcm_encrypt_ctx(c, tag, m, mlen, ad, adlen, nonce, &ctx);
     aead_aes256gcm_wipe(&ctx);
+    return r;
 }
 
 int aead_aes256gcm_decrypt(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
@@ -75,13 +103,17 @@ int aead_aes256gcm_decrypt(uint8_t* m, const uint8_t* c, size_t clen, const uint
     return r;
 }
 
-void aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, const size_t* mlen,
-                                 const uint8_t* const* ad, const size_t* adlen,
-                                 const uint8_t* nonces, size_t n, const aes256gcm_ctx* ctx) noexcept {
+int aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, const size_t* mlen,
+                                const uint8_t* const* ad, const size_t* adlen,
+                                const uint8_t* nonces, size_t n, const aes256gcm_ctx* ctx) noexcept {
+    if (!valid(ctx)) {
+        for (size_t i = 0; i < n; ++i) detail::secure_wipe(out[i], mlen[i] + AEAD_AES256GCM_ABYTES);
+        return -1;
+    }
 #if defined(__x86_64__)
     if (ctx->impl == AES_ISA_VAES512) {
         aead_aes256gcm_encrypt_many_vaes512(out, m, mlen, ad, adlen, nonces, n, ctx);
-        return;
+        return 0;
     }
     for (size_t i = 0; i < n; ++i) {
         const uint8_t* a = ad ? ad[i] : nullptr;
@@ -90,18 +122,32 @@ void aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, c
         aead_aes256gcm_encrypt_aesni(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
     }
 #endif
+    return 0;
 }
 
 size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uint8_t* const* c,
                                    const size_t* clen, const uint8_t* const* ad,
                                    const size_t* adlen, const uint8_t* nonces, size_t n,
                                    int wipe_all_on_failure, const aes256gcm_ctx* ctx) noexcept {
+    auto plain_len = [&](size_t i) { return clen[i] < AEAD_AES256GCM_ABYTES ? 0 : clen[i] - AEAD_AES256GCM_ABYTES; };
     size_t failed = 0;
+    if (!valid(ctx)) {
+        for (size_t i = 0; i < n; ++i) {
+            status[i] = 0;
+            detail::secure_wipe(m[i], plain_len(i));
+        }
+        return n;
+    }
 #if defined(__x86_64__)
     if (ctx->impl == AES_ISA_VAES512) {
         failed = aead_aes256gcm_decrypt_many_vaes512(m, status, c, clen, ad, adlen, nonces, n, ctx);
     } else {
         for (size_t i = 0; i < n; ++i) {
+            if (clen[i] < AEAD_AES256GCM_ABYTES) {
+                status[i] = 0;
+                ++failed;
+                continue;
+            }
             const uint8_t* a = ad ? ad[i] : nullptr;
             const size_t al = ad ? adlen[i] : 0;
             const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
@@ -111,12 +157,9 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
             failed += r != 0;
         }
     }
-    if (failed && wipe_all_on_failure)
-        for (size_t i = 0; i < n; ++i) detail::secure_wipe(m[i], clen[i] - AEAD_AES256GCM_ABYTES);
-#else
-    for (size_t i = 0; i < n; ++i) status[i] = 0;
-    failed = n;
 #endif
+    if (failed && wipe_all_on_failure)
+        for (size_t i = 0; i < n; ++i) detail::secure_wipe(m[i], plain_len(i));
     return failed;
 }
 

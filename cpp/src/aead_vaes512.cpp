@@ -4,15 +4,22 @@
 // Linux's aes-gcm-vaes-avx512.S, written here with intrinsics). Tails use masked loads/stores,
 // so no message length needs a scalar path.
 #if defined(__x86_64__)
+// Standard and project headers before the target pragma, so no inline function of theirs is
+// compiled with this file's ISA flags (the linker could pick that copy for other files).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "aes_internal.h"
+#include "privcity/aead.h"
+#include "secure.h"
+
 #pragma GCC target("aes,pclmul,sse4.1,ssse3,avx,avx2,avx512f,avx512bw,avx512vl,vaes,vpclmulqdq")
 // GCC's own broadcast intrinsics pass an "undefined" vector as the merge source, which
 // -Wmaybe-uninitialized reports from inside avx512fintrin.h; nothing here is uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
-
-#include "privcity/aead.h"
-#include "secure.h"
 
 namespace privcity {
 namespace {
@@ -255,6 +262,7 @@ PC_INLINE __m128i gcm(uint8_t* out, const uint8_t* in, size_t len, const uint8_t
     }
     if (done < len) X = tail<ENCRYPT>(out + done, in + done, len - done, ctr, ks, X, ctx);
     X = gmul128(_mm_xor_si128(X, lengths(adlen, len)), loadu(ctx->htable + 16 * 15));
+    detail::secure_wipe(&ks, sizeof ks);
     return _mm_xor_si128(bswap(X), ekj0);
 }
 
@@ -292,7 +300,9 @@ PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, const aes256gcm_ctx
     }
     // The G tag blocks E(J0) share one vector.
     __m512i e = _mm512_broadcast_i32x4(j0[0]);
-    for (int i = 1; i < G; ++i) e = _mm512_inserti32x4(e, j0[i], i);
+    if constexpr (G > 1) e = _mm512_inserti32x4(e, j0[G > 1 ? 1 : 0], 1);
+    if constexpr (G > 2) e = _mm512_inserti32x4(e, j0[G > 2 ? 2 : 0], 2);
+    if constexpr (G > 3) e = _mm512_inserti32x4(e, j0[G > 3 ? 3 : 0], 3);
     e = _mm512_xor_si512(bswap512(e), ks.k[0]);
 #pragma GCC unroll 13
     for (int r = 1; r < 14; ++r) {
@@ -369,7 +379,9 @@ template <bool ENCRYPT>
 PC_INLINE unsigned small_one(const Msg& m, const aes256gcm_ctx* ctx) {
     Keys ks;
     load_keys(ks, ctx);
-    return small_dispatch<1, ENCRYPT>(&m, ks, ctx);
+    const unsigned r = small_dispatch<1, ENCRYPT>(&m, ks, ctx);
+    detail::secure_wipe(&ks, sizeof ks);
+    return r;
 }
 }  // namespace
 
@@ -413,6 +425,41 @@ int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
     return 0;
 }
 
+void aes256_ctr_keystream_vaes512(uint8_t* out, size_t nblocks, uint64_t block,
+                                  const uint8_t round_keys[240]) noexcept {
+    __m512i k[15];
+    for (int i = 0; i < 15; ++i) k[i] = _mm512_broadcast_i32x4(loadu(round_keys + 16 * i));
+    // Lane j holds counter block + j, byte-reflected: the 64-bit counter in the low qword.
+    __m512i ctr = _mm512_add_epi64(_mm512_set1_epi64(0), _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0));
+    ctr = _mm512_add_epi64(ctr, _mm512_set_epi64(0, static_cast<long long>(block), 0,
+                                                 static_cast<long long>(block), 0,
+                                                 static_cast<long long>(block), 0,
+                                                 static_cast<long long>(block)));
+    const __m512i four = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
+    while (nblocks >= 16) {
+        __m512i b[4];
+        for (int v = 0; v < 4; ++v) {
+            b[v] = _mm512_xor_si512(bswap512(ctr), k[0]);
+            ctr = _mm512_add_epi64(ctr, four);
+        }
+#pragma GCC unroll 13
+        for (int r = 1; r < 14; ++r)
+            for (int v = 0; v < 4; ++v) b[v] = _mm512_aesenc_epi128(b[v], k[r]);
+        for (int v = 0; v < 4; ++v) storeu512(out + 64 * v, _mm512_aesenclast_epi128(b[v], k[14]));
+        out += 256;
+        nblocks -= 16;
+    }
+    while (nblocks) {
+        const size_t nb = nblocks < 4 ? nblocks : 4;
+        __m512i b = _mm512_xor_si512(bswap512(ctr), k[0]);
+        ctr = _mm512_add_epi64(ctr, four);
+        for (int r = 1; r < 14; ++r) b = _mm512_aesenc_epi128(b, k[r]);
+        _mm512_mask_storeu_epi8(out, byte_mask(16 * nb), _mm512_aesenclast_epi128(b, k[14]));
+        out += 16 * nb;
+        nblocks -= nb;
+    }
+}
+
 void aead_aes256gcm_encrypt_many_vaes512(uint8_t* const* out, const uint8_t* const* m,
                                          const size_t* mlen, const uint8_t* const* ad,
                                          const size_t* adlen, const uint8_t* nonces, size_t n,
@@ -439,6 +486,7 @@ void aead_aes256gcm_encrypt_many_vaes512(uint8_t* const* out, const uint8_t* con
         aead_aes256gcm_encrypt_vaes512(m0.out, m0.tag_out, m0.in, m0.len, m0.ad, m0.adlen, m0.nonce, ctx);
         ++i;
     }
+    detail::secure_wipe(&ks, sizeof ks);
 }
 
 size_t aead_aes256gcm_decrypt_many_vaes512(uint8_t* const* m, uint8_t* status,
@@ -448,20 +496,30 @@ size_t aead_aes256gcm_decrypt_many_vaes512(uint8_t* const* m, uint8_t* status,
                                            const aes256gcm_ctx* ctx) noexcept {
     Keys ks;
     load_keys(ks, ctx);
+    // A ciphertext shorter than the tag gets shape -2: never grouped, failed below.
     auto msg = [&](size_t i) {
-        const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
+        const size_t len = clen[i] < AEAD_AES256GCM_ABYTES ? 0 : clen[i] - AEAD_AES256GCM_ABYTES;
         const size_t al = ad ? adlen[i] : 0;
         return Msg{m[i], c[i], len, al ? ad[i] : nullptr, al, nonces + 12 * i, nullptr, c[i] + len};
+    };
+    auto shape_of = [&](size_t i, const Msg& g) {
+        return clen[i] < AEAD_AES256GCM_ABYTES ? -2 : small_shape(g.len, g.adlen);
     };
     size_t failed = 0;
     size_t i = 0;
     while (i < n) {
         const Msg m0 = msg(i);
-        const int shape = small_shape(m0.len, m0.adlen);
+        const int shape = shape_of(i, m0);
+        if (shape == -2) {
+            status[i] = 0;
+            ++failed;
+            ++i;
+            continue;
+        }
         if (shape >= 0 && i + 4 <= n) {
             Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
-            if (small_shape(g[1].len, g[1].adlen) == shape && small_shape(g[2].len, g[2].adlen) == shape &&
-                small_shape(g[3].len, g[3].adlen) == shape) {
+            if (shape_of(i + 1, g[1]) == shape && shape_of(i + 2, g[2]) == shape &&
+                shape_of(i + 3, g[3]) == shape) {
                 const unsigned bad = small_dispatch<4, false>(g, ks, ctx);
                 for (int j = 0; j < 4; ++j) {
                     status[i + j] = (bad >> j) & 1 ? 0 : 1;
@@ -476,6 +534,7 @@ size_t aead_aes256gcm_decrypt_many_vaes512(uint8_t* const* m, uint8_t* status,
         failed += r != 0;
         ++i;
     }
+    detail::secure_wipe(&ks, sizeof ks);
     return failed;
 }
 

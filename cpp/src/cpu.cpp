@@ -34,6 +34,7 @@ uint32_t detect() noexcept {
     const bool os_ymm = (xcr0 & 0x6) == 0x6;
     const bool os_zmm = os_ymm && (xcr0 & 0xe0) == 0xe0;
     if (avx && os_ymm) f |= CPU_AVX | CPU_OS_AVX;
+    if ((c & (1u << 12)) && os_ymm) f |= CPU_FMA;
     if (os_zmm) f |= CPU_OS_AVX512;
     if (__get_cpuid_max(0, nullptr) >= 7) {
         __cpuid_count(7, 0, a, b, c, d);
@@ -41,6 +42,7 @@ uint32_t detect() noexcept {
         if (b & (1u << 8)) f |= CPU_BMI2;
         if (os_zmm) {
             if (b & (1u << 16)) f |= CPU_AVX512F;
+            if (b & (1u << 17)) f |= CPU_AVX512DQ;
             if (b & (1u << 30)) f |= CPU_AVX512BW;
             if (b & (1u << 31)) f |= CPU_AVX512VL;
         }
@@ -66,7 +68,7 @@ int aes_isa_supported() noexcept {
     const uint32_t aesni = CPU_AESNI | CPU_PCLMULQDQ | CPU_SSE41 | CPU_SSSE3;
     if ((f & aesni) != aesni) return AES_ISA_NONE;
     const uint32_t vaes = CPU_VAES | CPU_VPCLMULQDQ | CPU_AVX512F | CPU_AVX512BW |
-                          CPU_AVX512VL | CPU_OS_AVX512;
+                          CPU_AVX512VL | CPU_OS_AVX512 | CPU_AVX | CPU_AVX2;
     if ((f & vaes) == vaes) return AES_ISA_VAES512;
     return AES_ISA_AESNI;
 }
@@ -82,6 +84,21 @@ int aes_isa_cap() noexcept { return g_aes_cap.load(std::memory_order_relaxed); }
 int aes_isa_selected() noexcept {
     const int s = aes_isa_supported();
     const int cap = aes_isa_cap();
+    return s < cap ? s : cap;
+}
+
+int simd_isa_supported() noexcept {
+    const uint32_t f = cpu_features();
+    const uint32_t avx512 = CPU_AVX512F | CPU_AVX512DQ | CPU_AVX512BW | CPU_AVX512VL | CPU_OS_AVX512 |
+                            CPU_AVX2 | CPU_FMA;
+    if ((f & avx512) == avx512) return SIMD_AVX512;
+    if ((f & (CPU_AVX2 | CPU_OS_AVX)) == (CPU_AVX2 | CPU_OS_AVX)) return SIMD_AVX2;
+    return SIMD_PORTABLE;
+}
+
+int simd_isa_selected() noexcept {
+    const int s = simd_isa_supported();
+    const int cap = aes_isa_cap();  // the ladders line up: see cpu.h
     return s < cap ? s : cap;
 }
 

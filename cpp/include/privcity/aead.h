@@ -37,19 +37,21 @@ struct alignas(64) aes256gcm_ctx {
 void aead_aes256gcm_wipe(aes256gcm_ctx* ctx) noexcept;
 
 // c[0..mlen) = ciphertext, tag = 16-byte tag. c may equal m (in place) but must not otherwise
-// overlap it. mlen <= AEAD_AES256GCM_MAX_MESSAGE (checked by the caller).
-void aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+// overlap it. mlen <= AEAD_AES256GCM_MAX_MESSAGE (checked by the caller). Returns 0, or -1 with
+// c and tag zeroed if ctx is not an initialised context (fails closed, never leaks m).
+[[nodiscard]] int aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                                 const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
                                 const aes256gcm_ctx* ctx) noexcept;
-// Returns 0 and the plaintext in m[0..clen), or -1 on a bad tag with m wiped to zeros.
-// The tag is compared in constant time. m may equal c.
+// Returns 0 and the plaintext in m[0..clen), or -1 on a bad tag (or an uninitialised ctx) with
+// m wiped to zeros. The tag is compared in constant time. m may equal c.
 [[nodiscard]] int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen,
                                              const uint8_t tag[16], const uint8_t* ad,
                                              size_t adlen, const uint8_t nonce[12],
                                              const aes256gcm_ctx* ctx) noexcept;
 
-// One-shot forms (expand the key, run, wipe the expanded key). Same contracts as above.
-void aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+// One-shot forms (expand the key, run, wipe the expanded key). Same contracts as above; both
+// fail closed (-1, outputs zeroed) where no native implementation may run.
+[[nodiscard]] int aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                             const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
                             const uint8_t key[32]) noexcept;
 [[nodiscard]] int aead_aes256gcm_decrypt(uint8_t* m, const uint8_t* c, size_t clen,
@@ -59,11 +61,13 @@ void aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_
 // Batch: message i is m[i][0..mlen[i]), associated data ad[i][0..adlen[i]) (ad may be null:
 // no associated data for any message), nonce nonces[12*i .. 12*i+12). Output i is written to
 // out[i]: mlen[i] ciphertext bytes followed by the 16-byte tag. Outputs must not overlap inputs.
-void aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, const size_t* mlen,
+// Returns 0, or -1 with every output zeroed if ctx is not initialised.
+[[nodiscard]] int aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, const size_t* mlen,
                                  const uint8_t* const* ad, const size_t* adlen,
                                  const uint8_t* nonces, size_t n, const aes256gcm_ctx* ctx) noexcept;
-// Input i is c[i][0..clen[i]) = ciphertext || tag, clen[i] >= 16; plaintext i goes to
-// m[i][0..clen[i]-16). status[i] = 1 if message i authenticated, 0 if not (and m[i] wiped).
+// Input i is c[i][0..clen[i]) = ciphertext || tag; plaintext i goes to m[i][0..clen[i]-16).
+// status[i] = 1 if message i authenticated, 0 if not (and m[i] wiped); an input shorter than
+// the tag fails (nothing is written for it).
 // If wipe_all_on_failure and any message failed, every output is wiped.
 // Returns the number of failures.
 size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uint8_t* const* c,
@@ -87,7 +91,8 @@ void aead_aes256gcm_encrypt_vaes512(uint8_t* c, uint8_t tag[16], const uint8_t* 
 int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
                                    const uint8_t tag[16], const uint8_t* ad, size_t adlen,
                                    const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept;
-// Batch kernels (contracts of the dispatched batch functions; decrypt does not wipe others).
+// Batch kernels (contracts of the dispatched batch functions, for a valid VAES context;
+// decrypt does not wipe the other outputs).
 void aead_aes256gcm_encrypt_many_vaes512(uint8_t* const* out, const uint8_t* const* m,
                                          const size_t* mlen, const uint8_t* const* ad,
                                          const size_t* adlen, const uint8_t* nonces, size_t n,

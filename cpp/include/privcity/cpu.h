@@ -20,6 +20,8 @@ enum cpu_feature : uint32_t {
     CPU_OS_AVX = 1u << 11,     // OS saves ymm state (XCR0)
     CPU_OS_AVX512 = 1u << 12,  // OS saves zmm/opmask state (XCR0)
     CPU_BMI2 = 1u << 13,
+    CPU_AVX512DQ = 1u << 14,
+    CPU_FMA = 1u << 15,
 };
 
 // Bitmask of cpu_feature; never changes after the first call. Thread-safe.
@@ -40,5 +42,16 @@ void set_aes_isa_cap(int cap) noexcept;
 int aes_isa_cap() noexcept;
 // min(supported, cap): what the dispatched entry points use.
 int aes_isa_selected() noexcept;
+
+// Vector levels of the other kernels (noise, reductions), best last. The same cap applies:
+// cap AES_ISA_NONE -> SIMD_PORTABLE, AES_ISA_AESNI -> SIMD_AVX2, AES_ISA_VAES512 -> SIMD_AVX512,
+// so one setting (PRIVCITY_ISA) forces every family of kernels down the same ladder.
+enum simd_isa : int {
+    SIMD_PORTABLE = 0,
+    SIMD_AVX2 = 1,    // AVX2 with OS support for ymm state
+    SIMD_AVX512 = 2,  // AVX-512F/DQ/BW/VL with OS support for zmm state
+};
+int simd_isa_supported() noexcept;
+int simd_isa_selected() noexcept;
 
 }  // namespace privcity

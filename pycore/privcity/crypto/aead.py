@@ -75,8 +75,11 @@ class AES256GCM:
 
     A drop-in for ``cryptography.hazmat.primitives.ciphers.aead.AESGCM`` with a 256-bit key:
     ``encrypt`` returns ciphertext || tag, ``decrypt`` takes the same, ``associated_data`` may
-    be None. A failed decryption raises :class:`privcity.AuthenticationError` (which is also a
-    ``cryptography.exceptions.InvalidTag``) and releases no plaintext.
+    be None. A failed decryption (including data shorter than the tag) raises
+    :class:`privcity.AuthenticationError` (which is also a ``cryptography.exceptions.InvalidTag``)
+    and releases no plaintext. Deliberate differences: nonces must be exactly 12 bytes (AESGCM
+    also takes 8 to 128; GCM with other lengths is weaker and slower), and any C-contiguous
+    buffer is taken as its raw bytes (AESGCM refuses some numpy dtypes).
 
     Parameters
     ----------
@@ -220,8 +223,8 @@ class AES256GCM:
         name = ("ciphertexts" if decrypt and suffix else "messages" if suffix else "data") + suffix
         dv = _view(data, name)
         n = dv.nbytes - (_TAG if decrypt else 0)
-        if n < 0:
-            raise ValueError(f"{name} is shorter than the 16-byte tag")
+        if n < 0:  # too short to hold a tag: an authentication failure, as in AESGCM
+            raise AuthenticationError()
         if n > _MAX_MESSAGE:
             raise ValueError(f"{name} is longer than GCM allows (2**36 - 32 bytes)")
         av = None if ad is None else _view(ad, "associated_data" + suffix)
@@ -263,10 +266,20 @@ class AES256GCM:
             raise ValueError(f"associated_data has {len(ad)} items but nonces has {n} rows")
         else:
             ads = list(ad)
-        checked = [self._check(nonces[i], items[i], ads[i], not encrypt, f"[{i}]") for i in range(n)]
+        checked: list = []
+        for i in range(n):
+            try:
+                checked.append(self._check(nonces[i], items[i], ads[i], not encrypt, f"[{i}]"))
+            except AuthenticationError:
+                checked.append(None)  # a ciphertext shorter than the tag: fails below
         ok = np.ones(n, dtype=bool)
         out: list = []
-        for i, (nv, dv, av) in enumerate(checked):
+        for i, item in enumerate(checked):
+            if item is None:
+                ok[i] = False
+                out.append(None)
+                continue
+            nv, dv, av = item
             if encrypt:
                 out.append(self._fallback.encrypt(nv, dv, av))
                 continue
