@@ -122,6 +122,11 @@ std::vector<py::object> items_of(PyObject* seq) {
 
 class Aes256Gcm {
   public:
+    // Set by the constructor, cleared by the destructor: methods refuse an instance whose
+    // storage pybind11 allocated but never constructed (Aes256Gcm.__new__ without __init__).
+    static constexpr uint64_t kLive = 0x70726976636974f1ull;
+    uint64_t live_ = 0;
+
     Aes256Gcm(py::handle key, int impl) {
         View k;
         get_view(k, key.ptr(), "key");
@@ -133,8 +138,10 @@ class Aes256Gcm {
             throw py::value_error("implementation " + std::to_string(impl) +
                                   " is not available on this CPU");
         }
+        live_ = kLive;
     }
     ~Aes256Gcm() {
+        live_ = 0;
         if (ctx_) {
             aead_aes256gcm_wipe(ctx_);
             delete ctx_;
@@ -398,7 +405,7 @@ class Aes256Gcm {
 };
 
 const Aes256Gcm& self(const Aes256Gcm* s) {
-    if (!s) throw py::type_error("Aes256Gcm instance is not initialised (call __init__ with a key)");
+    if (!s || s->live_ != Aes256Gcm::kLive) throw py::type_error("Aes256Gcm instance is not initialised (call __init__ with a key)");
     return *s;
 }
 
