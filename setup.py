@@ -13,7 +13,9 @@ from setuptools import setup
 
 ParallelCompile("PRIVCITY_BUILD_JOBS", default=0).install()
 
-extra = ["-O3", "-fvisibility=hidden", "-fno-strict-aliasing"]
+# -ffp-contract=off and no reassociation: the noise kernels run the same IEEE operations on
+# every ISA, so seeded streams are bit-identical across paths. -fno-math-errno lets sqrt inline.
+extra = ["-O3", "-fvisibility=hidden", "-fno-strict-aliasing", "-ffp-contract=off", "-fno-math-errno"]
 if os.environ.get("PRIVCITY_NATIVE") == "1":
     extra.append("-march=native")
 if sys.platform == "darwin":
@@ -32,6 +34,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     package_dir={"": "pycore"},
-    packages=["privcity", "privcity.crypto"],
+    packages=["privcity", "privcity.crypto", "privcity.noise"],
     package_data={"privcity": ["py.typed", "_core.pyi"]},
 )

@@ -3,7 +3,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -11,6 +13,8 @@
 
 #include "privcity/aead.h"
 #include "privcity/cpu.h"
+#include "privcity/noise.h"
+#include "privcity/rng.h"
 
 namespace py = pybind11;
 using namespace privcity;
@@ -404,6 +408,192 @@ class Aes256Gcm {
     aes256gcm_ctx* ctx_ = nullptr;
 };
 
+
+// --- CSPRNG and samplers ------------------------------------------------------------------------
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+template <class T>
+T* out_ptr(carray<T>& a, const char* name) {
+    if (!a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+    return a.mutable_data();
+}
+
+// One rng_state behind a mutex: calls release the GIL, so two Python threads may reach the
+// same generator; the lock keeps its keystream from being handed out twice.
+class Rng {
+  public:
+    static constexpr uint64_t kLive = 0x70726976726e6721ull;
+    uint64_t live_ = 0;
+
+    explicit Rng(py::handle key) {
+        st_ = new rng_state;
+        if (key.is_none()) {
+            if (rng_init_os(st_) != 0) {
+                delete st_;
+                st_ = nullptr;
+                throw std::runtime_error("the operating system gave no randomness (getrandom failed)");
+            }
+        } else {
+            View k;
+            get_view(k, key.ptr(), "key");
+            if (k.len != 32) {
+                delete st_;
+                st_ = nullptr;
+                throw py::value_error("key must be 32 bytes");
+            }
+            rng_init_key(st_, k.ptr);
+        }
+        live_ = kLive;
+    }
+    ~Rng() {
+        live_ = 0;
+        if (st_) {
+            rng_wipe(st_);
+            delete st_;
+        }
+    }
+    Rng(const Rng&) = delete;
+    Rng& operator=(const Rng&) = delete;
+
+    bool seeded() const { return st_->seeded != 0; }
+    uint64_t position() {
+        std::lock_guard<std::mutex> lock(mu_);
+        return rng_position(st_);
+    }
+
+    // Runs f(state) with the GIL released when the work is large, under the generator's lock.
+    template <class F>
+    auto run(size_t work, F&& f) {
+        std::optional<py::gil_scoped_release> nogil;
+        if (work >= 4096) nogil.emplace();
+        std::lock_guard<std::mutex> lock(mu_);
+        return f(st_);
+    }
+
+  private:
+    rng_state* st_ = nullptr;
+    std::mutex mu_;
+};
+
+Rng& live(Rng* r) {
+    if (!r || r->live_ != Rng::kLive) throw py::type_error("Rng instance is not initialised");
+    return *r;
+}
+
+void check_positive(double v, const char* name) {
+    if (!(v > 0) || !std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number > 0");
+}
+
+void bind_rng(py::module_& m) {
+    py::class_<Rng>(m, "Rng")
+        .def(py::init<py::handle>(), py::arg("key"))
+        .def_property_readonly("seeded", [](Rng* r) { return live(r).seeded(); })
+        .def_property_readonly("position", [](Rng* r) { return live(r).position(); })
+        .def("fill_bytes", [](Rng* r, size_t n) {
+            PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(n));
+            if (!out) throw py::error_already_set();
+            auto* p = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
+            live(r).run(n, [&](rng_state* st) { rng_fill(st, p, n); });
+            return py::reinterpret_steal<py::bytes>(out);
+        }, py::arg("n"))
+        .def("uniform", [](Rng* r, carray<double> out) {
+            double* p = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            live(r).run(8 * n, [&](rng_state* st) { noise_uniform_f64(p, n, st); });
+        }, py::arg("out").noconvert())
+        .def("gaussian_f32", [](Rng* r, carray<float> out, float sigma) {
+            check_positive(sigma, "sigma");
+            float* p = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            live(r).run(4 * n, [&](rng_state* st) { noise_gaussian_f32(p, n, sigma, st); });
+        }, py::arg("out").noconvert(), py::arg("sigma"))
+        .def("gaussian_f64", [](Rng* r, carray<double> out, double sigma) {
+            check_positive(sigma, "sigma");
+            double* p = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            live(r).run(8 * n, [&](rng_state* st) { noise_gaussian_f64(p, n, sigma, st); });
+        }, py::arg("out").noconvert(), py::arg("sigma"))
+        .def("add_gaussian_f32", [](Rng* r, carray<float> x, float sigma) {
+            check_positive(sigma, "sigma");
+            float* p = out_ptr(x, "x");
+            const size_t n = size_t(x.size());
+            live(r).run(4 * n, [&](rng_state* st) { noise_add_gaussian_f32(p, n, sigma, st); });
+        }, py::arg("x").noconvert(), py::arg("sigma"))
+        .def("add_gaussian_f64", [](Rng* r, carray<double> x, double sigma) {
+            check_positive(sigma, "sigma");
+            double* p = out_ptr(x, "x");
+            const size_t n = size_t(x.size());
+            live(r).run(8 * n, [&](rng_state* st) { noise_add_gaussian_f64(p, n, sigma, st); });
+        }, py::arg("x").noconvert(), py::arg("sigma"))
+        .def("laplace", [](Rng* r, carray<double> out, double scale) {
+            check_positive(scale, "scale");
+            double* p = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            live(r).run(8 * n, [&](rng_state* st) { noise_laplace_f64(p, n, scale, st); });
+        }, py::arg("out").noconvert(), py::arg("scale"))
+        .def("bernoulli", [](Rng* r, carray<uint8_t> out, double p) {
+            if (!(p >= 0 && p <= 1)) throw py::value_error("p must be in [0, 1]");
+            uint8_t* o = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            live(r).run(8 * n, [&](rng_state* st) { noise_bernoulli(o, n, p, st); });
+        }, py::arg("out").noconvert(), py::arg("p"))
+        .def("discrete_laplace", [](Rng* r, carray<int64_t> out, uint64_t num, uint64_t den) {
+            int64_t* o = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            const int rc = live(r).run(64 * n, [&](rng_state* st) { return noise_discrete_laplace(o, n, num, den, st); });
+            if (rc != 0) throw py::value_error("discrete Laplace scale num/den out of range (1 <= num, den < 2**62)");
+        }, py::arg("out").noconvert(), py::arg("num"), py::arg("den"))
+        .def("discrete_gaussian", [](Rng* r, carray<int64_t> out, uint64_t num, uint64_t den) {
+            int64_t* o = out_ptr(out, "out");
+            const size_t n = size_t(out.size());
+            const int rc = live(r).run(64 * n, [&](rng_state* st) { return noise_discrete_gaussian(o, n, num, den, st); });
+            if (rc != 0) throw py::value_error("discrete Gaussian sigma^2 = num/den out of the supported range");
+        }, py::arg("out").noconvert(), py::arg("num"), py::arg("den"))
+        .def("clip_add_gaussian_f32", [](Rng* r, carray<float> out, carray<float> x, float clip, float sigma) {
+            check_positive(clip, "clip");
+            check_positive(sigma, "sigma");
+            if (out.size() != x.size()) throw py::value_error("out and x must have the same size");
+            float* o = out_ptr(out, "out");
+            const float* xp = x.data();
+            const size_t n = size_t(x.size());
+            const double norm = live(r).run(4 * n, [&](rng_state* st) {
+                return noise_clip_add_gaussian_f32(o, xp, n, clip, sigma, st);
+            });
+            if (norm < 0) throw py::value_error("x contains NaN or Inf");
+            return norm;
+        }, py::arg("out").noconvert(), py::arg("x").noconvert(), py::arg("clip"), py::arg("sigma"))
+        .def("clip_round_add_dgauss", [](Rng* r, carray<int64_t> out, carray<float> x, double clip,
+                                         double scale, uint64_t num, uint64_t den) {
+            check_positive(clip, "clip");
+            check_positive(scale, "scale");
+            if (out.size() != x.size()) throw py::value_error("out and x must have the same size");
+            int64_t* o = out_ptr(out, "out");
+            const float* xp = x.data();
+            const size_t n = size_t(x.size());
+            const double norm = live(r).run(64 * n, [&](rng_state* st) {
+                return noise_clip_round_add_dgauss(o, xp, n, clip, scale, num, den, st);
+            });
+            if (norm == -1.0) throw py::value_error("x contains NaN or Inf");
+            if (norm == -2.0) throw py::value_error("discrete Gaussian sigma^2 = num/den out of the supported range");
+            if (norm == -3.0) throw py::value_error("clip * scale must be below 2**61 (integers would overflow)");
+            return norm;
+        }, py::arg("out").noconvert(), py::arg("x").noconvert(), py::arg("clip"), py::arg("scale"),
+           py::arg("num"), py::arg("den"));
+
+    m.def("discrete_gaussian_params_ok", &noise_discrete_gaussian_params_ok, py::arg("num"), py::arg("den"));
+    m.def("l2_norm_f32", [](carray<float> x) {
+        const float* p = x.data();
+        const size_t n = size_t(x.size());
+        std::optional<py::gil_scoped_release> nogil;
+        if (n >= 4096) nogil.emplace();
+        return noise_l2_norm_f32(p, n);
+    }, py::arg("x").noconvert());
+    m.def("simd_isa_supported", &simd_isa_supported);
+    m.def("simd_isa_selected", &simd_isa_selected);
+}
+
 const Aes256Gcm& self(const Aes256Gcm* s) {
     if (!s || s->live_ != Aes256Gcm::kLive) throw py::type_error("Aes256Gcm instance is not initialised (call __init__ with a key)");
     return *s;
@@ -441,6 +631,9 @@ PYBIND11_MODULE(_core, m) {
     m.attr("AES_ISA_VAES512") = int(AES_ISA_VAES512);
     m.attr("AEAD_MAX_MESSAGE") = py::int_(AEAD_AES256GCM_MAX_MESSAGE);
 
+    m.attr("SIMD_PORTABLE") = int(SIMD_PORTABLE);
+    m.attr("SIMD_AVX2") = int(SIMD_AVX2);
+    m.attr("SIMD_AVX512") = int(SIMD_AVX512);
     m.def("cpu_features", &features_dict, "CPU features detected by cpuid/xgetbv.");
     m.def("aes_isa_supported", &aes_isa_supported);
     m.def("aes_isa_cap", &aes_isa_cap);
@@ -464,4 +657,6 @@ PYBIND11_MODULE(_core, m) {
         .def("decrypt_many", [](const Aes256Gcm* s, py::handle n, py::handle c, py::handle a, bool strict) {
                  return self(s).decrypt_many(n, c, a, strict);
              }, py::arg("nonces"), py::arg("ciphertexts"), py::arg("associated_data"), py::arg("strict"));
+
+    bind_rng(m);
 }

@@ -138,7 +138,7 @@ def test_privcity_isa_is_case_and_space_tolerant(run_python, value):
     assert info["aes256gcm"] == default == want
 
 
-@pytest.mark.parametrize("value", ["bogus", "avx2", "sse"])
+@pytest.mark.parametrize("value", ["bogus", "avx", "sse"])
 def test_unknown_privcity_isa_fails_the_import(run_python, value):
     # Execute
     proc = run_python("import privcity", isa=value)
@@ -147,7 +147,7 @@ def test_unknown_privcity_isa_fails_the_import(run_python, value):
     assert proc.returncode != 0
     assert "ValueError" in proc.stderr
     assert f"PRIVCITY_ISA={value!r}" in proc.stderr
-    assert "vaes512, aesni, none" in proc.stderr
+    assert "vaes512 (avx512), aesni (avx2), none (portable)" in proc.stderr
 
 
 def test_explicit_implementation_ignores_the_cap(run_python):
@@ -184,7 +184,19 @@ def test_info_json_reports_the_cap(run_python):
 
     # Assert
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["backends"] == {"aes256gcm": "cryptography", "isa_cap": "none"}
+    assert json.loads(proc.stdout)["backends"] == {
+        "aes256gcm": "cryptography", "csprng": "portable", "noise": "portable", "isa_cap": "none"}
+
+
+@pytest.mark.parametrize("alias,name", [("portable", "none"), ("avx2", "aesni"), ("avx512", "vaes512")])
+def test_vector_level_aliases_name_the_same_rungs(run_python, alias, name):
+    # Execute
+    a = run_python("import json, privcity; print(json.dumps(privcity.backend_info()))", isa=alias)
+    b = run_python("import json, privcity; print(json.dumps(privcity.backend_info()))", isa=name)
+
+    # Assert
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert json.loads(a.stdout) == json.loads(b.stdout)
 
 
 @pytest.mark.parametrize("argv", [["info"], []], ids=["info", "no-command"])

@@ -9,6 +9,8 @@ __all__ = ["cpu_features", "backend_info", "aes_implementations"]
 
 # Names for the AES levels of the C++ core, best last.
 _AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI, "vaes512": _core.AES_ISA_VAES512}
+# Aliases naming the same rungs of the one ladder by their vector level.
+_ALIASES = {"portable": "none", "avx2": "aesni", "avx512": "vaes512"}
 _AES_NAMES = {v: k for k, v in _AES_LEVELS.items()}
 
 
@@ -17,9 +19,11 @@ def _apply_env_cap() -> None:
     raw = os.environ.get("PRIVCITY_ISA", "").strip().lower()
     if raw in ("", "auto", "native", "best"):
         return
+    raw = _ALIASES.get(raw, raw)
     if raw not in _AES_LEVELS:
         raise ValueError(
-            f"PRIVCITY_ISA={raw!r} is not understood; use one of vaes512, aesni, none (or unset it)"
+            f"PRIVCITY_ISA={raw!r} is not understood; use one of vaes512 (avx512), aesni (avx2), "
+            "none (portable), or unset it"
         )
     _core.set_aes_isa_cap(_AES_LEVELS[raw])
 
@@ -45,15 +49,25 @@ def _selected_aes() -> str:
     return "cryptography" if level == _core.AES_ISA_NONE else _AES_NAMES[level]
 
 
+_SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.SIMD_AVX512: "avx512"}
+
+
 def backend_info() -> dict[str, str]:
     """Which implementation each primitive uses in this process.
 
     ``aes256gcm`` is ``"vaes512"``, ``"aesni"`` or ``"cryptography"`` (OpenSSL, used where the
-    CPU lacks AES-NI or PRIVCITY_ISA=none). ``isa_cap`` is the PRIVCITY_ISA value in force.
+    CPU lacks AES-NI or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream of the noise
+    generator (``"vaes512"``, ``"aesni"`` or ``"portable"``: table-based AES, not constant time,
+    only where the CPU has no AES instructions). ``noise`` is the vector level of the samplers
+    (``"avx512"``, ``"avx2"``, ``"portable"``). ``isa_cap`` is the PRIVCITY_ISA value in force:
+    one ladder for every family (none/portable < aesni/avx2 < vaes512/avx512).
     """
     cap = _core.aes_isa_cap()
+    aes = _core.aes_isa_selected()
     return {
         "aes256gcm": _selected_aes(),
+        "csprng": "portable" if aes == _core.AES_ISA_NONE else _AES_NAMES[aes],
+        "noise": _SIMD_NAMES[_core.simd_isa_selected()],
         "isa_cap": "none" if cap == _core.AES_ISA_NONE else _AES_NAMES[cap],
     }
 

@@ -1,0 +1,341 @@
+// Noise samplers: drivers of the per-ISA continuous kernels (keystream in, samples out, spares
+// kept so chunked draws equal one draw), the exact integer samplers of Canonne, Kamath and
+// Steinke 2020 (integer arithmetic only), and the fused device kernels.
+#include "privcity/noise.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "noise_internal.h"
+#include "privcity/cpu.h"
+
+namespace privcity {
+namespace {
+
+struct SimdOps {
+    void (*gauss_f32)(float*, const uint32_t*, size_t, float, const float*, float);
+    void (*gauss_f64)(double*, const uint64_t*, size_t, double, const double*, double);
+    void (*laplace_f64)(double* __restrict, const uint64_t* __restrict, size_t, double);
+    void (*uniform_f64)(double* __restrict, const uint64_t* __restrict, size_t);
+    double (*sumsq_f32)(const float*, size_t);
+};
+
+#define PC_OPS(NS) \
+    SimdOps { NS::gauss_f32, NS::gauss_f64, NS::laplace_f64, NS::uniform_f64, NS::sumsq_f32 }
+const SimdOps& ops() {
+    static const SimdOps portable = PC_OPS(simd_portable);
+#if defined(__x86_64__)
+    static const SimdOps avx2 = PC_OPS(simd_avx2);
+    static const SimdOps avx512 = PC_OPS(simd_avx512);
+    switch (simd_isa_selected()) {
+        case SIMD_AVX512: return avx512;
+        case SIMD_AVX2: return avx2;
+        default: break;
+    }
+#endif
+    return portable;
+}
+#undef PC_OPS
+
+constexpr size_t kChunkBytes = 8192;  // keystream per kernel call: stays in L1
+
+// --- Gaussian drivers ---------------------------------------------------------------------------
+// out[i] = base[i] * bscale + sigma * z_i (or sigma * z_i without base); 32 floats per block.
+void gauss_f32_drive(float* out, size_t n, float sigma, const float* base, float bscale, rng_state* st) {
+    const SimdOps& op = ops();
+    size_t i = 0;
+    for (; i < n && st->n_spare_f32; ++i) {
+        const float z = st->spare_f32[32 - st->n_spare_f32--];
+        out[i] = base ? base[i] * bscale + sigma * z : sigma * z;
+    }
+    alignas(64) uint32_t words[kChunkBytes / 4];
+    while (n - i >= 32) {
+        const size_t nb = (n - i) / 32 < kChunkBytes / 128 ? (n - i) / 32 : kChunkBytes / 128;
+        rng_fill(st, reinterpret_cast<uint8_t*>(words), nb * 128);
+        op.gauss_f32(out + i, words, nb, sigma, base ? base + i : nullptr, bscale);
+        i += 32 * nb;
+    }
+    if (i < n) {
+        std::memcpy(words, rng_take(st, 128), 128);
+        float z[32];
+        op.gauss_f32(z, words, 1, 1.0f, nullptr, 0.0f);  // sigma 1: the z themselves
+        const size_t rem = n - i;
+        for (size_t j = 0; j < rem; ++j)
+            out[i + j] = base ? base[i + j] * bscale + sigma * z[j] : sigma * z[j];
+        std::memcpy(st->spare_f32, z, sizeof z);
+        st->n_spare_f32 = uint32_t(32 - rem);
+    }
+}
+
+void gauss_f64_drive(double* out, size_t n, double sigma, const double* base, double bscale, rng_state* st) {
+    const SimdOps& op = ops();
+    size_t i = 0;
+    for (; i < n && st->n_spare_f64; ++i) {
+        const double z = st->spare_f64[16 - st->n_spare_f64--];
+        out[i] = base ? base[i] * bscale + sigma * z : sigma * z;
+    }
+    alignas(64) uint64_t words[kChunkBytes / 8];
+    while (n - i >= 16) {
+        const size_t nb = (n - i) / 16 < kChunkBytes / 128 ? (n - i) / 16 : kChunkBytes / 128;
+        rng_fill(st, reinterpret_cast<uint8_t*>(words), nb * 128);
+        op.gauss_f64(out + i, words, nb, sigma, base ? base + i : nullptr, bscale);
+        i += 16 * nb;
+    }
+    if (i < n) {
+        std::memcpy(words, rng_take(st, 128), 128);
+        double z[16];
+        op.gauss_f64(z, words, 1, 1.0, nullptr, 0.0);
+        const size_t rem = n - i;
+        for (size_t j = 0; j < rem; ++j)
+            out[i + j] = base ? base[i + j] * bscale + sigma * z[j] : sigma * z[j];
+        std::memcpy(st->spare_f64, z, sizeof z);
+        st->n_spare_f64 = uint32_t(16 - rem);
+    }
+}
+
+// --- exact integer sampling ---------------------------------------------------------------------
+using u128 = unsigned __int128;
+
+inline bool random_bit(rng_state* st) {
+    if (st->bit_count == 0) {
+        st->bit_pool = rng_u64(st);
+        st->bit_count = 64;
+    }
+    const bool b = st->bit_pool & 1;
+    st->bit_pool >>= 1;
+    --st->bit_count;
+    return b;
+}
+
+// Uniform on [0, m), m >= 1, exactly (Lemire's multiply-and-reject).
+inline uint64_t uniform_below(rng_state* st, uint64_t m) {
+    u128 p = u128(rng_u64(st)) * m;
+    uint64_t lo = uint64_t(p);
+    if (lo < m) {
+        const uint64_t t = (0 - m) % m;
+        while (lo < t) {
+            p = u128(rng_u64(st)) * m;
+            lo = uint64_t(p);
+        }
+    }
+    return uint64_t(p >> 64);
+}
+
+// Uniform on [0, m), m >= 1, for 128-bit m (mask and reject: under two tries expected).
+inline u128 uniform_below128(rng_state* st, u128 m) {
+    if ((m >> 64) == 0) return uniform_below(st, uint64_t(m));
+    const uint64_t hi = uint64_t((m - 1) >> 64);
+    const uint64_t mask = ~uint64_t(0) >> __builtin_clzll(hi);
+    for (;;) {
+        const uint64_t a = rng_u64(st) & mask;
+        const uint64_t b = rng_u64(st);
+        const u128 r = (u128(a) << 64) | b;
+        if (r < m) return r;
+    }
+}
+
+// Bernoulli(exp(-n/d)) for 0 <= n <= d, d < 2^120 (CKS20 Algorithm 1: K <- 1; while
+// Bernoulli(n / (d K)): K <- K + 1; return K odd). Once d K would overflow (K > 2^8 at
+// d < 2^120, probability below 1/255!) the loop stops as if the draw failed.
+bool bernoulli_exp_le1(rng_state* st, u128 n, u128 d) {
+    if (n == 0) return true;
+    uint64_t k = 1;
+    for (;;) {
+        u128 dk;
+        if (__builtin_mul_overflow(d, u128(k), &dk)) break;
+        if (uniform_below128(st, dk) >= n) break;  // Bernoulli(n / (d k)) failed
+        ++k;
+    }
+    return k & 1;
+}
+
+inline bool bernoulli_exp_minus1(rng_state* st) { return bernoulli_exp_le1(st, 1, 1); }
+
+// 256-bit unsigned for (|Y| b t - a)^2 when it passes 2^128.
+struct U256 {
+    u128 hi, lo;
+};
+inline U256 square(u128 x) {
+    const uint64_t x0 = uint64_t(x), x1 = uint64_t(x >> 64);
+    const u128 p00 = u128(x0) * x0, p01 = u128(x0) * x1, p11 = u128(x1) * x1;
+    // x^2 = p11 2^128 + 2 p01 2^64 + p00
+    U256 r{p11, p00};
+    const u128 mid_lo = p01 << 65;           // low 63 bits of p01, times 2^65
+    const u128 mid_hi = p01 >> 63;           // the rest
+    const u128 lo = r.lo + mid_lo;
+    r.hi += mid_hi + (lo < r.lo ? 1 : 0);
+    r.lo = lo;
+    return r;
+}
+
+// Bernoulli(exp(-N/D)) for N >= 0 (256-bit), 1 <= D < 2^120: one Bernoulli(exp(-1)) per whole
+// unit of N/D (stopping at the first failure), then the fractional part.
+bool bernoulli_exp(rng_state* st, U256 N, u128 D) {
+    for (;;) {
+        if (N.hi == 0 && N.lo < D) return bernoulli_exp_le1(st, N.lo, D);
+        if (!bernoulli_exp_minus1(st)) return false;
+        const u128 lo = N.lo - D;
+        N.hi -= (lo > N.lo) ? 1 : 0;
+        N.lo = lo;
+    }
+}
+
+// Discrete Laplace with scale t/s (CKS20 Algorithm 2). |result| < 2^62.
+int64_t discrete_laplace_one(rng_state* st, uint64_t t, uint64_t s) {
+    for (;;) {
+        const uint64_t u = uniform_below(st, t);
+        if (!bernoulli_exp_le1(st, u, t)) continue;
+        uint64_t v = 0;
+        while (bernoulli_exp_minus1(st)) ++v;
+        const u128 x = u128(u) + u128(t) * v;
+        const u128 y = (x >> 64) == 0 ? u128(uint64_t(x) / s) : x / s;
+        const bool negative = random_bit(st);
+        if (negative && y == 0) continue;
+        if (y >= (u128(1) << 62)) continue;  // beyond any probability that can be observed
+        return negative ? -int64_t(y) : int64_t(y);
+    }
+}
+
+inline uint64_t isqrt(uint64_t v) {
+    uint64_t r = uint64_t(std::sqrt(double(v)));
+    while (u128(r) * r > v) --r;
+    while (u128(r + 1) * (r + 1) <= v) ++r;
+    return r;
+}
+
+struct DGauss {
+    uint64_t a, b, t;  // sigma^2 = a/b, t = floor(sigma) + 1
+    u128 bt, D;        // b t and 2 a b t^2
+};
+
+bool dgauss_setup(uint64_t a, uint64_t b, DGauss& g) {
+    if (a == 0 || b == 0 || a >= (uint64_t(1) << 63) || b >= (uint64_t(1) << 40)) return false;
+    const uint64_t q = a / b;
+    if (q > (uint64_t(1) << 62)) return false;
+    g.a = a;
+    g.b = b;
+    g.t = isqrt(q) + 1;
+    g.bt = u128(b) * g.t;
+    u128 d;
+    if (__builtin_mul_overflow(u128(2) * a, u128(b), &d)) return false;
+    if (__builtin_mul_overflow(d, u128(g.t) * g.t, &d)) return false;
+    if (d >= (u128(1) << 120)) return false;
+    g.D = d;
+    return true;
+}
+
+// Discrete Gaussian, sigma^2 = a/b (CKS20 Algorithm 3): Y ~ DLap(t) accepted with probability
+// exp(-(|Y| - sigma^2/t)^2 / (2 sigma^2)) = exp(-(|Y| b t - a)^2 / (2 a b t^2)).
+int64_t discrete_gaussian_one(rng_state* st, const DGauss& g) {
+    for (;;) {
+        const int64_t y = discrete_laplace_one(st, g.t, 1);
+        const u128 ay = u128(y < 0 ? -(y + 1) + 1 : y);
+        u128 ybt;
+        if (__builtin_mul_overflow(ay, g.bt, &ybt)) continue;  // exp(-gamma) below any observable value
+        const u128 m = ybt >= g.a ? ybt - g.a : g.a - ybt;
+        if (bernoulli_exp(st, square(m), g.D)) return y;
+    }
+}
+
+}  // namespace
+
+// --- public samplers ----------------------------------------------------------------------------
+
+void noise_gaussian_f32(float* out, size_t n, float sigma, rng_state* st) noexcept {
+    gauss_f32_drive(out, n, sigma, nullptr, 0.0f, st);
+}
+void noise_gaussian_f64(double* out, size_t n, double sigma, rng_state* st) noexcept {
+    gauss_f64_drive(out, n, sigma, nullptr, 0.0, st);
+}
+void noise_add_gaussian_f32(float* x, size_t n, float sigma, rng_state* st) noexcept {
+    gauss_f32_drive(x, n, sigma, x, 1.0f, st);
+}
+void noise_add_gaussian_f64(double* x, size_t n, double sigma, rng_state* st) noexcept {
+    gauss_f64_drive(x, n, sigma, x, 1.0, st);
+}
+
+void noise_laplace_f64(double* out, size_t n, double scale, rng_state* st) noexcept {
+    const SimdOps& op = ops();
+    alignas(64) uint64_t words[kChunkBytes / 8];
+    for (size_t i = 0; i < n;) {
+        const size_t k = n - i < kChunkBytes / 8 ? n - i : kChunkBytes / 8;
+        rng_fill(st, reinterpret_cast<uint8_t*>(words), 8 * k);
+        op.laplace_f64(out + i, words, k, scale);
+        i += k;
+    }
+}
+
+void noise_uniform_f64(double* out, size_t n, rng_state* st) noexcept {
+    const SimdOps& op = ops();
+    alignas(64) uint64_t words[kChunkBytes / 8];
+    for (size_t i = 0; i < n;) {
+        const size_t k = n - i < kChunkBytes / 8 ? n - i : kChunkBytes / 8;
+        rng_fill(st, reinterpret_cast<uint8_t*>(words), 8 * k);
+        op.uniform_f64(out + i, words, k);
+        i += k;
+    }
+}
+
+void noise_bernoulli(uint8_t* out, size_t n, double p, rng_state* st) noexcept {
+    const bool always = p >= 1.0;
+    const uint64_t threshold = p <= 0.0 || always ? 0 : uint64_t(std::ldexp(p, 64));
+    alignas(64) uint64_t words[kChunkBytes / 8];
+    for (size_t i = 0; i < n;) {
+        const size_t k = n - i < kChunkBytes / 8 ? n - i : kChunkBytes / 8;
+        rng_fill(st, reinterpret_cast<uint8_t*>(words), 8 * k);
+        for (size_t j = 0; j < k; ++j) out[i + j] = always ? 1 : uint8_t(words[j] < threshold);
+        i += k;
+    }
+}
+
+int noise_discrete_laplace(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
+    if (num == 0 || den == 0 || num >= (uint64_t(1) << 62) || den >= (uint64_t(1) << 62)) return -1;
+    for (size_t i = 0; i < n; ++i) out[i] = discrete_laplace_one(st, num, den);
+    return 0;
+}
+
+bool noise_discrete_gaussian_params_ok(uint64_t num, uint64_t den) noexcept {
+    DGauss g;
+    return dgauss_setup(num, den, g);
+}
+
+int noise_discrete_gaussian(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
+    DGauss g;
+    if (!dgauss_setup(num, den, g)) return -1;
+    for (size_t i = 0; i < n; ++i) out[i] = discrete_gaussian_one(st, g);
+    return 0;
+}
+
+double noise_l2_norm_f32(const float* x, size_t n) noexcept { return std::sqrt(ops().sumsq_f32(x, n)); }
+
+double noise_clip_add_gaussian_f32(float* out, const float* x, size_t n, float clip, float sigma,
+                                   rng_state* st) noexcept {
+    const double norm = noise_l2_norm_f32(x, n);
+    if (!std::isfinite(norm)) return -1.0;
+    const float s = norm > double(clip) ? float(double(clip) / norm) : 1.0f;
+    gauss_f32_drive(out, n, sigma, x, s, st);
+    return norm;
+}
+
+double noise_clip_round_add_dgauss(int64_t* out, const float* x, size_t n, double clip,
+                                   double scale, uint64_t num, uint64_t den,
+                                   rng_state* st) noexcept {
+    const double norm = noise_l2_norm_f32(x, n);
+    if (!std::isfinite(norm)) return -1.0;
+    DGauss g;
+    if (!dgauss_setup(num, den, g)) return -2.0;
+    // After clipping every |x_i| <= clip, so |x_i * s| <= clip * scale: one check up front.
+    if (!(clip * scale < 0x1p61)) return -3.0;
+    const double s = (norm > clip ? clip / norm : 1.0) * scale;
+    for (size_t i = 0; i < n; ++i) {
+        const double v = double(x[i]) * s;
+        const double fl = std::floor(v);
+        // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides).
+        const double u = double(rng_u64(st) >> 12) * 0x1p-52;
+        const int64_t r = int64_t(fl) + (u < v - fl ? 1 : 0);
+        out[i] = r + discrete_gaussian_one(st, g);
+    }
+    return norm;
+}
+
+}  // namespace privcity

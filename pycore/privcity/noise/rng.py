@@ -1,0 +1,223 @@
+"""``SecureRNG``: noise for differential privacy from a cryptographically secure generator.
+
+The generator is AES-256 in counter mode (privcity's AES kernels), keyed from the operating
+system by default. With a seed it is reproducible: each (seed, stream) pair gives its own
+independent stream (the key is HKDF-SHA256 of the seed, with the stream in the info), so every
+device and round of a simulation can have one. A seeded generator is for simulations only:
+anyone who knows the seed can recompute every sample.
+
+Samplers consume the keystream in a fixed way: the same seed gives the same samples on every
+CPU path, and n samples drawn at once equal the same n drawn in chunks (for one kind of draw).
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .. import _core
+
+__all__ = ["SecureRNG", "discrete_gaussian_sigma2", "discrete_laplace_scale"]
+
+_SALT = b"privcity.noise.SecureRNG v1"
+_MAX_STREAM = 2**64 - 1
+
+
+def _seed_bytes(seed: Any) -> bytes:
+    if isinstance(seed, bool):
+        raise TypeError("seed must be bytes-like or a non-negative int, not bool")
+    if isinstance(seed, int):
+        if seed < 0:
+            raise ValueError("seed must be a non-negative int or bytes")
+        return b"int:" + str(seed).encode()
+    try:
+        return b"bytes:" + bytes(memoryview(seed))
+    except TypeError:
+        raise TypeError(f"seed must be bytes-like or a non-negative int, not {type(seed).__name__}") from None
+
+
+def derive_key(seed: Any, stream: int) -> bytes:
+    """The AES key of a seeded stream: HKDF-SHA256(seed, salt, info = stream as 8 bytes)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=stream.to_bytes(8, "big"))
+    return hkdf.derive(_seed_bytes(seed))
+
+
+def _count(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int, not {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return int(n)
+
+
+def _positive(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def discrete_gaussian_sigma2(sigma: float) -> tuple[int, int]:
+    """sigma^2 as num/den for the exact sampler: the smallest num / 2**k >= sigma^2 the sampler
+    accepts, with the finest k (relative excess below 2**-19 for every accepted sigma)."""
+    s2 = Fraction(sigma) ** 2
+    for k in range(39, -1, -1):
+        den = 1 << k
+        num = math.ceil(s2 * den)
+        if _core.discrete_gaussian_params_ok(num, den):
+            return num, den
+    raise ValueError(f"sigma={sigma!r} is too large for the exact discrete Gaussian sampler (max about 5e8)")
+
+
+def discrete_laplace_scale(scale: float) -> tuple[int, int]:
+    """scale as num/den for the exact sampler: exact when both fit in 62 bits, else the
+    smallest num / 2**k >= scale that fits."""
+    f = Fraction(scale)
+    if f.numerator < 2**62 and f.denominator < 2**62:
+        return f.numerator, f.denominator
+    for k in range(61, -1, -1):
+        num = math.ceil(f * (1 << k))
+        if num < 2**62:
+            return num, 1 << k
+    raise ValueError(f"scale={scale!r} is too large for the exact discrete Laplace sampler")
+
+
+class SecureRNG:
+    """Noise from AES-256-CTR, keyed from the OS or, for simulations, from a seed.
+
+    Parameters
+    ----------
+    seed : bytes-like or int, optional
+        None (default): a fresh key from the operating system (getrandom); a forked child re-keys
+        itself before drawing. Given: a reproducible stream, NOT for protecting real data.
+    stream : int
+        With a seed, which of its independent streams (0 .. 2**64 - 1): one per device and round.
+
+    Draws are not thread-safe in the sense of ordering (two threads interleave unpredictably),
+    but never hand out the same keystream twice.
+    """
+
+    __slots__ = ("_rng", "_stream")
+
+    def __init__(self, seed: Any = None, stream: int = 0) -> None:
+        if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)):
+            raise TypeError(f"stream must be an int, not {type(stream).__name__}")
+        if not 0 <= stream <= _MAX_STREAM:
+            raise ValueError(f"stream must be in [0, 2**64), got {stream}")
+        if seed is None:
+            if stream != 0:
+                raise ValueError("stream selects a stream of a seed; give a seed too")
+            self._rng = _core.Rng(None)
+        else:
+            self._rng = _core.Rng(derive_key(seed, int(stream)))
+        self._stream = int(stream)
+
+    @property
+    def seeded(self) -> bool:
+        """True for a reproducible (seeded) generator: never use one to protect real data."""
+        return self._rng.seeded
+
+    @property
+    def position(self) -> int:
+        """Keystream bytes consumed so far."""
+        return self._rng.position
+
+    def __repr__(self) -> str:
+        if self.seeded:
+            return (f"SecureRNG(seeded, stream={self._stream}: reproducible, NOT for production: "
+                    "anyone with the seed can recompute the noise)")
+        return "SecureRNG(keyed from the OS)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("SecureRNG holds a secret key and cannot be pickled")
+
+    # --- raw ------------------------------------------------------------------------------------
+    def random_bytes(self, n: int) -> bytes:
+        """The next n keystream bytes."""
+        return self._rng.fill_bytes(_count(n))
+
+    def uniform(self, n: int) -> np.ndarray:
+        """n floats uniform on [0, 1) (52 random bits each), float64."""
+        out = np.empty(_count(n), np.float64)
+        self._rng.uniform(out)
+        return out
+
+    def bernoulli(self, n: int, p: float) -> np.ndarray:
+        """n draws of Bernoulli(p) as a bool array (p resolved to 2**-64)."""
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        out = np.empty(_count(n), np.uint8)
+        self._rng.bernoulli(out, p)
+        return out.view(bool)
+
+    # --- continuous (fast float path; see the floating-point caveat in privcity.dp) ---------------
+    def gaussian(self, n: int, sigma: float = 1.0, dtype: Any = np.float32) -> np.ndarray:
+        """n samples of N(0, sigma^2) as float32 (default) or float64 (vectorised Box-Muller).
+
+        Floating-point noise is for simulations and model updates; a release that must resist
+        floating-point attacks uses privcity.dp's ``release`` (integer noise on a grid).
+        """
+        sigma = _positive(sigma, "sigma")
+        dt = np.dtype(dtype)
+        out = np.empty(_count(n), dt)
+        if dt == np.float32:
+            self._rng.gaussian_f32(out, sigma)
+        elif dt == np.float64:
+            self._rng.gaussian_f64(out, sigma)
+        else:
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        return out
+
+    def add_gaussian_(self, x: np.ndarray, sigma: float) -> np.ndarray:
+        """Adds N(0, sigma^2) to every element of x in place (float32 or float64, C-contiguous,
+        writable) and returns x."""
+        sigma = _positive(sigma, "sigma")
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy array, not {type(x).__name__}")
+        if not (x.flags.c_contiguous and x.flags.writeable):
+            raise ValueError("x must be a C-contiguous, writable array")
+        if x.dtype == np.float32:
+            self._rng.add_gaussian_f32(x.reshape(-1), sigma)
+        elif x.dtype == np.float64:
+            self._rng.add_gaussian_f64(x.reshape(-1), sigma)
+        else:
+            raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+        return x
+
+    def laplace(self, n: int, scale: float) -> np.ndarray:
+        """n samples of Laplace(0, scale), float64."""
+        scale = _positive(scale, "scale")
+        out = np.empty(_count(n), np.float64)
+        self._rng.laplace(out, scale)
+        return out
+
+    # --- exact integer samplers (Canonne, Kamath, Steinke 2020) ------------------------------------
+    def discrete_gaussian(self, n: int, sigma: float) -> np.ndarray:
+        """n exact samples of the discrete Gaussian on the integers, int64.
+
+        P(x) is proportional to exp(-x^2 / (2 s^2)) where s^2 is sigma^2 rounded up to a
+        rational num/2**k (:func:`discrete_gaussian_sigma2`; relative excess below 2**-19).
+        Integer arithmetic only; exact for sigma up to about 5e8.
+        """
+        sigma = _positive(sigma, "sigma")
+        num, den = discrete_gaussian_sigma2(sigma)
+        out = np.empty(_count(n), np.int64)
+        self._rng.discrete_gaussian(out, num, den)
+        return out
+
+    def discrete_laplace(self, n: int, scale: float) -> np.ndarray:
+        """n exact samples of the discrete Laplace on the integers, int64:
+        P(x) proportional to exp(-|x| / scale)."""
+        scale = _positive(scale, "scale")
+        num, den = discrete_laplace_scale(scale)
+        out = np.empty(_count(n), np.int64)
+        self._rng.discrete_laplace(out, num, den)
+        return out
