@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "noise_internal.h"
+#include "rng_internal.h"
 #include "privcity/cpu.h"
 
 namespace privcity {
@@ -42,6 +43,7 @@ constexpr size_t kChunkBytes = 8192;  // keystream per kernel call: stays in L1
 // --- Gaussian drivers ---------------------------------------------------------------------------
 // out[i] = base[i] * bscale + sigma * z_i (or sigma * z_i without base); 32 floats per block.
 void gauss_f32_drive(float* out, size_t n, float sigma, const float* base, float bscale, rng_state* st) {
+    rng_enter(st);  // before the spares: a forked child must not hand out its parent's
     const SimdOps& op = ops();
     size_t i = 0;
     for (; i < n && st->n_spare_f32; ++i) {
@@ -68,6 +70,7 @@ void gauss_f32_drive(float* out, size_t n, float sigma, const float* base, float
 }
 
 void gauss_f64_drive(double* out, size_t n, double sigma, const double* base, double bscale, rng_state* st) {
+    rng_enter(st);  // before the spares: a forked child must not hand out its parent's
     const SimdOps& op = ops();
     size_t i = 0;
     for (; i < n && st->n_spare_f64; ++i) {
@@ -98,7 +101,7 @@ using u128 = unsigned __int128;
 
 inline bool random_bit(rng_state* st) {
     if (st->bit_count == 0) {
-        st->bit_pool = rng_u64(st);
+        st->bit_pool = rng_next_u64(st);
         st->bit_count = 64;
     }
     const bool b = st->bit_pool & 1;
@@ -109,12 +112,12 @@ inline bool random_bit(rng_state* st) {
 
 // Uniform on [0, m), m >= 1, exactly (Lemire's multiply-and-reject).
 inline uint64_t uniform_below(rng_state* st, uint64_t m) {
-    u128 p = u128(rng_u64(st)) * m;
+    u128 p = u128(rng_next_u64(st)) * m;
     uint64_t lo = uint64_t(p);
     if (lo < m) {
         const uint64_t t = (0 - m) % m;
         while (lo < t) {
-            p = u128(rng_u64(st)) * m;
+            p = u128(rng_next_u64(st)) * m;
             lo = uint64_t(p);
         }
     }
@@ -127,8 +130,8 @@ inline u128 uniform_below128(rng_state* st, u128 m) {
     const uint64_t hi = uint64_t((m - 1) >> 64);
     const uint64_t mask = ~uint64_t(0) >> __builtin_clzll(hi);
     for (;;) {
-        const uint64_t a = rng_u64(st) & mask;
-        const uint64_t b = rng_u64(st);
+        const uint64_t a = rng_next_u64(st) & mask;
+        const uint64_t b = rng_next_u64(st);
         const u128 r = (u128(a) << 64) | b;
         if (r < m) return r;
     }
@@ -137,9 +140,20 @@ inline u128 uniform_below128(rng_state* st, u128 m) {
 // Bernoulli(exp(-n/d)) for 0 <= n <= d, d < 2^120 (CKS20 Algorithm 1: K <- 1; while
 // Bernoulli(n / (d K)): K <- K + 1; return K odd). Once d K would overflow (K > 2^8 at
 // d < 2^120, probability below 1/255!) the loop stops as if the draw failed.
+//
+// The first two steps usually decide: they succeed together with probability n^2 / (2 d^2),
+// so for d < 2^31 one uniform u on [0, 2 d^2) settles both (K >= 2 iff u < 2 n d, K >= 3 iff
+// u < n^2; nested since n <= 2 d), which halves the draws and the unpredictable branches.
 bool bernoulli_exp_le1(rng_state* st, u128 n, u128 d) {
     if (n == 0) return true;
     uint64_t k = 1;
+    if (d < (u128(1) << 31)) {
+        const uint64_t d64 = uint64_t(d), n64 = uint64_t(n);
+        const uint64_t u = uniform_below(st, 2 * d64 * d64);
+        if (u >= 2 * n64 * d64) return true;  // K = 1: odd
+        if (u >= n64 * n64) return false;     // K = 2: even
+        k = 3;
+    }
     for (;;) {
         u128 dk;
         if (__builtin_mul_overflow(d, u128(k), &dk)) break;
@@ -149,7 +163,24 @@ bool bernoulli_exp_le1(rng_state* st, u128 n, u128 d) {
     return k & 1;
 }
 
-inline bool bernoulli_exp_minus1(rng_state* st) { return bernoulli_exp_le1(st, 1, 1); }
+// Bernoulli(exp(-1)): Algorithm 1 with n = d = 1, where step j succeeds with probability 1/j.
+// Steps 1..k all succeed with probability 1/k!, so one uniform u on [0, 20!) decides the first
+// 20 steps at once (they succeed iff u < 20!/k!); past that (probability 1/20!) the steps go on
+// one at a time. One draw instead of about e, with a branch-free count.
+bool bernoulli_exp_minus1(rng_state* st) {
+    static constexpr uint64_t kFact20 = 2432902008176640000ull;
+    static constexpr uint64_t kThreshold[20] = {  // 20!/k!, k = 1..20
+        2432902008176640000ull, 1216451004088320000ull, 405483668029440000ull,
+        101370917007360000ull, 20274183401472000ull, 3379030566912000ull, 482718652416000ull,
+        60339831552000ull, 6704425728000ull, 670442572800ull, 60949324800ull, 5079110400ull,
+        390700800ull, 27907200ull, 1860480ull, 116280ull, 6840ull, 380ull, 20ull, 1ull};
+    const uint64_t u = uniform_below(st, kFact20);
+    uint64_t k = 1;
+    for (int j = 0; j < 20; ++j) k += u < kThreshold[j];
+    if (k == 21)
+        while (uniform_below(st, k) == 0) ++k;  // step k succeeds with probability 1/k
+    return k & 1;
+}
 
 // 256-bit unsigned for (|Y| b t - a)^2 when it passes 2^128.
 struct U256 {
@@ -180,11 +211,30 @@ bool bernoulli_exp(rng_state* st, U256 N, u128 D) {
     }
 }
 
+// Bernoulli(exp(-u/t)) for u uniform on [0, t), as one draw for t < 2^21: r uniform on
+// [0, 2 t^3) gives u = r / (2 t^2) and, from w = r mod 2 t^2, the first two steps of
+// Algorithm 1 (see bernoulli_exp_le1); only when both succeed do the steps go on.
+inline bool uniform_then_bernoulli_exp(rng_state* st, uint64_t t, uint64_t& u) {
+    if (t < (uint64_t(1) << 21)) {
+        const uint64_t t2 = 2 * t * t;
+        const uint64_t r = uniform_below(st, t2 * t);
+        u = r / t2;
+        const uint64_t w = r - u * t2;
+        if (w >= 2 * u * t) return true;  // K = 1
+        if (w >= u * u) return false;     // K = 2
+        uint64_t k = 3;
+        while (uniform_below(st, t * k) < u) ++k;  // t k < 2^64 for any k that can occur
+        return k & 1;
+    }
+    u = uniform_below(st, t);
+    return bernoulli_exp_le1(st, u, t);
+}
+
 // Discrete Laplace with scale t/s (CKS20 Algorithm 2). |result| < 2^62.
 int64_t discrete_laplace_one(rng_state* st, uint64_t t, uint64_t s) {
     for (;;) {
-        const uint64_t u = uniform_below(st, t);
-        if (!bernoulli_exp_le1(st, u, t)) continue;
+        uint64_t u;
+        if (!uniform_then_bernoulli_exp(st, t, u)) continue;
         uint64_t v = 0;
         while (bernoulli_exp_minus1(st)) ++v;
         const u128 x = u128(u) + u128(t) * v;
@@ -290,6 +340,7 @@ void noise_bernoulli(uint8_t* out, size_t n, double p, rng_state* st) noexcept {
 
 int noise_discrete_laplace(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
     if (num == 0 || den == 0 || num >= (uint64_t(1) << 62) || den >= (uint64_t(1) << 62)) return -1;
+    rng_enter(st);
     for (size_t i = 0; i < n; ++i) out[i] = discrete_laplace_one(st, num, den);
     return 0;
 }
@@ -302,6 +353,7 @@ bool noise_discrete_gaussian_params_ok(uint64_t num, uint64_t den) noexcept {
 int noise_discrete_gaussian(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
     DGauss g;
     if (!dgauss_setup(num, den, g)) return -1;
+    rng_enter(st);
     for (size_t i = 0; i < n; ++i) out[i] = discrete_gaussian_one(st, g);
     return 0;
 }
@@ -327,11 +379,12 @@ double noise_clip_round_add_dgauss(int64_t* out, const float* x, size_t n, doubl
     // After clipping every |x_i| <= clip, so |x_i * s| <= clip * scale: one check up front.
     if (!(clip * scale < 0x1p61)) return -3.0;
     const double s = (norm > clip ? clip / norm : 1.0) * scale;
+    rng_enter(st);
     for (size_t i = 0; i < n; ++i) {
         const double v = double(x[i]) * s;
         const double fl = std::floor(v);
         // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides).
-        const double u = double(rng_u64(st) >> 12) * 0x1p-52;
+        const double u = double(rng_next_u64(st) >> 12) * 0x1p-52;
         const int64_t r = int64_t(fl) + (u < v - fl ? 1 : 0);
         out[i] = r + discrete_gaussian_one(st, g);
     }

@@ -13,6 +13,7 @@
 #endif
 
 #include "aes_internal.h"
+#include "rng_internal.h"
 #include "privcity/cpu.h"
 #include "secure.h"
 
@@ -161,6 +162,16 @@ const uint8_t* rng_take(rng_state* st, size_t n) noexcept {
     const uint8_t* p = st->buf + st->pos;
     st->pos += uint32_t(n);
     return p;
+}
+
+void rng_enter(rng_state* st) noexcept { check_fork(st); }
+
+uint64_t rng_next_u64_refill(rng_state* st) noexcept {
+    refill(st);
+    uint64_t v;
+    std::memcpy(&v, st->buf + st->pos, 8);
+    st->pos += 8;
+    return v;
 }
 
 uint64_t rng_u64(rng_state* st) noexcept {

@@ -65,15 +65,25 @@ def _positive(value: Any, name: str) -> float:
 
 
 def discrete_gaussian_sigma2(sigma: float) -> tuple[int, int]:
-    """sigma^2 as num/den for the exact sampler: the smallest num / 2**k >= sigma^2 the sampler
-    accepts, with the finest k (relative excess below 2**-19 for every accepted sigma)."""
+    """sigma^2 as num/den = num/2**k for the exact sampler: sigma^2 itself when it has such a
+    form with k <= 39 (sigma = 1, 2.5, 100, ...), else the smallest num/2**k >= sigma^2 whose
+    relative excess is below 2**-30. The coarsest such k is taken: smaller integers keep the
+    sampler on its fast path. The sampled distribution has exactly this variance parameter,
+    never less noise than asked for."""
     s2 = Fraction(sigma) ** 2
-    for k in range(39, -1, -1):
+    finest = None
+    for k in range(0, 40):
         den = 1 << k
         num = math.ceil(s2 * den)
-        if _core.discrete_gaussian_params_ok(num, den):
+        if not _core.discrete_gaussian_params_ok(num, den):
+            continue
+        finest = (num, den)
+        if Fraction(num, den) == s2 or (num - s2 * den) <= s2 * den / 2**30:
             return num, den
-    raise ValueError(f"sigma={sigma!r} is too large for the exact discrete Gaussian sampler (max about 5e8)")
+    if finest is not None:  # tiny sigma: the finest grid the sampler takes (still never below)
+        return finest
+    raise ValueError(f"sigma={sigma!r} is outside the range of the exact discrete Gaussian sampler "
+                     "(about 2**-10 to 5e8)")
 
 
 def discrete_laplace_scale(scale: float) -> tuple[int, int]:
