@@ -124,6 +124,17 @@ inline uint64_t uniform_below(rng_state* st, uint64_t m) {
     return uint64_t(p >> 64);
 }
 
+// uniform_below with the rejection threshold 2^64 mod m computed ahead (for a fixed m).
+struct Below {
+    uint64_t m, threshold;
+    constexpr explicit Below(uint64_t m_) : m(m_), threshold((0 - m_) % m_) {}
+};
+inline uint64_t uniform_below(rng_state* st, const Below& b) {
+    u128 p = u128(rng_next_u64(st)) * b.m;
+    while (uint64_t(p) < b.threshold) p = u128(rng_next_u64(st)) * b.m;
+    return uint64_t(p >> 64);
+}
+
 // Uniform on [0, m), m >= 1, for 128-bit m (mask and reject: under two tries expected).
 inline u128 uniform_below128(rng_state* st, u128 m) {
     if ((m >> 64) == 0) return uniform_below(st, uint64_t(m));
@@ -168,15 +179,17 @@ bool bernoulli_exp_le1(rng_state* st, u128 n, u128 d) {
 // 20 steps at once (they succeed iff u < 20!/k!); past that (probability 1/20!) the steps go on
 // one at a time. One draw instead of about e, with a branch-free count.
 bool bernoulli_exp_minus1(rng_state* st) {
-    static constexpr uint64_t kFact20 = 2432902008176640000ull;
+    static constexpr Below kFact20(2432902008176640000ull);
     static constexpr uint64_t kThreshold[20] = {  // 20!/k!, k = 1..20
         2432902008176640000ull, 1216451004088320000ull, 405483668029440000ull,
         101370917007360000ull, 20274183401472000ull, 3379030566912000ull, 482718652416000ull,
         60339831552000ull, 6704425728000ull, 670442572800ull, 60949324800ull, 5079110400ull,
         390700800ull, 27907200ull, 1860480ull, 116280ull, 6840ull, 380ull, 20ull, 1ull};
     const uint64_t u = uniform_below(st, kFact20);
-    uint64_t k = 1;
-    for (int j = 0; j < 20; ++j) k += u < kThreshold[j];
+    // Step 1 always succeeds (u < 20!); steps 2..4 branch-free; the rest (probability 1/24)
+    // one by one.
+    uint64_t k = 2 + (u < kThreshold[1]) + (u < kThreshold[2]) + (u < kThreshold[3]);
+    for (int j = 4; j < 20 && k == uint64_t(j) + 1 && u < kThreshold[j]; ++j) ++k;
     if (k == 21)
         while (uniform_below(st, k) == 0) ++k;  // step k succeeds with probability 1/k
     return k & 1;
@@ -214,11 +227,15 @@ bool bernoulli_exp(rng_state* st, U256 N, u128 D) {
 // Bernoulli(exp(-u/t)) for u uniform on [0, t), as one draw for t < 2^21: r uniform on
 // [0, 2 t^3) gives u = r / (2 t^2) and, from w = r mod 2 t^2, the first two steps of
 // Algorithm 1 (see bernoulli_exp_le1); only when both succeed do the steps go on.
-inline bool uniform_then_bernoulli_exp(rng_state* st, uint64_t t, uint64_t& u) {
+inline bool uniform_then_bernoulli_exp(rng_state* st, uint64_t t, const Below& cube, uint64_t& u) {
     if (t < (uint64_t(1) << 21)) {
         const uint64_t t2 = 2 * t * t;
-        const uint64_t r = uniform_below(st, t2 * t);
-        u = r / t2;
+        const uint64_t r = uniform_below(st, cube);
+        // u = r / t2 without a hardware divide: the double quotient (r < 2^64, u < 2^21) is
+        // within one of the truth, and one integer step corrects it.
+        u = uint64_t(double(r) / double(t2));
+        if (u * t2 > r) --u;
+        else if (r - u * t2 >= t2) ++u;
         const uint64_t w = r - u * t2;
         if (w >= 2 * u * t) return true;  // K = 1
         if (w >= u * u) return false;     // K = 2
@@ -230,15 +247,18 @@ inline bool uniform_then_bernoulli_exp(rng_state* st, uint64_t t, uint64_t& u) {
     return bernoulli_exp_le1(st, u, t);
 }
 
+// Range of the merged draw of uniform_then_bernoulli_exp (2 t^3; unused for t >= 2^21).
+inline Below cube_range(uint64_t t) { return Below(t < (uint64_t(1) << 21) ? 2 * t * t * t : 1); }
+
 // Discrete Laplace with scale t/s (CKS20 Algorithm 2). |result| < 2^62.
-int64_t discrete_laplace_one(rng_state* st, uint64_t t, uint64_t s) {
+int64_t discrete_laplace_one(rng_state* st, uint64_t t, uint64_t s, const Below& cube) {
     for (;;) {
         uint64_t u;
-        if (!uniform_then_bernoulli_exp(st, t, u)) continue;
+        if (!uniform_then_bernoulli_exp(st, t, cube, u)) continue;
         uint64_t v = 0;
         while (bernoulli_exp_minus1(st)) ++v;
         const u128 x = u128(u) + u128(t) * v;
-        const u128 y = (x >> 64) == 0 ? u128(uint64_t(x) / s) : x / s;
+        const u128 y = s == 1 ? x : (x >> 64) == 0 ? u128(uint64_t(x) / s) : x / s;
         const bool negative = random_bit(st);
         if (negative && y == 0) continue;
         if (y >= (u128(1) << 62)) continue;  // beyond any probability that can be observed
@@ -256,6 +276,7 @@ inline uint64_t isqrt(uint64_t v) {
 struct DGauss {
     uint64_t a, b, t;  // sigma^2 = a/b, t = floor(sigma) + 1
     u128 bt, D;        // b t and 2 a b t^2
+    Below cube{1};     // range of the discrete Laplace's merged draw
 };
 
 bool dgauss_setup(uint64_t a, uint64_t b, DGauss& g) {
@@ -271,6 +292,7 @@ bool dgauss_setup(uint64_t a, uint64_t b, DGauss& g) {
     if (__builtin_mul_overflow(d, u128(g.t) * g.t, &d)) return false;
     if (d >= (u128(1) << 120)) return false;
     g.D = d;
+    g.cube = cube_range(g.t);
     return true;
 }
 
@@ -278,11 +300,24 @@ bool dgauss_setup(uint64_t a, uint64_t b, DGauss& g) {
 // exp(-(|Y| - sigma^2/t)^2 / (2 sigma^2)) = exp(-(|Y| b t - a)^2 / (2 a b t^2)).
 int64_t discrete_gaussian_one(rng_state* st, const DGauss& g) {
     for (;;) {
-        const int64_t y = discrete_laplace_one(st, g.t, 1);
+        const int64_t y = discrete_laplace_one(st, g.t, 1, g.cube);
         const u128 ay = u128(y < 0 ? -(y + 1) + 1 : y);
         u128 ybt;
         if (__builtin_mul_overflow(ay, g.bt, &ybt)) continue;  // exp(-gamma) below any observable value
         const u128 m = ybt >= g.a ? ybt - g.a : g.a - ybt;
+        if ((m >> 64) == 0) {  // m^2 fits 128 bits: the common case
+            u128 N = u128(uint64_t(m)) * uint64_t(m);
+            bool accept = true;
+            while (N >= g.D) {
+                if (!bernoulli_exp_minus1(st)) {
+                    accept = false;
+                    break;
+                }
+                N -= g.D;
+            }
+            if (accept && bernoulli_exp_le1(st, N, g.D)) return y;
+            continue;
+        }
         if (bernoulli_exp(st, square(m), g.D)) return y;
     }
 }
@@ -341,7 +376,8 @@ void noise_bernoulli(uint8_t* out, size_t n, double p, rng_state* st) noexcept {
 int noise_discrete_laplace(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
     if (num == 0 || den == 0 || num >= (uint64_t(1) << 62) || den >= (uint64_t(1) << 62)) return -1;
     rng_enter(st);
-    for (size_t i = 0; i < n; ++i) out[i] = discrete_laplace_one(st, num, den);
+    const Below cube = cube_range(num);
+    for (size_t i = 0; i < n; ++i) out[i] = discrete_laplace_one(st, num, den, cube);
     return 0;
 }
 
