@@ -75,7 +75,7 @@ def discrete_gaussian_sigma2(sigma: float) -> tuple[int, int]:
     for k in range(0, 40):
         den = 1 << k
         num = math.ceil(s2 * den)
-        if not _core.discrete_gaussian_params_ok(num, den):
+        if num >= 2**63 or not _core.discrete_gaussian_params_ok(num, den):
             continue
         finest = (num, den)
         if Fraction(num, den) == s2 or (num - s2 * den) <= s2 * den / 2**30:
