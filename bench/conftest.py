@@ -1,24 +1,29 @@
 """Shared bench machinery: every benchmark records its median under a (group, role) key, and
-the session ends with a table of privcity / anchor ratios (throughput, higher is better)."""
+the session ends with a table of privcity / anchor ratios (throughput, higher is better).
+
+A benchmark whose call handles ``per`` units (samples, bytes) records ``per=``: its median is
+then compared per unit, so an anchor timed on fewer units (a slow library) still compares
+fairly, and the summary prints the rate in units per second."""
 from __future__ import annotations
 
 import collections
 
 import pytest
 
-# group -> role -> (median seconds, target ratio or None)
-_RESULTS: dict[str, dict[str, tuple[float, float | None]]] = collections.defaultdict(dict)
+# group -> role -> (median seconds per unit, target ratio or None, units per call)
+_RESULTS: dict[str, dict[str, tuple[float, float | None, int]]] = collections.defaultdict(dict)
 
 
 @pytest.fixture
 def record():
-    """record(benchmark, group, role, target=None) after benchmark(...) has run.
+    """record(benchmark, group, role, target=None, per=1) after benchmark(...) has run.
 
-    role "anchor" is the reference; any other role is compared against it.
+    role "anchor" is the reference; any other role is compared against it. per: units (e.g.
+    samples) handled by one call of the benchmarked function; medians are divided by it.
     """
 
-    def _record(benchmark, group: str, role: str, target: float | None = None) -> None:
-        _RESULTS[group][role] = (benchmark.stats.stats.median, target)
+    def _record(benchmark, group: str, role: str, target: float | None = None, per: int = 1) -> None:
+        _RESULTS[group][role] = (benchmark.stats.stats.median / per, target, per)
 
     return _record
 
@@ -32,12 +37,15 @@ def pytest_terminal_summary(terminalreporter):
         roles = _RESULTS[group]
         if "anchor" not in roles:
             continue
-        anchor = roles["anchor"][0]
-        for role, (median, target) in sorted(roles.items()):
+        anchor, _, anchor_per = roles["anchor"]
+        for role, (median, target, per) in sorted(roles.items()):
             if role == "anchor":
                 continue
             ratio = anchor / median
             verdict = ""
             if target is not None:
                 verdict = f"  target >= {target:g}x: {'met' if ratio >= target else 'MISSED'}"
-            tr.write_line(f"{group:<34} {role:<22} {ratio:6.2f}x{verdict}")
+            rates = ""
+            if per != 1 or anchor_per != 1:
+                rates = f"  ({1 / median / 1e6:.3g} M/s vs anchor {1 / anchor / 1e6:.3g} M/s)"
+            tr.write_line(f"{group:<34} {role:<22} {ratio:6.2f}x{verdict}{rates}")

@@ -30,10 +30,10 @@ _MAX_STREAM = 2**64 - 1
 def _seed_bytes(seed: Any) -> bytes:
     if isinstance(seed, bool):
         raise TypeError("seed must be bytes-like or a non-negative int, not bool")
-    if isinstance(seed, int):
+    if isinstance(seed, (int, np.integer)):  # numpy integers are ints here, not buffers
         if seed < 0:
             raise ValueError("seed must be a non-negative int or bytes")
-        return b"int:" + str(seed).encode()
+        return b"int:" + str(int(seed)).encode()
     try:
         return b"bytes:" + bytes(memoryview(seed))
     except TypeError:

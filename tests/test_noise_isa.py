@@ -1,0 +1,129 @@
+"""Every CPU path of the noise generator, forced with PRIVCITY_ISA in a fresh interpreter, gives
+bit-identical seeded outputs (SHA-256 of each), and its keystream equals `cryptography`'s
+AES-256-CTR. Paths this CPU cannot run are skipped (BLAKE3's per-implementation tests)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+import privcity
+from privcity import _core
+from privcity.noise.rng import derive_key
+
+# Sizes leave remainders after every vector width (8/16/32 lanes) and cross the 4 KiB keystream
+# buffer; chunked draws go through the spare normals of the Gaussian drivers.
+OUTPUTS = r'''
+import hashlib, json
+import numpy as np
+import privcity
+from privcity.noise import SecureRNG
+
+def h(a):
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+N = 100_003
+M = 20_011
+x32 = np.linspace(-2, 2, N, dtype=np.float32)
+x64 = np.linspace(-2, 2, N, dtype=np.float64)
+out = {}
+r = SecureRNG(b"isa", stream=1)
+out["random_bytes"] = hashlib.sha256(r.random_bytes(N)).hexdigest()
+out["uniform"] = h(r.uniform(N))
+out["gaussian_f32"] = h(r.gaussian(N, 1.7))
+out["gaussian_f32_chunks"] = h(np.concatenate([r.gaussian(k, 0.3) for k in (1, 7, 33, 100, 5000)]))
+out["gaussian_f64"] = h(r.gaussian(N, 1.7, dtype=np.float64))
+out["gaussian_f64_chunks"] = h(np.concatenate([r.gaussian(k, 0.3, dtype=np.float64) for k in (1, 7, 33, 100, 5000)]))
+out["add_gaussian_f32"] = h(r.add_gaussian_(x32.copy(), 0.25))
+out["add_gaussian_f64"] = h(r.add_gaussian_(x64.copy(), 0.25))
+out["laplace"] = h(r.laplace(N, 0.9))
+out["bernoulli"] = h(r.bernoulli(N, 0.37))
+for s in (0.5, 3.0, 100.0):
+    out[f"discrete_gaussian_{s}"] = h(r.discrete_gaussian(M, s))
+for s in (0.3, 2.5, 1000.0):
+    out[f"discrete_laplace_{s}"] = h(r.discrete_laplace(M, s))
+o32 = np.empty_like(x32)
+norms = [r._rng.clip_add_gaussian_f32(o32, x32, 1.0, 0.5)]
+out["clip_add_gaussian_f32_clipped"] = h(o32)
+norms.append(r._rng.clip_add_gaussian_f32(o32, x32, 1e30, 0.5))
+out["clip_add_gaussian_f32_unclipped"] = h(o32)
+out["clip_norms"] = h(np.array(norms))
+out["position"] = r.position
+print(json.dumps({"backend": privcity.backend_info(), "outputs": out}))
+'''
+
+PATHS = ("vaes512", "aesni", "none")
+CSPRNG = {"vaes512": "vaes512", "aesni": "aesni", "none": "portable"}
+RUNG = {"vaes512": 2, "aesni": 1, "none": 0}  # one ladder: none < aesni/avx2 < vaes512/avx512
+SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.SIMD_AVX512: "avx512"}
+NEEDS = {"vaes512": "VAES and AVX-512", "aesni": "AES-NI"}
+
+
+def _path(name: str) -> object:
+    lacking = name != "none" and name not in privcity.aes_implementations()
+    return pytest.param(name, id=name, marks=pytest.mark.skipif(
+        lacking, reason=f"this CPU cannot run the {name!r} path (it needs {NEEDS.get(name)})"))
+
+
+@pytest.fixture(scope="module")
+def in_process() -> dict:
+    """The outputs of this process (its own dispatch, PRIVCITY_ISA as pytest was started)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(OUTPUTS, {})  # noqa: S102 - the same code the subprocesses run
+    return json.loads(buf.getvalue())
+
+
+@pytest.mark.parametrize("isa", [_path(n) for n in PATHS])
+def test_forced_path_gives_identical_seeded_outputs(run_python, in_process, isa):
+    # Prepare
+    simd = SIMD_NAMES[min(RUNG[isa], _core.simd_isa_supported())]
+
+    # Execute
+    proc = run_python(OUTPUTS, isa=isa)
+
+    # Assert
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["backend"]["csprng"] == CSPRNG[isa]
+    assert report["backend"]["noise"] == simd
+    assert report["outputs"] == in_process["outputs"]
+
+
+@pytest.mark.parametrize("isa", [_path(n) for n in PATHS])
+def test_forced_path_keystream_equals_aes_ctr(run_python, isa):
+    # Prepare
+    n = 100_003
+    code = ("import hashlib, privcity; from privcity.noise import SecureRNG; "
+            "r = SecureRNG(b'ctr', stream=5); "
+            "print(privcity.backend_info()['csprng'], "
+            "hashlib.sha256(b''.join(r.random_bytes(k) for k in (1, 4096, 15, 4097, %d))).hexdigest())" % n)
+    total = 1 + 4096 + 15 + 4097 + n
+    enc = Cipher(algorithms.AES(derive_key(b"ctr", 5)), modes.CTR(bytes(16))).encryptor()
+    expected = hashlib.sha256(enc.update(bytes(total))).hexdigest()
+
+    # Execute
+    proc = run_python(code, isa=isa)
+
+    # Assert
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [CSPRNG[isa], expected]
+
+
+def test_aliases_select_the_same_noise_paths(run_python):
+    # Prepare
+    code = "import json, privcity; print(json.dumps(privcity.backend_info()))"
+
+    # Execute
+    reports = {alias: json.loads(run_python(code, isa=alias).stdout)
+               for alias in ("portable", "none", "avx2", "aesni")}
+
+    # Assert
+    assert reports["portable"] == reports["none"]
+    assert reports["portable"]["csprng"] == "portable" and reports["portable"]["noise"] == "portable"
+    assert reports["avx2"] == reports["aesni"]
