@@ -1,11 +1,12 @@
 """Exceptions raised by privcity. Every one derives from :class:`PrivcityError`."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
 
-__all__ = ["PrivcityError", "AuthenticationError"]
+__all__ = ["PrivcityError", "AuthenticationError", "PrivacyBudgetExceeded"]
 
 
 class PrivcityError(Exception):
@@ -23,3 +24,22 @@ class AuthenticationError(PrivcityError, InvalidTag):
     def __init__(self, message: str = "authentication failed", indices: Iterable[int] = (0,)):
         super().__init__(message)
         self.indices: list[int] = list(indices)
+
+
+class PrivacyBudgetExceeded(PrivcityError):
+    """A release or round would take the privacy loss past the accountant's epsilon budget.
+
+    Raised before anything is released; the accountant records nothing it refused.
+    ``epsilon_spent`` is what was already spent (unchanged by the refusal), ``epsilon_after``
+    what the refused ``event`` would have brought it to, ``epsilon_budget`` the limit.
+    """
+
+    # Defaults only so that pickling (cls(message), then the attributes) round-trips.
+    def __init__(self, message: str = "privacy budget exceeded", *, epsilon_spent: float = math.nan,
+                 epsilon_after: float = math.nan, epsilon_budget: float = math.nan,
+                 event: object = None) -> None:
+        super().__init__(message)
+        self.epsilon_spent = epsilon_spent
+        self.epsilon_after = epsilon_after
+        self.epsilon_budget = epsilon_budget
+        self.event = event

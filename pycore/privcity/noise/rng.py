@@ -99,6 +99,16 @@ def discrete_laplace_scale(scale: float) -> tuple[int, int]:
     raise ValueError(f"scale={scale!r} is too large for the exact discrete Laplace sampler")
 
 
+def _float32_vector(x: Any, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, not {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must be float32, got {x.dtype}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    return x.reshape(-1)
+
+
 class SecureRNG:
     """Noise from AES-256-CTR, keyed from the OS or, for simulations, from a seed.
 
@@ -209,12 +219,49 @@ class SecureRNG:
         self._rng.laplace(out, scale)
         return out
 
+    # --- fused device kernels -------------------------------------------------------------------
+    def clip_add_gaussian(self, x: np.ndarray, clip: float, sigma: float,
+                          out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Clips a float32 vector to L2 norm ``clip`` and adds N(0, sigma^2) noise, in one call.
+
+        Returns ``(out, norm)`` with norm the L2 norm of x before clipping. ``out`` may be x
+        itself (in place) or a preallocated float32 array of x's size; by default a new array.
+        Float noise: for model updates in simulations (see privcity.dp.GaussianMechanism.perturb).
+        """
+        clip = _positive(clip, "clip")
+        sigma = _positive(sigma, "sigma")
+        xs = _float32_vector(x, "x")
+        if out is None:
+            out = np.empty_like(xs)
+        elif not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.size == xs.size
+                  and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("out must be a writable C-contiguous float32 array of x's size")
+        norm = self._rng.clip_add_gaussian_f32(out.reshape(-1), xs, clip, sigma)
+        return out, norm
+
+    def clip_round_add_discrete_gaussian(self, x: np.ndarray, clip: float, scale: float,
+                                         sigma: float) -> tuple[np.ndarray, float]:
+        """The integer path of distributed DP, in one call: clip x (float32) to L2 norm ``clip``,
+        multiply by ``scale``, round each coordinate stochastically to an integer (up with
+        probability equal to the fraction) and add exact discrete Gaussian noise of parameter
+        sigma (in integer units). Returns ``(int64 array, norm of x before clipping)``.
+        """
+        clip = _positive(clip, "clip")
+        scale = _positive(scale, "scale")
+        sigma = _positive(sigma, "sigma")
+        xs = _float32_vector(x, "x")
+        num, den = discrete_gaussian_sigma2(sigma)
+        out = np.empty(xs.size, np.int64)
+        norm = self._rng.clip_round_add_dgauss(out, xs, clip, scale, num, den)
+        return out.reshape(np.shape(x)), norm
+
     # --- exact integer samplers (Canonne, Kamath, Steinke 2020) ------------------------------------
     def discrete_gaussian(self, n: int, sigma: float) -> np.ndarray:
         """n exact samples of the discrete Gaussian on the integers, int64.
 
-        P(x) is proportional to exp(-x^2 / (2 s^2)) where s^2 is sigma^2 rounded up to a
-        rational num/2**k (:func:`discrete_gaussian_sigma2`; relative excess below 2**-19).
+        P(x) is proportional to exp(-x^2 / (2 s^2)) where s^2 is sigma^2 itself or, when it has
+        no short binary form, sigma^2 rounded up to num/2**k (:func:`discrete_gaussian_sigma2`;
+        relative excess below 2**-30).
         Integer arithmetic only; exact for sigma up to about 5e8.
         """
         sigma = _positive(sigma, "sigma")
