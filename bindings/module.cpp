@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "privcity/aead.h"
 #include "privcity/cpu.h"
 #include "privcity/noise.h"
+#include "privcity/reduce.h"
 #include "privcity/rng.h"
 
 namespace py = pybind11;
@@ -594,6 +596,184 @@ void bind_rng(py::module_& m) {
     m.def("simd_isa_selected", &simd_isa_selected);
 }
 
+
+// --- reductions ---------------------------------------------------------------------------------
+
+// Row pointers of a batch of updates: a 2-D C-contiguous array, or a list/tuple of 1-D
+// C-contiguous arrays of one length. T is the element type (checked, never converted).
+template <class T>
+struct Rows {
+    std::vector<const T*> ptr;
+    std::vector<py::array> keep;  // holds the arrays while the GIL is released
+    size_t d = 0;
+};
+
+template <class T>
+Rows<T> rows_of(py::handle obj, const char* name) {
+    Rows<T> r;
+    const auto dtype = py::dtype::of<T>();
+    auto check = [&](const py::array& a, const std::string& what) {
+        if (!a.dtype().is(dtype))
+            throw py::type_error(what + " must have dtype " + std::string(py::str(dtype)) + ", got " +
+                                 std::string(py::str(a.dtype())));
+        if (!(a.flags() & py::array::c_style)) throw py::value_error(what + " must be C-contiguous");
+    };
+    if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+        const auto seq = py::reinterpret_borrow<py::sequence>(obj);
+        size_t i = 0;
+        for (auto item : seq) {
+            const std::string what = item_name(name, i);
+            if (!py::isinstance<py::array>(item)) throw py::type_error(what + " must be a numpy array");
+            auto a = py::reinterpret_borrow<py::array>(item);
+            check(a, what);
+            if (a.ndim() != 1) throw py::value_error(what + " must be 1-D");
+            if (i == 0) r.d = size_t(a.shape(0));
+            if (size_t(a.shape(0)) != r.d)
+                throw py::value_error(what + " has length " + std::to_string(a.shape(0)) + ", expected " +
+                                      std::to_string(r.d));
+            r.ptr.push_back(static_cast<const T*>(a.data()));
+            r.keep.push_back(a);
+            ++i;
+        }
+        return r;
+    }
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(name) + " must be a 2-D numpy array or a list of 1-D arrays");
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    check(a, name);
+    if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D (updates x parameters)");
+    r.d = size_t(a.shape(1));
+    const T* base = static_cast<const T*>(a.data());
+    for (py::ssize_t k = 0; k < a.shape(0); ++k) r.ptr.push_back(base + size_t(k) * r.d);
+    r.keep.push_back(a);
+    return r;
+}
+
+template <class T>
+size_t work_bytes(const Rows<T>& r) { return r.ptr.size() * r.d * sizeof(T); }
+
+void bind_reduce(py::module_& m) {
+    m.def("default_threads", &reduce_default_threads);
+    m.def("weighted_sum_f32", [](py::handle updates, carray<double> w, int threads) {
+        auto r = rows_of<float>(updates, "updates");
+        if (size_t(w.size()) != r.ptr.size())
+            throw py::value_error("weights has " + std::to_string(w.size()) + " entries for " +
+                                  std::to_string(r.ptr.size()) + " updates");
+        carray<double> out(py::ssize_t(r.d));
+        carray<uint8_t> bad(py::ssize_t(r.ptr.size()));
+        double* o = out.mutable_data();
+        uint8_t* b = bad.mutable_data();
+        const double* wp = w.data();
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            reduce_weighted_sum_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, threads);
+        }
+        return py::make_tuple(out, bad);
+    }, py::arg("updates"), py::arg("weights").noconvert(), py::arg("threads") = 0);
+    m.def("accumulate_f32", [](carray<double> out, carray<double> acc, carray<float> x, double w, int threads) {
+        if (out.size() != acc.size() || x.size() != acc.size())
+            throw py::value_error("out, acc and x must have the same length");
+        double* o = out_ptr(out, "out");
+        const double* a = acc.data();
+        const float* xp = x.data();
+        const size_t d = size_t(x.size());
+        int rc;
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (d >= 16384) nogil.emplace();
+            rc = reduce_accumulate_f32(o, a, xp, w, d, threads);
+        }
+        return rc == 0;
+    }, py::arg("out").noconvert(), py::arg("acc").noconvert(), py::arg("x").noconvert(), py::arg("w"),
+       py::arg("threads") = 0);
+    m.def("scale_to_f32", [](carray<double> acc, double scale, int threads) {
+        carray<float> out(acc.size());
+        float* o = out.mutable_data();
+        const double* a = acc.data();
+        const size_t d = size_t(acc.size());
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (d >= 16384) nogil.emplace();
+            reduce_scale_to_f32(o, a, scale, d, threads);
+        }
+        return out;
+    }, py::arg("acc").noconvert(), py::arg("scale"), py::arg("threads") = 0);
+    m.def("modular_sum_u32", [](py::handle updates, int threads) {
+        auto r = rows_of<uint32_t>(updates, "updates");
+        carray<uint32_t> out(py::ssize_t(r.d));
+        uint32_t* o = out.mutable_data();
+        std::fill(o, o + r.d, 0u);
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            reduce_modular_sum_u32(o, r.ptr.data(), r.ptr.size(), r.d, threads);
+        }
+        return out;
+    }, py::arg("updates"), py::arg("threads") = 0);
+    m.def("modular_sum_u64", [](py::handle updates, int threads) {
+        auto r = rows_of<uint64_t>(updates, "updates");
+        carray<uint64_t> out(py::ssize_t(r.d));
+        uint64_t* o = out.mutable_data();
+        std::fill(o, o + r.d, uint64_t(0));
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            reduce_modular_sum_u64(o, r.ptr.data(), r.ptr.size(), r.d, threads);
+        }
+        return out;
+    }, py::arg("updates"), py::arg("threads") = 0);
+    m.def("l2_norms_f32", [](py::handle updates, int threads) {
+        auto r = rows_of<float>(updates, "updates");
+        carray<double> out(py::ssize_t(r.ptr.size()));
+        double* o = out.mutable_data();
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            reduce_l2_norms_f32(o, r.ptr.data(), r.ptr.size(), r.d, threads);
+        }
+        return out;
+    }, py::arg("updates"), py::arg("threads") = 0);
+    m.def("median_f32", [](py::handle updates, int threads) {
+        auto r = rows_of<float>(updates, "updates");
+        carray<float> out(py::ssize_t(r.d));
+        float* o = out.mutable_data();
+        int rc;
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            rc = reduce_median_f32(o, r.ptr.data(), r.ptr.size(), r.d, threads);
+        }
+        if (rc != 0) throw py::value_error("median needs between 1 and 4096 updates");
+        return out;
+    }, py::arg("updates"), py::arg("threads") = 0);
+    m.def("trimmed_mean_f32", [](py::handle updates, size_t cut, int threads) {
+        auto r = rows_of<float>(updates, "updates");
+        carray<float> out(py::ssize_t(r.d));
+        float* o = out.mutable_data();
+        int rc;
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            rc = reduce_trimmed_mean_f32(o, r.ptr.data(), r.ptr.size(), r.d, cut, threads);
+        }
+        if (rc != 0) throw py::value_error("trimmed mean needs 1 to 4096 updates and 2 * cut < number of updates");
+        return out;
+    }, py::arg("updates"), py::arg("cut"), py::arg("threads") = 0);
+    m.def("pairwise_sqdist_f32", [](py::handle updates, int threads) {
+        auto r = rows_of<float>(updates, "updates");
+        const size_t k = r.ptr.size();
+        carray<double> out({py::ssize_t(k), py::ssize_t(k)});
+        double* o = out.mutable_data();
+        {
+            std::optional<py::gil_scoped_release> nogil;
+            if (work_bytes(r) >= 65536) nogil.emplace();
+            reduce_pairwise_sqdist_f32(o, r.ptr.data(), k, r.d, threads);
+        }
+        return out;
+    }, py::arg("updates"), py::arg("threads") = 0);
+}
+
 const Aes256Gcm& self(const Aes256Gcm* s) {
     if (!s || s->live_ != Aes256Gcm::kLive) throw py::type_error("Aes256Gcm instance is not initialised (call __init__ with a key)");
     return *s;
@@ -659,4 +839,5 @@ PYBIND11_MODULE(_core, m) {
              }, py::arg("nonces"), py::arg("ciphertexts"), py::arg("associated_data"), py::arg("strict"));
 
     bind_rng(m);
+    bind_reduce(m);
 }
