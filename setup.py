@@ -34,6 +34,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     package_dir={"": "pycore"},
-    packages=["privcity", "privcity.crypto", "privcity.dp", "privcity.noise"],
+    packages=["privcity", "privcity.aggregate", "privcity.crypto", "privcity.dp", "privcity.noise"],
     package_data={"privcity": ["py.typed", "_core.pyi"]},
 )

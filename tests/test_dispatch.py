@@ -185,7 +185,8 @@ def test_info_json_reports_the_cap(run_python):
     # Assert
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["backends"] == {
-        "aes256gcm": "cryptography", "csprng": "portable", "noise": "portable", "isa_cap": "none"}
+        "aes256gcm": "cryptography", "csprng": "portable", "noise": "portable", "reduce": "portable",
+        "isa_cap": "none"}
 
 
 @pytest.mark.parametrize("alias,name", [("portable", "none"), ("avx2", "aesni"), ("avx512", "vaes512")])

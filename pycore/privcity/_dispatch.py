@@ -59,7 +59,8 @@ def backend_info() -> dict[str, str]:
     CPU lacks AES-NI or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream of the noise
     generator (``"vaes512"``, ``"aesni"`` or ``"portable"``: table-based AES, not constant time,
     only where the CPU has no AES instructions). ``noise`` is the vector level of the samplers
-    (``"avx512"``, ``"avx2"``, ``"portable"``). ``isa_cap`` is the PRIVCITY_ISA value in force:
+    (``"avx512"``, ``"avx2"``, ``"portable"``), and ``reduce`` that of the aggregation kernels
+(the same ladder). ``isa_cap`` is the PRIVCITY_ISA value in force:
     one ladder for every family (none/portable < aesni/avx2 < vaes512/avx512).
     """
     cap = _core.aes_isa_cap()
@@ -68,6 +69,7 @@ def backend_info() -> dict[str, str]:
         "aes256gcm": _selected_aes(),
         "csprng": "portable" if aes == _core.AES_ISA_NONE else _AES_NAMES[aes],
         "noise": _SIMD_NAMES[_core.simd_isa_selected()],
+        "reduce": _SIMD_NAMES[_core.simd_isa_selected()],
         "isa_cap": "none" if cap == _core.AES_ISA_NONE else _AES_NAMES[cap],
     }
 

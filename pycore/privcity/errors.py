@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from cryptography.exceptions import InvalidTag
 
-__all__ = ["PrivcityError", "AuthenticationError", "PrivacyBudgetExceeded"]
+__all__ = ["PrivcityError", "AuthenticationError", "InvalidUpdate", "PrivacyBudgetExceeded"]
 
 
 class PrivcityError(Exception):
@@ -24,6 +24,23 @@ class AuthenticationError(PrivcityError, InvalidTag):
     def __init__(self, message: str = "authentication failed", indices: Iterable[int] = (0,)):
         super().__init__(message)
         self.indices: list[int] = list(indices)
+
+
+class InvalidUpdate(PrivcityError):
+    """One or more model updates were rejected: NaN or Inf, wrong length, shape or dtype, or a
+    negative or non-finite weight.
+
+    ``indices`` lists the rejected updates (sorted; ``[0]`` for a single update, as from
+    ``Accumulator.add``) and ``reasons`` maps each of them to a short description. Nothing was
+    added to any sum by the call that raised it.
+    """
+
+    # Defaults only so that pickling (cls(message), then the attributes) round-trips.
+    def __init__(self, message: str = "invalid update", indices: Iterable[int] = (0,),
+                 reasons: Mapping[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.indices: list[int] = sorted(int(i) for i in indices)
+        self.reasons: dict[int, str] = dict(reasons) if reasons is not None else {}
 
 
 class PrivacyBudgetExceeded(PrivcityError):
