@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <pthread.h>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -422,10 +423,29 @@ T* out_ptr(carray<T>& a, const char* name) {
     return a.mutable_data();
 }
 
+class Rng;
+// Every live generator, so that fork() can take all their locks first (pthread_atfork): a
+// child never inherits a lock held by a thread that does not exist in it.
+std::mutex g_rng_registry_mu;
+std::vector<Rng*>& rng_registry() {
+    static std::vector<Rng*> r;
+    return r;
+}
+void rng_register(Rng* r) {
+    std::lock_guard<std::mutex> lock(g_rng_registry_mu);
+    rng_registry().push_back(r);
+}
+void rng_unregister(Rng* r) {
+    std::lock_guard<std::mutex> lock(g_rng_registry_mu);
+    auto& v = rng_registry();
+    v.erase(std::remove(v.begin(), v.end(), r), v.end());
+}
+
 // One rng_state behind a mutex: calls release the GIL, so two Python threads may reach the
 // same generator; the lock keeps its keystream from being handed out twice.
 class Rng {
   public:
+    std::mutex mu_;
     static constexpr uint64_t kLive = 0x70726976726e6721ull;
     uint64_t live_ = 0;
 
@@ -448,8 +468,10 @@ class Rng {
             rng_init_key(st_, k.ptr);
         }
         live_ = kLive;
+        rng_register(this);
     }
     ~Rng() {
+        rng_unregister(this);
         live_ = 0;
         if (st_) {
             rng_wipe(st_);
@@ -476,8 +498,16 @@ class Rng {
 
   private:
     rng_state* st_ = nullptr;
-    std::mutex mu_;
 };
+
+void rng_before_fork() {
+    g_rng_registry_mu.lock();
+    for (Rng* r : rng_registry()) r->mu_.lock();
+}
+void rng_after_fork() {  // parent and child: the forking thread owns every lock
+    for (Rng* r : rng_registry()) r->mu_.unlock();
+    g_rng_registry_mu.unlock();
+}
 
 Rng& live(Rng* r) {
     if (!r || r->live_ != Rng::kLive) throw py::type_error("Rng instance is not initialised");
@@ -489,6 +519,7 @@ void check_positive(double v, const char* name) {
 }
 
 void bind_rng(py::module_& m) {
+    pthread_atfork(rng_before_fork, rng_after_fork, rng_after_fork);
     py::class_<Rng>(m, "Rng")
         .def(py::init<py::handle>(), py::arg("key"))
         .def_property_readonly("seeded", [](Rng* r) { return live(r).seeded(); })
@@ -545,7 +576,7 @@ void bind_rng(py::module_& m) {
             int64_t* o = out_ptr(out, "out");
             const size_t n = size_t(out.size());
             const int rc = live(r).run(64 * n, [&](rng_state* st) { return noise_discrete_laplace(o, n, num, den, st); });
-            if (rc != 0) throw py::value_error("discrete Laplace scale num/den out of range (1 <= num, den < 2**62)");
+            if (rc != 0) throw py::value_error("discrete Laplace scale num/den out of range (1 <= num, den < 2**62, num/den <= 2**56)");
         }, py::arg("out").noconvert(), py::arg("num"), py::arg("den"))
         .def("discrete_gaussian", [](Rng* r, carray<int64_t> out, uint64_t num, uint64_t den) {
             int64_t* o = out_ptr(out, "out");

@@ -176,7 +176,7 @@ def test_adaptive_clipping_update_without_noise_is_the_geometric_rule():
 
     # Execute
     first = ac.update([1.0, 1.5, 3.0, 4.0, 5.0])            # 2 of 5 unclipped
-    second = ac.update_from_count(3, expected_count=4.0)    # b = 0.75
+    second = ac.update_from_count(3, cohort_size=4, expected_count=4.0)    # b = 0.75
 
     # Assert
     assert first == pytest.approx(2.0 * math.exp(-0.2 * (0.4 - 0.5)), rel=1e-15)
@@ -185,16 +185,18 @@ def test_adaptive_clipping_update_without_noise_is_the_geometric_rule():
 
 
 def test_adaptive_clipping_count_noise_statistics():
-    # Prepare: every update is clipped; only the noise moves b away from 0
+    # Prepare: an empty cohort; the centred count is 0, so b = noise / (2 m) + 1/2 with noise of
+    # standard deviation 2 sigma_b: with target 1/2, log C moves by -(b - 1/2), which has mean 0
+    # and standard deviation sigma_b / m
     n, sigma_b, m = 4000, 3.0, 10.0
-    ac = AdaptiveClipping(initial_clip=1.0, target_quantile=0.0, learning_rate=1.0,
+    ac = AdaptiveClipping(initial_clip=1.0, target_quantile=0.5, learning_rate=1.0,
                           count_noise_std=sigma_b, rng=SecureRNG(9))
 
-    # Execute: log C changes by -b each round, b = noise / m
+    # Execute: log C changes by -b each round
     logs = []
     for _ in range(n):
         before = math.log(ac.clip)
-        ac.update_from_count(0, expected_count=m)
+        ac.update_from_count(0, cohort_size=0, expected_count=m)
         logs.append(before - math.log(ac.clip))
     b = np.array(logs)
 
@@ -245,7 +247,9 @@ def test_adaptive_clipping_validates_norms():
     with pytest.raises(ValueError, match="norms must not be empty"):
         ac.update([])
     with pytest.raises(ValueError, match="expected_count"):
-        ac.update_from_count(1, expected_count=0.0)
+        ac.update_from_count(1, cohort_size=1, expected_count=0.0)
+    with pytest.raises(ValueError, match="cohort_size"):
+        ac.update_from_count(3, cohort_size=2, expected_count=2.0)
     assert ac.clip == 1.0 and ac.rounds == 0
 
 

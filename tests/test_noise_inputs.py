@@ -205,3 +205,14 @@ def test_numpy_integer_seed_is_the_same_seed_as_the_python_int():
 
     # Assert
     assert a == b
+
+
+def test_discrete_laplace_refuses_scales_beyond_two_to_the_56():
+    # Prepare: beyond 2**56 the values the sampler cannot represent (|x| >= 2**62) stop being
+    # negligible, so the draw would no longer be exact
+    from privcity.noise import SecureRNG
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="scale"):
+        SecureRNG(1).discrete_laplace(4, 2.0**57)
+    assert SecureRNG(1).discrete_laplace(4, 2.0**56).shape == (4,)

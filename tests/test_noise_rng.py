@@ -456,3 +456,47 @@ def test_seeded_generator_continues_its_stream_in_a_forked_child():
 
     # Assert
     assert parent == child == aes_ctr(reference_key(b"fork", 1), 64, offset=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+: fork with threads
+def test_fork_while_another_thread_draws_does_not_deadlock_the_child():
+    # Prepare: a thread keeps drawing (GIL released, generator lock held) while we fork
+    import select
+    import signal
+    import threading
+    import time
+
+    rng = SecureRNG()
+    stop = threading.Event()
+
+    def spin():  # long draws (~40 ms each): the fork lands inside one
+        while not stop.is_set():
+            rng.gaussian(20_000_000, 1.0, np.float64)
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.02)
+        r, w = os.pipe()
+
+        # Execute
+        pid = os.fork()
+        if pid == 0:  # child: must be able to draw at once
+            try:
+                os.write(w, rng.random_bytes(16))
+            finally:
+                os._exit(0)
+        os.close(w)
+        ready, _, _ = select.select([r], [], [], 20.0)
+        data = os.read(r, 16) if ready else b""
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+    finally:
+        stop.set()
+        worker.join()
+
+    # Assert
+    assert len(data) == 16, "the child hung on a lock held by a thread of its parent"

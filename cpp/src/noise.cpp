@@ -139,6 +139,7 @@ inline uint64_t uniform_below(rng_state* st, const Below& b) {
 inline u128 uniform_below128(rng_state* st, u128 m) {
     if ((m >> 64) == 0) return uniform_below(st, uint64_t(m));
     const uint64_t hi = uint64_t((m - 1) >> 64);
+    if (hi == 0) return rng_next_u64(st);  // m = 2^64 exactly
     const uint64_t mask = ~uint64_t(0) >> __builtin_clzll(hi);
     for (;;) {
         const uint64_t a = rng_next_u64(st) & mask;
@@ -375,6 +376,8 @@ void noise_bernoulli(uint8_t* out, size_t n, double p, rng_state* st) noexcept {
 
 int noise_discrete_laplace(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
     if (num == 0 || den == 0 || num >= (uint64_t(1) << 62) || den >= (uint64_t(1) << 62)) return -1;
+    // Scale <= 2^56: |x| >= 2^62 (left out by the sampler) then has probability below e^-64.
+    if (u128(num) > (u128(den) << 56)) return -1;
     rng_enter(st);
     const Below cube = cube_range(num);
     for (size_t i = 0; i < n; ++i) out[i] = discrete_laplace_one(st, num, den, cube);

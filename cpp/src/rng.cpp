@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/random.h>
@@ -95,10 +96,15 @@ inline void check_fork(rng_state* st) {
         set_key(st, key, 0);
     } else {
         // No OS randomness (practically never on Linux): still never repeat the parent's bytes.
-        // Derive the key from the old stream at a position no parent reaches, distinct per
-        // child process id.
+        // Derive the key from the old stream at a position no parent reaches, chosen from the
+        // child's pid, the parent's position and the clock, so that two children differ even if
+        // a pid is reused.
+        struct timespec ts{};
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        const uint64_t mix = uint64_t(getpid()) * 0x9e3779b97f4a7c15ull ^ st->next_block * 0xc2b2ae3d27d4eb4full ^
+                             uint64_t(ts.tv_nsec) ^ (uint64_t(ts.tv_sec) << 32);
         uint8_t derived[32];
-        keystream(st, derived, 2, (uint64_t(1) << 63) + 2 * uint64_t(getpid()));
+        keystream(st, derived, 2, (uint64_t(1) << 63) | (mix >> 2));
         set_key(st, derived, 0);
         detail::secure_wipe(derived, sizeof derived);
     }

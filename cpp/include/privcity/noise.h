@@ -6,6 +6,9 @@
 //    the exact integer samplers on a grid chosen from the noise scale (privcity.dp does).
 //  * Never reuse an rng_state across processes by copying it (see rng.h).
 //
+// The exact samplers are rejection samplers: how much keystream (and time) a draw takes depends
+// on the values drawn. Never publish rng_position (or timings) beside a release.
+//
 // Every sampler consumes the keystream in a fixed way, so a seeded stream gives the same
 // samples on every ISA and whether n samples are drawn at once or in chunks (the continuous
 // samplers keep a few spare normals in the state to make chunks line up).
@@ -34,11 +37,12 @@ void noise_bernoulli(uint8_t* out, size_t n, double p, rng_state* st) noexcept;
 
 // --- exact integer samplers (Canonne, Kamath, Steinke 2020; integer arithmetic only) --------
 // Discrete Laplace with scale num/den: P(x) proportional to exp(-|x| * den / num).
-// Requires 1 <= num, den < 2^62. Returns 0, or -1 for parameters out of range.
+// Requires 1 <= num, den < 2^62 and num/den <= 2^56 (so that the values the sampler cannot
+// represent, |x| >= 2^62, have probability below e^-64). Returns 0, or -1 out of range.
 [[nodiscard]] int noise_discrete_laplace(int64_t* out, size_t n, uint64_t num, uint64_t den,
                                          rng_state* st) noexcept;
 // Discrete Gaussian with sigma^2 = num/den: P(x) proportional to exp(-x^2 * den / (2 num)).
-// Requires 1 <= num < 2^63, 1 <= den < 2^40, sigma^2 <= 2^62, and 2 num den t^2 < 2^126 for
+// Requires 1 <= num < 2^63, 1 <= den < 2^40, sigma^2 <= 2^62, and 2 num den t^2 < 2^120 for
 // t = floor(sigma) + 1. Returns 0, or -1 for parameters out of range.
 [[nodiscard]] int noise_discrete_gaussian(int64_t* out, size_t n, uint64_t num, uint64_t den,
                                           rng_state* st) noexcept;

@@ -235,7 +235,7 @@ class AdaptiveClipping:
         """z_delta = (z**-2 - (2 sigma_b)**-2) ** -0.5: see :func:`update_noise_multiplier`."""
         return update_noise_multiplier(noise_multiplier, self._sigma_b)
 
-    def update_from_count(self, clipped_count: int, *, expected_count: float) -> float:
+    def update_from_count(self, clipped_count: int, *, cohort_size: int, expected_count: float) -> float:
         """Adapts the clip from the number of updates whose norm was <= clip (as devices report
         it, e.g. through secure aggregation), and returns the new clip.
 
@@ -243,16 +243,29 @@ class AdaptiveClipping:
         ----------
         clipped_count : int
             Number of this round's updates with norm <= :attr:`clip`, >= 0.
+        cohort_size : int
+            Number of updates this round (>= clipped_count).
         expected_count : float
             m, the denominator: the expected cohort size under Poisson sampling (a fixed
             denominator keeps the sensitivity of b at 1 / m), > 0.
+
+        Notes
+        -----
+        As in Andrew et al. (and TF-Privacy), the count is centred: each device contributes
+        b_i - 1/2, so adding or removing one device moves the sum by 1/2 and the noise of
+        standard deviation sigma_b has the noise multiplier 2 sigma_b that
+        :func:`update_noise_multiplier` assumes. It is released with exact integer noise:
+        sum(2 b_i - 1) (sensitivity 1) plus a discrete Gaussian of parameter 2 sigma_b, halved.
         """
         count = _checks.count(clipped_count, "clipped_count")
+        total = _checks.count(cohort_size, "cohort_size")
+        if count > total:
+            raise ValueError("clipped_count must be <= cohort_size")
         m = _checks.positive(expected_count, "expected_count")
-        # The new clip is effectively published: the count gets exact integer noise (a discrete
-        # Gaussian, sensitivity 1), never a float sample (see the security invariants).
-        noise = int(self._rng.discrete_gaussian(1, self._sigma_b)[0]) if self._sigma_b > 0 else 0
-        b = (count + noise) / m
+        # The new clip is effectively published: exact integer noise, never a float sample.
+        centred2 = 2 * count - total  # sum of (2 b_i - 1)
+        noise = int(self._rng.discrete_gaussian(1, 2 * self._sigma_b)[0]) if self._sigma_b > 0 else 0
+        b = (centred2 + noise) / (2 * m) + 0.5
         self._clip *= math.exp(-self._lr * (b - self._target))
         self._rounds += 1
         return self._clip
@@ -275,5 +288,5 @@ class AdaptiveClipping:
             if arr.size == 0:
                 raise ValueError("norms must not be empty (or give expected_count)")
             expected_count = arr.size
-        return self.update_from_count(int(np.count_nonzero(arr <= self._clip)),
+        return self.update_from_count(int(np.count_nonzero(arr <= self._clip)), cohort_size=arr.size,
                                       expected_count=expected_count)

@@ -111,11 +111,12 @@ def _resolve_rng(rng: Any) -> SecureRNG:
 def _on_grid(values: Any, grid: ReleaseGrid, noise: np.ndarray) -> np.ndarray:
     """(round-half-even(values / g) + noise) * g, exactly, as float64 of the values' shape."""
     x = values.astype(np.float64)
-    # 2**52, not 2**53: room for the noise, so the check after adding it (whose outcome would
-    # depend on the noise) never fires in practice.
-    if x.size and not np.abs(x).max() < math.ldexp(1.0, _MAX_STEPS_EXP + grid.exponent):
-        raise ValueError(f"values are too large for the release grid 2**{grid.exponent} "
-                         f"(|value / grid| must stay below 2**{_MAX_STEPS_EXP})")
+    # Values beyond (2**52 - 1) grid steps are clamped, never refused: a refusal that depends on
+    # the data would itself leak (two neighbouring inputs on either side of the limit would give
+    # an output and an exception). Clamping is 1-Lipschitz, so the sensitivity is unchanged;
+    # 2**52 rather than 2**53 leaves room for the noise.
+    limit = math.ldexp(float(2**_MAX_STEPS_EXP - 1), grid.exponent)
+    x = np.clip(x, -limit, limit)
     snapped = np.rint(x / grid.grid)  # exact: division by a power of two, no overflow
     total = snapped.astype(np.int64).reshape(-1) + noise
     if total.size and not np.abs(total).max() < _EXACT_INT:
@@ -267,7 +268,7 @@ class GaussianMechanism:
         Raises
         ------
         ValueError
-            values contain NaN or Inf, or are too large for the grid (|value| / g >= 2**52);
+            values contain NaN or Inf (values beyond 2**52 grid steps are clamped to it);
             sigma / sensitivity * sqrt(size) beyond what the exact sampler takes (about 2**28).
         """
         arr = _checks.real_array(values, "values")
@@ -409,7 +410,7 @@ class LaplaceMechanism:
         Raises
         ------
         ValueError
-            values contain NaN or Inf, or are too large for the grid (|value| / g >= 2**52);
+            values contain NaN or Inf (values beyond 2**52 grid steps are clamped to it);
             scale / sensitivity * size beyond 2**46 (the noise could leave the exact range).
         """
         arr = _checks.real_array(values, "values")

@@ -88,7 +88,10 @@ def discrete_gaussian_sigma2(sigma: float) -> tuple[int, int]:
 
 def discrete_laplace_scale(scale: float) -> tuple[int, int]:
     """scale as num/den for the exact sampler: exact when both fit in 62 bits, else the
-    smallest num / 2**k >= scale that fits."""
+    smallest num / 2**k >= scale that fits. Scales above 2**56 are refused: the sampler cannot
+    represent |x| >= 2**62, which must stay improbable (below e**-64) for the draw to be exact."""
+    if scale > 2.0**56:
+        raise ValueError(f"scale={scale!r} is too large for the exact discrete Laplace sampler (max 2**56)")
     f = Fraction(scale)
     if f.numerator < 2**62 and f.denominator < 2**62:
         return f.numerator, f.denominator
@@ -121,7 +124,10 @@ class SecureRNG:
         With a seed, which of its independent streams (0 .. 2**64 - 1): one per device and round.
 
     Draws are not thread-safe in the sense of ordering (two threads interleave unpredictably),
-    but never hand out the same keystream twice.
+    but never hand out the same keystream twice; a fork waits for draws in progress.
+
+    The exact samplers are rejection samplers: the keystream they consume (:attr:`position`)
+    and their running time depend on the values drawn. Never publish either beside a release.
     """
 
     __slots__ = ("_rng", "_stream")
