@@ -283,7 +283,9 @@ class GaussianMechanism:
 
         The floating-point caveat (Mironov 2012): the low-order bits of a float sample, and
         of a float sum, can reveal the input, so this does not carry the DP guarantee against an
-        adversary who reads exact floats. Use :meth:`release` for anything published.
+        adversary who reads exact floats. The float samples also have bounded support (|z| at
+        most 6.7 sigma in float32, 8.5 sigma in float64), so they are not exactly Gaussian. Use
+        :meth:`release` for anything published.
 
         Parameters
         ----------
@@ -425,7 +427,8 @@ class LaplaceMechanism:
 
         The floating-point caveat (Mironov 2012): the low-order bits of a float Laplace sample
         can reveal the input, so this does not carry the DP guarantee against an adversary who
-        reads exact floats. Use :meth:`release` for anything published.
+        reads exact floats; the float samples are also bounded (|x| at most 36 scale). Use
+        :meth:`release` for anything published.
 
         Parameters
         ----------
