@@ -2,10 +2,14 @@
 // and handle the rare paths (rows with NaN or Inf, pairwise-distance chunks).
 #include "privcity/reduce.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -57,6 +61,76 @@ int thread_count(int threads, size_t work_items) {
     return t < 1 ? 1 : t;
 }
 
+// A persistent pool of worker threads, so that one call on a few MiB does not pay for starting
+// threads. Created on first use and never destroyed (threads blocked on a condition variable at
+// exit are harmless); a forked child abandons its parent's pool (its threads do not exist there)
+// and makes a new one. One job at a time: a caller that finds the pool busy starts threads.
+class Pool {
+  public:
+    explicit Pool(int workers) {
+        for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { loop(i + 1); });
+    }
+    int workers() const { return int(threads_.size()); }
+    std::mutex busy;  // held by the caller for the whole job
+
+    // Runs job(1..n) on the workers and job(0) on the caller; returns when all are done.
+    void run(int n, const std::function<void(int)>& job) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            job_ = &job;
+            active_ = n;
+            pending_ = n;
+            ++generation_;
+        }
+        cv_.notify_all();
+        job(0);
+        std::unique_lock<std::mutex> lock(mu_);
+        done_cv_.wait(lock, [&] { return pending_ == 0; });
+        job_ = nullptr;
+    }
+
+  private:
+    void loop(int index) {
+        uint64_t seen = 0;
+        for (;;) {
+            const std::function<void(int)>* job;
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return generation_ != seen; });
+                seen = generation_;
+                if (index > active_) continue;
+                job = job_;
+            }
+            (*job)(index);
+            std::lock_guard<std::mutex> lock(mu_);
+            if (--pending_ == 0) done_cv_.notify_one();
+        }
+    }
+    std::vector<std::thread> threads_;
+    std::mutex mu_;
+    std::condition_variable cv_, done_cv_;
+    const std::function<void(int)>* job_ = nullptr;
+    int active_ = 0, pending_ = 0;
+    uint64_t generation_ = 0;
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::mutex g_pool_create;
+void pool_after_fork_child() { g_pool.store(nullptr); }  // the old pool's threads are gone
+const int g_pool_atfork = pthread_atfork(nullptr, nullptr, pool_after_fork_child);
+
+Pool& pool() {
+    Pool* p = g_pool.load(std::memory_order_acquire);
+    if (p) return *p;
+    std::lock_guard<std::mutex> lock(g_pool_create);
+    p = g_pool.load(std::memory_order_acquire);
+    if (!p) {
+        p = new Pool(reduce_default_threads() - 1);  // never deleted: see Pool
+        g_pool.store(p, std::memory_order_release);
+    }
+    return *p;
+}
+
 // Runs body(index, begin, end) over [0, n) split into `threads` contiguous ranges whose
 // boundaries are multiples of `grain` (index: 0 .. threads-1, the calling thread takes 0).
 template <class F>
@@ -67,19 +141,29 @@ void parallel_ranges_indexed(size_t n, size_t grain, int threads, F&& body) {
         body(0, size_t(0), n);
         return;
     }
-    std::vector<std::thread> pool;
-    pool.reserve(size_t(t - 1));
     auto range = [&](int i) {
         const size_t u0 = units * size_t(i) / size_t(t), u1 = units * size_t(i + 1) / size_t(t);
         return std::make_pair(std::min(n, u0 * grain), std::min(n, u1 * grain));
     };
+    Pool& p = pool();
+    if (t - 1 <= p.workers() && p.busy.try_lock()) {
+        std::lock_guard<std::mutex> hold(p.busy, std::adopt_lock);
+        const std::function<void(int)> job = [&](int i) {
+            const auto r = range(i);
+            body(i, r.first, r.second);
+        };
+        p.run(t - 1, job);
+        return;
+    }
+    std::vector<std::thread> extra;  // pool busy (another caller) or more threads asked for
+    extra.reserve(size_t(t - 1));
     for (int i = 1; i < t; ++i) {
         const auto r = range(i);
-        pool.emplace_back([&body, r, i] { body(i, r.first, r.second); });
+        extra.emplace_back([&body, r, i] { body(i, r.first, r.second); });
     }
     const auto r0 = range(0);
     body(0, r0.first, r0.second);
-    for (auto& th : pool) th.join();
+    for (auto& th : extra) th.join();
 }
 
 template <class F>
