@@ -518,6 +518,17 @@ void check_positive(double v, const char* name) {
     if (!(v > 0) || !std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number > 0");
 }
 
+// Binding of a sampler that fills (or adds to) a caller's array with one positive parameter.
+template <class T, void (*Sampler)(T*, size_t, T, rng_state*) noexcept>
+auto fill_with(const char* array_name, const char* param_name) {
+    return [array_name, param_name](Rng* r, carray<T> a, T param) {
+        check_positive(param, param_name);
+        T* p = out_ptr(a, array_name);
+        const size_t n = size_t(a.size());
+        live(r).run(sizeof(T) * n, [&](rng_state* st) { Sampler(p, n, param, st); });
+    };
+}
+
 void bind_rng(py::module_& m) {
     pthread_atfork(rng_before_fork, rng_after_fork, rng_after_fork);
     py::class_<Rng>(m, "Rng")
@@ -536,36 +547,16 @@ void bind_rng(py::module_& m) {
             const size_t n = size_t(out.size());
             live(r).run(8 * n, [&](rng_state* st) { noise_uniform_f64(p, n, st); });
         }, py::arg("out").noconvert())
-        .def("gaussian_f32", [](Rng* r, carray<float> out, float sigma) {
-            check_positive(sigma, "sigma");
-            float* p = out_ptr(out, "out");
-            const size_t n = size_t(out.size());
-            live(r).run(4 * n, [&](rng_state* st) { noise_gaussian_f32(p, n, sigma, st); });
-        }, py::arg("out").noconvert(), py::arg("sigma"))
-        .def("gaussian_f64", [](Rng* r, carray<double> out, double sigma) {
-            check_positive(sigma, "sigma");
-            double* p = out_ptr(out, "out");
-            const size_t n = size_t(out.size());
-            live(r).run(8 * n, [&](rng_state* st) { noise_gaussian_f64(p, n, sigma, st); });
-        }, py::arg("out").noconvert(), py::arg("sigma"))
-        .def("add_gaussian_f32", [](Rng* r, carray<float> x, float sigma) {
-            check_positive(sigma, "sigma");
-            float* p = out_ptr(x, "x");
-            const size_t n = size_t(x.size());
-            live(r).run(4 * n, [&](rng_state* st) { noise_add_gaussian_f32(p, n, sigma, st); });
-        }, py::arg("x").noconvert(), py::arg("sigma"))
-        .def("add_gaussian_f64", [](Rng* r, carray<double> x, double sigma) {
-            check_positive(sigma, "sigma");
-            double* p = out_ptr(x, "x");
-            const size_t n = size_t(x.size());
-            live(r).run(8 * n, [&](rng_state* st) { noise_add_gaussian_f64(p, n, sigma, st); });
-        }, py::arg("x").noconvert(), py::arg("sigma"))
-        .def("laplace", [](Rng* r, carray<double> out, double scale) {
-            check_positive(scale, "scale");
-            double* p = out_ptr(out, "out");
-            const size_t n = size_t(out.size());
-            live(r).run(8 * n, [&](rng_state* st) { noise_laplace_f64(p, n, scale, st); });
-        }, py::arg("out").noconvert(), py::arg("scale"))
+        .def("gaussian_f32", fill_with<float, noise_gaussian_f32>("out", "sigma"), py::arg("out").noconvert(),
+             py::arg("sigma"))
+        .def("gaussian_f64", fill_with<double, noise_gaussian_f64>("out", "sigma"), py::arg("out").noconvert(),
+             py::arg("sigma"))
+        .def("add_gaussian_f32", fill_with<float, noise_add_gaussian_f32>("x", "sigma"), py::arg("x").noconvert(),
+             py::arg("sigma"))
+        .def("add_gaussian_f64", fill_with<double, noise_add_gaussian_f64>("x", "sigma"), py::arg("x").noconvert(),
+             py::arg("sigma"))
+        .def("laplace", fill_with<double, noise_laplace_f64>("out", "scale"), py::arg("out").noconvert(),
+             py::arg("scale"))
         .def("bernoulli", [](Rng* r, carray<uint8_t> out, double p) {
             if (!(p >= 0 && p <= 1)) throw py::value_error("p must be in [0, 1]");
             uint8_t* o = out_ptr(out, "out");
@@ -683,6 +674,14 @@ Rows<T> rows_of(py::handle obj, const char* name) {
 template <class T>
 size_t work_bytes(const Rows<T>& r) { return r.ptr.size() * r.d * sizeof(T); }
 
+// Runs f() with the GIL released when the work is large enough to be worth it.
+template <class F>
+auto without_gil_if(bool large, F&& f) {
+    std::optional<py::gil_scoped_release> nogil;
+    if (large) nogil.emplace();
+    return f();
+}
+
 void bind_reduce(py::module_& m) {
     m.def("default_threads", &reduce_default_threads);
     m.def("weighted_sum_f32", [](py::handle updates, carray<double> w, int threads) {
@@ -695,11 +694,7 @@ void bind_reduce(py::module_& m) {
         double* o = out.mutable_data();
         uint8_t* b = bad.mutable_data();
         const double* wp = w.data();
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            reduce_weighted_sum_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, threads);
-        }
+        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_weighted_sum_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, threads); });
         return py::make_tuple(out, bad);
     }, py::arg("updates"), py::arg("weights").noconvert(), py::arg("threads") = 0);
     m.def("accumulate_f32", [](carray<double> out, carray<double> acc, carray<float> x, double w, int threads) {
@@ -709,12 +704,7 @@ void bind_reduce(py::module_& m) {
         const double* a = acc.data();
         const float* xp = x.data();
         const size_t d = size_t(x.size());
-        int rc;
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (d >= 16384) nogil.emplace();
-            rc = reduce_accumulate_f32(o, a, xp, w, d, threads);
-        }
+        const int rc = without_gil_if(d >= 16384, [&] { return reduce_accumulate_f32(o, a, xp, w, d, threads); });
         return rc == 0;
     }, py::arg("out").noconvert(), py::arg("acc").noconvert(), py::arg("x").noconvert(), py::arg("w"),
        py::arg("threads") = 0);
@@ -723,11 +713,7 @@ void bind_reduce(py::module_& m) {
         float* o = out.mutable_data();
         const double* a = acc.data();
         const size_t d = size_t(acc.size());
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (d >= 16384) nogil.emplace();
-            reduce_scale_to_f32(o, a, scale, d, threads);
-        }
+        without_gil_if(d >= 16384, [&] { reduce_scale_to_f32(o, a, scale, d, threads); });
         return out;
     }, py::arg("acc").noconvert(), py::arg("scale"), py::arg("threads") = 0);
     m.def("modular_sum_u32", [](py::handle updates, int threads) {
@@ -735,11 +721,7 @@ void bind_reduce(py::module_& m) {
         carray<uint32_t> out(py::ssize_t(r.d));
         uint32_t* o = out.mutable_data();
         std::fill(o, o + r.d, 0u);
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            reduce_modular_sum_u32(o, r.ptr.data(), r.ptr.size(), r.d, threads);
-        }
+        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_modular_sum_u32(o, r.ptr.data(), r.ptr.size(), r.d, threads); });
         return out;
     }, py::arg("updates"), py::arg("threads") = 0);
     m.def("modular_sum_u64", [](py::handle updates, int threads) {
@@ -747,34 +729,21 @@ void bind_reduce(py::module_& m) {
         carray<uint64_t> out(py::ssize_t(r.d));
         uint64_t* o = out.mutable_data();
         std::fill(o, o + r.d, uint64_t(0));
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            reduce_modular_sum_u64(o, r.ptr.data(), r.ptr.size(), r.d, threads);
-        }
+        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_modular_sum_u64(o, r.ptr.data(), r.ptr.size(), r.d, threads); });
         return out;
     }, py::arg("updates"), py::arg("threads") = 0);
     m.def("l2_norms_f32", [](py::handle updates, int threads) {
         auto r = rows_of<float>(updates, "updates");
         carray<double> out(py::ssize_t(r.ptr.size()));
         double* o = out.mutable_data();
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            reduce_l2_norms_f32(o, r.ptr.data(), r.ptr.size(), r.d, threads);
-        }
+        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_l2_norms_f32(o, r.ptr.data(), r.ptr.size(), r.d, threads); });
         return out;
     }, py::arg("updates"), py::arg("threads") = 0);
     m.def("median_f32", [](py::handle updates, int threads) {
         auto r = rows_of<float>(updates, "updates");
         carray<float> out(py::ssize_t(r.d));
         float* o = out.mutable_data();
-        int rc;
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            rc = reduce_median_f32(o, r.ptr.data(), r.ptr.size(), r.d, threads);
-        }
+        const int rc = without_gil_if(work_bytes(r) >= 65536, [&] { return reduce_median_f32(o, r.ptr.data(), r.ptr.size(), r.d, threads); });
         if (rc != 0) throw py::value_error("median needs between 1 and 4096 updates");
         return out;
     }, py::arg("updates"), py::arg("threads") = 0);
@@ -782,12 +751,7 @@ void bind_reduce(py::module_& m) {
         auto r = rows_of<float>(updates, "updates");
         carray<float> out(py::ssize_t(r.d));
         float* o = out.mutable_data();
-        int rc;
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            rc = reduce_trimmed_mean_f32(o, r.ptr.data(), r.ptr.size(), r.d, cut, threads);
-        }
+        const int rc = without_gil_if(work_bytes(r) >= 65536, [&] { return reduce_trimmed_mean_f32(o, r.ptr.data(), r.ptr.size(), r.d, cut, threads); });
         if (rc != 0) throw py::value_error("trimmed mean needs 1 to 4096 updates and 2 * cut < number of updates");
         return out;
     }, py::arg("updates"), py::arg("cut"), py::arg("threads") = 0);
@@ -796,11 +760,7 @@ void bind_reduce(py::module_& m) {
         const size_t k = r.ptr.size();
         carray<double> out({py::ssize_t(k), py::ssize_t(k)});
         double* o = out.mutable_data();
-        {
-            std::optional<py::gil_scoped_release> nogil;
-            if (work_bytes(r) >= 65536) nogil.emplace();
-            reduce_pairwise_sqdist_f32(o, r.ptr.data(), k, r.d, threads);
-        }
+        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_pairwise_sqdist_f32(o, r.ptr.data(), k, r.d, threads); });
         return out;
     }, py::arg("updates"), py::arg("threads") = 0);
 }
