@@ -21,7 +21,7 @@ AAD = bytes(range(200, 224))  # 24 bytes
 
 
 class BytesSubclass(bytes):
-    pass
+    """A bytes subclass: read through the buffer protocol, not the exact-bytes fast path."""
 
 
 def _array_u32(b: bytes) -> array.array:
