@@ -11,6 +11,7 @@ from ._dispatch import aes_implementations as aes_implementations
 from ._dispatch import backend_info as backend_info
 from ._dispatch import cpu_features as cpu_features
 from .errors import AuthenticationError as AuthenticationError
+from .errors import CertificateError as CertificateError
 from .errors import InvalidUpdate as InvalidUpdate
 from .errors import PrivacyBudgetExceeded as PrivacyBudgetExceeded
 from .errors import PrivcityError as PrivcityError
@@ -18,6 +19,7 @@ from .errors import PrivcityError as PrivcityError
 __all__ = [
     "__version__",
     "AuthenticationError",
+    "CertificateError",
     "InvalidUpdate",
     "PrivacyBudgetExceeded",
     "PrivcityError",

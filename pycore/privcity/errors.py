@@ -6,7 +6,10 @@ from collections.abc import Iterable, Mapping
 
 from cryptography.exceptions import InvalidTag
 
-__all__ = ["PrivcityError", "AuthenticationError", "InvalidUpdate", "PrivacyBudgetExceeded"]
+__all__ = [
+    "PrivcityError", "AuthenticationError", "CertificateError", "InvalidUpdate",
+    "PrivacyBudgetExceeded",
+]
 
 
 class PrivcityError(Exception):
@@ -60,3 +63,18 @@ class PrivacyBudgetExceeded(PrivcityError):
         self.epsilon_after = epsilon_after
         self.epsilon_budget = epsilon_budget
         self.event = event
+
+
+class CertificateError(PrivcityError):
+    """A certificate, CRL or key file was refused; ``kind`` says why.
+
+    Kinds: ``malformed``, ``bad_signature``, ``wrong_issuer``, ``not_a_ca``, ``expired``,
+    ``not_yet_valid``, ``revoked``, ``wrong_role``, ``wrong_subject``, ``crl_bad_signature``,
+    ``crl_wrong_issuer``, ``crl_stale``, ``crl_not_yet_valid``, ``bad_passphrase``,
+    ``passphrase_required``, ``wrong_key_type`` (see ``privcity.crypto.pki``).
+    """
+
+    # Defaults only so that pickling (cls(message), then the attributes) round-trips.
+    def __init__(self, message: str = "certificate refused", *, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind
