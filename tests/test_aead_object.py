@@ -134,7 +134,8 @@ def test_public_names():
     # Assert
     assert set(privcity.__all__) >= {"AuthenticationError", "PrivcityError", "aes_implementations",
                                       "backend_info", "cpu_features", "__version__"}
-    assert {"AES256GCM", "CertificateAuthority", "CertificateError", "IdentityKeys", "KeyRing",
+    assert {"AES256GCM", "CertificateAuthority", "CertificateError", "EnvelopeError",
+            "EnvelopeReceiver", "EnvelopeSender", "IdentityKeys", "KeyRing", "OpenedEnvelope",
             "VerifiedCertificate", "derive_key", "verify_certificate"} == set(privcity.crypto.__all__)
     assert all(hasattr(privcity.crypto, n) for n in privcity.crypto.__all__)
     assert all(hasattr(privcity, n) for n in privcity.__all__)

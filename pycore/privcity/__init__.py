@@ -12,6 +12,7 @@ from ._dispatch import backend_info as backend_info
 from ._dispatch import cpu_features as cpu_features
 from .errors import AuthenticationError as AuthenticationError
 from .errors import CertificateError as CertificateError
+from .errors import EnvelopeError as EnvelopeError
 from .errors import InvalidUpdate as InvalidUpdate
 from .errors import PrivacyBudgetExceeded as PrivacyBudgetExceeded
 from .errors import PrivcityError as PrivcityError
@@ -20,6 +21,7 @@ __all__ = [
     "__version__",
     "AuthenticationError",
     "CertificateError",
+    "EnvelopeError",
     "InvalidUpdate",
     "PrivacyBudgetExceeded",
     "PrivcityError",

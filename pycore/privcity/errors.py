@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from cryptography.exceptions import InvalidTag
 
 __all__ = [
-    "PrivcityError", "AuthenticationError", "CertificateError", "InvalidUpdate",
+    "PrivcityError", "AuthenticationError", "CertificateError", "EnvelopeError", "InvalidUpdate",
     "PrivacyBudgetExceeded",
 ]
 
@@ -76,5 +76,37 @@ class CertificateError(PrivcityError):
 
     # Defaults only so that pickling (cls(message), then the attributes) round-trips.
     def __init__(self, message: str = "certificate refused", *, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class EnvelopeError(PrivcityError):
+    """An envelope was refused before (or instead of) decryption; ``kind`` says why.
+
+    Kinds (also class attributes, e.g. ``EnvelopeError.REPLAY``): ``truncated`` (shorter than
+    its header or its declared body), ``malformed`` (bad magic, bad field, trailing bytes, too
+    large, undecodable payload), ``unsupported_version`` (unknown version or cipher suite),
+    ``unknown_sender``, ``revoked``, ``expired`` (sender certificate outside its validity),
+    ``stale_crl`` (the receiver's CRL is past its next update: it fails closed), ``replay``
+    (counter already seen, older than the window, or epoch discarded), ``wrong_receiver``.
+    A bad tag is :class:`AuthenticationError`, not this. See ``privcity.crypto.envelope``.
+    """
+
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_SENDER = "unknown_sender"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    STALE_CRL = "stale_crl"
+    REPLAY = "replay"
+    WRONG_RECEIVER = "wrong_receiver"
+    KINDS = (TRUNCATED, MALFORMED, UNSUPPORTED_VERSION, UNKNOWN_SENDER, REVOKED, EXPIRED,
+             STALE_CRL, REPLAY, WRONG_RECEIVER)
+
+    # Defaults only so that pickling (cls(message), then the attributes) round-trips.
+    def __init__(self, message: str = "envelope refused", *, kind: str = "malformed") -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown EnvelopeError kind {kind!r}")
         super().__init__(message)
         self.kind = kind

@@ -1,0 +1,777 @@
+"""Envelope v1: AES-256-GCM messages with an authenticated binary header, counter nonces,
+crash-safe sender counters and receiver-side replay windows.
+
+Security: never seal under one (sender, receiver, epoch) key with a counter used before. The
+sender's counters come from a state file whose high-water mark is written (temp file + fsync +
+``os.replace``) *before* any counter below it is used; never delete, copy or roll back that
+file while the identity keys live on (a fresh file restarts at counter 0: move to a new epoch
+first). Receivers reject unknown, revoked or expired senders and wrong receivers before any
+decryption, and commit a counter to the replay window only after its tag verified.
+
+Wire format (docs/wire-format.md is the normative text; all integers big-endian)::
+
+    off  size  field
+    0    4     magic b"PCEV"
+    4    1     version = 1
+    5    1     suite = 1 (AES-256-GCM, key from privcity.crypto.agreement.derive_key)
+    6    1     content type: 0 bytes, 1 tensor, 2 metadata
+    7    1     reserved = 0
+    8    1     S = len(utf8(sender id)), 1..64, then S bytes
+    .    1     R = len(utf8(receiver id)), 1..64, then R bytes
+    .    8     epoch (u64)
+    .    8     counter (u64)
+    .    4     B = body length (ciphertext + 16-byte tag), 16..2**32-1
+    H = 30 + S + R bytes of header, then B bytes of body; nothing may follow.
+
+    nonce = SHA-256(utf8(sender id))[:4] || u64be(counter);  AAD = the whole header.
+
+Usage::
+
+    sender = EnvelopeSender(device_keys, "dev-1", state_path="dev-1.counter")
+    wire = sender.seal(gateway_cert, epoch, np.ones(10, np.float32))
+    receiver = EnvelopeReceiver(gateway_keys, "gw-1", trust_anchor=ca_cert, crl=crl)
+    receiver.add_sender(device_cert)
+    opened = receiver.open(wire)          # OpenedEnvelope; opened.value() -> the ndarray
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+from cryptography import x509
+
+from ..errors import AuthenticationError, EnvelopeError, PrivcityError
+from .aead import AES256GCM
+from .agreement import KeyRing
+from .pki import IdentityKeys, VerifiedCertificate, verify_certificate
+
+__all__ = [
+    "BLOCK", "CONTENT_BYTES", "CONTENT_METADATA", "CONTENT_TENSOR", "MAGIC", "MAX_ENVELOPE",
+    "SUITE_AES256GCM", "VERSION", "WINDOW", "EnvelopeError", "EnvelopeHeader",
+    "EnvelopeReceiver", "EnvelopeSender", "OpenedEnvelope", "CounterStore", "build_header",
+    "decode_metadata", "decode_tensor", "encode_metadata", "encode_tensor", "make_nonce",
+    "parse_header",
+]
+
+MAGIC = b"PCEV"
+VERSION = 1
+SUITE_AES256GCM = 1
+CONTENT_BYTES, CONTENT_TENSOR, CONTENT_METADATA = 0, 1, 2
+_CONTENT_TYPES = (CONTENT_BYTES, CONTENT_TENSOR, CONTENT_METADATA)
+#: Default largest envelope a receiver accepts (header + body), in bytes.
+MAX_ENVELOPE = 16 * 2**20
+#: Default replay-window width (counters) and counter reservation block.
+WINDOW = 1024
+BLOCK = 1024
+_MAX_ID = 64
+_TAG = 16
+_FIXED = 30  # header bytes other than the two ids
+_U64 = 2**64
+
+Payload = Union[bytes, bytearray, memoryview, np.ndarray, Mapping[str, Any]]
+
+
+def _err(message: str, kind: str) -> EnvelopeError:
+    return EnvelopeError(message, kind=kind)
+
+
+def _id_bytes(value: str, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    raw = value.encode("utf-8")
+    if not 1 <= len(raw) <= _MAX_ID:
+        raise ValueError(f"{name} must be 1 to {_MAX_ID} UTF-8 bytes")
+    return raw
+
+
+def _u64(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value < _U64:
+        raise ValueError(f"{name} must be in [0, 2**64 - 1]")
+    return value
+
+
+# --- header and nonce ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EnvelopeHeader:
+    """The parsed header of an envelope; ``length`` is the header size in bytes."""
+
+    content_type: int
+    sender_id: str
+    receiver_id: str
+    epoch: int
+    counter: int
+    body_length: int
+    length: int
+
+
+def make_nonce(sender_id: str, counter: int) -> bytes:
+    """The 12-byte nonce: SHA-256(utf8(sender_id))[:4] || u64be(counter)."""
+    prefix = hashlib.sha256(_id_bytes(sender_id, "sender_id")).digest()[:4]
+    return prefix + struct.pack(">Q", _u64(counter, "counter"))
+
+
+def build_header(*, sender_id: str, receiver_id: str, epoch: int, counter: int,
+                 plaintext_length: int, content_type: int = CONTENT_BYTES) -> bytes:
+    """The v1 header (also the AAD) for a plaintext of ``plaintext_length`` bytes."""
+    if content_type not in _CONTENT_TYPES:
+        raise ValueError(f"content_type must be one of {_CONTENT_TYPES}")
+    s, r = _id_bytes(sender_id, "sender_id"), _id_bytes(receiver_id, "receiver_id")
+    body = plaintext_length + _TAG
+    if not 0 <= plaintext_length or body >= 2**32:
+        raise ValueError("plaintext must be shorter than 2**32 - 16 bytes")
+    return (MAGIC + bytes((VERSION, SUITE_AES256GCM, content_type, 0, len(s))) + s
+            + bytes((len(r),)) + r
+            + struct.pack(">QQI", _u64(epoch, "epoch"), _u64(counter, "counter"), body))
+
+
+def parse_header(data: Any, *, max_envelope: int = MAX_ENVELOPE) -> EnvelopeHeader:
+    """Parse and check the header of a whole envelope; every length is checked before use.
+
+    Raises EnvelopeError (truncated, malformed, unsupported_version); nothing else for any
+    bytes-like input. The body is not touched.
+    """
+    try:
+        mv = memoryview(data).cast("B")
+    except (TypeError, ValueError):
+        raise TypeError("envelope must be a C-contiguous bytes-like object") from None
+    n = mv.nbytes
+    if n > max_envelope:
+        raise _err(f"envelope of {n} bytes exceeds the maximum of {max_envelope}", "malformed")
+    if n < 9:
+        if bytes(mv[:min(n, 4)]) != MAGIC[:min(n, 4)]:
+            raise _err("bad magic: not a privcity envelope", "malformed")
+        raise _err(f"envelope truncated at {n} bytes (header needs at least {_FIXED + 2})",
+                   "truncated")
+    if bytes(mv[:4]) != MAGIC:
+        raise _err("bad magic: not a privcity envelope", "malformed")
+    version, suite, ctype, reserved, slen = mv[4], mv[5], mv[6], mv[7], mv[8]
+    if version != VERSION:
+        raise _err(f"envelope version {version} is not supported (only {VERSION})",
+                   "unsupported_version")
+    if suite != SUITE_AES256GCM:
+        raise _err(f"cipher suite {suite} is not supported (only {SUITE_AES256GCM})",
+                   "unsupported_version")
+    if ctype not in _CONTENT_TYPES:
+        raise _err(f"unknown content type {ctype}", "malformed")
+    if reserved != 0:
+        raise _err("reserved header byte must be 0", "malformed")
+    if not 1 <= slen <= _MAX_ID:
+        raise _err(f"sender id length {slen} is outside 1..{_MAX_ID}", "malformed")
+    pos = 9 + slen
+    if n < pos + 1:
+        raise _err("envelope truncated inside the sender id", "truncated")
+    rlen = mv[pos]
+    if not 1 <= rlen <= _MAX_ID:
+        raise _err(f"receiver id length {rlen} is outside 1..{_MAX_ID}", "malformed")
+    hlen = _FIXED + slen + rlen
+    if n < hlen:
+        raise _err(f"envelope truncated at {n} bytes (header is {hlen})", "truncated")
+    try:
+        sender = bytes(mv[9:9 + slen]).decode("utf-8")
+        receiver = bytes(mv[pos + 1:pos + 1 + rlen]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _err("sender or receiver id is not valid UTF-8", "malformed") from None
+    epoch, counter, body = struct.unpack_from(">QQI", mv, pos + 1 + rlen)
+    if body < _TAG:
+        raise _err(f"body length {body} is shorter than the {_TAG}-byte tag", "malformed")
+    if hlen + body > max_envelope:
+        raise _err(f"declared envelope size {hlen + body} exceeds the maximum of "
+                   f"{max_envelope}", "malformed")
+    if n < hlen + body:
+        raise _err(f"envelope truncated at {n} bytes (declared {hlen + body})", "truncated")
+    if n > hlen + body:
+        raise _err(f"{n - hlen - body} trailing bytes after the envelope", "malformed")
+    return EnvelopeHeader(ctype, sender, receiver, epoch, counter, body, hlen)
+
+
+# --- payload codecs -----------------------------------------------------------------------------
+
+# Codes are part of the wire format: never renumber.
+_DTYPES = {1: "bool", 2: "int8", 3: "uint8", 4: "int16", 5: "uint16", 6: "int32", 7: "uint32",
+           8: "int64", 9: "uint64", 10: "float16", 11: "float32", 12: "float64"}
+_DTYPE_CODES = {np.dtype(v).newbyteorder("<") if np.dtype(v).itemsize > 1 else np.dtype(v): k
+                for k, v in _DTYPES.items()}
+_MAX_NDIM = 8
+
+
+def encode_tensor(array: np.ndarray) -> bytes:
+    """Tensor codec: u8 dtype code, u8 ndim (0..8), ndim x u64be dims, little-endian data."""
+    arr = np.asarray(array)
+    dt_le = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
+    code = _DTYPE_CODES.get(dt_le)
+    if code is None:
+        raise TypeError(f"tensor dtype {arr.dtype} is not supported; use one of "
+                        f"{sorted(_DTYPES.values())}")
+    if arr.ndim > _MAX_NDIM:
+        raise ValueError(f"tensor has {arr.ndim} dimensions; at most {_MAX_NDIM}")
+    head = bytes((code, arr.ndim)) + b"".join(struct.pack(">Q", d) for d in arr.shape)
+    return head + np.ascontiguousarray(arr, dtype=dt_le).tobytes()
+
+
+def decode_tensor(data: Any) -> np.ndarray:
+    """Inverse of :func:`encode_tensor` (a new native-order array); EnvelopeError if malformed."""
+    mv = memoryview(data).cast("B")
+    if mv.nbytes < 2:
+        raise _err("tensor payload shorter than its 2-byte head", "malformed")
+    code, ndim = mv[0], mv[1]
+    if code not in _DTYPES:
+        raise _err(f"unknown tensor dtype code {code}", "malformed")
+    if ndim > _MAX_NDIM:
+        raise _err(f"tensor ndim {ndim} exceeds {_MAX_NDIM}", "malformed")
+    head = 2 + 8 * ndim
+    if mv.nbytes < head:
+        raise _err("tensor payload truncated inside its shape", "malformed")
+    shape = struct.unpack_from(f">{ndim}Q", mv, 2)
+    dtype = np.dtype(_DTYPES[code]).newbyteorder("<")
+    count = math.prod(shape)  # exact Python int: no overflow
+    if count * dtype.itemsize != mv.nbytes - head:
+        raise _err(f"tensor data is {mv.nbytes - head} bytes; shape {shape} of {dtype.name} "
+                   f"needs {count * dtype.itemsize}", "malformed")
+    arr = np.frombuffer(mv[head:], dtype=dtype).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+_MAX_META_ITEMS = 256
+_MAX_META_STR = 1024
+_META_INT, _META_FLOAT, _META_STR = 1, 2, 3
+
+
+def encode_metadata(meta: Mapping[str, Any]) -> bytes:
+    """Metadata codec: u16be count (<= 256), then per entry in increasing key-byte order:
+    u8 key length (1..64), key, u8 type, value (1: i64be, 2: f64be, 3: u16be length <= 1024 +
+    UTF-8)."""
+    if len(meta) > _MAX_META_ITEMS:
+        raise ValueError(f"metadata holds at most {_MAX_META_ITEMS} entries")
+    items = []
+    for key, value in meta.items():
+        raw = _id_bytes(key, "metadata key")
+        if isinstance(value, bool) or isinstance(value, (int, np.integer)):
+            v = int(value)
+            if not -2**63 <= v < 2**63:
+                raise ValueError(f"metadata {key!r}: int outside the signed 64-bit range")
+            enc = bytes((_META_INT,)) + struct.pack(">q", v)
+        elif isinstance(value, (float, np.floating)):
+            enc = bytes((_META_FLOAT,)) + struct.pack(">d", float(value))
+        elif isinstance(value, str):
+            s = value.encode("utf-8")
+            if len(s) > _MAX_META_STR:
+                raise ValueError(f"metadata {key!r}: string longer than {_MAX_META_STR} bytes")
+            enc = bytes((_META_STR,)) + struct.pack(">H", len(s)) + s
+        else:
+            raise TypeError(f"metadata {key!r}: values must be int, float or str, "
+                            f"not {type(value).__name__}")
+        items.append((raw, enc))
+    items.sort()
+    return struct.pack(">H", len(items)) + b"".join(bytes((len(k),)) + k + e for k, e in items)
+
+
+def decode_metadata(data: Any) -> dict[str, int | float | str]:
+    """Inverse of :func:`encode_metadata`; keys must be strictly increasing (canonical, no
+    duplicates). EnvelopeError(kind="malformed") on any violation."""
+    mv = memoryview(data).cast("B")
+    n = mv.nbytes
+
+    def need(pos: int, k: int) -> None:
+        if pos + k > n:
+            raise _err("metadata payload truncated", "malformed")
+
+    need(0, 2)
+    (count,) = struct.unpack_from(">H", mv, 0)
+    if count > _MAX_META_ITEMS:
+        raise _err(f"metadata holds {count} entries; at most {_MAX_META_ITEMS}", "malformed")
+    pos, out, last = 2, {}, b""
+    for _ in range(count):
+        need(pos, 1)
+        klen = mv[pos]
+        if not 1 <= klen <= _MAX_ID:
+            raise _err(f"metadata key length {klen} outside 1..{_MAX_ID}", "malformed")
+        need(pos + 1, klen + 1)
+        raw = bytes(mv[pos + 1:pos + 1 + klen])
+        if raw <= last:
+            raise _err("metadata keys are not strictly increasing", "malformed")
+        last = raw
+        typ = mv[pos + 1 + klen]
+        pos += 2 + klen
+        value: int | float | str
+        if typ == _META_INT:
+            need(pos, 8)
+            (value,) = struct.unpack_from(">q", mv, pos)
+            pos += 8
+        elif typ == _META_FLOAT:
+            need(pos, 8)
+            (value,) = struct.unpack_from(">d", mv, pos)
+            pos += 8
+        elif typ == _META_STR:
+            need(pos, 2)
+            (slen,) = struct.unpack_from(">H", mv, pos)
+            if slen > _MAX_META_STR:
+                raise _err(f"metadata string of {slen} bytes; at most {_MAX_META_STR}",
+                           "malformed")
+            need(pos + 2, slen)
+            try:
+                value = bytes(mv[pos + 2:pos + 2 + slen]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _err("metadata string is not valid UTF-8", "malformed") from None
+            pos += 2 + slen
+        else:
+            raise _err(f"unknown metadata value type {typ}", "malformed")
+        try:
+            out[raw.decode("utf-8")] = value
+        except UnicodeDecodeError:
+            raise _err("metadata key is not valid UTF-8", "malformed") from None
+    if pos != n:
+        raise _err(f"{n - pos} trailing bytes after the metadata", "malformed")
+    return out
+
+
+def _encode_payload(payload: Payload) -> tuple[int, bytes]:
+    if isinstance(payload, np.ndarray):
+        return CONTENT_TENSOR, encode_tensor(payload)
+    if isinstance(payload, Mapping):
+        return CONTENT_METADATA, encode_metadata(payload)
+    try:
+        return CONTENT_BYTES, bytes(memoryview(payload).cast("B"))
+    except TypeError:
+        raise TypeError("payload must be a numpy array (tensor), a mapping (metadata) or "
+                        f"bytes-like, not {type(payload).__name__}") from None
+
+
+# --- the sender's counter -----------------------------------------------------------------------
+
+class CounterStore:
+    """A crash-safe counter: the high-water mark (first counter not reserved) lives in a file.
+
+    Counters are reserved in blocks; the new mark is written (temp file in the same directory,
+    fsync, ``os.replace``, fsync of the directory) before any counter of the block is handed
+    out, so after a crash or restart counting resumes at the stored mark and never repeats.
+    A missing file starts at 0; a corrupt one, or one of another sender, is refused.
+    """
+
+    _FORMAT = "privcity-envelope-counter"
+
+    def __init__(self, path: str | os.PathLike[str], sender_id: str, *, block: int = BLOCK):
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ValueError("block must be an int >= 1")
+        _id_bytes(sender_id, "sender_id")
+        self._path = os.fspath(path)
+        self._sender = sender_id
+        self._block = block
+        self._next = self._load()
+        self._limit = self._next  # nothing reserved by this process yet
+
+    def _load(self) -> int:
+        try:
+            with open(self._path, "rb") as f:
+                raw = f.read(4096)
+        except FileNotFoundError:
+            return 0
+        try:
+            state = json.loads(raw.decode("utf-8"))
+            ok = (state.get("format") == self._FORMAT and state.get("version") == 1
+                  and isinstance(state.get("high_water"), int)
+                  and 0 <= state["high_water"] <= _U64)
+        except (ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"counter state file {self._path!r} is corrupt; refusing to guess "
+                             "a counter (use a new epoch with a fresh file)")
+        if state.get("sender_id") != self._sender:
+            raise ValueError(f"counter state file {self._path!r} belongs to sender "
+                             f"{state.get('sender_id')!r}, not {self._sender!r}")
+        return int(state["high_water"])
+
+    def _store(self, high_water: int) -> None:
+        directory = os.path.dirname(os.path.abspath(self._path))
+        data = json.dumps({"format": self._FORMAT, "version": 1, "sender_id": self._sender,
+                           "high_water": high_water}).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=".counter-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+        except OSError:  # some platforms cannot open directories; the replace is done anyway
+            return
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    @property
+    def next_counter(self) -> int:
+        """The counter the next :meth:`take` hands out first."""
+        return self._next
+
+    @property
+    def high_water(self) -> int:
+        """The mark on disk: every counter below it may have been used."""
+        return self._limit
+
+    def take(self, n: int = 1) -> int:
+        """Reserve ``n`` consecutive counters; returns the first. Persists before returning."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        first = self._next
+        if first + n > _U64:
+            raise OverflowError("counter space exhausted for this sender; move to a new key")
+        if first + n > self._limit:
+            blocks = -(-(first + n - self._limit) // self._block)
+            new_limit = min(self._limit + blocks * self._block, _U64)
+            self._store(new_limit)
+            self._limit = new_limit
+        self._next = first + n
+        return first
+
+
+# --- sender ---------------------------------------------------------------------------------------
+
+class EnvelopeSender:
+    """Seals envelopes from ``sender_id`` (whose private keys are ``keys``).
+
+    One counter per sender, shared by all its keys (receivers and epochs): strictly increasing,
+    hence unique under every key. ``state_path`` holds its high-water mark (see
+    :class:`CounterStore`); one process per state file. Not thread-safe.
+    """
+
+    def __init__(self, keys: IdentityKeys, sender_id: str, *,
+                 state_path: str | os.PathLike[str], block: int = BLOCK) -> None:
+        if not isinstance(keys, IdentityKeys):
+            raise TypeError("keys must be IdentityKeys")
+        self._id = sender_id
+        self._counter = CounterStore(state_path, sender_id, block=block)
+        self._ring = KeyRing(keys, sender_id)
+        self._aeads: dict[tuple[str, int, bytes], AES256GCM] = {}
+
+    @property
+    def sender_id(self) -> str:
+        return self._id
+
+    @property
+    def next_counter(self) -> int:
+        return self._counter.next_counter
+
+    def _aead(self, receiver: VerifiedCertificate, epoch: int) -> AES256GCM:
+        key = self._ring.sending_key(receiver, epoch)
+        slot = (receiver.subject_id, epoch, key)
+        aead = self._aeads.get(slot)
+        if aead is None:
+            aead = self._aeads[slot] = AES256GCM(key)
+        return aead
+
+    def seal(self, receiver: VerifiedCertificate, epoch: int, payload: Payload, *,
+             content_type: int | None = None) -> bytes:
+        """One envelope to ``receiver`` in ``epoch``: a numpy array is sealed as a tensor, a
+        mapping as metadata, anything else bytes-like as raw bytes. With ``content_type``
+        given, ``payload`` must be bytes-like and already encoded for that type."""
+        return self.seal_many(receiver, epoch, [payload], content_type=content_type)[0]
+
+    def seal_many(self, receiver: VerifiedCertificate, epoch: int,
+                  payloads: Sequence[Payload], *, content_type: int | None = None) -> list[bytes]:
+        """N envelopes to one receiver and epoch in one ``encrypt_many`` call; their counters
+        are consecutive and reserved (persisted) before anything is encrypted."""
+        if not isinstance(receiver, VerifiedCertificate):
+            raise TypeError("receiver must be a VerifiedCertificate (see verify_certificate)")
+        if content_type is None:
+            encoded = [_encode_payload(p) for p in payloads]
+        elif content_type not in _CONTENT_TYPES:
+            raise ValueError(f"content_type must be one of {_CONTENT_TYPES}")
+        else:
+            encoded = [(content_type, bytes(memoryview(p).cast("B"))) for p in payloads]
+        if not encoded:
+            return []
+        aead = self._aead(receiver, epoch)
+        first = self._counter.take(len(encoded))
+        headers, nonces = [], np.empty((len(encoded), 12), dtype=np.uint8)
+        for i, (ctype, plain) in enumerate(encoded):
+            headers.append(build_header(sender_id=self._id, receiver_id=receiver.subject_id,
+                                        epoch=epoch, counter=first + i,
+                                        plaintext_length=len(plain), content_type=ctype))
+            nonces[i] = np.frombuffer(make_nonce(self._id, first + i), dtype=np.uint8)
+        bodies = aead.encrypt_many(nonces, [p for _, p in encoded], headers)
+        return [h + bytes(b) for h, b in zip(headers, bodies)]
+
+    def __repr__(self) -> str:
+        return f"EnvelopeSender(sender_id={self._id!r}, next_counter={self.next_counter})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("EnvelopeSender holds secret keys and cannot be pickled")
+
+
+# --- receiver -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpenedEnvelope:
+    """An authenticated envelope: its header fields and the decrypted payload bytes."""
+
+    sender_id: str
+    receiver_id: str
+    epoch: int
+    counter: int
+    content_type: int
+    payload: bytes
+
+    def value(self) -> bytes | np.ndarray | dict[str, int | float | str]:
+        """The payload decoded by its content type (EnvelopeError if it does not decode)."""
+        if self.content_type == CONTENT_TENSOR:
+            return decode_tensor(self.payload)
+        if self.content_type == CONTENT_METADATA:
+            return decode_metadata(self.payload)
+        return self.payload
+
+
+class _Window:
+    """Sliding replay window: the highest counter seen and a bitmap of the ``width`` below it
+    (bit i set = counter top - i seen)."""
+
+    __slots__ = ("top", "bits")
+
+    def __init__(self) -> None:
+        self.top = -1
+        self.bits = 0
+
+    def check(self, counter: int, width: int) -> str | None:
+        if counter > self.top:
+            return None
+        age = self.top - counter
+        if age >= width:
+            return f"counter {counter} is older than the replay window (top {self.top})"
+        if (self.bits >> age) & 1:
+            return f"counter {counter} was already received"
+        return None
+
+    def commit(self, counter: int, width: int) -> None:
+        if counter > self.top:
+            shift = counter - self.top
+            self.bits = ((self.bits << shift) | 1) & ((1 << width) - 1) if shift < width else 1
+            self.top = counter
+        else:
+            self.bits |= 1 << (self.top - counter)
+
+
+@dataclass
+class _Sender:
+    verified: VerifiedCertificate
+    prefix: bytes
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return -1
+
+
+class EnvelopeReceiver:
+    """Opens envelopes addressed to ``receiver_id``.
+
+    The receiver learns senders from a directory it keeps: :meth:`add_sender` verifies a
+    certificate against ``trust_anchor`` and the current CRL (``verify_certificate``) and
+    stores it. Each envelope is then checked, before any decryption, in this order: header
+    (truncated, malformed, unsupported_version), receiver id (wrong_receiver), sender in the
+    directory (unknown_sender), CRL fresh at ``at`` (stale_crl), sender serial not in the CRL
+    (revoked), sender certificate valid at ``at`` (expired), epoch not discarded and counter
+    fresh in the (sender, epoch) window (replay). Then the tag (AuthenticationError); only an
+    authentic envelope advances the window. :meth:`set_crl` installs a newer CRL.
+    """
+
+    def __init__(self, keys: IdentityKeys, receiver_id: str, *, trust_anchor: x509.Certificate,
+                 crl: x509.CertificateRevocationList, window: int = WINDOW,
+                 max_envelope: int = MAX_ENVELOPE) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError("window must be an int >= 1")
+        if isinstance(max_envelope, bool) or not isinstance(max_envelope, int) \
+                or max_envelope < _FIXED + 2 + _TAG:
+            raise ValueError(f"max_envelope must be an int >= {_FIXED + 2 + _TAG}")
+        self._id = receiver_id
+        _id_bytes(receiver_id, "receiver_id")
+        self._ring = KeyRing(keys, receiver_id)
+        self._anchor = trust_anchor
+        self._crl = crl
+        self._revoked: set[int] = set()
+        self._window = window
+        self._max = max_envelope
+        self._senders: dict[str, _Sender] = {}
+        self._windows: dict[tuple[str, int], _Window] = {}
+        self._aeads: dict[tuple[str, int], AES256GCM] = {}
+        self._min_epoch = 0
+        self.set_crl(crl)
+
+    @property
+    def receiver_id(self) -> str:
+        return self._id
+
+    def set_crl(self, crl: x509.CertificateRevocationList) -> None:
+        """Install a CRL (signed by the trust anchor); its revoked serials take effect now."""
+        if not isinstance(crl, x509.CertificateRevocationList):
+            raise TypeError("crl must be an x509.CertificateRevocationList")
+        if crl.issuer != self._anchor.subject or not crl.is_signature_valid(
+                self._anchor.public_key()):  # type: ignore[arg-type]
+            raise ValueError("CRL is not issued and signed by the trust anchor")
+        # Never roll back: an older CRL would un-revoke senders revoked since.
+        if _crl_number(crl) < _crl_number(self._crl):
+            raise ValueError("CRL is older than the one installed (lower CRL number)")
+        self._crl = crl
+        self._revoked = {r.serial_number for r in crl}
+        for sid in [s for s, v in self._senders.items()
+                    if v.verified.serial_number in self._revoked]:
+            self._ring.forget(sid)
+            self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
+
+    def add_sender(self, certificate: x509.Certificate | bytes, *,
+                   at: dt.datetime | None = None) -> VerifiedCertificate:
+        """Verify ``certificate`` at ``at`` (default now) and admit its subject as a sender.
+        Raises CertificateError if it does not verify; replaces an earlier certificate."""
+        verified = verify_certificate(certificate, trust_anchor=self._anchor, crl=self._crl,
+                                      at=at)
+        sid = verified.subject_id
+        self._ring.forget(sid)
+        self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
+        self._senders[sid] = _Sender(verified, make_nonce(sid, 0)[:4])
+        return verified
+
+    def remove_sender(self, sender_id: str) -> None:
+        self._senders.pop(sender_id, None)
+        self._ring.forget(sender_id)
+        self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sender_id}
+
+    def discard_before(self, epoch: int) -> None:
+        """Forget windows and keys of epochs below ``epoch``; their envelopes are refused from
+        now on (kind ``replay``), since their windows are gone."""
+        self._min_epoch = max(self._min_epoch, _u64(epoch, "epoch"))
+        self._windows = {k: w for k, w in self._windows.items() if k[1] >= self._min_epoch}
+        self._aeads = {k: a for k, a in self._aeads.items() if k[1] >= self._min_epoch}
+        self._ring.discard_before(self._min_epoch)
+
+    def _precheck(self, data: Any, when: dt.datetime) -> tuple[EnvelopeHeader, memoryview]:
+        header = parse_header(data, max_envelope=self._max)
+        if header.receiver_id != self._id:
+            raise _err(f"envelope is for {header.receiver_id!r}, not {self._id!r}",
+                       "wrong_receiver")
+        sender = self._senders.get(header.sender_id)
+        if sender is None:
+            raise _err(f"unknown sender {header.sender_id!r}", "unknown_sender")
+        nxt = self._crl.next_update_utc
+        if nxt is None or when > nxt or when < self._crl.last_update_utc:
+            raise _err("the receiver's CRL is not fresh at this time; install a new one",
+                       "stale_crl")
+        cert = sender.verified
+        if cert.serial_number in self._revoked:
+            raise _err(f"sender {header.sender_id!r} is revoked", "revoked")
+        if not cert.not_before <= when <= cert.not_after:
+            raise _err(f"sender {header.sender_id!r} certificate is not valid at "
+                       f"{when.isoformat()}", "expired")
+        if header.epoch < self._min_epoch:
+            raise _err(f"epoch {header.epoch} was discarded (minimum {self._min_epoch})",
+                       "replay")
+        win = self._windows.get((header.sender_id, header.epoch))
+        reason = win.check(header.counter, self._window) if win is not None else None
+        if reason is not None:
+            raise _err(reason, "replay")
+        return header, memoryview(data).cast("B")
+
+    def _aead(self, header: EnvelopeHeader) -> AES256GCM:
+        slot = (header.sender_id, header.epoch)
+        aead = self._aeads.get(slot)
+        if aead is None:
+            key = self._ring.receiving_key(self._senders[header.sender_id].verified,
+                                           header.epoch)
+            aead = self._aeads[slot] = AES256GCM(key)
+        return aead
+
+    def _commit(self, header: EnvelopeHeader, plain: bytes) -> OpenedEnvelope:
+        win = self._windows.setdefault((header.sender_id, header.epoch), _Window())
+        reason = win.check(header.counter, self._window)  # a duplicate inside one batch
+        if reason is not None:
+            raise _err(reason, "replay")
+        win.commit(header.counter, self._window)
+        return OpenedEnvelope(header.sender_id, header.receiver_id, header.epoch,
+                              header.counter, header.content_type, plain)
+
+    @staticmethod
+    def _when(at: dt.datetime | None) -> dt.datetime:
+        if at is None:
+            return dt.datetime.now(dt.timezone.utc)
+        if at.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+        return at
+
+    def open(self, envelope: Any, *, at: dt.datetime | None = None) -> OpenedEnvelope:
+        """Check, authenticate and decrypt one envelope at time ``at`` (default now).
+
+        Raises EnvelopeError (see the class docstring) or AuthenticationError; a refused
+        envelope changes no state.
+        """
+        when = self._when(at)
+        header, mv = self._precheck(envelope, when)
+        nonce = self._senders[header.sender_id].prefix + struct.pack(">Q", header.counter)
+        plain = self._aead(header).decrypt(nonce, mv[header.length:], mv[:header.length])
+        return self._commit(header, plain)
+
+    def open_many(self, envelopes: Sequence[Any], *, at: dt.datetime | None = None,
+                  ) -> tuple[list[OpenedEnvelope | None], dict[int, PrivcityError]]:
+        """Open N envelopes; one ``decrypt_many`` call per (sender, epoch) present.
+
+        Returns ``(opened, errors)``: ``opened[i]`` is the OpenedEnvelope or None, and
+        ``errors`` maps each refused index to its EnvelopeError or AuthenticationError. A bad
+        envelope is refused alone; duplicates within the batch are refused after the first.
+        """
+        when = self._when(at)
+        opened: list[OpenedEnvelope | None] = [None] * len(envelopes)
+        errors: dict[int, PrivcityError] = {}
+        groups: dict[tuple[str, int], list[tuple[int, EnvelopeHeader, memoryview]]] = {}
+        for i, env in enumerate(envelopes):
+            try:
+                header, mv = self._precheck(env, when)
+            except EnvelopeError as exc:
+                errors[i] = exc
+                continue
+            groups.setdefault((header.sender_id, header.epoch), []).append((i, header, mv))
+        plains: dict[int, bytes] = {}
+        for items in groups.values():
+            aead = self._aead(items[0][1])
+            prefix = self._senders[items[0][1].sender_id].prefix
+            nonces = np.frombuffer(b"".join(prefix + struct.pack(">Q", h.counter)
+                                            for _, h, _ in items), dtype=np.uint8)
+            out, ok = aead.decrypt_many(nonces.reshape(len(items), 12),
+                                        [mv[h.length:] for _, h, mv in items],
+                                        [mv[:h.length] for _, h, mv in items],
+                                        return_status=True)
+            for (i, _, _), plain, good in zip(items, out, ok):
+                if good:
+                    plains[i] = bytes(plain)
+                else:
+                    errors[i] = AuthenticationError()
+        headers = {i: h for items in groups.values() for i, h, _ in items}
+        for i in sorted(plains):
+            try:
+                opened[i] = self._commit(headers[i], plains[i])
+            except EnvelopeError as exc:
+                errors[i] = exc
+        return opened, dict(sorted(errors.items()))
+
+    def __repr__(self) -> str:
+        return f"EnvelopeReceiver(receiver_id={self._id!r}, senders={len(self._senders)})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("EnvelopeReceiver holds secret keys and cannot be pickled")
