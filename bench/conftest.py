@@ -22,7 +22,10 @@ def record():
     samples) handled by one call of the benchmarked function; medians are divided by it.
     """
 
-    def _record(benchmark, group: str, role: str, target: float | None = None, per: int = 1) -> None:
+    def _record(benchmark, group: str, role: str, target: float | None = None, per: int | None = 1) -> None:
+        if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+            return
+        per = per or 1
         _RESULTS[group][role] = (benchmark.stats.stats.median / per, target, per)
 
     return _record

@@ -55,7 +55,8 @@ def test_read_bandwidth_anchor(benchmark, record, updates):
     x, _ = updates
     benchmark.group = BANDWIDTH
     benchmark.pedantic(x.sum, rounds=20, iterations=1, warmup_rounds=2)
-    benchmark.extra_info["GB_per_s"] = x.nbytes / benchmark.stats.stats.median / 1e9
+    if benchmark.stats:  # None under --benchmark-disable
+        benchmark.extra_info["GB_per_s"] = x.nbytes / benchmark.stats.stats.median / 1e9
     record(benchmark, BANDWIDTH, "anchor")
 
 
@@ -64,7 +65,8 @@ def test_weighted_mean(benchmark, record, updates):
     benchmark.group = BANDWIDTH
     out = benchmark.pedantic(lambda: weighted_mean(x, w), rounds=20, iterations=1, warmup_rounds=2)
     assert out.shape == (D,)
-    benchmark.extra_info["GB_per_s"] = x.nbytes / benchmark.stats.stats.median / 1e9
+    if benchmark.stats:  # None under --benchmark-disable
+        benchmark.extra_info["GB_per_s"] = x.nbytes / benchmark.stats.stats.median / 1e9
     record(benchmark, BANDWIDTH, "weighted_mean", 0.8)
     record(benchmark, AVERAGE, "weighted_mean", 3.0)
     record(benchmark, FLOWER, "weighted_mean", 15.0)

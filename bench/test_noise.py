@@ -52,7 +52,8 @@ def test_continuous(benchmark, record, kind, impl):
     fn = _continuous(impl, kind)
     out = benchmark.pedantic(fn, rounds=15, iterations=1, warmup_rounds=2)
     assert out.shape == (N_GAUSS,)
-    benchmark.extra_info["samples_per_s"] = N_GAUSS / benchmark.stats.stats.median
+    if benchmark.stats:  # None under --benchmark-disable
+        benchmark.extra_info["samples_per_s"] = N_GAUSS / benchmark.stats.stats.median
     target = 3.0 if kind == "gaussian f32" and impl == "privcity" else None
     record(benchmark, group, impl, target)
 
@@ -79,11 +80,12 @@ def test_discrete_gaussian(benchmark, record, sigma, impl):
         fn, n, rounds = (lambda: rng.discrete_gaussian(N_DGAUSS, sigma)), N_DGAUSS, 15
     out = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
     assert len(out) == n
-    rate = n / benchmark.stats.stats.median
-    benchmark.extra_info["samples_per_s"] = rate
-    if impl == "privcity":
-        benchmark.extra_info["target_samples_per_s"] = DGAUSS_RATE_TARGET
-        benchmark.extra_info["rate_target_met"] = rate >= DGAUSS_RATE_TARGET
+    if benchmark.stats:  # None under --benchmark-disable
+        rate = n / benchmark.stats.stats.median
+        benchmark.extra_info["samples_per_s"] = rate
+        if impl == "privcity":
+            benchmark.extra_info["target_samples_per_s"] = DGAUSS_RATE_TARGET
+            benchmark.extra_info["rate_target_met"] = rate >= DGAUSS_RATE_TARGET
     record(benchmark, group, impl, 200.0 if impl == "privcity" else None, per=n)
 
 

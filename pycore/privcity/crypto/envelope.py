@@ -502,12 +502,14 @@ class EnvelopeSender:
             return []
         aead = self._aead(receiver, epoch)
         first = self._counter.take(len(encoded))
-        headers, nonces = [], np.empty((len(encoded), 12), dtype=np.uint8)
-        for i, (ctype, plain) in enumerate(encoded):
-            headers.append(build_header(sender_id=self._id, receiver_id=receiver.subject_id,
-                                        epoch=epoch, counter=first + i,
-                                        plaintext_length=len(plain), content_type=ctype))
-            nonces[i] = np.frombuffer(make_nonce(self._id, first + i), dtype=np.uint8)
+        n = len(encoded)
+        headers = [build_header(sender_id=self._id, receiver_id=receiver.subject_id, epoch=epoch,
+                                counter=first + i, plaintext_length=len(plain), content_type=ctype)
+                   for i, (ctype, plain) in enumerate(encoded)]
+        # Nonces as in make_nonce, for the whole batch at once: prefix || u64be(counter).
+        nonces = np.empty((n, 12), dtype=np.uint8)
+        nonces[:, :4] = np.frombuffer(make_nonce(self._id, 0)[:4], dtype=np.uint8)
+        nonces[:, 4:] = np.arange(first, first + n, dtype=">u8").view(np.uint8).reshape(n, 8)
         bodies = aead.encrypt_many(nonces, [p for _, p in encoded], headers)
         return [h + bytes(b) for h, b in zip(headers, bodies)]
 
