@@ -345,10 +345,11 @@ def test_restarted_sender_never_reuses_a_counter(city, tmp_path):
     second = city.sender(tmp_path, block=16)
     more = [parse_header(w).counter for w in second.seal_many(gw, 1, [b"m"] * 40)]
 
-    # Assert
-    assert used == list(range(5)) and on_disk == 16
-    assert more == list(range(16, 56))
-    assert json.loads((tmp_path / "dev-1.ctr").read_text())["high_water"] == 64
+    # Assert: reservations cover the request plus seven more of its size, in whole blocks
+    # (5 -> 40 -> 48; then 48 + 8 * 40 = 368)
+    assert used == list(range(5)) and on_disk == 48
+    assert more == list(range(48, 88))
+    assert json.loads((tmp_path / "dev-1.ctr").read_text())["high_water"] == 368
     rx = city.receiver()
     assert all(rx.open(w, at=T0) for w in second.seal_many(gw, 1, [b"z"] * 3))
 
@@ -363,9 +364,9 @@ def test_counter_is_persisted_before_use(tmp_path, monkeypatch):
     # Execute
     taken = [store.take() for _ in range(9)]
 
-    # Assert
-    assert taken == list(range(9)) and writes == [4, 8, 12]
-    assert CounterStore(tmp_path / "c", "dev-1").next_counter == 12
+    # Assert: each write comes before the first counter of its reservation is handed out
+    assert taken == list(range(9)) and writes == [8, 16]
+    assert CounterStore(tmp_path / "c", "dev-1").next_counter == 16
 
 
 @pytest.mark.parametrize("content", [b"not json", b'{"format": "x"}',

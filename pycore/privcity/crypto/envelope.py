@@ -436,7 +436,11 @@ class CounterStore:
         if first + n > _U64:
             raise OverflowError("counter space exhausted for this sender; move to a new key")
         if first + n > self._limit:
-            blocks = -(-(first + n - self._limit) // self._block)
+            # Reserve whole blocks covering this request and seven more of its size, so a sender
+            # sealing batches writes (and fsyncs) its state once per several batches, not per
+            # batch. Counters reserved but not used when the process dies are skipped, never reused.
+            want = min(first + 8 * n, _U64)
+            blocks = -(-(want - self._limit) // self._block)
             new_limit = min(self._limit + blocks * self._block, _U64)
             self._store(new_limit)
             self._limit = new_limit
