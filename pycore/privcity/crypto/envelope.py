@@ -35,6 +35,7 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -404,10 +405,8 @@ class CounterStore:
                 os.fsync(f.fileno())
             os.replace(tmp, self._path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
             raise
         try:
             dfd = os.open(directory, os.O_RDONLY)

@@ -393,12 +393,9 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
                     "bad_signature") from None
 
     # The certificate itself.
-    try:
-        leaf_bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if leaf_bc.ca:
-            raise _fail("a CA certificate cannot be used as a subject certificate", "wrong_role")
-    except x509.ExtensionNotFound:
-        pass
+    leaf_bc = next((e.value for e in cert.extensions if isinstance(e.value, x509.BasicConstraints)), None)
+    if leaf_bc is not None and leaf_bc.ca:
+        raise _fail("a CA certificate cannot be used as a subject certificate", "wrong_role")
     _check_window(cert, when, "certificate")
 
     # Revocation.
