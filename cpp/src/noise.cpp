@@ -41,59 +41,46 @@ const SimdOps& ops() {
 constexpr size_t kChunkBytes = 8192;  // keystream per kernel call: stays in L1
 
 // --- Gaussian drivers ---------------------------------------------------------------------------
-// out[i] = base[i] * bscale + sigma * z_i (or sigma * z_i without base); 32 floats per block.
-void gauss_f32_drive(float* out, size_t n, float sigma, const float* base, float bscale, rng_state* st) {
+// out[i] = base[i] * bscale + sigma * z_i (or sigma * z_i without base). A block is 128 keystream
+// bytes giving L samples (32 float, 16 double); the samples of a block not handed out are kept
+// in the state (spare, n_spare) and handed out first by the next draw.
+template <class T, class W, size_t L, class Kernel>
+void gauss_drive(T* out, size_t n, T sigma, const T* base, T bscale, rng_state* st, Kernel kernel,
+                 T* spare, uint32_t& n_spare) {
+    static_assert(L * sizeof(W) == 128, "one block is 128 keystream bytes");
     rng_enter(st);  // before the spares: a forked child must not hand out its parent's
-    const SimdOps& op = ops();
     size_t i = 0;
-    for (; i < n && st->n_spare_f32; ++i) {
-        const float z = st->spare_f32[32 - st->n_spare_f32--];
+    for (; i < n && n_spare; ++i) {
+        const T z = spare[L - n_spare--];
         out[i] = base ? base[i] * bscale + sigma * z : sigma * z;
     }
-    alignas(64) uint32_t words[kChunkBytes / 4];
-    while (n - i >= 32) {
-        const size_t nb = (n - i) / 32 < kChunkBytes / 128 ? (n - i) / 32 : kChunkBytes / 128;
+    alignas(64) W words[kChunkBytes / sizeof(W)];
+    while (n - i >= L) {
+        const size_t nb = (n - i) / L < kChunkBytes / 128 ? (n - i) / L : kChunkBytes / 128;
         rng_fill(st, reinterpret_cast<uint8_t*>(words), nb * 128);
-        op.gauss_f32(out + i, words, nb, sigma, base ? base + i : nullptr, bscale);
-        i += 32 * nb;
+        kernel(out + i, words, nb, sigma, base ? base + i : nullptr, bscale);
+        i += L * nb;
     }
     if (i < n) {
         std::memcpy(words, rng_take(st, 128), 128);
-        float z[32];
-        op.gauss_f32(z, words, 1, 1.0f, nullptr, 0.0f);  // sigma 1: the z themselves
+        T z[L];
+        kernel(z, words, 1, T(1), nullptr, T(0));  // sigma 1: the z themselves
         const size_t rem = n - i;
         for (size_t j = 0; j < rem; ++j)
             out[i + j] = base ? base[i + j] * bscale + sigma * z[j] : sigma * z[j];
-        std::memcpy(st->spare_f32, z, sizeof z);
-        st->n_spare_f32 = uint32_t(32 - rem);
+        std::memcpy(spare, z, sizeof z);
+        n_spare = uint32_t(L - rem);
     }
 }
 
+void gauss_f32_drive(float* out, size_t n, float sigma, const float* base, float bscale, rng_state* st) {
+    gauss_drive<float, uint32_t, 32>(out, n, sigma, base, bscale, st, ops().gauss_f32, st->spare_f32,
+                                     st->n_spare_f32);
+}
+
 void gauss_f64_drive(double* out, size_t n, double sigma, const double* base, double bscale, rng_state* st) {
-    rng_enter(st);  // before the spares: a forked child must not hand out its parent's
-    const SimdOps& op = ops();
-    size_t i = 0;
-    for (; i < n && st->n_spare_f64; ++i) {
-        const double z = st->spare_f64[16 - st->n_spare_f64--];
-        out[i] = base ? base[i] * bscale + sigma * z : sigma * z;
-    }
-    alignas(64) uint64_t words[kChunkBytes / 8];
-    while (n - i >= 16) {
-        const size_t nb = (n - i) / 16 < kChunkBytes / 128 ? (n - i) / 16 : kChunkBytes / 128;
-        rng_fill(st, reinterpret_cast<uint8_t*>(words), nb * 128);
-        op.gauss_f64(out + i, words, nb, sigma, base ? base + i : nullptr, bscale);
-        i += 16 * nb;
-    }
-    if (i < n) {
-        std::memcpy(words, rng_take(st, 128), 128);
-        double z[16];
-        op.gauss_f64(z, words, 1, 1.0, nullptr, 0.0);
-        const size_t rem = n - i;
-        for (size_t j = 0; j < rem; ++j)
-            out[i + j] = base ? base[i + j] * bscale + sigma * z[j] : sigma * z[j];
-        std::memcpy(st->spare_f64, z, sizeof z);
-        st->n_spare_f64 = uint32_t(16 - rem);
-    }
+    gauss_drive<double, uint64_t, 16>(out, n, sigma, base, bscale, st, ops().gauss_f64, st->spare_f64,
+                                      st->n_spare_f64);
 }
 
 // --- exact integer sampling ---------------------------------------------------------------------
