@@ -262,7 +262,12 @@ inline uint64_t isqrt(uint64_t v) {
 }
 
 struct DGauss {
-    uint64_t a, b, t;  // sigma^2 = a/b, t = floor(sigma) + 1
+    // sigma^2 = a/b; t = ceil(sigma), the scale of the discrete Laplace proposal. CKS20 take
+    // t = floor(sigma) + 1, but Algorithm 3 is exact for any integer t >= 1 (the acceptance
+    // exp(-(|y| - sigma^2/t)^2 / (2 sigma^2)) times exp(-|y|/t) is exp(-y^2 / (2 sigma^2)) up to
+    // a constant), and t = sigma for an integer sigma needs fewer candidates (1.42 against 1.85
+    // per sample at sigma = 1).
+    uint64_t a, b, t;
     u128 bt, D;        // b t and 2 a b t^2
     Below cube{1};     // range of the discrete Laplace's merged draw
 };
@@ -273,7 +278,8 @@ bool dgauss_setup(uint64_t a, uint64_t b, DGauss& g) {
     if (q > (uint64_t(1) << 62)) return false;
     g.a = a;
     g.b = b;
-    g.t = isqrt(q) + 1;
+    g.t = isqrt(q);
+    if (u128(g.t) * g.t * b < a) ++g.t;  // ceil(sqrt(a/b)), at least 1
     g.bt = u128(b) * g.t;
     u128 d;
     if (__builtin_mul_overflow(u128(2) * a, u128(b), &d)) return false;
@@ -307,6 +313,313 @@ int64_t discrete_gaussian_one(rng_state* st, const DGauss& g) {
             continue;
         }
         if (bernoulli_exp(st, square(m), g.D)) return y;
+    }
+}
+
+// --- exact discrete Gaussian in blocks -----------------------------------------------------------
+// The same algorithm (CKS20 Algorithms 1-3), reorganised for a superscalar core: candidates go
+// through the stages in blocks of kDgBlock, each stage writing the survivors to the front of an
+// array (branch-free compaction) instead of jumping back to the start of a rejection loop. The
+// draws that decide a stage are merged so that one uniform settles the common cases, and only
+// rare continuations branch. Every rejection of a Lemire draw redraws the same value, never the
+// candidate (discarding a candidate on a Lemire rejection would bias by path length).
+
+constexpr size_t kDgBlock = 256;
+
+// Bernoulli(exp(-1)) decided by u uniform on [0, 9!): steps 1..k of Algorithm 1 (n = d = 1)
+// succeed iff u < 9!/k!. Steps 1..4 are settled branch-free; past step 5 (probability 1/120)
+// the thresholds go on one by one, and past step 9 (u = 0) the steps one at a time.
+constexpr uint64_t kF9 = 362880;
+inline bool bern_e1_digit(rng_state* st, uint64_t u) {
+    static constexpr uint64_t T[9] = {362880, 181440, 60480, 15120, 3024, 504, 72, 9, 1};  // 9!/k!
+    // K after steps 1..3; (u - T) >> 63 is u < T (u, T < 2^63) in a form compilers keep branch-free.
+    uint64_t k = 2 + ((u - T[1]) >> 63) + ((u - T[2]) >> 63) + ((u - T[3]) >> 63);  // K after step 4
+    if (__builtin_expect(u < T[4], 0)) {  // step 5 succeeded (probability 1/120)
+        k = 6;
+        for (int j = 5; j < 9 && u < T[j]; ++j) ++k;
+        if (k == 10)
+            while (uniform_below(st, k) == 0) ++k;
+    }
+    return k & 1;
+}
+
+// Three independent Bernoulli(exp(-1)) from one draw on [0, (9!)^3), split into base-9! digits.
+// The block sampler takes most of its words from arrays filled ahead (one rng_fill per stage
+// instead of a buffer check per word); a draw starts from such a word and, should Lemire's
+// method reject it, redraws from the state.
+inline uint64_t uniform_below(rng_state* st, const Below& b, uint64_t word) {
+    u128 p = u128(word) * b.m;
+    while (__builtin_expect(uint64_t(p) < b.threshold, 0)) p = u128(rng_next_u64(st)) * b.m;
+    return uint64_t(p >> 64);
+}
+
+constexpr Below kF9Cubed(kF9 * kF9 * kF9);
+inline unsigned bern_e1_x3(rng_state* st, uint64_t word) {
+    const uint64_t r = uniform_below(st, kF9Cubed, word);
+    const uint64_t r1 = r / kF9, r2 = r1 / kF9;
+    return unsigned(bern_e1_digit(st, r - r1 * kF9)) | unsigned(bern_e1_digit(st, r1 - r2 * kF9)) << 1 |
+           unsigned(bern_e1_digit(st, r2)) << 2;
+}
+
+// Successes of Bernoulli(exp(-1)) before the first failure (the V of Algorithm 2).
+inline uint64_t geometric_e1(rng_state* st, uint64_t word) {
+    uint64_t v = 0;
+    for (;;) {
+        const unsigned b = bern_e1_x3(st, word);
+        word = rng_next_u64(st);  // (taken only when all three succeeded)
+        // b = 0bxyz: the run of ones from bit 0.
+        const unsigned run = (b & 1) + ((b & 3) == 3) + (b == 7);
+        v += run;
+        if (__builtin_expect(b != 7, 1)) return v;
+    }
+}
+
+// 256-bit product x * m: returns the high 128 bits, lo gets the low 128.
+inline u128 mul_128x128(u128 x, u128 m, u128& lo) {
+    const uint64_t x0 = uint64_t(x), x1 = uint64_t(x >> 64), m0 = uint64_t(m), m1 = uint64_t(m >> 64);
+    const u128 p00 = u128(x0) * m0, p01 = u128(x0) * m1, p10 = u128(x1) * m0, p11 = u128(x1) * m1;
+    const u128 mid = (p00 >> 64) + uint64_t(p01) + uint64_t(p10);
+    lo = (mid << 64) | uint64_t(p00);
+    return p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+}
+
+// Uniform on [0, m) for 2^64 <= m < 2^127, exactly (Lemire's method on 128-bit words).
+inline u128 uniform_below_wide(rng_state* st, u128 m, const uint64_t* words) {
+    u128 x = (u128(words[0]) << 64) | words[1];
+    for (;;) {
+        u128 lo;
+        const u128 hi = mul_128x128(x, m, lo);
+        if (__builtin_expect(lo >= m, 1)) return hi;  // above the threshold 2^128 mod m < m
+        if (lo >= (0 - m) % m) return hi;
+        x = (u128(rng_next_u64(st)) << 64) | rng_next_u64(st);
+    }
+}
+
+// Bernoulli(exp(-n/d)) for 0 <= n < d < 2^120 with the first two steps of Algorithm 1 decided
+// without a branch: by one draw on [0, 2 d^2) when that range is small (see
+// bernoulli_exp_le1), otherwise by one draw on [0, d) and one on [0, 2 d).
+struct FracExp {
+    u128 d;
+    bool merged;  // 2 d^2 < 2^57: one draw, rejected with probability below 2^-7
+    bool wide;    // d >= 2^63: 128-bit draws
+    Below sq{1};  // 2 d^2 when merged
+    Below d1{1}, d2{1};  // d and 2 d when neither merged nor wide
+    unsigned words;      // words taken from the array: 1 merged, 2, or 4 wide
+};
+
+inline bool frac_exp(rng_state* st, u128 n, const FracExp& f, const uint64_t* w) {
+    bool s1, s2;  // step 1 (probability n/d) and step 2 (n/(2d)) succeed
+    if (f.merged) {
+        const uint64_t n64 = uint64_t(n), d64 = uint64_t(f.d);
+        const uint64_t u = uniform_below(st, f.sq, w[0]);
+        s1 = u < 2 * n64 * d64;
+        s2 = u < n64 * n64;
+    } else if (!f.wide) {
+        s1 = uniform_below(st, f.d1, w[0]) < uint64_t(n);
+        s2 = uniform_below(st, f.d2, w[1]) < uint64_t(n);
+    } else {
+        s1 = uniform_below_wide(st, f.d, w) < n;
+        s2 = uniform_below_wide(st, 2 * f.d, w + 2) < n;
+    }
+    if (__builtin_expect(!(s1 & s2), 1)) return !s1;  // K = 1 (odd) or K = 2 (even)
+    uint64_t k = 3;
+    for (;;) {
+        u128 dk;
+        if (__builtin_mul_overflow(f.d, u128(k), &dk)) break;  // as in bernoulli_exp_le1
+        if (uniform_below128(st, dk) >= n) break;
+        ++k;
+    }
+    return k & 1;
+}
+
+struct DGaussBlock {
+    DGauss g;
+    FracExp f;
+    double inv_D;         // 1 / D, for the quotient's first guess
+    double inv_t2, inv_t3;  // 1 / (2 t^2), 1 / (6 t^3)
+    bool small;           // t < 16
+    bool quart;           // 6 t^4 < 2^58: three steps of stage 1 from one draw
+    Below quart_range{1};  // 6 t^4
+};
+
+bool dgauss_block_setup(uint64_t a, uint64_t b, DGaussBlock& p) {
+    if (!dgauss_setup(a, b, p.g)) return false;
+    if (p.g.t >= (uint64_t(1) << 21)) return false;  // the merged first draw needs 2 t^3 < 2^64
+    const u128 d = p.g.D;
+    const uint64_t t = p.g.t;
+    p.inv_D = 1.0 / double(d);
+    p.inv_t2 = 1.0 / double(2 * t * t);
+    p.small = t < 16;
+    p.quart = u128(6) * t * t * t * t < (u128(1) << 58);
+    if (p.quart) {
+        p.inv_t3 = 1.0 / double(6 * t * t * t);
+        p.quart_range = Below(6 * t * t * t * t);
+    }
+    p.f.d = d;
+    p.f.merged = d < (u128(1) << 28);
+    p.f.wide = d >= (u128(1) << 63);
+    p.f.words = p.f.merged ? 1 : p.f.wide ? 4 : 2;
+    if (p.f.merged) p.f.sq = Below(uint64_t(2 * d * d));
+    else if (!p.f.wide) {
+        p.f.d1 = Below(uint64_t(d));
+        p.f.d2 = Below(uint64_t(2 * d));
+    }
+    return true;
+}
+
+// Acceptance test of Algorithm 3: Bernoulli(exp(-N/D)) for N = m^2, m < 2^64: the whole units
+// q = floor(N/D) are Bernoulli(exp(-1)) that must all succeed (the first three from one draw,
+// any more one by one once those three did), then the fractional part. w: 1 + p.f.words words.
+inline bool dgauss_accept(rng_state* st, uint64_t m, const DGaussBlock& p, const uint64_t* w) {
+    const u128 D = p.g.D;
+    u128 N = u128(m) * m;
+    // N = m^2: the quotient guessed in doubles (a few ulp off), fine below 2^50.
+    const double md = double(m);
+    const double qd = md * md * p.inv_D;
+    if (__builtin_expect(qd >= 0x1p50, 0)) {  // never in practice: the units one at a time
+        while (N >= D) {
+            if (!bernoulli_exp_minus1(st)) return false;
+            N -= D;
+        }
+        return frac_exp(st, N, p.f, w + 1);
+    }
+    // q from the double quotient, corrected by one integer step either way.
+    uint64_t q = uint64_t(qd);
+    if (u128(q) * D > N) --q;
+    else if (N - u128(q) * D >= D) ++q;
+    bool whole = true;
+    // For sigma >= 15, q = 0 is the common case (|Y| < (1 + sqrt 2) sigma roughly) and is
+    // skipped; below, q > 0 is frequent and the draw is made every time (no branch to miss).
+    if ((q != 0) | p.small) {
+        const unsigned b = bern_e1_x3(st, w[0]);
+        const unsigned need = (1u << (q < 3 ? q : 3)) - 1;  // the first min(q, 3) must succeed
+        whole = (b & need) == need;
+        if (__builtin_expect((q > 3) & whole, 0))
+            for (uint64_t j = 3; j < q && whole; ++j) whole = bernoulli_exp_minus1(st);
+    }
+    return frac_exp(st, N - u128(q) * D, p.f, w + 1) & whole;
+}
+
+// One block: kDgBlock discrete Laplace candidates of scale t, of which the accepted discrete
+// Gaussian samples are written to out (at most kDgBlock); returns how many.
+size_t dgauss_block(rng_state* st, const DGaussBlock& p, int64_t* out) {
+    const DGauss& g = p.g;
+    const uint64_t t = g.t, t2 = 2 * t * t;
+    uint64_t us[kDgBlock];
+    int64_t ys[kDgBlock];
+    uint64_t w[kDgBlock * 5];  // words filled ahead, for the stage at hand
+    // Stage 1: U uniform on [0, t) and Bernoulli(exp(-U/t)), one draw on [0, 2 t^3) (see
+    // uniform_then_bernoulli_exp).
+    size_t c = 0;
+    if (t == 1) {  // U = 0 and Bernoulli(exp(0)) = 1: nothing to draw
+        std::memset(us, 0, sizeof us);
+        c = kDgBlock;
+    }
+    if (t > 1) rng_fill(st, reinterpret_cast<uint8_t*>(w), kDgBlock * 8);
+    if (t > 1 && p.quart) {
+        // Three steps from one draw r on [0, 6 t^4): u = r / (6 t^3), w = r mod 6 t^3; step 2
+        // succeeds iff w < 6 u t^2 (probability u/t), step 3 iff w < 3 u^2 t, step 4 iff w < u^3.
+        const uint64_t t3 = 6 * t * t * t;
+        for (size_t i = 0; i < kDgBlock; ++i) {
+            const uint64_t r = uniform_below(st, p.quart_range, w[i]);
+            uint64_t u = uint64_t(double(r) * p.inv_t3);
+            u -= u * t3 > r;
+            u += r - u * t3 >= t3;
+            const uint64_t x = r - u * t3, uu = u * u;
+            bool ok = (x >= 6 * u * t * t) | ((x < 3 * uu * t) & (x >= uu * u));  // K = 1 or 3
+            if (__builtin_expect(x < uu * u, 0)) {  // steps 2..4 succeeded: on from K = 4
+                uint64_t k = 4;
+                while (uniform_below(st, t * k) < u) ++k;
+                ok = k & 1;
+            }
+            us[c] = u;
+            c += ok;
+        }
+    }
+    for (size_t i = 0; i < kDgBlock && t > 1 && !p.quart; ++i) {
+        const uint64_t r = uniform_below(st, g.cube, w[i]);
+        uint64_t u = uint64_t(double(r) * p.inv_t2);
+        u -= u * t2 > r;
+        u += r - u * t2 >= t2;
+        const uint64_t x = r - u * t2;
+        bool ok = x >= 2 * u * t;  // K = 1
+        if (__builtin_expect(!ok & (x < u * u), 0)) {  // both steps succeeded: on from K = 3
+            uint64_t k = 3;
+            while (uniform_below(st, t * k) < u) ++k;
+            ok = k & 1;
+        }
+        us[c] = u;
+        c += ok;
+    }
+    // Stage 2: V, the sign, Y = +-(U + t V); -0 and |Y| >= 2^62 rejected (Algorithm 2).
+    // Words: one per candidate for V, then the signs, 64 to a word.
+    size_t c2 = 0;
+    rng_fill(st, reinterpret_cast<uint8_t*>(w), (c + (c + 63) / 64) * 8);
+    const uint64_t* signs = w + c;
+    for (size_t j = 0; j < c; ++j) {
+        const uint64_t v = geometric_e1(st, w[j]);
+        const u128 x = u128(us[j]) + u128(t) * v;
+        const bool neg = (signs[j / 64] >> (j % 64)) & 1;
+        const bool keep = !(neg & (x == 0)) & (x < (u128(1) << 62));
+        const uint64_t sign = 0 - uint64_t(neg);  // all ones when negative
+        ys[c2] = int64_t((uint64_t(x) ^ sign) - sign);
+        c2 += keep;
+    }
+    // Stage 3: accept Y with probability exp(-(|Y| b t - a)^2 / (2 a b t^2)) (Algorithm 3).
+    // Words: 1 + p.f.words per candidate (see dgauss_accept).
+    size_t c3 = 0;
+    const size_t per = 1 + p.f.words;
+    rng_fill(st, reinterpret_cast<uint8_t*>(w), c2 * per * 8);
+    for (size_t j = 0; j < c2; ++j) {
+        const int64_t y = ys[j];
+        const u128 ay = u128(y < 0 ? -(y + 1) + 1 : y);
+        u128 ybt;
+        bool ok;
+        if (__builtin_expect(__builtin_mul_overflow(ay, g.bt, &ybt) || (ybt >> 127) != 0, 0)) {
+            // |Y| b t >= 2^127 > 2^63 + a: accepted with probability exp(-(|Y| b t - a)^2 / D)
+            // < exp(-2^130), below any observable value (as in discrete_gaussian_one).
+            ok = false;
+        } else {
+            // ybt, a < 2^127: the top bit of the difference is the borrow.
+            const u128 diff = ybt - g.a, flip = 0 - (diff >> 127);
+            const u128 m = (diff ^ flip) - flip;  // |ybt - a|, without a branch
+            if (__builtin_expect((m >> 64) == 0, 1))
+                ok = dgauss_accept(st, uint64_t(m), p, w + j * per);
+            else
+                ok = bernoulli_exp(st, square(m), g.D);
+        }
+        out[c3] = y;
+        c3 += ok;
+    }
+    return c3;
+}
+
+// n discrete Gaussian samples: the spares of the last block for the same parameters first, then
+// whole blocks, the unused samples of the last block kept as spares. Parameters the block
+// sampler does not take (t >= 2^21) go one sample at a time.
+void dgauss_fill(rng_state* st, uint64_t num, uint64_t den, const DGaussBlock* p, const DGauss& g,
+                 int64_t* out, size_t n) {
+    rng_enter(st);  // before the spares: a forked child must not hand out its parent's
+    if (!p) {
+        for (size_t i = 0; i < n; ++i) out[i] = discrete_gaussian_one(st, g);
+        return;
+    }
+    size_t i = 0;
+    if (st->spare_dg_num == num && st->spare_dg_den == den) {
+        while (i < n && st->spare_dg_pos < st->spare_dg_end) out[i++] = st->spare_dg[st->spare_dg_pos++];
+    } else {
+        st->spare_dg_pos = st->spare_dg_end = 0;
+    }
+    while (n - i >= kDgBlock) i += dgauss_block(st, *p, out + i);
+    while (i < n) {
+        const size_t m = dgauss_block(st, *p, st->spare_dg);
+        const size_t take = m < n - i ? m : n - i;
+        std::memcpy(out + i, st->spare_dg, take * sizeof(int64_t));
+        i += take;
+        st->spare_dg_pos = uint32_t(take);
+        st->spare_dg_end = uint32_t(m);
+        st->spare_dg_num = num;
+        st->spare_dg_den = den;
     }
 }
 
@@ -377,10 +690,10 @@ bool noise_discrete_gaussian_params_ok(uint64_t num, uint64_t den) noexcept {
 }
 
 int noise_discrete_gaussian(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
-    DGauss g;
-    if (!dgauss_setup(num, den, g)) return -1;
-    rng_enter(st);
-    for (size_t i = 0; i < n; ++i) out[i] = discrete_gaussian_one(st, g);
+    DGaussBlock p;
+    if (!dgauss_setup(num, den, p.g)) return -1;
+    const bool blocks = dgauss_block_setup(num, den, p);
+    dgauss_fill(st, num, den, blocks ? &p : nullptr, p.g, out, n);
     return 0;
 }
 
@@ -400,19 +713,20 @@ double noise_clip_round_add_dgauss(int64_t* out, const float* x, size_t n, doubl
                                    rng_state* st) noexcept {
     const double norm = noise_l2_norm_f32(x, n);
     if (!std::isfinite(norm)) return -1.0;
-    DGauss g;
-    if (!dgauss_setup(num, den, g)) return -2.0;
+    DGaussBlock p;
+    if (!dgauss_setup(num, den, p.g)) return -2.0;
     // After clipping every |x_i| <= clip, so |x_i * s| <= clip * scale: one check up front.
     if (!(clip * scale < 0x1p61)) return -3.0;
     const double s = (norm > clip ? clip / norm : 1.0) * scale;
-    rng_enter(st);
+    // The noise first (in blocks), then the stochastic rounding added to it.
+    const bool blocks = dgauss_block_setup(num, den, p);
+    dgauss_fill(st, num, den, blocks ? &p : nullptr, p.g, out, n);
     for (size_t i = 0; i < n; ++i) {
         const double v = double(x[i]) * s;
         const double fl = std::floor(v);
         // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides).
         const double u = double(rng_next_u64(st) >> 12) * 0x1p-52;
-        const int64_t r = int64_t(fl) + (u < v - fl ? 1 : 0);
-        out[i] = r + discrete_gaussian_one(st, g);
+        out[i] += int64_t(fl) + (u < v - fl ? 1 : 0);
     }
     return norm;
 }

@@ -43,7 +43,7 @@ void noise_bernoulli(uint8_t* out, size_t n, double p, rng_state* st) noexcept;
                                          rng_state* st) noexcept;
 // Discrete Gaussian with sigma^2 = num/den: P(x) proportional to exp(-x^2 * den / (2 num)).
 // Requires 1 <= num < 2^63, 1 <= den < 2^40, sigma^2 <= 2^62, and 2 num den t^2 < 2^120 for
-// t = floor(sigma) + 1. Returns 0, or -1 for parameters out of range.
+// t = ceil(sigma). Returns 0, or -1 for parameters out of range.
 [[nodiscard]] int noise_discrete_gaussian(int64_t* out, size_t n, uint64_t num, uint64_t den,
                                           rng_state* st) noexcept;
 // Whether noise_discrete_gaussian accepts (num, den).

@@ -39,6 +39,12 @@ struct alignas(64) rng_state {
     // Single random bits for the exact samplers, taken from the keystream 64 at a time.
     uint64_t bit_pool;
     uint32_t bit_count;
+    // Exact discrete Gaussian samples left over from the last block of candidates, for the
+    // parameters sigma^2 = spare_dg_num / spare_dg_den, handed out first by the next draw with
+    // the same parameters (a draw with other parameters drops them).
+    uint32_t spare_dg_pos, spare_dg_end;
+    uint64_t spare_dg_num, spare_dg_den;
+    int64_t spare_dg[256];
 };
 
 // Keys from the operating system (getrandom). Returns 0, or -1 if the OS gave no randomness.
