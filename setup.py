@@ -9,7 +9,7 @@ import sys
 from glob import glob
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ParallelCompile("PRIVCITY_BUILD_JOBS", default=0).install()
 
@@ -34,6 +34,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     package_dir={"": "pycore"},
-    packages=["privcity", "privcity.aggregate", "privcity.crypto", "privcity.dp", "privcity.noise"],
+    packages=find_packages(where="pycore"),
     package_data={"privcity": ["py.typed", "_core.pyi"]},
 )
