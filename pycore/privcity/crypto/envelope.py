@@ -5,8 +5,11 @@ Security: never seal under one (sender, receiver, epoch) key with a counter used
 sender's counters come from a state file whose high-water mark is written (temp file + fsync +
 ``os.replace``) *before* any counter below it is used; never delete, copy or roll back that
 file while the identity keys live on (a fresh file restarts at counter 0: move to a new epoch
-first). Receivers reject unknown, revoked or expired senders and wrong receivers before any
-decryption, and commit a counter to the replay window only after its tag verified.
+first); the file is locked while its sender lives, so a second process cannot share it.
+Receivers reject unknown, revoked or expired senders and wrong receivers before any
+decryption, and commit a counter to the replay window only after its tag verified; with a
+``state_path`` the windows are written to disk before a plaintext is returned, so a restarted
+receiver still refuses what it accepted before.
 
 Wire format (docs/wire-format.md is the normative text; all integers big-endian)::
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import math
@@ -349,6 +353,70 @@ def _encode_payload(payload: Payload) -> tuple[int, bytes]:
                         f"bytes-like, not {type(payload).__name__}") from None
 
 
+# --- state files ----------------------------------------------------------------------------------
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no advisory locks
+    fcntl = None  # type: ignore[assignment]
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` by ``data`` durably: temp file in the same directory, fsync,
+    ``os.replace``, fsync of the directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".privcity-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the replace is done anyway
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class _StateLock:
+    """An exclusive advisory lock on ``path + ".lock"`` for the life of the object: two
+    processes sharing one state file would hand out the same counters (or accept the same
+    envelope twice), so the second is refused at once. A lock dies with its process."""
+
+    def __init__(self, path: str) -> None:
+        self._fd: int | None = None
+        if fcntl is None:  # pragma: no cover
+            return
+        lock_path = path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RuntimeError(f"state file {path!r} is in use by another sender or "
+                                   "receiver (its lock file is held); one process per state "
+                                   "file") from None
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
 # --- the sender's counter -----------------------------------------------------------------------
 
 class CounterStore:
@@ -357,7 +425,9 @@ class CounterStore:
     Counters are reserved in blocks; the new mark is written (temp file in the same directory,
     fsync, ``os.replace``, fsync of the directory) before any counter of the block is handed
     out, so after a crash or restart counting resumes at the stored mark and never repeats.
-    A missing file starts at 0; a corrupt one, or one of another sender, is refused.
+    A missing file starts at 0; a corrupt one, or one of another sender, is refused. The file
+    is locked (``path + ".lock"``, an advisory flock) while the store is open: a second store on
+    the same file, in this or another process, raises RuntimeError. :meth:`close` releases it.
     """
 
     _FORMAT = "privcity-envelope-counter"
@@ -369,8 +439,25 @@ class CounterStore:
         self._path = os.fspath(path)
         self._sender = sender_id
         self._block = block
-        self._next = self._load()
+        self._lock = _StateLock(self._path)
+        try:
+            self._next = self._load()
+        except BaseException:
+            self._lock.release()
+            raise
         self._limit = self._next  # nothing reserved by this process yet
+        self._closed = False
+
+    def close(self) -> None:
+        """Release the lock; the store hands out nothing more."""
+        self._closed = True
+        self._lock.release()
+
+    def __enter__(self) -> CounterStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _load(self) -> int:
         try:
@@ -394,28 +481,9 @@ class CounterStore:
         return int(state["high_water"])
 
     def _store(self, high_water: int) -> None:
-        directory = os.path.dirname(os.path.abspath(self._path))
-        data = json.dumps({"format": self._FORMAT, "version": 1, "sender_id": self._sender,
-                           "high_water": high_water}).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=".counter-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        try:
-            dfd = os.open(directory, os.O_RDONLY)
-        except OSError:  # some platforms cannot open directories; the replace is done anyway
-            return
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _atomic_write(self._path, json.dumps({"format": self._FORMAT, "version": 1,
+                                              "sender_id": self._sender,
+                                              "high_water": high_water}).encode("utf-8"))
 
     @property
     def next_counter(self) -> int:
@@ -431,6 +499,8 @@ class CounterStore:
         """Reserve ``n`` consecutive counters; returns the first. Persists before returning."""
         if n < 1:
             raise ValueError("n must be >= 1")
+        if self._closed:
+            raise ValueError("counter store is closed")
         first = self._next
         if first + n > _U64:
             raise OverflowError("counter space exhausted for this sender; move to a new key")
@@ -516,6 +586,16 @@ class EnvelopeSender:
         bodies = aead.encrypt_many(nonces, [p for _, p in encoded], headers)
         return [h + bytes(b) for h, b in zip(headers, bodies)]
 
+    def close(self) -> None:
+        """Release the counter state file (its lock); the sender seals nothing more."""
+        self._counter.close()
+
+    def __enter__(self) -> EnvelopeSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"EnvelopeSender(sender_id={self._id!r}, next_counter={self.next_counter})"
 
@@ -598,11 +678,22 @@ class EnvelopeReceiver:
     (revoked), sender certificate valid at ``at`` (expired), epoch not discarded and counter
     fresh in the (sender, epoch) window (replay). Then the tag (AuthenticationError); only an
     authentic envelope advances the window. :meth:`set_crl` installs a newer CRL.
+
+    With ``state_path``, the replay windows (and the epoch floor of :meth:`discard_before`)
+    survive a restart: they are loaded from that file, and every :meth:`open` or
+    :meth:`open_many` that accepts an envelope writes them (temp file + fsync + replace) before
+    it returns a plaintext, so an envelope accepted before a crash is refused after it. One
+    write per call: open envelopes in batches where that matters. The file is locked while the
+    receiver lives (:meth:`close` releases it). Without ``state_path`` the windows live in
+    memory only, and a restarted receiver accepts again what it accepted before.
     """
+
+    _FORMAT = "privcity-envelope-replay"
 
     def __init__(self, keys: IdentityKeys, receiver_id: str, *, trust_anchor: x509.Certificate,
                  crl: x509.CertificateRevocationList, window: int = WINDOW,
-                 max_envelope: int = MAX_ENVELOPE) -> None:
+                 max_envelope: int = MAX_ENVELOPE,
+                 state_path: str | os.PathLike[str] | None = None) -> None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError("window must be an int >= 1")
         if isinstance(max_envelope, bool) or not isinstance(max_envelope, int) \
@@ -621,6 +712,77 @@ class EnvelopeReceiver:
         self._aeads: dict[tuple[str, int], AES256GCM] = {}
         self._min_epoch = 0
         self.set_crl(crl)
+        self._state_path = None if state_path is None else os.fspath(state_path)
+        self._lock: _StateLock | None = None
+        if self._state_path is not None:
+            self._lock = _StateLock(self._state_path)
+            try:
+                self._load_state()
+            except BaseException:
+                self._lock.release()
+                raise
+
+    def _load_state(self) -> None:
+        assert self._state_path is not None
+        try:
+            with open(self._state_path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return
+        bad = ValueError(f"replay state file {self._state_path!r} is corrupt; refusing to "
+                         "start without it (a fresh file would accept old envelopes again)")
+        try:
+            state = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            raise bad from None
+        if not isinstance(state, dict) or state.get("format") != self._FORMAT \
+                or state.get("version") != 1:
+            raise bad
+        if state.get("receiver_id") != self._id:
+            raise ValueError(f"replay state file {self._state_path!r} belongs to receiver "
+                             f"{state.get('receiver_id')!r}, not {self._id!r}")
+        try:
+            min_epoch = state["min_epoch"]
+            entries = state["windows"]
+            windows: dict[tuple[str, int], _Window] = {}
+            for sender, epoch, top, bits in entries:
+                if not (isinstance(sender, str) and isinstance(epoch, int) and isinstance(top, int)
+                        and isinstance(bits, str) and 0 <= epoch < _U64 and 0 <= top < _U64):
+                    raise bad
+                w = _Window()
+                w.top = top
+                # A window stored wider than this receiver's keeps its newest counters.
+                w.bits = int(bits, 16) & ((1 << self._window) - 1)
+                windows[(sender, epoch)] = w
+        except (KeyError, TypeError, ValueError):
+            raise bad from None
+        if not isinstance(min_epoch, int) or not 0 <= min_epoch < _U64:
+            raise bad
+        self._windows = windows
+        self._min_epoch = min_epoch
+
+    def _save_state(self) -> None:
+        if self._state_path is None:
+            return
+        entries = [[sid, epoch, w.top, format(w.bits, "x")]
+                   for (sid, epoch), w in sorted(self._windows.items())]
+        _atomic_write(self._state_path, json.dumps(
+            {"format": self._FORMAT, "version": 1, "receiver_id": self._id,
+             "min_epoch": self._min_epoch, "windows": entries},
+            separators=(",", ":")).encode("utf-8"))
+
+    def close(self) -> None:
+        """Release the replay state file (its lock)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+            self._state_path = None
+
+    def __enter__(self) -> EnvelopeReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def receiver_id(self) -> str:
@@ -667,6 +829,7 @@ class EnvelopeReceiver:
         self._windows = {k: w for k, w in self._windows.items() if k[1] >= self._min_epoch}
         self._aeads = {k: a for k, a in self._aeads.items() if k[1] >= self._min_epoch}
         self._ring.discard_before(self._min_epoch)
+        self._save_state()
 
     def _precheck(self, data: Any, when: dt.datetime) -> tuple[EnvelopeHeader, memoryview]:
         header = parse_header(data, max_envelope=self._max)
@@ -731,7 +894,9 @@ class EnvelopeReceiver:
         header, mv = self._precheck(envelope, when)
         nonce = self._senders[header.sender_id].prefix + struct.pack(">Q", header.counter)
         plain = self._aead(header).decrypt(nonce, mv[header.length:], mv[:header.length])
-        return self._commit(header, plain)
+        opened = self._commit(header, plain)
+        self._save_state()
+        return opened
 
     def open_many(self, envelopes: Sequence[Any], *, at: dt.datetime | None = None,
                   ) -> tuple[list[OpenedEnvelope | None], dict[int, PrivcityError]]:
@@ -773,6 +938,8 @@ class EnvelopeReceiver:
                 opened[i] = self._commit(headers[i], plains[i])
             except EnvelopeError as exc:
                 errors[i] = exc
+        if plains:
+            self._save_state()
         return opened, dict(sorted(errors.items()))
 
     def __repr__(self) -> str:
