@@ -31,7 +31,21 @@ def record():
     return _record
 
 
+# Free-form result lines (latency percentiles and the like), printed after the ratio table.
+_LINES: list[str] = []
+
+
+@pytest.fixture
+def report_line():
+    """report_line(text): print text in the session summary."""
+    return _LINES.append
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _LINES:
+        terminalreporter.section("privcity: other results")
+        for line in _LINES:
+            terminalreporter.write_line(line)
     if not _RESULTS:
         return
     tr = terminalreporter
