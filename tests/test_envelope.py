@@ -418,6 +418,20 @@ def test_a_state_file_is_locked_against_another_process(tmp_path):
     assert held == 3 and free == 0
 
 
+def test_an_in_memory_counter_needs_ephemeral_keys(city):
+    # Prepare
+    gw = city.verified("gw-1")
+
+    # Execute
+    with pytest.raises(ValueError, match="ephemeral"):
+        EnvelopeSender(city.keys["dev-1"], "dev-1", state_path=None)
+    tx = EnvelopeSender(IdentityKeys.generate(), "dev-9", state_path=None, ephemeral=True)
+    counters = [parse_header(w).counter for w in tx.seal_many(gw, 1, [b"x"] * 3)]
+
+    # Assert
+    assert counters == [0, 1, 2] and tx.next_counter == 3
+
+
 def test_replay_windows_survive_a_restart(city, tmp_path):
     # Prepare
     gw = city.verified("gw-1")

@@ -432,13 +432,20 @@ class CounterStore:
 
     _FORMAT = "privcity-envelope-counter"
 
-    def __init__(self, path: str | os.PathLike[str], sender_id: str, *, block: int = BLOCK):
+    def __init__(self, path: str | os.PathLike[str] | None, sender_id: str, *,
+                 block: int = BLOCK):
         if isinstance(block, bool) or not isinstance(block, int) or block < 1:
             raise ValueError("block must be an int >= 1")
         _id_bytes(sender_id, "sender_id")
-        self._path = os.fspath(path)
         self._sender = sender_id
         self._block = block
+        self._closed = False
+        if path is None:  # in memory: for keys that die with this object (see EnvelopeSender)
+            self._path = None
+            self._lock = None
+            self._next = self._limit = 0
+            return
+        self._path = os.fspath(path)
         self._lock = _StateLock(self._path)
         try:
             self._next = self._load()
@@ -446,12 +453,12 @@ class CounterStore:
             self._lock.release()
             raise
         self._limit = self._next  # nothing reserved by this process yet
-        self._closed = False
 
     def close(self) -> None:
         """Release the lock; the store hands out nothing more."""
         self._closed = True
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> CounterStore:
         return self
@@ -481,6 +488,8 @@ class CounterStore:
         return int(state["high_water"])
 
     def _store(self, high_water: int) -> None:
+        if self._path is None:
+            return
         _atomic_write(self._path, json.dumps({"format": self._FORMAT, "version": 1,
                                               "sender_id": self._sender,
                                               "high_water": high_water}).encode("utf-8"))
@@ -525,12 +534,20 @@ class EnvelopeSender:
     One counter per sender, shared by all its keys (receivers and epochs): strictly increasing,
     hence unique under every key. ``state_path`` holds its high-water mark (see
     :class:`CounterStore`); one process per state file. Not thread-safe.
+
+    ``state_path=None`` keeps the counter in memory, and is refused unless ``ephemeral=True``
+    says the identity keys were generated for this sender alone and die with it (a simulated
+    device, a test): keys that outlive the counter would reuse nonces after a restart.
     """
 
     def __init__(self, keys: IdentityKeys, sender_id: str, *,
-                 state_path: str | os.PathLike[str], block: int = BLOCK) -> None:
+                 state_path: str | os.PathLike[str] | None, block: int = BLOCK,
+                 ephemeral: bool = False) -> None:
         if not isinstance(keys, IdentityKeys):
             raise TypeError("keys must be IdentityKeys")
+        if state_path is None and not ephemeral:
+            raise ValueError("state_path is required (a counter kept in memory is only safe "
+                             "for keys that die with the sender: pass ephemeral=True)")
         self._id = sender_id
         self._counter = CounterStore(state_path, sender_id, block=block)
         self._ring = KeyRing(keys, sender_id)
