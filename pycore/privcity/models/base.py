@@ -1,0 +1,291 @@
+"""The abstract :class:`Model`: parameters as one flat float32 vector, validation of inputs, the
+shared output layer (identity for regression, softmax for classification), loss and metrics.
+
+Subclasses provide three pieces: the flat layout (``_decay``: which entries are weights that l2
+shrinks, biases are not), a dtype-generic forward pass on 2-D inputs (``_forward``, used by
+predict/loss/evaluate) and a batched float32 gradient (``_grad_batch``) over a stack of K
+parameter vectors and K mini-batches, the kernel of every training function. ``_grad_batch``
+computes each slice k from slice k of its inputs alone, with per-slice matmuls and elementwise
+operations in a fixed order (no reductions whose order numpy may choose by shape), so a device's
+result is bit-identical whichever other devices share its stack.
+"""
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _checks
+
+__all__ = ["Model"]
+
+TASK_TYPES = ("regression", "classification")
+
+
+class Model(abc.ABC):
+    """A model whose parameters are one flat float32 vector of ``n_params`` entries.
+
+    Attributes
+    ----------
+    task_type : str
+        ``"regression"`` (predict returns float32 (n,)) or ``"classification"`` (predict
+        returns float32 class probabilities (n, n_outputs)).
+    n_features : int
+        Columns of X.
+    n_outputs : int
+        1 for regression, the number of classes for classification.
+    n_params : int
+        Length of the parameter vector.
+    l2 : float
+        Weight of the penalty ``0.5 * l2 * ||weights||^2`` (biases are not penalised).
+
+    Notes
+    -----
+    X is always rounded to float32 (the precision the model trains at); NaN, Inf or values
+    beyond the float32 range are refused. Every method leaves its array arguments unmodified.
+    """
+
+    task_type: str
+    n_features: int
+    n_outputs: int
+    n_params: int
+    l2: float
+
+    def _setup(self, *, n_features: Any, n_outputs: int, task_type: Any, l2: Any) -> None:
+        self.task_type = _checks.choice(task_type, "task_type", TASK_TYPES)
+        self.n_features = _checks.count(n_features, "n_features", 1)
+        self.n_outputs = n_outputs
+        self.l2 = _checks.real(l2, "l2", positive=False)
+        decay = self._decay()
+        self.n_params = int(decay.shape[0])
+        # l2 * mask: the gradient adds (l2 * mask) * params, zero on biases.
+        self._l2_mask = (decay * np.float32(self.l2)).astype(np.float32)
+        self._decay_mask = decay.astype(bool)
+
+    # --- to implement ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def init_params(self, seed: int) -> np.ndarray:
+        """Initial parameters, float32 (n_params,), a deterministic function of ``seed``."""
+
+    @abc.abstractmethod
+    def _decay(self) -> np.ndarray:
+        """(n_params,) float32 of 1 on weights (penalised by l2) and 0 on biases."""
+
+    @abc.abstractmethod
+    def _forward(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Raw outputs (n, n_outputs) in the dtype of params: values or logits."""
+
+    @abc.abstractmethod
+    def _grad_batch(self, P: np.ndarray, Xa: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Gradients (K, n_params) float32 of K parameter rows P (K, n_params) on K batches.
+
+        Xa (K, b, n_features + 1) float32 ends with a column of ones (the bias input); t (K, b)
+        holds float32 targets or int64 labels. Row k depends on P[k], Xa[k], t[k] only.
+        """
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def predict(self, params: Any, X: Any) -> np.ndarray:
+        """Predictions for the rows of X, computed in float32.
+
+        Returns
+        -------
+        numpy.ndarray
+            Regression: float32 (n,). Classification: float32 (n, n_outputs) probabilities
+            (softmax of the logits, max subtracted first; rows sum to 1 up to rounding).
+        """
+        p = self._check_params(params).astype(np.float32, copy=False)
+        out = self._forward(p, self._check_X(X, allow_empty=True))
+        if self.task_type == "regression":
+            return np.ascontiguousarray(out[:, 0])
+        return _softmax_rows(out)
+
+    def loss(self, params: Any, X: Any, y: Any) -> float:
+        """The training objective, computed in float64: mean data loss + 0.5 * l2 * ||weights||^2.
+
+        The data loss is half the squared error for regression and the cross-entropy (by
+        log-sum-exp) for classification, so :meth:`gradient` is its exact gradient. float64
+        params are used at full precision (finite-difference checks); X is rounded to float32.
+        """
+        p = self._check_params(params).astype(np.float64)
+        X32 = self._check_X(X)
+        t = self._check_y(y, X32.shape[0])
+        out = self._forward(p, X32.astype(np.float64))
+        return self._data_loss(out, t) + self._penalty(p)
+
+    def gradient(self, params: Any, X: Any, y: Any) -> np.ndarray:
+        """Gradient of :meth:`loss` (mean over rows, plus ``l2 * weights``), float32 (n_params,).
+
+        Computed in float32 by the same kernel that training uses.
+        """
+        p = self._check_params(params).astype(np.float32, copy=False)
+        X32 = self._check_X(X)
+        t = self._check_y(y, X32.shape[0])
+        return self._grad_batch(p[None, :], _with_ones(X32)[None], t[None])[0]
+
+    def evaluate(self, params: Any, X: Any, y: Any) -> dict[str, float]:
+        """Metrics in float64. Regression: ``{"mse", "rmse", "r2"}``. Classification:
+        ``{"accuracy", "loss"}`` where loss is the mean cross-entropy (the data term of
+        :meth:`loss`, without the l2 penalty) and accuracy counts argmax(logits) == y (first
+        maximum on ties)."""
+        p = self._check_params(params).astype(np.float64)
+        X32 = self._check_X(X)
+        t = self._check_y(y, X32.shape[0])
+        out = self._forward(p, X32.astype(np.float64))
+        if self.task_type == "regression":
+            r = out[:, 0] - t
+            mse = float(np.mean(r * r))
+            return {"mse": mse, "rmse": math.sqrt(mse), "r2": _r2(float(np.sum(r * r)), t)}
+        accuracy = float(np.mean(np.argmax(out, axis=1) == t))
+        return {"accuracy": accuracy, "loss": self._data_loss(out, t)}
+
+    def score(self, params: Any, X: Any, y: Any) -> float:
+        """The headline metric, higher is better: accuracy (classification) or R^2 (regression;
+        1.0 for a perfect fit of constant y, 0.0 for an imperfect one, as scikit-learn)."""
+        metrics = self.evaluate(params, X, y)
+        return metrics["r2"] if self.task_type == "regression" else metrics["accuracy"]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{type(self).__name__}({args})"
+
+    def _config(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "l2": self.l2}
+
+    # --- shared maths -------------------------------------------------------------------------
+
+    def _data_loss(self, out: np.ndarray, t: np.ndarray) -> float:
+        if self.task_type == "regression":
+            r = out[:, 0] - t
+            return 0.5 * float(np.mean(r * r))
+        m = out.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(out - m).sum(axis=1))
+        return float(np.mean(lse - out[np.arange(out.shape[0]), t]))
+
+    def _penalty(self, p: np.ndarray) -> float:
+        if self.l2 == 0.0:
+            return 0.0
+        w = p[self._decay_mask]
+        return 0.5 * self.l2 * float(np.dot(w, w))
+
+    def _output_delta(self, Z: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """d(mean data loss)/d(outputs) for a stack (K, b, n_outputs) of float32 outputs.
+
+        Elementwise only (the class sum is an explicit loop), so every row is computed the same
+        way whatever the stack's shape.
+        """
+        K, b, C = Z.shape
+        inv = np.float32(b)
+        if self.task_type == "regression":
+            D = Z - t[:, :, None]
+            D /= inv
+            return D
+        D = Z - Z.max(axis=2, keepdims=True)  # max is exact in any order
+        np.exp(D, out=D)
+        s = D[:, :, 0].copy()
+        for c in range(1, C):
+            s += D[:, :, c]
+        D /= s[:, :, None]
+        D.reshape(K * b, C)[np.arange(K * b), t.reshape(-1)] -= np.float32(1.0)
+        D /= inv
+        return D
+
+    def _add_l2(self, G: np.ndarray, P: np.ndarray) -> None:
+        if self.l2 != 0.0:
+            G += self._l2_mask * P
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _check_params(self, params: Any) -> np.ndarray:
+        p = np.asarray(params)
+        if p.ndim != 1 or p.shape[0] != self.n_params:
+            raise ValueError(f"params must be a 1-D array of n_params={self.n_params} floats, "
+                             f"got shape {p.shape}")
+        if p.dtype.kind != "f":
+            raise ValueError(f"params must be a float array, got dtype {p.dtype}")
+        if not np.isfinite(p).all() or (p.dtype != np.float32 and np.abs(p).max() > _F32_MAX):
+            raise ValueError("params contains NaN or Inf (or values beyond the float32 range)")
+        return p
+
+    def _check_X(self, X: Any, *, allow_empty: bool = False) -> np.ndarray:
+        """X as a C-contiguous float32 array (n, n_features), no copy when it already is one."""
+        arr = _shape_X(X, self.n_features)
+        if arr.shape[0] == 0 and not allow_empty:
+            raise ValueError("X must have at least one row")
+        return _to_float32(arr, "X")
+
+    def _check_y(self, y: Any, n: int) -> np.ndarray:
+        """y as float32 (n,) targets (regression) or int64 (n,) labels in [0, n_outputs)."""
+        arr = np.asarray(y)
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise ValueError(
+                f"y must be 1-D with one entry per row of X ({n}), got shape {arr.shape}")
+        if self.task_type == "regression":
+            if arr.dtype.kind not in "iuf":
+                raise ValueError(f"y must hold real numbers, got dtype {arr.dtype}")
+            return _to_float32(arr, "y")
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all() or not np.array_equal(arr, np.floor(arr)):
+                raise ValueError("y must hold integer class labels, got non-integer values")
+        elif arr.dtype.kind not in "iu":
+            raise ValueError(f"y must hold integer class labels, got dtype {arr.dtype}")
+        if n and (arr.min() < 0 or arr.max() >= self.n_outputs):
+            raise ValueError(
+                f"y must hold class labels in [0, {self.n_outputs}), got values in "
+                f"[{arr.min()}, {arr.max()}]")
+        return arr.astype(np.int64)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _shape_X(X: Any, n_features: int) -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (rows x n_features), got shape {arr.shape}")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"X must have n_features={n_features} columns, got {arr.shape[1]}")
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"X must hold real numbers (float), got dtype {arr.dtype}")
+    return arr
+
+
+def _to_float32(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype.kind == "f" and arr.dtype != np.float32:
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(arr, dtype=np.float32)
+    else:
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or Inf (or values beyond the float32 range)")
+    return out
+
+
+def _with_ones(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """(n, F + 1) float32: X rounded to float32 and a last column of ones (the input of the bias
+    row), in one copy; NaN, Inf and values beyond the float32 range refused."""
+    out = np.empty((X.shape[0], X.shape[1] + 1), np.float32)
+    with np.errstate(over="ignore"):
+        out[:, :-1] = X
+    out[:, -1] = 1.0
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or Inf (or values beyond the float32 range)")
+    return out
+
+
+def _softmax_rows(Z: np.ndarray) -> np.ndarray:
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    E /= E.sum(axis=1, keepdims=True)
+    return E
+
+
+def _r2(ss_res: float, t: np.ndarray) -> float:
+    t64 = t.astype(np.float64)
+    d = t64 - t64.mean()
+    ss_tot = float(np.dot(d, d))
+    if ss_tot == 0.0:
+        return 1.0 if ss_res == 0.0 else 0.0
+    return 1.0 - ss_res / ss_tot
