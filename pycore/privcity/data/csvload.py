@@ -1,0 +1,326 @@
+"""Real data from CSV files (csv module and numpy only), split into devices.
+
+Rules when no schema is given (each column judged on all its non-missing values):
+
+- missing: empty, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``, ``?`` (any case) and non-finite
+  numbers; a missing feature is encoded as the training mean (0 after standardisation), a row
+  with a missing target is skipped;
+- numeric: every value parses as a float;
+- timestamp: every value parses as ISO 8601 (``2015-02-04 17:51:00``, ``2022-03-20T11:00:00+01:00``,
+  ``2015-02-04``): replaced by ``<col>_hour`` (fractional hour of day) and ``<col>_day_of_week``
+  (0 = Monday), both cyclic; the absolute time is dropped (it does not carry over to new data
+  and identifies records);
+- categorical: anything else, one-hot encoded over the values seen in the training rows (in
+  sorted order); a column with more than ``max_categories`` of them (ids, free text) or fewer
+  than two is dropped, as is a numeric column with no value at all;
+- target: classification when it is not numeric, or when it is numeric with integer values only
+  and at most ``max_classes`` distinct ones; regression otherwise. ``task`` forces either.
+
+Every inferred field is ``public`` unless ``sensitivity`` says otherwise.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import os
+from collections.abc import Mapping
+from datetime import datetime
+
+import numpy as np
+
+from . import _hash as H
+from .encode import Encoder
+from .federated import FederatedDataset
+from .schema import Field, Schema
+
+__all__ = ["load_csv"]
+
+_MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+_S_CSV_SPLIT = 60
+
+
+def _open(path: str | os.PathLike) -> io.TextIOBase:
+    p = os.fspath(path)
+    if p.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="")
+    return open(p, encoding="utf-8", newline="")
+
+
+def _missing(v: str) -> bool:
+    return v.strip().lower() in _MISSING
+
+
+def _floats(values: list[str]) -> np.ndarray | None:
+    """float64 array (NaN for missing), or None when some value is not a number."""
+    out = np.empty(len(values), np.float64)
+    for i, v in enumerate(values):
+        if _missing(v):
+            out[i] = np.nan
+            continue
+        try:
+            x = float(v)
+        except ValueError:
+            return None
+        out[i] = x if math.isfinite(x) else np.nan
+    return out
+
+
+def _timestamps(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(fractional hour, day of week) arrays (NaN for missing), or None when some value is not
+    an ISO 8601 date or time stamp."""
+    hour = np.full(len(values), np.nan)
+    dow = np.full(len(values), np.nan)
+    seen = False
+    for i, v in enumerate(values):
+        if _missing(v):
+            continue
+        s = v.strip()
+        if len(s) < 8 or not s[:4].isdigit():
+            return None
+        try:
+            d = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
+        except ValueError:
+            return None
+        seen = True
+        hour[i] = d.hour + d.minute / 60.0 + d.second / 3600.0
+        dow[i] = d.weekday()
+    return (hour, dow) if seen else None
+
+
+def _read(path) -> tuple[list[str], list[list[str]]]:
+    name = os.fspath(path)
+    with _open(path) as fh:
+        reader = csv.reader(fh)
+        header = None
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                header = [h.strip() for h in row]
+                break
+        if header is None:
+            raise ValueError(f"{name} is empty: expected a header row and data rows")
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise ValueError(f"{name}: duplicate column names {dup}")
+        rows = []
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{name}, line {reader.line_num}: {len(row)} cells, the header has "
+                                 f"{len(header)}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{name} has a header but no data rows")
+    return header, rows
+
+
+def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None = None,
+             devices: int | None = None, split: str = "contiguous", schema: Schema | None = None,
+             task: str | None = None, sensitivity: Mapping[str, str] | None = None, seed: int = 0,
+             test_fraction: float = 0.2, max_categories: int = 32,
+             max_classes: int = 20) -> tuple[FederatedDataset, tuple[np.ndarray, np.ndarray]]:
+    """Loads a CSV file as a federated dataset plus a test set.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A CSV file with a header row (``.gz`` is decompressed).
+    target : str
+        The target column.
+    device_column : str, optional
+        Column whose value says which device a row belongs to (not a feature). Integer values
+        become the device ids; other values are numbered in sorted order.
+    devices : int, optional
+        Without ``device_column``: the number of devices the training rows are dealt to
+        (default 1), ``split="contiguous"`` (blocks in file order, as a sensor's time series) or
+        ``"round_robin"``.
+    schema : Schema, optional
+        The columns to use and their kinds (categorical columns then hold integer codes in
+        ``lower .. upper``); other columns are ignored. Default: inferred (module docstring).
+    task : {"regression", "classification"}, optional
+        Forces the task (default: inferred from the target).
+    sensitivity : mapping of column name to flag, optional
+        Sensitivity of inferred (or given) fields; default public.
+    seed : int
+        Row i is a test row when a hash of (seed, i) falls below ``test_fraction``: the split
+        does not depend on the devices.
+    test_fraction : float
+        In [0, 1).
+    max_categories, max_classes : int
+        See the module docstring.
+
+    Returns
+    -------
+    (FederatedDataset, (X_test, y_test))
+        The training rows grouped by device, encoded (numeric features standardised with the
+        training rows' mean and standard deviation; a regression target too, see
+        ``target_mean`` and ``target_scale``), and the test rows encoded the same way.
+
+    Raises
+    ------
+    ValueError
+        Empty file, missing target or device column (named), a non-numeric target for
+        regression, ragged rows, a schema field absent from the file.
+    """
+    if not (isinstance(test_fraction, (int, float)) and 0.0 <= test_fraction < 1.0):
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+    if task not in (None, "regression", "classification"):
+        raise ValueError(f"task must be 'regression', 'classification' or None, got {task!r}")
+    if split not in ("contiguous", "round_robin"):
+        raise ValueError(f"split must be 'contiguous' or 'round_robin', got {split!r}")
+    if device_column is not None and devices is not None:
+        raise ValueError("give device_column or devices, not both")
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, (int, np.integer))
+                                or devices < 1):
+        raise ValueError(f"devices must be an int >= 1, got {devices!r}")
+    if schema is not None and target != schema.target:
+        raise ValueError(f"target {target!r} differs from the schema's target {schema.target!r}")
+    header, rows = _read(path)
+    name = os.fspath(path)
+    for what, col in (("target", target), ("device", device_column)):
+        if col is not None and col not in header:
+            raise ValueError(f"{what} column {col!r} is not in {name} (columns: {header})")
+    if device_column == target:
+        raise ValueError(f"column {target!r} cannot be both the target and the device column")
+    cols = {h: [r[j] for r in rows] for j, h in enumerate(header)}
+
+    # Target first: rows without one are skipped.
+    raw_t = cols[target]
+    keep = np.array([not _missing(v) for v in raw_t])
+    if not keep.any():
+        raise ValueError(f"target column {target!r} of {name} has no values")
+    idx = np.nonzero(keep)[0]
+    cols = {h: [v[i] for i in idx] for h, v in cols.items()}
+    n = len(idx)
+    test = H.uniform(H.entity_keys(seed, _S_CSV_SPLIT, idx), 0) < test_fraction
+    train = ~test
+    if not train.any():
+        raise ValueError(f"{name}: no training rows left (test_fraction={test_fraction})")
+
+    t_num = _floats(cols[target])
+    if task == "regression" and t_num is None:
+        bad = next(v for v in cols[target] if _floats([v]) is None)
+        raise ValueError(f"target column {target!r} is not numeric (value {bad!r}): a regression target "
+                         "must be numeric")
+    if task is None and schema is not None:
+        task = "classification" if schema.field(target).kind == "categorical" else "regression"
+    if task is None:
+        integral = t_num is not None and bool(np.all(t_num == np.round(t_num)))
+        classify = t_num is None or (integral and len(np.unique(t_num)) <= max_classes)
+    else:
+        classify = task == "classification"
+    if classify:
+        if t_num is not None:
+            uniq = np.unique(t_num)
+            class_names = tuple(format(float(u), "g") for u in uniq)
+            y_all = np.searchsorted(uniq, t_num).astype(np.int64)
+        else:
+            labels = sorted({v.strip() for v in cols[target]})
+            class_names = tuple(labels)
+            code = {v: i for i, v in enumerate(labels)}
+            y_all = np.array([code[v.strip()] for v in cols[target]], np.int64)
+        target_field = Field(target, "categorical", "public", "", 0, max(len(class_names) - 1, 1))
+    else:
+        y_all = t_num  # type: ignore[assignment]
+        target_field = Field(target, "numeric", "public")
+
+    # Features.
+    feature_fields: list[Field] = []
+    columns: list[np.ndarray] = []
+    if schema is not None:
+        for f in schema.feature_fields:
+            if f.name not in cols:
+                raise ValueError(f"schema field {f.name!r} is not a column of {name} (columns: {header})")
+            if f.name == device_column:
+                continue
+            vals = _floats(cols[f.name])
+            if vals is None:
+                bad = next(v for v in cols[f.name] if _floats([v]) is None)
+                hint = "; categorical columns hold integer codes" if f.kind == "categorical" else ""
+                raise ValueError(f"column {f.name!r}: value {bad!r} is not a number (the schema says "
+                                 f"{f.kind}{hint})")
+            feature_fields.append(f)
+            columns.append(vals)
+        given = schema.field(target)
+        target_field = Field(target, target_field.kind, given.sensitivity, given.unit, target_field.lower,
+                             target_field.upper)
+    else:
+        for h in header:
+            if h in (target, device_column):
+                continue
+            vals = _floats(cols[h])
+            if vals is not None:
+                if np.isnan(vals).all():  # nothing to learn from
+                    continue
+                feature_fields.append(Field(h, "numeric", "public"))
+                columns.append(vals)
+                continue
+            ts = _timestamps(cols[h])
+            if ts is not None:
+                feature_fields.append(Field(f"{h}_hour", "numeric", "public", "h", 0.0, 24.0, period=24.0))
+                feature_fields.append(Field(f"{h}_day_of_week", "numeric", "public", "day (0 = Monday)",
+                                            0.0, 7.0, period=7.0))
+                columns += [ts[0], ts[1]]
+                continue
+            seen = sorted({v.strip() for v, tr in zip(cols[h], train) if tr and not _missing(v)})
+            if len(seen) < 2 or len(seen) > max_categories:
+                continue
+            code = {v: float(i) for i, v in enumerate(seen)}
+            vals = np.array([code.get(v.strip(), -1.0) if not _missing(v) else np.nan for v in cols[h]])
+            feature_fields.append(Field(h, "categorical", "public", "", 0, len(seen) - 1))
+            columns.append(vals)
+    if not feature_fields:
+        raise ValueError(f"{name}: no usable feature columns besides the target")
+    out_schema = Schema(tuple(feature_fields) + (target_field,), target)
+    if sensitivity:
+        out_schema = out_schema.with_sensitivity(sensitivity)
+    feats = np.stack(columns, axis=1)
+
+    # Devices of the training rows.
+    tr_idx = np.nonzero(train)[0]
+    if device_column is not None:
+        dv = cols[device_column]
+        if any(_missing(dv[i]) for i in tr_idx):
+            raise ValueError(f"device column {device_column!r} has missing values")
+        dnum = _floats(dv)
+        if dnum is not None and np.all(dnum == np.round(dnum)) and not np.isnan(dnum).any():
+            dev_of_row = dnum.astype(np.int64)
+        else:
+            names = sorted(set(dv))
+            code_d = {v: i for i, v in enumerate(names)}
+            dev_of_row = np.array([code_d[v] for v in dv], np.int64)
+        device_ids, local = np.unique(dev_of_row[tr_idx], return_inverse=True)
+    else:
+        nd = 1 if devices is None else int(devices)
+        m = len(tr_idx)
+        if split == "contiguous":
+            local = (np.arange(m) * nd) // max(m, 1)
+        else:
+            local = np.arange(m) % nd
+        device_ids = np.arange(nd, dtype=np.int64)
+    order = np.argsort(local, kind="stable")
+    rows_train = tr_idx[order]
+    counts = np.bincount(local, minlength=len(device_ids))
+    offsets = np.zeros(len(device_ids) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+
+    enc = Encoder.fit(out_schema, feats[train])
+    if classify:
+        t_mean, t_scale = 0.0, 1.0
+        y_train, y_test = y_all[rows_train], y_all[test]
+    else:
+        t_mean = float(y_all[train].mean())
+        sd = float(y_all[train].std())
+        t_scale = sd if sd > 0 else 1.0
+        y_train = ((y_all[rows_train] - t_mean) / t_scale).astype(np.float32)
+        y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
+    ds = FederatedDataset(
+        X=enc.encode(feats[rows_train]), y=y_train, offsets=offsets, device_ids=device_ids.astype(np.int64),
+        district=np.zeros(len(device_ids), np.int64), schema=out_schema,
+        task_type="classification" if classify else "regression",
+        n_classes=len(class_names) if classify else 0,
+        feature_names=list(enc.feature_names), target_mean=t_mean, target_scale=t_scale,
+        class_names=class_names if classify else ())
+    return ds, (enc.encode(feats[test]), y_test)

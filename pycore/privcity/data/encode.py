@@ -1,0 +1,108 @@
+"""Schema-driven feature encoding: raw record columns to the float32 matrix a model reads."""
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import numpy as np
+
+from .schema import Schema
+
+__all__ = ["Encoder"]
+
+
+class Encoder:
+    """Encodes the feature columns of a schema (``schema.features`` order) for learning.
+
+    - numeric field with a ``period`` (hour of day, day of week): two columns,
+      ``name_sin`` and ``name_cos`` of 2 pi x / period;
+    - categorical field: one-hot over its codes ``lower .. upper`` (``name=code``); a code outside
+      them (an unseen category) gives all zeros;
+    - other numeric field: ``(x - mean) / scale``.
+
+    Parameters
+    ----------
+    schema : Schema
+    mean, scale : mapping of field name to float
+        Standardisation of the plain numeric fields (scale > 0; a missing name means 0 / 1).
+    """
+
+    def __init__(self, schema: Schema, mean: Mapping[str, float], scale: Mapping[str, float]) -> None:
+        self.schema = schema
+        self.mean = {k: float(v) for k, v in mean.items()}
+        self.scale = {k: float(v) for k, v in scale.items()}
+        for k, v in self.scale.items():
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"field {k!r}: scale must be finite and > 0, got {v!r}")
+        names: list[str] = []
+        self._slices: dict[str, slice] = {}
+        for f in schema.feature_fields:
+            start = len(names)
+            if f.kind == "categorical":
+                lo, hi = int(f.lower), int(f.upper)  # type: ignore[arg-type]
+                names += [f"{f.name}={c}" for c in range(lo, hi + 1)]
+            elif f.period is not None:
+                names += [f"{f.name}_sin", f"{f.name}_cos"]
+            else:
+                names.append(f.name)
+            self._slices[f.name] = slice(start, len(names))
+        self.feature_names = names
+
+    @classmethod
+    def fit(cls, schema: Schema, features: np.ndarray) -> Encoder:
+        """Standardisation from data: mean and standard deviation of each plain numeric column of
+        ``features`` (N, len(schema.features)); a constant column gets scale 1. NaNs ignored."""
+        mean: dict[str, float] = {}
+        scale: dict[str, float] = {}
+        for j, f in enumerate(schema.feature_fields):
+            if f.kind == "numeric" and f.period is None:
+                col = np.asarray(features[:, j], np.float64)
+                col = col[np.isfinite(col)]
+                m = float(col.mean()) if col.size else 0.0
+                s = float(col.std()) if col.size else 0.0
+                mean[f.name] = m
+                scale[f.name] = s if s > 1e-12 * max(1.0, abs(m)) else 1.0
+        return cls(schema, mean, scale)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def columns(self, name: str) -> slice:
+        """The encoded columns of field ``name``."""
+        return self._slices[self.schema.field(name).name]
+
+    def encode(self, features: np.ndarray, *, zero: Collection[str] = (),
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Encodes raw features (N, len(schema.features)) into float32 (N, n_features).
+
+        Fields named in ``zero`` (dropped on the device) get all-zero columns. ``out``, when
+        given, is a float32 (N, n_features) array written in place and returned. NaN in a plain
+        numeric column (a missing value) becomes 0, the standardised mean.
+        """
+        fields = self.schema.feature_fields
+        if features.ndim != 2 or features.shape[1] != len(fields):
+            raise ValueError(f"features must be (N, {len(fields)}) in schema.features order, "
+                             f"got shape {features.shape}")
+        n = features.shape[0]
+        if out is None:
+            out = np.empty((n, self.n_features), np.float32)
+        elif out.shape != (n, self.n_features) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 of shape {(n, self.n_features)}")
+        for j, f in enumerate(fields):
+            sl = self._slices[f.name]
+            col = features[:, j]
+            if f.name in zero:
+                out[:, sl] = 0.0
+            elif f.kind == "categorical":
+                lo = int(f.lower)  # type: ignore[arg-type]
+                k = sl.stop - sl.start
+                code = np.where(np.isfinite(col), col, -1.0).astype(np.int64) - lo
+                out[:, sl] = code[:, None] == np.arange(k)
+            elif f.period is not None:
+                angle = ((2.0 * np.pi / f.period) * col).astype(np.float32)
+                out[:, sl.start] = np.sin(angle)
+                out[:, sl.start + 1] = np.cos(angle)
+            else:
+                z = (col - self.mean.get(f.name, 0.0)) * (1.0 / self.scale.get(f.name, 1.0))
+                out[:, sl.start] = np.where(np.isfinite(z), z, 0.0)
+        return out

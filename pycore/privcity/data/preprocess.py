@@ -1,0 +1,108 @@
+"""On-device preprocessing driven by each field's sensitivity flag."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..dp import LaplaceMechanism
+from ..noise import SecureRNG
+from .schema import Schema
+
+__all__ = ["TREATMENTS", "default_treatment", "preprocess"]
+
+TREATMENTS = ("keep", "drop", "laplace")
+
+
+def default_treatment(schema: Schema) -> dict[str, str]:
+    """The treatment of every feature by its flag: sensitive numeric -> ``laplace``, sensitive
+    categorical -> ``drop`` (no noise for codes yet), public and quasi -> ``keep``."""
+    out = {}
+    for f in schema.feature_fields:
+        if f.sensitivity == "sensitive":
+            out[f.name] = "laplace" if f.kind == "numeric" else "drop"
+        else:
+            out[f.name] = "keep"
+    return out
+
+
+def resolve_treatment(schema: Schema, treatment: Mapping[str, str] | None) -> dict[str, str]:
+    """``default_treatment`` updated by ``treatment``, validated (ValueError naming the field)."""
+    out = default_treatment(schema)
+    features = set(schema.features)
+    for name, how in (treatment or {}).items():
+        if name not in features:
+            raise ValueError(f"treatment names {name!r}, which is not a feature of the schema "
+                             f"(features: {schema.features})")
+        if how not in TREATMENTS:
+            raise ValueError(f"field {name!r}: treatment must be one of {TREATMENTS}, got {how!r}")
+        f = schema.field(name)
+        if how == "laplace" and (f.kind != "numeric" or not f.bounded):
+            raise ValueError(f"field {name!r}: the laplace treatment needs a numeric field with "
+                             "lower and upper bounds")
+        out[name] = how
+    for name, how in out.items():
+        f = schema.field(name)
+        if how == "laplace" and not f.bounded:
+            raise ValueError(f"field {name!r} is sensitive but has no bounds: give lower and upper "
+                             "(the noise is calibrated to upper - lower) or treat it as 'drop'")
+    return out
+
+
+def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | None = None,
+               epsilon: float = 1.0, rng: SecureRNG | None = None) -> np.ndarray:
+    """What a device releases from its raw records, field by field.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Raw records (N, len(schema.features)), columns in ``schema.features`` order, physical
+        units (categorical fields as codes). Not modified.
+    schema : Schema
+    treatment : mapping of field name to {"keep", "drop", "laplace"}, optional
+        Overrides :func:`default_treatment`: sensitive numeric fields get ``laplace``, sensitive
+        categorical ones ``drop``, public and quasi-identifier fields ``keep``. Quasi-identifiers
+        are kept for now: anonymization (generalisation, k-anonymity) plugs in here later.
+    epsilon : float
+        Local DP budget of one record, split evenly over its ``laplace`` fields: each gets
+        Laplace noise of scale k (upper - lower) / epsilon after clipping to [lower, upper]
+        (k fields), so one record's release is epsilon-DP (each row separately).
+    rng : SecureRNG, optional
+        Noise source (default: a fresh OS-keyed :class:`privcity.noise.SecureRNG`). A seeded one
+        is for simulations only.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of X's shape (float32 stays float32, else float64). ``drop`` fields are
+        zeroed, not removed, so the width of the matrix (and of any model) stays fixed. Noised
+        values are not clipped again, so they may leave the bounds; their mean is unbiased
+        for in-bound data. Float noise (``LaplaceMechanism.perturb``) with its floating-point
+        caveat: for simulations.
+    """
+    feats = schema.features
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != len(feats):
+        raise ValueError(f"X must be (N, {len(feats)}) with columns {feats}, got shape {X.shape}")
+    if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
+            and np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    if rng is not None and not isinstance(rng, SecureRNG):
+        raise TypeError(f"rng must be a privcity.noise.SecureRNG (DP noise never comes from numpy), "
+                        f"got {type(rng).__name__}")
+    how = resolve_treatment(schema, treatment)
+    out = np.array(X, dtype=np.float32 if X.dtype == np.float32 else np.float64, order="C", copy=True)
+    noised = [j for j, name in enumerate(feats) if how[name] == "laplace"]
+    if noised and out.shape[0]:
+        rng = rng if rng is not None else SecureRNG()
+        eps_field = float(epsilon) / len(noised)
+        for j in noised:
+            f = schema.field(feats[j])
+            col = np.clip(out[:, j], f.lower, f.upper)
+            width = float(f.upper) - float(f.lower)  # type: ignore[arg-type]
+            mech = LaplaceMechanism(epsilon=eps_field, sensitivity=width, rng=rng)
+            out[:, j] = mech.perturb(np.ascontiguousarray(col))
+    for j, name in enumerate(feats):
+        if how[name] == "drop":
+            out[:, j] = 0.0
+    return out

@@ -1,0 +1,153 @@
+"""privcity.data.load_csv: real sensor data shipped with river (UCI Occupancy, Phishing),
+schema inference, device splits, standardisation from the training rows only, clear errors."""
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from privcity.data import load_csv
+
+river = pytest.importorskip("river")
+RIVER = os.path.dirname(river.__file__)
+# river's copy of UCI Occupancy (every 16th reading): time, V1..V4 = Temperature (degC),
+# Humidity (%), Light (lux), CO2 (ppm). It has no Occupancy column.
+OCCUPANCY = os.path.join(RIVER, "drift", "datasets", "occupancy.csv")
+PHISHING = os.path.join(RIVER, "datasets", "phishing.csv.gz")
+
+
+def write(tmp_path, text: str, name: str = "data.csv") -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_occupancy_regression_with_time_features_and_contiguous_devices():
+    # Prepare
+    with open(OCCUPANCY) as fh:
+        header = fh.readline().strip().split(",")
+        n_rows = sum(1 for _ in fh)
+
+    # Execute
+    train, (X_test, y_test) = load_csv(OCCUPANCY, target="V4", devices=5)
+
+    # Assert
+    assert header == ["time", "V1", "V2", "V3", "V4"]
+    assert train.task_type == "regression" and train.n_classes == 0
+    assert train.feature_names == ["time_hour_sin", "time_hour_cos", "time_day_of_week_sin",
+                                   "time_day_of_week_cos", "V1", "V2", "V3"]
+    assert train.X.shape[0] + X_test.shape[0] == n_rows
+    assert 0.1 < X_test.shape[0] / n_rows < 0.3
+    assert train.n_devices == 5 and train.sizes.max() - train.sizes.min() <= 1
+    assert 300 < train.target_mean < 1500                     # CO2 in ppm
+    assert X_test.dtype == np.float32 and y_test.dtype == np.float32
+
+
+def test_phishing_classification_inferred_with_two_classes_round_robin():
+    # Execute
+    train, (X_test, y_test) = load_csv(PHISHING, target="is_phishing", devices=10, split="round_robin")
+
+    # Assert
+    assert train.task_type == "classification" and train.n_classes == 2
+    assert train.class_names == ("0", "1") and train.y.dtype == np.int64
+    assert set(np.unique(train.y)) == {0, 1} and set(np.unique(y_test)) <= {0, 1}
+    assert train.X.shape[0] + len(y_test) == 1250
+    assert train.sizes.max() - train.sizes.min() <= 1
+    assert np.all(np.abs(train.X.mean(axis=0)) < 1e-5)
+
+
+def test_standardisation_uses_training_rows_only(tmp_path):
+    # Prepare: x = row index; target = row index too, so y recovers which rows were trained on
+    lines = ["x,target"] + [f"{i},{i}" for i in range(400)]
+    path = write(tmp_path, "\n".join(lines))
+
+    # Execute
+    train, (X_test, y_test) = load_csv(path, target="target", seed=3)
+
+    # Assert
+    i_train = train.y.astype(np.float64) * train.target_scale + train.target_mean
+    i_test = y_test.astype(np.float64) * train.target_scale + train.target_mean
+    assert train.task_type == "regression"
+    np.testing.assert_allclose(np.sort(np.r_[i_train, i_test]), np.arange(400), atol=1e-3)
+    m, s = np.round(i_train).mean(), np.round(i_train).std()
+    assert train.target_mean == pytest.approx(m) and train.target_scale == pytest.approx(s)
+    np.testing.assert_allclose(train.X[:, 0], (np.round(i_train) - m) / s, atol=1e-5)
+    np.testing.assert_allclose(X_test[:, 0], (np.round(i_test) - m) / s, atol=1e-5)
+    assert abs(m - 199.5) > 1e-3                              # train mean is not the all-rows mean
+
+
+def test_split_does_not_depend_on_devices(tmp_path):
+    # Prepare
+    path = write(tmp_path, "a,b,y\n" + "\n".join(f"{i},{i * i % 7},{i % 3}" for i in range(300)))
+
+    # Execute
+    one, (_, y1) = load_csv(path, target="y", seed=1)
+    many, (_, y2) = load_csv(path, target="y", seed=1, devices=7)
+
+    # Assert
+    assert np.array_equal(y1, y2) and one.X.shape == many.X.shape
+    assert one.task_type == "classification" and one.n_classes == 3
+
+
+def test_device_column_groups_rows_and_categoricals_are_one_hot(tmp_path):
+    # Prepare
+    text = "sensor,zone,when,temp,label\n" + "\n".join(
+        f"{'north' if i % 3 else 'south'},{'ABC'[i % 3]},2024-05-0{1 + i % 7}T{i % 24:02d}:30:00,"
+        f"{20 + i % 5},{'hot' if i % 5 > 2 else 'cold'}" for i in range(90))
+    path = write(tmp_path, text)
+
+    # Execute
+    train, (X_test, y_test) = load_csv(path, target="label", device_column="sensor", test_fraction=0.0)
+
+    # Assert
+    assert train.n_devices == 2 and list(train.sizes) == [60, 30]          # north, south
+    assert train.class_names == ("cold", "hot") and train.n_classes == 2
+    zone = [i for i, n in enumerate(train.feature_names) if n.startswith("zone=")]
+    assert len(zone) == 3 and np.all(train.X[:, zone].sum(axis=1) == 1)
+    assert "when_hour_sin" in train.feature_names and "sensor" not in " ".join(train.feature_names)
+    assert X_test.shape == (0, train.X.shape[1])
+
+
+def test_integer_device_ids_are_kept(tmp_path):
+    # Prepare
+    path = write(tmp_path, "dev,x,y\n" + "\n".join(f"{100 + i % 4},{i},{i * 0.5}" for i in range(40)))
+
+    # Execute
+    train, _ = load_csv(path, target="y", device_column="dev", test_fraction=0.0)
+
+    # Assert
+    assert list(train.device_ids) == [100, 101, 102, 103] and list(train.sizes) == [10] * 4
+
+
+def test_gzip_and_missing_values(tmp_path):
+    # Prepare
+    p = tmp_path / "d.csv.gz"
+    with gzip.open(p, "wt") as fh:
+        fh.write("x,y\n1,1.5\nNA,2.5\n3,\n4,4.5\n5,5.5\n")
+
+    # Execute
+    train, _ = load_csv(p, target="y", test_fraction=0.0)
+
+    # Assert: the row without a target is skipped, the missing feature encoded as the mean (0)
+    assert train.X.shape == (4, 1) and train.X[1, 0] == 0.0
+
+
+@pytest.mark.parametrize("text, kwargs, match", [
+    ("a,b\n1,2\n", dict(target="c"), "target column 'c' is not in"),
+    ("a,b\n1,2\n", dict(target="a", device_column="d"), "device column 'd' is not in"),
+    ("", dict(target="a"), "is empty"),
+    ("\n\n", dict(target="a"), "is empty"),
+    ("a,b\n", dict(target="a"), "no data rows"),
+    ("a,b\nx,1\ny,2\n", dict(target="a", task="regression"), "target column 'a' is not numeric"),
+    ("a,b\n1,2\n3\n", dict(target="a"), "line 3"),
+    ("a,b\n1,2\n", dict(target="a", devices=2, device_column="b"), "not both"),
+])
+def test_errors_name_the_problem(tmp_path, text, kwargs, match):
+    # Prepare
+    path = write(tmp_path, text)
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match=match):
+        load_csv(path, **kwargs)
