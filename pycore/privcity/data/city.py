@@ -9,7 +9,9 @@ and its samples are consecutive, so the per-hour noise of device i at hour t is 
 ``samples_per_device`` is.
 
 Record generators return :class:`Records` in physical units (numpy Generator-free; simulation
-data, not secure randomness).
+data, not secure randomness). Values are bit-identical for one numpy build on one kind of CPU;
+numpy's vectorised log, cos and exp may round differently on other CPUs, so ranks on a mixed
+cluster agree only to float precision.
 """
 from __future__ import annotations
 
