@@ -1,0 +1,225 @@
+"""One federated round, split between the two sides that the simulator puts on MPI ranks:
+:class:`Gateway` (hosts a contiguous block of devices: local training, clipping, sealing) and
+:class:`Aggregator` (the city's server: enrols devices with the city CA, opens the envelopes,
+aggregates with a :class:`~privcity.fl.strategy.Strategy`). Both work in one process on plain
+Python values (lists of bytes), so the simulator only moves bytes between them.
+
+Determinism: who is sampled, who drops out and each device's training seed depend only on
+(seed, round, device id), never on which gateway hosts the device, and the aggregator orders
+updates by device id before reducing: the model after each round is the same for any split of
+the devices into gateways.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+
+from ..crypto import EnvelopeReceiver, EnvelopeSender
+from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
+from ..dp import clip_l2
+from ..errors import EnvelopeError
+from .strategy import DPFedAvg, Strategy
+
+__all__ = ["Aggregator", "Gateway", "GatewayReport", "device_uniforms", "round_cohort",
+           "training_seeds"]
+
+AGGREGATOR_ID = "aggregator"
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (a bijective avalanche mix)."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _hash(seed: int, round_index: int, purpose: int, devices: np.ndarray) -> np.ndarray:
+    base = _mix(np.array([(seed * 0x9E3779B97F4A7C15 + round_index * 0x632BE59BD9B4E019
+                           + purpose * 0xD1B54A32D192ED03) & 0xFFFFFFFFFFFFFFFF], np.uint64))
+    with np.errstate(over="ignore"):
+        return _mix(base ^ _mix(devices.astype(np.uint64) + np.uint64(1)))
+
+
+def device_uniforms(seed: int, round_index: int, purpose: int, devices: np.ndarray) -> np.ndarray:
+    """Uniforms in [0, 1) (53 bits), one per device id, from (seed, round, purpose, device)
+    only. Simulation randomness (who is sampled, who drops out), not a secret."""
+    return (_hash(seed, round_index, purpose, devices) >> np.uint64(11)).astype(np.float64) \
+        * (1.0 / 2**53)
+
+
+def training_seeds(seed: int, round_index: int, devices: np.ndarray) -> list[int]:
+    """Seed of each device's local training (shuffling) in a round."""
+    return [int(s) for s in _hash(seed, round_index, 3, devices) >> np.uint64(1)]
+
+
+def round_cohort(seed: int, round_index: int, devices: np.ndarray, *, sample_rate: float,
+                 dropout: float) -> tuple[np.ndarray, np.ndarray]:
+    """(sampled, reporting) boolean masks over ``devices``: Poisson sampling at rate q, then
+    each sampled device drops out with probability ``dropout``."""
+    sampled = device_uniforms(seed, round_index, 1, devices) < sample_rate
+    stays = device_uniforms(seed, round_index, 2, devices) >= dropout
+    return sampled, sampled & stays
+
+
+@dataclass
+class GatewayReport:
+    """What a gateway sends to the aggregator after a round (plain bytes and numbers, so it
+    can travel between MPI ranks)."""
+
+    envelopes: list[bytes] = field(default_factory=list)
+    enrolments: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    sampled: int = 0
+    train_seconds: list[float] = field(default_factory=list)       # per reporting device
+    privacy_seconds: list[float] = field(default_factory=list)     # clip + seal, per device
+    clip_seconds: list[float] = field(default_factory=list)        # clip alone, per device
+
+
+class Gateway:
+    """Hosts devices ``devices`` (global ids) with their local data, and runs their side of
+    each round. Device identities (Ed25519 + X25519 keys) are created when a device is first
+    sampled and sent to the aggregator for enrolment; their counters live in memory, since the
+    keys die with the gateway (``ephemeral=True``)."""
+
+    def __init__(self, *, model: Any, data: Any, devices: np.ndarray, seed: int,
+                 aggregator_certificate: VerifiedCertificate, epochs: int, batch_size: int,
+                 lr: float) -> None:
+        self.model = model
+        self.data = data
+        self.devices = np.asarray(devices, dtype=np.int64)
+        self.seed = seed
+        self.aggregator = aggregator_certificate
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self._senders: dict[int, EnvelopeSender] = {}
+
+    def _sender(self, device: int, enrolments: list[tuple[int, bytes, bytes]]) -> EnvelopeSender:
+        tx = self._senders.get(device)
+        if tx is None:
+            keys = IdentityKeys.generate()
+            raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            enrolments.append((device, keys.identity_public_key.public_bytes(*raw),
+                               keys.agreement_public_key.public_bytes(*raw)))
+            tx = self._senders[device] = EnvelopeSender(keys, f"dev-{device}", state_path=None,
+                                                        ephemeral=True)
+        return tx
+
+    def run_round(self, params: np.ndarray, round_index: int, *, sample_rate: float,
+                  dropout: float, clip: float | None, adaptive_bit: bool, epoch: int,
+                  ) -> GatewayReport:
+        """Train, clip and seal the updates of this gateway's devices that report this round."""
+        from ..models import train_many
+        sampled, reporting = round_cohort(self.seed, round_index, self.devices,
+                                          sample_rate=sample_rate, dropout=dropout)
+        report = GatewayReport(sampled=int(sampled.sum()))
+        local = np.flatnonzero(reporting)
+        if local.size == 0:
+            return report
+        ids = self.devices[local]
+        seeds = training_seeds(self.seed, round_index, ids)
+        t0 = time.process_time()
+        updates = train_many(self.model, params, self.data.X, self.data.y, self.data.offsets,
+                             local, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             seeds=seeds)
+        per_device_train = (time.process_time() - t0) / local.size
+        for row, device in zip(updates, ids):
+            device = int(device)
+            t1 = time.perf_counter()
+            if clip is not None:
+                norm = float(np.sqrt(np.dot(row.astype(np.float64), row.astype(np.float64))))
+                row = clip_l2(row, clip)
+            else:
+                norm = 0.0
+            t2 = time.perf_counter()
+            payload = row
+            if adaptive_bit:
+                payload = np.append(row, np.float32(1.0 if norm <= clip else 0.0))
+            tx = self._sender(device, report.enrolments)
+            report.envelopes.append(tx.seal(self.aggregator, epoch, payload))
+            t3 = time.perf_counter()
+            report.train_seconds.append(per_device_train)
+            report.clip_seconds.append(t2 - t1)
+            report.privacy_seconds.append(t3 - t1)
+        return report
+
+
+class Aggregator:
+    """The city's server: a CA that certifies devices, an identity of its own, a receiver
+    that opens device envelopes, and a strategy that turns updates into the next model."""
+
+    def __init__(self, *, strategy: Strategy, n_params: int, weights_of: Any,
+                 adaptive_bit: bool = False) -> None:
+        self.strategy = strategy
+        self.n_params = n_params
+        self.weights_of = weights_of  # device id -> weight (number of examples)
+        self.adaptive_bit = adaptive_bit
+        now = dt.datetime.now(dt.timezone.utc)
+        self.ca = CertificateAuthority.create("privcity-city-ca",
+                                              not_before=now - dt.timedelta(days=1))
+        self.keys = IdentityKeys.generate()
+        self.certificate = self.ca.issue(AGGREGATOR_ID, "aggregator",
+                                         identity_key=self.keys.identity_public_key,
+                                         agreement_key=self.keys.agreement_public_key)
+        self.crl = self.ca.publish_crl(next_update=now + dt.timedelta(days=30))
+        self.receiver = EnvelopeReceiver(self.keys, AGGREGATOR_ID,
+                                         trust_anchor=self.ca.certificate, crl=self.crl)
+        from ..crypto.pki import verify_certificate
+        self.verified = verify_certificate(self.certificate, trust_anchor=self.ca.certificate,
+                                           crl=self.crl)
+
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def enrol(self, enrolments: list[tuple[int, bytes, bytes]]) -> None:
+        """Certify new devices (public keys from their gateway) and admit them as senders."""
+        for device, ident, agree in enrolments:
+            cert = self.ca.issue(f"dev-{device}", "device",
+                                 identity_key=ed25519.Ed25519PublicKey.from_public_bytes(ident),
+                                 agreement_key=x25519.X25519PublicKey.from_public_bytes(agree))
+            self.receiver.add_sender(cert)
+
+    def open(self, envelopes: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Open the round's envelopes: (device ids ascending, (K, P) updates, adaptive bits,
+        refused count). A refused envelope (bad tag, replay, unknown sender) is left out."""
+        width = self.n_params + (1 if self.adaptive_bit else 0)
+        ids: list[int] = []
+        rows: list[np.ndarray] = []
+        refused = 0
+        opened, errors = self.receiver.open_many(envelopes)
+        refused = len(errors)
+        for env in opened:
+            if env is None:
+                continue
+            try:
+                value = env.value()
+            except EnvelopeError:
+                refused += 1
+                continue
+            if not isinstance(value, np.ndarray) or value.shape != (width,):
+                refused += 1
+                continue
+            ids.append(int(env.sender_id[4:]))
+            rows.append(value.astype(np.float32, copy=False))
+        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+        device_ids = np.asarray(ids, dtype=np.int64)[order]
+        if rows:
+            mat = np.stack([rows[i] for i in order]).astype(np.float32, copy=False)
+        else:
+            mat = np.zeros((0, width), np.float32)
+        bits = mat[:, self.n_params] if self.adaptive_bit else np.zeros(0, np.float32)
+        return device_ids, np.ascontiguousarray(mat[:, :self.n_params]), bits, refused
+
+    def step(self, params: np.ndarray, device_ids: np.ndarray, updates: np.ndarray,
+             bits: np.ndarray, round_index: int) -> np.ndarray:
+        """The next global model from the opened updates."""
+        weights = np.asarray([self.weights_of(int(d)) for d in device_ids], dtype=np.float64)
+        if isinstance(self.strategy, DPFedAvg):
+            return self.strategy.aggregate(params, updates, weights, round_index=round_index,
+                                           unclipped=bits if self.adaptive_bit else None)
+        return self.strategy.aggregate(params, updates, weights, round_index=round_index)

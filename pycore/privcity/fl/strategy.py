@@ -1,0 +1,202 @@
+"""Server strategies: how a round's updates become the next global model (shaped like Flower's
+``Strategy``: keyword-only constructors that validate, the maths in privcity.aggregate and
+privcity.dp, DP as a wrapper around another strategy).
+
+A strategy sees the global parameters, the updates of the devices that reported (one row per
+device, in increasing device id, already clipped on the device when the strategy asked for a
+clip norm) and their weights, and returns the new global parameters.
+"""
+from __future__ import annotations
+
+import abc
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import aggregate
+from ..dp import Accountant, AdaptiveClipping
+from ..dp import _checks
+from ..noise import SecureRNG
+
+__all__ = ["DPFedAvg", "FedAvg", "Strategy"]
+
+_AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
+
+
+class Strategy(abc.ABC):
+    """Base class of server strategies."""
+
+    @abc.abstractmethod
+    def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
+                  round_index: int) -> np.ndarray:
+        """New global parameters (float32) from ``params`` and the (K, P) ``updates``."""
+
+    def clip_norm(self) -> float | None:
+        """L2 norm the devices clip their updates to this round, or None (no clipping)."""
+        return None
+
+    def check_budget(self) -> None:
+        """Raise :class:`privcity.PrivacyBudgetExceeded` if another round would exceed the
+        privacy budget (nothing to check without DP)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The strategy's settings, for reports."""
+        return {"strategy": type(self).__name__}
+
+
+class FedAvg(Strategy):
+    """Federated averaging: params + server_lr * aggregate(updates).
+
+    Parameters
+    ----------
+    server_lr : float
+        Server learning rate (1.0 is plain FedAvg), > 0.
+    aggregator : {"mean", "median", "trimmed_mean", "krum"}
+        "mean" weights updates by their weights (numbers of examples); the robust ones
+        (privcity.aggregate.median, trimmed_mean with ``beta``, krum with ``krum_f``) ignore
+        weights and bound what a minority of bad devices can do.
+    beta : float
+        Fraction cut from each side by "trimmed_mean", in [0, 0.5).
+    krum_f : int
+        Number of Byzantine devices "krum" tolerates, >= 0.
+    """
+
+    def __init__(self, *, server_lr: float = 1.0, aggregator: str = "mean", beta: float = 0.1,
+                 krum_f: int = 1) -> None:
+        self.server_lr = _checks.positive(server_lr, "server_lr")
+        if aggregator not in _AGGREGATORS:
+            raise ValueError(f"aggregator must be one of {_AGGREGATORS}, not {aggregator!r}")
+        self.aggregator = aggregator
+        if not (isinstance(beta, (int, float)) and 0 <= beta < 0.5):
+            raise ValueError("beta must be in [0, 0.5)")
+        self.beta = float(beta)
+        if isinstance(krum_f, bool) or not isinstance(krum_f, int) or krum_f < 0:
+            raise ValueError("krum_f must be an int >= 0")
+        self.krum_f = krum_f
+
+    def combine(self, updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The aggregate update (float32) of the (K, P) ``updates``."""
+        if self.aggregator == "mean":
+            return aggregate.weighted_mean(updates, weights)
+        if self.aggregator == "median":
+            return aggregate.median(updates)
+        if self.aggregator == "trimmed_mean":
+            return aggregate.trimmed_mean(updates, self.beta)
+        k = updates.shape[0]
+        f = min(self.krum_f, max(0, (k - 3) // 2))  # Krum needs k > 2 f + 2
+        return aggregate.krum(updates, f, m=max(1, k - f))
+
+    def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
+                  round_index: int) -> np.ndarray:
+        if updates.shape[0] == 0:
+            return params
+        delta = self.combine(updates, weights)
+        return (params + np.float32(self.server_lr) * delta).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": "FedAvg", "server_lr": self.server_lr, "aggregator": self.aggregator}
+
+
+class DPFedAvg(Strategy):
+    """DP-FedAvg (McMahan et al. 2018) around a :class:`FedAvg`: devices clip their update to
+    L2 norm C; the server sums the clipped updates (unweighted), adds Gaussian noise of standard
+    deviation z C from the CSPRNG, and divides by the expected cohort size q N (a fixed
+    denominator, so one device changes the mean by at most C / (q N)). Each round is recorded in
+    the accountant as Poisson sampling at rate q with noise multiplier z; :meth:`check_budget`
+    refuses a round that would exceed the budget, before it is run.
+
+    Parameters
+    ----------
+    inner : FedAvg
+        Supplies the server learning rate; its aggregator must be "mean".
+    clip : float
+        Initial clip norm C, > 0.
+    noise_multiplier : float
+        z = noise std / C, > 0.
+    sample_rate : float
+        q, the Poisson sampling rate of devices per round, in (0, 1].
+    population : int
+        N, the number of devices.
+    accountant : Accountant
+        Records each round and enforces the budget.
+    adaptive : AdaptiveClipping, optional
+        Adapts C to a quantile of the update norms from the devices' clipped/not-clipped bits
+        (noised); the updates then get the noise multiplier
+        ``adaptive.noise_multiplier_for_updates(z)`` so the total stays z.
+    rng : SecureRNG, optional
+        Noise source (default: OS-keyed).
+    """
+
+    def __init__(self, *, inner: FedAvg, clip: float, noise_multiplier: float,
+                 sample_rate: float, population: int, accountant: Accountant,
+                 adaptive: AdaptiveClipping | None = None, rng: SecureRNG | None = None) -> None:
+        if not isinstance(inner, FedAvg) or inner.aggregator != "mean":
+            raise ValueError("inner must be a FedAvg with aggregator='mean' (the DP analysis is "
+                             "for the clipped mean)")
+        self.inner = inner
+        self._clip = _checks.positive(clip, "clip")
+        self.noise_multiplier = _checks.positive(noise_multiplier, "noise_multiplier")
+        q = float(sample_rate)
+        if not (math.isfinite(q) and 0 < q <= 1):
+            raise ValueError("sample_rate must be in (0, 1]")
+        self.sample_rate = q
+        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+            raise ValueError("population must be an int >= 1")
+        self.population = population
+        if not isinstance(accountant, Accountant):
+            raise TypeError("accountant must be a privcity.dp.Accountant")
+        self.accountant = accountant
+        self.adaptive = adaptive
+        if adaptive is not None:
+            adaptive.noise_multiplier_for_updates(noise_multiplier)  # checks z against sigma_b
+        self.rng = rng if rng is not None else SecureRNG()
+        self.last_accounting_seconds = 0.0
+
+    def clip_norm(self) -> float:
+        return self.adaptive.clip if self.adaptive is not None else self._clip
+
+    @property
+    def update_noise_multiplier(self) -> float:
+        if self.adaptive is None:
+            return self.noise_multiplier
+        return self.adaptive.noise_multiplier_for_updates(self.noise_multiplier)
+
+    def check_budget(self) -> None:
+        event = self.accountant._round_event(self.sample_rate, self.noise_multiplier)
+        eps = self.accountant.epsilon_with(event)
+        if eps > self.accountant.epsilon_budget:
+            from ..errors import PrivacyBudgetExceeded
+            raise PrivacyBudgetExceeded(
+                f"refused: round {self.accountant.rounds + 1} would take epsilon to {eps:.4g}, "
+                f"past the budget {self.accountant.epsilon_budget:g}")
+
+    def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
+                  round_index: int, unclipped: np.ndarray | None = None) -> np.ndarray:
+        """``unclipped``: per device, 1 if its update's norm was <= C (for adaptive clipping)."""
+        t0 = time.perf_counter()
+        self.accountant.record_round(self.sample_rate, self.noise_multiplier)
+        self.last_accounting_seconds = time.perf_counter() - t0
+        c = self.clip_norm()
+        expected = self.sample_rate * self.population
+        dim = params.shape[0]
+        if updates.shape[0]:
+            total = aggregate.weighted_mean(updates, np.ones(updates.shape[0])) \
+                .astype(np.float64) * updates.shape[0]
+        else:
+            total = np.zeros(dim)
+        sigma = self.update_noise_multiplier * c
+        noisy = (total + self.rng.gaussian(dim, sigma, dtype=np.float64)) / expected
+        if self.adaptive is not None:
+            count = int(np.sum(unclipped)) if unclipped is not None else 0
+            self.adaptive.update_from_count(count, cohort_size=int(updates.shape[0]),
+                                            expected_count=expected)
+        return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
+            .astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": "DPFedAvg", "server_lr": self.inner.server_lr,
+                "clip": self.clip_norm(), "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate, "population": self.population,
+                "adaptive_clipping": self.adaptive is not None}

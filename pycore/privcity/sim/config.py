@@ -1,0 +1,125 @@
+"""Simulation settings: defaults, a TOML file and command-line flags, validated with messages
+that name the field."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["SimConfig", "load_config"]
+
+TASKS = ("air_quality", "traffic", "csv")
+MODELS = ("auto", "linear", "softmax", "mlp")
+AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
+PARTITIONS = ("district", "dirichlet")
+
+
+@dataclass
+class SimConfig:
+    """Every setting of ``privcity simulate`` (the flag is the name with dashes)."""
+
+    task: str = "air_quality"          # air_quality (classification), traffic (regression), csv
+    devices: int = 1000                # devices in the city
+    samples_per_device: int = 48       # local records per device (synthetic tasks)
+    districts: int = 8
+    partition: str = "district"        # district or dirichlet (non-IID label mix)
+    alpha: float = 0.5                 # Dirichlet concentration
+    rounds: int = 20
+    sample_rate: float = 0.1           # q: Poisson sampling rate of devices per round
+    dropout: float = 0.0               # probability a sampled device does not report
+    local_epochs: int = 1
+    batch_size: int = 16
+    lr: float = 0.1                    # local SGD learning rate
+    server_lr: float = 1.0
+    model: str = "auto"                # auto: linear for regression, softmax for classification
+    hidden: int = 32                   # hidden units of the MLP
+    aggregator: str = "mean"           # FedAvg without DP: mean or a robust aggregator
+    epsilon: float = 4.0               # privacy budget of the DP run
+    delta: float = 1e-5
+    clip: float = 1.0                  # L2 clip norm of device updates
+    noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
+    adaptive_clip: bool = False
+    centralized_epochs: int = 5
+    seed: int = 0
+    out: str = "privcity-out"
+    data: str = ""                     # CSV file (task csv)
+    target: str = ""                   # CSV target column
+    device_column: str = ""            # CSV column naming the device of each row
+
+    def validate(self) -> SimConfig:
+        """Raise ValueError naming the first bad field; returns self."""
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"config field '{name}': {why} (got {getattr(self, name)!r})")
+
+        for name in ("devices", "samples_per_device", "districts", "rounds", "local_epochs",
+                     "batch_size", "hidden", "centralized_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, "must be an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "must be an integer >= 0")
+        for name, lo, hi, lo_open, hi_open in (("sample_rate", 0.0, 1.0, True, False),
+                                               ("dropout", 0.0, 1.0, False, True),
+                                               ("delta", 0.0, 1.0, True, True)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
+                    or (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+                raise bad(name, f"must be in {'(' if lo_open else '['}{lo}, {hi}"
+                                f"{')' if hi_open else ']'}")
+        for name in ("lr", "server_lr", "epsilon", "clip", "alpha"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
+                    or v <= 0:
+                raise bad(name, "must be a finite number > 0")
+        z = self.noise_multiplier
+        if not isinstance(z, (int, float)) or isinstance(z, bool) or not math.isfinite(z) or z < 0:
+            raise bad("noise_multiplier", "must be a finite number >= 0 (0: calibrate)")
+        for name, allowed in (("task", TASKS), ("model", MODELS), ("aggregator", AGGREGATORS),
+                              ("partition", PARTITIONS)):
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"must be one of {', '.join(allowed)}")
+        if not isinstance(self.adaptive_clip, bool):
+            raise bad("adaptive_clip", "must be true or false")
+        if self.task == "csv":
+            if not self.data:
+                raise bad("data", "task csv needs a CSV file")
+            if not os.path.isfile(self.data):
+                raise bad("data", "no such file")
+            if not self.target:
+                raise bad("target", "task csv needs the target column")
+        elif self.data:
+            raise bad("data", "a CSV file is only read with task = 'csv'")
+        if not self.out:
+            raise bad("out", "must name an output directory")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
+    """Defaults, then the TOML file (top-level keys or a [simulate] table), then ``overrides``
+    (None values ignored); validated. Unknown keys are refused by name."""
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"config file {path!r} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
+        values.update(doc.get("simulate", doc))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(SimConfig)}
+    for key in values:
+        if key.replace("-", "_") not in known:
+            raise ValueError(f"unknown config field {key!r} (known: {', '.join(sorted(known))})")
+    cfg = SimConfig(**{k.replace("-", "_"): v for k, v in values.items()})
+    return cfg.validate()

@@ -1,0 +1,480 @@
+"""The simulation runner behind ``privcity simulate``.
+
+One process by default: the aggregator and one gateway hosting every device run side by side.
+Under ``mpiexec -n P`` (P >= 2) rank 0 is the aggregator and ranks 1..P-1 are gateways, each
+hosting a contiguous block of devices; every round rank 0 broadcasts the model, each gateway
+trains, clips and seals its reporting devices' updates, and the sealed envelopes (real
+AES-256-GCM bytes) travel to rank 0, which enrols new devices with the city CA, opens the
+envelopes and aggregates. Only rank 0 prints and writes files.
+
+Determinism: for a fixed seed the models and every non-timing metric are the same for every P,
+bit for bit: the data of device d, whether it is sampled or drops out and its training seed
+depend only on (seed, d, round); rank 0 reduces updates in device order; the server's DP noise
+comes from a seeded SecureRNG (a simulation: the run says so; a deployment keys it from the
+OS). Timings (CPU, latency, aggregation time) are measured, so they vary between runs.
+
+Each run trains three models on the same city: (a) centralized, on the pooled raw data;
+(b) federated without DP; (c) federated with DP-FedAvg at the configured budget.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ..crypto.envelope import build_header
+from ..crypto.pki import verify_certificate
+from ..dp import Accountant, AdaptiveClipping
+from ..errors import PrivacyBudgetExceeded
+from ..fl import Aggregator, DPFedAvg, FedAvg, Gateway, GatewayReport
+from ..fl.rounds import AGGREGATOR_ID
+from ..noise import SecureRNG
+from .config import SimConfig
+
+__all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
+
+TEST_DEVICES = 500  # pseudo-devices of the held-out test population
+
+
+# --- setting up ------------------------------------------------------------------------------------
+
+def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
+    """(train FederatedDataset for ``devices`` (None: all), test set) for the configured task."""
+    from .. import data
+    if cfg.task == "csv":
+        train, (x_test, y_test) = data.load_csv(
+            cfg.data, target=cfg.target, device_column=cfg.device_column or None,
+            devices=None if cfg.device_column else cfg.devices, seed=cfg.seed)
+        test = SimpleNamespace(X=x_test, y=y_test)
+        if devices is not None:
+            train = train.subset(np.arange(devices.start, devices.stop))
+        return train, test
+    train = data.make_city(cfg.task, n_devices=cfg.devices,
+                           samples_per_device=cfg.samples_per_device,
+                           n_districts=cfg.districts, seed=cfg.seed, devices=devices,
+                           partition=cfg.partition, alpha=cfg.alpha)
+    # A held-out population of pseudo-devices, the same whatever the city's size or split.
+    test = data.make_test_set(cfg.task, n_devices=TEST_DEVICES,
+                              samples_per_device=cfg.samples_per_device, seed=cfg.seed,
+                              n_districts=cfg.districts)
+    return train, test
+
+
+def _model(cfg: SimConfig, train: Any) -> Any:
+    from .. import models
+    n_features = train.X.shape[1]
+    if cfg.model == "mlp":
+        n_out = train.n_classes if train.task_type == "classification" else 1
+        return models.MLP(n_features=n_features, hidden=cfg.hidden, n_outputs=n_out,
+                          task_type=train.task_type)
+    if train.task_type == "classification":
+        if cfg.model == "linear":
+            raise ValueError("config field 'model': linear is for regression tasks; use "
+                             "softmax or mlp")
+        return models.SoftmaxRegression(n_features=n_features, n_classes=train.n_classes)
+    if cfg.model == "softmax":
+        raise ValueError("config field 'model': softmax is for classification tasks; use "
+                         "linear or mlp")
+    return models.LinearRegression(n_features=n_features)
+
+
+def _seeded_rng(cfg: SimConfig, stream: int) -> SecureRNG:
+    key = hashlib.sha256(f"privcity-simulate-{cfg.seed}".encode()).digest()
+    return SecureRNG(key, stream=stream)
+
+
+def calibrate_noise_multiplier(*, epsilon: float, delta: float, sample_rate: float,
+                               rounds: int) -> float:
+    """The smallest noise multiplier z (to 3 significant digits) with which ``rounds``
+    DP-FedAvg rounds at rate q stay within (epsilon, delta), by dp-accounting's RDP."""
+    def eps(z: float) -> float:
+        acc = Accountant(epsilon_budget=1e300, delta=delta)
+        return acc.epsilon_with(acc._round_event(sample_rate, z)) if rounds == 1 else \
+            acc.record_rounds(q=sample_rate, z=z, n=rounds)
+    lo, hi = 0.05, 1.0
+    while eps(hi) > epsilon:
+        lo, hi = hi, hi * 2
+        if hi > 1e4:
+            raise ValueError(f"no noise multiplier up to 1e4 fits epsilon={epsilon} in "
+                             f"{rounds} rounds at sample_rate={sample_rate}")
+    for _ in range(40):
+        mid = math.sqrt(lo * hi)
+        if eps(mid) > epsilon:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1.0005:
+            break
+    return float(f"{hi:.3g}") if eps(float(f"{hi:.3g}")) <= epsilon else hi
+
+
+def _raw_upload_bytes(train: Any) -> int:
+    """Bytes the devices would send to upload their raw records (features and target as one
+    float32 tensor per device) sealed the same way: header + tensor codec + tag, per device."""
+    total = 0
+    width = train.X.shape[1] + 1
+    counts = np.diff(train.offsets)
+    for device, n in zip(train.device_ids, counts):
+        header = len(build_header(sender_id=f"dev-{int(device)}", receiver_id=AGGREGATOR_ID,
+                                  epoch=0, counter=0, plaintext_length=0, content_type=1))
+        total += header + 2 + 16 + 4 * int(n) * width + 16
+    return total
+
+
+# --- transports ----------------------------------------------------------------------------------
+
+class _Local:
+    """One process: the aggregator calls the single gateway directly."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.ranks = 1
+
+    def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
+        return [_gateway_round(self.gateway, msg)]
+
+    def finish(self) -> None:
+        pass
+
+
+class _MPI:
+    """Rank 0's side of the MPI exchange (the gateways run :func:`_gateway_loop`)."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.ranks = comm.Get_size()
+
+    def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
+        self.comm.bcast(msg, root=0)
+        return self.comm.gather(None, root=0)[1:]
+
+    def finish(self) -> None:
+        self.comm.bcast(None, root=0)
+
+
+def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
+    return gateway.run_round(msg["params"], msg["round"], sample_rate=msg["sample_rate"],
+                             dropout=msg["dropout"], clip=msg["clip"],
+                             adaptive_bit=msg["adaptive_bit"], epoch=msg["epoch"])
+
+
+def _gateway_loop(comm: Any, gateway: Gateway) -> None:
+    while True:
+        msg = comm.bcast(None, root=0)
+        if msg is None:
+            return
+        comm.gather(_gateway_round(gateway, msg), root=0)
+
+
+def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
+                  aggregator_cert: Any) -> Gateway:
+    return Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
+                   seed=cfg.seed, aggregator_certificate=aggregator_cert,
+                   epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+
+
+# --- one federated run ----------------------------------------------------------------------------
+
+class _Progress:
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+        self.tty = enabled and sys.stderr.isatty()
+
+    def update(self, done: int, metric: str, value: float, epsilon: float | None) -> None:
+        if not self.enabled:
+            return
+        width = 20
+        fill = int(width * done / self.total)
+        eps = f"  eps {epsilon:.3f}" if epsilon is not None else ""
+        line = (f"[{self.label:<6}] round {done:>3}/{self.total} |{'#' * fill}{' ' * (width - fill)}|"
+                f"  {metric} {value:.4f}{eps}")
+        sys.stderr.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregator,
+               model: Any, test: Any, init: np.ndarray, progress: bool) -> dict[str, Any]:
+    params = init.copy()
+    strategy = aggregator.strategy
+    metric = "accuracy" if model.task_type == "classification" else "r2"
+    rounds: list[dict[str, Any]] = []
+    stopped = None
+    bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
+    for r in range(cfg.rounds):
+        try:
+            strategy.check_budget()
+        except PrivacyBudgetExceeded as exc:
+            stopped = str(exc)
+            break
+        clip = strategy.clip_norm()
+        msg = {"params": params, "round": r, "sample_rate": cfg.sample_rate,
+               "dropout": cfg.dropout, "clip": clip,
+               "adaptive_bit": aggregator.adaptive_bit, "epoch": 2 * r + (1 if dp else 0)}
+        reports = transport.round(msg)
+        t0 = time.perf_counter()
+        for rep in reports:
+            aggregator.enrol(rep.enrolments)
+        envelopes = [e for rep in reports for e in rep.envelopes]
+        t1 = time.perf_counter()
+        ids, updates, bits, refused = aggregator.open(envelopes)
+        params = aggregator.step(params, ids, updates, bits, r)
+        t2 = time.perf_counter()
+        accounting = strategy.last_accounting_seconds if dp else 0.0
+        scores = model.evaluate(params, test.X, test.y)
+        eps = strategy.accountant.epsilon() if dp else None
+        rounds.append({
+            "round": r + 1,
+            "sampled": sum(rep.sampled for rep in reports),
+            "reported": int(ids.size),
+            "refused": refused,
+            "bytes_sent": int(sum(len(e) for e in envelopes)),
+            "score": float(model.score(params, test.X, test.y)),
+            "metrics": {k: float(v) for k, v in scores.items()},
+            "epsilon": eps,
+            "clip": clip,
+            "enrol_seconds": t1 - t0,
+            "aggregation_seconds": t2 - t1 - accounting,  # open + reduce + noise
+            "accounting_seconds": accounting,
+            "train_cpu_seconds": [float(x) for rep in reports for x in rep.train_seconds],
+            "privacy_seconds": [float(x) for rep in reports for x in rep.privacy_seconds],
+        })
+        bar.update(r + 1, metric, rounds[-1]["score"], eps)
+    bar.close()
+    return {"params": params, "rounds": rounds, "stopped": stopped,
+            "strategy": strategy.describe()}
+
+
+def _strategy(cfg: SimConfig, dp: bool, population: int) -> tuple[Any, bool]:
+    if not dp:
+        return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
+    z = cfg.noise_multiplier or calibrate_noise_multiplier(
+        epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, rounds=cfg.rounds)
+    adaptive = None
+    if cfg.adaptive_clip:
+        expected = cfg.sample_rate * population
+        adaptive = AdaptiveClipping(initial_clip=cfg.clip, count_noise_std=expected / 20,
+                                    rng=_seeded_rng(cfg, 2))
+    strategy = DPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), clip=cfg.clip,
+                        noise_multiplier=z, sample_rate=cfg.sample_rate, population=population,
+                        accountant=Accountant(epsilon_budget=cfg.epsilon, delta=cfg.delta),
+                        adaptive=adaptive, rng=_seeded_rng(cfg, 1))
+    return strategy, adaptive is not None
+
+
+# --- the whole simulation -------------------------------------------------------------------------
+
+def _percentiles(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"p50": 0.0, "p99": 0.0, "mean": 0.0}
+    a = np.asarray(xs)
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+            "mean": float(a.mean())}
+
+
+def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True) -> dict[str, Any] | None:
+    """Run the simulation; rank 0 (or the only process) returns the results dict and writes
+    ``cfg.out``/metrics.json; other ranks return None. ``comm``: an mpi4py communicator with
+    at least 2 ranks, or None for one process."""
+    cfg.validate()
+    rank = 0 if comm is None else comm.Get_rank()
+    size = 1 if comm is None else comm.Get_size()
+    started = time.perf_counter()
+    if size == 1:
+        train, test = _dataset(cfg, None)
+    elif rank == 0:
+        train, test = _dataset(cfg, None)  # rank 0 holds the pooled data for the baseline only
+    else:
+        blocks = np.array_split(np.arange(_population(cfg)), size - 1)
+        block = blocks[rank - 1]
+        mine = range(int(block[0]), int(block[-1]) + 1) if block.size else range(0, 0)
+        train, test = _dataset(cfg, mine)
+    model = _model(cfg, train)
+    population = _population(cfg) if size > 1 else train.n_devices
+    init = model.init_params(cfg.seed)
+
+    # Aggregators for the two federated runs share nothing but the city CA design; each has its
+    # own keys. The gateways learn the aggregator certificates up front.
+    if rank == 0:
+        weights = np.diff(train.offsets).astype(np.float64)
+        plain_strategy, _ = _strategy(cfg, False, population)
+        dp_strategy, adaptive = _strategy(cfg, True, population)
+        agg_plain = Aggregator(strategy=plain_strategy, n_params=model.n_params,
+                               weights_of=lambda d: weights[d])
+        agg_dp = Aggregator(strategy=dp_strategy, n_params=model.n_params,
+                            weights_of=lambda d: weights[d], adaptive_bit=adaptive)
+        certs = (agg_plain.verified, agg_dp.verified)
+    else:
+        certs = None
+    if comm is not None and size > 1:
+        # Certificates travel as PEM; each gateway verifies the aggregators' against the CA.
+        pem = serialization.Encoding.PEM
+        wire = None if rank else [(a.ca.certificate.public_bytes(pem), a.crl.public_bytes(pem),
+                                   a.certificate.public_bytes(pem)) for a in (agg_plain, agg_dp)]
+        wire = comm.bcast(wire, root=0)
+        if rank:
+            certs = tuple(verify_certificate(x509.load_pem_x509_certificate(c),
+                                             trust_anchor=x509.load_pem_x509_certificate(ca),
+                                             crl=x509.load_pem_x509_crl(crl))
+                          for ca, crl, c in wire)
+    if size == 1:
+        gw_plain = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[0])
+        transports = [_Local(gw_plain)]
+        gw_dp = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[1])
+        transports.append(_Local(gw_dp))
+    elif rank == 0:
+        transports = [_MPI(comm), _MPI(comm)]
+    else:
+        for cert in certs:
+            gw = _make_gateway(cfg, train, model, mine, cert)
+            _gateway_loop(comm, gw)
+        return None
+
+    # (a) centralized baseline on the pooled raw data
+    from ..models import train_centralized
+    t0 = time.process_time()
+    central = train_centralized(model, init, train.X, train.y, epochs=cfg.centralized_epochs,
+                                batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    central_cpu = time.process_time() - t0
+    # (b) FL without DP, (c) FL with DP
+    plain = _federated(cfg, dp=False, transport=transports[0], aggregator=agg_plain,
+                       model=model, test=test, init=init, progress=progress)
+    transports[0].finish()
+    dp = _federated(cfg, dp=True, transport=transports[1], aggregator=agg_dp, model=model,
+                    test=test, init=init, progress=progress)
+    transports[1].finish()
+
+    results = _report(cfg, model, train, test, central, central_cpu, plain, dp, size,
+                      time.perf_counter() - started)
+    os.makedirs(cfg.out, exist_ok=True)
+    with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results
+
+
+def _population(cfg: SimConfig) -> int:
+    if cfg.task != "csv":
+        return cfg.devices
+    from .. import data
+    train, _ = data.load_csv(cfg.data, target=cfg.target, device_column=cfg.device_column or None,
+                             devices=None if cfg.device_column else cfg.devices, seed=cfg.seed)
+    return train.n_devices
+
+
+def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarray,
+            central_cpu: float, plain: dict[str, Any], dp: dict[str, Any], ranks: int,
+            wall: float) -> dict[str, Any]:
+    def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+        rounds = run["rounds"]
+        train_s = [x for r in rounds for x in r["train_cpu_seconds"]]
+        priv_s = [x for r in rounds for x in r["privacy_seconds"]]
+        sent = [r["bytes_sent"] for r in rounds]
+        t_mean = float(np.mean(train_s)) if train_s else 0.0
+        p_mean = float(np.mean(priv_s)) if priv_s else 0.0
+        return {
+            "score": rounds[-1]["score"] if rounds else None,
+            "metrics": rounds[-1]["metrics"] if rounds else {},
+            "rounds_run": len(rounds),
+            "stopped": run["stopped"],
+            "bytes_total": int(sum(sent)),
+            "bytes_per_round_mean": float(np.mean(sent)) if sent else 0.0,
+            "device_rounds": len(train_s),
+            "device_train_cpu_seconds_mean": t_mean,
+            "device_privacy_seconds": _percentiles(priv_s),
+            "device_overhead_percent": 100.0 * p_mean / t_mean if t_mean > 0 else float("inf"),
+            "aggregation_seconds_mean": float(np.mean([r["aggregation_seconds"]
+                                                       for r in rounds])) if rounds else 0.0,
+            "strategy": run["strategy"],
+        }
+
+    def strip(run: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for r in run["rounds"]:
+            r = dict(r)
+            r["device_privacy_seconds"] = _percentiles(r.pop("privacy_seconds"))
+            t = r.pop("train_cpu_seconds")
+            r["device_train_cpu_seconds_mean"] = float(np.mean(t)) if t else 0.0
+            out.append(r)
+        return out
+
+    metric = "accuracy" if model.task_type == "classification" else "r2"
+    dp_sum = run_summary(dp)
+    acc = dp["strategy"]
+    return {
+        "config": cfg.to_dict(),
+        "ranks": ranks,
+        "wall_seconds": wall,
+        "task_type": model.task_type,
+        "metric": metric,
+        "devices": int(train.n_devices),
+        "records": int(train.X.shape[0]),
+        "test_records": int(test.X.shape[0]),
+        "n_params": int(model.n_params),
+        "centralized": {"score": float(model.score(central, test.X, test.y)),
+                        "metrics": {k: float(v) for k, v in
+                                    model.evaluate(central, test.X, test.y).items()},
+                        "cpu_seconds": central_cpu},
+        "fl": run_summary(plain),
+        "fl_dp": dp_sum,
+        "privacy": {"epsilon": dp["rounds"][-1]["epsilon"] if dp["rounds"] else 0.0,
+                    "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
+                    "noise_multiplier": acc["noise_multiplier"],
+                    "sample_rate": cfg.sample_rate,
+                    "noise": "seeded SecureRNG (simulation: reproducible, not for production)"},
+        "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(train),
+                      "fl_bytes_total": run_summary(plain)["bytes_total"],
+                      "fl_dp_bytes_total": dp_sum["bytes_total"]},
+        "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
+        "final_params_sha256": {
+            "centralized": hashlib.sha256(central.tobytes()).hexdigest(),
+            "fl": hashlib.sha256(plain["params"].tobytes()).hexdigest(),
+            "fl_dp": hashlib.sha256(dp["params"].tobytes()).hexdigest()},
+    }
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The run's results as a text table (what ``privcity simulate`` prints)."""
+    m = results["metric"]
+    fl, fd, bw, pr = results["fl"], results["fl_dp"], results["bandwidth"], results["privacy"]
+    rows = [
+        ("", "centralized", "FL", "FL + DP"),
+        (f"test {m}", f"{results['centralized']['score']:.4f}", f"{fl['score']:.4f}",
+         f"{fd['score']:.4f}" if fd["score"] is not None else "-"),
+        ("epsilon (delta)", "-", "-", f"{pr['epsilon']:.3f} ({pr['delta']:g})"),
+        ("rounds run", "-", str(fl["rounds_run"]), str(fd["rounds_run"])),
+        ("bytes sent", f"{bw['raw_upload_bytes']:,} (raw, sealed)", f"{fl['bytes_total']:,}",
+         f"{fd['bytes_total']:,}"),
+        ("device CPU / round", "-", f"{fl['device_train_cpu_seconds_mean'] * 1e3:.3f} ms",
+         f"{fd['device_train_cpu_seconds_mean'] * 1e3:.3f} ms"),
+        ("clip + seal p50 / p99", "-",
+         f"{fl['device_privacy_seconds']['p50'] * 1e3:.3f} / "
+         f"{fl['device_privacy_seconds']['p99'] * 1e3:.3f} ms",
+         f"{fd['device_privacy_seconds']['p50'] * 1e3:.3f} / "
+         f"{fd['device_privacy_seconds']['p99'] * 1e3:.3f} ms"),
+        ("privacy overhead", "-", f"{fl['device_overhead_percent']:.0f} %",
+         f"{fd['device_overhead_percent']:.0f} %"),
+        ("aggregation / round", "-", f"{fl['aggregation_seconds_mean'] * 1e3:.2f} ms",
+         f"{fd['aggregation_seconds_mean'] * 1e3:.2f} ms"),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    head = (f"privcity simulate: {results['devices']:,} devices, task {results['config']['task']}"
+            f" ({results['task_type']}), {results['ranks']} rank(s), "
+            f"{results['wall_seconds']:.1f} s")
+    return head + "\n" + "\n".join(lines)
