@@ -37,7 +37,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 _FLAG_HELP = {
-    "task": "air_quality (classification), traffic (regression) or csv (with --data)",
+    "task": "air_quality (classification), traffic or energy (regression), or csv (--data)",
     "devices": "devices in the city (for csv without --device-column: devices to split rows to)",
     "samples_per_device": "local records per device (synthetic tasks)",
     "districts": "districts of the synthetic city",
@@ -57,6 +57,8 @@ _FLAG_HELP = {
     "delta": "delta of the DP run",
     "clip": "L2 clip norm of device updates (initial clip with --adaptive-clip)",
     "noise_multiplier": "z, noise std / clip; 0 picks the smallest z whose rounds fit epsilon",
+    "field_epsilon": "epsilon per record of the on-device noise of sensitive fields (their "
+                     "schema flag; task energy has some); 0: none",
     "adaptive_clip": "adapt the clip norm to the median update norm (Andrew et al. 2021)",
     "centralized_epochs": "epochs of the centralized baseline on the pooled raw data",
     "seed": "seed of the city, the sampling, the training and the (simulated) DP noise",

@@ -80,6 +80,7 @@ class GatewayReport:
     train_seconds: list[float] = field(default_factory=list)       # per reporting device
     privacy_seconds: list[float] = field(default_factory=list)     # clip + seal, per device
     clip_seconds: list[float] = field(default_factory=list)        # clip alone, per device
+    diverged: int = 0  # devices whose local training gave a non-finite update (not sent)
 
 
 class Gateway:
@@ -128,7 +129,9 @@ class Gateway:
                              local, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                              seeds=seeds)
         per_device_train = (time.process_time() - t0) / local.size
-        for row, device in zip(updates, ids):
+        finite = np.isfinite(updates).all(axis=1)
+        report.diverged = int(local.size - finite.sum())
+        for row, device in zip(updates[finite], ids[finite]):
             device = int(device)
             t1 = time.perf_counter()
             if clip is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["SimConfig", "load_config"]
 
-TASKS = ("air_quality", "traffic", "csv")
+TASKS = ("air_quality", "traffic", "energy", "csv")
 MODELS = ("auto", "linear", "softmax", "mlp")
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
 PARTITIONS = ("district", "dirichlet")
@@ -20,7 +20,7 @@ PARTITIONS = ("district", "dirichlet")
 class SimConfig:
     """Every setting of ``privcity simulate`` (the flag is the name with dashes)."""
 
-    task: str = "air_quality"          # air_quality (classification), traffic (regression), csv
+    task: str = "air_quality"          # air_quality (classification), traffic, energy, csv
     devices: int = 1000                # devices in the city
     samples_per_device: int = 48       # local records per device (synthetic tasks)
     districts: int = 8
@@ -39,6 +39,7 @@ class SimConfig:
     epsilon: float = 4.0               # privacy budget of the DP run
     delta: float = 1e-5
     clip: float = 1.0                  # L2 clip norm of device updates
+    field_epsilon: float = 0.0         # > 0: devices noise their sensitive fields (per record)
     noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
     adaptive_clip: bool = False
     centralized_epochs: int = 5
@@ -73,6 +74,13 @@ class SimConfig:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
                     or v <= 0:
                 raise bad(name, "must be a finite number > 0")
+        fe = self.field_epsilon
+        if not isinstance(fe, (int, float)) or isinstance(fe, bool) or not math.isfinite(fe) \
+                or fe < 0:
+            raise bad("field_epsilon", "must be a finite number >= 0 (0: no field noise)")
+        if fe > 0 and self.task == "csv":
+            raise bad("field_epsilon", "field noise needs a schema with sensitivity flags: "
+                                       "synthetic tasks only")
         z = self.noise_multiplier
         if not isinstance(z, (int, float)) or isinstance(z, bool) or not math.isfinite(z) or z < 0:
             raise bad("noise_multiplier", "must be a finite number >= 0 (0: calibrate)")

@@ -61,7 +61,11 @@ def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
     train = data.make_city(cfg.task, n_devices=cfg.devices,
                            samples_per_device=cfg.samples_per_device,
                            n_districts=cfg.districts, seed=cfg.seed, devices=devices,
-                           partition=cfg.partition, alpha=cfg.alpha)
+                           partition=cfg.partition, alpha=cfg.alpha,
+                           # On-device noise of the schema's sensitive fields, one seeded stream
+                           # per device (a simulation), so blocks and ranks agree.
+                           epsilon=cfg.field_epsilon or None,
+                           noise_seed=cfg.seed if cfg.field_epsilon else None)
     # A held-out population of pseudo-devices, the same whatever the city's size or split.
     test = data.make_test_set(cfg.task, n_devices=TEST_DEVICES,
                               samples_per_device=cfg.samples_per_device, seed=cfg.seed,
@@ -243,6 +247,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "sampled": sum(rep.sampled for rep in reports),
             "reported": int(ids.size),
             "refused": refused,
+            "diverged": sum(rep.diverged for rep in reports),
             "bytes_sent": int(sum(len(e) for e in envelopes)),
             "score": float(model.score(params, test.X, test.y)),
             "metrics": {k: float(v) for k, v in scores.items()},
@@ -425,10 +430,7 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
         "records": int(train.X.shape[0]),
         "test_records": int(test.X.shape[0]),
         "n_params": int(model.n_params),
-        "centralized": {"score": float(model.score(central, test.X, test.y)),
-                        "metrics": {k: float(v) for k, v in
-                                    model.evaluate(central, test.X, test.y).items()},
-                        "cpu_seconds": central_cpu},
+        "centralized": _central_summary(model, central, test, central_cpu),
         "fl": run_summary(plain),
         "fl_dp": dp_sum,
         "privacy": {"epsilon": dp["rounds"][-1]["epsilon"] if dp["rounds"] else 0.0,
@@ -447,14 +449,30 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
     }
 
 
+def _central_summary(model: Any, params: np.ndarray, test: Any, cpu: float) -> dict[str, Any]:
+    if not np.isfinite(params).all():  # SGD diverged (e.g. a learning rate too high)
+        return {"score": float("nan"), "metrics": {}, "cpu_seconds": cpu, "diverged": True}
+    return {"score": float(model.score(params, test.X, test.y)),
+            "metrics": {k: float(v) for k, v in model.evaluate(params, test.X, test.y).items()},
+            "cpu_seconds": cpu, "diverged": False}
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """The run's results as a text table (what ``privcity simulate`` prints)."""
     m = results["metric"]
     fl, fd, bw, pr = results["fl"], results["fl_dp"], results["bandwidth"], results["privacy"]
+
+    def score(value: float | None) -> str:
+        if value is None:
+            return "-"
+        if not math.isfinite(value):
+            return "diverged (lower --lr)"
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}"
+
     rows = [
         ("", "centralized", "FL", "FL + DP"),
-        (f"test {m}", f"{results['centralized']['score']:.4f}", f"{fl['score']:.4f}",
-         f"{fd['score']:.4f}" if fd["score"] is not None else "-"),
+        (f"test {m}", score(results["centralized"]["score"]), score(fl["score"]),
+         score(fd["score"])),
         ("epsilon (delta)", "-", "-", f"{pr['epsilon']:.3f} ({pr['delta']:g})"),
         ("rounds run", "-", str(fl["rounds_run"]), str(fd["rounds_run"])),
         ("bytes sent", f"{bw['raw_upload_bytes']:,} (raw, sealed)", f"{fl['bytes_total']:,}",
