@@ -97,7 +97,7 @@ class Accountant:
     privacy loss distribution of a sampled Gaussian); the epsilons of :meth:`history` are cached.
     """
 
-    __slots__ = ("_budget", "_delta", "_method", "_events", "_history", "_rounds")
+    __slots__ = ("_budget", "_delta", "_method", "_events", "_history", "_rounds", "_memo")
 
     def __init__(self, epsilon_budget: float, delta: float, *, method: str = "rdp") -> None:
         self._budget = _checks.positive(epsilon_budget, "epsilon_budget")
@@ -109,6 +109,10 @@ class Accountant:
         self._events: list[Any] = []
         self._history: list[float] = []
         self._rounds = 0
+        # The last epsilon_with: (number of events recorded then, event, epsilon). A spend
+        # right after a check of the same event (the usual "check, run, record" of a round)
+        # reuses it instead of composing everything again.
+        self._memo: tuple[int, Any, float] | None = None
 
     # --- state --------------------------------------------------------------------------------
     @property
@@ -170,13 +174,18 @@ class Accountant:
         dpe = load_dp_accounting().dp_event
         if not isinstance(event, dpe.DpEvent):
             raise TypeError(f"event must be a dp_accounting DpEvent, not {type(event).__name__}")
+        memo = self._memo
+        if memo is not None and memo[0] == len(self._events) and memo[1] == event:
+            return memo[2]
         acc = self._new_accountant()
         if not acc.supports(event):
             raise ValueError(f"the {self._method!r} accountant cannot account for {event!r}")
         for ev, count in _grouped(self._events + [event]):
             acc.compose(ev, count)
         eps = float(acc.get_epsilon(self._delta))
-        return eps if not math.isnan(eps) else math.inf
+        eps = eps if not math.isnan(eps) else math.inf
+        self._memo = (len(self._events), event, eps)
+        return eps
 
     def spend(self, event: Any) -> float:
         """Records ``event`` if the total epsilon stays within the budget; returns the new total.

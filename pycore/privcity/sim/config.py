@@ -21,17 +21,17 @@ class SimConfig:
     """Every setting of ``privcity simulate`` (the flag is the name with dashes)."""
 
     task: str = "air_quality"          # air_quality (classification), traffic, energy, csv
-    devices: int = 1000                # devices in the city
+    devices: int = 2000                # devices in the city
     samples_per_device: int = 48       # local records per device (synthetic tasks)
     districts: int = 8
     partition: str = "district"        # district or dirichlet (non-IID label mix)
     alpha: float = 0.5                 # Dirichlet concentration
-    rounds: int = 20
+    rounds: int = 40
     sample_rate: float = 0.1           # q: Poisson sampling rate of devices per round
     dropout: float = 0.0               # probability a sampled device does not report
-    local_epochs: int = 1
+    local_epochs: int = 5
     batch_size: int = 16
-    lr: float = 0.1                    # local SGD learning rate
+    lr: float = 0.5                    # local SGD learning rate
     server_lr: float = 1.0
     model: str = "auto"                # auto: linear for regression, softmax for classification
     hidden: int = 32                   # hidden units of the MLP

@@ -1,0 +1,235 @@
+"""privcity simulate: end-to-end runs of small cities (one process and mpiexec -n 3), metrics,
+dropouts, the privacy budget, configuration errors and the CSV path on real data."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privcity.cli import main as cli_main
+from privcity.dp import Accountant
+from privcity.sim import SimConfig, calibrate_noise_multiplier, load_config, simulate
+
+from test_aggregate_mpi import find_mpiexec
+
+SMALL = dict(devices=160, rounds=6, sample_rate=0.25, samples_per_device=24, seed=3, lr=0.5,
+             local_epochs=3)
+
+
+def run(tmp_path: Path, **kw) -> dict:
+    cfg = load_config(None, out=str(tmp_path / "out"), **{**SMALL, **kw})
+    return simulate(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_city(tmp_path_factory) -> dict:
+    return run(tmp_path_factory.mktemp("sim"), epsilon=8.0)
+
+
+def test_accuracy_improves_over_rounds(small_city):
+    # Prepare
+    rounds = small_city["rounds"]["fl"]
+    losses = [r["metrics"]["loss"] for r in rounds]
+
+    # Assert: the test loss falls round after round, accuracy ends above where it started,
+    # and federated training gets most of what centralized training does
+    assert small_city["metric"] == "accuracy"
+    assert all(b < a for a, b in zip(losses, losses[1:]))
+    assert rounds[-1]["score"] > rounds[0]["score"]
+    assert small_city["fl"]["score"] > small_city["centralized"]["score"] - 0.1
+
+
+def test_dp_stays_within_a_margin_of_non_dp_at_moderate_epsilon(small_city):
+    # Assert (epsilon 8, 6 rounds at q = 0.25)
+    assert abs(small_city["fl_dp"]["score"] - small_city["fl"]["score"]) <= 0.1
+
+
+def test_metrics_are_present_and_sane(small_city, tmp_path_factory):
+    # Prepare
+    r = small_city
+    written = json.loads((Path(r["config"]["out"]) / "metrics.json").read_text())
+
+    # Assert
+    assert written["final_params_sha256"] == r["final_params_sha256"]
+    for run_ in ("fl", "fl_dp"):
+        s = r[run_]
+        assert s["rounds_run"] == SMALL["rounds"]
+        assert s["bytes_total"] > 0 and s["bytes_per_round_mean"] > 0
+        assert np.isfinite(s["device_overhead_percent"]) and s["device_overhead_percent"] > 0
+        assert 0 < s["device_privacy_seconds"]["p50"] <= s["device_privacy_seconds"]["p99"]
+        assert s["aggregation_seconds_mean"] > 0
+        assert all(x["reported"] <= x["sampled"] for x in r["rounds"][run_])
+        assert all(x["refused"] == 0 for x in r["rounds"][run_])
+    assert r["bandwidth"]["raw_upload_bytes"] > 0
+    # each round's bytes are exactly the sealed updates: header + tensor codec + tag
+    one = r["rounds"]["fl"][0]
+    assert one["bytes_sent"] > one["reported"] * 4 * r["n_params"]
+
+
+def test_epsilon_matches_the_accountant(small_city):
+    # Prepare
+    p = small_city["privacy"]
+    acc = Accountant(epsilon_budget=1e9, delta=p["delta"])
+
+    # Execute
+    expected = acc.record_rounds(q=p["sample_rate"], z=p["noise_multiplier"], n=SMALL["rounds"])
+
+    # Assert
+    assert p["epsilon"] == pytest.approx(expected, rel=1e-9)
+    assert p["epsilon"] <= p["epsilon_budget"]
+    assert [x["epsilon"] for x in small_city["rounds"]["fl_dp"]] == sorted(
+        x["epsilon"] for x in small_city["rounds"]["fl_dp"])
+
+
+def test_calibrated_noise_multiplier_fits_the_budget_tightly():
+    # Execute
+    z = calibrate_noise_multiplier(epsilon=2.0, delta=1e-5, sample_rate=0.1, rounds=20)
+    eps = Accountant(epsilon_budget=1e9, delta=1e-5).record_rounds(q=0.1, z=z, n=20)
+    eps_less = Accountant(epsilon_budget=1e9, delta=1e-5).record_rounds(q=0.1, z=z / 1.02, n=20)
+
+    # Assert
+    assert eps <= 2.0 < eps_less
+
+
+def test_same_seed_same_results_and_another_seed_differs(tmp_path, small_city):
+    # Execute
+    again = run(tmp_path, epsilon=8.0)
+    other = run(tmp_path / "b", epsilon=8.0, seed=4)
+
+    # Assert
+    assert again["final_params_sha256"] == small_city["final_params_sha256"]
+    assert other["final_params_sha256"]["fl"] != small_city["final_params_sha256"]["fl"]
+
+
+def test_mpiexec_3_ranks_gives_the_one_process_result(tmp_path, small_city):
+    # Prepare
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[test]')")
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        pytest.skip("no mpiexec found beside Python or on PATH (pip install mpich)")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+    out = tmp_path / "mpi"
+
+    # Execute
+    proc = subprocess.run([mpiexec, "-n", "3", sys.executable, "-m", "privcity.cli", "simulate",
+                           *flags, "--epsilon=8.0", f"--out={out}", "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+    # Assert: bit-identical models and the same non-timing metrics
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["ranks"] == 3
+    assert got["final_params_sha256"] == small_city["final_params_sha256"]
+    for run_ in ("fl", "fl_dp"):
+        keys = ("round", "sampled", "reported", "bytes_sent", "score", "epsilon", "clip")
+        assert [{k: x[k] for k in keys} for x in got["rounds"][run_]] == \
+            [{k: x[k] for k in keys} for x in small_city["rounds"][run_]]
+
+
+def test_a_run_with_dropouts_completes(tmp_path):
+    # Execute
+    r = run(tmp_path, dropout=0.4, rounds=4)
+
+    # Assert
+    rounds = r["rounds"]["fl"]
+    assert len(rounds) == 4
+    assert sum(x["reported"] for x in rounds) < sum(x["sampled"] for x in rounds)
+    assert all(x["reported"] > 0 for x in rounds) and np.isfinite(r["fl"]["score"])
+
+
+def test_the_budget_stops_the_dp_run_before_it_is_exceeded(tmp_path):
+    # Execute: a fixed noise multiplier too small for 6 rounds within epsilon 1
+    r = run(tmp_path, epsilon=1.0, noise_multiplier=0.8)
+
+    # Assert
+    assert r["fl_dp"]["rounds_run"] < SMALL["rounds"]
+    assert "budget" in r["fl_dp"]["stopped"]
+    assert r["privacy"]["epsilon"] <= 1.0
+    assert r["fl"]["rounds_run"] == SMALL["rounds"]
+
+
+@pytest.mark.parametrize("kw", [dict(aggregator="median"), dict(aggregator="trimmed_mean"),
+                                dict(adaptive_clip=True), dict(model="mlp", hidden=8),
+                                dict(task="traffic"), dict(partition="dirichlet", alpha=0.3)],
+                         ids=["median", "trimmed", "adaptive-clip", "mlp", "traffic", "dirichlet"])
+def test_options_run(tmp_path, kw):
+    # Execute
+    r = run(tmp_path, rounds=3, **kw)
+
+    # Assert
+    assert r["fl"]["rounds_run"] == 3 and np.isfinite(r["fl"]["score"])
+    assert np.isfinite(r["fl_dp"]["score"])
+    if kw.get("adaptive_clip"):
+        clips = [x["clip"] for x in r["rounds"]["fl_dp"]]
+        assert clips[0] == 1.0 and len(set(clips)) > 1
+    if kw.get("task") == "traffic":
+        assert r["metric"] == "r2" and r["centralized"]["score"] > 0.5
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(rounds=0), "rounds"), (dict(sample_rate=0.0), "sample_rate"),
+    (dict(sample_rate=1.5), "sample_rate"), (dict(dropout=1.0), "dropout"),
+    (dict(epsilon=-1.0), "epsilon"), (dict(delta=1.0), "delta"), (dict(task="mars"), "task"),
+    (dict(clip=float("nan")), "clip"), (dict(devices=2.5), "devices"),
+    (dict(task="csv"), "data"), (dict(noise_multiplier=-1.0), "noise_multiplier"),
+    (dict(field_epsilon=-2.0), "field_epsilon"),
+])
+def test_bad_configuration_is_refused_naming_the_field(kw, field):
+    # Execute / Assert
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        load_config(None, **kw)
+
+
+def test_toml_file_and_flags(tmp_path, capsys):
+    # Prepare
+    path = tmp_path / "city.toml"
+    path.write_text('[simulate]\ndevices = 50\nrounds = 2\nsample_rate = 0.5\n')
+    (tmp_path / "bad.toml").write_text("devices = 50\nrounds_per_day = 3\n")
+
+    # Execute
+    cfg = load_config(str(path), rounds=3)
+    with pytest.raises(ValueError, match="rounds_per_day"):
+        load_config(str(tmp_path / "bad.toml"))
+    rc_bad = cli_main(["simulate", "--rounds", "0"])
+    err = capsys.readouterr().err
+    rc = cli_main(["simulate", "--config", str(path), "--out", str(tmp_path / "o"), "--quiet"])
+    table = capsys.readouterr().out
+
+    # Assert
+    assert (cfg.devices, cfg.rounds, cfg.sample_rate, cfg.task) == (50, 3, 0.5, SimConfig().task)
+    assert rc_bad == 2 and "'rounds'" in err
+    assert rc == 0 and "FL + DP" in table and "test accuracy" in table
+    assert (tmp_path / "o" / "metrics.json").is_file()
+
+
+def test_csv_path_runs_on_real_sensor_data(tmp_path):
+    # Prepare: UCI-derived room sensor readings shipped inside the river package
+    river = pytest.importorskip("river")
+    csv = Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv"
+
+    # Execute: CO2 (V4) from temperature, humidity, light and the time of day
+    r = run(tmp_path, task="csv", data=str(csv), target="V4", devices=8, rounds=3,
+            sample_rate=0.9, lr=0.05)
+
+    # Assert
+    assert r["devices"] == 8 and r["task_type"] == "regression" and r["records"] > 300
+    assert np.isfinite(r["fl"]["score"]) and np.isfinite(r["centralized"]["score"])
+    assert r["fl"]["bytes_total"] > 0
+
+
+def test_field_noise_on_sensitive_fields_changes_what_devices_release(tmp_path):
+    # Execute
+    clean = run(tmp_path / "a", task="energy", rounds=2, lr=0.01)
+    noised = run(tmp_path / "b", task="energy", rounds=2, lr=0.01, field_epsilon=4.0)
+
+    # Assert: the released data differ, so the centralized baseline trained on them does too
+    assert clean["final_params_sha256"]["centralized"] != \
+        noised["final_params_sha256"]["centralized"]
+    assert noised["config"]["field_epsilon"] == 4.0
