@@ -12,6 +12,13 @@ bit for bit: the data of device d, whether it is sampled or drops out and its tr
 depend only on (seed, d, round); rank 0 reduces updates in device order; the server's DP noise
 comes from a seeded SecureRNG (a simulation: the run says so; a deployment keys it from the
 OS). Timings (CPU, latency, aggregation time) are measured, so they vary between runs.
+Bit-identity assumes the ranks share one numpy build on one kind of CPU (the synthetic city uses
+numpy's vectorised log/exp/cos, whose last bit may differ between CPUs); across a mixed cluster
+the data, and hence the models, agree to float32 rounding instead.
+
+The device-side privacy pipeline is clip + seal: DP-FedAvg adds its Gaussian noise once, on the
+server, to the sum of clipped updates (central DP: the aggregator is trusted with the noise);
+with ``field_epsilon`` devices also noise their sensitive fields before training.
 
 Each run trains three models on the same city: (a) centralized, on the pooled raw data;
 (b) federated without DP; (c) federated with DP-FedAvg at the configured budget.
