@@ -247,6 +247,9 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
         envelopes = [e for rep in reports for e in rep.envelopes]
         t1 = time.perf_counter()
         ids, updates, bits, refused = aggregator.open(envelopes)
+        # Keys and replay windows of this round's epoch are done with: a late or replayed
+        # envelope of it is refused from now on, and memory stays flat over the rounds.
+        aggregator.receiver.discard_before(msg["epoch"] + 1)
         params = aggregator.step(params, ids, updates, bits, r)
         t2 = time.perf_counter()
         accounting = strategy.last_accounting_seconds if dp else 0.0
