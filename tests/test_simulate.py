@@ -157,7 +157,7 @@ def test_the_budget_stops_the_dp_run_before_it_is_exceeded(tmp_path):
 
 @pytest.mark.parametrize("kw", [dict(aggregator="median"), dict(aggregator="trimmed_mean"),
                                 dict(adaptive_clip=True), dict(model="mlp", hidden=8),
-                                dict(task="traffic"), dict(partition="dirichlet", alpha=0.3)],
+                                dict(task="traffic", lr=0.0), dict(partition="dirichlet", alpha=0.3)],
                          ids=["median", "trimmed", "adaptive-clip", "mlp", "traffic", "dirichlet"])
 def test_options_run(tmp_path, kw):
     # Execute
@@ -169,8 +169,9 @@ def test_options_run(tmp_path, kw):
     if kw.get("adaptive_clip"):
         clips = [x["clip"] for x in r["rounds"]["fl_dp"]]
         assert clips[0] == 1.0 and len(set(clips)) > 1
-    if kw.get("task") == "traffic":
-        assert r["metric"] == "r2" and r["centralized"]["score"] > 0.5
+    if kw.get("task") == "traffic":  # lr 0: chosen by the model (0.05 for regression)
+        assert r["metric"] == "r2" and r["config"]["lr"] == 0.05
+        assert r["centralized"]["score"] > 0.5 and r["fl"]["score"] > 0.5
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -233,3 +234,13 @@ def test_field_noise_on_sensitive_fields_changes_what_devices_release(tmp_path):
     assert clean["final_params_sha256"]["centralized"] != \
         noised["final_params_sha256"]["centralized"]
     assert noised["config"]["field_epsilon"] == 4.0
+
+
+def test_divergent_training_is_reported_not_aggregated(tmp_path):
+    # Execute: a learning rate far too high for squared loss (numpy warnings are errors here)
+    r = run(tmp_path, task="traffic", lr=50.0, rounds=3)
+
+    # Assert: the devices whose SGD overflowed were left out and counted; DP still clips
+    assert sum(x["diverged"] for x in r["rounds"]["fl"]) > 0
+    assert all(x["reported"] + x["diverged"] <= x["sampled"] for x in r["rounds"]["fl"])
+    assert r["centralized"]["diverged"] or np.isfinite(r["centralized"]["score"])

@@ -314,16 +314,37 @@ def _parse(v: Any) -> tuple:
             return (_RANGE, float(m.group(2)), float(m.group(3)), m.group(1) == "[", m.group(4) == "]")
         m = _SET_RE.match(s)
         if m:
-            return (_SET, frozenset(_key(x.strip()) for x in m.group(1).split(",") if x.strip()))
+            sep = "|" if "|" in m.group(1) else ","
+            return (_SET, frozenset(_key(x.strip()) for x in m.group(1).split(sep) if x.strip()))
         if "*" in s:
             return (_PATTERN, s)
     return (_EQ, _key(v))
 
 
+def _descendants(hierarchy: Mapping[Any, Any], name: str) -> dict[tuple, frozenset]:
+    """Every inner node of a child -> parent hierarchy (by equality key) with the keys of all
+    nodes below it."""
+    if not isinstance(hierarchy, Mapping):
+        raise ValueError(f"hierarchies[{name!r}] must map each child to its parent")
+    parent = {_key(c): _key(p) for c, p in hierarchy.items()}
+    below: dict[tuple, set] = {}
+    for child in parent:
+        node, seen = child, {child}
+        while node in parent:
+            node = parent[node]
+            if node in seen:
+                raise ValueError(f"hierarchies[{name!r}] has a cycle through {node[1]!r}")
+            seen.add(node)
+            below.setdefault(node, set()).add(child)
+    return {node: frozenset(kids) for node, kids in below.items()}
+
+
 class _Qi:
     """One quasi-identifier: the distinct released values and the auxiliary column's forms."""
 
-    def __init__(self, rel_values: np.ndarray, aux_values: np.ndarray, name: str) -> None:
+    def __init__(self, rel_values: np.ndarray, aux_values: np.ndarray, name: str,
+                 hierarchy: Mapping[Any, Any] | None = None) -> None:
+        below = _descendants(hierarchy, name) if hierarchy is not None else {}
         memo: dict[Any, int] = {}
         self.values: list[tuple] = []
         index: dict[tuple, int] = {}
@@ -339,6 +360,8 @@ class _Qi:
                 except (TypeError, ValueError):
                     raise ValueError(f"released value {raw!r} of {name!r} is not an accepted "
                                      "form") from None
+                if parsed[0] == _EQ and parsed[1] in below:     # an inner node of the hierarchy
+                    parsed = (_SET, below[parsed[1]])
                 j = index.setdefault(parsed, len(index))
                 if j == len(self.values):
                     self.values.append(parsed)
@@ -449,8 +472,8 @@ def _qi_spec(quasi_identifiers: Any) -> list[tuple[str, Any]]:
     return spec
 
 
-def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *,
-                   id_column: str) -> dict[str, Any]:
+def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *, id_column: str,
+                   hierarchies: Mapping[str, Mapping[Any, Any]] | None = None) -> dict[str, Any]:
     """Re-identify auxiliary individuals in released records by joining on quasi-identifiers.
 
     The attacker knows each auxiliary individual's exact quasi-identifiers and looks for the
@@ -470,6 +493,10 @@ def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *,
         (closed; a missing bound is open-ended).
     id_column : str
         Identity column of both tables.
+    hierarchies : mapping, optional
+        ``{aux_column: {child: parent}}``, chains ending at ``"*"`` (as for
+        :func:`privcity.anonymize.tabular.mondrian`): a released inner node matches every value
+        below it.
 
     Returns
     -------
@@ -488,7 +515,9 @@ def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *,
       by numeric value: ``"35"`` equals ``35``; other strings by text);
     - a range: a tuple ``(lo, hi)``, a string ``"lo-hi"`` (numbers, lo <= hi) -- both closed --
       or ``"[lo, hi)"`` with any of ``[ ] ( )``: matches numeric ``x`` inside it;
-    - a set (``set``/``frozenset``, or a string ``"{a, b, c}"``): ``x`` equal to a member;
+    - a set (``set``/``frozenset``, or a string ``"{a, b, c}"`` or ``"{a|b|c}"``): ``x`` equal
+      to a member;
+    - with a hierarchy for the column, an inner node: ``x`` below it;
     - a string with ``*``: each ``*`` stands for one character (``"941**"`` matches ``"94110"``
       but not ``"9411"``); a lone ``"*"`` or a missing value (suppressed) matches anything.
 
@@ -500,6 +529,8 @@ def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *,
     if not isinstance(id_column, str):
         raise ValueError("id_column must be a column name")
     spec = _qi_spec(quasi_identifiers)
+    if hierarchies is not None and not isinstance(hierarchies, Mapping):
+        raise ValueError("hierarchies must map auxiliary column names to {child: parent} dicts")
     rel_ids = _column(released, id_column, "released").reshape(-1)
     aux_ids = _column(auxiliary, id_column, "auxiliary").reshape(-1)
     n_rel, n_aux = len(rel_ids), len(aux_ids)
@@ -520,7 +551,7 @@ def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *,
             raise ValueError(f"quasi-identifier {aux_col!r}: column length differs from "
                              f"{id_column!r} (auxiliary {len(av)} vs {n_aux}, released "
                              f"{len(rv)} vs {n_rel})")
-        qis.append(_Qi(rv, av, aux_col))
+        qis.append(_Qi(rv, av, aux_col, None if hierarchies is None else hierarchies.get(aux_col)))
 
     # Classes: released records with the same published values on every quasi-identifier.
     if n_rel:

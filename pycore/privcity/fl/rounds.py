@@ -125,9 +125,12 @@ class Gateway:
         ids = self.devices[local]
         seeds = training_seeds(self.seed, round_index, ids)
         t0 = time.process_time()
-        updates = train_many(self.model, params, self.data.X, self.data.y, self.data.offsets,
-                             local, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                             seeds=seeds)
+        # A learning rate too high makes SGD overflow; such devices are detected below and
+        # left out (reported as diverged), so numpy's overflow warnings add nothing.
+        with np.errstate(over="ignore", invalid="ignore"):
+            updates = train_many(self.model, params, self.data.X, self.data.y,
+                                 self.data.offsets, local, epochs=self.epochs,
+                                 batch_size=self.batch_size, lr=self.lr, seeds=seeds)
         per_device_train = (time.process_time() - t0) / local.size
         finite = np.isfinite(updates).all(axis=1)
         report.diverged = int(local.size - finite.sum())

@@ -31,7 +31,7 @@ class SimConfig:
     dropout: float = 0.0               # probability a sampled device does not report
     local_epochs: int = 5
     batch_size: int = 16
-    lr: float = 0.5                    # local SGD learning rate
+    lr: float = 0.0                    # local SGD learning rate; 0: by model (see auto_lr)
     server_lr: float = 1.0
     model: str = "auto"                # auto: linear for regression, softmax for classification
     hidden: int = 32                   # hidden units of the MLP
@@ -69,7 +69,10 @@ class SimConfig:
                     or (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
                 raise bad(name, f"must be in {'(' if lo_open else '['}{lo}, {hi}"
                                 f"{')' if hi_open else ']'}")
-        for name in ("lr", "server_lr", "epsilon", "clip", "alpha"):
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) \
+                or not math.isfinite(self.lr) or self.lr < 0:
+            raise bad("lr", "must be a finite number > 0 (or 0: chosen by model)")
+        for name in ("server_lr", "epsilon", "clip", "alpha"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
                     or v <= 0:
