@@ -269,6 +269,29 @@ def test_wrong_and_not_found_outcomes():
     assert r["guess"] == pytest.approx(1 / 3)
 
 
+def test_sets_in_braces_and_hierarchy_nodes_match_what_lies_below():
+    # Prepare: Mondrian-style labels ("[lo, hi]", "{a|b}", a hierarchy node)
+    aux = {"id": np.arange(6), "age": np.array([20, 25, 31, 38, 44, 47]),
+           "race": np.array(["Latino", "Black", "Asian", "White", "Latino", "White"])}
+    tree = {"Latino": "Non-white", "Black": "Non-white", "Asian": "Non-white", "White": "*",
+            "Non-white": "*"}
+    released = {"id": aux["id"],
+                "age": np.array(["[20, 25]", "[20, 25]", "[31, 38]", "[31, 38]", "[44, 47]", "[44, 47]"]),
+                "race": np.array(["Non-white", "Non-white", "{Asian|White}", "{Asian|White}", "Latino",
+                                  "White"])}
+
+    # Execute
+    with_tree = linkage_attack(released, aux, ["age", "race"], id_column="id", hierarchies={"race": tree})
+    without = linkage_attack(released, aux, ["age", "race"], id_column="id")
+
+    # Assert
+    assert with_tree["candidates"].tolist() == [2, 2, 2, 2, 1, 1]
+    assert with_tree["counts"] == {"reidentified": 2, "wrong": 0, "ambiguous": 4, "not_found": 0}
+    assert without["candidates"].tolist() == [0, 0, 2, 2, 1, 1]   # "Non-white" is then a plain value
+    with pytest.raises(ValueError, match="cycle"):
+        linkage_attack(released, aux, ["race"], id_column="id", hierarchies={"race": {"a": "b", "b": "a"}})
+
+
 # --- linkage attack: the LA riots victims (real table) --------------------------------------------
 
 def test_generalisation_cuts_reidentification_in_the_la_riots_table():

@@ -171,19 +171,36 @@ class _Local:
         pass
 
 
+def _recv_patiently(comm: Any, source: int) -> Any:
+    """A blocking receive that sleeps while nothing has arrived: MPICH's blocking calls spin,
+    and a waiting rank must not take the CPU of a working one when ranks outnumber cores."""
+    delay = 1e-5
+    while not comm.Iprobe(source=source, tag=_TAG):
+        time.sleep(delay)
+        delay = min(delay * 2, 2e-3)
+    return comm.recv(source=source, tag=_TAG)
+
+
+_TAG = 71
+
+
 class _MPI:
-    """Rank 0's side of the MPI exchange (the gateways run :func:`_gateway_loop`)."""
+    """Rank 0's side of the MPI exchange (the gateways run :func:`_gateway_loop`): the round's
+    message goes to each gateway, each gateway's report comes back (point to point, so a rank
+    that waits can sleep)."""
 
     def __init__(self, comm: Any) -> None:
         self.comm = comm
         self.ranks = comm.Get_size()
 
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
-        self.comm.bcast(msg, root=0)
-        return self.comm.gather(None, root=0)[1:]
+        for dest in range(1, self.ranks):
+            self.comm.send(msg, dest=dest, tag=_TAG)
+        return [_recv_patiently(self.comm, src) for src in range(1, self.ranks)]
 
     def finish(self) -> None:
-        self.comm.bcast(None, root=0)
+        for dest in range(1, self.ranks):
+            self.comm.send(None, dest=dest, tag=_TAG)
 
 
 def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
@@ -194,10 +211,10 @@ def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
 
 def _gateway_loop(comm: Any, gateway: Gateway) -> None:
     while True:
-        msg = comm.bcast(None, root=0)
+        msg = _recv_patiently(comm, 0)
         if msg is None:
             return
-        comm.gather(_gateway_round(gateway, msg), root=0)
+        comm.send(_gateway_round(gateway, msg), dest=0, tag=_TAG)
 
 
 def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
