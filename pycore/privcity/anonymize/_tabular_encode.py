@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,5 +270,3 @@ def replace_columns(table: Any, released: dict[str, np.ndarray]) -> Any:
         out[name] = released[name] if name in released else table[name]
     return out
 
-
-__all__: Sequence[str] = []
