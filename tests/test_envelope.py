@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import struct
 
 import numpy as np
@@ -473,6 +474,93 @@ def test_replay_state_keeps_the_discarded_epochs_and_is_locked(city, tmp_path):
 
     # Assert
     assert _kind(lambda: rx2.open(old, at=T0)) == "replay"
+
+
+def test_a_wider_window_after_a_restart_does_not_revive_old_counters(city, tmp_path):
+    # Prepare
+    gw = city.verified("gw-1")
+    wires = city.sender(tmp_path).seal_many(gw, 4, [b"%d" % i for i in range(40)])
+    state = tmp_path / "gw-1.replay"
+    with city.receiver(window=16, state_path=state) as rx:
+        rx.open(wires[39], at=T0)
+
+    # Execute
+    wide = city.receiver(window=1024, state_path=state)
+    old = _kind(lambda: wide.open(wires[5], at=T0))        # too old for the stored window
+    recent = wide.open(wires[30], at=T0).counter            # inside it, never seen
+
+    # Assert
+    assert old == "replay" and recent == 30
+
+
+def test_a_closed_receiver_opens_nothing(city, tmp_path):
+    # Prepare
+    wire = city.sender(tmp_path).seal(city.verified("gw-1"), 4, b"x")
+    rx = city.receiver(state_path=tmp_path / "r")
+    rx.close()
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="closed"):
+        rx.open(wire, at=T0)
+    with pytest.raises(ValueError, match="closed"):
+        rx.open_many([wire], at=T0)
+
+
+def test_a_failed_state_write_leaves_the_window_as_it_was(city, tmp_path, monkeypatch):
+    # Prepare
+    wire = city.sender(tmp_path).seal(city.verified("gw-1"), 4, b"x")
+    rx = city.receiver(state_path=tmp_path / "r")
+    import privcity.crypto.envelope as envelope_module
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    # Execute
+    monkeypatch.setattr(envelope_module, "_atomic_write", disk_full)
+    with pytest.raises(OSError):
+        rx.open(wire, at=T0)
+    monkeypatch.undo()
+    again = rx.open(wire, at=T0)
+
+    # Assert: the refused open changed nothing, so the envelope is still fresh
+    assert again.payload == b"x"
+
+
+def test_a_forked_child_cannot_use_its_parents_counter(tmp_path):
+    # Prepare
+    store = CounterStore(tmp_path / "c", "dev-1")
+    store.take()
+
+    # Execute
+    pid = os.fork()
+    if pid == 0:  # the child: must be refused
+        try:
+            store.take()
+        except RuntimeError:
+            os._exit(3)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+
+    # Assert
+    assert os.WEXITSTATUS(status) == 3
+    assert store.take() == 1
+
+
+def test_a_symlinked_state_file_is_followed(tmp_path):
+    # Prepare
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "dev-1.ctr"
+    link = tmp_path / "link.ctr"
+    link.symlink_to(target)
+
+    # Execute
+    with CounterStore(link, "dev-1", block=4) as store:
+        store.take(3)
+        with pytest.raises(RuntimeError, match="in use"):
+            CounterStore(target, "dev-1")
+
+    # Assert: the target holds the mark and the link is still a link
+    assert link.is_symlink() and json.loads(target.read_text())["high_water"] >= 3
 
 
 @pytest.mark.parametrize("content", [b"[]", b"{", b'{"format": "privcity-envelope-replay", '

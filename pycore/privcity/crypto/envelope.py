@@ -245,7 +245,9 @@ def decode_tensor(data: Any) -> np.ndarray:
         raise _err(f"tensor data is {mv.nbytes - head} bytes; shape {shape} of {dtype.name} "
                    f"needs {count * dtype.itemsize}", "malformed")
     arr = np.frombuffer(mv[head:], dtype=dtype).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    # np.dtype(name) is numpy's canonical native dtype object (a byte-order-swapped one compares
+    # equal but is not the same object, and strict dtype checks downstream test identity).
+    return arr.astype(np.dtype(_DTYPES[code]), copy=True)
 
 
 _MAX_META_ITEMS = 256
@@ -440,13 +442,17 @@ class CounterStore:
         self._sender = sender_id
         self._block = block
         self._closed = False
+        self._pid = os.getpid()
         if path is None:  # in memory: for keys that die with this object (see EnvelopeSender)
             self._path = None
             self._lock = None
             self._next = self._limit = 0
             return
-        self._path = os.fspath(path)
+        # The real path: os.replace on a symlink would replace the link, not its target, and a
+        # second sender reaching the target by another name must meet the same lock.
+        self._path = os.path.realpath(os.fspath(path))
         self._lock = _StateLock(self._path)
+        self._pid = os.getpid()
         try:
             self._next = self._load()
         except BaseException:
@@ -510,6 +516,13 @@ class CounterStore:
             raise ValueError("n must be >= 1")
         if self._closed:
             raise ValueError("counter store is closed")
+        if self._path is not None and os.getpid() != self._pid:
+            # A forked child shares the parent's counter (and its lock): both would seal under
+            # the same counters. Open a new store (own state file) in the child instead.
+            raise RuntimeError("counter store used in a forked child; open a new one there")
+        if self._path is None and os.getpid() != self._pid:
+            raise RuntimeError("in-memory counter used in a forked child; its parent holds the "
+                               "same counters")
         first = self._next
         if first + n > _U64:
             raise OverflowError("counter space exhausted for this sender; move to a new key")
@@ -729,8 +742,10 @@ class EnvelopeReceiver:
         self._aeads: dict[tuple[str, int], AES256GCM] = {}
         self._min_epoch = 0
         self.set_crl(crl)
-        self._state_path = None if state_path is None else os.fspath(state_path)
+        self._state_path = None if state_path is None else os.path.realpath(os.fspath(state_path))
         self._lock: _StateLock | None = None
+        self._closed = False
+        self._pid = os.getpid()
         if self._state_path is not None:
             self._lock = _StateLock(self._state_path)
             try:
@@ -761,6 +776,13 @@ class EnvelopeReceiver:
         try:
             min_epoch = state["min_epoch"]
             entries = state["windows"]
+            stored_width = state["window"]
+            if isinstance(stored_width, bool) or not isinstance(stored_width, int) \
+                    or stored_width < 1:
+                raise bad
+            # Counters older than the stored width were refused as too old before the restart;
+            # a wider window now must not accept them: they count as seen.
+            older = ((1 << self._window) - 1) & ~((1 << stored_width) - 1)
             windows: dict[tuple[str, int], _Window] = {}
             for sender, epoch, top, bits in entries:
                 if not (isinstance(sender, str) and isinstance(epoch, int) and isinstance(top, int)
@@ -769,7 +791,7 @@ class EnvelopeReceiver:
                 w = _Window()
                 w.top = top
                 # A window stored wider than this receiver's keeps its newest counters.
-                w.bits = int(bits, 16) & ((1 << self._window) - 1)
+                w.bits = (int(bits, 16) | older) & ((1 << self._window) - 1)
                 windows[(sender, epoch)] = w
         except (KeyError, TypeError, ValueError):
             raise bad from None
@@ -785,11 +807,41 @@ class EnvelopeReceiver:
                    for (sid, epoch), w in sorted(self._windows.items())]
         _atomic_write(self._state_path, json.dumps(
             {"format": self._FORMAT, "version": 1, "receiver_id": self._id,
-             "min_epoch": self._min_epoch, "windows": entries},
+             "window": self._window, "min_epoch": self._min_epoch, "windows": entries},
             separators=(",", ":")).encode("utf-8"))
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("receiver is closed")
+        if self._state_path is not None and os.getpid() != self._pid:
+            raise RuntimeError("receiver with a replay state file used in a forked child: both "
+                               "processes would accept the same envelope; open a new one")
+
+    def _persist(self, touched: list[tuple[str, int]], before: dict[Any, tuple[int, int] | None],
+                 ) -> None:
+        """Write the state; if that fails, put the touched windows back and re-raise (a
+        refused open changes no state)."""
+        try:
+            self._save_state()
+        except BaseException:
+            for slot in touched:
+                old = before.get(slot)
+                if old is None:
+                    self._windows.pop(slot, None)
+                else:
+                    self._windows[slot].top, self._windows[slot].bits = old
+            raise
+
+    def _snapshot(self, slots: list[tuple[str, int]]) -> dict[Any, tuple[int, int] | None]:
+        out: dict[Any, tuple[int, int] | None] = {}
+        for slot in slots:
+            w = self._windows.get(slot)
+            out[slot] = None if w is None else (w.top, w.bits)
+        return out
+
     def close(self) -> None:
-        """Release the replay state file (its lock)."""
+        """Release the replay state file (its lock); the receiver opens nothing more."""
+        self._closed = True
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -842,6 +894,7 @@ class EnvelopeReceiver:
     def discard_before(self, epoch: int) -> None:
         """Forget windows and keys of epochs below ``epoch``; their envelopes are refused from
         now on (kind ``replay``), since their windows are gone."""
+        self._check_open()
         self._min_epoch = max(self._min_epoch, _u64(epoch, "epoch"))
         self._windows = {k: w for k, w in self._windows.items() if k[1] >= self._min_epoch}
         self._aeads = {k: a for k, a in self._aeads.items() if k[1] >= self._min_epoch}
@@ -907,12 +960,15 @@ class EnvelopeReceiver:
         Raises EnvelopeError (see the class docstring) or AuthenticationError; a refused
         envelope changes no state.
         """
+        self._check_open()
         when = self._when(at)
         header, mv = self._precheck(envelope, when)
         nonce = self._senders[header.sender_id].prefix + struct.pack(">Q", header.counter)
         plain = self._aead(header).decrypt(nonce, mv[header.length:], mv[:header.length])
+        slot = [(header.sender_id, header.epoch)]
+        before = self._snapshot(slot)
         opened = self._commit(header, plain)
-        self._save_state()
+        self._persist(slot, before)
         return opened
 
     def open_many(self, envelopes: Sequence[Any], *, at: dt.datetime | None = None,
@@ -923,6 +979,7 @@ class EnvelopeReceiver:
         ``errors`` maps each refused index to its EnvelopeError or AuthenticationError. A bad
         envelope is refused alone; duplicates within the batch are refused after the first.
         """
+        self._check_open()
         when = self._when(at)
         opened: list[OpenedEnvelope | None] = [None] * len(envelopes)
         errors: dict[int, PrivcityError] = {}
@@ -950,13 +1007,15 @@ class EnvelopeReceiver:
                 else:
                     errors[i] = AuthenticationError()
         headers = {i: h for items in groups.values() for i, h, _ in items}
+        slots = sorted({(headers[i].sender_id, headers[i].epoch) for i in plains})
+        before = self._snapshot(slots)
         for i in sorted(plains):
             try:
                 opened[i] = self._commit(headers[i], plains[i])
             except EnvelopeError as exc:
                 errors[i] = exc
         if plains:
-            self._save_state()
+            self._persist(slots, before)
         return opened, dict(sorted(errors.items()))
 
     def __repr__(self) -> str:
