@@ -244,3 +244,20 @@ def test_divergent_training_is_reported_not_aggregated(tmp_path):
     assert sum(x["diverged"] for x in r["rounds"]["fl"]) > 0
     assert all(x["reported"] + x["diverged"] <= x["sampled"] for x in r["rounds"]["fl"])
     assert r["centralized"]["diverged"] or np.isfinite(r["centralized"]["score"])
+
+
+def test_rounds_with_a_single_report_and_csv_devices_without_rows(tmp_path):
+    # Prepare: a city so small that some rounds have one report; a CSV split into more
+    # devices than it has rows for
+    river = pytest.importorskip("river")
+    csv = Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv"
+
+    # Execute
+    tiny = run(tmp_path / "a", devices=6, rounds=6, sample_rate=0.2)
+    sparse = run(tmp_path / "b", task="csv", data=str(csv), target="V4", devices=1000,
+                 rounds=3, sample_rate=0.05, lr=0.05)
+
+    # Assert
+    assert any(x["reported"] == 1 for x in tiny["rounds"]["fl"])
+    assert np.isfinite(tiny["fl"]["score"]) and np.isfinite(tiny["fl_dp"]["score"])
+    assert sparse["fl"]["rounds_run"] == 3 and np.isfinite(sparse["fl"]["score"])

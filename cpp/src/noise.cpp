@@ -366,11 +366,11 @@ inline uint64_t geometric_e1(rng_state* st, uint64_t word) {
     uint64_t v = 0;
     for (;;) {
         const unsigned b = bern_e1_x3(st, word);
-        word = rng_next_u64(st);  // (taken only when all three succeeded)
         // b = 0bxyz: the run of ones from bit 0.
         const unsigned run = (b & 1) + ((b & 3) == 3) + (b == 7);
         v += run;
         if (__builtin_expect(b != 7, 1)) return v;
+        word = rng_next_u64(st);  // all three succeeded: three more
     }
 }
 
@@ -383,7 +383,7 @@ inline u128 mul_128x128(u128 x, u128 m, u128& lo) {
     return p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
 }
 
-// Uniform on [0, m) for 2^64 <= m < 2^127, exactly (Lemire's method on 128-bit words).
+// Uniform on [0, m) for 1 <= m < 2^127, exactly (Lemire's method on 128-bit words).
 inline u128 uniform_below_wide(rng_state* st, u128 m, const uint64_t* words) {
     u128 x = (u128(words[0]) << 64) | words[1];
     for (;;) {
@@ -485,8 +485,9 @@ inline bool dgauss_accept(rng_state* st, uint64_t m, const DGaussBlock& p, const
     }
     // q from the double quotient, corrected by one integer step either way.
     uint64_t q = uint64_t(qd);
-    if (u128(q) * D > N) --q;
-    else if (N - u128(q) * D >= D) ++q;
+    u128 qD;
+    if (__builtin_mul_overflow(u128(q), D, &qD) || qD > N) --q;  // (guess one too high)
+    else if (N - qD >= D) ++q;
     bool whole = true;
     // For sigma >= 15, q = 0 is the common case (|Y| < (1 + sqrt 2) sigma roughly) and is
     // skipped; below, q > 0 is frequent and the draw is made every time (no branch to miss).

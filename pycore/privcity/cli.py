@@ -81,7 +81,11 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"privcity simulate: {exc}", file=sys.stderr)
         return 2
     comm = mpi_world()
-    results = simulate(cfg, comm=comm, progress=not args.quiet)
+    try:
+        results = simulate(cfg, comm=comm, progress=not args.quiet)
+    except ValueError as exc:  # bad data, target, model for the task, output directory ...
+        print(f"privcity simulate: {exc}", file=sys.stderr)
+        return 2
     if results is None:  # a gateway rank
         return 0
     if args.json:

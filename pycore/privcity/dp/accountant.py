@@ -17,6 +17,7 @@ privcity.errors.PrivacyBudgetExceeded: refused: epsilon would reach ...
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from types import ModuleType
@@ -176,7 +177,7 @@ class Accountant:
             raise TypeError(f"event must be a dp_accounting DpEvent, not {type(event).__name__}")
         memo = self._memo
         if memo is not None and memo[0] == len(self._events) and memo[1] == event:
-            return memo[2]
+            return memo[2]  # memo[1] is a deep copy: a mutated event no longer equals it
         acc = self._new_accountant()
         if not acc.supports(event):
             raise ValueError(f"the {self._method!r} accountant cannot account for {event!r}")
@@ -184,7 +185,7 @@ class Accountant:
             acc.compose(ev, count)
         eps = float(acc.get_epsilon(self._delta))
         eps = eps if not math.isnan(eps) else math.inf
-        self._memo = (len(self._events), event, eps)
+        self._memo = (len(self._events), copy.deepcopy(event), eps)
         return eps
 
     def spend(self, event: Any) -> float:
@@ -232,6 +233,11 @@ class Accountant:
         scale = _checks.positive(scale, "scale")
         sensitivity = _checks.positive(sensitivity, "sensitivity")
         return self.spend(load_dp_accounting().dp_event.LaplaceDpEvent(scale / sensitivity))
+
+    @staticmethod
+    def round_event(q: float, z: float) -> Any:
+        """The dp_accounting event of one DP-FedAvg round (see :meth:`record_round`)."""
+        return Accountant._round_event(q, z)
 
     @staticmethod
     def _round_event(q: float, z: float) -> Any:

@@ -119,7 +119,9 @@ class Gateway:
         sampled, reporting = round_cohort(self.seed, round_index, self.devices,
                                           sample_rate=sample_rate, dropout=dropout)
         report = GatewayReport(sampled=int(sampled.sum()))
-        local = np.flatnonzero(reporting)
+        # A device without records (a CSV split to more devices than rows) has nothing to train.
+        sizes = np.diff(np.asarray(self.data.offsets))
+        local = np.flatnonzero(reporting & (sizes > 0))
         if local.size == 0:
             return report
         ids = self.devices[local]
@@ -207,8 +209,9 @@ class Aggregator:
             except EnvelopeError:
                 refused += 1
                 continue
-            if not isinstance(value, np.ndarray) or value.shape != (width,):
-                refused += 1
+            if not isinstance(value, np.ndarray) or value.shape != (width,) \
+                    or value.dtype.kind != "f" or not np.isfinite(value).all():
+                refused += 1  # an authentic but malformed or non-finite update: left out
                 continue
             ids.append(int(env.sender_id[4:]))
             rows.append(value.astype(np.float32, copy=False))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import aggregate
-from ..dp import Accountant, AdaptiveClipping
+from ..dp import Accountant, AdaptiveClipping, GaussianMechanism, clip_l2_rows
 from ..dp import _checks
 from ..noise import SecureRNG
 
@@ -85,7 +85,9 @@ class FedAvg(Strategy):
         if self.aggregator == "trimmed_mean":
             return aggregate.trimmed_mean(updates, self.beta)
         k = updates.shape[0]
-        f = min(self.krum_f, max(0, (k - 3) // 2))  # Krum needs k > 2 f + 2
+        if k < 3:  # Krum needs k > 2 f + 2 even for f = 0: the median of so few
+            return aggregate.median(updates)
+        f = min(self.krum_f, (k - 3) // 2)
         return aggregate.krum(updates, f, m=max(1, k - f))
 
     def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
@@ -164,7 +166,7 @@ class DPFedAvg(Strategy):
         return self.adaptive.noise_multiplier_for_updates(self.noise_multiplier)
 
     def check_budget(self) -> None:
-        event = self.accountant._round_event(self.sample_rate, self.noise_multiplier)
+        event = Accountant.round_event(self.sample_rate, self.noise_multiplier)
         eps = self.accountant.epsilon_with(event)
         if eps > self.accountant.epsilon_budget:
             from ..errors import PrivacyBudgetExceeded
@@ -174,23 +176,33 @@ class DPFedAvg(Strategy):
 
     def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
                   round_index: int, unclipped: np.ndarray | None = None) -> np.ndarray:
-        """``unclipped``: per device, 1 if its update's norm was <= C (for adaptive clipping)."""
+        """``unclipped``: per device, 1 if its update's norm was <= C (for adaptive clipping).
+
+        The server clips every row to C again (a device that did not clip cannot raise the
+        sensitivity), sums the rows, and releases the sum with
+        :class:`privcity.dp.GaussianMechanism`'s float-safe ``release`` (the sum snapped to a
+        grid chosen from the noise scale, plus exact discrete Gaussian noise of at least z C).
+        """
         t0 = time.perf_counter()
         self.accountant.record_round(self.sample_rate, self.noise_multiplier)
         self.last_accounting_seconds = time.perf_counter() - t0
         c = self.clip_norm()
         expected = self.sample_rate * self.population
         dim = params.shape[0]
-        if updates.shape[0]:
-            total = aggregate.weighted_mean(updates, np.ones(updates.shape[0])) \
-                .astype(np.float64) * updates.shape[0]
+        k = updates.shape[0]
+        if k:
+            clipped, _ = clip_l2_rows(updates, c)
+            total = aggregate.weighted_mean(np.ascontiguousarray(clipped, dtype=np.float32),
+                                            np.ones(k)).astype(np.float64) * k
         else:
             total = np.zeros(dim)
-        sigma = self.update_noise_multiplier * c
-        noisy = (total + self.rng.gaussian(dim, sigma, dtype=np.float64)) / expected
+        mechanism = GaussianMechanism(sigma=self.update_noise_multiplier * c, sensitivity=c,
+                                      rng=self.rng)
+        noisy = mechanism.release(total) / expected
         if self.adaptive is not None:
-            count = int(np.sum(unclipped)) if unclipped is not None else 0
-            self.adaptive.update_from_count(count, cohort_size=int(updates.shape[0]),
+            bits = np.zeros(0) if unclipped is None else np.asarray(unclipped)
+            count = int(np.count_nonzero(bits == 1))  # anything but 1 counts as clipped
+            self.adaptive.update_from_count(count, cohort_size=int(k),
                                             expected_count=expected)
         return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
             .astype(np.float32)

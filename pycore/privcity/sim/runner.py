@@ -314,7 +314,10 @@ def _strategy(cfg: SimConfig, dp: bool, population: int) -> tuple[Any, bool]:
     adaptive = None
     if cfg.adaptive_clip:
         expected = cfg.sample_rate * population
-        adaptive = AdaptiveClipping(initial_clip=cfg.clip, count_noise_std=expected / 20,
+        # Andrew et al. suggest sigma_b = m / 20; it must also exceed z / 2 for the updates'
+        # noise multiplier to exist (small cities): take at least z.
+        adaptive = AdaptiveClipping(initial_clip=cfg.clip,
+                                    count_noise_std=max(expected / 20, z),
                                     rng=_seeded_rng(cfg, 2))
     strategy = DPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), clip=cfg.clip,
                         noise_multiplier=z, sample_rate=cfg.sample_rate, population=population,
@@ -340,6 +343,29 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True) -> dict
     cfg.validate()
     rank = 0 if comm is None else comm.Get_rank()
     size = 1 if comm is None else comm.Get_size()
+    if rank == 0:  # fail now, not after the whole run
+        try:
+            os.makedirs(cfg.out, exist_ok=True)
+            probe = os.path.join(cfg.out, ".privcity-write-test")
+            with open(probe, "w"):
+                pass
+            os.unlink(probe)
+        except OSError as exc:
+            raise ValueError(f"config field 'out': cannot write to {cfg.out!r} ({exc})") from None
+    if comm is None or size == 1:
+        return _simulate(cfg, None, 0, 1, progress)
+    try:
+        return _simulate(cfg, comm, rank, size, progress)
+    except BaseException as exc:
+        # The other ranks would wait for this one forever: report and take the job down.
+        sys.stderr.write(f"privcity simulate: rank {rank} failed: {exc!r}\n")
+        sys.stderr.flush()
+        comm.Abort(1)
+        raise
+
+
+def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
+              progress: bool) -> dict[str, Any] | None:
     started = time.perf_counter()
     if size == 1:
         train, test = _dataset(cfg, None)
@@ -537,6 +563,16 @@ def summary_table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, "
+             f"q = {pr['sample_rate']:g}"]
+    if fd["stopped"]:
+        notes.append(f"FL + DP stopped after {fd['rounds_run']} round(s): {fd['stopped']}")
+    diverged = sum(x.get("diverged", 0) for run in ("fl", "fl_dp")
+                   for x in results["rounds"][run])
+    if diverged:
+        notes.append(f"{diverged} device update(s) diverged (non-finite) and were left out; "
+                     "lower --lr")
+    lines += notes
     head = (f"privcity simulate: {results['devices']:,} devices, task {results['config']['task']}"
             f" ({results['task_type']}), {results['ranks']} rank(s), "
             f"{results['wall_seconds']:.1f} s")
