@@ -261,3 +261,23 @@ def test_rounds_with_a_single_report_and_csv_devices_without_rows(tmp_path):
     assert any(x["reported"] == 1 for x in tiny["rounds"]["fl"])
     assert np.isfinite(tiny["fl"]["score"]) and np.isfinite(tiny["fl_dp"]["score"])
     assert sparse["fl"]["rounds_run"] == 3 and np.isfinite(sparse["fl"]["score"])
+
+
+def test_release_risk_is_measured_and_falls_with_generalisation(small_city, tmp_path):
+    # Prepare
+    risk = small_city["risk"]
+
+    # Execute: a coarser release, and none
+    coarse = run(tmp_path / "c", rounds=1, release_cell_m=5000.0, release_time_s=4 * 3600)
+    off = run(tmp_path / "o", rounds=1, risk_people=0)
+
+    # Assert: raw traces are unique and linkable; generalised releases less so, and coarser
+    # releases less than finer ones
+    u, lk = risk["unicity_4_points"], risk["linkage_home_work"]
+    assert u["raw"] > 0.95 and lk["raw"]["reidentified"] > 0.95
+    assert u["released"] < u["raw"]
+    assert lk["released"]["reidentified"] < lk["raw"]["reidentified"]
+    cu = coarse["risk"]["unicity_4_points"]["released"]
+    cl = coarse["risk"]["linkage_home_work"]["released"]["reidentified"]
+    assert cu < u["released"] and cl < lk["released"]["reidentified"]
+    assert off["risk"] is None

@@ -43,6 +43,9 @@ class SimConfig:
     noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
     adaptive_clip: bool = False
     centralized_epochs: int = 5
+    risk_people: int = 2000            # people whose GPS traces measure re-identification risk
+    release_cell_m: float = 1000.0     # grid cell of the locations devices release (metres)
+    release_time_s: int = 3600         # time bin of the timestamps devices release (seconds)
     seed: int = 0
     out: str = "privcity-out"
     data: str = ""                     # CSV file (task csv)
@@ -59,8 +62,16 @@ class SimConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(name, "must be an integer >= 1")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "must be an integer >= 0")
+        for name in ("seed", "risk_people"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(name, "must be an integer >= 0")
+        if isinstance(self.release_time_s, bool) or not isinstance(self.release_time_s, int) \
+                or self.release_time_s < 1:
+            raise bad("release_time_s", "must be an integer >= 1")
+        for name in ("out", "data", "target", "device_column"):
+            if not isinstance(getattr(self, name), str):
+                raise bad(name, "must be a string")
         for name, lo, hi, lo_open, hi_open in (("sample_rate", 0.0, 1.0, True, False),
                                                ("dropout", 0.0, 1.0, False, True),
                                                ("delta", 0.0, 1.0, True, True)):
@@ -72,7 +83,7 @@ class SimConfig:
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) \
                 or not math.isfinite(self.lr) or self.lr < 0:
             raise bad("lr", "must be a finite number > 0 (or 0: chosen by model)")
-        for name in ("server_lr", "epsilon", "clip", "alpha"):
+        for name in ("server_lr", "epsilon", "clip", "alpha", "release_cell_m"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
                     or v <= 0:
@@ -126,7 +137,10 @@ def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
             raise ValueError(f"config file {path!r} not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
-        values.update(doc.get("simulate", doc))
+        section = doc.get("simulate", doc)
+        if not isinstance(section, dict):
+            raise ValueError(f"config file {path!r}: [simulate] must be a table")
+        values.update(section)
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(SimConfig)}
     for key in values:
