@@ -187,3 +187,55 @@ def test_smart_meter_schema_preprocess_matches_its_flags():
     # Assert
     assert np.array_equal(out[:, :4], X[:, :4])
     assert np.all(out[:, 4:] != X[:, 4:])
+
+
+def test_generalize_snaps_numeric_values_to_bin_centres_and_codes_to_groups():
+    # Prepare
+    schema = Schema((Field("age", "numeric", "quasi", lower=0, upper=80),
+                     Field("zone", "categorical", "quasi", lower=0, upper=7),
+                     Field("y", "numeric", "public")), target="y")
+    X = np.array([[0.0, 0], [19.9, 1], [20.0, 2], [79.0, 5], [95.0, 7]])
+
+    # Execute
+    out = preprocess(X, schema, treatment={"age": "generalize", "zone": "generalize"}, bins=4)
+
+    # Assert: bins of 20 years (centres 10, 30, 50, 70; out-of-range values clipped first);
+    # zones in groups of two codes, released as the group's first code
+    assert out[:, 0].tolist() == [10.0, 10.0, 30.0, 70.0, 70.0]
+    assert out[:, 1].tolist() == [0, 0, 2, 4, 6]
+
+
+def test_pseudonymize_relabels_codes_by_a_keyed_permutation():
+    # Prepare
+    schema = Schema((Field("zone", "categorical", "quasi", lower=0, upper=7),
+                     Field("y", "numeric", "public")), target="y")
+    X = np.arange(8, dtype=np.float64).repeat(3)[:, None]
+    key, other = b"k" * 32, b"o" * 32
+
+    # Execute
+    a = preprocess(X, schema, treatment={"zone": "pseudonymize"}, pseudonym_key=key)[:, 0]
+    again = preprocess(X, schema, treatment={"zone": "pseudonymize"}, pseudonym_key=key)[:, 0]
+    b = preprocess(X, schema, treatment={"zone": "pseudonymize"}, pseudonym_key=other)[:, 0]
+
+    # Assert: a permutation of the codes (equal stays equal), fixed by the key
+    assert sorted(set(a.tolist())) == list(range(8))
+    assert all(len(set(a[i * 3:(i + 1) * 3])) == 1 for i in range(8))
+    assert np.array_equal(a, again) and not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="pseudonym_key"):
+        preprocess(X, schema, treatment={"zone": "pseudonymize"})
+
+
+def test_treatments_that_do_not_fit_the_field_are_refused_by_name():
+    # Prepare
+    schema = Schema((Field("hour", "numeric", "public", lower=0, upper=24),
+                     Field("speed", "numeric", "public"),
+                     Field("y", "numeric", "public")), target="y")
+    X = np.zeros((2, 2))
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="'hour'.*pseudonymize"):
+        preprocess(X, schema, treatment={"hour": "pseudonymize"}, pseudonym_key=b"k" * 32)
+    with pytest.raises(ValueError, match="'speed'.*generalize"):
+        preprocess(X, schema, treatment={"speed": "generalize"})
+    with pytest.raises(ValueError, match="treatment must be one of"):
+        preprocess(X, schema, treatment={"speed": "shred"})

@@ -281,3 +281,20 @@ def test_release_risk_is_measured_and_falls_with_generalisation(small_city, tmp_
     cl = coarse["risk"]["linkage_home_work"]["released"]["reidentified"]
     assert cu < u["released"] and cl < lk["released"]["reidentified"]
     assert off["risk"] is None
+
+
+def test_device_treatments_change_what_is_released_and_are_validated(tmp_path):
+    # Execute
+    plain = run(tmp_path / "a", task="energy", rounds=1, lr=0.01)
+    treated = run(tmp_path / "b", task="energy", rounds=1, lr=0.01,
+                  treatment="district=pseudonymize,hour=generalize")
+
+    # Assert: the pooled raw data differ (so does the baseline trained on it); the parsed
+    # treatment is reported; a bad one is refused naming the field
+    assert treated["config"]["treatment"] == {"district": "pseudonymize", "hour": "generalize"}
+    assert treated["final_params_sha256"]["centralized"] != \
+        plain["final_params_sha256"]["centralized"]
+    with pytest.raises(ValueError, match="'treatment'"):
+        load_config(None, treatment="district")
+    with pytest.raises(ValueError, match="'mars'"):
+        run(tmp_path / "c", rounds=1, treatment="mars=drop")

@@ -59,6 +59,9 @@ _FLAG_HELP = {
     "noise_multiplier": "z, noise std / clip; 0 picks the smallest z whose rounds fit epsilon",
     "field_epsilon": "epsilon per record of the on-device noise of sensitive fields (their "
                      "schema flag; task energy has some); 0: none",
+    "treatment": "what devices do to each field before anything leaves them, e.g. "
+                 "'district=pseudonymize,hour=generalize,household_size=laplace' (keep, drop, "
+                 "laplace, generalize, pseudonymize; default by the schema's flags)",
     "adaptive_clip": "adapt the clip norm to the median update norm (Andrew et al. 2021)",
     "centralized_epochs": "epochs of the centralized baseline on the pooled raw data",
     "risk_people": "people whose GPS traces measure re-identification risk (0: skip)",

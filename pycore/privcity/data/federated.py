@@ -16,6 +16,9 @@ never among the training devices (ids ``< 2**40``), rebuilt identically by every
 """
 from __future__ import annotations
 
+import hashlib
+import os
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -302,7 +305,9 @@ def make_city(task: str, *, n_devices: int, samples_per_device: int = 48, n_dist
         When ``treatment`` or ``epsilon`` is given, each device's raw features go through
         :func:`privcity.data.preprocess` (epsilon default 1) before encoding; dropped fields
         become zero columns. Noise from a SecureRNG: OS-keyed, or with ``noise_seed`` one seeded
-        stream per device (reproducible, simulations only).
+        stream per device (reproducible, simulations only). Pseudonymized fields use one key
+        for all devices: random per call, or derived from ``noise_seed`` (then every block and
+        rank of a simulation relabels alike).
 
     Returns
     -------
@@ -347,6 +352,9 @@ def _build(task, ids, samples_per_device, n_districts, seed, partition, alpha, t
         shared_rng = None
         if noise_seed is None:
             shared_rng = SecureRNG()
+            key = os.urandom(32)  # one pseudonym key for all devices of this call
+        else:
+            key = hashlib.sha256(b"privcity.data.pseudonyms/" + str(noise_seed).encode()).digest()
     n = len(ids) * s
     X = np.empty((n, enc.n_features), np.float32)
     y = np.empty(n, np.int64 if classification else np.float32)
@@ -362,12 +370,13 @@ def _build(task, ids, samples_per_device, n_districts, seed, partition, alpha, t
             chunk_district = rec.district
         if private:
             if shared_rng is not None:
-                feats = preprocess(feats, schema, treatment=treatment, epsilon=eps, rng=shared_rng)
+                feats = preprocess(feats, schema, treatment=treatment, epsilon=eps, rng=shared_rng,
+                                   pseudonym_key=key)
             else:
                 for k, dev in enumerate(chunk):
                     sl = slice(k * s, (k + 1) * s)
                     feats[sl] = preprocess(feats[sl], schema, treatment=treatment, epsilon=eps,
-                                           rng=_noise_rng(noise_seed, dev))
+                                           rng=_noise_rng(noise_seed, dev), pseudonym_key=key)
         r0, r1 = lo * s, (lo + len(chunk)) * s
         enc.encode(feats, zero=zero, out=X[r0:r1])
         if classification:

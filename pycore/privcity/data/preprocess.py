@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -9,9 +10,11 @@ from ..dp import LaplaceMechanism
 from ..noise import SecureRNG
 from .schema import Schema
 
-__all__ = ["TREATMENTS", "default_treatment", "preprocess"]
+__all__ = ["GENERALIZE_BINS", "TREATMENTS", "default_treatment", "preprocess"]
 
-TREATMENTS = ("keep", "drop", "laplace")
+TREATMENTS = ("keep", "drop", "laplace", "generalize", "pseudonymize")
+#: Default number of equal-width bins (numeric) or groups (categorical codes) of "generalize".
+GENERALIZE_BINS = 4
 
 
 def default_treatment(schema: Schema) -> dict[str, str]:
@@ -40,6 +43,12 @@ def resolve_treatment(schema: Schema, treatment: Mapping[str, str] | None) -> di
         if how == "laplace" and (f.kind != "numeric" or not f.bounded):
             raise ValueError(f"field {name!r}: the laplace treatment needs a numeric field with "
                              "lower and upper bounds")
+        if how == "generalize" and not f.bounded:
+            raise ValueError(f"field {name!r}: the generalize treatment needs lower and upper "
+                             "bounds (bins over [lower, upper])")
+        if how == "pseudonymize" and (f.kind != "categorical" or not f.bounded):
+            raise ValueError(f"field {name!r}: the pseudonymize treatment needs a categorical "
+                             "field with codes lower..upper")
         out[name] = how
     for name, how in out.items():
         f = schema.field(name)
@@ -50,7 +59,8 @@ def resolve_treatment(schema: Schema, treatment: Mapping[str, str] | None) -> di
 
 
 def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | None = None,
-               epsilon: float = 1.0, rng: SecureRNG | None = None) -> np.ndarray:
+               epsilon: float = 1.0, rng: SecureRNG | None = None,
+               bins: int = GENERALIZE_BINS, pseudonym_key: bytes | None = None) -> np.ndarray:
     """What a device releases from its raw records, field by field.
 
     Parameters
@@ -59,10 +69,18 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
         Raw records (N, len(schema.features)), columns in ``schema.features`` order, physical
         units (categorical fields as codes). Not modified.
     schema : Schema
-    treatment : mapping of field name to {"keep", "drop", "laplace"}, optional
-        Overrides :func:`default_treatment`: sensitive numeric fields get ``laplace``, sensitive
-        categorical ones ``drop``, public and quasi-identifier fields ``keep``. Quasi-identifiers
-        are kept for now: anonymization (generalisation, k-anonymity) plugs in here later.
+    treatment : mapping of field name to a treatment, optional
+        Overrides :func:`default_treatment` (sensitive numeric fields ``laplace``, sensitive
+        categorical ones ``drop``, public and quasi-identifier fields ``keep``). Treatments:
+        ``keep``; ``drop`` (zeroed); ``laplace`` (clipped to the bounds, Laplace noise);
+        ``generalize`` (numeric: the centre of one of ``bins`` equal-width bins of
+        [lower, upper]; categorical codes: the first code of one of ``bins`` groups of
+        consecutive codes); ``pseudonymize`` (categorical codes relabelled by a keyed
+        permutation: HMAC-SHA256 of each code under ``pseudonym_key`` through
+        :class:`privcity.anonymize.Pseudonymizer`, so equal values stay equal and a model can
+        still learn per category, but who holds no key cannot tell which category is which).
+        Row-level k-anonymity of a whole table is :func:`privcity.anonymize.mondrian`, which
+        needs the table, not one device's rows.
     epsilon : float
         Local DP budget of one record, split evenly over its ``laplace`` fields: each gets
         Laplace noise of scale k (upper - lower) / epsilon after clipping to [lower, upper]
@@ -70,6 +88,11 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
     rng : SecureRNG, optional
         Noise source (default: a fresh OS-keyed :class:`privcity.noise.SecureRNG`). A seeded one
         is for simulations only.
+    bins : int
+        Bins or groups of ``generalize`` (>= 1).
+    pseudonym_key : bytes, optional
+        Key of ``pseudonymize`` (>= 16 bytes), shared by the devices of a deployment and never
+        stored with the data; required when a field is pseudonymized.
 
     Returns
     -------
@@ -91,6 +114,10 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
         raise TypeError(f"rng must be a privcity.noise.SecureRNG (DP noise never comes from numpy), "
                         f"got {type(rng).__name__}")
     how = resolve_treatment(schema, treatment)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+    if "pseudonymize" in how.values() and pseudonym_key is None:
+        raise ValueError("pseudonym_key is required to pseudonymize a field")
     out = np.array(X, dtype=np.float32 if X.dtype == np.float32 else np.float64, order="C", copy=True)
     noised = [j for j, name in enumerate(feats) if how[name] == "laplace"]
     if noised and out.shape[0]:
@@ -103,6 +130,36 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
             mech = LaplaceMechanism(epsilon=eps_field, sensitivity=width, rng=rng)
             out[:, j] = mech.perturb(np.ascontiguousarray(col))
     for j, name in enumerate(feats):
+        f = schema.field(name)
         if how[name] == "drop":
             out[:, j] = 0.0
+        elif how[name] == "generalize":
+            out[:, j] = _generalize(out[:, j], f, bins)
+        elif how[name] == "pseudonymize":
+            out[:, j] = _pseudonymize(out[:, j], f, pseudonym_key)  # type: ignore[arg-type]
     return out
+
+
+def _generalize(col: np.ndarray, f: Any, bins: int) -> np.ndarray:
+    lo, hi = float(f.lower), float(f.upper)
+    if f.kind == "numeric":
+        width = (hi - lo) / bins
+        if width <= 0:
+            return np.full_like(col, lo)
+        idx = np.clip(np.floor((np.clip(col, lo, hi) - lo) / width), 0, bins - 1)
+        return (lo + (idx + 0.5) * width).astype(col.dtype)
+    n_codes = int(hi - lo) + 1
+    group = -(-n_codes // bins)
+    codes = np.clip(np.rint(col), lo, hi) - lo
+    return (lo + (codes // group) * group).astype(col.dtype)
+
+
+def _pseudonymize(col: np.ndarray, f: Any, key: bytes) -> np.ndarray:
+    from ..anonymize import Pseudonymizer
+    lo, hi = int(f.lower), int(f.upper)
+    codes = np.arange(lo, hi + 1)
+    tags = Pseudonymizer(key).pseudonymize([f"{f.name}={c}" for c in codes], output="uint64")
+    relabel = np.empty(codes.size, dtype=np.int64)
+    relabel[np.argsort(tags, kind="stable")] = np.arange(codes.size)
+    idx = (np.clip(np.rint(col), lo, hi) - lo).astype(np.int64)
+    return (lo + relabel[idx]).astype(col.dtype)

@@ -40,6 +40,7 @@ class SimConfig:
     delta: float = 1e-5
     clip: float = 1.0                  # L2 clip norm of device updates
     field_epsilon: float = 0.0         # > 0: devices noise their sensitive fields (per record)
+    treatment: Any = ""                # per-field device treatment: "district=pseudonymize,..." 
     noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
     adaptive_clip: bool = False
     centralized_epochs: int = 5
@@ -88,6 +89,21 @@ class SimConfig:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
                     or v <= 0:
                 raise bad(name, "must be a finite number > 0")
+        if isinstance(self.treatment, str):
+            pairs = [p.strip() for p in self.treatment.split(",") if p.strip()]
+            parsed: dict[str, str] = {}
+            for p in pairs:
+                name, eq, how = p.partition("=")
+                if not eq or not name.strip() or not how.strip():
+                    raise bad("treatment", "must be field=treatment pairs separated by commas")
+                parsed[name.strip()] = how.strip()
+            self.treatment = parsed
+        if not isinstance(self.treatment, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.treatment.items()):
+            raise bad("treatment", "must map field names to treatments")
+        if self.treatment and self.task == "csv":
+            raise bad("treatment", "device treatments need a schema with sensitivity flags: "
+                                   "synthetic tasks only")
         fe = self.field_epsilon
         if not isinstance(fe, (int, float)) or isinstance(fe, bool) or not math.isfinite(fe) \
                 or fe < 0:

@@ -73,7 +73,8 @@ def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
                            # On-device noise of the schema's sensitive fields, one seeded stream
                            # per device (a simulation), so blocks and ranks agree.
                            epsilon=cfg.field_epsilon or None,
-                           noise_seed=cfg.seed if cfg.field_epsilon else None)
+                           treatment=cfg.treatment or None,
+                           noise_seed=cfg.seed if (cfg.field_epsilon or cfg.treatment) else None)
     # A held-out population of pseudo-devices, the same whatever the city's size or split.
     test = data.make_test_set(cfg.task, n_devices=TEST_DEVICES,
                               samples_per_device=cfg.samples_per_device, seed=cfg.seed,
