@@ -436,11 +436,13 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                     test=test, init=init, progress=progress)
     transports[1].finish()
 
-    risk = None
+    from .risk import records_risk, release_risk
+    risk = {"traces": None, "records": records_risk(
+        task=cfg.task, devices=cfg.devices, n_districts=cfg.districts, seed=cfg.seed,
+        treatment=cfg.treatment or None, field_epsilon=cfg.field_epsilon)}
     if cfg.risk_people:
-        from .risk import release_risk
-        risk = release_risk(people=cfg.risk_people, cell_m=cfg.release_cell_m,
-                            time_s=cfg.release_time_s, seed=cfg.seed)
+        risk["traces"] = release_risk(people=cfg.risk_people, cell_m=cfg.release_cell_m,
+                                      time_s=cfg.release_time_s, seed=cfg.seed)
     results = _report(cfg, model, train, test, central, central_cpu, plain, dp, size,
                       time.perf_counter() - started)
     results["risk"] = risk
@@ -572,7 +574,15 @@ def summary_table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, "
              f"q = {pr['sample_rate']:g}"]
-    risk = results.get("risk")
+    rec = (results.get("risk") or {}).get("records")
+    if rec:
+        lr = rec["linkage"]
+        notes.append(
+            f"linkage of the baseline's records to {rec['devices']:,} devices by "
+            f"{', '.join(rec['known'])}, raw -> as released: re-identified "
+            f"{lr['raw']['reidentified']:.3f} -> {lr['released']['reidentified']:.3f}, "
+            f"right guess {lr['raw']['guess']:.3f} -> {lr['released']['guess']:.3f}")
+    risk = (results.get("risk") or {}).get("traces")
     if risk:
         u, lk = risk["unicity_4_points"], risk["linkage_home_work"]
         notes.append(
