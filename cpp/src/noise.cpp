@@ -327,19 +327,19 @@ int64_t discrete_gaussian_one(rng_state* st, const DGauss& g) {
 constexpr size_t kDgBlock = 256;
 
 // Bernoulli(exp(-1)) decided by u uniform on [0, 9!): steps 1..k of Algorithm 1 (n = d = 1)
-// succeed iff u < 9!/k!. Steps 1..4 are settled branch-free; past step 5 (probability 1/120)
-// the thresholds go on one by one, and past step 9 (u = 0) the steps one at a time.
+// succeed iff u < 9!/k!. Up to step 5 the outcome is a range check; past step 5 (probability
+// 1/120) the thresholds go on one by one, and past step 9 (u = 0) the steps one at a time.
 constexpr uint64_t kF9 = 362880;
 inline bool bern_e1_digit(rng_state* st, uint64_t u) {
     static constexpr uint64_t T[9] = {362880, 181440, 60480, 15120, 3024, 504, 72, 9, 1};  // 9!/k!
-    // K after steps 1..3; (u - T) >> 63 is u < T (u, T < 2^63) in a form compilers keep branch-free.
-    uint64_t k = 2 + ((u - T[1]) >> 63) + ((u - T[2]) >> 63) + ((u - T[3]) >> 63);  // K after step 4
-    if (__builtin_expect(u < T[4], 0)) {  // step 5 succeeded (probability 1/120)
-        k = 6;
-        for (int j = 5; j < 9 && u < T[j]; ++j) ++k;
-        if (k == 10)
-            while (uniform_below(st, k) == 0) ++k;
-    }
+    // K = 1 + (number of steps that succeeded) is odd iff u falls in [T[2], T[1]) (K = 3) or
+    // [T[4], T[3]) (K = 5), for u >= T[4]: two unsigned range checks, no branch.
+    if (__builtin_expect(u >= T[4], 1))
+        return (u - T[2] < T[1] - T[2]) | (u - T[4] < T[3] - T[4]);
+    uint64_t k = 6;  // steps 1..5 succeeded (probability 1/120)
+    for (int j = 5; j < 9 && u < T[j]; ++j) ++k;
+    if (k == 10)
+        while (uniform_below(st, k) == 0) ++k;
     return k & 1;
 }
 
