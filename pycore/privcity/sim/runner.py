@@ -254,6 +254,7 @@ class _Progress:
 def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregator,
                model: Any, test: Any, init: np.ndarray, progress: bool) -> dict[str, Any]:
     params = init.copy()
+    run_started = time.perf_counter()
     strategy = aggregator.strategy
     metric = "accuracy" if model.task_type == "classification" else "r2"
     rounds: list[dict[str, Any]] = []
@@ -304,7 +305,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
         bar.update(r + 1, metric, rounds[-1]["score"], eps)
     bar.close()
     return {"params": params, "rounds": rounds, "stopped": stopped,
-            "strategy": strategy.describe()}
+            "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
 
 
 def _strategy(cfg: SimConfig, dp: bool, population: int) -> tuple[Any, bool]:
@@ -476,6 +477,9 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
             "metrics": rounds[-1]["metrics"] if rounds else {},
             "rounds_run": len(rounds),
             "stopped": run["stopped"],
+            "wall_seconds": run["wall_seconds"],
+            "device_rounds_per_second": (len(train_s) / run["wall_seconds"]
+                                         if run["wall_seconds"] > 0 else 0.0),
             "bytes_total": int(sum(sent)),
             "bytes_per_round_mean": float(np.mean(sent)) if sent else 0.0,
             "device_rounds": len(train_s),
