@@ -181,6 +181,8 @@ def test_options_run(tmp_path, kw):
     (dict(clip=float("nan")), "clip"), (dict(devices=2.5), "devices"),
     (dict(task="csv"), "data"), (dict(noise_multiplier=-1.0), "noise_multiplier"),
     (dict(field_epsilon=-2.0), "field_epsilon"),
+    (dict(out=5), "out"), (dict(release_time_s=0), "release_time_s"),
+    (dict(risk_people=-1), "risk_people"), (dict(release_cell_m=0.0), "release_cell_m"),
 ])
 def test_bad_configuration_is_refused_naming_the_field(kw, field):
     # Execute / Assert
@@ -198,6 +200,12 @@ def test_toml_file_and_flags(tmp_path, capsys):
     cfg = load_config(str(path), rounds=3)
     with pytest.raises(ValueError, match="rounds_per_day"):
         load_config(str(tmp_path / "bad.toml"))
+    (tmp_path / "twice.toml").write_text('sample-rate = 0.5\nsample_rate = 0.2\n')
+    with pytest.raises(ValueError, match="twice"):
+        load_config(str(tmp_path / "twice.toml"))
+    (tmp_path / "flat.toml").write_text("simulate = 1\n")
+    with pytest.raises(ValueError, match="table"):
+        load_config(str(tmp_path / "flat.toml"))
     rc_bad = cli_main(["simulate", "--rounds", "0"])
     err = capsys.readouterr().err
     rc = cli_main(["simulate", "--config", str(path), "--out", str(tmp_path / "o"), "--quiet"])

@@ -105,7 +105,9 @@ class DPFedAvg(Strategy):
     """DP-FedAvg (McMahan et al. 2018) around a :class:`FedAvg`: devices clip their update to
     L2 norm C; the server sums the clipped updates (unweighted), adds Gaussian noise of standard
     deviation z C from the CSPRNG, and divides by the expected cohort size q N (a fixed
-    denominator, so one device changes the mean by at most C / (q N)). Each round is recorded in
+    denominator, so one device changes the mean by at most C / (q N); with dropouts, about
+    q (1 - dropout) N devices report, so the step shrinks by that factor while the accounting at
+    rate q stays conservative). Each round is recorded in
     the accountant as Poisson sampling at rate q with noise multiplier z; :meth:`check_budget`
     refuses a round that would exceed the budget, before it is run.
 

@@ -159,8 +159,13 @@ def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
         values.update(section)
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(SimConfig)}
+    seen: dict[str, str] = {}
     for key in values:
-        if key.replace("-", "_") not in known:
+        name = key.replace("-", "_")
+        if name not in known:
             raise ValueError(f"unknown config field {key!r} (known: {', '.join(sorted(known))})")
+        if name in seen and seen[name] != key:
+            raise ValueError(f"config field {name!r} is given twice ({seen[name]!r} and {key!r})")
+        seen[name] = key
     cfg = SimConfig(**{k.replace("-", "_"): v for k, v in values.items()})
     return cfg.validate()
