@@ -29,6 +29,7 @@ given when issuing are truncated to the second. ``not_after`` and ``next_update`
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -339,6 +340,22 @@ def _ski(cert: x509.Certificate) -> bytes | None:
         return None
 
 
+@functools.lru_cache(maxsize=32)
+def _crl_signature_checked(crl_der: bytes, anchor_raw: bytes) -> bool:
+    crl = x509.load_der_x509_crl(crl_der)
+    return crl.is_signature_valid(ed25519.Ed25519PublicKey.from_public_bytes(anchor_raw))
+
+
+def _crl_signature_valid(crl: x509.CertificateRevocationList, anchor_key: Any) -> bool:
+    """``crl.is_signature_valid(anchor_key)``, remembered for the exact CRL bytes and CA key:
+    a receiver admitting thousands of senders checks the same CRL's signature once, not per
+    certificate. The cache key is the whole DER encoding, so another CRL is checked anew."""
+    if not isinstance(anchor_key, ed25519.Ed25519PublicKey):
+        return crl.is_signature_valid(anchor_key)
+    raw = anchor_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return _crl_signature_checked(crl.public_bytes(serialization.Encoding.DER), raw)
+
+
 def verify_certificate(certificate: x509.Certificate | bytes, *,
                        trust_anchor: x509.Certificate,
                        crl: x509.CertificateRevocationList,
@@ -401,7 +418,7 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
     # Revocation.
     if crl.issuer != anchor.subject:
         raise _fail("CRL is not issued by the CA", "crl_wrong_issuer")
-    if not crl.is_signature_valid(anchor_key):
+    if not _crl_signature_valid(crl, anchor_key):
         raise _fail("CRL signature does not verify with the CA key", "crl_bad_signature")
     if when < crl.last_update_utc:
         raise _fail(f"CRL is not valid before {crl.last_update_utc.isoformat()}",
