@@ -24,7 +24,7 @@ from ..crypto import EnvelopeReceiver, EnvelopeSender
 from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
 from ..dp import clip_l2
 from ..errors import EnvelopeError
-from .strategy import DPFedAvg, Strategy
+from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "device_uniforms", "round_cohort",
            "training_seeds"]
@@ -228,7 +228,5 @@ class Aggregator:
              bits: np.ndarray, round_index: int) -> np.ndarray:
         """The next global model from the opened updates."""
         weights = np.asarray([self.weights_of(int(d)) for d in device_ids], dtype=np.float64)
-        if isinstance(self.strategy, DPFedAvg):
-            return self.strategy.aggregate(params, updates, weights, round_index=round_index,
-                                           unclipped=bits if self.adaptive_bit else None)
-        return self.strategy.aggregate(params, updates, weights, round_index=round_index)
+        return self.strategy.aggregate(params, updates, weights, round_index=round_index,
+                                       unclipped=bits if self.adaptive_bit else None)

@@ -30,8 +30,10 @@ class Strategy(abc.ABC):
 
     @abc.abstractmethod
     def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
-                  round_index: int) -> np.ndarray:
-        """New global parameters (float32) from ``params`` and the (K, P) ``updates``."""
+                  round_index: int, unclipped: np.ndarray | None = None) -> np.ndarray:
+        """New global parameters (float32) from ``params`` and the (K, P) ``updates``;
+        ``unclipped`` (one 0/1 per update: its norm was within the clip) is for strategies
+        that adapt their clip norm and may be ignored."""
 
     def clip_norm(self) -> float | None:
         """L2 norm the devices clip their updates to this round, or None (no clipping)."""
@@ -91,7 +93,7 @@ class FedAvg(Strategy):
         return aggregate.krum(updates, f, m=max(1, k - f))
 
     def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
-                  round_index: int) -> np.ndarray:
+                  round_index: int, unclipped: np.ndarray | None = None) -> np.ndarray:
         if updates.shape[0] == 0:
             return params
         delta = self.combine(updates, weights)
