@@ -374,19 +374,24 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     elif rank == 0:
         train, test = _dataset(cfg, None)  # rank 0 holds the pooled data for the baseline only
     else:
-        blocks = np.array_split(np.arange(_population(cfg)), size - 1)
-        block = blocks[rank - 1]
+        # A gateway generates only its block of a synthetic city; a CSV is read once and cut.
+        full = _dataset(cfg, None) if cfg.task == "csv" else None
+        population = full[0].n_devices if full is not None else cfg.devices
+        block = np.array_split(np.arange(population), size - 1)[rank - 1]
         mine = range(int(block[0]), int(block[-1]) + 1) if block.size else range(0, 0)
-        train, test = _dataset(cfg, mine)
+        if full is not None:
+            train, test = full[0].subset(np.arange(mine.start, mine.stop)), full[1]
+        else:
+            train, test = _dataset(cfg, mine)
     model = _model(cfg, train)
     if cfg.lr == 0:
         cfg = dataclasses.replace(cfg, lr=auto_lr(model))
-    population = _population(cfg) if size > 1 else train.n_devices
     init = model.init_params(cfg.seed)
 
     # Aggregators for the two federated runs share nothing but the city CA design; each has its
     # own keys. The gateways learn the aggregator certificates up front.
     if rank == 0:
+        population = train.n_devices  # rank 0 holds every device
         weights = np.diff(train.offsets).astype(np.float64)
         plain_strategy, _ = _strategy(cfg, False, population)
         dp_strategy, adaptive = _strategy(cfg, True, population)
@@ -451,15 +456,6 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
     return results
-
-
-def _population(cfg: SimConfig) -> int:
-    if cfg.task != "csv":
-        return cfg.devices
-    from .. import data
-    train, _ = data.load_csv(cfg.data, target=cfg.target, device_column=cfg.device_column or None,
-                             devices=None if cfg.device_column else cfg.devices, seed=cfg.seed)
-    return train.n_devices
 
 
 def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarray,
