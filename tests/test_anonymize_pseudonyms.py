@@ -192,3 +192,20 @@ def test_unknown_output_is_refused():
     # Execute / Assert
     with pytest.raises(ValueError, match="output must be one of"):
         Pseudonymizer(KEY).pseudonymize([1], output="base64")
+
+
+def test_trailing_nul_bytes_are_kept_and_state_never_leaks():
+    # Prepare
+    import pickle
+    p = Pseudonymizer(b"k" * 32)
+
+    # Execute
+    one = p.pseudonymize(b"a\x00")
+    many = p.pseudonymize([b"a", b"a\x00"])
+
+    # Assert: a list goes through as objects (numpy's fixed-width bytes would drop the NUL)
+    assert many[1] == one and many[0] != many[1]
+    with pytest.raises(TypeError):
+        p.__getstate__()
+    with pytest.raises(TypeError):
+        pickle.dumps(p)

@@ -151,3 +151,18 @@ def test_errors_name_the_problem(tmp_path, text, kwargs, match):
     # Execute / Assert
     with pytest.raises(ValueError, match=match):
         load_csv(path, **kwargs)
+
+
+def test_a_byte_order_mark_and_non_finite_targets(tmp_path):
+    # Prepare: a UTF-8 file with a BOM (as spreadsheet exports write) and an inf target
+    from privcity.data import load_csv
+    rows = "\n".join(f"{i},{i % 7}.5,{2 * i}" for i in range(60))
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffid,x,y\n".encode() + rows.encode() + b"\n61,1.5,inf\n")
+
+    # Execute
+    train, (x_test, y_test) = load_csv(path, target="y", devices=3)
+
+    # Assert: the first column is named "id", not "\ufeffid"; the inf row is left out
+    assert np.isfinite(train.y).all() and np.isfinite(y_test).all()
+    assert train.X.shape[0] + x_test.shape[0] == 60

@@ -239,3 +239,23 @@ def test_treatments_that_do_not_fit_the_field_are_refused_by_name():
         preprocess(X, schema, treatment={"speed": "generalize"})
     with pytest.raises(ValueError, match="treatment must be one of"):
         preprocess(X, schema, treatment={"speed": "shred"})
+
+
+
+def test_categorical_generalize_makes_the_asked_number_of_groups_and_pseudonyms_need_codes():
+    # Prepare
+    schema = Schema((Field("zone", "categorical", "quasi", lower=0, upper=4),
+                     Field("y", "numeric", "public")), target="y")
+    X = np.arange(5, dtype=np.float64)[:, None]
+
+    # Execute
+    out = preprocess(X, schema, treatment={"zone": "generalize"}, bins=4)[:, 0]
+
+    # Assert: 5 codes in 4 groups {0, 1}, {2}, {3}, {4}, each released as its first code
+    assert out.tolist() == [0, 0, 2, 3, 4]
+    with pytest.raises(ValueError, match="'zone'"):
+        preprocess(np.array([[np.nan]]), schema, treatment={"zone": "pseudonymize"},
+                   pseudonym_key=b"k" * 32)
+    with pytest.raises(ValueError, match="'zone'"):
+        preprocess(np.array([[7.0]]), schema, treatment={"zone": "pseudonymize"},
+                   pseudonym_key=b"k" * 32)

@@ -291,7 +291,10 @@ def test_private_city_noises_sensitive_fields_per_device_reproducibly():
     names = [n for n, c in zip(noisy.feature_names, changed) if c]
     assert names == ["household_size", "consumption_kwh"]
     assert np.array_equal(block.X, rows_of(noisy, 20, 30)[0])
-    assert np.array_equal(noisy.y, clean.y)
+    # the target (next consumption, sensitive) is released noised too: it would otherwise give
+    # away the next record's noised consumption
+    assert not np.array_equal(noisy.y, clean.y)
+    assert np.array_equal(block.y, noisy.y[noisy.offsets[20]:noisy.offsets[30]])
     j = dropped.feature_names.index("household_size")
     assert np.all(dropped.X[:, j] == 0)
     assert np.array_equal(np.delete(dropped.X, j, axis=1), np.delete(clean.X, j, axis=1))

@@ -68,7 +68,14 @@ def _messages(ids: Any) -> tuple[list[bytes], tuple[int, ...] | None]:
     """Canonical bytes of every identifier and the shape of the input (None for a scalar)."""
     if isinstance(ids, (str, bytes, bytearray, int, np.integer, np.str_, np.bytes_)):
         return [_canonical(ids)], None
-    arr = np.asarray(ids)
+    if isinstance(ids, (list, tuple)):
+        # Not through numpy's fixed-width strings, which drop trailing NULs (b"a\x00" -> b"a").
+        arr = np.empty(len(ids), dtype=object)
+        arr[:] = list(ids)
+        if any(isinstance(v, (list, tuple)) for v in ids):
+            arr = np.asarray(ids, dtype=object)
+    else:
+        arr = np.asarray(ids)
     kind = arr.dtype.kind
     flat = arr.reshape(-1)
     if kind in "iu":
@@ -152,4 +159,7 @@ class Pseudonymizer:
         return f"Pseudonymizer(epoch={self._epoch})"
 
     def __reduce__(self) -> Any:
+        raise TypeError("Pseudonymizer holds a secret key and cannot be pickled or copied")
+
+    def __getstate__(self) -> Any:  # Python 3.11+ gives every object one: never the key
         raise TypeError("Pseudonymizer holds a secret key and cannot be pickled or copied")

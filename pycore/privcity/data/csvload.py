@@ -44,12 +44,19 @@ _S_CSV_SPLIT = 60
 def _open(path: str | os.PathLike) -> io.TextIOBase:
     p = os.fspath(path)
     if p.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="")
-    return open(p, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", newline="")
+    return open(p, encoding="utf-8-sig", newline="")  # -sig: a byte-order mark is not a name
 
 
 def _missing(v: str) -> bool:
     return v.strip().lower() in _MISSING
+
+
+def _non_finite_number(v: str) -> bool:
+    try:
+        return not np.isfinite(float(v))
+    except ValueError:
+        return False
 
 
 def _floats(values: list[str]) -> np.ndarray | None:
@@ -188,7 +195,8 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
 
     # Target first: rows without one are skipped.
     raw_t = cols[target]
-    keep = np.array([not _missing(v) for v in raw_t])
+    # A target that is missing, or a number that is not finite (inf, -inf), leaves its row out.
+    keep = np.array([not _missing(v) and not _non_finite_number(v) for v in raw_t])
     if not keep.any():
         raise ValueError(f"target column {target!r} of {name} has no values")
     idx = np.nonzero(keep)[0]
@@ -200,6 +208,8 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         raise ValueError(f"{name}: no training rows left (test_fraction={test_fraction})")
 
     t_num = _floats(cols[target])
+    if task is None and schema is not None:
+        task = "classification" if schema.field(target).kind == "categorical" else "regression"
     if task == "regression" and t_num is None:
         bad = next(v for v in cols[target] if _floats([v]) is None)
         raise ValueError(f"target column {target!r} is not numeric (value {bad!r}): a regression target "

@@ -31,7 +31,7 @@ from .city import (AQ_LEVELS, CHUNK_DEVICES, PM25_BREAKPOINTS, Records, _count, 
                    environment_records, environment_schema, smart_meter_records, smart_meter_schema,
                    traffic_records, traffic_schema)
 from .encode import Encoder
-from .preprocess import preprocess, resolve_treatment
+from .preprocess import preprocess_record, resolve_treatment
 from .schema import Field, Schema
 
 __all__ = ["FederatedDataset", "TASKS", "PARTITIONS", "make_city", "make_test_set", "air_quality_schema",
@@ -346,7 +346,8 @@ def _build(task, ids, samples_per_device, n_districts, seed, partition, alpha, t
     private = treatment is not None or epsilon is not None
     zero: tuple[str, ...] = ()
     if private:
-        how = resolve_treatment(schema, treatment)
+        how = resolve_treatment(schema, {k: v for k, v in (treatment or {}).items()
+                                         if k != schema.target})
         zero = tuple(n for n, h in how.items() if h == "drop")
         eps = 1.0 if epsilon is None else epsilon
         shared_rng = None
@@ -369,14 +370,19 @@ def _build(task, ids, samples_per_device, n_districts, seed, partition, alpha, t
             feats, target = _split(task, rec, schema)
             chunk_district = rec.district
         if private:
+            # Whole records are released: the target is treated by its flag too (the energy
+            # task's next consumption is sensitive, and would otherwise give away the noised
+            # consumption of the following record).
             if shared_rng is not None:
-                feats = preprocess(feats, schema, treatment=treatment, epsilon=eps, rng=shared_rng,
-                                   pseudonym_key=key)
+                feats, target = preprocess_record(feats, target, schema, treatment=treatment,
+                                                  epsilon=eps, rng=shared_rng, pseudonym_key=key)
             else:
+                target = np.array(target, dtype=np.float64)
                 for k, dev in enumerate(chunk):
                     sl = slice(k * s, (k + 1) * s)
-                    feats[sl] = preprocess(feats[sl], schema, treatment=treatment, epsilon=eps,
-                                           rng=_noise_rng(noise_seed, dev), pseudonym_key=key)
+                    feats[sl], target[sl] = preprocess_record(
+                        feats[sl], target[sl], schema, treatment=treatment, epsilon=eps,
+                        rng=_noise_rng(noise_seed, dev), pseudonym_key=key)
         r0, r1 = lo * s, (lo + len(chunk)) * s
         enc.encode(feats, zero=zero, out=X[r0:r1])
         if classification:

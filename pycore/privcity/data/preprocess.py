@@ -10,7 +10,7 @@ from ..dp import LaplaceMechanism
 from ..noise import SecureRNG
 from .schema import Schema
 
-__all__ = ["GENERALIZE_BINS", "TREATMENTS", "default_treatment", "preprocess"]
+__all__ = ["GENERALIZE_BINS", "TREATMENTS", "default_treatment", "preprocess", "preprocess_record"]
 
 TREATMENTS = ("keep", "drop", "laplace", "generalize", "pseudonymize")
 #: Default number of equal-width bins (numeric) or groups (categorical codes) of "generalize".
@@ -78,7 +78,10 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
         consecutive codes); ``pseudonymize`` (categorical codes relabelled by a keyed
         permutation: HMAC-SHA256 of each code under ``pseudonym_key`` through
         :class:`privcity.anonymize.Pseudonymizer`, so equal values stay equal and a model can
-        still learn per category, but who holds no key cannot tell which category is which).
+        still learn per category). It hides which label is which only where the labels'
+        frequencies do not tell: for a few categories of different sizes (districts), ranking
+        the released codes by count recovers them, and the simulator's risk report models that
+        attack. It is no substitute for generalisation or noise.
         Row-level k-anonymity of a whole table is :func:`privcity.anonymize.mondrian`, which
         needs the table, not one device's rows.
     epsilon : float
@@ -100,8 +103,10 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
         A new array of X's shape (float32 stays float32, else float64). ``drop`` fields are
         zeroed, not removed, so the width of the matrix (and of any model) stays fixed. Noised
         values are not clipped again, so they may leave the bounds; their mean is unbiased
-        for in-bound data. Float noise (``LaplaceMechanism.perturb``) with its floating-point
-        caveat: for simulations.
+        for in-bound data. The noise is :meth:`privcity.dp.LaplaceMechanism.release`'s: the
+        values snapped to a grid chosen from the noise scale plus exact discrete Laplace noise.
+        The target of a record is not in X: release records with :func:`preprocess_record`,
+        which treats it by its flag too.
     """
     feats = schema.features
     X = np.asarray(X)
@@ -128,7 +133,9 @@ def preprocess(X: np.ndarray, schema: Schema, *, treatment: Mapping[str, str] | 
             col = np.clip(out[:, j], f.lower, f.upper)
             width = float(f.upper) - float(f.lower)  # type: ignore[arg-type]
             mech = LaplaceMechanism(epsilon=eps_field, sensitivity=width, rng=rng)
-            out[:, j] = mech.perturb(np.ascontiguousarray(col))
+            # Float-safe: the column snapped to a grid chosen from the noise scale, plus exact
+            # discrete Laplace noise (one record moves its column by at most ``width``).
+            out[:, j] = mech.release(np.ascontiguousarray(col, dtype=np.float64))
     for j, name in enumerate(feats):
         f = schema.field(name)
         if how[name] == "drop":
@@ -149,9 +156,13 @@ def _generalize(col: np.ndarray, f: Any, bins: int) -> np.ndarray:
         idx = np.clip(np.floor((np.clip(col, lo, hi) - lo) / width), 0, bins - 1)
         return (lo + (idx + 0.5) * width).astype(col.dtype)
     n_codes = int(hi - lo) + 1
-    group = -(-n_codes // bins)
-    codes = np.clip(np.rint(col), lo, hi) - lo
-    return (lo + (codes // group) * group).astype(col.dtype)
+    groups = min(bins, n_codes)
+    codes = (np.clip(np.rint(col), lo, hi) - lo).astype(np.int64)
+    # Group g holds codes [floor(g n / G), floor((g + 1) n / G)): G groups of near-equal size,
+    # each released as its first code.
+    g = (codes * groups) // n_codes
+    first = -((-g * n_codes) // groups)  # ceil(g n / G)
+    return (lo + first).astype(col.dtype)
 
 
 def _pseudonymize(col: np.ndarray, f: Any, key: bytes) -> np.ndarray:
@@ -161,5 +172,32 @@ def _pseudonymize(col: np.ndarray, f: Any, key: bytes) -> np.ndarray:
     tags = Pseudonymizer(key).pseudonymize([f"{f.name}={c}" for c in codes], output="uint64")
     relabel = np.empty(codes.size, dtype=np.int64)
     relabel[np.argsort(tags, kind="stable")] = np.arange(codes.size)
-    idx = (np.clip(np.rint(col), lo, hi) - lo).astype(np.int64)
+    codes = np.rint(col)
+    if not np.isfinite(codes).all() or (codes < lo).any() or (codes > hi).any():
+        raise ValueError(f"field {f.name!r}: pseudonymize needs integer codes in "
+                         f"[{lo}, {hi}] (found NaN or a code outside)")
+    idx = (codes - lo).astype(np.int64)
     return (lo + relabel[idx]).astype(col.dtype)
+
+
+def preprocess_record(X: np.ndarray, y: np.ndarray, schema: Schema, **kwargs: Any,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """What a device releases of whole records, features ``X`` and target ``y``: as
+    :func:`preprocess`, with the target treated by its own flag too (a sensitive numeric
+    target gets its share of the epsilon and its noise, like any sensitive field). Returns the
+    released (X, y). ``treatment`` may name the target."""
+    from .schema import Field
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if y.ndim != 1 or X.ndim != 2 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be 1-D with one value per row of X, got {y.shape} for {X.shape}")
+    names = [f.name for f in schema.fields]
+    dummy = "__privcity_no_target__"
+    release = Schema(tuple(schema.fields) + (Field(dummy, "numeric", "public"),), target=dummy)
+    full = np.empty((X.shape[0], len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        full[:, j] = y if name == schema.target else X[:, schema.features.index(name)]
+    out = preprocess(full, release, **kwargs)
+    cols = [names.index(f) for f in schema.features]
+    return out[:, cols].astype(X.dtype if X.dtype == np.float32 else np.float64), \
+        out[:, names.index(schema.target)]

@@ -103,6 +103,17 @@ _KNOWN = ("district", "household_size")
 MAX_RISK_DEVICES = 20_000
 
 
+def _unshuffle_by_frequency(released: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The frequency attack on relabelled categories: the k-th most frequent released code is
+    taken for the k-th most frequent true code."""
+    rel_codes, rel_counts = np.unique(released, return_counts=True)
+    true_codes, true_counts = np.unique(truth, return_counts=True)
+    rel_order = rel_codes[np.argsort(-rel_counts, kind="stable")]
+    true_order = true_codes[np.argsort(-true_counts, kind="stable")]
+    guess = dict(zip(rel_order.tolist(), true_order.tolist()))
+    return np.array([guess.get(v, v) for v in released.tolist()], dtype=released.dtype)
+
+
 def records_risk(*, task: str, devices: int, n_districts: int, seed: int,
                  treatment: dict[str, str] | None, field_epsilon: float) -> dict[str, Any] | None:
     """The linkage attack on the records the task's devices upload in the centralized
@@ -136,13 +147,23 @@ def records_risk(*, task: str, devices: int, n_districts: int, seed: int,
             out[f] = values[:, schema.features.index(f)]
         return out
 
-    # The attacker applies what is public of the treatment to what they know: generalisation
-    # (the bins are no secret); pseudonyms (keyed) and noise they cannot undo.
+    # The attacker undoes what they can. Generalisation is public: they generalise what they
+    # know alike. Noise on an integer field: they round the released value to the nearest
+    # valid one. Pseudonymised codes: they rank the released codes by count and map them to
+    # the true codes ranked by their (census-known) counts.
     seen = raw
     if treatment or field_epsilon:
         how = resolve_treatment(schema, treatment or None)
         public = {f: ("generalize" if h == "generalize" else "keep") for f, h in how.items()}
         seen = preprocess(raw, schema, treatment=public)
+        released = released.copy()
+        for f in qi:
+            j = schema.features.index(f)
+            field = schema.field(f)
+            if how[f] == "laplace":
+                released[:, j] = np.clip(np.rint(released[:, j]), field.lower, field.upper)
+            elif how[f] == "pseudonymize":
+                released[:, j] = _unshuffle_by_frequency(released[:, j], raw[:, j])
     result = {}
     for name, values, known in (("raw", raw, raw), ("released", released, seen)):
         r = linkage_attack(table(values), table(known), qi, id_column="device")
