@@ -333,3 +333,17 @@ def test_linkage_attack_validates_its_arguments():
         linkage_attack(people, {"name": people.name, "age": short.age}, ["age"], id_column="name")
     with pytest.raises(ValueError, match="pair of columns"):
         linkage_attack(people, people, {"age": ("a", "b", "c")}, id_column="name")
+
+
+
+def test_linkage_against_an_empty_release_finds_nobody():
+    # Prepare
+    aux = np.zeros(3, dtype=[("id", "i8"), ("zip", "i8")])
+    aux["id"], aux["zip"] = [1, 2, 3], [10, 20, 30]
+    released = aux[:0]
+
+    # Execute
+    r = linkage_attack(released, aux, ["zip"], id_column="id")
+
+    # Assert
+    assert r["not_found"] == 1.0 and r["reidentified"] == 0.0 and r["guess"] == 0.0

@@ -637,7 +637,8 @@ def linkage_attack(released: Any, auxiliary: Any, quasi_identifiers: Any, *, id_
         a = np.flatnonzero(own)
         among[a] = compat(a, row_class[truth[a]])
     lone = n_cand == 1
-    lone_row = np.where(single >= 0, first_row[np.maximum(single, 0)], -1)
+    lone_row = (np.where(single >= 0, first_row[np.maximum(single, 0)], -1) if n_cls
+                else np.full(n_aux, -1, np.int64))  # nothing released: nobody found
     lone_id_ok = np.array([lone_row[i] >= 0 and rel_ids[lone_row[i]] == aux_ids[i] if lone[i] else False
                            for i in range(n_aux)], bool)
     counts = {

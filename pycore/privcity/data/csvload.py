@@ -214,8 +214,6 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         bad = next(v for v in cols[target] if _floats([v]) is None)
         raise ValueError(f"target column {target!r} is not numeric (value {bad!r}): a regression target "
                          "must be numeric")
-    if task is None and schema is not None:
-        task = "classification" if schema.field(target).kind == "categorical" else "regression"
     if task is None:
         integral = t_num is not None and bool(np.all(t_num == np.round(t_num)))
         classify = t_num is None or (integral and len(np.unique(t_num)) <= max_classes)
