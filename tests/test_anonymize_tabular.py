@@ -491,3 +491,19 @@ def test_pandas_stays_an_optional_import(run_python):
     # Assert
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_pandas_na_and_nat_in_structured_arrays_are_missing_values():
+    # Prepare
+    pd = pytest.importorskip("pandas")
+    a = np.zeros(6, dtype=[("c", "O"), ("x", "i8")])
+    a["c"], a["x"] = ["a", "b", pd.NA, "a", "b", "c"], [1, 2, 3, 4, 5, 6]
+    b = np.zeros(4, dtype=[("t", "M8[s]"), ("x", "i8")])
+    b["t"] = [np.datetime64("2020-01-01"), np.datetime64("NaT"), np.datetime64("2020-01-02"),
+              np.datetime64("2020-01-03")]
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="'c'"):
+        mondrian(a, ["c", "x"], 2)
+    with pytest.raises(ValueError, match="'t'"):
+        mondrian(b, ["t", "x"], 2)

@@ -259,3 +259,16 @@ def test_categorical_generalize_makes_the_asked_number_of_groups_and_pseudonyms_
     with pytest.raises(ValueError, match="'zone'"):
         preprocess(np.array([[7.0]]), schema, treatment={"zone": "pseudonymize"},
                    pseudonym_key=b"k" * 32)
+
+
+def test_a_missing_categorical_value_encodes_to_all_zeros():
+    # Prepare
+    schema = Schema((Field("z", "categorical", "quasi", lower=-1, upper=1),
+                     Field("y", "numeric", "public")), target="y")
+    enc = Encoder.fit(schema, np.array([[-1.0], [0.0], [1.0]]))
+
+    # Execute
+    out = enc.encode(np.array([[np.nan], [-1.0]]))
+
+    # Assert: NaN is no category (code -1 would have been the one-hot of lower = -1)
+    assert out.tolist() == [[0, 0, 0], [1, 0, 0]]

@@ -56,6 +56,15 @@ def names_arg(table: Any, names: Any, what: str) -> list[str]:
     return names
 
 
+def _is_missing(v: Any) -> bool:
+    """None, a float NaN, a NaT, or a pandas NA/NaT (recognised without importing pandas)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return True
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(v))
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
 def raw_column(table: Any, name: str) -> tuple[np.ndarray, bool]:
     """(values as a numpy array, numeric?); ValueError naming the column if any value is
     missing (NaN, None, pandas NA). Booleans, strings, objects and datetimes are categorical."""
@@ -76,8 +85,10 @@ def raw_column(table: Any, name: str) -> tuple[np.ndarray, bool]:
     kind = values.dtype.kind
     if kind == "f":
         missing = int(np.isnan(values).sum())
+    elif kind in "mM":
+        missing = int(np.isnat(values).sum())
     elif kind == "O":
-        missing = sum(1 for v in values if v is None or (isinstance(v, float) and v != v))
+        missing = sum(1 for v in values if _is_missing(v))
     else:
         missing = 0
     if missing:

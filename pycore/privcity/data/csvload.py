@@ -222,7 +222,10 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     if classify:
         if t_num is not None:
             uniq = np.unique(t_num)
-            class_names = tuple(format(float(u), "g") for u in uniq)
+            # Exact names: an integral label as an integer, any other by its shortest repr
+            # (format "g" would name 1234567 and 1234568 alike).
+            class_names = tuple(str(int(u)) if float(u).is_integer() else repr(float(u))
+                                for u in uniq)
             y_all = np.searchsorted(uniq, t_num).astype(np.int64)
         else:
             labels = sorted({v.strip() for v in cols[target]})

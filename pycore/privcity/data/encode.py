@@ -96,8 +96,9 @@ class Encoder:
             elif f.kind == "categorical":
                 lo = int(f.lower)  # type: ignore[arg-type]
                 k = sl.stop - sl.start
-                code = np.where(np.isfinite(col), col, -1.0).astype(np.int64) - lo
-                out[:, sl] = code[:, None] == np.arange(k)
+                finite = np.isfinite(col)
+                code = np.where(finite, col, lo).astype(np.int64) - lo
+                out[:, sl] = (code[:, None] == np.arange(k)) & finite[:, None]  # NaN: all zero
             elif f.period is not None:
                 angle = ((2.0 * np.pi / f.period) * col).astype(np.float32)
                 out[:, sl.start] = np.sin(angle)
