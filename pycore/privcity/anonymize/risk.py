@@ -14,6 +14,8 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -365,10 +367,9 @@ class _Qi:
                 j = index.setdefault(parsed, len(index))
                 if j == len(self.values):
                     self.values.append(parsed)
-                try:
+                # Values that cannot be hashed (a list, an array) are simply parsed each time.
+                with contextlib.suppress(TypeError):
                     memo[raw] = j
-                except TypeError:
-                    pass
             vidx[i] = j
         self.vidx = vidx
         nv = len(self.values)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from ..crypto import EnvelopeReceiver, EnvelopeSender
 from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
+from ..data._hash import mix
 from ..dp import clip_l2
 from ..errors import EnvelopeError
 from .strategy import Strategy
@@ -30,22 +31,13 @@ __all__ = ["Aggregator", "Gateway", "GatewayReport", "device_uniforms", "round_c
            "training_seeds"]
 
 AGGREGATOR_ID = "aggregator"
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser on uint64 arrays (a bijective avalanche mix)."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
 
 
 def _hash(seed: int, round_index: int, purpose: int, devices: np.ndarray) -> np.ndarray:
-    base = _mix(np.array([(seed * 0x9E3779B97F4A7C15 + round_index * 0x632BE59BD9B4E019
-                           + purpose * 0xD1B54A32D192ED03) & 0xFFFFFFFFFFFFFFFF], np.uint64))
-    with np.errstate(over="ignore"):
-        return _mix(base ^ _mix(devices.astype(np.uint64) + np.uint64(1)))
+    """64 bits per device from (seed, round, purpose, device id): the city's SplitMix64 mix."""
+    base = mix(np.array([(seed * 0x9E3779B97F4A7C15 + round_index * 0x632BE59BD9B4E019
+                          + purpose * 0xD1B54A32D192ED03) & 0xFFFFFFFFFFFFFFFF], np.uint64))
+    return mix(base ^ mix(devices.astype(np.uint64) + np.uint64(1)))
 
 
 def device_uniforms(seed: int, round_index: int, purpose: int, devices: np.ndarray) -> np.ndarray:
