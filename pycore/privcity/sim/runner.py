@@ -497,7 +497,7 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
         return out
 
     metric = "accuracy" if model.task_type == "classification" else "r2"
-    dp_sum = run_summary(dp)
+    fl_sum, dp_sum = run_summary(plain), run_summary(dp)
     acc = dp["strategy"]
     return {
         "config": cfg.to_dict(),
@@ -510,7 +510,7 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
         "test_records": int(test.X.shape[0]),
         "n_params": int(model.n_params),
         "centralized": _central_summary(model, central, test, central_cpu),
-        "fl": run_summary(plain),
+        "fl": fl_sum,
         "fl_dp": dp_sum,
         "privacy": {"epsilon": dp["rounds"][-1]["epsilon"] if dp["rounds"] else 0.0,
                     "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
@@ -518,7 +518,7 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
                     "sample_rate": cfg.sample_rate,
                     "noise": "seeded SecureRNG (simulation: reproducible, not for production)"},
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(train),
-                      "fl_bytes_total": run_summary(plain)["bytes_total"],
+                      "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"]},
         "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
         "final_params_sha256": {
