@@ -442,8 +442,9 @@ struct DGaussBlock {
     Below quart_range{1};  // 6 t^4
 };
 
-bool dgauss_block_setup(uint64_t a, uint64_t b, DGaussBlock& p) {
-    if (!dgauss_setup(a, b, p.g)) return false;
+// The block sampler's constants for p.g (already set up by dgauss_setup); false when the
+// parameters are outside what it takes (then the samples go one at a time).
+bool dgauss_block_setup(DGaussBlock& p) {
     if (p.g.t >= (uint64_t(1) << 21)) return false;  // the merged first draw needs 2 t^3 < 2^64
     const u128 d = p.g.D;
     const uint64_t t = p.g.t;
@@ -693,7 +694,7 @@ bool noise_discrete_gaussian_params_ok(uint64_t num, uint64_t den) noexcept {
 int noise_discrete_gaussian(int64_t* out, size_t n, uint64_t num, uint64_t den, rng_state* st) noexcept {
     DGaussBlock p;
     if (!dgauss_setup(num, den, p.g)) return -1;
-    const bool blocks = dgauss_block_setup(num, den, p);
+    const bool blocks = dgauss_block_setup(p);
     dgauss_fill(st, num, den, blocks ? &p : nullptr, p.g, out, n);
     return 0;
 }
@@ -720,7 +721,7 @@ double noise_clip_round_add_dgauss(int64_t* out, const float* x, size_t n, doubl
     if (!(clip * scale < 0x1p61)) return -3.0;
     const double s = (norm > clip ? clip / norm : 1.0) * scale;
     // The noise first (in blocks), then the stochastic rounding added to it.
-    const bool blocks = dgauss_block_setup(num, den, p);
+    const bool blocks = dgauss_block_setup(p);
     dgauss_fill(st, num, den, blocks ? &p : nullptr, p.g, out, n);
     for (size_t i = 0; i < n; ++i) {
         const double v = double(x[i]) * s;
