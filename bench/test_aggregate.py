@@ -6,7 +6,7 @@ Targets (issue 4):
   * weighted_mean: >= 0.8x the read bandwidth measured in the same run (numpy .sum() over a
     float32 array of the same bytes), >= 3x np.average(axis=0, weights=w), >= 15x Flower's
     flwr.server.strategy.aggregate.aggregate on the same updates (pip install flwr; measured
-    with glibc reusing its 4 MB temporaries, Flower's faster state: see test_flower_anchor).
+    in its steady state, glibc reusing its 4 MB temporaries: see test_flower_anchor).
   * Streaming Accumulator (64 adds, then mean()): >= 0.7x the read bandwidth.
   * median >= 5x np.median(axis=0); trimmed_mean(beta=0.1) >= 5x scipy.stats.trim_mean(axis=0).
     The anchors take about a second each: few rounds.
@@ -101,14 +101,13 @@ def test_flower_anchor(benchmark, record, updates):
     x, w = updates
     benchmark.group = FLOWER
     results = [([row], int(wi)) for row, wi in zip(x, w)]  # (layers, num_examples) per client
-    # Flower allocates ~130 temporaries of 4 MB per call. In a fresh process glibc maps each with
-    # mmap and page-faults it in (~165 ms here); once a larger block has been freed, glibc keeps
-    # them on its heap (~35 ms), as in a long-running server. Free one so the anchor is measured
-    # in that faster state, whatever ran before it.
-    scratch = np.ones(2 * D)
-    del scratch
+    # Flower allocates ~130 temporaries of 4 MB per call. Its first two calls in a process
+    # page-fault each of them in (~150 ms here); from then on, while the caller keeps the result
+    # (as a server keeps its new model), glibc serves them from its heap (~35 ms). The anchor is
+    # that steady state: two warm-up calls, and each call's result is kept until the next returns.
+    # (A caller that drops the result lets glibc trim the heap, and every call stays at ~165 ms.)
     out = benchmark.pedantic(lambda: strategy.aggregate(results), rounds=5, iterations=1,
-                             warmup_rounds=1)
+                             warmup_rounds=2)
     np.testing.assert_allclose(out[0], weighted_mean(x, w), rtol=1e-3, atol=1e-5)
     record(benchmark, FLOWER, "anchor")
 
