@@ -133,6 +133,63 @@ def test_mpiexec_3_ranks_gives_the_one_process_result(tmp_path, small_city):
             [{k: x[k] for k in keys} for x in small_city["rounds"][run_]]
 
 
+def test_a_sampled_baseline_trains_on_its_sample_and_changes_nothing_else(tmp_path, small_city):
+    # Execute
+    r = run(tmp_path, epsilon=8.0, baseline_devices=40)
+
+    # Assert: the centralized model saw 40 devices' records; the city and FL are unchanged
+    assert r["baseline_records"] == 40 * SMALL["samples_per_device"]
+    assert r["records"] == small_city["records"] == SMALL["devices"] * SMALL["samples_per_device"]
+    assert small_city["baseline_records"] == small_city["records"]
+    assert r["bandwidth"]["raw_upload_bytes"] == small_city["bandwidth"]["raw_upload_bytes"]
+    sha, ref = r["final_params_sha256"], small_city["final_params_sha256"]
+    assert (sha["fl"], sha["fl_dp"]) == (ref["fl"], ref["fl_dp"])
+    assert sha["centralized"] != ref["centralized"]
+    assert np.isfinite(r["centralized"]["score"])
+
+
+def test_mpiexec_2_ranks_with_a_sampled_baseline_gives_the_one_process_result(tmp_path):
+    # Prepare: rank 0 then generates only the sampled devices
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[test]')")
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        pytest.skip("no mpiexec found beside Python or on PATH (pip install mpich)")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    kw = {**SMALL, "rounds": 2, "baseline_devices": 25, "risk_people": 0}
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
+    one = run(tmp_path / "one", **kw)
+    out = tmp_path / "mpi"
+
+    # Execute
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "privcity.cli", "simulate",
+                           *flags, f"--out={out}"], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+    # Assert
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["final_params_sha256"] == one["final_params_sha256"]
+    assert (got["records"], got["baseline_records"]) == (one["records"], one["baseline_records"])
+    assert got["bandwidth"]["raw_upload_bytes"] == one["bandwidth"]["raw_upload_bytes"]
+    assert "[setup ]" in proc.stderr and "the centralized baseline's sample" in proc.stderr
+
+
+def test_setup_phases_are_shown_before_the_rounds(tmp_path, capsys):
+    # Execute
+    rc = cli_main(["simulate", "--devices", "30", "--rounds", "1", "--samples-per-device", "8",
+                   "--risk-people", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+
+    # Assert: city, enrolment and baseline lines come before the first round's
+    assert rc == 0
+    setup = [line for line in err.splitlines() if line.startswith("[setup ]")]
+    assert any("generating 30 devices x 8 records" in line for line in setup)
+    assert any("enrolling 30 devices" in line for line in setup)
+    assert any("on 240 pooled records of 30 devices" in line for line in setup)
+    assert err.index("[setup ]") < err.index("round   1/1")
+
+
 def test_a_run_with_dropouts_completes(tmp_path):
     # Execute
     r = run(tmp_path, dropout=0.4, rounds=4)
@@ -183,6 +240,8 @@ def test_options_run(tmp_path, kw):
     (dict(field_epsilon=-2.0), "field_epsilon"),
     (dict(out=5), "out"), (dict(release_time_s=0), "release_time_s"),
     (dict(risk_people=-1), "risk_people"), (dict(release_cell_m=0.0), "release_cell_m"),
+    (dict(baseline_devices=-1), "baseline_devices"),
+    (dict(devices=100, baseline_devices=101), "baseline_devices"),
 ])
 def test_bad_configuration_is_refused_naming_the_field(kw, field):
     # Execute / Assert

@@ -64,6 +64,9 @@ _FLAG_HELP = {
                  "laplace, generalize, pseudonymize; default by the schema's flags)",
     "adaptive_clip": "adapt the clip norm to the median update norm (Andrew et al. 2021)",
     "centralized_epochs": "epochs of the centralized baseline on the pooled raw data",
+    "baseline_devices": "train the centralized baseline on the pooled records of this many "
+                        "devices, a seeded uniform sample (0: every device; a large city's "
+                        "pooled data takes memory and time on rank 0)",
     "risk_people": "people whose GPS traces measure re-identification risk (0: skip)",
     "release_cell_m": "grid cell (metres) of the locations devices release",
     "release_time_s": "time bin (seconds) of the timestamps devices release",

@@ -44,6 +44,8 @@ class SimConfig:
     noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
     adaptive_clip: bool = False
     centralized_epochs: int = 5
+    baseline_devices: int = 0          # devices whose pooled records train the centralized
+                                       # baseline: a seeded uniform sample; 0 = every device
     risk_people: int = 2000            # people whose GPS traces measure re-identification risk
     release_cell_m: float = 1000.0     # grid cell of the locations devices release (metres)
     release_time_s: int = 3600         # time bin of the timestamps devices release (seconds)
@@ -63,7 +65,7 @@ class SimConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(name, "must be an integer >= 1")
-        for name in ("seed", "risk_people"):
+        for name in ("seed", "risk_people", "baseline_devices"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad(name, "must be an integer >= 0")
@@ -129,6 +131,8 @@ class SimConfig:
                 raise bad("target", "task csv needs the target column")
         elif self.data:
             raise bad("data", "a CSV file is only read with task = 'csv'")
+        if self.task != "csv" and self.baseline_devices > self.devices:
+            raise bad("baseline_devices", f"must be at most devices ({self.devices}), or 0 for all")
         if not self.out:
             raise bad("out", "must name an output directory")
         return self

@@ -143,17 +143,19 @@ def calibrate_noise_multiplier(*, epsilon: float, delta: float, sample_rate: flo
     return hi
 
 
-def _raw_upload_bytes(train: Any) -> int:
+def _raw_upload_bytes(census: _Census) -> int:
     """Bytes the devices would send to upload their raw records (features and target as one
     float32 tensor per device) sealed the same way: header + tensor codec + tag, per device."""
-    total = 0
-    width = train.X.shape[1] + 1
-    counts = np.diff(train.offsets)
-    for device, n in zip(train.device_ids, counts):
-        header = len(build_header(sender_id=f"dev-{int(device)}", receiver_id=AGGREGATOR_ID,
-                                  epoch=0, counter=0, plaintext_length=0, content_type=1))
-        total += header + 2 + 16 + 4 * int(n) * width + 16
-    return total
+    width = census.n_features + 1
+    ids = census.device_ids.astype(np.int64)
+    # The header holds sender id "dev-<id>": its length grows by one byte per decimal digit.
+    base = len(build_header(sender_id="dev-", receiver_id=AGGREGATOR_ID, epoch=0, counter=0,
+                            plaintext_length=0, content_type=1))
+    digits = np.ones(ids.shape, np.int64)
+    for p in range(1, 19):
+        digits += ids >= 10 ** p
+    per_device = base + digits + 2 + 16 + 4 * census.counts.astype(np.int64) * width + 16
+    return int(per_device.sum())
 
 
 # --- transports ----------------------------------------------------------------------------------
@@ -226,6 +228,18 @@ def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
 
 
 # --- one federated run ----------------------------------------------------------------------------
+
+class _Setup:
+    """Progress lines of the phases before the rounds (rank 0 only), with elapsed wall time."""
+
+    def __init__(self, enabled: bool, started: float) -> None:
+        self.enabled, self.started = enabled, started
+
+    def __call__(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"[setup ] {time.perf_counter() - self.started:7.1f} s  {text}\n")
+            sys.stderr.flush()
+
 
 class _Progress:
     def __init__(self, label: str, total: int, enabled: bool) -> None:
@@ -365,13 +379,62 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True) -> dict
         raise
 
 
+def _baseline_sample(cfg: SimConfig, population: int) -> np.ndarray | None:
+    """Sorted device indices whose pooled records train the centralized baseline: a seeded
+    uniform sample of ``cfg.baseline_devices``, or None for every device."""
+    n = cfg.baseline_devices
+    if n == 0 or n >= population:
+        return None
+    rng = np.random.default_rng([cfg.seed, 0x62617365])  # "base": a stream of its own
+    return np.sort(rng.choice(population, size=n, replace=False))
+
+
+class _Census:
+    """What rank 0 needs to know of every device (ids and record counts), which need not be the
+    devices whose records it holds (a sampled baseline)."""
+
+    def __init__(self, device_ids: np.ndarray, counts: np.ndarray, n_features: int) -> None:
+        self.device_ids, self.counts, self.n_features = device_ids, counts, n_features
+
+    @classmethod
+    def of(cls, train: Any) -> _Census:
+        return cls(train.device_ids, np.diff(train.offsets), train.X.shape[1])
+
+    @property
+    def n_devices(self) -> int:
+        return int(self.device_ids.shape[0])
+
+    @property
+    def n_records(self) -> int:
+        return int(self.counts.sum())
+
+
 def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
               progress: bool) -> dict[str, Any] | None:
     started = time.perf_counter()
+    say = _Setup(progress and rank == 0, started)
+    if size == 1 or rank == 0:
+        sample = None if cfg.task == "csv" else _baseline_sample(cfg, cfg.devices)
+        if cfg.task == "csv":
+            say(f"reading {cfg.data}")
+        else:
+            n = cfg.devices if size == 1 or sample is None else sample.size
+            say(f"city: generating {n:,} devices x {cfg.samples_per_device} records ({cfg.task})"
+                + ("" if n == cfg.devices else ", the centralized baseline's sample"))
     if size == 1:
         train, test = _dataset(cfg, None)
+        census = _Census.of(train)
     elif rank == 0:
-        train, test = _dataset(cfg, None)  # rank 0 holds the pooled data for the baseline only
+        # Rank 0 holds pooled data for the baseline only: the sampled devices' (synthetic city,
+        # each device's rows depend on its id alone), else every device's.
+        if sample is not None:
+            train, test = _dataset(cfg, sample)
+            n = cfg.devices
+            census = _Census(np.arange(n, dtype=np.int64),
+                             np.full(n, cfg.samples_per_device, np.int64), train.X.shape[1])
+        else:
+            train, test = _dataset(cfg, None)
+            census = _Census.of(train)
     else:
         # A gateway generates only its block of a synthetic city; a CSV is read once and cut.
         full = _dataset(cfg, None) if cfg.task == "csv" else None
@@ -390,8 +453,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     # Aggregators for the two federated runs share nothing but the city CA design; each has its
     # own keys. The gateways learn the aggregator certificates up front.
     if rank == 0:
-        population = train.n_devices  # rank 0 holds every device
-        weights = np.diff(train.offsets).astype(np.float64)
+        population = census.n_devices
+        weights = census.counts.astype(np.float64)
         plain_strategy, _ = _strategy(cfg, False, population)
         dp_strategy, adaptive = _strategy(cfg, True, population)
         agg_plain = Aggregator(strategy=plain_strategy, n_params=model.n_params,
@@ -413,11 +476,13 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                                              crl=x509.load_pem_x509_crl(crl))
                           for ca, crl, c in wire)
     if size == 1:
+        say(f"enrolling {train.n_devices:,} devices with the city CA, once per federated run")
         gw_plain = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[0])
         transports = [_Local(gw_plain)]
         gw_dp = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[1])
         transports.append(_Local(gw_dp))
     elif rank == 0:
+        say(f"ranks 1..{size - 1} generate their blocks of devices and enrol them")
         transports = [_MPI(comm), _MPI(comm)]
     else:
         for cert in certs:
@@ -425,14 +490,27 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
             _gateway_loop(comm, gw)
         return None
 
-    # (a) centralized baseline on the pooled raw data
+    # (a) centralized baseline on the pooled raw data (of a sample of devices, if asked)
     from ..models import train_centralized
+    base = train
+    if size == 1 or cfg.task == "csv":
+        sample = _baseline_sample(cfg, census.n_devices)
+        if sample is not None:
+            base = train.subset(sample)
+    rows = base.X.shape[0]
+    hint = ("" if cfg.baseline_devices or rows < 5_000_000 else
+            "; --baseline-devices N trains it on a sample of N devices")
+    say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records of "
+        f"{base.n_devices:,} devices{hint}")
     t0 = time.process_time()
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
-        central = train_centralized(model, init, train.X, train.y,
+        central = train_centralized(model, init, base.X, base.y,
                                     epochs=cfg.centralized_epochs, batch_size=cfg.batch_size,
                                     lr=cfg.lr, seed=cfg.seed)
     central_cpu = time.process_time() - t0
+    baseline_records = rows
+    del base, train  # the pooled data is not needed past here
+    say(f"centralized baseline: done in {central_cpu:.1f} s CPU")
     # (b) FL without DP, (c) FL with DP
     plain = _federated(cfg, dp=False, transport=transports[0], aggregator=agg_plain,
                        model=model, test=test, init=init, progress=progress)
@@ -448,8 +526,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     if cfg.risk_people:
         risk["traces"] = release_risk(people=cfg.risk_people, cell_m=cfg.release_cell_m,
                                       time_s=cfg.release_time_s, seed=cfg.seed)
-    results = _report(cfg, model, train, test, central, central_cpu, plain, dp, size,
-                      time.perf_counter() - started)
+    results = _report(cfg, model, census, baseline_records, test, central, central_cpu, plain,
+                      dp, size, time.perf_counter() - started)
     results["risk"] = risk
     os.makedirs(cfg.out, exist_ok=True)
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
@@ -457,9 +535,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     return results
 
 
-def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarray,
-            central_cpu: float, plain: dict[str, Any], dp: dict[str, Any], ranks: int,
-            wall: float) -> dict[str, Any]:
+def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, test: Any,
+            central: np.ndarray, central_cpu: float, plain: dict[str, Any], dp: dict[str, Any],
+            ranks: int, wall: float) -> dict[str, Any]:
     def run_summary(run: dict[str, Any]) -> dict[str, Any]:
         rounds = run["rounds"]
         train_s = [x for r in rounds for x in r["train_cpu_seconds"]]
@@ -505,8 +583,9 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
         "wall_seconds": wall,
         "task_type": model.task_type,
         "metric": metric,
-        "devices": int(train.n_devices),
-        "records": int(train.X.shape[0]),
+        "devices": census.n_devices,
+        "records": census.n_records,
+        "baseline_records": int(baseline_records),
         "test_records": int(test.X.shape[0]),
         "n_params": int(model.n_params),
         "centralized": _central_summary(model, central, test, central_cpu),
@@ -517,7 +596,7 @@ def _report(cfg: SimConfig, model: Any, train: Any, test: Any, central: np.ndarr
                     "noise_multiplier": acc["noise_multiplier"],
                     "sample_rate": cfg.sample_rate,
                     "noise": "seeded SecureRNG (simulation: reproducible, not for production)"},
-        "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(train),
+        "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
                       "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"]},
         "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
