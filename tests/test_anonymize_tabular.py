@@ -212,6 +212,129 @@ def test_checker_emd_is_the_transport_optimum(rows):
         assert got == pytest.approx(expected, abs=1e-7), name
 
 
+def brute_force_emds(groups: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """Largest ordered and equal-distance EMD over the classes, from each class's full
+    distribution over the sorted distinct values (no shortcut: every value, every class)."""
+    domain = np.unique(values)
+    m = len(domain)
+    q = np.array([np.mean(values == v) for v in domain])
+    ordered, equal = 0.0, 0.0
+    for g in np.unique(groups):
+        p = np.array([np.mean(values[groups == g] == v) for v in domain])
+        surplus = np.cumsum(p - q)[:-1]  # mass carried from each value to the next
+        ordered = max(ordered, float(np.sum(np.abs(surplus))) / (m - 1) if m > 1 else 0.0)
+        equal = max(equal, 0.5 * float(np.sum(np.abs(p - q))))
+    return ordered, equal
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9),
+                          st.sampled_from([-0.0, 0.0, 0.5, 1e-300, 2.0])
+                          | st.floats(-1e6, 1e6, allow_nan=False)), min_size=1, max_size=80),
+       st.booleans())
+def test_checker_emd_matches_brute_force_on_many_distinct_values(rows, structured):
+    # Prepare: floats mostly distinct, some repeated (and -0.0 equal to 0.0), up to ten classes
+    groups = np.array([g for g, _ in rows], np.int64)
+    values = np.array([v for _, v in rows])
+    table = pd.DataFrame({"g": groups.astype(str), "x": values})
+    if structured:
+        table = table.to_records(index=False).astype([("g", "U2"), ("x", "f8")])
+    want_ordered, want_equal = brute_force_emds(groups, values)
+
+    # Execute
+    got_ordered = t_closeness(table, ["g"], "x")
+    got_equal = t_closeness(table, ["g"], "x", numeric=False)
+
+    # Assert
+    assert got_ordered == pytest.approx(want_ordered, rel=1e-12, abs=1e-15)
+    assert got_equal == pytest.approx(want_equal, rel=1e-12, abs=1e-15)
+
+
+@st.composite
+def hierarchies_over(draw, leaves):
+    """A random hierarchy: inner nodes under "*" or an earlier inner node, each leaf under "*"
+    or an inner node (so unbalanced, and inner nodes may end up childless)."""
+    inner = [f"n{i}" for i in range(draw(st.integers(0, 5)))]
+    tree = {}
+    for i, node in enumerate(inner):
+        tree[node] = draw(st.sampled_from(["*"] + inner[:i]))
+    for leaf in leaves:
+        tree[leaf] = draw(st.sampled_from(["*"] + inner))
+    return tree
+
+
+def node_heights(tree: dict) -> dict:
+    kids = defaultdict(list)
+    for child, parent in tree.items():
+        kids[parent].append(child)
+
+    def height(node):
+        return 1 + max(height(c) for c in kids[node]) if kids[node] else 0
+    return {node: height(node) for node in list(tree) + ["*"]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(list("abcdef"))), min_size=2,
+                max_size=40),
+       hierarchies_over(list("abcdef")))
+def test_checker_tree_emd_is_the_transport_optimum_on_random_hierarchies(rows, tree):
+    # Prepare: ground distance height(lowest common ancestor) / height("*")
+    table = pd.DataFrame(rows, columns=["g", "s"])
+    heights = node_heights(tree)
+    assume(heights["*"] > 0)
+    domain = sorted(set(table["s"]))
+
+    def distance(a, b):
+        common = set(path_to_root(tree, a)) & set(path_to_root(tree, b))
+        return min(heights[c] for c in common) / heights["*"]
+
+    dist = np.array([[distance(a, b) for b in domain] for a in domain])
+    q = np.array([np.mean(table["s"] == v) for v in domain])
+    expected = max(transport_emd(np.array([np.mean(table["s"][table["g"] == g] == v)
+                                           for v in domain]), q, dist)
+                   for g in sorted(set(table["g"])))
+
+    # Execute
+    got = t_closeness(table, ["g"], "s", hierarchy=tree)
+
+    # Assert
+    assert got == pytest.approx(expected, abs=1e-7)
+
+
+def test_t_closeness_of_a_large_table_with_many_distinct_floats():
+    # Prepare: 200,000 rows, 150,000 distinct floats, 300 classes leaning on the value
+    rng = np.random.default_rng(7)
+    n, n_classes, m = 200_000, 300, 150_000
+    pool = rng.permutation(np.unique(rng.normal(50.0, 20.0, 2 * m)))[:m]
+    values = rng.permutation(np.concatenate([pool, rng.choice(pool, n - m)]))
+    lean = np.argsort(np.argsort(values + rng.normal(0.0, 30.0, n)))
+    groups = lean * n_classes // n
+    table = pd.DataFrame({"g": np.array([f"c{i}" for i in range(n_classes)])[groups],
+                          "x": values})
+    # reference: each class's cumulative distribution over the m ranks, against the table's
+    ranks = np.unique(values, return_inverse=True)[1]
+    table_cdf = np.cumsum(np.bincount(ranks, minlength=m)) / n
+    ordered, equal = np.zeros(n_classes), np.zeros(n_classes)
+    for g in range(n_classes):
+        hist = np.bincount(ranks[groups == g], minlength=m) / np.sum(groups == g)
+        ordered[g] = np.sum(np.abs(np.cumsum(hist) - table_cdf)[:-1]) / (m - 1)
+        equal[g] = 0.5 * np.sum(np.abs(hist - np.diff(table_cdf, prepend=0.0)))
+    worst = int(np.argmax(ordered))
+    wasserstein_distance = pytest.importorskip("scipy.stats").wasserstein_distance
+
+    # Execute
+    got_ordered = t_closeness(table, ["g"], "x")
+    got_equal = t_closeness(table, ["g"], "x", numeric=False)
+
+    # Assert: the ordered EMD is the 1-D Wasserstein distance between rank distributions
+    assert len(np.unique(values)) == m
+    assert wasserstein_distance(ranks[groups == worst], ranks) / (m - 1) == pytest.approx(
+        ordered[worst], rel=1e-9)
+    assert got_ordered == pytest.approx(ordered.max(), rel=1e-9)
+    assert got_equal == pytest.approx(equal.max(), rel=1e-9)
+    assert 0.0 < got_ordered < got_equal <= 1.0
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["flu", "asthma", "hiv",
                                                               "hepatitis", "cancer"]),

@@ -195,7 +195,7 @@ def _release(cols: list, part: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> di
     return out
 
 
-# --- checkers: plain Python over the released values ----------------------------------------------
+# --- checkers: rows grouped in plain Python by the released values -------------------------------
 
 def _cells(table: Any, name: str) -> list:
     enc.check_table(table)
@@ -217,6 +217,22 @@ def _classes(table: Any, qi: Sequence[str]) -> dict[tuple, list[int]]:
     if not groups:
         raise ValueError("the table has no rows")
     return groups
+
+
+def _class_ids(table: Any, qi: Sequence[str]) -> np.ndarray:
+    """Class number of each row (int64), classes numbered 0, 1, ... by first appearance of their
+    released quasi-identifier tuple (the classes of :func:`_classes`)."""
+    if isinstance(qi, str):
+        qi = [qi]
+    cols = [_cells(table, name) for name in qi]
+    if not cols:
+        raise ValueError("give at least one quasi-identifier column")
+    ids: dict[tuple, int] = {}
+    out = np.fromiter((ids.setdefault(key, len(ids)) for key in zip(*cols)), np.int64,
+                      count=len(cols[0]))
+    if not ids:
+        raise ValueError("the table has no rows")
+    return out
 
 
 def k_anonymity(table: Any, qi: Sequence[str]) -> int:
@@ -250,72 +266,180 @@ def t_closeness(table: Any, qi: Sequence[str], sensitive: str, *, numeric: bool 
     numeric: ordered distance over the sorted distinct values (default: True for an int or
     float column). hierarchy: dict child -> parent up to ``"*"``, for the hierarchical distance
     (height of the lowest common ancestor / height of the tree); otherwise categorical values
-    are all at distance 1."""
+    are all at distance 1. Values are told apart by Python equality, as in a dict."""
     values = _cells(table, sensitive)
-    classes = _classes(table, qi)
-    total = Counter(values)
-    n = len(values)
+    group = _class_ids(table, qi)
     if hierarchy is not None:
-        emd = _tree_emd(hierarchy, total, n)
+        index, codes = _factorize(values)
+        emd = _tree_emd(hierarchy, index, codes, group)
     else:
         if numeric is None:
             kind = np.asarray(table[sensitive]).dtype.kind
             numeric = kind in "iuf"
-        emd = _ordered_emd(sorted(total), total, n) if numeric else _equal_emd(total, n)
-    return max(emd(Counter(values[i] for i in rows), len(rows)) for rows in classes.values())
+        if numeric:
+            emd = _ordered_emd(*_ranks(table[sensitive], values), group)
+        else:
+            index, codes = _factorize(values)
+            emd = _equal_emd(codes, len(index), group)
+    return float(emd.max())
 
 
-def _equal_emd(total: Counter, n: int):
-    def emd(counts: Counter, size: int) -> float:
-        return 0.5 * sum(abs(counts.get(v, 0) / size - c / n) for v, c in total.items())
-    return emd
+# Each EMD below is computed per class in integers: with class size s, table size n, class count
+# c and table count t of a value, c/s - t/n = (c*n - t*s) / (s*n), so the sums are exact and
+# rounded once by the final division. Work is O(n log n) over the sorted distinct (class, value)
+# pairs, never a classes x values matrix. Past int64 (tables of millions of rows) float64 is used.
+
+def _exact_dtype(bound: int) -> type:
+    return np.int64 if bound < 2**62 else np.float64
 
 
-def _ordered_emd(ordered: list, total: Counter, n: int):
-    m = len(ordered)
-
-    def emd(counts: Counter, size: int) -> float:
-        if m == 1:
-            return 0.0
-        run, acc = 0.0, 0.0
-        for v in ordered[:-1]:  # moving the surplus below each value one step up
-            run += counts.get(v, 0) / size - total[v] / n
-            acc += abs(run)
-        return acc / (m - 1)
-    return emd
+def _factorize(values: list) -> tuple[dict, np.ndarray]:
+    """value -> code by first appearance (dict equality, as a Counter of the values), codes."""
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int64,
+                        count=len(values))
+    return index, codes
 
 
-def _tree_emd(hierarchy: Mapping[Any, Any], total: Counter, n: int):
+def _ranks(column: Any, values: list) -> tuple[np.ndarray, int]:
+    """Rank of each value among the m sorted distinct values, and m."""
+    arr = np.asarray(column)
+    if arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and not np.isnan(arr).any()):
+        distinct, ranks = np.unique(arr, return_inverse=True)
+        return ranks.reshape(-1).astype(np.int64, copy=False), len(distinct)
+    # Any other column is ranked as Python's sorted() orders its distinct values (first
+    # appearance order in, so even NaN, which compares false, lands where sorted() puts it).
+    index, codes = _factorize(values)
+    keys = list(index)
+    rank = np.empty(len(keys), np.int64)
+    rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+    return rank[codes], len(keys)
+
+
+def _pairs(group: np.ndarray, codes: np.ndarray, m: int):
+    """Distinct (class, code) pairs sorted by class then code, their counts, class sizes and the
+    start of each class's run (every class id below max + 1 has rows)."""
+    key, count = np.unique(group * m + codes, return_counts=True)
+    cls, code = np.divmod(key, m)
+    size = np.bincount(group)
+    starts = np.searchsorted(cls, np.arange(len(size)))
+    return cls, code, count, size, starts
+
+
+def _equal_emd(codes: np.ndarray, m: int, group: np.ndarray) -> np.ndarray:
+    # 0.5 * sum over all values of |c/s - t/n|; a value absent from the class adds t/n.
+    n = len(codes)
+    cls, code, count, size, starts = _pairs(group, codes, m)
+    dt = _exact_dtype(2 * n * int(size.max()))
+    total = np.bincount(codes, minlength=m).astype(dt)[code]
+    s, n_ = size.astype(dt), dt(n)
+    gap = np.abs(count.astype(dt) * n_ - total * s[cls])
+    num = np.add.reduceat(gap, starts) + s * (n_ - np.add.reduceat(total, starts))
+    return num / (2 * s * n_)
+
+
+def _ordered_emd(ranks: np.ndarray, m: int, group: np.ndarray) -> np.ndarray:
+    # sum over i < m - 1 of |C_i/s - T_i/n| / (m - 1), C and T the class's and table's counts
+    # of ranks <= i. C is constant between two ranks present in the class, and T_i grows with
+    # i, so on each such run the sign of C*n - T_i*s flips once: found by a binary search in T,
+    # the two sides summed from prefix sums P of T.
+    n = len(ranks)
+    cls, rank, count, size, starts = _pairs(group, ranks, m)
+    if m == 1:
+        return np.zeros(len(size))
+    dt = _exact_dtype(m * n * int(size.max()))
+    cum_t = np.cumsum(np.bincount(ranks, minlength=m)).astype(dt)
+    prefix = np.concatenate([np.zeros(1, dt), np.cumsum(cum_t)])  # sum T[a:b] = P[b] - P[a]
+    run = np.cumsum(count)
+    c = (run - np.repeat(run[starts] - count[starts], np.diff(np.append(starts, len(run))))
+         ).astype(dt)
+    s, n_ = size.astype(dt)[cls], dt(n)
+    a = rank
+    b = np.append(rank[1:], m - 1)
+    b[np.append(starts[1:], len(rank)) - 1] = m - 1  # each class's last run ends at m - 1
+    need = -(-c * n_ // s) if dt is np.int64 else np.ceil(c * n_ / s)  # T_i*s >= c*n from here
+    k = np.clip(np.searchsorted(cum_t, need, side="left"), a, b)
+    num = ((k - a) * c * n_ - s * (prefix[k] - prefix[a])
+           + s * (prefix[b] - prefix[k]) - (b - k) * c * n_)
+    sizes = size.astype(dt)
+    # Below the class's smallest rank C = 0: the run [0, first) adds s * sum T[:first].
+    num = np.add.reduceat(num, starts) + sizes * prefix[rank[starts]]
+    return num / (sizes * n_ * dt(m - 1))
+
+
+def _tree_emd(hierarchy: Mapping[Any, Any], index: dict, codes: np.ndarray,
+              group: np.ndarray) -> np.ndarray:
     # Li et al.'s formula: each internal node N moves min(pos_extra, neg_extra) of mass between
-    # its children's subtrees, at cost height(N) / H.
+    # its children's subtrees, at cost height(N) / H; extra = class share - table share of a
+    # subtree. Only nodes above a value of the class can have a positive extra below them, so
+    # only those (class, node) pairs are visited; absent children add their table share to neg.
     children: dict[Any, list] = defaultdict(list)
     for child, parent in hierarchy.items():
         children[parent].append(child)
-
-    def height(node) -> int:
-        return 1 + max(height(c) for c in children[node]) if children[node] else 0
-
-    tree_height = height("*")
-    for v in total:
+    nodes, parent, depth = ["*"], [-1], [0]  # the tree under "*", breadth first
+    for i, node in enumerate(nodes):
+        for child in children.get(node, ()):
+            nodes.append(child)
+            parent.append(i)
+            depth.append(depth[i] + 1)
+        if len(nodes) > len(hierarchy) + 1:
+            raise ValueError("the hierarchy has a cycle through '*'")
+    for v in index:
         if v not in hierarchy or children.get(v):
             raise ValueError(f"sensitive value {v!r} is not a leaf of the hierarchy")
-
-    def emd(counts: Counter, size: int) -> float:
-        cost = 0.0
-
-        def extra(node) -> float:
-            nonlocal cost
-            if not children[node]:
-                return counts.get(node, 0) / size - total.get(node, 0) / n
-            ex = [extra(c) for c in children[node]]
-            pos = sum(e for e in ex if e > 0)
-            neg = -sum(e for e in ex if e < 0)
-            cost += height(node) / tree_height * min(pos, neg)
-            return sum(ex)
-
-        extra("*")
-        return cost
-    return emd
+    n, n_nodes = len(codes), len(nodes)
+    size = np.bincount(group)
+    up = np.array(parent, np.int64)
+    # Breadth first order keeps each depth contiguous: sweeping the levels from the deepest up
+    # finishes every node before its parent reads it.
+    level = np.searchsorted(depth, np.arange(depth[-1] + 2))
+    levels = [slice(level[d], level[d + 1]) for d in range(depth[-1], 0, -1)]
+    height = np.zeros(n_nodes, np.int64)
+    for lv in levels:
+        np.maximum.at(height, up[lv], height[lv] + 1)
+    tree_height = int(height[0])
+    if tree_height == 0:
+        return np.zeros(len(size))
+    # Values at leaves not under "*" are outside the tree: they move no mass.
+    leaf_of = np.full(len(index), -1, np.int64)
+    for j in np.flatnonzero(height == 0).tolist():
+        code = index.get(nodes[j])
+        if code is not None:
+            leaf_of[code] = j
+    leaf = leaf_of[codes]
+    inside = leaf >= 0
+    dt = _exact_dtype(4 * tree_height * n * int(size.max()))
+    total = np.bincount(leaf[inside], minlength=n_nodes).astype(dt)
+    for lv in levels:
+        np.add.at(total, up[lv], total[lv])
+    key, count = np.unique(group[inside] * n_nodes + leaf[inside], return_counts=True)
+    keys, counts = [key], [count]
+    while len(key):  # each (class, leaf) count also counts for every ancestor
+        cls, node = np.divmod(key, n_nodes)
+        above = up[node] >= 0
+        key, count = cls[above] * n_nodes + up[node][above], count[above]
+        keys.append(key)
+        counts.append(count)
+    key = np.concatenate(keys)
+    if not len(key):
+        return np.zeros(len(size))
+    order = np.argsort(key)
+    key = key[order]
+    first = np.flatnonzero(np.append(True, key[1:] != key[:-1]))
+    key, count = key[first], np.add.reduceat(np.concatenate(counts)[order], first).astype(dt)
+    cls, node = np.divmod(key, n_nodes)
+    s, n_ = size.astype(dt)[cls], dt(n)
+    extra = count * n_ - total[node] * s  # (class share - table share) * s * n
+    pos, neg, seen = np.zeros(len(key), dt), np.zeros(len(key), dt), np.zeros(len(key), dt)
+    child = node > 0
+    at = np.searchsorted(key, cls[child] * n_nodes + up[node[child]])
+    np.add.at(pos, at, np.maximum(extra[child], 0))
+    np.add.at(neg, at, np.maximum(-extra[child], 0))
+    np.add.at(seen, at, total[node[child]])
+    neg += (total[node] - seen) * s  # children without the class's values: extra = -t/n
+    cost = np.zeros(len(size), dt)
+    np.add.at(cost, cls, height[node].astype(dt) * np.minimum(pos, neg))
+    return cost / (dt(tree_height) * size.astype(dt) * n_)
 
 
 # --- utility --------------------------------------------------------------------------------------
