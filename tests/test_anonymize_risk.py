@@ -9,6 +9,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from vega_datasets import local_data
 
 from privcity.anonymize.risk import _point_keys, _unicity_counts, linkage_attack, unicity, unicity_curve
@@ -290,6 +292,140 @@ def test_sets_in_braces_and_hierarchy_nodes_match_what_lies_below():
     assert without["candidates"].tolist() == [0, 0, 2, 2, 1, 1]   # "Non-white" is then a plain value
     with pytest.raises(ValueError, match="cycle"):
         linkage_attack(released, aux, ["race"], id_column="id", hierarchies={"race": {"a": "b", "b": "a"}})
+
+
+# --- linkage attack: exact identities and values --------------------------------------------------
+
+BIG = 2**53     # the first integer after which float64 skips integers
+
+
+def test_ids_beyond_float64_precision_are_scored_exactly():
+    # Prepare: two people whose int64 ids differ only past float64's 53 bits of precision
+    released = {"id": np.array([BIG, BIG + 1], np.int64), "age": np.array([30, 40])}
+    swapped = {"id": np.array([BIG + 1, BIG], np.int64), "age": np.array([30, 40])}
+    unsigned = {"id": np.array([BIG, BIG + 1], np.uint64), "age": np.array([30, 40])}
+    # float64 cannot hold BIG + 1: this attacker holds the id BIG for both people
+    as_float = {"id": np.array([BIG, BIG + 1], np.float64), "age": np.array([30, 40])}
+    texts = {"id": np.array(["02139", "2139"]), "age": np.array([30, 40])}
+    texts_swapped = {"id": np.array(["2139", "02139"]), "age": np.array([30, 40])}
+
+    # Execute
+    same = linkage_attack(released, released, ["age"], id_column="id")
+    crossed = linkage_attack(released, swapped, ["age"], id_column="id")
+    mixed_sign = linkage_attack(released, unsigned, ["age"], id_column="id")
+    rounded = linkage_attack(released, as_float, ["age"], id_column="id")
+    by_text = linkage_attack(texts, texts_swapped, ["age"], id_column="id")
+    kinds = linkage_attack({"id": np.array([2139, 2140]), "age": np.array([30, 40])},
+                           {"id": np.array(["2139", "2140"]), "age": np.array([30, 40])},
+                           ["age"], id_column="id")
+
+    # Assert
+    assert same["counts"] == {"reidentified": 2, "wrong": 0, "ambiguous": 0, "not_found": 0}
+    assert crossed["counts"] == {"reidentified": 0, "wrong": 2, "ambiguous": 0, "not_found": 0}
+    assert crossed["guess"] == 0.0
+    assert mixed_sign["counts"]["reidentified"] == 2
+    assert rounded["counts"] == {"reidentified": 1, "wrong": 1, "ambiguous": 0, "not_found": 0}
+    assert by_text["counts"]["wrong"] == 2
+    assert kinds["counts"]["wrong"] == 2 and kinds["guess"] == 0.0
+
+
+def test_two_strings_compare_as_text_a_string_and_a_number_by_value():
+    # Prepare: ZIP codes as text on both sides; ages published as text, known as numbers
+    released = {"id": np.array(["a", "b"]), "zip": np.array(["02139", "2139"]),
+                "age": np.array(["35", "35"])}
+    aux = {"id": np.array(["a", "b", "c"]), "zip": np.array(["02139", "2139", 2139], object),
+           "age": np.array([35, 35, 35])}
+    ranged = dict(released, zip=np.array(["02139", "[2000, 2200]"]))
+
+    # Execute
+    exact = linkage_attack(released, aux, ["zip", "age"], id_column="id")
+    through_range = linkage_attack(ranged, aux, ["zip", "age"], id_column="id")
+
+    # Assert: "02139" and "2139" are two ZIP codes; the number 2139 equals both strings
+    assert exact["candidates"].tolist() == [1, 1, 2]
+    assert exact["counts"] == {"reidentified": 2, "wrong": 0, "ambiguous": 1, "not_found": 0}
+    # a range matches a string that is a number by its value ("02139" is in [2000, 2200] too)
+    assert through_range["candidates"].tolist() == [2, 1, 2]
+
+
+def test_large_integer_quasi_identifiers_compare_exactly():
+    # Prepare: cell ids past 2**53, released exactly and as closed ranges in two columns
+    cell = np.array([BIG, BIG + 1, BIG + 2], np.int64)
+    released = {"id": np.arange(3), "cell": cell, "lo": cell, "hi": cell,
+                "text": np.array([str(c) for c in cell.tolist()])}
+    aux = {"id": np.arange(3), "cell": cell[::-1].copy()}
+
+    # Execute
+    exact = linkage_attack(released, aux, ["cell"], id_column="id")
+    ranges = linkage_attack(released, aux, {"cell": ("lo", "hi")}, id_column="id")
+    as_text = linkage_attack(released, aux, {"cell": "text"}, id_column="id")
+
+    # Assert: each auxiliary row meets one record, BIG + 1 (middle) its own, the others swapped
+    for r in (exact, ranges, as_text):
+        assert r["candidates"].tolist() == [1, 1, 1]
+        assert r["counts"] == {"reidentified": 1, "wrong": 2, "ambiguous": 0, "not_found": 0}
+
+
+POOL = ["02139", "2139", 2139, 2139.0, "35", "035", "35.0", " 35", 35, 35.5, "35.5", "3.55e1",
+        BIG, BIG + 1, str(BIG), str(BIG + 1), float(BIG), "x", "{35|x}", "{02139, 7}"]
+
+
+def ref_equal(released, x) -> bool:
+    """The documented equality, read independently: two strings as text (a set "{a|b}" by its
+    members); otherwise both sides as Python numbers."""
+    if isinstance(released, str) and released.startswith("{"):
+        members = released.strip("{}").replace("|", ",").split(",")
+        return any(ref_equal(m.strip(), x) for m in members)
+    if isinstance(released, str) and isinstance(x, str):
+        return released == x
+
+    def number(v):
+        if not isinstance(v, str):
+            return v
+        for parse in (int, float):
+            try:
+                return parse(v)
+            except ValueError:
+                pass
+        return None
+
+    a, b = number(released), number(x)
+    return a is not None and b is not None and a == b
+
+
+def column(values: list, plain: bool) -> np.ndarray:
+    """Object column, or the numpy dtype (int64, float64, str) when every value has one type."""
+    kinds = {type(v) for v in values}
+    if plain and len(kinds) == 1 and kinds <= {int, float, str}:
+        return np.array(values)
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(released=st.lists(st.tuples(st.sampled_from(POOL), st.sampled_from(POOL)), min_size=1,
+                         max_size=8),
+       aux=st.lists(st.tuples(st.sampled_from(POOL), st.sampled_from(POOL), st.integers(0, 9)),
+                    min_size=1, max_size=8),
+       plain=st.booleans())
+def test_mixed_values_match_like_a_brute_force_reading_of_the_rules(released, aux, plain):
+    # Prepare
+    rel_table = {"id": np.arange(len(released)),
+                 "q1": column([r[0] for r in released], plain),
+                 "q2": column([r[1] for r in released], plain)}
+    aux_table = {"id": np.array([a[2] for a in aux]),
+                 "q1": column([a[0] for a in aux], plain), "q2": column([a[1] for a in aux], plain)}
+
+    # Execute
+    result = linkage_attack(rel_table, aux_table, ["q1", "q2"], id_column="id")
+
+    # Assert
+    cand = [[j for j, r in enumerate(released) if ref_equal(r[0], a[0]) and ref_equal(r[1], a[1])]
+            for a in aux]
+    assert result["candidates"].tolist() == [len(c) for c in cand]
+    assert result["counts"]["reidentified"] == sum(c == [a[2]] for c, a in zip(cand, aux))
+    assert result["counts"]["wrong"] == sum(len(c) == 1 and c != [a[2]] for c, a in zip(cand, aux))
 
 
 # --- linkage attack: the LA riots victims (real table) --------------------------------------------
