@@ -601,6 +601,90 @@ def test_open_many_refuses_bad_ones_alone(city, tmp_path):
     assert rx.open(good[2], at=T0).counter == 2  # the tampered copy did not burn the counter
 
 
+def _outcome(result):
+    opened, errors = result
+    out = []
+    for i, o in enumerate(opened):
+        e = errors.get(i)
+        if o is not None:
+            assert e is None
+            out.append(("opened", o.sender_id, o.receiver_id, o.epoch, o.counter,
+                        o.content_type, o.payload))
+        else:
+            out.append((type(e).__name__, getattr(e, "kind", None), str(e)))
+    return out
+
+
+def test_open_many_fast_path_matches_the_full_checks_on_mutated_batches(tmp_path):
+    # Prepare: two receivers in the same state; one gets bytes (its fast path reads headers it
+    # has seen before from a cache), the other the same envelopes as bytearray (full checks).
+    # A city of its own: the test revokes a device.
+    city = City()
+    rng = np.random.default_rng(11)
+    tx1, tx2 = city.sender(tmp_path, "dev-1"), city.sender(tmp_path, "dev-2")
+    short = city.sender(tmp_path, "dev-short")
+    gw, gw2 = city.verified("gw-1"), city.verified("gw-2")
+    fast, slow = city.receiver(), city.receiver()
+    warm = [tx1.seal(gw, 1, b"w"), tx2.seal(gw, 1, b"w"), short.seal(gw, 1, b"w"),
+            tx1.seal(gw, 3, b"w")]
+    for rx in (fast, slow):
+        rx.open_many(list(warm), at=T0)
+    assert len(fast._prefixes) == 3  # the three senders' header prefixes to gw-1
+
+    seen: set = set()
+    for trial in range(12):
+        # a batch: fresh envelopes of several senders and epochs, replays, duplicates, other
+        # receivers, and byte flips, truncations and extensions of valid ones
+        good = (tx1.seal_many(gw, 1, [bytes([trial, k]) * 3 for k in range(12)])
+                + tx2.seal_many(gw, 1, [b"b"] * 4) + short.seal_many(gw, 1, [b"s"] * 3)
+                + tx1.seal_many(gw, 3, [b"e3"] * 3) + tx1.seal_many(gw, 0, [b"e0"] * 2)
+                + [tx2.seal(gw2, 1, b"other receiver")])
+        batch = list(good)
+        for _ in range(14):
+            env = bytearray(good[int(rng.integers(len(good)))])
+            how = int(rng.integers(4))
+            if how == 0:
+                pos = int(rng.integers(len(env)))
+                env[pos] ^= 1 << int(rng.integers(8))
+            elif how == 1:
+                del env[int(rng.integers(len(env))):]
+            elif how == 2:
+                env += b"\0" * int(rng.integers(1, 4))
+            else:
+                env = bytearray(warm[int(rng.integers(len(warm)))])  # a replay
+            batch.append(bytes(env))
+        batch += [good[0], good[5]]  # duplicates inside the batch
+        forged = bytearray(warm[0])
+        forged[-1] ^= 1
+        batch.append(bytes(forged))  # a replayed counter with a bad tag: refused as a replay
+        order = rng.permutation(len(batch))
+        batch = [batch[i] for i in order]
+        when = T0 + dt.timedelta(hours=int(rng.integers(0, 24 * 4)))  # dev-short expires
+        if trial == 6:  # revoke dev-2 and install the new CRL on both
+            city.ca.revoke(city.certs["dev-2"], at=T0)
+            crl = city.ca.publish_crl(at=T0, next_update=T0 + 60 * DAY)
+            fast.set_crl(crl)
+            slow.set_crl(crl)
+        if trial == 9:
+            for rx in (fast, slow):
+                rx.discard_before(1)
+        if trial == 11:
+            when = T0 + 61 * DAY  # the CRL is stale
+
+        # Execute
+        got_fast = fast.open_many(batch, at=when)
+        got_slow = slow.open_many([bytearray(b) for b in batch], at=when)
+
+        # Assert: the same envelopes opened, the same errors (type, kind, message), and the
+        # same replay windows afterwards
+        assert _outcome(got_fast) == _outcome(got_slow)
+        assert {k: (w.top, w.bits) for k, w in fast._windows.items()} == \
+            {k: (w.top, w.bits) for k, w in slow._windows.items()}
+        seen.update(x[1] for x in _outcome(got_fast))
+    assert {"malformed", "truncated", "replay", "wrong_receiver", "revoked", "expired",
+            "stale_crl", None} <= seen  # None: opened, or AuthenticationError
+
+
 # --- fuzzing ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
