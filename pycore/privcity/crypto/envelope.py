@@ -85,6 +85,7 @@ _U64 = 2**64
 Payload = Union[bytes, bytearray, memoryview, np.ndarray, Mapping[str, Any]]
 _TAIL = struct.Struct(">QQI")  # epoch, counter, body length: the header's last 20 bytes
 _U64BE = struct.Struct(">Q")
+_COUNTER_BODY = struct.Struct(">QI")  # counter, body length: what varies within a batch
 
 
 def _err(message: str, kind: str) -> EnvelopeError:
@@ -132,15 +133,24 @@ def make_nonce(sender_id: str, counter: int) -> bytes:
 def build_header(*, sender_id: str, receiver_id: str, epoch: int, counter: int,
                  plaintext_length: int, content_type: int = CONTENT_BYTES) -> bytes:
     """The v1 header (also the AAD) for a plaintext of ``plaintext_length`` bytes."""
+    head = _header_head(sender_id, receiver_id, epoch, content_type)
+    return head + _COUNTER_BODY.pack(_u64(counter, "counter"), _body_length(plaintext_length))
+
+
+def _header_head(sender_id: str, receiver_id: str, epoch: int, content_type: int) -> bytes:
+    """The header up to the counter: magic .. epoch (the same for a sender's batch)."""
     if content_type not in _CONTENT_TYPES:
         raise ValueError(f"content_type must be one of {_CONTENT_TYPES}")
     s, r = _id_bytes(sender_id, "sender_id"), _id_bytes(receiver_id, "receiver_id")
+    return (MAGIC + bytes((VERSION, SUITE_AES256GCM, content_type, 0, len(s))) + s
+            + bytes((len(r),)) + r + _U64BE.pack(_u64(epoch, "epoch")))
+
+
+def _body_length(plaintext_length: int) -> int:
     body = plaintext_length + _TAG
     if not 0 <= plaintext_length or body >= 2**32:
         raise ValueError("plaintext must be shorter than 2**32 - 16 bytes")
-    return (MAGIC + bytes((VERSION, SUITE_AES256GCM, content_type, 0, len(s))) + s
-            + bytes((len(r),)) + r
-            + struct.pack(">QQI", _u64(epoch, "epoch"), _u64(counter, "counter"), body))
+    return body
 
 
 def parse_header(data: Any, *, max_envelope: int = MAX_ENVELOPE) -> EnvelopeHeader:
@@ -346,6 +356,8 @@ def decode_metadata(data: Any) -> dict[str, int | float | str]:
 
 
 def _encode_payload(payload: Payload) -> tuple[int, bytes]:
+    if type(payload) is bytes:
+        return CONTENT_BYTES, payload
     if isinstance(payload, np.ndarray):
         return CONTENT_TENSOR, encode_tensor(payload)
     if isinstance(payload, Mapping):
@@ -608,8 +620,10 @@ class EnvelopeSender:
         aead = self._aead(receiver, epoch)
         first = self._counter.take(len(encoded))
         n = len(encoded)
-        headers = [build_header(sender_id=self._id, receiver_id=receiver.subject_id, epoch=epoch,
-                                counter=first + i, plaintext_length=len(plain), content_type=ctype)
+        heads = {ct: _header_head(self._id, receiver.subject_id, epoch, ct)
+                 for ct in {ct for ct, _ in encoded}}
+        pack = _COUNTER_BODY.pack
+        headers = [heads[ctype] + pack(first + i, _body_length(len(plain)))
                    for i, (ctype, plain) in enumerate(encoded)]
         # Nonces as in make_nonce, for the whole batch at once: prefix || u64be(counter).
         nonces = np.empty((n, 12), dtype=np.uint8)
