@@ -615,6 +615,14 @@ def _outcome(result):
     return out
 
 
+def _one(rx, env, when):
+    """open() as an (opened, errors) pair of one envelope."""
+    try:
+        return [rx.open(env, at=when)], {}
+    except (EnvelopeError, AuthenticationError) as exc:
+        return [None], {0: exc}
+
+
 def test_open_many_fast_path_matches_the_full_checks_on_mutated_batches(tmp_path):
     # Prepare: two receivers in the same state; one gets bytes (its fast path reads headers it
     # has seen before from a cache), the other the same envelopes as bytearray (full checks).
@@ -625,9 +633,10 @@ def test_open_many_fast_path_matches_the_full_checks_on_mutated_batches(tmp_path
     short = city.sender(tmp_path, "dev-short")
     gw, gw2 = city.verified("gw-1"), city.verified("gw-2")
     fast, slow = city.receiver(), city.receiver()
+    one_fast, one_slow = city.receiver(), city.receiver()  # the same through open(), one by one
     warm = [tx1.seal(gw, 1, b"w"), tx2.seal(gw, 1, b"w"), short.seal(gw, 1, b"w"),
             tx1.seal(gw, 3, b"w")]
-    for rx in (fast, slow):
+    for rx in (fast, slow, one_fast, one_slow):
         rx.open_many(list(warm), at=T0)
     assert len(fast._prefixes) == 3  # the three senders' header prefixes to gw-1
 
@@ -663,10 +672,10 @@ def test_open_many_fast_path_matches_the_full_checks_on_mutated_batches(tmp_path
         if trial == 6:  # revoke dev-2 and install the new CRL on both
             city.ca.revoke(city.certs["dev-2"], at=T0)
             crl = city.ca.publish_crl(at=T0, next_update=T0 + 60 * DAY)
-            fast.set_crl(crl)
-            slow.set_crl(crl)
+            for rx in (fast, slow, one_fast, one_slow):
+                rx.set_crl(crl)
         if trial == 9:
-            for rx in (fast, slow):
+            for rx in (fast, slow, one_fast, one_slow):
                 rx.discard_before(1)
         if trial == 11:
             when = T0 + 61 * DAY  # the CRL is stale
@@ -674,12 +683,17 @@ def test_open_many_fast_path_matches_the_full_checks_on_mutated_batches(tmp_path
         # Execute
         got_fast = fast.open_many(batch, at=when)
         got_slow = slow.open_many([bytearray(b) for b in batch], at=when)
+        one = [_outcome(_one(one_fast, b, when))[0] for b in batch]
+        one_full = [_outcome(_one(one_slow, bytearray(b), when))[0] for b in batch]
 
         # Assert: the same envelopes opened, the same errors (type, kind, message), and the
         # same replay windows afterwards
         assert _outcome(got_fast) == _outcome(got_slow)
         assert {k: (w.top, w.bits) for k, w in fast._windows.items()} == \
             {k: (w.top, w.bits) for k, w in slow._windows.items()}
+        assert one == one_full
+        assert {k: (w.top, w.bits) for k, w in one_fast._windows.items()} == \
+            {k: (w.top, w.bits) for k, w in one_slow._windows.items()}
         seen.update(x[1] for x in _outcome(got_fast))
     assert {"malformed", "truncated", "replay", "wrong_receiver", "revoked", "expired",
             "stale_crl", None} <= seen  # None: opened, or AuthenticationError

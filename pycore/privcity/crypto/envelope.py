@@ -579,6 +579,8 @@ class EnvelopeSender:
         self._counter = CounterStore(state_path, sender_id, block=block)
         self._ring = KeyRing(keys, sender_id)
         self._aeads: dict[tuple[str, int, bytes], AES256GCM] = {}
+        self._nonce_prefix = make_nonce(sender_id, 0)[:4]
+        self._heads: dict[tuple[str, int, int], bytes] = {}  # header up to the counter
 
     @property
     def sender_id(self) -> str:
@@ -596,12 +598,37 @@ class EnvelopeSender:
             aead = self._aeads[slot] = AES256GCM(key)
         return aead
 
+    def _head(self, receiver_id: str, epoch: int, content_type: int) -> bytes:
+        slot = (receiver_id, epoch, content_type)
+        head = self._heads.get(slot)
+        if head is None:
+            if len(self._heads) >= 4096:
+                self._heads.clear()
+            head = self._heads[slot] = _header_head(self._id, receiver_id, epoch, content_type)
+        return head
+
+    @staticmethod
+    def _encode(payloads: Sequence[Payload], content_type: int | None) -> list[tuple[int, bytes]]:
+        if content_type is None:
+            return [_encode_payload(p) for p in payloads]
+        if content_type not in _CONTENT_TYPES:
+            raise ValueError(f"content_type must be one of {_CONTENT_TYPES}")
+        return [(content_type, bytes(memoryview(p).cast("B"))) for p in payloads]
+
     def seal(self, receiver: VerifiedCertificate, epoch: int, payload: Payload, *,
              content_type: int | None = None) -> bytes:
         """One envelope to ``receiver`` in ``epoch``: a numpy array is sealed as a tensor, a
         mapping as metadata, anything else bytes-like as raw bytes. With ``content_type``
         given, ``payload`` must be bytes-like and already encoded for that type."""
-        return self.seal_many(receiver, epoch, [payload], content_type=content_type)[0]
+        if not isinstance(receiver, VerifiedCertificate):
+            raise TypeError("receiver must be a VerifiedCertificate (see verify_certificate)")
+        ((ctype, plain),) = self._encode((payload,), content_type)
+        aead = self._aead(receiver, epoch)
+        head = self._head(receiver.subject_id, epoch, ctype)
+        body = _body_length(len(plain))
+        counter = self._counter.take(1)
+        header = head + _COUNTER_BODY.pack(counter, body)
+        return header + aead.encrypt(self._nonce_prefix + _U64BE.pack(counter), plain, header)
 
     def seal_many(self, receiver: VerifiedCertificate, epoch: int,
                   payloads: Sequence[Payload], *, content_type: int | None = None) -> list[bytes]:
@@ -609,28 +636,23 @@ class EnvelopeSender:
         are consecutive and reserved (persisted) before anything is encrypted."""
         if not isinstance(receiver, VerifiedCertificate):
             raise TypeError("receiver must be a VerifiedCertificate (see verify_certificate)")
-        if content_type is None:
-            encoded = [_encode_payload(p) for p in payloads]
-        elif content_type not in _CONTENT_TYPES:
-            raise ValueError(f"content_type must be one of {_CONTENT_TYPES}")
-        else:
-            encoded = [(content_type, bytes(memoryview(p).cast("B"))) for p in payloads]
+        encoded = self._encode(payloads, content_type)
         if not encoded:
             return []
         aead = self._aead(receiver, epoch)
-        first = self._counter.take(len(encoded))
+        bodies = [_body_length(len(plain)) for _, plain in encoded]
+        heads = {ct: self._head(receiver.subject_id, epoch, ct) for ct in {ct for ct, _ in encoded}}
         n = len(encoded)
-        heads = {ct: _header_head(self._id, receiver.subject_id, epoch, ct)
-                 for ct in {ct for ct, _ in encoded}}
+        first = self._counter.take(n)
         pack = _COUNTER_BODY.pack
-        headers = [heads[ctype] + pack(first + i, _body_length(len(plain)))
-                   for i, (ctype, plain) in enumerate(encoded)]
+        headers = [heads[ctype] + pack(first + i, body)
+                   for i, ((ctype, _), body) in enumerate(zip(encoded, bodies))]
         # Nonces as in make_nonce, for the whole batch at once: prefix || u64be(counter).
         nonces = np.empty((n, 12), dtype=np.uint8)
-        nonces[:, :4] = np.frombuffer(make_nonce(self._id, 0)[:4], dtype=np.uint8)
+        nonces[:, :4] = np.frombuffer(self._nonce_prefix, dtype=np.uint8)
         nonces[:, 4:] = np.arange(first, first + n, dtype=">u8").view(np.uint8).reshape(n, 8)
-        bodies = aead.encrypt_many(nonces, [p for _, p in encoded], headers)
-        return [h + bytes(b) for h, b in zip(headers, bodies)]
+        sealed = aead.encrypt_many(nonces, [p for _, p in encoded], headers)
+        return [h + bytes(b) for h, b in zip(headers, sealed)]
 
     def close(self) -> None:
         """Release the counter state file (its lock); the sender seals nothing more."""
@@ -947,9 +969,6 @@ class EnvelopeReceiver:
             raise _err(reason, "replay")
         return header, memoryview(data).cast("B")
 
-    def _aead(self, header: EnvelopeHeader) -> AES256GCM:
-        return self._aead_for(header.sender_id, header.epoch)
-
     def _aead_for(self, sender_id: str, epoch: int) -> AES256GCM:
         slot = (sender_id, epoch)
         aead = self._aeads.get(slot)
@@ -957,15 +976,6 @@ class EnvelopeReceiver:
             key = self._ring.receiving_key(self._senders[sender_id].verified, epoch)
             aead = self._aeads[slot] = AES256GCM(key)
         return aead
-
-    def _commit(self, header: EnvelopeHeader, plain: bytes) -> OpenedEnvelope:
-        win = self._windows.setdefault((header.sender_id, header.epoch), _Window())
-        reason = win.check(header.counter, self._window)  # a duplicate inside one batch
-        if reason is not None:
-            raise _err(reason, "replay")
-        win.commit(header.counter, self._window)
-        return OpenedEnvelope(header.sender_id, header.receiver_id, header.epoch,
-                              header.counter, header.content_type, plain)
 
     @staticmethod
     def _when(at: dt.datetime | None) -> dt.datetime:
@@ -983,14 +993,38 @@ class EnvelopeReceiver:
         """
         self._check_open()
         when = self._when(at)
-        header, mv = self._precheck(envelope, when)
-        nonce = self._senders[header.sender_id].prefix + struct.pack(">Q", header.counter)
-        plain = self._aead(header).decrypt(nonce, mv[header.length:], mv[:header.length])
-        slot = [(header.sender_id, header.epoch)]
-        before = self._snapshot(slot)
-        opened = self._commit(header, plain)
-        self._persist(slot, before)
-        return opened
+        sender, epoch, counter, ctype, hlen, mv = self._checked(envelope, when,
+                                                                self._crl_fresh(when), {})
+        nonce = self._senders[sender].prefix + _U64BE.pack(counter)
+        plain = self._aead_for(sender, epoch).decrypt(nonce, mv[hlen:], mv[:hlen])
+        slot = (sender, epoch)
+        before = self._snapshot([slot])
+        win = self._windows.get(slot)
+        if win is None:
+            win = self._windows[slot] = _Window()
+        reason = win.check(counter, self._window)
+        if reason is not None:  # accepted meanwhile (another thread): refused, nothing changes
+            raise _err(reason, "replay")
+        win.commit(counter, self._window)
+        self._persist([slot], before)
+        return OpenedEnvelope(sender, self._id, epoch, counter, ctype, plain)
+
+    def _crl_fresh(self, when: dt.datetime) -> bool:
+        nxt = self._crl.next_update_utc
+        return nxt is not None and self._crl.last_update_utc <= when <= nxt
+
+    def _checked(self, env: Any, when: dt.datetime, crl_fresh: bool, usable: dict[str, bool],
+                 ) -> tuple[str, int, int, int, int, memoryview]:
+        """Every check before decryption (see the class docstring), by the fast path when it
+        applies: (sender, epoch, counter, content type, header length, view of the bytes)."""
+        got = self._fast_precheck(env, crl_fresh, usable, when) if type(env) is bytes else None
+        if got is not None:
+            return (*got, memoryview(env))
+        header, mv = self._precheck(env, when)  # raises the exact EnvelopeError
+        if header.receiver_id == self._id:
+            self._remember_prefix(header, mv)
+        return (header.sender_id, header.epoch, header.counter, header.content_type,
+                header.length, mv)
 
     def _fast_precheck(self, env: bytes, crl_fresh: bool, usable: dict[str, bool],
                        when: dt.datetime) -> tuple[str, int, int, int, int] | None:
@@ -1042,29 +1076,19 @@ class EnvelopeReceiver:
         """
         self._check_open()
         when = self._when(at)
-        nxt = self._crl.next_update_utc
-        crl_fresh = nxt is not None and self._crl.last_update_utc <= when <= nxt
+        crl_fresh = self._crl_fresh(when)
         usable: dict[str, bool] = {}  # sender -> not revoked and certificate valid at `when`
         opened: list[OpenedEnvelope | None] = [None] * len(envelopes)
         errors: dict[int, PrivcityError] = {}
         # (sender, epoch) -> [index], [counter], [content type], [envelope view], [header length]
         groups: dict[tuple[str, int], tuple[list, list, list, list, list]] = {}
-        fast = self._fast_precheck
+        checked = self._checked
         for i, env in enumerate(envelopes):
-            got = fast(env, crl_fresh, usable, when) if type(env) is bytes else None
-            if got is None:
-                try:
-                    header, mv = self._precheck(env, when)
-                except EnvelopeError as exc:
-                    errors[i] = exc
-                    continue
-                if header.receiver_id == self._id:
-                    self._remember_prefix(header, mv)
-                got = (header.sender_id, header.epoch, header.counter, header.content_type,
-                       header.length)
-            else:
-                mv = memoryview(env)
-            sender, epoch, counter, ctype, hlen = got
+            try:
+                sender, epoch, counter, ctype, hlen, mv = checked(env, when, crl_fresh, usable)
+            except EnvelopeError as exc:
+                errors[i] = exc
+                continue
             g = groups.get((sender, epoch))
             if g is None:
                 g = groups[(sender, epoch)] = ([], [], [], [], [])
