@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from privcity.data import load_csv
+from privcity.data import csvload, load_csv
 
 river = pytest.importorskip("river")
 RIVER = os.path.dirname(river.__file__)
@@ -166,3 +166,33 @@ def test_a_byte_order_mark_and_non_finite_targets(tmp_path):
     # Assert: the first column is named "id", not "\ufeffid"; the inf row is left out
     assert np.isfinite(train.y).all() and np.isfinite(y_test).all()
     assert train.X.shape[0] + x_test.shape[0] == 60
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 5])
+def test_values_after_a_block_boundary_are_judged_as_in_one_block(tmp_path, monkeypatch, block_rows):
+    # Prepare: "code" holds numbers for 8 rows, then a letter (categorical); "noisy" has its only
+    # non-number in a row without a target (numeric); "dev" turns non-integral late (device ids
+    # numbered from the strings); "when" is a timestamp (cyclic features)
+    rows = [f"{i % 3},{i * 0.5},{i % 2},2024-05-0{1 + i % 7}T{i % 24:02d}:15:00,{i}" for i in range(8)]
+    rows += ["A,1.5,2.5,2024-05-08T09:00:00,8", "1,oops,1,2024-05-09T10:00:00,", "2,NA,0,,10",
+             "A,3.0,1,2024-05-10T11:30:00,11", "0,4.5,2.5,2024-05-11T12:00:00,12"]
+    path = write(tmp_path, "code,noisy,dev,when,y\n" + "\n".join(rows) + "\n")
+    kwargs = dict(target="y", device_column="dev", test_fraction=0.3, seed=2)
+    whole, (x_test_whole, y_test_whole) = load_csv(path, **kwargs)         # one block
+    monkeypatch.setattr(csvload, "_CHUNK_ROWS", block_rows)
+
+    # Execute
+    train, (x_test, y_test) = load_csv(path, **kwargs)
+
+    # Assert
+    assert train.feature_names == ["code=0", "code=1", "code=2", "code=3", "noisy", "when_hour_sin",
+                                   "when_hour_cos", "when_day_of_week_sin", "when_day_of_week_cos"]
+    assert train.schema == whole.schema and train.feature_names == whole.feature_names
+    assert list(train.device_ids) == list(whole.device_ids) and len(whole.device_ids) == 3   # 0, 1, 2.5
+    assert train.X.shape[0] + x_test.shape[0] == 12                      # the row without a target left out
+    np.testing.assert_array_equal(train.offsets, whole.offsets)
+    np.testing.assert_array_equal(train.X, whole.X)
+    np.testing.assert_array_equal(train.y, whole.y)
+    np.testing.assert_array_equal(x_test, x_test_whole)
+    np.testing.assert_array_equal(y_test, y_test_whole)
+    assert (train.target_mean, train.target_scale) == (whole.target_mean, whole.target_scale)

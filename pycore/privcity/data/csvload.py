@@ -17,6 +17,11 @@ Rules when no schema is given (each column judged on all its non-missing values)
   and at most ``max_classes`` distinct ones; regression otherwise. ``task`` forces either.
 
 Every inferred field is ``public`` unless ``sensitivity`` says otherwise.
+
+Memory: rows are parsed in blocks of ``_CHUNK_ROWS`` and converted column by column, so a numeric
+column costs 8 bytes a row. Only a column with a value that is not a number keeps its cells as
+strings; when that value comes after the first block, the column's cells are read again in a
+second pass over the file (a pipe, which cannot be read twice, keeps every column as strings).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import gzip
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -39,6 +44,7 @@ __all__ = ["load_csv"]
 
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 _S_CSV_SPLIT = 60
+_CHUNK_ROWS = 65_536  # rows parsed before their cells are converted (bounds the live str objects)
 
 
 def _open(path: str | os.PathLike) -> io.TextIOBase:
@@ -59,8 +65,15 @@ def _non_finite_number(v: str) -> bool:
         return False
 
 
-def _floats(values: list[str]) -> np.ndarray | None:
-    """float64 array (NaN for missing), or None when some value is not a number."""
+def _floats(values: Sequence[str]) -> np.ndarray | None:
+    """float64 array (NaN for missing and non-finite), or None when some value is not a number."""
+    try:  # all numbers: the common case, at C speed
+        out = np.fromiter(map(float, values), np.float64, len(values))
+    except ValueError:  # a missing value, or not a number: value by value
+        pass
+    else:
+        out[~np.isfinite(out)] = np.nan  # the only missing marker float() takes is "nan"
+        return out
     out = np.empty(len(values), np.float64)
     for i, v in enumerate(values):
         if _missing(v):
@@ -96,31 +109,159 @@ def _timestamps(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     return (hour, dow) if seen else None
 
 
-def _read(path) -> tuple[list[str], list[list[str]]]:
+def _kept(values: Sequence[str]) -> np.ndarray:
+    """True where a target value is present and a finite number or a label."""
+    try:  # a number parses, and is missing or non-finite exactly when it is not finite
+        return np.isfinite(np.fromiter(map(float, values), np.float64, len(values)))
+    except ValueError:
+        return np.array([not _missing(v) and not _non_finite_number(v) for v in values], bool)
+
+
+def _blank(row: list[str]) -> bool:
+    return not any(map(str.strip, row))
+
+
+def _header(reader, name: str) -> list[str]:
+    for row in reader:
+        if not _blank(row):
+            header = [h.strip() for h in row]
+            break
+    else:
+        raise ValueError(f"{name} is empty: expected a header row and data rows")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValueError(f"{name}: duplicate column names {dup}")
+    return header
+
+
+class _Column:
+    """The kept cells of one column: float64 (as ``_floats`` gives them) while every value is a
+    number, the cells themselves once one is not. ``integral`` (the device column): the numbers
+    also have to be integral, none missing, else the ids are numbered from the strings."""
+
+    __slots__ = ("data", "strings", "rows", "integral", "reread")
+
+    def __init__(self, *, numeric: bool, integral: bool) -> None:
+        self.data: np.ndarray | None = np.empty(0, np.float64) if numeric else None
+        self.strings: list[str] | None = None if numeric else []
+        self.rows = 0
+        self.integral = integral
+        self.reread = False  # the cells of earlier blocks went: read them again after this pass
+
+    def add(self, cells: Sequence[str]) -> None:
+        if self.data is not None:
+            x = _floats(cells)
+            if x is not None and (not self.integral or np.array_equal(x, np.round(x))):
+                end = self.rows + len(x)
+                if end > len(self.data):
+                    # Doubling into a fresh array: only the rows written become resident (a list
+                    # of blocks joined at the end would leave its freed blocks in malloc's heap).
+                    grown = np.empty(max(end, 2 * len(self.data)), np.float64)
+                    grown[:self.rows] = self.data[:self.rows]
+                    self.data = grown
+                self.data[self.rows:end] = x
+                self.rows = end
+                return
+            self.data = None
+            if self.rows:
+                self.reread = True
+                return
+            self.strings = []
+        if self.strings is not None:
+            self.strings.extend(cells)
+
+    def values(self) -> np.ndarray | list[str]:
+        if self.data is None:
+            assert self.strings is not None
+            return self.strings
+        self.data.resize(self.rows, refcheck=False)  # drops the unused tail, no copy
+        return self.data
+
+
+def _read(path, target: str, device_column: str | None,
+          use: Collection[str] | None) -> tuple[list[str], np.ndarray | None,
+                                                 dict[str, np.ndarray | list[str]]]:
+    """Header, the mask of data rows whose target is present and finite, and the columns named in
+    ``use`` (all with None) over those rows: float64 (NaN for missing) where every value is a
+    number, the cells otherwise. Without the target or device column only validates the rows
+    (mask None, no columns): the caller names the absent column."""
     name = os.fspath(path)
     with _open(path) as fh:
         reader = csv.reader(fh)
-        header = None
+        header = _header(reader, name)
+        width = len(header)
+        wanted = target in header and (device_column is None or device_column in header)
+        jt = header.index(target) if wanted else -1
+        rereadable = os.path.isfile(name)  # else (a pipe) every column is kept as strings
+        cols = {j: _Column(numeric=rereadable, integral=h == device_column)
+                for j, h in enumerate(header) if wanted and (use is None or h in use)}
+        keep_blocks: list[np.ndarray] = []
+        n_rows = 0
+
+        def convert(block: list[list[str]]) -> None:
+            if not wanted or not block:
+                return
+            keep = _kept([r[jt] for r in block])
+            keep_blocks.append(keep)
+            if not keep.all():
+                block = [r for r, k in zip(block, keep.tolist()) if k]
+            if block:
+                cells = list(zip(*block))
+                for j, c in cols.items():
+                    c.add(cells[j])
+
+        block: list[list[str]] = []
         for row in reader:
-            if row and any(c.strip() for c in row):
-                header = [h.strip() for h in row]
-                break
-        if header is None:
-            raise ValueError(f"{name} is empty: expected a header row and data rows")
-        dup = sorted({h for h in header if header.count(h) > 1})
-        if dup:
-            raise ValueError(f"{name}: duplicate column names {dup}")
-        rows = []
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
+            if _blank(row):
                 continue
-            if len(row) != len(header):
+            if len(row) != width:
                 raise ValueError(f"{name}, line {reader.line_num}: {len(row)} cells, the header has "
-                                 f"{len(header)}")
-            rows.append(row)
-    if not rows:
+                                 f"{width}")
+            block.append(row)
+            n_rows += 1
+            if len(block) == _CHUNK_ROWS:
+                convert(block)
+                block = []
+        convert(block)
+        del block
+    if not n_rows:
         raise ValueError(f"{name} has a header but no data rows")
-    return header, rows
+    keep = np.concatenate(keep_blocks) if wanted else None
+    again: dict[int, list[str]] = {}
+    for j, c in cols.items():
+        if c.reread:
+            c.strings = again[j] = []
+    if again:
+        assert keep is not None
+        _read_again(path, header, keep, again)
+    return header, keep, {header[j]: c.values() for j, c in cols.items()}
+
+
+def _read_again(path, header: list[str], keep: np.ndarray, cells: dict[int, list[str]]) -> None:
+    """Second pass: appends the kept cells of columns ``cells`` (by index) to their lists."""
+    name = os.fspath(path)
+    kept = iter(keep.tolist())
+    with _open(path) as fh:
+        reader = csv.reader(fh)
+        same = _header(reader, name) == header
+        for row in reader:
+            if not same:
+                break
+            if _blank(row):
+                continue
+            k = next(kept, None)
+            if k is None or len(row) != len(header):
+                same = False
+            elif k:
+                for j, out in cells.items():
+                    out.append(row[j])
+    if not same or next(kept, None) is not None:
+        raise ValueError(f"{name} changed while it was being read")
+
+
+def _numbers(col: np.ndarray | list[str]) -> np.ndarray | None:
+    """``_floats`` of a column from ``_read``."""
+    return col if isinstance(col, np.ndarray) else _floats(col)
 
 
 def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None = None,
@@ -184,30 +325,27 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         raise ValueError(f"devices must be an int >= 1, got {devices!r}")
     if schema is not None and target != schema.target:
         raise ValueError(f"target {target!r} differs from the schema's target {schema.target!r}")
-    header, rows = _read(path)
+    use = None if schema is None else {target, device_column, *(f.name for f in schema.feature_fields)}
+    header, keep, cols = _read(path, target, device_column, use)
     name = os.fspath(path)
     for what, col in (("target", target), ("device", device_column)):
         if col is not None and col not in header:
             raise ValueError(f"{what} column {col!r} is not in {name} (columns: {header})")
     if device_column == target:
         raise ValueError(f"column {target!r} cannot be both the target and the device column")
-    cols = {h: [r[j] for r in rows] for j, h in enumerate(header)}
+    assert keep is not None
 
-    # Target first: rows without one are skipped.
-    raw_t = cols[target]
-    # A target that is missing, or a number that is not finite (inf, -inf), leaves its row out.
-    keep = np.array([not _missing(v) and not _non_finite_number(v) for v in raw_t])
+    # Target first: a target that is missing, or a number that is not finite (inf, -inf), leaves
+    # its row out (``keep``; ``cols`` hold the kept rows only).
     if not keep.any():
         raise ValueError(f"target column {target!r} of {name} has no values")
     idx = np.nonzero(keep)[0]
-    cols = {h: [v[i] for i in idx] for h, v in cols.items()}
-    n = len(idx)
     test = H.uniform(H.entity_keys(seed, _S_CSV_SPLIT, idx), 0) < test_fraction
     train = ~test
     if not train.any():
         raise ValueError(f"{name}: no training rows left (test_fraction={test_fraction})")
 
-    t_num = _floats(cols[target])
+    t_num = _numbers(cols[target])
     if task is None and schema is not None:
         task = "classification" if schema.field(target).kind == "categorical" else "regression"
     if task == "regression" and t_num is None:
@@ -242,11 +380,11 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     columns: list[np.ndarray] = []
     if schema is not None:
         for f in schema.feature_fields:
-            if f.name not in cols:
+            if f.name not in header:
                 raise ValueError(f"schema field {f.name!r} is not a column of {name} (columns: {header})")
             if f.name == device_column:
                 continue
-            vals = _floats(cols[f.name])
+            vals = _numbers(cols[f.name])
             if vals is None:
                 bad = next(v for v in cols[f.name] if _floats([v]) is None)
                 hint = "; categorical columns hold integer codes" if f.kind == "categorical" else ""
@@ -261,7 +399,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         for h in header:
             if h in (target, device_column):
                 continue
-            vals = _floats(cols[h])
+            vals = _numbers(cols[h])
             if vals is not None:
                 if np.isnan(vals).all():  # nothing to learn from
                     continue
@@ -287,15 +425,26 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     out_schema = Schema(tuple(feature_fields) + (target_field,), target)
     if sensitivity:
         out_schema = out_schema.with_sensitivity(sensitivity)
-    feats = np.stack(columns, axis=1)
+    # The training and the test rows of the features, a column at a time, each column let go once
+    # copied (Fortran order: copying a column touches that column's pages only).
+    cols = {device_column: cols[device_column]} if device_column is not None else {}
+    vals = ts = None
+    f_train = np.empty((int(train.sum()), len(columns)), np.float64, order="F")
+    f_test = np.empty((len(train) - len(f_train), len(columns)), np.float64, order="F")
+    for j in range(len(columns)):
+        f_train[:, j] = columns[j][train]
+        f_test[:, j] = columns[j][test]
+        columns[j] = None  # type: ignore[call-overload]
+    del columns
 
     # Devices of the training rows.
     tr_idx = np.nonzero(train)[0]
     if device_column is not None:
         dv = cols[device_column]
-        if any(_missing(dv[i]) for i in tr_idx):
+        # Held as numbers only when they are integral, none missing (see _Column).
+        if not isinstance(dv, np.ndarray) and any(_missing(dv[i]) for i in tr_idx):
             raise ValueError(f"device column {device_column!r} has missing values")
-        dnum = _floats(dv)
+        dnum = _numbers(dv)
         if dnum is not None and np.all(dnum == np.round(dnum)) and not np.isnan(dnum).any():
             dev_of_row = dnum.astype(np.int64)
         else:
@@ -316,8 +465,9 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     counts = np.bincount(local, minlength=len(device_ids))
     offsets = np.zeros(len(device_ids) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
+    del idx, tr_idx, local  # each as large as a column
 
-    enc = Encoder.fit(out_schema, feats[train])
+    enc = Encoder.fit(out_schema, f_train)
     if classify:
         t_mean, t_scale = 0.0, 1.0
         y_train, y_test = y_all[rows_train], y_all[test]
@@ -327,11 +477,15 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         t_scale = sd if sd > 0 else 1.0
         y_train = ((y_all[rows_train] - t_mean) / t_scale).astype(np.float32)
         y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
+    # Encoded in blocks of rows (f_train[order] whole would be another copy of the features).
+    x_train = np.empty((len(order), enc.n_features), np.float32)
+    for a in range(0, len(order), _CHUNK_ROWS):
+        enc.encode(f_train[order[a:a + _CHUNK_ROWS]], out=x_train[a:a + _CHUNK_ROWS])
     ds = FederatedDataset(
-        X=enc.encode(feats[rows_train]), y=y_train, offsets=offsets, device_ids=device_ids.astype(np.int64),
+        X=x_train, y=y_train, offsets=offsets, device_ids=device_ids.astype(np.int64),
         district=np.zeros(len(device_ids), np.int64), schema=out_schema,
         task_type="classification" if classify else "regression",
         n_classes=len(class_names) if classify else 0,
         feature_names=list(enc.feature_names), target_mean=t_mean, target_scale=t_scale,
         class_names=class_names if classify else ())
-    return ds, (enc.encode(feats[test]), y_test)
+    return ds, (enc.encode(f_test), y_test)
