@@ -39,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import functools
 import datetime as dt
 import errno
 import hashlib
@@ -47,6 +48,7 @@ import math
 import os
 import struct
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -735,6 +737,15 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
         return -1
 
 
+def _locked(method: Any) -> Any:
+    """Runs the method holding the receiver's mutex: threads may share a receiver."""
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._mu:
+            return method(self, *args, **kwargs)
+    return run
+
+
 class EnvelopeReceiver:
     """Opens envelopes addressed to ``receiver_id``.
 
@@ -754,6 +765,9 @@ class EnvelopeReceiver:
     write per call: open envelopes in batches where that matters. The file is locked while the
     receiver lives (:meth:`close` releases it). Without ``state_path`` the windows live in
     memory only, and a restarted receiver accepts again what it accepted before.
+
+    Threads may share a receiver: its methods run one at a time (one mutex), so an envelope is
+    accepted once however the threads interleave.
     """
 
     _FORMAT = "privcity-envelope-replay"
@@ -769,6 +783,7 @@ class EnvelopeReceiver:
             raise ValueError(f"max_envelope must be an int >= {_FIXED + 2 + _TAG}")
         self._id = receiver_id
         _id_bytes(receiver_id, "receiver_id")
+        self._mu = threading.Lock()  # held by each public method that reads or changes state
         self._ring = KeyRing(keys, receiver_id)
         self._anchor = trust_anchor
         self._crl = crl
@@ -880,6 +895,7 @@ class EnvelopeReceiver:
             out[slot] = None if w is None else (w.top, w.bits)
         return out
 
+    @_locked
     def close(self) -> None:
         """Release the replay state file (its lock); the receiver opens nothing more."""
         self._closed = True
@@ -898,6 +914,7 @@ class EnvelopeReceiver:
     def receiver_id(self) -> str:
         return self._id
 
+    @_locked
     def set_crl(self, crl: x509.CertificateRevocationList) -> None:
         """Install a CRL (signed by the trust anchor); its revoked serials take effect now."""
         if not isinstance(crl, x509.CertificateRevocationList):
@@ -915,6 +932,7 @@ class EnvelopeReceiver:
             self._ring.forget(sid)
             self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
 
+    @_locked
     def add_sender(self, certificate: x509.Certificate | bytes, *,
                    at: dt.datetime | None = None) -> VerifiedCertificate:
         """Verify ``certificate`` at ``at`` (default now) and admit its subject as a sender.
@@ -927,11 +945,13 @@ class EnvelopeReceiver:
         self._senders[sid] = _Sender(verified, make_nonce(sid, 0)[:4])
         return verified
 
+    @_locked
     def remove_sender(self, sender_id: str) -> None:
         self._senders.pop(sender_id, None)
         self._ring.forget(sender_id)
         self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sender_id}
 
+    @_locked
     def discard_before(self, epoch: int) -> None:
         """Forget windows and keys of epochs below ``epoch``; their envelopes are refused from
         now on (kind ``replay``), since their windows are gone."""
@@ -985,6 +1005,7 @@ class EnvelopeReceiver:
             raise ValueError("at must be timezone-aware")
         return at
 
+    @_locked
     def open(self, envelope: Any, *, at: dt.datetime | None = None) -> OpenedEnvelope:
         """Check, authenticate and decrypt one envelope at time ``at`` (default now).
 
@@ -1002,10 +1023,7 @@ class EnvelopeReceiver:
         win = self._windows.get(slot)
         if win is None:
             win = self._windows[slot] = _Window()
-        reason = win.check(counter, self._window)
-        if reason is not None:  # accepted meanwhile (another thread): refused, nothing changes
-            raise _err(reason, "replay")
-        win.commit(counter, self._window)
+        win.commit(counter, self._window)  # _checked found it fresh, under the same mutex
         self._persist([slot], before)
         return OpenedEnvelope(sender, self._id, epoch, counter, ctype, plain)
 
@@ -1065,6 +1083,7 @@ class EnvelopeReceiver:
         key = bytes(memoryview(env).cast("B")[:header.length - 20])
         self._prefixes[key] = (header.content_type, header.sender_id)
 
+    @_locked
     def open_many(self, envelopes: Sequence[Any], *, at: dt.datetime | None = None,
                   ) -> tuple[list[OpenedEnvelope | None], dict[int, PrivcityError]]:
         """Open N envelopes; one ``decrypt_many`` call per (sender, epoch) present.
@@ -1087,7 +1106,7 @@ class EnvelopeReceiver:
             try:
                 sender, epoch, counter, ctype, hlen, mv = checked(env, when, crl_fresh, usable)
             except EnvelopeError as exc:
-                errors[i] = exc
+                errors[i] = exc.with_traceback(None)  # no frame (and batch) kept alive
                 continue
             g = groups.get((sender, epoch))
             if g is None:
