@@ -148,6 +148,25 @@ def test_a_sampled_baseline_trains_on_its_sample_and_changes_nothing_else(tmp_pa
     assert np.isfinite(r["centralized"]["score"])
 
 
+def test_raw_upload_bytes_count_each_device_header_exactly():
+    # Prepare: device ids of CSV device columns can be negative or long
+    from privcity.crypto.envelope import build_header
+    from privcity.sim.runner import AGGREGATOR_ID, _Census, _raw_upload_bytes
+
+    ids = np.array([-123, -1, 0, 7, 10**12, 2**63 - 1], np.int64)
+    counts = np.array([5, 1, 0, 3, 2, 4], np.int64)
+    census = _Census(ids, counts, n_features=6)
+
+    # Execute
+    got = _raw_upload_bytes(census)
+
+    # Assert: header + tensor codec (2 + 16) + float32 rows of 7 values + tag, per device
+    want = sum(len(build_header(sender_id=f"dev-{i}", receiver_id=AGGREGATOR_ID, epoch=0,
+                                counter=0, plaintext_length=0, content_type=1))
+               + 2 + 16 + 4 * int(n) * 7 + 16 for i, n in zip(ids.tolist(), counts.tolist()))
+    assert got == want
+
+
 def test_mpiexec_2_ranks_with_a_sampled_baseline_gives_the_one_process_result(tmp_path):
     # Prepare: rank 0 then generates only the sampled devices
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[test]')")

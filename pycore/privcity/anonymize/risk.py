@@ -401,16 +401,28 @@ def _descendants(hierarchy: Mapping[Any, Any], name: str) -> dict[tuple, frozens
     return {node: frozenset(kids) for node, kids in below.items()}
 
 
-def _node(below: dict[tuple, frozenset], key: tuple) -> frozenset | None:
+def _cross_index(below: dict[tuple, frozenset]) -> dict[tuple, list[frozenset]]:
+    """(node is a number, its numeric key) -> what lies below each such inner node: for
+    :func:`_node`'s matches across kinds, a number against a string that is a number."""
+    cross: dict[tuple, list[frozenset]] = {}
+    for node, kids in below.items():
+        num = _num_key(node)
+        if num is not None:
+            cross.setdefault((node[0] == "n", num), []).append(kids)
+    return cross
+
+
+def _node(below: dict[tuple, frozenset], cross: dict[tuple, list[frozenset]],
+          key: tuple) -> frozenset | None:
     """What lies below the inner node a released value names: the node with its key, else the
-    nodes equal to it by the rule between a number and a string that is a number."""
+    nodes equal to it by the rule between a number and a string that is a number (``cross``,
+    from :func:`_cross_index`)."""
     if key in below:
         return below[key]
     num = _num_key(key)
     if num is None:
         return None
-    hits = [kids for node, kids in below.items()
-            if (node[0] == "n") != (key[0] == "n") and _num_key(node) == num]
+    hits = cross.get((key[0] != "n", num))  # nodes of the other kind, same number
     return frozenset().union(*hits) if hits else None
 
 
@@ -426,6 +438,7 @@ class _Qi:
     def __init__(self, rel_values: np.ndarray, aux_values: np.ndarray, name: str,
                  hierarchy: Mapping[Any, Any] | None = None) -> None:
         below = _descendants(hierarchy, name) if hierarchy is not None else {}
+        cross = _cross_index(below)
         memo: dict[Any, int] = {}
         self.values: list[tuple] = []
         index: dict[tuple, int] = {}
@@ -445,7 +458,7 @@ class _Qi:
                     raise ValueError(f"released value {raw!r} of {name!r} is not an accepted "
                                      "form") from None
                 if parsed[0] == _EQ and below:          # an inner node of the hierarchy
-                    kids = _node(below, parsed[1])
+                    kids = _node(below, cross, parsed[1])
                     if kids is not None:
                         parsed = (_SET, kids)
                 j = index.setdefault(parsed, len(index))

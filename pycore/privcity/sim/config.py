@@ -131,7 +131,9 @@ class SimConfig:
                 raise bad("target", "task csv needs the target column")
         elif self.data:
             raise bad("data", "a CSV file is only read with task = 'csv'")
-        if self.task != "csv" and self.baseline_devices > self.devices:
+        # (a CSV device column's population is known only once read; there a sample at least as
+        # large as it means every device)
+        if (self.task != "csv" or not self.device_column) and self.baseline_devices > self.devices:
             raise bad("baseline_devices", f"must be at most devices ({self.devices}), or 0 for all")
         if not self.out:
             raise bad("out", "must name an output directory")

@@ -148,12 +148,10 @@ def _raw_upload_bytes(census: _Census) -> int:
     float32 tensor per device) sealed the same way: header + tensor codec + tag, per device."""
     width = census.n_features + 1
     ids = census.device_ids.astype(np.int64)
-    # The header holds sender id "dev-<id>": its length grows by one byte per decimal digit.
+    # The header holds sender id "dev-<id>": one byte per character of the id's decimal form.
     base = len(build_header(sender_id="dev-", receiver_id=AGGREGATOR_ID, epoch=0, counter=0,
                             plaintext_length=0, content_type=1))
-    digits = np.ones(ids.shape, np.int64)
-    for p in range(1, 19):
-        digits += ids >= 10 ** p
+    digits = np.char.str_len(ids.astype("U21")).astype(np.int64)  # "-" included
     per_device = base + digits + 2 + 16 + 4 * census.counts.astype(np.int64) * width + 16
     return int(per_device.sum())
 
