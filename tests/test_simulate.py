@@ -204,7 +204,7 @@ def test_setup_phases_are_shown_before_the_rounds(tmp_path, capsys):
     assert rc == 0
     setup = [line for line in err.splitlines() if line.startswith("[setup ]")]
     assert any("generating 30 devices x 8 records" in line for line in setup)
-    assert any("enrolling 30 devices" in line for line in setup)
+    assert any("gateway: 30 devices" in line for line in setup)
     assert any("on 240 pooled records of 30 devices" in line for line in setup)
     assert err.index("[setup ]") < err.index("round   1/1")
 

@@ -474,13 +474,14 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                                              crl=x509.load_pem_x509_crl(crl))
                           for ca, crl, c in wire)
     if size == 1:
-        say(f"enrolling {train.n_devices:,} devices with the city CA, once per federated run")
+        say(f"gateway: {train.n_devices:,} devices (each gets its keys and certificate when first "
+            "sampled)")
         gw_plain = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[0])
         transports = [_Local(gw_plain)]
         gw_dp = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[1])
         transports.append(_Local(gw_dp))
     elif rank == 0:
-        say(f"ranks 1..{size - 1} generate their blocks of devices and enrol them")
+        say(f"ranks 1..{size - 1}: gateways generating their blocks of devices")
         transports = [_MPI(comm), _MPI(comm)]
     else:
         for cert in certs:
