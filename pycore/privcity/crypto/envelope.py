@@ -1046,9 +1046,9 @@ class EnvelopeReceiver:
 
     def _fast_precheck(self, env: bytes, crl_fresh: bool, usable: dict[str, bool],
                        when: dt.datetime) -> tuple[str, int, int, int, int] | None:
-        """open_many's fast path: (sender, epoch, counter, content type, header length) of an
-        envelope (bytes) that passes every check of :meth:`_precheck` with a header prefix seen
-        before, else None (then _precheck runs and gives the exact error)."""
+        """The fast path of open and open_many: (sender, epoch, counter, content type, header
+        length) of an envelope (bytes) that passes every check of :meth:`_precheck` with a
+        header prefix seen before, else None (then _precheck runs and gives the exact error)."""
         n = len(env)
         if n > self._max or n < 9:
             return None
