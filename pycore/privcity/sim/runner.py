@@ -172,32 +172,70 @@ class _Local:
         """Nothing to tell: the gateway lives in this process and simply goes unused."""
 
 
-def _recv_patiently(comm: Any, source: int) -> Any:
-    """A blocking receive that sleeps while nothing has arrived: MPICH's blocking calls spin,
-    and a waiting rank must not take the CPU of a working one when ranks outnumber cores."""
+def _wait(comm: Any, source: int, tag: int) -> None:
+    """Sleeps until a message from ``source`` with ``tag`` has arrived: MPICH's blocking calls
+    spin, and a waiting rank must not take the CPU of a working one when ranks outnumber cores."""
     delay = 1e-5
-    while not comm.Iprobe(source=source, tag=_TAG):
+    while not comm.Iprobe(source=source, tag=tag):
         time.sleep(delay)
         delay = min(delay * 2, 2e-3)
+
+
+def _recv_patiently(comm: Any, source: int) -> Any:
+    """Small metadata (pickled, lowercase recv)."""
+    _wait(comm, source, _TAG)
     return comm.recv(source=source, tag=_TAG)
 
 
-_TAG = 71
+def _recv_buffer(comm: Any, source: int, out: np.ndarray) -> np.ndarray:
+    """A numpy buffer (float32 or uint8) through the uppercase Recv, into ``out``."""
+    from mpi4py import MPI
+    _wait(comm, source, _TAG_BUF)
+    comm.Recv([out, MPI.FLOAT if out.dtype == np.float32 else MPI.BYTE], source=source,
+              tag=_TAG_BUF)
+    return out
+
+
+def _send_buffer(comm: Any, dest: int, buf: np.ndarray) -> None:
+    from mpi4py import MPI
+    comm.Send([buf, MPI.FLOAT if buf.dtype == np.float32 else MPI.BYTE], dest=dest,
+              tag=_TAG_BUF)
+
+
+_TAG = 71      # metadata: pickled dicts and reports without their envelopes
+_TAG_BUF = 72  # buffers: the model parameters (float32), a report's envelopes (bytes)
 
 
 class _MPI:
     """Rank 0's side of the MPI exchange (the gateways run :func:`_gateway_loop`): the round's
     message goes to each gateway, each gateway's report comes back (point to point, so a rank
-    that waits can sleep)."""
+    that waits can sleep). Metadata travels pickled; the parameters and the sealed envelopes
+    travel as buffers (one float32 array, one byte string per report)."""
 
     def __init__(self, comm: Any) -> None:
         self.comm = comm
         self.ranks = comm.Get_size()
 
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
+        params = msg["params"]
+        if params.dtype != np.float32:
+            raise TypeError(f"model parameters must be float32, not {params.dtype}")
+        params = np.ascontiguousarray(params)
+        meta = {k: v for k, v in msg.items() if k != "params"}
+        meta["n_params"] = int(params.shape[0])
         for dest in range(1, self.ranks):
-            self.comm.send(msg, dest=dest, tag=_TAG)
-        return [_recv_patiently(self.comm, src) for src in range(1, self.ranks)]
+            self.comm.send(meta, dest=dest, tag=_TAG)
+            _send_buffer(self.comm, dest, params)
+        return [self._report(src) for src in range(1, self.ranks)]
+
+    def _report(self, src: int) -> GatewayReport:
+        report, lengths = _recv_patiently(self.comm, src)
+        total = int(sum(lengths))
+        if total:
+            buf = _recv_buffer(self.comm, src, np.empty(total, np.uint8))
+            ends = np.cumsum(lengths).tolist()
+            report.envelopes = [buf[e - n:e].tobytes() for e, n in zip(ends, lengths)]
+        return report
 
     def finish(self) -> None:
         for dest in range(1, self.ranks):
@@ -212,10 +250,15 @@ def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
 
 def _gateway_loop(comm: Any, gateway: Gateway) -> None:
     while True:
-        msg = _recv_patiently(comm, 0)
-        if msg is None:
+        meta = _recv_patiently(comm, 0)
+        if meta is None:
             return
-        comm.send(_gateway_round(gateway, msg), dest=0, tag=_TAG)
+        params = _recv_buffer(comm, 0, np.empty(meta.pop("n_params"), np.float32))
+        report = _gateway_round(gateway, {**meta, "params": params})
+        envelopes, report.envelopes = report.envelopes, []
+        comm.send((report, [len(e) for e in envelopes]), dest=0, tag=_TAG)
+        if envelopes:
+            _send_buffer(comm, 0, np.frombuffer(b"".join(envelopes), np.uint8))
 
 
 def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
