@@ -1,6 +1,8 @@
 """On-device preprocessing driven by each field's sensitivity flag."""
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -165,13 +167,31 @@ def _generalize(col: np.ndarray, f: Any, bins: int) -> np.ndarray:
     return (lo + first).astype(col.dtype)
 
 
+def _relabeling(key: bytes, name: str, lo: int, hi: int) -> np.ndarray:
+    """The keyed permutation of codes lo..hi (read-only). The last few are kept, so the devices
+    of one city, which share a key, derive it once; they are looked up by a hash of the key,
+    never the key itself."""
+    slot = (hashlib.sha256(key).digest(), name, lo, hi)
+    relabel = _RELABELINGS.get(slot)
+    if relabel is None:
+        from ..anonymize import Pseudonymizer
+        codes = np.arange(lo, hi + 1)
+        tags = Pseudonymizer(key).pseudonymize([f"{name}={c}" for c in codes], output="uint64")
+        relabel = np.empty(codes.size, dtype=np.int64)
+        relabel[np.argsort(tags, kind="stable")] = np.arange(codes.size)
+        relabel.flags.writeable = False
+        if len(_RELABELINGS) >= 16:
+            _RELABELINGS.pop(next(iter(_RELABELINGS)))
+        _RELABELINGS[slot] = relabel
+    return relabel
+
+
+_RELABELINGS: dict[tuple, np.ndarray] = {}
+
+
 def _pseudonymize(col: np.ndarray, f: Any, key: bytes) -> np.ndarray:
-    from ..anonymize import Pseudonymizer
     lo, hi = int(f.lower), int(f.upper)
-    codes = np.arange(lo, hi + 1)
-    tags = Pseudonymizer(key).pseudonymize([f"{f.name}={c}" for c in codes], output="uint64")
-    relabel = np.empty(codes.size, dtype=np.int64)
-    relabel[np.argsort(tags, kind="stable")] = np.arange(codes.size)
+    relabel = _relabeling(key, f.name, lo, hi)
     codes = np.rint(col)
     if not np.isfinite(codes).all() or (codes < lo).any() or (codes > hi).any():
         raise ValueError(f"field {f.name!r}: pseudonymize needs integer codes in "
