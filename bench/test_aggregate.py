@@ -84,7 +84,7 @@ def test_accumulator(benchmark, record, updates):
             acc.add(row, wi)
         return acc.mean()
 
-    out = benchmark.pedantic(stream, setup=acc.reset, rounds=10, iterations=1, warmup_rounds=1)
+    out = benchmark.pedantic(stream, setup=acc.reset, rounds=20, iterations=1, warmup_rounds=2)
     assert np.array_equal(out, weighted_mean(x, w))
     record(benchmark, BANDWIDTH, "Accumulator (stream)", 0.7)
 
@@ -127,7 +127,7 @@ def test_flower_anchor(benchmark, record, updates, use):
     def call() -> None:
         held["out"] = strategy.aggregate(results)
 
-    benchmark.pedantic(call, setup=after_previous_call, rounds=5, iterations=1, warmup_rounds=2)
+    benchmark.pedantic(call, setup=after_previous_call, rounds=9, iterations=1, warmup_rounds=2)
     np.testing.assert_allclose(held["out"][0], weighted_mean(x, w), rtol=1e-3, atol=1e-5)
     record(benchmark, group, "anchor")
 
