@@ -386,7 +386,7 @@ def ref_equal(released, x) -> bool:
             try:
                 return parse(v)
             except ValueError:
-                pass
+                continue  # not this kind of number: try the next parser
         return None
 
     a, b = number(released), number(x)

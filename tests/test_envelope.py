@@ -712,17 +712,19 @@ def test_threads_sharing_a_receiver_accept_each_envelope_once(city, tmp_path, at
     rx = city.receiver()
     envs = [e for epoch in range(1, 6) for e in tx.seal_many(gw, epoch, [b"r"] * 40)]
     accepted: list[int] = []
+    refused: list[str] = []  # kinds of the refusals: the other thread had it first
 
     def work(part: list[bytes], many: bool) -> None:
         if many:
-            opened, _ = rx.open_many(part, at=T0)
+            opened, errors = rx.open_many(part, at=T0)
             accepted.extend(o.counter for o in opened if o is not None)
+            refused.extend(e.kind for e in errors.values())
             return
         for e in part:
             try:
                 accepted.append(rx.open(e, at=T0).counter)
-            except EnvelopeError:
-                pass
+            except EnvelopeError as exc:
+                refused.append(exc.kind)
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
@@ -737,8 +739,10 @@ def test_threads_sharing_a_receiver_accept_each_envelope_once(city, tmp_path, at
     finally:
         sys.setswitchinterval(old)
 
-    # Assert: each counter accepted exactly once, and a replay of any is refused
+    # Assert: each counter accepted exactly once (the second offer refused as a replay), and a
+    # replay of any is refused
     assert sorted(accepted) == sorted(int(parse_header(e).counter) for e in envs)
+    assert len(refused) == len(envs) and set(refused) == {"replay"}
     assert all(_kind(lambda e=e: rx.open(e, at=T0)) == "replay" for e in envs[::7])
 
 

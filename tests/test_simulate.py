@@ -106,14 +106,21 @@ def test_same_seed_same_results_and_another_seed_differs(tmp_path, small_city):
     assert other["final_params_sha256"]["fl"] != small_city["final_params_sha256"]["fl"]
 
 
-def test_mpiexec_3_ranks_gives_the_one_process_result(tmp_path, small_city):
-    # Prepare
+def _mpiexec_and_env() -> tuple[str, dict]:
+    """The mpiexec to launch and its environment (root allowed, ranks oversubscribed); skips
+    the test without mpi4py or an mpiexec."""
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[test]')")
     mpiexec = find_mpiexec()
     if mpiexec is None:
         pytest.skip("no mpiexec found beside Python or on PATH (pip install mpich)")
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
+    return mpiexec, dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1",
+                         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                         OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def test_mpiexec_3_ranks_gives_the_one_process_result(tmp_path, small_city):
+    # Prepare
+    mpiexec, env = _mpiexec_and_env()
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
     out = tmp_path / "mpi"
 
@@ -169,12 +176,7 @@ def test_raw_upload_bytes_count_each_device_header_exactly():
 
 def test_mpiexec_2_ranks_with_a_sampled_baseline_gives_the_one_process_result(tmp_path):
     # Prepare: rank 0 then generates only the sampled devices
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[test]')")
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
-        pytest.skip("no mpiexec found beside Python or on PATH (pip install mpich)")
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
+    mpiexec, env = _mpiexec_and_env()
     kw = {**SMALL, "rounds": 2, "baseline_devices": 25, "risk_people": 0}
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
     one = run(tmp_path / "one", **kw)

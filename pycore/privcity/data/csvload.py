@@ -68,12 +68,12 @@ def _non_finite_number(v: str) -> bool:
 def _floats(values: Sequence[str]) -> np.ndarray | None:
     """float64 array (NaN for missing and non-finite), or None when some value is not a number."""
     try:  # all numbers: the common case, at C speed
-        out = np.fromiter(map(float, values), np.float64, len(values))
-    except ValueError:  # a missing value, or not a number: value by value
-        pass
-    else:
-        out[~np.isfinite(out)] = np.nan  # the only missing marker float() takes is "nan"
-        return out
+        fast = np.fromiter(map(float, values), np.float64, len(values))
+    except ValueError:  # a missing value, or not a number: value by value below
+        fast = None
+    if fast is not None:
+        fast[~np.isfinite(fast)] = np.nan  # the only missing marker float() takes is "nan"
+        return fast
     out = np.empty(len(values), np.float64)
     for i, v in enumerate(values):
         if _missing(v):
