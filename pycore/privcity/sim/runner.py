@@ -534,11 +534,12 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
 
     # (a) centralized baseline on the pooled raw data (of a sample of devices, if asked)
     from ..models import train_centralized
-    base = train
-    if size == 1 or cfg.task == "csv":
+    if cfg.task == "csv":  # the population is known once the file is read
         sample = _baseline_sample(cfg, census.n_devices)
-        if sample is not None:
-            base = train.subset(sample)
+    # One process, or a CSV, holds every device: the sample is cut here. Rank 0 of a synthetic
+    # city generated only the sample.
+    base = train.subset(sample) if sample is not None and (size == 1 or cfg.task == "csv") \
+        else train
     rows = base.X.shape[0]
     hint = ("" if cfg.baseline_devices or rows < 5_000_000 else
             "; --baseline-devices N trains it on a sample of N devices")
