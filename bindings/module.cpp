@@ -684,19 +684,19 @@ auto without_gil_if(bool large, F&& f) {
 
 void bind_reduce(py::module_& m) {
     m.def("default_threads", &reduce_default_threads);
-    m.def("weighted_sum_f32", [](py::handle updates, carray<double> w, int threads) {
+    m.def("weighted_mean_f32", [](py::handle updates, carray<double> w, double scale, int threads) {
         auto r = rows_of<float>(updates, "updates");
         if (size_t(w.size()) != r.ptr.size())
             throw py::value_error("weights has " + std::to_string(w.size()) + " entries for " +
                                   std::to_string(r.ptr.size()) + " updates");
-        carray<double> out(py::ssize_t(r.d));
+        carray<float> out(py::ssize_t(r.d));
         carray<uint8_t> bad(py::ssize_t(r.ptr.size()));
-        double* o = out.mutable_data();
+        float* o = out.mutable_data();
         uint8_t* b = bad.mutable_data();
         const double* wp = w.data();
-        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_weighted_sum_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, threads); });
+        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_weighted_mean_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, scale, threads); });
         return py::make_tuple(out, bad);
-    }, py::arg("updates"), py::arg("weights").noconvert(), py::arg("threads") = 0);
+    }, py::arg("updates"), py::arg("weights").noconvert(), py::arg("scale"), py::arg("threads") = 0);
     m.def("accumulate_f32", [](carray<double> out, carray<double> acc, carray<float> x, double w, int threads) {
         if (out.size() != acc.size() || x.size() != acc.size())
             throw py::value_error("out, acc and x must have the same length");

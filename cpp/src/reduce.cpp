@@ -264,20 +264,25 @@ int reduce_default_threads() noexcept {
     return h ? int(h) : 1;
 }
 
-size_t reduce_weighted_sum_f32(double* acc, uint8_t* bad, const float* const* rows, const double* w,
-                               size_t k, size_t d, int threads) noexcept {
+size_t reduce_weighted_mean_f32(float* out, uint8_t* bad, const float* const* rows, const double* w,
+                                size_t k, size_t d, double scale, int threads) noexcept {
     const ReduceOps& op = ops();
-    // Optimistic single pass: sum every row, noting non-finite ones per thread. Only if some
-    // row is bad (a hostile or broken update) is the sum recomputed without it.
     const int t = thread_count(threads, (d + kTile - 1) / kTile);
     std::vector<uint8_t> flags(size_t(t) * k, 0);  // one row of flags per thread: no sharing
-    auto run = [&](const uint8_t* skip) {
-        parallel_ranges_indexed(d, kTile, t, [&](int i, size_t j0, size_t j1) {
-            uint8_t* nf = flags.data() + size_t(i) * k;
-            for (size_t j = j0; j < j1; j += kTile) op.wsum(acc, rows, w, skip, nf, k, j, std::min(j1, j + kTile));
-        });
-    };
-    run(nullptr);
+    parallel_ranges_indexed(d, kTile, t, [&](int i, size_t j0, size_t j1) {
+        uint8_t* nf = flags.data() + size_t(i) * k;
+        // The float64 sums of one tile of columns, kept by this thread between calls (the
+        // pool's threads live on), so a call allocates and page-faults nothing of size d.
+        thread_local std::vector<double> tile;
+        if (tile.size() < kTile) tile.assign(kTile, 0.0);
+        std::vector<const float*> at(k);  // the rows from column j on
+        for (size_t j = j0; j < j1; j += kTile) {
+            const size_t n = std::min(j1, j + kTile) - j;
+            for (size_t r = 0; r < k; ++r) at[r] = rows[r] + j;
+            op.wsum(tile.data(), at.data(), w, nullptr, nf, k, 0, n);
+            op.scale(out + j, tile.data(), scale, 0, n);
+        }
+    });
     size_t nbad = 0;
     for (size_t r = 0; r < k; ++r) {
         uint8_t b = 0;
@@ -285,7 +290,6 @@ size_t reduce_weighted_sum_f32(double* acc, uint8_t* bad, const float* const* ro
         bad[r] = b;
         nbad += b;
     }
-    if (nbad) run(bad);
     return nbad;
 }
 

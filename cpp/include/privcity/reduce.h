@@ -11,13 +11,16 @@
 
 namespace privcity {
 
-// out[j] = sum_k w[k] * rows[k][j] (out is overwritten; rows added in order k = 0, 1, ...),
-// leaving out every row that holds a NaN or Inf: bad[k] is set to 1 for such rows (0 otherwise)
-// and the returned count says how many. Rows with weight 0 are still checked. The result is
-// exactly the sum of the good rows. NaN/Inf detection is fused into the summing pass; only
-// when a bad row exists is the sum done again without it.
-size_t reduce_weighted_sum_f32(double* out, uint8_t* bad, const float* const* rows,
-                               const double* w, size_t k, size_t d, int threads) noexcept;
+// out[j] = float(scale * sum_k w[k] * rows[k][j]), the sum taken in float64 with rows added in
+// order k = 0, 1, ... (as reduce_accumulate_f32 adds them one by one) and rounded to float32
+// once: the weighted mean when scale = 1 / sum_k w[k]. The float64 sums live only in a tile of
+// each thread (in its L2), so nothing of size d but out is written. bad[r] is set to 1 for
+// every row r holding a NaN or Inf (0 otherwise), detected in the same pass; the count is
+// returned, and out is then not a mean of anything: call again without those rows (and with
+// the scale of the rows left). Rows with weight 0 are still checked.
+size_t reduce_weighted_mean_f32(float* out, uint8_t* bad, const float* const* rows,
+                                const double* w, size_t k, size_t d, double scale,
+                                int threads) noexcept;
 
 // Streaming form for one update: out[j] = acc[j] + w * x[j]. Returns 0, or -1 if x holds a NaN
 // or Inf; acc is never written unless out == acc. With out != acc (double buffering) this is

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .mean import Accumulator
+from .mean import Accumulator, _zeros_f64
 
 __all__ = ["combine"]
 
@@ -61,17 +61,17 @@ def combine(acc: Accumulator, comm: Any, *, root: int | None = None, op: Any = N
     if not isinstance(acc, Accumulator):
         raise TypeError(f"acc must be an Accumulator, not {type(acc).__name__}")
     d = acc._dim
-    send, recv = acc._acc, acc._spare
+    send = acc._acc
     send[d:] = (acc._total, float(acc._count), float(acc._rejected))
     kw = {} if op is None else {"op": op}
+    here = root is None or comm.Get_rank() == root
+    recv = _zeros_f64(send.shape[0]) if here else None
     if root is None:
         comm.Allreduce(send, recv, **kw)
-        here = True
     else:
-        here = comm.Get_rank() == root
-        comm.Reduce(send, recv if here else None, root=root, **kw)
+        comm.Reduce(send, recv, root=root, **kw)
     if here:
-        acc._acc, acc._spare = recv, send
+        acc._acc = recv
         acc._total = float(recv[d])
         acc._count = int(recv[d + 1])
         acc._rejected = int(recv[d + 2])

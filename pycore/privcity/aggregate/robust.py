@@ -157,8 +157,7 @@ def krum(updates: Any, f: int, m: int = 1, *, on_invalid: str = "raise", report:
         value = np.array(rows.row(int(best[0])), dtype=np.float32, copy=True)
     else:
         chosen = [rows.row(int(i)) for i in np.sort(best)]
-        total, _ = _core.weighted_sum_f32(chosen, np.ones(m), threads)
-        value = _core.scale_to_f32(total, 1.0 / m, threads)
+        value, _ = _core.weighted_mean_f32(chosen, np.ones(m), 1.0 / m, threads)
     all_scores = np.full(rows.k, np.nan)
     all_scores[rows.index] = scores
     return _result(rows, value, report, scores=all_scores,
