@@ -7,6 +7,9 @@ fairly, and the summary prints the rate in units per second."""
 from __future__ import annotations
 
 import collections
+import statistics
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,12 +26,49 @@ def record():
     """
 
     def _record(benchmark, group: str, role: str, target: float | None = None, per: int | None = 1) -> None:
-        if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+        if benchmark is None or benchmark.stats is None:  # --benchmark-disable: nothing was timed
             return
         per = per or 1
         _RESULTS[group][role] = (benchmark.stats.stats.median / per, target, per)
 
     return _record
+
+
+@pytest.fixture
+def interleaved():
+    """interleaved(benchmark, fn, anchor, rounds, setup=None, warmup_rounds=1) -> (fn's result,
+    the anchor's stand-in for record()).
+
+    Times fn with benchmark.pedantic, and runs the anchor once before each round (in the
+    round's untimed setup), timing it with perf_counter: the two alternate, so a machine whose
+    speed drifts over seconds (a shared host) shifts both the same way, where two benchmarks run
+    one after the other can land in different phases. The anchor's median and times go into
+    benchmark.extra_info. The anchor also runs before warm-up rounds; those times are dropped.
+    setup, if given, runs after the anchor, right before fn.
+    """
+
+    def _run(benchmark, fn, anchor, rounds: int, setup=None, warmup_rounds: int = 1):
+        times: list[float] = []
+
+        def before() -> None:
+            t0 = time.perf_counter()
+            anchor()
+            times.append(time.perf_counter() - t0)
+            if setup is not None:
+                setup()
+
+        result = benchmark.pedantic(fn, setup=before, rounds=rounds, iterations=1,
+                                    warmup_rounds=warmup_rounds)
+        if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+            return result, None
+        kept = times[warmup_rounds:]
+        median = statistics.median(kept)
+        benchmark.extra_info["anchor_median_s"] = median
+        benchmark.extra_info["anchor_times_s"] = kept
+        stand_in = SimpleNamespace(stats=SimpleNamespace(stats=SimpleNamespace(median=median)))
+        return result, stand_in
+
+    return _run
 
 
 # Free-form result lines (latency percentiles and the like), printed after the ratio table.
