@@ -174,7 +174,7 @@ class Accumulator:
     Accumulators across MPI ranks.
     """
 
-    __slots__ = ("_dim", "_threads", "_acc", "_count", "_total", "_rejected")
+    __slots__ = ("_dim", "_threads", "_acc", "_spare", "_count", "_total", "_rejected")
 
     # The buffer holds dim + _TAIL float64: the sum, then total weight, count and rejections, so
     # that one MPI reduction of one buffer combines everything (see combine()).
@@ -184,6 +184,7 @@ class Accumulator:
         self._dim = v.count_arg(dim, "dim", 1)
         self._threads = v.threads_arg(threads)
         self._acc = _zeros_f64(self._dim + self._TAIL)
+        self._spare: np.ndarray | None = None  # combine()'s receive buffer, made on first use
         self._count = 0
         self._total = 0.0
         self._rejected = 0

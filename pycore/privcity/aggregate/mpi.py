@@ -65,13 +65,15 @@ def combine(acc: Accumulator, comm: Any, *, root: int | None = None, op: Any = N
     send[d:] = (acc._total, float(acc._count), float(acc._rejected))
     kw = {} if op is None else {"op": op}
     here = root is None or comm.Get_rank() == root
-    recv = _zeros_f64(send.shape[0]) if here else None
+    recv = None
+    if here:  # the buffer the last combine() replaced, if any: no new pages to fault in
+        recv = acc._spare if acc._spare is not None else _zeros_f64(send.shape[0])
     if root is None:
         comm.Allreduce(send, recv, **kw)
     else:
         comm.Reduce(send, recv, root=root, **kw)
     if here:
-        acc._acc = recv
+        acc._acc, acc._spare = recv, send
         acc._total = float(recv[d])
         acc._count = int(recv[d + 1])
         acc._rejected = int(recv[d + 2])
