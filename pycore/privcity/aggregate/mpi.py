@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .mean import Accumulator, _zeros_f64
+from .mean import Accumulator
 
 __all__ = ["combine"]
 
@@ -65,9 +65,7 @@ def combine(acc: Accumulator, comm: Any, *, root: int | None = None, op: Any = N
     send[d:] = (acc._total, float(acc._count), float(acc._rejected))
     kw = {} if op is None else {"op": op}
     here = root is None or comm.Get_rank() == root
-    recv = None
-    if here:  # the buffer the last combine() replaced, if any: no new pages to fault in
-        recv = acc._spare if acc._spare is not None else _zeros_f64(send.shape[0])
+    recv = acc._spare if here else None
     if root is None:
         comm.Allreduce(send, recv, **kw)
     else:
