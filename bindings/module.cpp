@@ -15,6 +15,7 @@
 
 #include "privcity/aead.h"
 #include "privcity/cpu.h"
+#include "privcity/mask.h"
 #include "privcity/noise.h"
 #include "privcity/reduce.h"
 #include "privcity/rng.h"
@@ -682,6 +683,23 @@ auto without_gil_if(bool large, F&& f) {
     return f();
 }
 
+// out += sum_i signs[i] * PRG(seeds[i]) in place; seeds is n x 32 bytes (flat or 2-D).
+template <class W>
+void mask_add_checked(carray<W>& out, const carray<uint8_t>& seeds, const carray<int8_t>& signs,
+                      int threads,
+                      void (*kernel)(W*, size_t, const uint8_t*, const int8_t*, size_t, int) noexcept) {
+    if (out.ndim() != 1) throw py::value_error("out must be 1-D");
+    const size_t n = size_t(signs.size());
+    if (size_t(seeds.size()) != 32 * n)
+        throw py::value_error("seeds must hold 32 bytes per sign: " + std::to_string(seeds.size()) +
+                              " bytes for " + std::to_string(n) + " signs");
+    W* o = out_ptr(out, "out");
+    const uint8_t* sp = seeds.data();
+    const int8_t* gp = signs.data();
+    const size_t d = size_t(out.size());
+    without_gil_if(d * n >= 16384, [&] { kernel(o, d, sp, gp, n, threads); });
+}
+
 void bind_reduce(py::module_& m) {
     m.def("default_threads", &reduce_default_threads);
     m.def("weighted_mean_f32", [](py::handle updates, carray<double> w, double scale, int threads) {
@@ -732,6 +750,14 @@ void bind_reduce(py::module_& m) {
         without_gil_if(work_bytes(r) >= 65536, [&] { reduce_modular_sum_u64(o, r.ptr.data(), r.ptr.size(), r.d, threads); });
         return out;
     }, py::arg("updates"), py::arg("threads") = 0);
+    m.def("mask_add_u32", [](carray<uint32_t> out, carray<uint8_t> seeds, carray<int8_t> signs, int threads) {
+        return mask_add_checked(out, seeds, signs, threads, mask_add_u32);
+    }, py::arg("out").noconvert(), py::arg("seeds").noconvert(), py::arg("signs").noconvert(),
+       py::arg("threads") = 0);
+    m.def("mask_add_u64", [](carray<uint64_t> out, carray<uint8_t> seeds, carray<int8_t> signs, int threads) {
+        return mask_add_checked(out, seeds, signs, threads, mask_add_u64);
+    }, py::arg("out").noconvert(), py::arg("seeds").noconvert(), py::arg("signs").noconvert(),
+       py::arg("threads") = 0);
     m.def("l2_norms_f32", [](py::handle updates, int threads) {
         auto r = rows_of<float>(updates, "updates");
         carray<double> out(py::ssize_t(r.ptr.size()));

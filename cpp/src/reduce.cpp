@@ -254,6 +254,11 @@ int sorted_columns(const float* const* rows, size_t k, size_t d, int threads, Em
 
 }  // namespace
 
+void reduce_parallel_ranges(size_t n, size_t grain, int threads,
+                            const std::function<void(size_t, size_t)>& body) {
+    parallel_ranges(n, grain, threads, body);
+}
+
 int reduce_default_threads() noexcept {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) {

@@ -2,8 +2,16 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 namespace privcity {
+
+// Runs body(begin, end) over [0, n) split into contiguous ranges, one per thread, whose
+// boundaries are multiples of grain (threads: 0 = one per available core), on the reduction
+// thread pool; the calling thread takes the first range. Returns when all are done.
+void reduce_parallel_ranges(size_t n, size_t grain, int threads,
+                            const std::function<void(size_t, size_t)>& body);
+
 #define PC_DECLARE_REDUCE(NS)                                                                     \
     namespace NS {                                                                                \
     void wsum_range(double* __restrict out, const float* const* rows, const double* w,            \
