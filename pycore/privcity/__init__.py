@@ -16,6 +16,7 @@ from .errors import EnvelopeError as EnvelopeError
 from .errors import InvalidUpdate as InvalidUpdate
 from .errors import PrivacyBudgetExceeded as PrivacyBudgetExceeded
 from .errors import PrivcityError as PrivcityError
+from .errors import SecureAggregationError as SecureAggregationError
 
 __all__ = [
     "__version__",
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidUpdate",
     "PrivacyBudgetExceeded",
     "PrivcityError",
+    "SecureAggregationError",
     "aes_implementations",
     "backend_info",
     "cpu_features",

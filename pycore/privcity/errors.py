@@ -8,7 +8,7 @@ from cryptography.exceptions import InvalidTag
 
 __all__ = [
     "PrivcityError", "AuthenticationError", "CertificateError", "EnvelopeError", "InvalidUpdate",
-    "PrivacyBudgetExceeded",
+    "PrivacyBudgetExceeded", "SecureAggregationError",
 ]
 
 
@@ -108,5 +108,22 @@ class EnvelopeError(PrivcityError):
     def __init__(self, message: str = "envelope refused", *, kind: str = "malformed") -> None:
         if kind not in self.KINDS:
             raise ValueError(f"unknown EnvelopeError kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+
+
+class SecureAggregationError(PrivcityError):
+    """A step of secure aggregation was refused; ``kind`` says why.
+
+    Kinds: ``too_few`` (fewer clients than the threshold at some step: nothing is revealed),
+    ``protocol`` (a step called out of order or twice), ``unknown_client`` (a message from or
+    about a client outside the round), ``inconsistent`` (a roster or survivor list that
+    contradicts what this party saw), ``malformed`` (a bad key, vector or share). A share
+    ciphertext that fails authentication is :class:`AuthenticationError`. See
+    ``privcity.aggregate.secure``.
+    """
+
+    # Defaults only so that pickling (cls(message), then the attributes) round-trips.
+    def __init__(self, message: str = "secure aggregation refused", *, kind: str = "protocol") -> None:
         super().__init__(message)
         self.kind = kind

@@ -5,6 +5,8 @@ sums for secure aggregation, and the cross-rank combination of partial sums.
   K x D matrix) sum in float64 and return float32; the two agree bit for bit.
 - :func:`median`, :func:`trimmed_mean`, :func:`krum` (and multi-Krum), :func:`clip_norms`.
 - :func:`modular_sum`: exact wrap-around sums of uint32/uint64 (or int32/int64) updates.
+- :mod:`privcity.aggregate.secure`: secure aggregation (Bonawitz et al. 2017): the server
+  learns only the sum of the clients' integer vectors, with dropouts recovered.
 - :func:`combine`: one MPI Allreduce/Reduce of Accumulators; takes the caller's communicator
   and imports no MPI itself.
 
@@ -31,15 +33,21 @@ from .robust import clip_norms as clip_norms
 from .robust import krum as krum
 from .robust import median as median
 from .robust import trimmed_mean as trimmed_mean
+from .secure import SecAggClient as SecAggClient
+from .secure import SecAggServer as SecAggServer
+from .secure import secure_sum as secure_sum
 
 __all__ = [
     "Accumulator",
     "AggregateResult",
+    "SecAggClient",
+    "SecAggServer",
     "clip_norms",
     "combine",
     "krum",
     "median",
     "modular_sum",
+    "secure_sum",
     "trimmed_mean",
     "weighted_mean",
 ]

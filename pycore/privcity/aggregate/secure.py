@@ -1,0 +1,531 @@
+"""Secure aggregation: the server learns the sum of the clients' integer vectors and nothing else
+about any one of them, even when some clients drop out mid-round (Bonawitz et al. 2017,
+"Practical Secure Aggregation for Privacy-Preserving Machine Learning", the semi-honest protocol
+with dropout recovery).
+
+One round, four messages per client (each a plain object of bytes and arrays, so any transport
+carries them; the server only routes and adds)::
+
+    0. advertise()        client -> server: two X25519 public keys, c (to encrypt its shares to
+                          the others) and s (to agree its pairwise masks).
+    1. share_keys(roster) client -> server -> every other client: the client draws a self-mask
+                          seed b_u, splits b_u and its s private key threshold-out-of-n with
+                          Shamir's scheme (pycryptodome, GF(2^128)), and seals each other
+                          client's shares under an AES-256-GCM key agreed from the c keys.
+    2. masked_input(x, ciphertexts)
+                          client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^bits,
+                          over every v that shared its keys in step 1; s_uv = HKDF(X25519(s_u,
+                          s_v)) and the sign is + for u < v, so the pairwise masks cancel in
+                          the sum.
+    3. unmask(survivors)  client -> server: its shares of b_w for each w whose y arrived, and of
+                          s_w for each w that shared keys but sent no y. Never both for one
+                          client, at most once, and only if at least `threshold` y arrived.
+
+    SecAggServer.finish() rebuilds those b_w and s_w from `threshold` responses, removes the
+    self masks and the dropped clients' pairwise masks, and returns sum x_u (mod 2^bits) over
+    the clients whose y arrived.
+
+PRG(seed) is AES-256-CTR under the 32-byte seed from counter 0, read as little-endian words
+(privcity._core.mask_add_u32/_u64, checked against ``cryptography``'s AES-CTR).
+
+Threat model: an honest-but-curious server (it follows the protocol but reads everything it
+routes), colluding with fewer than `threshold` clients, learns nothing about the inputs of the
+others beyond their sum. Not covered: a server that lies (Bonawitz's malicious variant signs
+the advertisements and checks consistency; here authenticate the messages with
+``privcity.crypto.envelope``), and anything the sum itself reveals (add DP noise before
+masking). Quantize float updates to integers first (e.g. ``SecureRNG.clip_round_add_
+discrete_gaussian``), with room for n of them in `bits`.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from Crypto.Protocol.SecretSharing import Shamir
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .. import _core
+from ..crypto.aead import AES256GCM
+from ..errors import AuthenticationError, SecureAggregationError
+
+__all__ = ["Advertisement", "SecAggClient", "SecAggServer", "SecureSumReport", "Unmasking",
+           "secure_sum"]
+
+_PREFIX = b"privcity-secagg-v1|"
+_MAGIC = b"PCSA"
+_SHARE = 16  # bytes per Shamir share (pycryptodome's GF(2^128))
+_SHARES_BODY = struct.Struct(">4sqqHH")  # magic, sender, recipient, index of sender, of recipient
+_MAX_ID = 2**63 - 1
+_KINDS = {np.dtype(np.uint32): _core.mask_add_u32, np.dtype(np.uint64): _core.mask_add_u64}
+_SUMS = {np.dtype(np.uint32): _core.modular_sum_u32, np.dtype(np.uint64): _core.modular_sum_u64}
+
+
+def _fail(message: str, kind: str) -> SecureAggregationError:
+    return SecureAggregationError(message, kind=kind)
+
+
+def _client_id(value: Any, name: str = "client id") -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    value = int(value)
+    if not 0 <= value <= _MAX_ID:
+        raise ValueError(f"{name} must be in [0, 2**63 - 1], got {value}")
+    return value
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in _KINDS:
+        raise ValueError(f"dtype must be uint32 or uint64 (the sum is taken mod 2**32 or "
+                         f"2**64), got {dt}")
+    return dt
+
+
+def _lp(raw: bytes) -> bytes:
+    return struct.pack(">I", len(raw)) + raw
+
+
+def _hkdf(secret: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(secret)
+
+
+def _raw_public(key: x25519.X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _raw_private(key: x25519.X25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+
+
+def _exchange(private: x25519.X25519PrivateKey, public: bytes) -> bytes:
+    try:
+        return private.exchange(x25519.X25519PublicKey.from_public_bytes(public))
+    except ValueError as exc:  # an all-zero shared secret: a low-order public key
+        raise _fail(f"key agreement refused: {exc}", "malformed") from None
+
+
+def _mask_seed(private: x25519.X25519PrivateKey, mine: tuple[int, bytes],
+               theirs: tuple[int, bytes], session: bytes) -> bytes:
+    """s_uv: the same 32 bytes on both sides (ordered by client id)."""
+    (lo, lo_key), (hi, hi_key) = sorted((mine, theirs))
+    info = _PREFIX + b"mask|" + _lp(session) + struct.pack(">qq", lo, hi)
+    return _hkdf(_exchange(private, theirs[1]), lo_key + hi_key, info)
+
+
+def _share_key(private: x25519.X25519PrivateKey, peer_public: bytes, sender: tuple[int, bytes],
+               recipient: tuple[int, bytes], session: bytes) -> tuple[AES256GCM, bytes]:
+    """The AES-256-GCM key of the one message sender -> recipient (each an (id, c public key)
+    pair; `private` is this side's c key, `peer_public` the other side's) and its associated
+    data. The salt orders the keys by direction, so the reverse direction gets another key."""
+    ad = _PREFIX + b"shares|" + _lp(session) + struct.pack(">qq", sender[0], recipient[0])
+    key = _hkdf(_exchange(private, peer_public), sender[1] + recipient[1], ad)
+    return AES256GCM(key), ad
+
+
+def _split(secret: bytes, threshold: int, n: int) -> list[list[bytes]]:
+    """Shamir shares of a 32-byte secret, as two 16-byte halves: result[i] = the 2 halves' shares
+    for index i + 1."""
+    halves = [Shamir.split(threshold, n, secret[h * _SHARE:(h + 1) * _SHARE]) for h in range(2)]
+    return [[halves[h][i][1] for h in range(2)] for i in range(n)]
+
+
+def _combine(shares: list[tuple[int, bytes]]) -> bytes:
+    """The 32-byte secret from (index, 32-byte share) pairs."""
+    return b"".join(Shamir.combine([(i, s[h * _SHARE:(h + 1) * _SHARE]) for i, s in shares])
+                    for h in range(2))
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """Step 0: a client's two X25519 public keys (raw 32 bytes each)."""
+
+    client: int
+    c_public: bytes
+    s_public: bytes
+
+    def __post_init__(self) -> None:
+        _client_id(self.client)
+        for name in ("c_public", "s_public"):
+            value = getattr(self, name)
+            if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+                raise _fail(f"{name} of client {self.client} must be 32 raw bytes", "malformed")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the wire: id and the two keys."""
+        return 8 + 64
+
+
+@dataclass(frozen=True)
+class Unmasking:
+    """Step 3: one client's shares for the server: of b_w for each surviving w, of s_w for each
+    dropped w (each a 32-byte share, as index + bytes)."""
+
+    client: int
+    self_mask_shares: dict[int, bytes] = field(default_factory=dict)
+    key_shares: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return 8 + (8 + 32) * (len(self.self_mask_shares) + len(self.key_shares))
+
+
+def _roster(advertisements: Any, threshold: int) -> dict[int, Advertisement]:
+    if isinstance(advertisements, Mapping):
+        items = list(advertisements.values())
+    else:
+        items = list(advertisements)
+    roster: dict[int, Advertisement] = {}
+    keys: set[bytes] = set()
+    for adv in items:
+        if not isinstance(adv, Advertisement):
+            raise TypeError(f"advertisements must be Advertisement objects, not {type(adv).__name__}")
+        if adv.client in roster:
+            raise _fail(f"client {adv.client} advertised twice", "malformed")
+        if adv.c_public in keys or adv.s_public in keys:
+            raise _fail(f"client {adv.client} reuses a public key already advertised", "malformed")
+        keys.update((adv.c_public, adv.s_public))
+        roster[adv.client] = adv
+    if len(roster) < threshold:
+        raise _fail(f"{len(roster)} clients advertised keys; the threshold is {threshold}",
+                    "too_few")
+    return dict(sorted(roster.items()))
+
+
+class SecAggClient:
+    """One client of a secure-aggregation round. Call advertise, share_keys, masked_input and
+    unmask once each, in that order.
+
+    Parameters
+    ----------
+    client : int
+        This client's id in the round, in [0, 2**63 - 1], unique in the cohort.
+    dim : int
+        Length of the vectors summed.
+    threshold : int
+        Shares needed to rebuild a secret: the round completes if at least this many clients'
+        masked inputs arrive, and fewer than this many colluding clients (with the server)
+        learn nothing. At least 2; above half the cohort is the usual choice.
+    dtype : uint32 or uint64
+        The sum is taken mod 2**32 or 2**64.
+    session : bytes
+        Binds every key and ciphertext to one round (e.g. the round number and model id); the
+        same on every client and the server.
+    """
+
+    def __init__(self, client: int, dim: int, threshold: int, *, dtype: Any = np.uint32,
+                 session: bytes = b"") -> None:
+        self.client = _client_id(client)
+        self.dim = _positive(dim, "dim")
+        self.threshold = _threshold(threshold)
+        self.dtype = _dtype(dtype)
+        self.session = _session(session)
+        self._c = x25519.X25519PrivateKey.generate()
+        self._s = x25519.X25519PrivateKey.generate()
+        self._roster: dict[int, Advertisement] | None = None
+        self._index: dict[int, int] = {}
+        self._shares_held: dict[int, tuple[bytes, bytes]] = {}  # sender -> (s share, b share)
+        self._sharers: list[int] | None = None  # U2, as this client saw it
+        self._b_seed = b""
+        self._step = 0
+
+    def _advance(self, step: int, name: str) -> None:
+        if self._step != step:
+            raise _fail(f"client {self.client}: {name}() called out of order or twice "
+                        f"(the round's steps are advertise, share_keys, masked_input, unmask)",
+                        "protocol")
+        self._step = step + 1
+
+    def advertise(self) -> Advertisement:
+        """Step 0: the public keys to send to the server."""
+        self._advance(0, "advertise")
+        return Advertisement(self.client, _raw_public(self._c), _raw_public(self._s))
+
+    def share_keys(self, roster: Any) -> dict[int, bytes]:
+        """Step 1: given every advertisement the server received (this client's included), the
+        sealed shares for each other client: {recipient id: ciphertext}."""
+        self._advance(1, "share_keys")
+        roster = _roster(roster, self.threshold)
+        mine = roster.get(self.client)
+        if mine is None or mine.c_public != _raw_public(self._c) or mine.s_public != _raw_public(self._s):
+            raise _fail(f"client {self.client}'s own advertisement is missing or altered in the "
+                        "roster", "inconsistent")
+        self._roster = roster
+        self._index = {cid: i + 1 for i, cid in enumerate(roster)}
+        n = len(roster)
+        b_seed = os.urandom(32)
+        s_shares = _split(_raw_private(self._s), self.threshold, n)
+        b_shares = _split(b_seed, self.threshold, n)
+        self._b_seed = b_seed
+        out: dict[int, bytes] = {}
+        for cid, adv in roster.items():
+            i = self._index[cid] - 1
+            if cid == self.client:  # keeps its own shares
+                self._shares_held[cid] = (b"".join(s_shares[i]), b"".join(b_shares[i]))
+                continue
+            body = _SHARES_BODY.pack(_MAGIC, self.client, cid, self._index[self.client],
+                                     self._index[cid]) + b"".join(s_shares[i]) + b"".join(b_shares[i])
+            aead, ad = _share_key(self._c, adv.c_public, (self.client, mine.c_public),
+                                  (cid, adv.c_public), self.session)
+            out[cid] = aead.encrypt(bytes(12), body, ad)  # one message per key: nonce 0
+        return out
+
+    def masked_input(self, x: Any, ciphertexts: Mapping[int, bytes]) -> np.ndarray:
+        """Step 2: the masked vector of this client's input x (integers of length dim; taken
+        mod 2**bits), given the shares the server routed to it: {sender id: ciphertext}, from
+        every client that completed step 1 (U2)."""
+        self._advance(2, "masked_input")
+        assert self._roster is not None
+        vec = _vector(x, self.dim, self.dtype, f"client {self.client}'s input")
+        for sender, ct in sorted(ciphertexts.items()):
+            sender = _client_id(sender, "sender id")
+            adv = self._roster.get(sender)
+            if adv is None or sender == self.client:
+                raise _fail(f"client {self.client} got shares from {sender}, not another client "
+                            "of the roster", "unknown_client")
+            aead, ad = _share_key(self._c, adv.c_public, (sender, adv.c_public),
+                                  (self.client, self._roster[self.client].c_public), self.session)
+            try:
+                body = aead.decrypt(bytes(12), ct, ad)
+            except AuthenticationError:
+                raise AuthenticationError(f"client {self.client}: the shares from client "
+                                          f"{sender} failed authentication") from None
+            head = _SHARES_BODY.unpack_from(body)
+            if (len(body) != _SHARES_BODY.size + 4 * _SHARE or head[0] != _MAGIC
+                    or head[1:] != (sender, self.client, self._index[sender], self._index[self.client])):
+                raise _fail(f"client {self.client}: malformed shares from client {sender}",
+                            "malformed")
+            off = _SHARES_BODY.size
+            self._shares_held[sender] = (body[off:off + 32], body[off + 32:off + 64])
+        sharers = sorted(self._shares_held)  # U2: who shared, this client included
+        if len(sharers) < self.threshold:
+            raise _fail(f"client {self.client}: {len(sharers)} clients shared keys; the "
+                        f"threshold is {self.threshold}", "too_few")
+        self._sharers = sharers
+        seeds = [self._b_seed]
+        signs = [1]
+        me = (self.client, self._roster[self.client].s_public)
+        for v in sharers:
+            if v == self.client:
+                continue
+            seeds.append(_mask_seed(self._s, me, (v, self._roster[v].s_public), self.session))
+            signs.append(1 if self.client < v else -1)
+        out = vec.copy()
+        _KINDS[self.dtype](out, np.frombuffer(b"".join(seeds), np.uint8), np.array(signs, np.int8))
+        return out
+
+    def unmask(self, survivors: Collection[int]) -> Unmasking:
+        """Step 3: given the ids whose masked inputs reached the server (this client among them),
+        the shares that let the server remove the masks. Refuses fewer than `threshold`
+        survivors or ids outside U2."""
+        self._advance(3, "unmask")
+        assert self._sharers is not None
+        alive = sorted({_client_id(c, "survivor id") for c in survivors})
+        sharers = set(self._sharers)
+        if not set(alive) <= sharers:
+            raise _fail(f"client {self.client}: survivors {sorted(set(alive) - sharers)} never "
+                        "shared keys with it", "inconsistent")
+        if self.client not in alive:
+            raise _fail(f"client {self.client} is asked to unmask but is not among the "
+                        "survivors", "inconsistent")
+        if len(alive) < self.threshold:
+            raise _fail(f"only {len(alive)} masked inputs arrived; the threshold is "
+                        f"{self.threshold}: nothing is revealed", "too_few")
+        live = set(alive)
+        return Unmasking(
+            client=self.client,
+            self_mask_shares={w: self._shares_held[w][1] for w in alive},
+            key_shares={w: self._shares_held[w][0] for w in self._sharers if w not in live})
+
+
+class SecAggServer:
+    """The server of a secure-aggregation round: routes the clients' messages and computes the
+    sum. It sees only public keys, sealed shares, masked vectors and the shares it is owed."""
+
+    def __init__(self, dim: int, threshold: int, *, dtype: Any = np.uint32,
+                 session: bytes = b"") -> None:
+        self.dim = _positive(dim, "dim")
+        self.threshold = _threshold(threshold)
+        self.dtype = _dtype(dtype)
+        self.session = _session(session)
+        self.roster: dict[int, Advertisement] = {}
+        self.sharers: list[int] = []
+        self._index: dict[int, int] = {}
+        self._masked: dict[int, np.ndarray] = {}
+
+    def collect_advertisements(self, advertisements: Any) -> dict[int, Advertisement]:
+        """Step 0 -> 1: the roster to broadcast (refused below the threshold)."""
+        self.roster = _roster(advertisements, self.threshold)
+        self._index = {cid: i + 1 for i, cid in enumerate(self.roster)}  # Shamir indices
+        return self.roster
+
+    def route_shares(self, sealed: Mapping[int, Mapping[int, bytes]]) -> dict[int, dict[int, bytes]]:
+        """Step 1 -> 2: {sender: {recipient: ct}} from the clients that answered, regrouped as
+        {recipient: {sender: ct}} for every sender of the roster; the senders are U2."""
+        routed: dict[int, dict[int, bytes]] = {cid: {} for cid in sealed}
+        for sender, boxes in sealed.items():
+            if sender not in self.roster:
+                raise _fail(f"shares from client {sender}, not in the roster", "unknown_client")
+            for recipient, ct in boxes.items():
+                if recipient in sealed and recipient != sender:
+                    routed[recipient][sender] = ct
+        if len(routed) < self.threshold:
+            raise _fail(f"{len(routed)} clients shared keys; the threshold is {self.threshold}",
+                        "too_few")
+        self.sharers = sorted(routed)
+        return routed
+
+    def collect_masked(self, masked: Mapping[int, Any]) -> list[int]:
+        """Step 2 -> 3: the masked inputs that arrived; returns the survivors (U3) to send to
+        every one of them."""
+        got: dict[int, np.ndarray] = {}
+        for cid, y in masked.items():
+            if cid not in self.sharers:
+                raise _fail(f"masked input from client {cid}, which shared no keys",
+                            "unknown_client")
+            got[cid] = _vector(y, self.dim, self.dtype, f"client {cid}'s masked input")
+        if len(got) < self.threshold:
+            raise _fail(f"{len(got)} masked inputs arrived; the threshold is {self.threshold}",
+                        "too_few")
+        self._masked = dict(sorted(got.items()))
+        return list(self._masked)
+
+    def finish(self, responses: Collection[Unmasking]) -> np.ndarray:
+        """Step 3: the sum (mod 2**bits, as dtype) of the survivors' inputs, from at least
+        `threshold` unmasking responses."""
+        responses = [r for r in responses if r.client in self._masked]
+        if len(responses) < self.threshold:
+            raise _fail(f"{len(responses)} survivors answered the unmasking; the threshold is "
+                        f"{self.threshold}", "too_few")
+        responses = sorted(responses, key=lambda r: r.client)[: self.threshold]
+        survivors = list(self._masked)
+        dropped = [w for w in self.sharers if w not in self._masked]
+
+        def rebuild(w: int, kind: str) -> bytes:
+            shares = []
+            for r in responses:
+                table = r.self_mask_shares if kind == "b" else r.key_shares
+                if w not in table:
+                    raise _fail(f"client {r.client}'s unmasking lacks its share for client {w}",
+                                "malformed")
+                shares.append((self._index[r.client], table[w]))
+            return _combine(shares)
+
+        seeds = [rebuild(w, "b") for w in survivors]
+        signs = [-1] * len(seeds)
+        for w in dropped:
+            s_w = x25519.X25519PrivateKey.from_private_bytes(rebuild(w, "s"))
+            if _raw_public(s_w) != self.roster[w].s_public:
+                raise _fail(f"the key rebuilt for dropped client {w} does not match its "
+                            "advertisement (a bad share)", "inconsistent")
+            for v in survivors:
+                seeds.append(_mask_seed(s_w, (w, self.roster[w].s_public),
+                                        (v, self.roster[v].s_public), self.session))
+                signs.append(-(1 if v < w else -1))  # v added +PRG(s_vw) if v < w
+        total = _SUMS[self.dtype](list(self._masked.values()))
+        _KINDS[self.dtype](total, np.frombuffer(b"".join(seeds), np.uint8), np.array(signs, np.int8))
+        return total
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _threshold(value: Any) -> int:
+    t = _positive(value, "threshold")
+    if t < 2:
+        raise ValueError("threshold must be at least 2 (one share would reveal each secret)")
+    return t
+
+
+def _session(value: Any) -> bytes:
+    if not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"session must be bytes, not {type(value).__name__}")
+    return bytes(value)
+
+
+def _vector(x: Any, dim: int, dtype: np.dtype, what: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.shape[0] != dim:
+        raise _fail(f"{what} has shape {arr.shape}, expected ({dim},)", "malformed")
+    if arr.dtype.kind not in "iu":
+        raise _fail(f"{what} has dtype {arr.dtype}; expected integers (quantize first)",
+                    "malformed")
+    return np.ascontiguousarray(arr.astype(dtype, copy=False))
+
+
+@dataclass(frozen=True)
+class SecureSumReport:
+    """What :func:`secure_sum` measured: the survivors (whose inputs are in the sum), the
+    clients dropped after sharing keys, and the bytes each client sent and received."""
+
+    total: np.ndarray
+    survivors: list[int]
+    dropped: list[int]
+    bytes_up: dict[int, int]
+    bytes_down: dict[int, int]
+
+
+def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
+               drop_before_sharing: Collection[int] = (), drop_before_input: Collection[int] = (),
+               drop_before_unmask: Collection[int] = (), dtype: Any = np.uint32,
+               session: bytes = b"") -> SecureSumReport:
+    """One whole round in this process: every client and the server, with the given clients
+    dropping out at each step. The sum covers the clients whose masked input arrived.
+
+    threshold defaults to a majority of the clients (n // 2 + 1).
+    """
+    ids = sorted(_client_id(c) for c in inputs)
+    if not ids:
+        raise ValueError("secure_sum needs at least one client")
+    first = np.asarray(inputs[ids[0]])
+    if first.ndim != 1:
+        raise ValueError(f"inputs must be 1-D integer vectors, got shape {first.shape}")
+    dim = int(first.shape[0])
+    t = threshold if threshold is not None else max(2, len(ids) // 2 + 1)
+    server = SecAggServer(dim, t, dtype=dtype, session=session)
+    clients = {c: SecAggClient(c, dim, t, dtype=dtype, session=session) for c in ids}
+    up = dict.fromkeys(ids, 0)
+    down = dict.fromkeys(ids, 0)
+
+    ads = [clients[c].advertise() for c in ids]
+    for a in ads:
+        up[a.client] += a.nbytes
+    roster = server.collect_advertisements(ads)
+    for c in ids:
+        down[c] += sum(a.nbytes for a in roster.values())
+
+    gone = set(drop_before_sharing)
+    sealed = {c: clients[c].share_keys(roster) for c in ids if c not in gone}
+    for c, boxes in sealed.items():
+        up[c] += sum(8 + len(ct) for ct in boxes.values())
+    routed = server.route_shares(sealed)
+    for c, boxes in routed.items():
+        down[c] += sum(8 + len(ct) for ct in boxes.values())
+
+    gone |= set(drop_before_input)
+    width = np.dtype(dtype).itemsize
+    masked = {c: clients[c].masked_input(inputs[c], routed[c]) for c in routed if c not in gone}
+    for c in masked:
+        up[c] += dim * width
+    survivors = server.collect_masked(masked)
+    for c in survivors:
+        down[c] += 8 * len(survivors)
+
+    gone |= set(drop_before_unmask)
+    responses = [clients[c].unmask(survivors) for c in survivors if c not in gone]
+    for r in responses:
+        up[r.client] += r.nbytes
+    total = server.finish(responses)
+    return SecureSumReport(total=total, survivors=survivors,
+                           dropped=[c for c in server.sharers if c not in survivors],
+                           bytes_up=up, bytes_down=down)

@@ -1,0 +1,345 @@
+"""Secure aggregation (privcity.aggregate.secure): the sum is exact with and without dropouts
+at every step, the server's view of one client is uniformly masked, and every refusal the
+protocol owes (too few survivors, steps out of order, tampered or misrouted shares, rosters and
+survivor lists that contradict the client's view, bad rebuilt keys) happens."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+
+import privcity
+from privcity.aggregate import SecAggClient, SecAggServer, secure_sum
+from privcity.aggregate.secure import Unmasking
+from privcity.noise import SecureRNG
+
+D = 2_000
+
+
+def inputs(n: int, dtype=np.uint32, seed: int = 0, d: int = D) -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    return {100 + 3 * i: rng.integers(0, info.max, d, dtype=dtype, endpoint=True) for i in range(n)}
+
+
+def plain_sum(xs: dict[int, np.ndarray], ids, dtype=np.uint32) -> np.ndarray:
+    return np.sum([xs[c] for c in ids], axis=0, dtype=dtype)  # numpy wraps around
+
+
+class Round:
+    """Drives one round step by step, so a test can tamper with any message."""
+
+    def __init__(self, xs: dict[int, np.ndarray], threshold: int, dtype=np.uint32,
+                 session: bytes = b"round 1") -> None:
+        self.xs = xs
+        d = len(next(iter(xs.values())))
+        self.server = SecAggServer(d, threshold, dtype=dtype, session=session)
+        self.clients = {c: SecAggClient(c, d, threshold, dtype=dtype, session=session) for c in xs}
+
+    def advertise(self):
+        return self.server.collect_advertisements([c.advertise() for c in self.clients.values()])
+
+    def share(self, roster, skip=()):
+        sealed = {c: cl.share_keys(roster) for c, cl in self.clients.items() if c not in skip}
+        return sealed
+
+    def mask(self, routed, skip=()):
+        return {c: self.clients[c].masked_input(self.xs[c], routed[c]) for c in routed if c not in skip}
+
+
+# --- the sum ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
+def test_sum_is_exact_without_dropouts(dtype):
+    # Prepare
+    xs = inputs(7, dtype, seed=1)
+
+    # Execute
+    report = secure_sum(xs, dtype=dtype, session=b"s")
+
+    # Assert
+    assert report.survivors == sorted(xs) and report.dropped == []
+    assert report.total.dtype == dtype
+    assert np.array_equal(report.total, plain_sum(xs, xs, dtype))
+
+
+@pytest.mark.parametrize("stage", ["drop_before_sharing", "drop_before_input", "drop_before_unmask"])
+def test_sum_covers_exactly_the_survivors_whatever_step_they_drop_at(stage):
+    # Prepare
+    xs = inputs(9, seed=2)
+    ids = sorted(xs)
+    gone = [ids[0], ids[4], ids[8]]
+
+    # Execute
+    report = secure_sum(xs, threshold=5, **{stage: gone})
+
+    # Assert
+    in_sum = [c for c in ids if c not in gone] if stage != "drop_before_unmask" else ids
+    assert report.survivors == in_sum
+    assert report.dropped == (gone if stage == "drop_before_input" else [])
+    assert np.array_equal(report.total, plain_sum(xs, in_sum))
+
+
+def test_dropouts_at_every_step_in_one_round():
+    # Prepare
+    xs = inputs(12, seed=3)
+    ids = sorted(xs)
+
+    # Execute
+    report = secure_sum(xs, threshold=6, drop_before_sharing=[ids[1]],
+                        drop_before_input=[ids[2], ids[7]], drop_before_unmask=[ids[3], ids[11]])
+
+    # Assert: those who dropped before their input are out; those who only missed the
+    # unmasking are in (their input arrived and the others' shares remove their masks)
+    expected = [c for c in ids if c not in (ids[1], ids[2], ids[7])]
+    assert report.survivors == expected and report.dropped == [ids[2], ids[7]]
+    assert np.array_equal(report.total, plain_sum(xs, expected))
+
+
+def test_signed_integers_wrap_and_decode_as_twos_complement():
+    # Prepare: int32 values whose sum fits
+    rng = np.random.default_rng(4)
+    xs = {i: rng.integers(-10**6, 10**6, D).astype(np.int64) for i in range(5)}
+
+    # Execute
+    total = secure_sum(xs).total
+
+    # Assert
+    assert np.array_equal(total.view(np.int32), np.sum(list(xs.values()), axis=0))
+
+
+def test_float_updates_quantized_with_discrete_noise_sum_to_the_noisy_mean():
+    # Prepare: the distributed-DP integer path feeding secure aggregation
+    rng = np.random.default_rng(5)
+    updates = {i: rng.standard_normal(500).astype(np.float32) * 0.1 for i in range(6)}
+    scale = 2.0**16
+    quantized = {}
+    for i, x in updates.items():
+        q, _ = SecureRNG(seed=9, stream=i).clip_round_add_discrete_gaussian(x, 10.0, scale, 2.0)
+        quantized[i] = q
+
+    # Execute
+    total = secure_sum(quantized).total.view(np.int32).astype(np.float64) / scale
+
+    # Assert: equals the sum of the quantized values exactly, and the float sum within the
+    # rounding and noise (sigma 2 per device, in units of 2**-16)
+    assert np.array_equal(total * scale, np.sum(list(quantized.values()), axis=0))
+    assert np.max(np.abs(total - np.sum(list(updates.values()), axis=0))) < 60 / scale
+
+
+# --- what the server sees ----------------------------------------------------------------------------
+
+def test_a_masked_input_is_uniform_whatever_the_input():
+    # Prepare: one client's input all zeros, another's all 0xffffffff
+    xs = {1: np.zeros(200_000, np.uint32), 2: np.full(200_000, 2**32 - 1, np.uint32),
+          3: np.zeros(200_000, np.uint32)}
+    rnd = Round(xs, threshold=2)
+    roster = rnd.advertise()
+    routed = rnd.server.route_shares(rnd.share(roster))
+
+    # Execute
+    masked = rnd.mask(routed)
+
+    # Assert: each masked vector's bytes pass a chi-square test of uniformity, and the server
+    # cannot tell the inputs apart from it
+    for y in masked.values():
+        counts = np.bincount(y.view(np.uint8), minlength=256)
+        assert scipy.stats.chisquare(counts).pvalue > 1e-4
+        assert np.count_nonzero(y == 0) < 20 and np.count_nonzero(y == 2**32 - 1) < 20
+
+
+def test_partial_sums_of_masked_inputs_stay_masked():
+    # Prepare
+    xs = inputs(4, seed=6)
+    rnd = Round(xs, threshold=3)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    masked = rnd.mask(routed)
+    ids = sorted(xs)
+
+    # Execute: all but one masked input (the pairwise masks with the missing one remain)
+    partial = np.sum([masked[c] for c in ids[:3]], axis=0, dtype=np.uint32)
+
+    # Assert
+    assert np.count_nonzero(partial == plain_sum(xs, ids[:3])) < 5
+    assert np.array_equal(np.sum(list(masked.values()), axis=0, dtype=np.uint32) == plain_sum(xs, ids),
+                          np.zeros(D, bool))  # the self masks remain until unmasking
+
+
+# --- refusals -------------------------------------------------------------------------------------------
+
+def test_too_few_survivors_reveal_nothing():
+    # Prepare
+    xs = inputs(5, seed=7)
+    rnd = Round(xs, threshold=4)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    ids = sorted(xs)
+    masked = rnd.mask(routed, skip=ids[:2])
+
+    # Execute / Assert: the server refuses, and a client asked anyway refuses too
+    with pytest.raises(privcity.SecureAggregationError) as err:
+        rnd.server.collect_masked(masked)
+    assert err.value.kind == "too_few"
+    with pytest.raises(privcity.SecureAggregationError) as err:
+        rnd.clients[ids[2]].unmask(ids[2:])
+    assert err.value.kind == "too_few"
+
+
+def test_fewer_unmasking_answers_than_the_threshold_are_refused():
+    # Prepare
+    xs = inputs(5, seed=8)
+    rnd = Round(xs, threshold=4)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    survivors = rnd.server.collect_masked(rnd.mask(routed))
+    answers = [rnd.clients[c].unmask(survivors) for c in survivors[:3]]
+
+    # Execute / Assert
+    with pytest.raises(privcity.SecureAggregationError, match="threshold is 4") as err:
+        rnd.server.finish(answers)
+    assert err.value.kind == "too_few"
+
+
+def test_steps_out_of_order_or_twice_are_refused():
+    client = SecAggClient(1, 10, 2)
+    with pytest.raises(privcity.SecureAggregationError) as err:
+        client.unmask([1, 2])
+    assert err.value.kind == "protocol"
+    client.advertise()
+    with pytest.raises(privcity.SecureAggregationError, match="out of order or twice"):
+        client.advertise()
+
+
+def test_tampered_or_misrouted_shares_fail_authentication():
+    # Prepare
+    xs = inputs(4, seed=9)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=3)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    tampered = dict(routed[ids[0]])
+    ct = bytearray(tampered[ids[1]])
+    ct[5] ^= 1
+    tampered[ids[1]] = bytes(ct)
+    swapped = dict(routed[ids[2]])
+    swapped[ids[1]] = routed[ids[3]][ids[1]]  # meant for ids[3]
+
+    # Execute / Assert
+    with pytest.raises(privcity.AuthenticationError, match=f"from client {ids[1]}"):
+        rnd.clients[ids[0]].masked_input(xs[ids[0]], tampered)
+    with pytest.raises(privcity.AuthenticationError):
+        rnd.clients[ids[2]].masked_input(xs[ids[2]], swapped)
+
+
+def test_another_session_cannot_open_the_shares():
+    # Prepare
+    xs = inputs(3, seed=10)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=2, session=b"round 7")
+    roster = rnd.advertise()
+    sealed = rnd.share(roster)
+    other = SecAggClient(ids[0], D, 2, session=b"round 8")
+    other._c = rnd.clients[ids[0]]._c  # the same keys, another round
+    other._s = rnd.clients[ids[0]]._s
+    other.advertise()
+    other.share_keys(roster)
+    routed = rnd.server.route_shares(sealed)
+
+    # Execute / Assert
+    with pytest.raises(privcity.AuthenticationError):
+        other.masked_input(xs[ids[0]], routed[ids[0]])
+
+
+def test_a_roster_without_the_clients_own_keys_is_refused():
+    # Prepare
+    a, b, c = SecAggClient(1, 10, 2), SecAggClient(2, 10, 2), SecAggClient(3, 10, 2)
+    ads = [a.advertise(), b.advertise(), c.advertise()]
+    forged = SecAggClient(1, 10, 2).advertise()  # a server substituting client 1's keys
+
+    # Execute / Assert
+    with pytest.raises(privcity.SecureAggregationError) as err:
+        a.share_keys([forged, ads[1], ads[2]])
+    assert err.value.kind == "inconsistent"
+
+
+def test_rosters_with_duplicates_or_below_threshold_are_refused():
+    a, b = SecAggClient(1, 10, 2), SecAggClient(2, 10, 2)
+    ad_a, ad_b = a.advertise(), b.advertise()
+    server = SecAggServer(10, 3)
+    with pytest.raises(privcity.SecureAggregationError, match="threshold is 3"):
+        server.collect_advertisements([ad_a, ad_b])
+    with pytest.raises(privcity.SecureAggregationError, match="advertised twice"):
+        SecAggServer(10, 2).collect_advertisements([ad_a, ad_a])
+
+
+def test_survivors_outside_the_clients_view_are_refused():
+    # Prepare
+    xs = inputs(4, seed=11)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=2)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise(), skip=[ids[3]]))
+    rnd.mask(routed)
+
+    # Execute / Assert: ids[3] never shared keys, so its b and s were never split: a server
+    # listing it as a survivor is lying
+    with pytest.raises(privcity.SecureAggregationError) as err:
+        rnd.clients[ids[0]].unmask(ids)
+    assert err.value.kind == "inconsistent"
+
+
+def test_a_bad_share_of_a_dropped_key_is_detected():
+    # Prepare
+    xs = inputs(5, seed=12)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=3)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    survivors = rnd.server.collect_masked(rnd.mask(routed, skip=[ids[4]]))
+    answers = [rnd.clients[c].unmask(survivors) for c in survivors]
+    bad = bytearray(answers[0].key_shares[ids[4]])
+    bad[5] ^= 1  # (X25519 ignores the low 3 bits of the key: a flip there changes nothing)
+    answers[0] = Unmasking(answers[0].client, answers[0].self_mask_shares, {ids[4]: bytes(bad)})
+
+    # Execute / Assert
+    with pytest.raises(privcity.SecureAggregationError) as err:
+        rnd.server.finish(answers)
+    assert err.value.kind == "inconsistent"
+
+
+@pytest.mark.parametrize("x, fragment", [
+    (np.zeros(9, np.uint32), r"shape \(9,\)"), (np.zeros(10, np.float32), "quantize first"),
+    (np.zeros((2, 5), np.uint32), "shape")])
+def test_bad_inputs_are_refused(x, fragment):
+    xs = {1: np.zeros(10, np.uint32), 2: np.zeros(10, np.uint32)}
+    rnd = Round(xs, threshold=2)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    with pytest.raises(privcity.SecureAggregationError, match=fragment) as err:
+        rnd.clients[1].masked_input(x, routed[1])
+    assert err.value.kind == "malformed"
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    ({"threshold": 1}, ValueError, "at least 2"), ({"dim": 0}, ValueError, "positive"),
+    ({"dtype": np.int32}, ValueError, "uint32 or uint64"), ({"session": "x"}, TypeError, "bytes"),
+    ({"client": -1}, ValueError, "2\\*\\*63"), ({"client": 1.0}, TypeError, "int")])
+def test_bad_parameters_are_refused(kwargs, error, fragment):
+    args = dict({"client": 1, "dim": 10, "threshold": 2}, **kwargs)
+    with pytest.raises(error, match=fragment):
+        SecAggClient(args.pop("client"), args.pop("dim"), args.pop("threshold"), **args)
+
+
+def test_bandwidth_report_counts_the_masked_vector_and_the_shares():
+    # Prepare
+    xs = inputs(6, seed=13, d=10_000)
+
+    # Execute
+    report = secure_sum(xs, drop_before_input=[sorted(xs)[0]])
+
+    # Assert: a survivor sends its 40 kB vector plus keys and shares; a dropped one no vector
+    first, second = sorted(xs)[:2]
+    assert 40_000 < report.bytes_up[second] < 40_000 + 2_000
+    assert report.bytes_up[first] < 2_000
+    assert all(report.bytes_down[c] > 0 for c in xs)
+
+
+def test_errors_pickle_with_their_kind():
+    import pickle
+    err = privcity.SecureAggregationError("x", kind="too_few")
+    back = pickle.loads(pickle.dumps(err))
+    assert back.kind == "too_few" and str(back) == "x"
