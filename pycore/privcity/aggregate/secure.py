@@ -9,8 +9,9 @@ carries them; the server only routes and adds)::
     0. advertise()        client -> server: two X25519 public keys, c (to encrypt its shares to
                           the others) and s (to agree its pairwise masks).
     1. share_keys(roster) client -> server -> every other client: the client draws a self-mask
-                          seed b_u, splits b_u and its s private key threshold-out-of-n with
-                          Shamir's scheme (pycryptodome, GF(2^128)), and seals each other
+                          secret b_u, splits b_u and the secret its s key derives from
+                          threshold-out-of-n with Shamir's scheme (pycryptodome, GF(2^128);
+                          16-byte secrets, expanded by HKDF), and seals each other
                           client's shares under an AES-256-GCM key agreed from the c keys.
     2. masked_input(x, ciphertexts)
                           client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^bits,
@@ -99,9 +100,16 @@ def _raw_public(key: x25519.X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _raw_private(key: x25519.X25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
+def _s_key(seed: bytes, session: bytes) -> x25519.X25519PrivateKey:
+    """The mask-agreement key s, derived from the 16-byte secret that is Shamir-shared (one
+    share per client instead of two for a raw 32-byte key; 128 bits, X25519's own level)."""
+    return x25519.X25519PrivateKey.from_private_bytes(
+        _hkdf(seed, b"", _PREFIX + b"s key|" + _lp(session)))
+
+
+def _self_mask_seed(seed: bytes, session: bytes) -> bytes:
+    """The PRG key of the self mask, from its 16-byte shared secret b."""
+    return _hkdf(seed, b"", _PREFIX + b"self mask|" + _lp(session))
 
 
 def _exchange(private: x25519.X25519PrivateKey, public: bytes) -> bytes:
@@ -129,17 +137,14 @@ def _share_key(private: x25519.X25519PrivateKey, peer_public: bytes, sender: tup
     return AES256GCM(key), ad
 
 
-def _split(secret: bytes, threshold: int, n: int) -> list[list[bytes]]:
-    """Shamir shares of a 32-byte secret, as two 16-byte halves: result[i] = the 2 halves' shares
-    for index i + 1."""
-    halves = [Shamir.split(threshold, n, secret[h * _SHARE:(h + 1) * _SHARE]) for h in range(2)]
-    return [[halves[h][i][1] for h in range(2)] for i in range(n)]
+def _split(secret: bytes, threshold: int, n: int) -> list[bytes]:
+    """Shamir shares (GF(2^128), pycryptodome) of a 16-byte secret: result[i] is for index i+1."""
+    return [share for _, share in Shamir.split(threshold, n, secret)]
 
 
 def _combine(shares: list[tuple[int, bytes]]) -> bytes:
-    """The 32-byte secret from (index, 32-byte share) pairs."""
-    return b"".join(Shamir.combine([(i, s[h * _SHARE:(h + 1) * _SHARE]) for i, s in shares])
-                    for h in range(2))
+    """The 16-byte secret from (index, share) pairs."""
+    return Shamir.combine(shares)
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ class Advertisement:
 @dataclass(frozen=True)
 class Unmasking:
     """Step 3: one client's shares for the server: of b_w for each surviving w, of s_w for each
-    dropped w (each a 32-byte share, as index + bytes)."""
+    dropped w (16 bytes each)."""
 
     client: int
     self_mask_shares: dict[int, bytes] = field(default_factory=dict)
@@ -174,7 +179,7 @@ class Unmasking:
 
     @property
     def nbytes(self) -> int:
-        return 8 + (8 + 32) * (len(self.self_mask_shares) + len(self.key_shares))
+        return 8 + (8 + _SHARE) * (len(self.self_mask_shares) + len(self.key_shares))
 
 
 def _roster(advertisements: Any, threshold: int) -> dict[int, Advertisement]:
@@ -228,7 +233,8 @@ class SecAggClient:
         self.dtype = _dtype(dtype)
         self.session = _session(session)
         self._c = x25519.X25519PrivateKey.generate()
-        self._s = x25519.X25519PrivateKey.generate()
+        self._s_seed = os.urandom(_SHARE)
+        self._s = _s_key(self._s_seed, self.session)
         self._roster: dict[int, Advertisement] | None = None
         self._index: dict[int, int] = {}
         self._shares_held: dict[int, tuple[bytes, bytes]] = {}  # sender -> (s share, b share)
@@ -260,18 +266,18 @@ class SecAggClient:
         self._roster = roster
         self._index = {cid: i + 1 for i, cid in enumerate(roster)}
         n = len(roster)
-        b_seed = os.urandom(32)
-        s_shares = _split(_raw_private(self._s), self.threshold, n)
+        b_seed = os.urandom(_SHARE)
+        s_shares = _split(self._s_seed, self.threshold, n)
         b_shares = _split(b_seed, self.threshold, n)
         self._b_seed = b_seed
         out: dict[int, bytes] = {}
         for cid, adv in roster.items():
             i = self._index[cid] - 1
             if cid == self.client:  # keeps its own shares
-                self._shares_held[cid] = (b"".join(s_shares[i]), b"".join(b_shares[i]))
+                self._shares_held[cid] = (s_shares[i], b_shares[i])
                 continue
             body = _SHARES_BODY.pack(_MAGIC, self.client, cid, self._index[self.client],
-                                     self._index[cid]) + b"".join(s_shares[i]) + b"".join(b_shares[i])
+                                     self._index[cid]) + s_shares[i] + b_shares[i]
             aead, ad = _share_key(self._c, adv.c_public, (self.client, mine.c_public),
                                   (cid, adv.c_public), self.session)
             out[cid] = aead.encrypt(bytes(12), body, ad)  # one message per key: nonce 0
@@ -298,18 +304,18 @@ class SecAggClient:
                 raise AuthenticationError(f"client {self.client}: the shares from client "
                                           f"{sender} failed authentication") from None
             head = _SHARES_BODY.unpack_from(body)
-            if (len(body) != _SHARES_BODY.size + 4 * _SHARE or head[0] != _MAGIC
+            if (len(body) != _SHARES_BODY.size + 2 * _SHARE or head[0] != _MAGIC
                     or head[1:] != (sender, self.client, self._index[sender], self._index[self.client])):
                 raise _fail(f"client {self.client}: malformed shares from client {sender}",
                             "malformed")
             off = _SHARES_BODY.size
-            self._shares_held[sender] = (body[off:off + 32], body[off + 32:off + 64])
+            self._shares_held[sender] = (body[off:off + _SHARE], body[off + _SHARE:])
         sharers = sorted(self._shares_held)  # U2: who shared, this client included
         if len(sharers) < self.threshold:
             raise _fail(f"client {self.client}: {len(sharers)} clients shared keys; the "
                         f"threshold is {self.threshold}", "too_few")
         self._sharers = sharers
-        seeds = [self._b_seed]
+        seeds = [_self_mask_seed(self._b_seed, self.session)]
         signs = [1]
         me = (self.client, self._roster[self.client].s_public)
         for v in sharers:
@@ -418,10 +424,10 @@ class SecAggServer:
                 shares.append((self._index[r.client], table[w]))
             return _combine(shares)
 
-        seeds = [rebuild(w, "b") for w in survivors]
+        seeds = [_self_mask_seed(rebuild(w, "b"), self.session) for w in survivors]
         signs = [-1] * len(seeds)
         for w in dropped:
-            s_w = x25519.X25519PrivateKey.from_private_bytes(rebuild(w, "s"))
+            s_w = _s_key(rebuild(w, "s"), self.session)
             if _raw_public(s_w) != self.roster[w].s_public:
                 raise _fail(f"the key rebuilt for dropped client {w} does not match its "
                             "advertisement (a bad share)", "inconsistent")
