@@ -343,3 +343,79 @@ def test_errors_pickle_with_their_kind():
     err = privcity.SecureAggregationError("x", kind="too_few")
     back = pickle.loads(pickle.dumps(err))
     assert back.kind == "too_few" and str(back) == "x"
+
+
+# --- SecAgg+ neighbourhoods ---------------------------------------------------------------------------
+
+def test_neighbourhood_groups_are_symmetric_of_the_stated_size_and_session_dependent():
+    from privcity.aggregate.secure import _groups
+
+    # Execute
+    ids = list(range(40))
+    groups = _groups(ids, 6, 4, b"round 1")
+    other = _groups(ids, 6, 4, b"round 2")
+
+    # Assert: each client with itself and 6 neighbors; v in group(u) iff u in group(v)
+    assert all(len(g) == 7 and c in g for c, g in groups.items())
+    assert all((u in groups[v]) == (v in groups[u]) for u in ids for v in ids)
+    assert groups != other
+    assert _groups(ids, 50, 4, b"round 1") == {c: ids for c in ids}  # k >= n - 1: everyone
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
+def test_neighbourhood_sum_is_exact_with_dropouts_at_every_step(dtype):
+    # Prepare
+    xs = inputs(40, dtype, seed=14, d=500)
+    ids = sorted(xs)
+
+    # Execute
+    report = secure_sum(xs, neighbors=8, threshold=4, dtype=dtype,
+                        drop_before_sharing=ids[:2], drop_before_input=ids[10:14],
+                        drop_before_unmask=ids[20:22])
+
+    # Assert
+    expected = [c for c in ids if c not in ids[:2] + ids[10:14]]
+    assert report.survivors == expected and report.dropped == ids[10:14]
+    assert np.array_equal(report.total, plain_sum(xs, expected, dtype))
+
+
+def test_neighbourhood_clients_send_only_to_their_group():
+    # Prepare
+    xs = inputs(30, seed=15, d=100)
+    rnd = Round(xs, threshold=3)
+    for cl in rnd.clients.values():
+        cl.neighbors = 4
+    rnd.server.neighbors = 4
+    roster = rnd.advertise()
+
+    # Execute
+    sealed = rnd.share(roster)
+
+    # Assert: 4 ciphertexts each, to clients that list the sender as a neighbour too
+    from privcity.aggregate.secure import _groups
+    groups = _groups(sorted(xs), 4, 3, b"round 1")
+    for sender, boxes in sealed.items():
+        assert sorted(boxes) == [c for c in groups[sender] if c != sender]
+        assert all(sender in groups[r] for r in boxes)
+
+
+def test_too_many_dropped_neighbours_leave_a_secret_unrebuildable():
+    # Prepare: one client's whole group (but itself) drops before unmasking
+    xs = inputs(30, seed=16, d=100)
+    ids = sorted(xs)
+    from privcity.aggregate.secure import _groups
+    groups = _groups(ids, 4, 3, b"")
+    victim = ids[7]
+    others = [c for c in groups[victim] if c != victim]
+
+    # Execute / Assert
+    with pytest.raises(privcity.SecureAggregationError, match="self-mask secret came back") as err:
+        secure_sum(xs, neighbors=4, threshold=3, drop_before_unmask=others)
+    assert err.value.kind == "too_few"
+
+
+def test_a_threshold_above_the_group_size_is_refused():
+    xs = inputs(30, seed=17, d=10)
+    with pytest.raises(privcity.SecureAggregationError, match="exceeds the group") as err:
+        secure_sum(xs, neighbors=4, threshold=6)
+    assert err.value.kind == "too_few"

@@ -39,6 +39,7 @@ discrete_gaussian``), with room for n of them in `bits`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from collections.abc import Collection, Mapping
@@ -204,6 +205,41 @@ def _roster(advertisements: Any, threshold: int) -> dict[int, Advertisement]:
     return dict(sorted(roster.items()))
 
 
+def _groups(ids: list[int], neighbors: int | None, threshold: int,
+            session: bytes) -> dict[int, list[int]]:
+    """Each client's group: itself and the clients it shares its secrets with and masks
+    against, sorted by id. neighbors=None: everyone (Bonawitz et al. 2017). Otherwise SecAgg+
+    (Bell et al. 2020): a Harary graph H(n, k) (k = neighbors rounded up to even: each client
+    linked to the k/2 next and k/2 previous ones) over an order of the clients drawn from the
+    session (SHA-256 of each id), the same on every party; the graph is symmetric, so the
+    pairwise masks still cancel."""
+    n = len(ids)
+    if neighbors is None or neighbors >= n - 1:
+        return {c: list(ids) for c in ids}
+    half = (neighbors + 1) // 2
+    tag = _PREFIX + b"graph|" + _lp(session)
+    order = sorted(ids, key=lambda c: (hashlib.sha256(tag + struct.pack(">q", c)).digest(), c))
+    groups = {}
+    for p, c in enumerate(order):
+        near = {order[(p + j) % n] for j in range(-half, half + 1)}
+        groups[c] = sorted(near)
+    if threshold > 2 * half + 1:
+        raise _fail(f"the threshold {threshold} exceeds the group of each client ({2 * half} "
+                    "neighbors and itself)", "too_few")
+    return groups
+
+
+def _shamir_index(groups: dict[int, list[int]], owner: int, holder: int) -> int:
+    """The index (1-based) of holder's share of owner's secrets: its place in owner's group."""
+    return groups[owner].index(holder) + 1
+
+
+def _neighbors(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _positive(value, "neighbors")
+
+
 class SecAggClient:
     """One client of a secure-aggregation round. Call advertise, share_keys, masked_input and
     unmask once each, in that order.
@@ -223,20 +259,28 @@ class SecAggClient:
     session : bytes
         Binds every key and ciphertext to one round (e.g. the round number and model id); the
         same on every client and the server.
+    neighbors : int, optional
+        None (default): every client shares its secrets with and masks against every other
+        (cost per client grows with the cohort). A number k: SecAgg+ (Bell et al. 2020), each
+        client only with its k neighbors in a random graph (k rounded up to even), so a
+        client's cost stays O(k) and the threshold applies within each neighborhood
+        (threshold <= k + 1). The same on every client and the server.
     """
 
     def __init__(self, client: int, dim: int, threshold: int, *, dtype: Any = np.uint32,
-                 session: bytes = b"") -> None:
+                 session: bytes = b"", neighbors: int | None = None) -> None:
         self.client = _client_id(client)
         self.dim = _positive(dim, "dim")
         self.threshold = _threshold(threshold)
         self.dtype = _dtype(dtype)
         self.session = _session(session)
+        self.neighbors = _neighbors(neighbors)
         self._c = x25519.X25519PrivateKey.generate()
         self._s_seed = os.urandom(_SHARE)
         self._s = _s_key(self._s_seed, self.session)
         self._roster: dict[int, Advertisement] | None = None
-        self._index: dict[int, int] = {}
+        self._groups: dict[int, list[int]] = {}
+        self._index: dict[int, int] = {}  # member of this client's group -> its Shamir index
         self._shares_held: dict[int, tuple[bytes, bytes]] = {}  # sender -> (s share, b share)
         self._sharers: list[int] | None = None  # U2, as this client saw it
         self._b_seed = b""
@@ -256,7 +300,7 @@ class SecAggClient:
 
     def share_keys(self, roster: Any) -> dict[int, bytes]:
         """Step 1: given every advertisement the server received (this client's included), the
-        sealed shares for each other client: {recipient id: ciphertext}."""
+        sealed shares for each other client of its group: {recipient id: ciphertext}."""
         self._advance(1, "share_keys")
         roster = _roster(roster, self.threshold)
         mine = roster.get(self.client)
@@ -264,18 +308,22 @@ class SecAggClient:
             raise _fail(f"client {self.client}'s own advertisement is missing or altered in the "
                         "roster", "inconsistent")
         self._roster = roster
-        self._index = {cid: i + 1 for i, cid in enumerate(roster)}
-        n = len(roster)
+        self._groups = _groups(list(roster), self.neighbors, self.threshold, self.session)
+        group = self._groups[self.client]
+        self._index = {cid: i + 1 for i, cid in enumerate(group)}
+        n = len(group)
         b_seed = os.urandom(_SHARE)
         s_shares = _split(self._s_seed, self.threshold, n)
         b_shares = _split(b_seed, self.threshold, n)
         self._b_seed = b_seed
         out: dict[int, bytes] = {}
-        for cid, adv in roster.items():
+        for cid in group:
+            adv = roster[cid]
             i = self._index[cid] - 1
             if cid == self.client:  # keeps its own shares
                 self._shares_held[cid] = (s_shares[i], b_shares[i])
                 continue
+            # the Shamir indices of the owner and the recipient in the owner's group
             body = _SHARES_BODY.pack(_MAGIC, self.client, cid, self._index[self.client],
                                      self._index[cid]) + s_shares[i] + b_shares[i]
             aead, ad = _share_key(self._c, adv.c_public, (self.client, mine.c_public),
@@ -293,9 +341,9 @@ class SecAggClient:
         for sender, ct in sorted(ciphertexts.items()):
             sender = _client_id(sender, "sender id")
             adv = self._roster.get(sender)
-            if adv is None or sender == self.client:
+            if adv is None or sender == self.client or sender not in self._index:
                 raise _fail(f"client {self.client} got shares from {sender}, not another client "
-                            "of the roster", "unknown_client")
+                            "of its group in the roster", "unknown_client")
             aead, ad = _share_key(self._c, adv.c_public, (sender, adv.c_public),
                                   (self.client, self._roster[self.client].c_public), self.session)
             try:
@@ -305,7 +353,8 @@ class SecAggClient:
                                           f"{sender} failed authentication") from None
             head = _SHARES_BODY.unpack_from(body)
             if (len(body) != _SHARES_BODY.size + 2 * _SHARE or head[0] != _MAGIC
-                    or head[1:] != (sender, self.client, self._index[sender], self._index[self.client])):
+                    or head[1:] != (sender, self.client, _shamir_index(self._groups, sender, sender),
+                                    _shamir_index(self._groups, sender, self.client))):
                 raise _fail(f"client {self.client}: malformed shares from client {sender}",
                             "malformed")
             off = _SHARES_BODY.size
@@ -329,52 +378,62 @@ class SecAggClient:
 
     def unmask(self, survivors: Collection[int]) -> Unmasking:
         """Step 3: given the ids whose masked inputs reached the server (this client among them),
-        the shares that let the server remove the masks. Refuses fewer than `threshold`
-        survivors or ids outside U2."""
+        the shares that let the server remove the masks: of b_w for each w of its group that
+        survived, of s_w for each that shared keys but did not. Refuses survivors outside the
+        roster or of its group that never shared keys with it, and fewer than `threshold`
+        survivors among those that did: then nothing is revealed."""
         self._advance(3, "unmask")
-        assert self._sharers is not None
-        alive = sorted({_client_id(c, "survivor id") for c in survivors})
+        assert self._sharers is not None and self._roster is not None
+        live = {_client_id(c, "survivor id") for c in survivors}
+        stranger = sorted(live - set(self._roster))
+        if stranger:
+            raise _fail(f"client {self.client}: survivors {stranger} are not in the roster",
+                        "inconsistent")
         sharers = set(self._sharers)
-        if not set(alive) <= sharers:
-            raise _fail(f"client {self.client}: survivors {sorted(set(alive) - sharers)} never "
-                        "shared keys with it", "inconsistent")
-        if self.client not in alive:
+        silent = sorted((live & set(self._index)) - sharers)
+        if silent:
+            raise _fail(f"client {self.client}: survivors {silent} never shared keys with it",
+                        "inconsistent")
+        if self.client not in live:
             raise _fail(f"client {self.client} is asked to unmask but is not among the "
                         "survivors", "inconsistent")
+        alive = live & sharers
         if len(alive) < self.threshold:
-            raise _fail(f"only {len(alive)} masked inputs arrived; the threshold is "
-                        f"{self.threshold}: nothing is revealed", "too_few")
-        live = set(alive)
+            raise _fail(f"only {len(alive)} masked inputs arrived from client {self.client}'s "
+                        f"group; the threshold is {self.threshold}: nothing is revealed", "too_few")
         return Unmasking(
             client=self.client,
-            self_mask_shares={w: self._shares_held[w][1] for w in alive},
+            self_mask_shares={w: self._shares_held[w][1] for w in sorted(alive)},
             key_shares={w: self._shares_held[w][0] for w in self._sharers if w not in live})
 
 
 class SecAggServer:
     """The server of a secure-aggregation round: routes the clients' messages and computes the
-    sum. It sees only public keys, sealed shares, masked vectors and the shares it is owed."""
+    sum. It sees only public keys, sealed shares, masked vectors and the shares it is owed.
+    Parameters as for :class:`SecAggClient` (the same on both sides)."""
 
     def __init__(self, dim: int, threshold: int, *, dtype: Any = np.uint32,
-                 session: bytes = b"") -> None:
+                 session: bytes = b"", neighbors: int | None = None) -> None:
         self.dim = _positive(dim, "dim")
         self.threshold = _threshold(threshold)
         self.dtype = _dtype(dtype)
         self.session = _session(session)
+        self.neighbors = _neighbors(neighbors)
         self.roster: dict[int, Advertisement] = {}
         self.sharers: list[int] = []
-        self._index: dict[int, int] = {}
+        self._groups: dict[int, list[int]] = {}
         self._masked: dict[int, np.ndarray] = {}
 
     def collect_advertisements(self, advertisements: Any) -> dict[int, Advertisement]:
         """Step 0 -> 1: the roster to broadcast (refused below the threshold)."""
-        self.roster = _roster(advertisements, self.threshold)
-        self._index = {cid: i + 1 for i, cid in enumerate(self.roster)}  # Shamir indices
-        return self.roster
+        roster = _roster(advertisements, self.threshold)
+        self._groups = _groups(list(roster), self.neighbors, self.threshold, self.session)
+        self.roster = roster
+        return roster
 
     def route_shares(self, sealed: Mapping[int, Mapping[int, bytes]]) -> dict[int, dict[int, bytes]]:
         """Step 1 -> 2: {sender: {recipient: ct}} from the clients that answered, regrouped as
-        {recipient: {sender: ct}} for every sender of the roster; the senders are U2."""
+        {recipient: {sender: ct}}; the senders are U2 (the clients that shared keys)."""
         routed: dict[int, dict[int, bytes]] = {cid: {} for cid in sealed}
         for sender, boxes in sealed.items():
             if sender not in self.roster:
@@ -404,25 +463,29 @@ class SecAggServer:
         return list(self._masked)
 
     def finish(self, responses: Collection[Unmasking]) -> np.ndarray:
-        """Step 3: the sum (mod 2**bits, as dtype) of the survivors' inputs, from at least
-        `threshold` unmasking responses."""
-        responses = [r for r in responses if r.client in self._masked]
-        if len(responses) < self.threshold:
-            raise _fail(f"{len(responses)} survivors answered the unmasking; the threshold is "
+        """Step 3: the sum (mod 2**bits, as dtype) of the survivors' inputs. Each secret to
+        rebuild (b_w of a survivor, s_w of a client that shared keys but sent no input) needs
+        `threshold` shares from answering clients of w's group."""
+        answers = {r.client: r for r in responses if r.client in self._masked}
+        if len(answers) < self.threshold:
+            raise _fail(f"{len(answers)} survivors answered the unmasking; the threshold is "
                         f"{self.threshold}", "too_few")
-        responses = sorted(responses, key=lambda r: r.client)[: self.threshold]
         survivors = list(self._masked)
         dropped = [w for w in self.sharers if w not in self._masked]
+        shared = set(self.sharers)
 
         def rebuild(w: int, kind: str) -> bytes:
             shares = []
-            for r in responses:
-                table = r.self_mask_shares if kind == "b" else r.key_shares
-                if w not in table:
-                    raise _fail(f"client {r.client}'s unmasking lacks its share for client {w}",
-                                "malformed")
-                shares.append((self._index[r.client], table[w]))
-            return _combine(shares)
+            for v in self._groups[w]:
+                r = answers.get(v)
+                table = None if r is None else (r.self_mask_shares if kind == "b" else r.key_shares)
+                if table is not None and w in table:
+                    shares.append((_shamir_index(self._groups, w, v), table[w]))
+                    if len(shares) == self.threshold:
+                        return _combine(shares)
+            what = "self-mask secret" if kind == "b" else "key"
+            raise _fail(f"only {len(shares)} shares of client {w}'s {what} came back; the "
+                        f"threshold is {self.threshold}", "too_few")
 
         seeds = [_self_mask_seed(rebuild(w, "b"), self.session) for w in survivors]
         signs = [-1] * len(seeds)
@@ -431,7 +494,9 @@ class SecAggServer:
             if _raw_public(s_w) != self.roster[w].s_public:
                 raise _fail(f"the key rebuilt for dropped client {w} does not match its "
                             "advertisement (a bad share)", "inconsistent")
-            for v in survivors:
+            for v in self._groups[w]:
+                if v == w or v not in self._masked or v not in shared:
+                    continue
                 seeds.append(_mask_seed(s_w, (w, self.roster[w].s_public),
                                         (v, self.roster[v].s_public), self.session))
                 signs.append(-(1 if v < w else -1))  # v added +PRG(s_vw) if v < w
@@ -484,11 +549,12 @@ class SecureSumReport:
 def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
                drop_before_sharing: Collection[int] = (), drop_before_input: Collection[int] = (),
                drop_before_unmask: Collection[int] = (), dtype: Any = np.uint32,
-               session: bytes = b"") -> SecureSumReport:
+               session: bytes = b"", neighbors: int | None = None) -> SecureSumReport:
     """One whole round in this process: every client and the server, with the given clients
     dropping out at each step. The sum covers the clients whose masked input arrived.
 
-    threshold defaults to a majority of the clients (n // 2 + 1).
+    threshold defaults to a majority of each client's group: n // 2 + 1, or with
+    ``neighbors=k``, k // 2 + 1 (k rounded up to even).
     """
     ids = sorted(_client_id(c) for c in inputs)
     if not ids:
@@ -497,9 +563,11 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     if first.ndim != 1:
         raise ValueError(f"inputs must be 1-D integer vectors, got shape {first.shape}")
     dim = int(first.shape[0])
-    t = threshold if threshold is not None else max(2, len(ids) // 2 + 1)
-    server = SecAggServer(dim, t, dtype=dtype, session=session)
-    clients = {c: SecAggClient(c, dim, t, dtype=dtype, session=session) for c in ids}
+    group = len(ids) if neighbors is None else min(len(ids), 2 * ((neighbors + 1) // 2) + 1)
+    t = threshold if threshold is not None else max(2, group // 2 + 1)
+    server = SecAggServer(dim, t, dtype=dtype, session=session, neighbors=neighbors)
+    clients = {c: SecAggClient(c, dim, t, dtype=dtype, session=session, neighbors=neighbors)
+               for c in ids}
     up = dict.fromkeys(ids, 0)
     down = dict.fromkeys(ids, 0)
 
