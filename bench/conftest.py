@@ -105,4 +105,5 @@ def pytest_terminal_summary(terminalreporter):
             rates = ""
             if per != 1 or anchor_per != 1:
                 rates = f"  ({1 / median / 1e6:.3g} M/s vs anchor {1 / anchor / 1e6:.3g} M/s)"
-            tr.write_line(f"{group:<34} {role:<22} {ratio:6.2f}x{verdict}{rates}")
+            shown = f"{ratio:6.2f}" if ratio >= 0.1 else f"{ratio:6.2g}"  # 0.0037, not 0.00
+            tr.write_line(f"{group:<34} {role:<22} {shown}x{verdict}{rates}")
