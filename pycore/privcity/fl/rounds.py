@@ -24,13 +24,18 @@ from ..crypto import EnvelopeReceiver, EnvelopeSender
 from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
 from ..data._hash import mix
 from ..dp import clip_l2_rows
-from ..errors import EnvelopeError
+from ..errors import EnvelopeError, SecureAggregationError
 from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "device_uniforms", "round_cohort",
            "training_seeds"]
 
 AGGREGATOR_ID = "aggregator"
+
+#: Fixed point of the updates summed under secure aggregation: value * 2**SECURE_SCALE_BITS,
+#: rounded to the nearest integer, in uint64 (two's complement).
+SECURE_SCALE_BITS = 20
+_SECURE_LIMIT = 2.0**48  # per device and coordinate, so 2**14 devices cannot overflow int64
 
 
 def _hash(seed: int, round_index: int, purpose: int, devices: np.ndarray) -> np.ndarray:
@@ -72,6 +77,14 @@ class GatewayReport:
     train_seconds: list[float] = field(default_factory=list)       # per reporting device
     privacy_seconds: list[float] = field(default_factory=list)     # clip + seal, per device
     diverged: int = 0  # devices whose local training gave a non-finite update (not sent)
+    # Secure aggregation (msg["secure"]): the sum of this gateway's devices' quantized
+    # inputs (uint64: weight * update * 2**SECURE_SCALE_BITS, then the weight, then the
+    # unclipped bit with adaptive clipping), how many devices it covers, the bytes the
+    # devices sent, and devices whose inputs were lost because their group failed.
+    secure_sum: np.ndarray | None = None
+    secure_count: int = 0
+    secure_bytes: int = 0
+    secure_lost: int = 0
 
 
 class Gateway:
@@ -104,8 +117,14 @@ class Gateway:
 
     def run_round(self, params: np.ndarray, round_index: int, *, sample_rate: float,
                   dropout: float, clip: float | None, adaptive_bit: bool, epoch: int,
-                  ) -> GatewayReport:
-        """Train, clip and seal the updates of this gateway's devices that report this round."""
+                  secure: dict[str, Any] | None = None) -> GatewayReport:
+        """Train, clip and seal the updates of this gateway's devices that report this round.
+
+        secure: {"weighted": bool, "neighbors": int}: instead of sealing each update, the
+        devices sum their updates under secure aggregation (SecAgg+ with this gateway as the
+        server); the report carries only the sum. "weighted": each update counts times its
+        number of records (FedAvg) or once (DP-FedAvg). Sampled devices that drop out take
+        part in the key exchange and then send no input: their masks are recovered."""
         from ..models import train_many
         sampled, reporting = round_cohort(self.seed, round_index, self.devices,
                                           sample_rate=sample_rate, dropout=dropout)
@@ -113,6 +132,8 @@ class Gateway:
         # A device without records (a CSV split to more devices than rows) has nothing to train.
         sizes = np.diff(np.asarray(self.data.offsets))
         local = np.flatnonzero(reporting & (sizes > 0))
+        if secure is not None:
+            cohort = self.devices[np.flatnonzero(sampled & (sizes > 0))]
         if local.size == 0:
             return report
         ids = self.devices[local]
@@ -132,10 +153,20 @@ class Gateway:
         # pipeline time is its share of that plus its own sealing.
         t0 = time.perf_counter()
         if clip is not None:
-            rows, norms = clip_l2_rows(rows, clip)
+            # Under secure aggregation the sum is of updates rounded to 2**-SECURE_SCALE_BITS:
+            # clipping a little below C keeps each rounded update within C as well.
+            c = clip if secure is None else \
+                clip - 0.5 * np.sqrt(rows.shape[1]) / 2.0**SECURE_SCALE_BITS
+            rows, norms = clip_l2_rows(rows, c)
         else:
             norms = np.zeros(len(rows))
         clip_share = (time.perf_counter() - t0) / max(len(rows), 1)
+        if secure is not None:
+            weights = sizes[local][finite].astype(np.float64) if secure["weighted"] \
+                else np.ones(len(rows))
+            self._secure_sum(report, rows, norms, ids, weights, cohort, clip, adaptive_bit,
+                             secure, round_index, per_device_train, clip_share)
+            return report
         for row, norm, device in zip(rows, norms, ids):
             device = int(device)
             # Provisioning a new device's identity (key generation) is not part of its round.
@@ -148,6 +179,41 @@ class Gateway:
             report.train_seconds.append(per_device_train)
             report.privacy_seconds.append(clip_share + time.perf_counter() - t1)
         return report
+
+
+    def _secure_sum(self, report: GatewayReport, rows: np.ndarray, norms: np.ndarray,
+                    ids: np.ndarray, weights: np.ndarray, cohort: np.ndarray,
+                    clip: float | None, adaptive_bit: bool, secure: dict[str, Any],
+                    round_index: int, per_device_train: float, clip_share: float) -> None:
+        from ..aggregate import secure_sum
+        t0 = time.perf_counter()
+        scaled = rows.astype(np.float64) * weights[:, None] * 2.0**SECURE_SCALE_BITS
+        fits = np.all(np.abs(scaled) < _SECURE_LIMIT, axis=1)
+        report.diverged += int(np.count_nonzero(~fits))
+        columns = [np.rint(scaled).astype(np.int64), weights.astype(np.int64)[:, None]]
+        if adaptive_bit:
+            columns.append((norms <= clip).astype(np.int64)[:, None])
+        quantized = np.hstack(columns)
+        inputs = {int(d): np.zeros(quantized.shape[1], np.int64) for d in cohort}
+        senders = [int(d) for d, ok in zip(ids, fits) if ok]
+        for d, q, ok in zip(ids, quantized, fits):
+            if ok:
+                inputs[int(d)] = q
+        silent = [d for d in inputs if d not in set(senders)]  # dropped out after sharing keys
+        session = b"privcity-sim|" + np.array([self.seed, round_index, int(self.devices[0])],
+                                              np.int64).tobytes()
+        try:
+            result = secure_sum(inputs, neighbors=secure["neighbors"], dtype=np.uint64,
+                                drop_before_input=silent, session=session)
+        except SecureAggregationError:  # too few devices in some group: nothing is revealed
+            report.secure_lost = len(senders)
+            return
+        seconds = (time.perf_counter() - t0) / max(len(senders), 1)
+        report.secure_sum = result.total
+        report.secure_count = len(result.survivors)
+        report.secure_bytes = int(sum(result.bytes_up.values()))
+        report.train_seconds.extend([per_device_train] * len(senders))
+        report.privacy_seconds.extend([clip_share + seconds] * len(senders))
 
 
 class Aggregator:
@@ -216,6 +282,21 @@ class Aggregator:
             mat = np.zeros((0, width), np.float32)
         bits = mat[:, self.n_params] if self.adaptive_bit else np.zeros(0, np.float32)
         return device_ids, np.ascontiguousarray(mat[:, :self.n_params]), bits, refused
+
+    def step_secure(self, params: np.ndarray, sums: list[np.ndarray], count: int,
+                    round_index: int) -> np.ndarray:
+        """The next global model from the gateways' secure-aggregation sums (uint64, as in
+        :class:`GatewayReport`) over ``count`` devices in all. They are added mod 2**64, which
+        is exact: the same for any split of the devices into gateways."""
+        from ..aggregate import modular_sum
+        p = self.n_params
+        width = p + 1 + (1 if self.adaptive_bit else 0)
+        total = modular_sum(sums) if sums else np.zeros(width, np.uint64)
+        values = total.view(np.int64)
+        weighted = values[:p].astype(np.float64) / 2.0**SECURE_SCALE_BITS
+        unclipped = int(values[p + 1]) if self.adaptive_bit else None
+        return self.strategy.aggregate_sum(params, weighted, float(values[p]), count,
+                                           round_index=round_index, unclipped_count=unclipped)
 
     def step(self, params: np.ndarray, device_ids: np.ndarray, updates: np.ndarray,
              bits: np.ndarray, round_index: int) -> np.ndarray:

@@ -35,6 +35,16 @@ class Strategy(abc.ABC):
         ``unclipped`` (one 0/1 per update: its norm was within the clip) is for strategies
         that adapt their clip norm and may be ignored."""
 
+    @abc.abstractmethod
+    def aggregate_sum(self, params: np.ndarray, total: np.ndarray, total_weight: float,
+                      count: int, *, round_index: int,
+                      unclipped_count: int | None = None) -> np.ndarray:
+        """New global parameters from the sum of the updates alone, as secure aggregation
+        gives it: ``total`` = sum of weight * update over ``count`` devices (float64; the
+        weight is the device's number of records for a weighted mean, 1 under DP),
+        ``total_weight`` the sum of the weights, ``unclipped_count`` how many updates were
+        within the clip norm (for adaptive clipping)."""
+
     def clip_norm(self) -> float | None:
         """L2 norm the devices clip their updates to this round, or None (no clipping)."""
         return None
@@ -97,6 +107,17 @@ class FedAvg(Strategy):
         if updates.shape[0] == 0:
             return params
         delta = self.combine(updates, weights)
+        return (params + np.float32(self.server_lr) * delta).astype(np.float32)
+
+    def aggregate_sum(self, params: np.ndarray, total: np.ndarray, total_weight: float,
+                      count: int, *, round_index: int,
+                      unclipped_count: int | None = None) -> np.ndarray:
+        if self.aggregator != "mean":
+            raise ValueError(f"the {self.aggregator} aggregator needs each update; from their "
+                             "sum only the mean can be had")
+        if count == 0 or not total_weight > 0:
+            return params
+        delta = (np.asarray(total, dtype=np.float64) / float(total_weight)).astype(np.float32)
         return (params + np.float32(self.server_lr) * delta).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
@@ -207,6 +228,27 @@ class DPFedAvg(Strategy):
             bits = np.zeros(0) if unclipped is None else np.asarray(unclipped)
             count = int(np.count_nonzero(bits == 1))  # anything but 1 counts as clipped
             self.adaptive.update_from_count(count, cohort_size=int(k),
+                                            expected_count=expected)
+        return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
+            .astype(np.float32)
+
+    def aggregate_sum(self, params: np.ndarray, total: np.ndarray, total_weight: float,
+                      count: int, *, round_index: int,
+                      unclipped_count: int | None = None) -> np.ndarray:
+        """As :meth:`aggregate`, from the sum of the clipped updates (each of weight 1) that
+        secure aggregation gives. The server cannot clip again what it does not see: the
+        sensitivity rests on the devices' clipping (the simulator's devices clip to C less the
+        fixed-point rounding of the sum)."""
+        t0 = time.perf_counter()
+        self.accountant.record_round(self.sample_rate, self.noise_multiplier)
+        self.last_accounting_seconds = time.perf_counter() - t0
+        c = self.clip_norm()
+        expected = self.sample_rate * self.population
+        mechanism = GaussianMechanism(sigma=self.update_noise_multiplier * c, sensitivity=c,
+                                      rng=self.rng)
+        noisy = mechanism.release(np.asarray(total, dtype=np.float64)) / expected
+        if self.adaptive is not None:
+            self.adaptive.update_from_count(int(unclipped_count or 0), cohort_size=int(count),
                                             expected_count=expected)
         return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
             .astype(np.float32)

@@ -43,6 +43,8 @@ class SimConfig:
     treatment: Any = ""                # per-field device treatment: "district=pseudonymize,..." 
     noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
     adaptive_clip: bool = False
+    secure_aggregation: bool = False   # devices' updates summed under secure aggregation
+    secagg_neighbors: int = 16         # SecAgg+ group: neighbours of each device
     centralized_epochs: int = 5
     baseline_devices: int = 0          # devices whose pooled records train the centralized
                                        # baseline: a seeded uniform sample; 0 = every device
@@ -122,6 +124,14 @@ class SimConfig:
                 raise bad(name, f"must be one of {', '.join(allowed)}")
         if not isinstance(self.adaptive_clip, bool):
             raise bad("adaptive_clip", "must be true or false")
+        if not isinstance(self.secure_aggregation, bool):
+            raise bad("secure_aggregation", "must be true or false")
+        if isinstance(self.secagg_neighbors, bool) or not isinstance(self.secagg_neighbors, int) \
+                or self.secagg_neighbors < 2:
+            raise bad("secagg_neighbors", "must be an integer >= 2")
+        if self.secure_aggregation and self.aggregator != "mean":
+            raise bad("aggregator", "secure aggregation reveals only the sum of the updates: "
+                                    "the robust aggregators need each one (use mean)")
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")

@@ -1,0 +1,133 @@
+"""privcity simulate --secure-aggregation: the gateways sum their devices' updates under SecAgg+
+and the aggregator sees only sums. The model equals the plain run's to within the fixed-point
+rounding, dropouts are recovered, the result does not depend on the number of ranks, and the
+unit pieces (Gateway, Aggregator.step_secure, Strategy.aggregate_sum) agree with the plain
+path."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from privcity.dp import Accountant
+from privcity.fl import DPFedAvg, FedAvg
+from privcity.fl.rounds import SECURE_SCALE_BITS
+from privcity.sim import load_config, simulate
+
+from test_simulate import SMALL, _mpiexec_and_env
+
+SECURE = dict(SMALL, rounds=3, secure_aggregation=True, secagg_neighbors=8)
+
+
+def run(tmp_path, **kw) -> dict:
+    cfg = load_config(None, out=str(tmp_path / "out"), **{**SECURE, **kw})
+    return simulate(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def secure_city(tmp_path_factory) -> dict:
+    return run(tmp_path_factory.mktemp("secure"), epsilon=8.0)
+
+
+@pytest.fixture(scope="module")
+def plain_city(tmp_path_factory) -> dict:
+    return run(tmp_path_factory.mktemp("plain"), epsilon=8.0, secure_aggregation=False)
+
+
+def test_the_model_matches_the_plain_run_within_the_rounding(secure_city, plain_city):
+    # Assert: the same devices report; FL's score equals the plain run's to 3 decimals (the
+    # updates are summed rounded to 2**-20); the DP run's noise differs only as its input does
+    for run_ in ("fl", "fl_dp"):
+        got, want = secure_city["rounds"][run_], plain_city["rounds"][run_]
+        assert [x["reported"] for x in got] == [x["reported"] for x in want]
+        assert [x["sampled"] for x in got] == [x["sampled"] for x in want]
+    assert secure_city["fl"]["score"] == pytest.approx(plain_city["fl"]["score"], abs=2e-3)
+    assert abs(secure_city["fl_dp"]["score"] - plain_city["fl_dp"]["score"]) < 0.05
+
+
+def test_secure_runs_send_more_bytes_and_say_so(secure_city, plain_city):
+    # Assert: masked vectors plus the key exchange and the shares, all counted
+    assert secure_city["fl"]["bytes_total"] > plain_city["fl"]["bytes_total"]
+    assert all(x["refused"] == 0 for x in secure_city["rounds"]["fl"])
+    assert secure_city["config"]["secure_aggregation"] is True
+    assert secure_city["fl"]["device_privacy_seconds"]["p50"] > 0
+
+
+def test_dropouts_after_the_key_exchange_are_recovered(tmp_path):
+    # Execute: a fifth of the sampled devices share keys and then send nothing
+    r = run(tmp_path, dropout=0.2, secagg_neighbors=30)
+    plain = run(tmp_path / "p", dropout=0.2, secagg_neighbors=30, secure_aggregation=False)
+
+    # Assert: the same devices counted, the same model to the rounding
+    assert [x["reported"] for x in r["rounds"]["fl"]] == [x["reported"] for x in plain["rounds"]["fl"]]
+    assert all(x["refused"] == 0 for x in r["rounds"]["fl"])
+    assert r["fl"]["score"] == pytest.approx(plain["fl"]["score"], abs=2e-3)
+
+
+def test_mpiexec_2_ranks_gives_the_one_process_result(tmp_path, secure_city):
+    # Prepare
+    mpiexec, env = _mpiexec_and_env()
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SECURE.items() if k != "secure_aggregation"]
+    out = tmp_path / "mpi"
+
+    # Execute
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "privcity.cli", "simulate",
+                           *flags, "--secure-aggregation", "--epsilon=8.0", f"--out={out}",
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+
+    # Assert: the sums are exact, so the models are bit-identical
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["ranks"] == 2
+    assert got["final_params_sha256"] == secure_city["final_params_sha256"]
+
+
+def test_robust_aggregators_are_refused_with_secure_aggregation():
+    with pytest.raises(ValueError, match="'aggregator'.*only the sum"):
+        load_config(None, secure_aggregation=True, aggregator="median")
+    with pytest.raises(ValueError, match="'secagg_neighbors'"):
+        load_config(None, secagg_neighbors=1)
+
+
+def test_fedavg_from_the_sum_equals_fedavg_from_the_rows():
+    # Prepare
+    rng = np.random.default_rng(1)
+    params = rng.standard_normal(50).astype(np.float32)
+    updates = rng.standard_normal((7, 50)).astype(np.float32)
+    weights = rng.integers(1, 40, 7).astype(np.float64)
+    strategy = FedAvg(server_lr=0.5)
+
+    # Execute
+    rows = strategy.aggregate(params, updates, weights, round_index=0)
+    summed = strategy.aggregate_sum(params, (updates * weights[:, None]).sum(axis=0, dtype=np.float64),
+                                    float(weights.sum()), 7, round_index=0)
+
+    # Assert
+    np.testing.assert_allclose(summed, rows, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="needs each update"):
+        FedAvg(aggregator="krum").aggregate_sum(params, np.zeros(50), 1.0, 1, round_index=0)
+    assert strategy.aggregate_sum(params, np.zeros(50), 0.0, 0, round_index=0) is params
+
+
+def test_dp_fedavg_from_the_sum_records_the_round_and_noises_at_the_clip():
+    # Prepare
+    acc = Accountant(epsilon_budget=10.0, delta=1e-5)
+    from privcity.noise import SecureRNG
+    strategy = DPFedAvg(inner=FedAvg(), clip=1.0, noise_multiplier=1.0, sample_rate=0.5,
+                        population=1000, accountant=acc, rng=SecureRNG(seed=1))
+    params = np.zeros(20_000, np.float32)
+
+    # Execute: a zero sum; what comes back is the noise / expected cohort (500)
+    out = strategy.aggregate_sum(params, np.zeros(20_000), 0.0, 0, round_index=0)
+
+    # Assert
+    assert acc.rounds == 1
+    assert np.std(out.astype(np.float64)) == pytest.approx(1.0 / 500, rel=0.05)
+
+
+def test_fixed_point_scale_leaves_room_for_many_devices():
+    # 2**48 per device and coordinate: 2**14 devices at a gateway stay within int64
+    assert 48 + 14 < 63 and SECURE_SCALE_BITS == 20
