@@ -9,6 +9,7 @@
 #include <mutex>
 #include <pthread.h>
 #include <optional>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -687,7 +688,7 @@ auto without_gil_if(bool large, F&& f) {
 template <class W>
 void mask_add_checked(carray<W>& out, const carray<uint8_t>& seeds, const carray<int8_t>& signs,
                       int threads,
-                      void (*kernel)(W*, size_t, const uint8_t*, const int8_t*, size_t, int) noexcept) {
+                      int (*kernel)(W*, size_t, const uint8_t*, const int8_t*, size_t, int) noexcept) {
     if (out.ndim() != 1) throw py::value_error("out must be 1-D");
     const size_t n = size_t(signs.size());
     if (size_t(seeds.size()) != 32 * n)
@@ -697,7 +698,8 @@ void mask_add_checked(carray<W>& out, const carray<uint8_t>& seeds, const carray
     const uint8_t* sp = seeds.data();
     const int8_t* gp = signs.data();
     const size_t d = size_t(out.size());
-    without_gil_if(d * n >= 16384, [&] { kernel(o, d, sp, gp, n, threads); });
+    const int rc = without_gil_if(d * n >= 16384, [&] { return kernel(o, d, sp, gp, n, threads); });
+    if (rc != 0) throw std::bad_alloc();  // pybind11 raises MemoryError
 }
 
 void bind_reduce(py::module_& m) {

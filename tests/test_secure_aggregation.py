@@ -30,11 +30,12 @@ class Round:
     """Drives one round step by step, so a test can tamper with any message."""
 
     def __init__(self, xs: dict[int, np.ndarray], threshold: int, dtype=np.uint32,
-                 session: bytes = b"round 1") -> None:
+                 session: bytes = b"round 1", neighbors: int | None = None) -> None:
         self.xs = xs
         d = len(next(iter(xs.values())))
-        self.server = SecAggServer(d, threshold, dtype=dtype, session=session)
-        self.clients = {c: SecAggClient(c, d, threshold, dtype=dtype, session=session) for c in xs}
+        kw = dict(dtype=dtype, session=session, neighbors=neighbors)
+        self.server = SecAggServer(d, threshold, **kw)
+        self.clients = {c: SecAggClient(c, d, threshold, **kw) for c in xs}
 
     def advertise(self):
         return self.server.collect_advertisements([c.advertise() for c in self.clients.values()])
@@ -86,7 +87,7 @@ def test_dropouts_at_every_step_in_one_round():
     ids = sorted(xs)
 
     # Execute
-    report = secure_sum(xs, threshold=6, drop_before_sharing=[ids[1]],
+    report = secure_sum(xs, threshold=7, drop_before_sharing=[ids[1]],
                         drop_before_input=[ids[2], ids[7]], drop_before_unmask=[ids[3], ids[11]])
 
     # Assert: those who dropped before their input are out; those who only missed the
@@ -228,23 +229,65 @@ def test_tampered_or_misrouted_shares_fail_authentication():
         rnd.clients[ids[2]].masked_input(xs[ids[2]], swapped)
 
 
-def test_another_session_cannot_open_the_shares():
-    # Prepare
-    xs = inputs(3, seed=10)
+@pytest.mark.parametrize("setting", [dict(session=b"round 8"), dict(threshold=4),
+                                     dict(neighbors=4), dict(dim=D + 1), dict(dtype=np.uint64)])
+def test_parties_set_up_for_another_round_are_refused(setting):
+    # Prepare: a client whose session, threshold, neighbours, length or modulus differ
+    xs = inputs(5, seed=10)
     ids = sorted(xs)
-    rnd = Round(xs, threshold=2, session=b"round 7")
-    roster = rnd.advertise()
-    sealed = rnd.share(roster)
-    other = SecAggClient(ids[0], D, 2, session=b"round 8")
-    other._c = rnd.clients[ids[0]]._c  # the same keys, another round
-    other._s = rnd.clients[ids[0]]._s
-    other.advertise()
-    other.share_keys(roster)
-    routed = rnd.server.route_shares(sealed)
+    rnd = Round(xs, threshold=3, session=b"round 7")
+    kw = dict(dict(dim=D, threshold=3, session=b"round 7"), **setting)
+    odd = SecAggClient(ids[0], kw.pop("dim"), kw.pop("threshold"), **kw)
+    rnd.clients[ids[0]] = odd
+
+    # Execute / Assert: the server refuses its advertisement, and it refuses the roster
+    ads = [c.advertise() for c in rnd.clients.values()]
+    with pytest.raises(privcity.SecureAggregationError, match="set up for another round") as err:
+        rnd.server.collect_advertisements(ads)
+    assert err.value.kind == "inconsistent"
+    with pytest.raises(privcity.SecureAggregationError, match="set up for another round"):
+        odd.share_keys(ads)
+
+
+def test_a_bad_share_of_a_self_mask_secret_is_detected():
+    # Prepare
+    xs = inputs(5, seed=18)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=3)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    survivors = rnd.server.collect_masked(rnd.mask(routed))
+    answers = [rnd.clients[c].unmask(survivors) for c in survivors]
+    bad = bytearray(answers[0].self_mask_shares[ids[2]])
+    bad[0] ^= 1
+    answers[0] = Unmasking(answers[0].client, {**answers[0].self_mask_shares, ids[2]: bytes(bad)},
+                           answers[0].key_shares)
 
     # Execute / Assert
-    with pytest.raises(privcity.AuthenticationError):
-        other.masked_input(xs[ids[0]], routed[ids[0]])
+    with pytest.raises(privcity.SecureAggregationError, match="commitment") as err:
+        rnd.server.finish(answers)
+    assert err.value.kind == "inconsistent"
+
+
+def test_a_threshold_at_or_below_half_the_group_is_refused():
+    # Two disjoint halves told different survivor lists would give both shares of one client
+    xs = inputs(4, seed=19, d=10)
+    with pytest.raises(privcity.SecureAggregationError, match="exceed half") as err:
+        Round(xs, threshold=2).advertise()
+    assert err.value.kind == "threshold"
+    with pytest.raises(privcity.SecureAggregationError, match="exceed half"):
+        secure_sum(inputs(30, seed=19, d=10), neighbors=8, threshold=4)
+
+
+def test_secrets_are_dropped_once_used():
+    xs = inputs(3, seed=20, d=10)
+    rnd = Round(xs, threshold=2)
+    client = rnd.clients[sorted(xs)[0]]
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    assert client._s_seed == b""
+    rnd.mask(routed)
+    assert client._c is None and client._s is None and client._b_seed == b""
+    client.unmask(sorted(xs))
+    assert client._shares_held == {}
 
 
 def test_a_roster_without_the_clients_own_keys_is_refused():
@@ -260,20 +303,20 @@ def test_a_roster_without_the_clients_own_keys_is_refused():
 
 
 def test_rosters_with_duplicates_or_below_threshold_are_refused():
-    a, b = SecAggClient(1, 10, 2), SecAggClient(2, 10, 2)
+    a, b = SecAggClient(1, 10, 3), SecAggClient(2, 10, 3)
     ad_a, ad_b = a.advertise(), b.advertise()
     server = SecAggServer(10, 3)
     with pytest.raises(privcity.SecureAggregationError, match="threshold is 3"):
         server.collect_advertisements([ad_a, ad_b])
     with pytest.raises(privcity.SecureAggregationError, match="advertised twice"):
-        SecAggServer(10, 2).collect_advertisements([ad_a, ad_a])
+        SecAggServer(10, 3).collect_advertisements([ad_a, ad_a])
 
 
 def test_survivors_outside_the_clients_view_are_refused():
     # Prepare
     xs = inputs(4, seed=11)
     ids = sorted(xs)
-    rnd = Round(xs, threshold=2)
+    rnd = Round(xs, threshold=3)
     routed = rnd.server.route_shares(rnd.share(rnd.advertise(), skip=[ids[3]]))
     rnd.mask(routed)
 
@@ -347,19 +390,26 @@ def test_errors_pickle_with_their_kind():
 
 # --- SecAgg+ neighbourhoods ---------------------------------------------------------------------------
 
-def test_neighbourhood_groups_are_symmetric_of_the_stated_size_and_session_dependent():
-    from privcity.aggregate.secure import _groups
+def groups_of(n: int, neighbors: int, threshold: int, session: bytes = b"") -> dict:
+    """The groups a server computes for n fresh clients."""
+    server = SecAggServer(10, threshold, session=session, neighbors=neighbors)
+    server.collect_advertisements([SecAggClient(c, 10, threshold, session=session,
+                                                neighbors=neighbors).advertise()
+                                   for c in range(n)])
+    return server._groups
 
+
+def test_neighbourhood_groups_are_symmetric_of_the_stated_size_and_key_dependent():
     # Execute
     ids = list(range(40))
-    groups = _groups(ids, 6, 4, b"round 1")
-    other = _groups(ids, 6, 4, b"round 2")
+    groups = groups_of(40, 6, 4)
+    other = groups_of(40, 6, 4)  # other clients' keys: another graph
 
     # Assert: each client with itself and 6 neighbors; v in group(u) iff u in group(v)
     assert all(len(g) == 7 and c in g for c, g in groups.items())
     assert all((u in groups[v]) == (v in groups[u]) for u in ids for v in ids)
     assert groups != other
-    assert _groups(ids, 50, 4, b"round 1") == {c: ids for c in ids}  # k >= n - 1: everyone
+    assert groups_of(40, 50, 21) == {c: ids for c in ids}  # k >= n - 1: everyone
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
@@ -369,7 +419,7 @@ def test_neighbourhood_sum_is_exact_with_dropouts_at_every_step(dtype):
     ids = sorted(xs)
 
     # Execute
-    report = secure_sum(xs, neighbors=8, threshold=4, dtype=dtype,
+    report = secure_sum(xs, neighbors=8, threshold=5, dtype=dtype,
                         drop_before_sharing=ids[:2], drop_before_input=ids[10:14],
                         drop_before_unmask=ids[20:22])
 
@@ -382,18 +432,14 @@ def test_neighbourhood_sum_is_exact_with_dropouts_at_every_step(dtype):
 def test_neighbourhood_clients_send_only_to_their_group():
     # Prepare
     xs = inputs(30, seed=15, d=100)
-    rnd = Round(xs, threshold=3)
-    for cl in rnd.clients.values():
-        cl.neighbors = 4
-    rnd.server.neighbors = 4
+    rnd = Round(xs, threshold=3, neighbors=4)
     roster = rnd.advertise()
 
     # Execute
     sealed = rnd.share(roster)
 
     # Assert: 4 ciphertexts each, to clients that list the sender as a neighbour too
-    from privcity.aggregate.secure import _groups
-    groups = _groups(sorted(xs), 4, 3, b"round 1")
+    groups = rnd.server._groups
     for sender, boxes in sealed.items():
         assert sorted(boxes) == [c for c in groups[sender] if c != sender]
         assert all(sender in groups[r] for r in boxes)
@@ -403,15 +449,40 @@ def test_too_many_dropped_neighbours_leave_a_secret_unrebuildable():
     # Prepare: one client's whole group (but itself) drops before unmasking
     xs = inputs(30, seed=16, d=100)
     ids = sorted(xs)
-    from privcity.aggregate.secure import _groups
-    groups = _groups(ids, 4, 3, b"")
+    rnd = Round(xs, threshold=3, neighbors=4)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    survivors = rnd.server.collect_masked(rnd.mask(routed))
     victim = ids[7]
-    others = [c for c in groups[victim] if c != victim]
+    silent = set(rnd.server._groups[victim]) - {victim}
+    answers = [rnd.clients[c].unmask(survivors) for c in survivors if c not in silent]
 
     # Execute / Assert
     with pytest.raises(privcity.SecureAggregationError, match="self-mask secret came back") as err:
-        secure_sum(xs, neighbors=4, threshold=3, drop_before_unmask=others)
+        rnd.server.finish(answers)
     assert err.value.kind == "too_few"
+
+
+def test_survivors_split_into_unlinked_parts_are_refused():
+    # Prepare: a ring of groups (k = 2); two clients dropping before their input cut it in two,
+    # and the server could then unmask the sum of each part
+    xs = inputs(12, seed=21, d=50)
+    rnd = Round(xs, threshold=2, neighbors=2)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    groups = rnd.server._groups
+    a = sorted(xs)[0]
+    left, right = [c for c in groups[a] if c != a]
+    far = next(c for c in xs if c not in groups[a] and len(set(groups[c]) & set(groups[a])) == 0
+               and c not in groups[left] and c not in groups[right])
+    cut = {a, far}
+    masked = rnd.mask(routed, skip=cut)
+
+    # Execute / Assert: the server sees it, and so does every client asked to unmask
+    with pytest.raises(privcity.SecureAggregationError, match="unlinked") as err:
+        rnd.server.collect_masked(masked)
+    assert err.value.kind == "disconnected"
+    live = sorted(masked)
+    with pytest.raises(privcity.SecureAggregationError, match="unlinked"):
+        rnd.clients[live[0]].unmask(live)
 
 
 def test_a_threshold_above_the_group_size_is_refused():

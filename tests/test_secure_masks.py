@@ -135,3 +135,48 @@ def test_every_aes_path_gives_the_reference_masks(run_python, tmp_path, isa):
         for dtype, name in ((np.uint32, "out32"), (np.uint64, "out64")):
             want = reference(np.zeros(70_001, dtype), seeds, [1, -1, 1])
             assert np.array_equal(z[name], want), (isa, name)
+
+
+def test_threads_that_cannot_start_leave_the_work_to_the_caller(run_python):
+    # Prepare: an address-space limit that leaves room for few thread stacks (8 MiB each)
+    code = r'''
+import resource
+import numpy as np
+from privcity import _core
+out = np.zeros(4_000_000, np.uint32)
+ref = out.copy()
+seeds = np.arange(32, dtype=np.uint8)
+_core.mask_add_u32(ref, seeds, np.ones(1, np.int8), 1)
+used = int(open("/proc/self/statm").read().split()[0]) * 4096
+resource.setrlimit(resource.RLIMIT_AS, (used + 200 * 2**20,) * 2)
+_core.mask_add_u32(out, seeds, np.ones(1, np.int8), 5000)
+print("same" if np.array_equal(out, ref) else "differ")
+'''
+
+    # Execute
+    proc = run_python(code)
+
+    # Assert: no abort, and the same masks
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "same"
+
+
+def test_memory_for_the_round_keys_failing_raises_memory_error(run_python):
+    code = r'''
+import resource
+import numpy as np
+from privcity import _core
+n = 3_000_000  # 720 MB of round keys
+seeds = np.zeros(32 * n, np.uint8)
+signs = np.ones(n, np.int8)
+used = int(open("/proc/self/statm").read().split()[0]) * 4096
+resource.setrlimit(resource.RLIMIT_AS, (used + 300 * 2**20,) * 2)
+out = np.arange(4, dtype=np.uint32)
+try:
+    _core.mask_add_u32(out, seeds, signs)
+except MemoryError:
+    print("MemoryError", out.tolist())
+'''
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "MemoryError [0, 1, 2, 3]"

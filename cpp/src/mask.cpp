@@ -43,8 +43,10 @@ inline W load_le(const uint8_t* p) {
 }
 
 template <class W>
-void mask_add(W* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t n, int threads) {
-    if (d == 0 || n == 0) return;
+int mask_add(W* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t n,
+             int threads) noexcept {
+    if (d == 0 || n == 0) return 0;
+    try {
     constexpr size_t per_block = 16 / sizeof(W);
     const Aes aes = aes_kernels();
     std::vector<uint8_t> round_keys(n * 240);  // expanded once, read by every thread
@@ -68,18 +70,22 @@ void mask_add(W* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_
         detail::secure_wipe(ks, sizeof ks);
     });
     detail::secure_wipe(round_keys.data(), round_keys.size());
+    } catch (...) {  // out of memory for the round keys or the threads' bookkeeping, before
+        return -1;   // any word of out is changed (a thread that cannot start is not an error)
+    }
+    return 0;
 }
 
 }  // namespace
 
-void mask_add_u32(uint32_t* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t n,
-                  int threads) noexcept {
-    mask_add(out, d, seeds, signs, n, threads);
+int mask_add_u32(uint32_t* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t n,
+                 int threads) noexcept {
+    return mask_add(out, d, seeds, signs, n, threads);
 }
 
-void mask_add_u64(uint64_t* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t n,
-                  int threads) noexcept {
-    mask_add(out, d, seeds, signs, n, threads);
+int mask_add_u64(uint64_t* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t n,
+                 int threads) noexcept {
+    return mask_add(out, d, seeds, signs, n, threads);
 }
 
 }  // namespace privcity

@@ -56,8 +56,10 @@ const ReduceOps& ops() {
 
 constexpr size_t kTile = 65536;  // columns per step: 256 KiB of each row read in one run (prefetch-friendly), the float64 tile stays in L2
 
+constexpr int kMaxThreads = 256;  // more would only cost: each takes a fixed share of columns
+
 int thread_count(int threads, size_t work_items) {
-    int t = threads > 0 ? threads : reduce_default_threads();
+    int t = threads > 0 ? std::min(threads, kMaxThreads) : reduce_default_threads();
     if (size_t(t) > work_items) t = int(work_items ? work_items : 1);
     return t < 1 ? 1 : t;
 }
@@ -193,9 +195,19 @@ void parallel_ranges_indexed(size_t n, size_t grain, int threads, F&& body) {
     }
     std::vector<std::thread> extra;  // pool busy (another caller) or more threads asked for
     extra.reserve(size_t(t - 1));
-    for (int i = 1; i < t; ++i) {
+    int started = 1;
+    for (; started < t; ++started) {
+        const auto r = range(started);
+        const int i = started;
+        try {
+            extra.emplace_back([&body, r, i] { body(i, r.first, r.second); });
+        } catch (...) {  // no thread to be had (limits): this thread runs the ranges left
+            break;
+        }
+    }
+    for (int i = started; i < t; ++i) {
         const auto r = range(i);
-        extra.emplace_back([&body, r, i] { body(i, r.first, r.second); });
+        body(i, r.first, r.second);
     }
     const auto r0 = range(0);
     body(0, r0.first, r0.second);

@@ -116,11 +116,13 @@ class SecureAggregationError(PrivcityError):
     """A step of secure aggregation was refused; ``kind`` says why.
 
     Kinds: ``too_few`` (fewer clients than the threshold at some step: nothing is revealed),
-    ``protocol`` (a step called out of order or twice), ``unknown_client`` (a message from or
-    about a client outside the round), ``inconsistent`` (a roster or survivor list that
-    contradicts what this party saw), ``malformed`` (a bad key, vector or share). A share
-    ciphertext that fails authentication is :class:`AuthenticationError`. See
-    ``privcity.aggregate.secure``.
+    ``threshold`` (a threshold not above half of each client's group), ``disconnected`` (the
+    survivors fall apart into unlinked parts of the neighbourhood graph, whose sums could be
+    unmasked apart), ``protocol`` (a step called out of order or twice), ``unknown_client`` (a
+    message from or about a client outside the round), ``inconsistent`` (a roster, survivor
+    list, setting or rebuilt secret that contradicts what this party knows), ``malformed`` (a
+    bad key, vector or share). A share ciphertext that fails authentication is
+    :class:`AuthenticationError`. See ``privcity.aggregate.secure``.
     """
 
     # Defaults only so that pickling (cls(message), then the attributes) round-trips.

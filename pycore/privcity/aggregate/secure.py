@@ -62,7 +62,7 @@ __all__ = ["Advertisement", "SecAggClient", "SecAggServer", "SecureSumReport", "
 _PREFIX = b"privcity-secagg-v1|"
 _MAGIC = b"PCSA"
 _SHARE = 16  # bytes per Shamir share (pycryptodome's GF(2^128))
-_SHARES_BODY = struct.Struct(">4sqqHH")  # magic, sender, recipient, index of sender, of recipient
+_SHARES_BODY = struct.Struct(">4sqqII")  # magic, sender, recipient, index of sender, of recipient
 _MAX_ID = 2**63 - 1
 _KINDS = {np.dtype(np.uint32): _core.mask_add_u32, np.dtype(np.uint64): _core.mask_add_u64}
 _SUMS = {np.dtype(np.uint32): _core.modular_sum_u32, np.dtype(np.uint64): _core.modular_sum_u64}
@@ -150,23 +150,39 @@ def _combine(shares: list[tuple[int, bytes]]) -> bytes:
 
 @dataclass(frozen=True)
 class Advertisement:
-    """Step 0: a client's two X25519 public keys (raw 32 bytes each)."""
+    """Step 0: a client's two X25519 public keys (raw 32 bytes each), the digest of the round's
+    settings it was built with (session, dim, dtype, threshold, neighbors: every party must
+    agree) and its commitment to its self-mask secret b (SHA-256, so that a bad share of b is
+    caught when the server rebuilds it)."""
 
     client: int
     c_public: bytes
     s_public: bytes
+    settings: bytes
+    commitment: bytes
 
     def __post_init__(self) -> None:
         _client_id(self.client)
-        for name in ("c_public", "s_public"):
+        for name in ("c_public", "s_public", "settings", "commitment"):
             value = getattr(self, name)
             if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
-                raise _fail(f"{name} of client {self.client} must be 32 raw bytes", "malformed")
+                raise _fail(f"{name} of client {self.client} must be 32 bytes", "malformed")
+            object.__setattr__(self, name, bytes(value))
 
     @property
     def nbytes(self) -> int:
-        """Bytes on the wire: id and the two keys."""
-        return 8 + 64
+        """Bytes on the wire: the id and four 32-byte fields."""
+        return 8 + 4 * 32
+
+
+def _settings_digest(session: bytes, dim: int, dtype: np.dtype, threshold: int,
+                     neighbors: int | None) -> bytes:
+    return hashlib.sha256(_PREFIX + b"settings|" + _lp(session) + struct.pack(
+        ">qqqq", dim, dtype.itemsize, threshold, -1 if neighbors is None else neighbors)).digest()
+
+
+def _commit(b: bytes, session: bytes) -> bytes:
+    return hashlib.sha256(_PREFIX + b"commit b|" + _lp(session) + b).digest()
 
 
 @dataclass(frozen=True)
@@ -183,7 +199,7 @@ class Unmasking:
         return 8 + (8 + _SHARE) * (len(self.self_mask_shares) + len(self.key_shares))
 
 
-def _roster(advertisements: Any, threshold: int) -> dict[int, Advertisement]:
+def _roster(advertisements: Any, threshold: int, settings: bytes) -> dict[int, Advertisement]:
     if isinstance(advertisements, Mapping):
         items = list(advertisements.values())
     else:
@@ -195,6 +211,9 @@ def _roster(advertisements: Any, threshold: int) -> dict[int, Advertisement]:
             raise TypeError(f"advertisements must be Advertisement objects, not {type(adv).__name__}")
         if adv.client in roster:
             raise _fail(f"client {adv.client} advertised twice", "malformed")
+        if adv.settings != settings:
+            raise _fail(f"client {adv.client} was set up for another round (session, dim, dtype, "
+                        "threshold or neighbors differ)", "inconsistent")
         if adv.c_public in keys or adv.s_public in keys:
             raise _fail(f"client {adv.client} reuses a public key already advertised", "malformed")
         keys.update((adv.c_public, adv.s_public))
@@ -205,28 +224,56 @@ def _roster(advertisements: Any, threshold: int) -> dict[int, Advertisement]:
     return dict(sorted(roster.items()))
 
 
-def _groups(ids: list[int], neighbors: int | None, threshold: int,
+def _groups(roster: dict[int, Advertisement], neighbors: int | None, threshold: int,
             session: bytes) -> dict[int, list[int]]:
     """Each client's group: itself and the clients it shares its secrets with and masks
     against, sorted by id. neighbors=None: everyone (Bonawitz et al. 2017). Otherwise SecAgg+
     (Bell et al. 2020): a Harary graph H(n, k) (k = neighbors rounded up to even: each client
     linked to the k/2 next and k/2 previous ones) over an order of the clients drawn from the
-    session (SHA-256 of each id), the same on every party; the graph is symmetric, so the
-    pairwise masks still cancel."""
+    session and every advertised key (so that no party can choose it before all the keys are
+    in), the same on every party; the graph is symmetric, so the pairwise masks still cancel.
+
+    The threshold must exceed half of each group: a server that told some of a client's group
+    it survived and the others it dropped would otherwise collect both its self-mask secret
+    and its key from two disjoint sets of answers, and so its input."""
+    ids = list(roster)
     n = len(ids)
     if neighbors is None or neighbors >= n - 1:
-        return {c: list(ids) for c in ids}
-    half = (neighbors + 1) // 2
-    tag = _PREFIX + b"graph|" + _lp(session)
-    order = sorted(ids, key=lambda c: (hashlib.sha256(tag + struct.pack(">q", c)).digest(), c))
-    groups = {}
-    for p, c in enumerate(order):
-        near = {order[(p + j) % n] for j in range(-half, half + 1)}
-        groups[c] = sorted(near)
-    if threshold > 2 * half + 1:
-        raise _fail(f"the threshold {threshold} exceeds the group of each client ({2 * half} "
-                    "neighbors and itself)", "too_few")
+        groups = {c: list(ids) for c in ids}
+        size = n
+    else:
+        half = (neighbors + 1) // 2
+        size = 2 * half + 1
+        seed = hashlib.sha256(_PREFIX + b"graph|" + _lp(session) + b"".join(
+            struct.pack(">q", c) + a.c_public + a.s_public for c, a in roster.items())).digest()
+        order = sorted(ids, key=lambda c: (hashlib.sha256(seed + struct.pack(">q", c)).digest(), c))
+        groups = {}
+        for p, c in enumerate(order):
+            groups[c] = sorted({order[(p + j) % n] for j in range(-half, half + 1)})
+    if threshold > size:
+        raise _fail(f"the threshold {threshold} exceeds the group of each client ({size}, "
+                    "itself included)", "too_few")
+    if 2 * threshold <= size:
+        raise _fail(f"the threshold {threshold} must exceed half of each client's group "
+                    f"({size}): at least {size // 2 + 1}", "threshold")
     return groups
+
+
+def _connected(members: set[int], groups: dict[int, list[int]]) -> bool:
+    """Whether the graph of the groups, restricted to members, is connected: if it is not, the
+    sum of each part could be unmasked apart from the rest."""
+    if not members:
+        return True
+    start = next(iter(members))
+    seen = {start}
+    todo = [start]
+    while todo:
+        u = todo.pop()
+        for v in groups[u]:
+            if v in members and v not in seen:
+                seen.add(v)
+                todo.append(v)
+    return len(seen) == len(members)
 
 
 def _shamir_index(groups: dict[int, list[int]], owner: int, holder: int) -> int:
@@ -252,8 +299,9 @@ class SecAggClient:
         Length of the vectors summed.
     threshold : int
         Shares needed to rebuild a secret: the round completes if at least this many clients'
-        masked inputs arrive, and fewer than this many colluding clients (with the server)
-        learn nothing. At least 2; above half the cohort is the usual choice.
+        masked inputs arrive (in each client's group), and fewer than this many colluding
+        clients (with the server) learn nothing. It must exceed half of each client's group
+        (the cohort, or k + 1 with neighbors=k), checked once the roster is known.
     dtype : uint32 or uint64
         The sum is taken mod 2**32 or 2**64.
     session : bytes
@@ -275,15 +323,20 @@ class SecAggClient:
         self.dtype = _dtype(dtype)
         self.session = _session(session)
         self.neighbors = _neighbors(neighbors)
-        self._c = x25519.X25519PrivateKey.generate()
+        self._settings = _settings_digest(self.session, self.dim, self.dtype, self.threshold,
+                                          self.neighbors)
+        # Secrets, each dropped once no later step needs it.
+        self._c: x25519.X25519PrivateKey | None = x25519.X25519PrivateKey.generate()
         self._s_seed = os.urandom(_SHARE)
-        self._s = _s_key(self._s_seed, self.session)
+        self._s: x25519.X25519PrivateKey | None = _s_key(self._s_seed, self.session)
+        self._b_seed = os.urandom(_SHARE)
+        self._c_public = _raw_public(self._c)
+        self._s_public = _raw_public(self._s)
         self._roster: dict[int, Advertisement] | None = None
         self._groups: dict[int, list[int]] = {}
         self._index: dict[int, int] = {}  # member of this client's group -> its Shamir index
         self._shares_held: dict[int, tuple[bytes, bytes]] = {}  # sender -> (s share, b share)
         self._sharers: list[int] | None = None  # U2, as this client saw it
-        self._b_seed = b""
         self._step = 0
 
     def _advance(self, step: int, name: str) -> None:
@@ -294,28 +347,31 @@ class SecAggClient:
         self._step = step + 1
 
     def advertise(self) -> Advertisement:
-        """Step 0: the public keys to send to the server."""
+        """Step 0: the public keys (and the settings digest and commitment to b) to send to the
+        server."""
         self._advance(0, "advertise")
-        return Advertisement(self.client, _raw_public(self._c), _raw_public(self._s))
+        return Advertisement(self.client, self._c_public, self._s_public, self._settings,
+                             _commit(self._b_seed, self.session))
 
     def share_keys(self, roster: Any) -> dict[int, bytes]:
         """Step 1: given every advertisement the server received (this client's included), the
         sealed shares for each other client of its group: {recipient id: ciphertext}."""
         self._advance(1, "share_keys")
-        roster = _roster(roster, self.threshold)
+        roster = _roster(roster, self.threshold, self._settings)
         mine = roster.get(self.client)
-        if mine is None or mine.c_public != _raw_public(self._c) or mine.s_public != _raw_public(self._s):
+        if mine is None or mine.c_public != self._c_public or mine.s_public != self._s_public \
+                or mine.commitment != _commit(self._b_seed, self.session):
             raise _fail(f"client {self.client}'s own advertisement is missing or altered in the "
                         "roster", "inconsistent")
+        assert self._c is not None
         self._roster = roster
-        self._groups = _groups(list(roster), self.neighbors, self.threshold, self.session)
+        self._groups = _groups(roster, self.neighbors, self.threshold, self.session)
         group = self._groups[self.client]
         self._index = {cid: i + 1 for i, cid in enumerate(group)}
         n = len(group)
-        b_seed = os.urandom(_SHARE)
         s_shares = _split(self._s_seed, self.threshold, n)
-        b_shares = _split(b_seed, self.threshold, n)
-        self._b_seed = b_seed
+        b_shares = _split(self._b_seed, self.threshold, n)
+        self._s_seed = b""  # its shares are all that is needed from now on
         out: dict[int, bytes] = {}
         for cid in group:
             adv = roster[cid]
@@ -336,10 +392,15 @@ class SecAggClient:
         mod 2**bits), given the shares the server routed to it: {sender id: ciphertext}, from
         every client that completed step 1 (U2)."""
         self._advance(2, "masked_input")
-        assert self._roster is not None
+        assert self._roster is not None and self._c is not None and self._s is not None
         vec = _vector(x, self.dim, self.dtype, f"client {self.client}'s input")
+        if not isinstance(ciphertexts, Mapping):
+            raise TypeError("ciphertexts must map sender ids to bytes")
         for sender, ct in sorted(ciphertexts.items()):
             sender = _client_id(sender, "sender id")
+            if not isinstance(ct, (bytes, bytearray, memoryview)):
+                raise TypeError(f"the ciphertext from client {sender} must be bytes, not "
+                                f"{type(ct).__name__}")
             adv = self._roster.get(sender)
             if adv is None or sender == self.client or sender not in self._index:
                 raise _fail(f"client {self.client} got shares from {sender}, not another client "
@@ -351,8 +412,9 @@ class SecAggClient:
             except AuthenticationError:
                 raise AuthenticationError(f"client {self.client}: the shares from client "
                                           f"{sender} failed authentication") from None
-            head = _SHARES_BODY.unpack_from(body)
-            if (len(body) != _SHARES_BODY.size + 2 * _SHARE or head[0] != _MAGIC
+            head = _SHARES_BODY.unpack_from(body) if len(body) == _SHARES_BODY.size + 2 * _SHARE \
+                else (None,)
+            if (head[0] != _MAGIC
                     or head[1:] != (sender, self.client, _shamir_index(self._groups, sender, sender),
                                     _shamir_index(self._groups, sender, self.client))):
                 raise _fail(f"client {self.client}: malformed shares from client {sender}",
@@ -374,6 +436,8 @@ class SecAggClient:
             signs.append(1 if self.client < v else -1)
         out = vec.copy()
         _KINDS[self.dtype](out, np.frombuffer(b"".join(seeds), np.uint8), np.array(signs, np.int8))
+        self._c = self._s = None  # the shares are open and the masks made
+        self._b_seed = b""
         return out
 
     def unmask(self, survivors: Collection[int]) -> Unmasking:
@@ -401,10 +465,14 @@ class SecAggClient:
         if len(alive) < self.threshold:
             raise _fail(f"only {len(alive)} masked inputs arrived from client {self.client}'s "
                         f"group; the threshold is {self.threshold}: nothing is revealed", "too_few")
+        if not _connected(live, self._groups):
+            raise _fail(f"client {self.client}: the survivors fall apart into unlinked parts, "
+                        "whose sums could each be unmasked: nothing is revealed", "disconnected")
+        held, self._shares_held = self._shares_held, {}
         return Unmasking(
             client=self.client,
-            self_mask_shares={w: self._shares_held[w][1] for w in sorted(alive)},
-            key_shares={w: self._shares_held[w][0] for w in self._sharers if w not in live})
+            self_mask_shares={w: held[w][1] for w in sorted(alive)},
+            key_shares={w: held[w][0] for w in self._sharers if w not in live})
 
 
 class SecAggServer:
@@ -419,6 +487,8 @@ class SecAggServer:
         self.dtype = _dtype(dtype)
         self.session = _session(session)
         self.neighbors = _neighbors(neighbors)
+        self._settings = _settings_digest(self.session, self.dim, self.dtype, self.threshold,
+                                          self.neighbors)
         self.roster: dict[int, Advertisement] = {}
         self.sharers: list[int] = []
         self._groups: dict[int, list[int]] = {}
@@ -426,18 +496,22 @@ class SecAggServer:
 
     def collect_advertisements(self, advertisements: Any) -> dict[int, Advertisement]:
         """Step 0 -> 1: the roster to broadcast (refused below the threshold)."""
-        roster = _roster(advertisements, self.threshold)
-        self._groups = _groups(list(roster), self.neighbors, self.threshold, self.session)
+        roster = _roster(advertisements, self.threshold, self._settings)
+        self._groups = _groups(roster, self.neighbors, self.threshold, self.session)
         self.roster = roster
         return roster
 
     def route_shares(self, sealed: Mapping[int, Mapping[int, bytes]]) -> dict[int, dict[int, bytes]]:
         """Step 1 -> 2: {sender: {recipient: ct}} from the clients that answered, regrouped as
         {recipient: {sender: ct}}; the senders are U2 (the clients that shared keys)."""
+        if not isinstance(sealed, Mapping):
+            raise TypeError("sealed must map sender ids to {recipient id: ciphertext}")
         routed: dict[int, dict[int, bytes]] = {cid: {} for cid in sealed}
         for sender, boxes in sealed.items():
             if sender not in self.roster:
                 raise _fail(f"shares from client {sender}, not in the roster", "unknown_client")
+            if not isinstance(boxes, Mapping):
+                raise TypeError(f"the shares of client {sender} must map recipient ids to bytes")
             for recipient, ct in boxes.items():
                 if recipient in sealed and recipient != sender:
                     routed[recipient][sender] = ct
@@ -459,6 +533,10 @@ class SecAggServer:
         if len(got) < self.threshold:
             raise _fail(f"{len(got)} masked inputs arrived; the threshold is {self.threshold}",
                         "too_few")
+        if not _connected(set(got), self._groups):
+            raise _fail("the survivors fall apart into unlinked parts of the neighbourhood graph "
+                        "(too many dropped out around some): the clients would refuse to unmask",
+                        "disconnected")
         self._masked = dict(sorted(got.items()))
         return list(self._masked)
 
@@ -466,6 +544,9 @@ class SecAggServer:
         """Step 3: the sum (mod 2**bits, as dtype) of the survivors' inputs. Each secret to
         rebuild (b_w of a survivor, s_w of a client that shared keys but sent no input) needs
         `threshold` shares from answering clients of w's group."""
+        for r in responses:
+            if not isinstance(r, Unmasking):
+                raise TypeError(f"responses must be Unmasking objects, not {type(r).__name__}")
         answers = {r.client: r for r in responses if r.client in self._masked}
         if len(answers) < self.threshold:
             raise _fail(f"{len(answers)} survivors answered the unmasking; the threshold is "
@@ -480,14 +561,24 @@ class SecAggServer:
                 r = answers.get(v)
                 table = None if r is None else (r.self_mask_shares if kind == "b" else r.key_shares)
                 if table is not None and w in table:
-                    shares.append((_shamir_index(self._groups, w, v), table[w]))
+                    share = table[w]
+                    if not isinstance(share, (bytes, bytearray)) or len(share) != _SHARE:
+                        raise _fail(f"client {v}'s share for client {w} is not {_SHARE} bytes",
+                                    "malformed")
+                    shares.append((_shamir_index(self._groups, w, v), bytes(share)))
                     if len(shares) == self.threshold:
                         return _combine(shares)
             what = "self-mask secret" if kind == "b" else "key"
             raise _fail(f"only {len(shares)} shares of client {w}'s {what} came back; the "
                         f"threshold is {self.threshold}", "too_few")
 
-        seeds = [_self_mask_seed(rebuild(w, "b"), self.session) for w in survivors]
+        seeds = []
+        for w in survivors:
+            b = rebuild(w, "b")
+            if _commit(b, self.session) != self.roster[w].commitment:
+                raise _fail(f"the self-mask secret rebuilt for client {w} does not match its "
+                            "commitment (a bad share)", "inconsistent")
+            seeds.append(_self_mask_seed(b, self.session))
         signs = [-1] * len(seeds)
         for w in dropped:
             s_w = _s_key(rebuild(w, "s"), self.session)
@@ -563,7 +654,9 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     if first.ndim != 1:
         raise ValueError(f"inputs must be 1-D integer vectors, got shape {first.shape}")
     dim = int(first.shape[0])
-    group = len(ids) if neighbors is None else min(len(ids), 2 * ((neighbors + 1) // 2) + 1)
+    neighbors = _neighbors(neighbors)
+    group = len(ids) if neighbors is None or neighbors >= len(ids) - 1 \
+        else 2 * ((neighbors + 1) // 2) + 1
     t = threshold if threshold is not None else max(2, group // 2 + 1)
     server = SecAggServer(dim, t, dtype=dtype, session=session, neighbors=neighbors)
     clients = {c: SecAggClient(c, dim, t, dtype=dtype, session=session, neighbors=neighbors)
