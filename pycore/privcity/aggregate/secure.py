@@ -7,12 +7,13 @@ One round, four messages per client (each a plain object of bytes and arrays, so
 carries them; the server only routes and adds)::
 
     0. advertise()        client -> server: two X25519 public keys, c (to encrypt its shares to
-                          the others) and s (to agree its pairwise masks).
-    1. share_keys(roster) client -> server -> every other client: the client draws a self-mask
-                          secret b_u, splits b_u and the secret its s key derives from
-                          threshold-out-of-n with Shamir's scheme (pycryptodome, GF(2^128);
-                          16-byte secrets, expanded by HKDF), and seals each other
-                          client's shares under an AES-256-GCM key agreed from the c keys.
+                          the others) and s (to agree its pairwise masks), a digest of the
+                          round's settings and a commitment to its self-mask secret b_u.
+    1. share_keys(roster) client -> server -> every other client of its group: the client
+                          splits b_u and the secret its s key derives from threshold-out-of-n
+                          with Shamir's scheme (pycryptodome, GF(2^128); 16-byte secrets,
+                          expanded by HKDF), and seals each other client's shares under an
+                          AES-256-GCM key agreed from the c keys.
     2. masked_input(x, ciphertexts)
                           client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^bits,
                           over every v that shared its keys in step 1; s_uv = HKDF(X25519(s_u,
@@ -20,21 +21,26 @@ carries them; the server only routes and adds)::
                           the sum.
     3. unmask(survivors)  client -> server: its shares of b_w for each w whose y arrived, and of
                           s_w for each w that shared keys but sent no y. Never both for one
-                          client, at most once, and only if at least `threshold` y arrived.
+                          client, at most once, only if at least `threshold` of its group's y
+                          arrived and only if the survivors stay linked in the graph.
 
-    SecAggServer.finish() rebuilds those b_w and s_w from `threshold` responses, removes the
-    self masks and the dropped clients' pairwise masks, and returns sum x_u (mod 2^bits) over
-    the clients whose y arrived.
+    SecAggServer.finish() rebuilds those b_w and s_w from `threshold` shares each (checking them
+    against the commitments and advertised keys), removes the self masks and the dropped
+    clients' pairwise masks, and returns sum x_u (mod 2^bits) over the clients whose y arrived.
+
+The threshold must exceed half of each client's group (the cohort, or k + 1 with
+neighbors=k): a server telling different clients different survivor lists then cannot collect
+both secrets of one client.
 
 PRG(seed) is AES-256-CTR under the 32-byte seed from counter 0, read as little-endian words
 (privcity._core.mask_add_u32/_u64, checked against ``cryptography``'s AES-CTR).
 
 Threat model: an honest-but-curious server (it follows the protocol but reads everything it
 routes), colluding with fewer than `threshold` clients, learns nothing about the inputs of the
-others beyond their sum. Not covered: a server that lies (Bonawitz's malicious variant signs
-the advertisements and checks consistency; here authenticate the messages with
-``privcity.crypto.envelope``), and anything the sum itself reveals (add DP noise before
-masking). Quantize float updates to integers first (e.g. ``SecureRNG.clip_round_add_
+others beyond their sum. Not covered: a server that lies in other ways (Bonawitz's malicious
+variant signs the advertisements and adds a consistency round; here authenticate the
+messages with ``privcity.crypto.envelope``), and anything the sum itself reveals (add DP noise
+before masking). See docs/secure-aggregation.md. Quantize float updates to integers first (e.g. ``SecureRNG.clip_round_add_
 discrete_gaussian``), with room for n of them in `bits`.
 """
 from __future__ import annotations

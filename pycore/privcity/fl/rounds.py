@@ -180,7 +180,6 @@ class Gateway:
             report.privacy_seconds.append(clip_share + time.perf_counter() - t1)
         return report
 
-
     def _secure_sum(self, report: GatewayReport, rows: np.ndarray, norms: np.ndarray,
                     ids: np.ndarray, weights: np.ndarray, cohort: np.ndarray,
                     clip: float | None, adaptive_bit: bool, secure: dict[str, Any],
@@ -199,7 +198,8 @@ class Gateway:
         for d, q, ok in zip(ids, quantized, fits):
             if ok:
                 inputs[int(d)] = q
-        silent = [d for d in inputs if d not in set(senders)]  # dropped out after sharing keys
+        sending = set(senders)
+        silent = [d for d in inputs if d not in sending]  # dropped out after sharing keys
         session = b"privcity-sim|" + np.array([self.seed, round_index, int(self.devices[0])],
                                               np.int64).tobytes()
         try:

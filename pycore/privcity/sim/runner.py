@@ -730,7 +730,8 @@ def summary_table(results: dict[str, Any]) -> str:
         notes.append(
             f"secure aggregation (SecAgg+, {results['config']['secagg_neighbors']} neighbours, "
             f"at each gateway): the servers saw only sums; bytes sent include the key exchange"
-            + (f"; {lost} device update(s) lost with a group below its threshold" if lost else ""))
+            + (f"; {lost} device update(s) lost in gateway rounds that could not complete "
+               "(a group below its threshold, or the survivors cut apart)" if lost else ""))
     if fd["stopped"]:
         notes.append(f"FL + DP stopped after {fd['rounds_run']} round(s): {fd['stopped']}")
     diverged = sum(x.get("diverged", 0) for run in ("fl", "fl_dp")
