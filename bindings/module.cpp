@@ -714,7 +714,8 @@ void bind_reduce(py::module_& m) {
         float* o = out.mutable_data();
         uint8_t* b = bad.mutable_data();
         const double* wp = w.data();
-        without_gil_if(work_bytes(r) >= 65536, [&] { reduce_weighted_mean_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, scale, threads); });
+        const size_t nbad = without_gil_if(work_bytes(r) >= 65536, [&] { return reduce_weighted_mean_f32(o, b, r.ptr.data(), wp, r.ptr.size(), r.d, scale, threads); });
+        if (nbad == SIZE_MAX) throw std::bad_alloc();  // pybind11 raises MemoryError
         return py::make_tuple(out, bad);
     }, py::arg("updates"), py::arg("weights").noconvert(), py::arg("scale"), py::arg("threads") = 0);
     m.def("accumulate_f32", [](carray<double> out, carray<double> acc, carray<float> x, double w, int threads) {

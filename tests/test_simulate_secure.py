@@ -51,38 +51,72 @@ def test_the_model_matches_the_plain_run_within_the_rounding(secure_city, plain_
 def test_secure_runs_send_more_bytes_and_say_so(secure_city, plain_city):
     # Assert: masked vectors plus the key exchange and the shares, all counted
     assert secure_city["fl"]["bytes_total"] > plain_city["fl"]["bytes_total"]
-    assert all(x["refused"] == 0 for x in secure_city["rounds"]["fl"])
+    assert all(x["refused"] == 0 and x["lost"] == 0 for x in secure_city["rounds"]["fl"])
     assert secure_city["config"]["secure_aggregation"] is True
     assert secure_city["fl"]["device_privacy_seconds"]["p50"] > 0
 
 
 def test_dropouts_after_the_key_exchange_are_recovered(tmp_path):
-    # Execute: a fifth of the sampled devices share keys and then send nothing
-    r = run(tmp_path, dropout=0.2, secagg_neighbors=30)
-    plain = run(tmp_path / "p", dropout=0.2, secagg_neighbors=30, secure_aggregation=False)
+    # Execute: three in ten sampled devices share keys and then send nothing; the neighbours
+    # are chosen from the cohort and the dropout
+    r = run(tmp_path, dropout=0.3, secagg_neighbors=0)
+    plain = run(tmp_path / "p", dropout=0.3, secure_aggregation=False)
 
     # Assert: the same devices counted, the same model to the rounding
     assert [x["reported"] for x in r["rounds"]["fl"]] == [x["reported"] for x in plain["rounds"]["fl"]]
-    assert all(x["refused"] == 0 for x in r["rounds"]["fl"])
+    assert all(x["lost"] == 0 for x in r["rounds"]["fl"])
     assert r["fl"]["score"] == pytest.approx(plain["fl"]["score"], abs=2e-3)
 
 
-def test_mpiexec_2_ranks_gives_the_one_process_result(tmp_path, secure_city):
-    # Prepare
+BLOCKS = dict(secagg_cohort=10, dropout=0.3, secagg_neighbors=0)  # blocks of 40 devices: 4
+
+
+def test_mpiexec_3_ranks_give_the_one_process_result_block_for_block(tmp_path):
+    # Prepare: four blocks of devices, two gateways of two blocks each; devices drop out
     mpiexec, env = _mpiexec_and_env()
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SECURE.items() if k != "secure_aggregation"]
+    one = run(tmp_path / "one", epsilon=8.0, **BLOCKS)
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**SECURE, **BLOCKS}.items()
+             if k != "secure_aggregation"]
     out = tmp_path / "mpi"
 
     # Execute
-    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "privcity.cli", "simulate",
+    proc = subprocess.run([mpiexec, "-n", "3", sys.executable, "-m", "privcity.cli", "simulate",
                            *flags, "--secure-aggregation", "--epsilon=8.0", f"--out={out}",
                            "--quiet"], env=env, capture_output=True, text=True, timeout=300)
 
-    # Assert: the sums are exact, so the models are bit-identical
+    # Assert: the same blocks run the same rounds, and the sums are exact: bit-identical
+    # models, the same counts and the same bytes
     assert proc.returncode == 0, proc.stdout + proc.stderr
     got = json.loads((out / "metrics.json").read_text())
-    assert got["ranks"] == 2
-    assert got["final_params_sha256"] == secure_city["final_params_sha256"]
+    assert got["ranks"] == 3
+    assert got["final_params_sha256"] == one["final_params_sha256"]
+    for run_ in ("fl", "fl_dp"):
+        keys = ("reported", "lost", "bytes_sent", "diverged")
+        assert [{k: x[k] for k in keys} for x in got["rounds"][run_]] == \
+            [{k: x[k] for k in keys} for x in one["rounds"][run_]]
+
+
+def test_devices_are_split_among_ranks_in_whole_blocks():
+    from privcity.sim.runner import _rank_devices, secagg_block
+
+    cfg = load_config(None, devices=1000, sample_rate=0.1, secure_aggregation=True,
+                      secagg_cohort=20)
+    block = secagg_block(cfg)
+    parts = _rank_devices(cfg, 1000, 3)
+    assert block == 200
+    assert [(int(p[0]), int(p[-1])) for p in parts] == [(0, 399), (400, 799), (800, 999)]
+    assert np.array_equal(np.concatenate(parts), np.arange(1000))
+
+
+def test_tiny_clip_norms_get_a_finer_fixed_point(tmp_path):
+    # Execute: a clip far below the default grid (0.5 sqrt(P) 2**-20 would exceed it)
+    r = run(tmp_path, clip=3e-6)
+
+    # Assert
+    assert r["fl_dp"]["rounds_run"] == 3 and np.isfinite(r["fl_dp"]["score"])
+    from privcity.fl.rounds import secure_scale_bits
+    assert secure_scale_bits(3e-6, 100) == 20 + 22  # ceil(log2(10 / 3e-6)) = 22
+    assert 0.5 * np.sqrt(100) * 2.0**-secure_scale_bits(3e-6, 100) <= 3e-6 * 2.0**-21
 
 
 def test_robust_aggregators_are_refused_with_secure_aggregation():
@@ -131,3 +165,28 @@ def test_dp_fedavg_from_the_sum_records_the_round_and_noises_at_the_clip():
 def test_fixed_point_scale_leaves_room_for_many_devices():
     # 2**48 per device and coordinate: 2**14 devices at a gateway stay within int64
     assert 48 + 14 < 63 and SECURE_SCALE_BITS == 20
+
+
+def test_neighbours_are_chosen_from_the_binomial_tail():
+    import scipy.stats
+
+    from privcity.aggregate import neighbors_for
+
+    for cohort, dropout in ((100, 0.0), (100, 0.1), (200, 0.3), (1000, 0.2), (60, 0.4)):
+        k = neighbors_for(cohort, dropout)
+        if k is None:  # everyone: no smaller group was safe enough
+            continue
+        size = k + 1
+        fail = scipy.stats.binom.cdf(size // 2, size, 1 - dropout)  # survivors <= size // 2
+        assert cohort * fail <= 1e-6 * (1 + 1e-9)
+        if k > 2:  # the next smaller group would not do
+            smaller = k - 1
+            assert cohort * scipy.stats.binom.cdf(smaller // 2, smaller, 1 - dropout) > 1e-6
+    assert neighbors_for(2, 0.1) is None and neighbors_for(500, 0.6) is None
+    with pytest.raises(ValueError):
+        neighbors_for(10, 1.0)
+
+
+def test_dropout_of_half_or_more_is_refused_with_secure_aggregation():
+    with pytest.raises(ValueError, match="'dropout'.*more than half"):
+        load_config(None, secure_aggregation=True, dropout=0.5)

@@ -285,29 +285,40 @@ size_t reduce_weighted_mean_f32(float* out, uint8_t* bad, const float* const* ro
                                 size_t k, size_t d, double scale, int threads) noexcept {
     const ReduceOps& op = ops();
     const int t = thread_count(threads, (d + kTile - 1) / kTile);
-    std::vector<uint8_t> flags(size_t(t) * k, 0);  // one row of flags per thread: no sharing
-    parallel_ranges_indexed(d, kTile, t, [&](int i, size_t j0, size_t j1) {
-        uint8_t* nf = flags.data() + size_t(i) * k;
-        // The float64 sums of one tile of columns, kept by this thread between calls (the
-        // pool's threads live on), so a call allocates and page-faults nothing of size d.
-        thread_local std::vector<double> tile;
-        if (tile.size() < kTile) tile.assign(kTile, 0.0);
-        std::vector<const float*> at(k);  // the rows from column j on
-        for (size_t j = j0; j < j1; j += kTile) {
-            const size_t n = std::min(j1, j + kTile) - j;
-            for (size_t r = 0; r < k; ++r) at[r] = rows[r] + j;
-            op.wsum(tile.data(), at.data(), w, nullptr, nf, k, 0, n);
-            op.scale(out + j, tile.data(), scale, 0, n);
+    try {
+        std::vector<uint8_t> flags(size_t(t) * k, 0);  // one row of flags per thread: no sharing
+        std::atomic_bool failed{false};
+        parallel_ranges_indexed(d, kTile, t, [&](int i, size_t j0, size_t j1) {
+            uint8_t* nf = flags.data() + size_t(i) * k;
+            try {  // an exception must not leave a worker thread (std::terminate)
+                // The float64 sums of one tile of columns, kept by this thread between calls
+                // (the pool's threads live on), so a call allocates and page-faults nothing of
+                // size d.
+                thread_local std::vector<double> tile;
+                if (tile.size() < kTile) tile.assign(kTile, 0.0);
+                std::vector<const float*> at(k);  // the rows from column j on
+                for (size_t j = j0; j < j1; j += kTile) {
+                    const size_t n = std::min(j1, j + kTile) - j;
+                    for (size_t r = 0; r < k; ++r) at[r] = rows[r] + j;
+                    op.wsum(tile.data(), at.data(), w, nullptr, nf, k, 0, n);
+                    op.scale(out + j, tile.data(), scale, 0, n);
+                }
+            } catch (...) {
+                failed.store(true);
+            }
+        });
+        if (failed.load()) return SIZE_MAX;
+        size_t nbad = 0;
+        for (size_t r = 0; r < k; ++r) {
+            uint8_t b = 0;
+            for (int i = 0; i < t; ++i) b |= flags[size_t(i) * k + r];
+            bad[r] = b;
+            nbad += b;
         }
-    });
-    size_t nbad = 0;
-    for (size_t r = 0; r < k; ++r) {
-        uint8_t b = 0;
-        for (int i = 0; i < t; ++i) b |= flags[size_t(i) * k + r];
-        bad[r] = b;
-        nbad += b;
+        return nbad;
+    } catch (...) {  // out of memory for the flags or a thread's tile: nothing to report
+        return SIZE_MAX;
     }
-    return nbad;
 }
 
 int reduce_accumulate_f32(double* out, const double* acc, const float* x, double w, size_t d,

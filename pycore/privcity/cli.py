@@ -63,9 +63,12 @@ _FLAG_HELP = {
                  "'district=pseudonymize,hour=generalize,household_size=laplace' (keep, drop, "
                  "laplace, generalize, pseudonymize; default by the schema's flags)",
     "adaptive_clip": "adapt the clip norm to the median update norm (Andrew et al. 2021)",
-    "secure_aggregation": "sum the devices' updates under secure aggregation (SecAgg+, at "
-                          "each gateway): no server sees one device's update",
-    "secagg_neighbors": "neighbours of each device in its secure-aggregation group",
+    "secure_aggregation": "sum the devices' updates under secure aggregation (SecAgg+ in fixed "
+                          "blocks of devices): no server sees one device's update",
+    "secagg_cohort": "expected devices per secure-aggregation round (sets the block size: "
+                     "cohort / sample rate devices)",
+    "secagg_neighbors": "neighbours of each device in its secure-aggregation group; 0: the "
+                        "fewest that keep a round's failure chance below 1e-6 at the dropout",
     "centralized_epochs": "epochs of the centralized baseline on the pooled raw data",
     "baseline_devices": "train the centralized baseline on the pooled records of this many "
                         "devices, a seeded uniform sample (0: every device; a large city's "

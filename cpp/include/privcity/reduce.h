@@ -17,7 +17,8 @@ namespace privcity {
 // each thread (in its L2), so nothing of size d but out is written. bad[r] is set to 1 for
 // every row r holding a NaN or Inf (0 otherwise), detected in the same pass; the count is
 // returned, and out is then not a mean of anything: call again without those rows (and with
-// the scale of the rows left). Rows with weight 0 are still checked.
+// the scale of the rows left). Rows with weight 0 are still checked. Returns SIZE_MAX if memory
+// for the per-thread tiles could not be had (out is then meaningless).
 size_t reduce_weighted_mean_f32(float* out, uint8_t* bad, const float* const* rows,
                                 const double* w, size_t k, size_t d, double scale,
                                 int threads) noexcept;

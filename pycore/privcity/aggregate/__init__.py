@@ -35,6 +35,7 @@ from .robust import median as median
 from .robust import trimmed_mean as trimmed_mean
 from .secure import SecAggClient as SecAggClient
 from .secure import SecAggServer as SecAggServer
+from .secure import neighbors_for as neighbors_for
 from .secure import secure_sum as secure_sum
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "krum",
     "median",
     "modular_sum",
+    "neighbors_for",
     "secure_sum",
     "trimmed_mean",
     "weighted_mean",

@@ -46,6 +46,7 @@ discrete_gaussian``), with room for n of them in `bits`.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 from collections.abc import Collection, Mapping
@@ -63,7 +64,7 @@ from ..crypto.aead import AES256GCM
 from ..errors import AuthenticationError, SecureAggregationError
 
 __all__ = ["Advertisement", "SecAggClient", "SecAggServer", "SecureSumReport", "Unmasking",
-           "secure_sum"]
+           "neighbors_for", "secure_sum"]
 
 _PREFIX = b"privcity-secagg-v1|"
 _MAGIC = b"PCSA"
@@ -636,23 +637,52 @@ class SecureSumReport:
     """What :func:`secure_sum` measured: the survivors (whose inputs are in the sum), the
     clients dropped after sharing keys, and the bytes each client sent and received."""
 
-    total: np.ndarray
+    total: np.ndarray | None
     survivors: list[int]
     dropped: list[int]
     bytes_up: dict[int, int]
     bytes_down: dict[int, int]
+    failure: str | None = None  # on_failure="report": why the round did not complete
+
+
+def neighbors_for(cohort: int, dropout: float, *, failure: float = 1e-6) -> int | None:
+    """The fewest neighbours (even) such that, with each device of a cohort of this size
+    dropping out after the key exchange with probability `dropout`, the chance that some group
+    keeps fewer survivors than its threshold (a majority) is at most `failure` (a union bound
+    over the groups); None (everyone) when no smaller group does. With dropout >= 0.5 no group
+    size does: expect the rounds to fail."""
+    if not 0 <= dropout < 1:
+        raise ValueError("dropout must be in [0, 1)")
+    if cohort < 3:
+        return None
+
+    def below_majority(size: int) -> float:  # P(Binomial(size, 1 - dropout) < size // 2 + 1)
+        keep = 1.0 - dropout
+        return sum(math.comb(size, i) * keep**i * dropout**(size - i)
+                   for i in range(size // 2 + 1))
+
+    for k in range(2, cohort - 1, 2):
+        if cohort * below_majority(k + 1) <= failure:
+            return k
+    return None
 
 
 def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
                drop_before_sharing: Collection[int] = (), drop_before_input: Collection[int] = (),
                drop_before_unmask: Collection[int] = (), dtype: Any = np.uint32,
-               session: bytes = b"", neighbors: int | None = None) -> SecureSumReport:
+               session: bytes = b"", neighbors: int | None = None,
+               on_failure: str = "raise") -> SecureSumReport:
     """One whole round in this process: every client and the server, with the given clients
     dropping out at each step. The sum covers the clients whose masked input arrived.
 
     threshold defaults to a majority of each client's group: n // 2 + 1, or with
-    ``neighbors=k``, k // 2 + 1 (k rounded up to even).
+    ``neighbors=k``, k // 2 + 1 (k rounded up to even). on_failure: "raise" (default) raises
+    the SecureAggregationError of a round that cannot complete (too few survivors in some
+    group, survivors cut apart); "report" returns a report with ``total`` None, ``failure``
+    the reason and the bytes sent until then.
     """
+    if on_failure not in ("raise", "report"):
+        raise ValueError(f"on_failure must be 'raise' or 'report', not {on_failure!r}")
     ids = sorted(_client_id(c) for c in inputs)
     if not ids:
         raise ValueError("secure_sum needs at least one client")
@@ -670,35 +700,41 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     up = dict.fromkeys(ids, 0)
     down = dict.fromkeys(ids, 0)
 
-    ads = [clients[c].advertise() for c in ids]
-    for a in ads:
-        up[a.client] += a.nbytes
-    roster = server.collect_advertisements(ads)
-    for c in ids:
-        down[c] += sum(a.nbytes for a in roster.values())
+    try:
+        ads = [clients[c].advertise() for c in ids]
+        for a in ads:
+            up[a.client] += a.nbytes
+        roster = server.collect_advertisements(ads)
+        for c in ids:
+            down[c] += sum(a.nbytes for a in roster.values())
 
-    gone = set(drop_before_sharing)
-    sealed = {c: clients[c].share_keys(roster) for c in ids if c not in gone}
-    for c, boxes in sealed.items():
-        up[c] += sum(8 + len(ct) for ct in boxes.values())
-    routed = server.route_shares(sealed)
-    for c, boxes in routed.items():
-        down[c] += sum(8 + len(ct) for ct in boxes.values())
+        gone = set(drop_before_sharing)
+        sealed = {c: clients[c].share_keys(roster) for c in ids if c not in gone}
+        for c, boxes in sealed.items():
+            up[c] += sum(8 + len(ct) for ct in boxes.values())
+        routed = server.route_shares(sealed)
+        for c, boxes in routed.items():
+            down[c] += sum(8 + len(ct) for ct in boxes.values())
 
-    gone |= set(drop_before_input)
-    width = np.dtype(dtype).itemsize
-    masked = {c: clients[c].masked_input(inputs[c], routed[c]) for c in routed if c not in gone}
-    for c in masked:
-        up[c] += dim * width
-    survivors = server.collect_masked(masked)
-    for c in survivors:
-        down[c] += 8 * len(survivors)
+        gone |= set(drop_before_input)
+        width = np.dtype(dtype).itemsize
+        masked = {c: clients[c].masked_input(inputs[c], routed[c]) for c in routed if c not in gone}
+        for c in masked:
+            up[c] += dim * width
+        survivors = server.collect_masked(masked)
+        for c in survivors:
+            down[c] += 8 * len(survivors)
 
-    gone |= set(drop_before_unmask)
-    responses = [clients[c].unmask(survivors) for c in survivors if c not in gone]
-    for r in responses:
-        up[r.client] += r.nbytes
-    total = server.finish(responses)
+        gone |= set(drop_before_unmask)
+        responses = [clients[c].unmask(survivors) for c in survivors if c not in gone]
+        for r in responses:
+            up[r.client] += r.nbytes
+        total = server.finish(responses)
+    except SecureAggregationError as exc:
+        if on_failure == "raise" or exc.kind not in ("too_few", "disconnected"):
+            raise
+        return SecureSumReport(total=None, survivors=[], dropped=[], bytes_up=up,
+                               bytes_down=down, failure=str(exc))
     return SecureSumReport(total=total, survivors=survivors,
                            dropped=[c for c in server.sharers if c not in survivors],
                            bytes_up=up, bytes_down=down)

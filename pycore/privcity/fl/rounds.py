@@ -12,6 +12,7 @@ the devices into gateways.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,10 +33,25 @@ __all__ = ["Aggregator", "Gateway", "GatewayReport", "device_uniforms", "round_c
 
 AGGREGATOR_ID = "aggregator"
 
-#: Fixed point of the updates summed under secure aggregation: value * 2**SECURE_SCALE_BITS,
-#: rounded to the nearest integer, in uint64 (two's complement).
+#: Fixed point of the updates summed under secure aggregation: value * 2**bits, rounded to the
+#: nearest integer, in uint64 (two's complement); bits is at least this, more for small clips
+#: (see :func:`secure_scale_bits`).
 SECURE_SCALE_BITS = 20
-_SECURE_LIMIT = 2.0**48  # per device and coordinate, so 2**14 devices cannot overflow int64
+
+
+def secure_scale_bits(clip: float | None, n_params: int) -> int:
+    """Fixed-point bits for a round: 20, or more when the clip norm is small, so that rounding
+    moves an update by at most 2**-21 of the clip (0.5 sqrt(P) 2**-bits <= C 2**-21)."""
+    if clip is None:
+        return SECURE_SCALE_BITS
+    need = math.ceil(math.log2(math.sqrt(n_params) / clip)) + SECURE_SCALE_BITS
+    return max(SECURE_SCALE_BITS, need)
+
+
+def secure_value_limit(population: int) -> float:
+    """Largest |value * 2**bits| a device may put in the sum: the sum of every device's stays
+    within int64 (2**62 / population, at most 2**52 so that float64 holds it exactly)."""
+    return float(min(2**52, 2**62 // max(1, population)))
 
 
 def _hash(seed: int, round_index: int, purpose: int, devices: np.ndarray) -> np.ndarray:
@@ -78,9 +94,10 @@ class GatewayReport:
     privacy_seconds: list[float] = field(default_factory=list)     # clip + seal, per device
     diverged: int = 0  # devices whose local training gave a non-finite update (not sent)
     # Secure aggregation (msg["secure"]): the sum of this gateway's devices' quantized
-    # inputs (uint64: weight * update * 2**SECURE_SCALE_BITS, then the weight, then the
-    # unclipped bit with adaptive clipping), how many devices it covers, the bytes the
-    # devices sent, and devices whose inputs were lost because their group failed.
+    # inputs (uint64: weight * update * 2**scale_bits, then the weight, then the unclipped
+    # bit with adaptive clipping), how many devices it covers, the bytes the devices sent
+    # (failed rounds included), and devices whose inputs were lost because their block's
+    # round could not complete.
     secure_sum: np.ndarray | None = None
     secure_count: int = 0
     secure_bytes: int = 0
@@ -120,11 +137,14 @@ class Gateway:
                   secure: dict[str, Any] | None = None) -> GatewayReport:
         """Train, clip and seal the updates of this gateway's devices that report this round.
 
-        secure: {"weighted": bool, "neighbors": int}: instead of sealing each update, the
-        devices sum their updates under secure aggregation (SecAgg+ with this gateway as the
-        server); the report carries only the sum. "weighted": each update counts times its
-        number of records (FedAvg) or once (DP-FedAvg). Sampled devices that drop out take
-        part in the key exchange and then send no input: their masks are recovered."""
+        secure: instead of sealing each update, the devices sum their updates under secure
+        aggregation, one SecAgg+ round per block of devices (ids // "block": fixed blocks, so
+        the sums are the same however the devices are spread over gateways), this gateway the
+        server; the report carries only the sum of the blocks' sums. Keys: "weighted" (each
+        update counts times its number of records, for FedAvg, or once, for DP-FedAvg),
+        "block", "neighbors" (0: chosen per block from its cohort and "dropout"),
+        "scale_bits" and "limit" (the fixed point). Sampled devices that drop out take part in
+        the key exchange and then send no input: their masks are recovered."""
         from ..models import train_many
         sampled, reporting = round_cohort(self.seed, round_index, self.devices,
                                           sample_rate=sample_rate, dropout=dropout)
@@ -153,10 +173,10 @@ class Gateway:
         # pipeline time is its share of that plus its own sealing.
         t0 = time.perf_counter()
         if clip is not None:
-            # Under secure aggregation the sum is of updates rounded to 2**-SECURE_SCALE_BITS:
-            # clipping a little below C keeps each rounded update within C as well.
+            # Under secure aggregation the sum is of updates rounded to 2**-scale_bits: clipping
+            # a little below C (at most 2**-21 C) keeps each rounded update within C as well.
             c = clip if secure is None else \
-                clip - 0.5 * np.sqrt(rows.shape[1]) / 2.0**SECURE_SCALE_BITS
+                clip - 0.5 * np.sqrt(rows.shape[1]) / 2.0**secure["scale_bits"]
             rows, norms = clip_l2_rows(rows, c)
         else:
             norms = np.zeros(len(rows))
@@ -184,36 +204,39 @@ class Gateway:
                     ids: np.ndarray, weights: np.ndarray, cohort: np.ndarray,
                     clip: float | None, adaptive_bit: bool, secure: dict[str, Any],
                     round_index: int, per_device_train: float, clip_share: float) -> None:
-        from ..aggregate import secure_sum
+        from ..aggregate import neighbors_for, secure_sum
         t0 = time.perf_counter()
-        scaled = rows.astype(np.float64) * weights[:, None] * 2.0**SECURE_SCALE_BITS
-        fits = np.all(np.abs(scaled) < _SECURE_LIMIT, axis=1)
+        scaled = rows.astype(np.float64) * weights[:, None] * 2.0**secure["scale_bits"]
+        fits = np.all(np.abs(scaled) < secure["limit"], axis=1)
         report.diverged += int(np.count_nonzero(~fits))
         columns = [np.rint(scaled).astype(np.int64), weights.astype(np.int64)[:, None]]
         if adaptive_bit:
             columns.append((norms <= clip).astype(np.int64)[:, None])
         quantized = np.hstack(columns)
-        inputs = {int(d): np.zeros(quantized.shape[1], np.int64) for d in cohort}
-        senders = [int(d) for d, ok in zip(ids, fits) if ok]
-        for d, q, ok in zip(ids, quantized, fits):
-            if ok:
-                inputs[int(d)] = q
-        sending = set(senders)
-        silent = [d for d in inputs if d not in sending]  # dropped out after sharing keys
-        session = b"privcity-sim|" + np.array([self.seed, round_index, int(self.devices[0])],
-                                              np.int64).tobytes()
-        try:
-            result = secure_sum(inputs, neighbors=secure["neighbors"], dtype=np.uint64,
-                                drop_before_input=silent, session=session)
-        except SecureAggregationError:  # too few devices in some group: nothing is revealed
-            report.secure_lost = len(senders)
-            return
-        seconds = (time.perf_counter() - t0) / max(len(senders), 1)
-        report.secure_sum = result.total
-        report.secure_count = len(result.survivors)
-        report.secure_bytes = int(sum(result.bytes_up.values()))
-        report.train_seconds.extend([per_device_train] * len(senders))
-        report.privacy_seconds.extend([clip_share + seconds] * len(senders))
+        sending = {int(d): q for d, q, ok in zip(ids, quantized, fits) if ok}
+        width = quantized.shape[1]
+        total = np.zeros(width, np.uint64)
+        block = int(secure["block"])
+        blocks = cohort // block
+        for b in np.unique(blocks):  # one round per block, in block order
+            members = [int(d) for d in cohort[blocks == b]]
+            inputs = {d: sending.get(d, np.zeros(width, np.int64)) for d in members}
+            silent = [d for d in members if d not in sending]  # dropped after sharing keys
+            k = secure["neighbors"] or neighbors_for(len(members), secure["dropout"])
+            session = b"privcity-sim|" + np.array([self.seed, round_index, b], np.int64).tobytes()
+            result = secure_sum(inputs, neighbors=k, dtype=np.uint64, drop_before_input=silent,
+                                session=session, on_failure="report")
+            report.secure_bytes += int(sum(result.bytes_up.values()))
+            if result.total is None:  # too few survivors in some group: nothing is revealed
+                report.secure_lost += len(members) - len(silent)
+                continue
+            total += result.total  # uint64: wraps around, as the sum must
+            report.secure_count += len(result.survivors)
+        n_sent = len(sending)
+        seconds = (time.perf_counter() - t0) / max(n_sent, 1)
+        report.secure_sum = total
+        report.train_seconds.extend([per_device_train] * n_sent)
+        report.privacy_seconds.extend([clip_share + seconds] * n_sent)
 
 
 class Aggregator:
@@ -284,7 +307,7 @@ class Aggregator:
         return device_ids, np.ascontiguousarray(mat[:, :self.n_params]), bits, refused
 
     def step_secure(self, params: np.ndarray, sums: list[np.ndarray], count: int,
-                    round_index: int) -> np.ndarray:
+                    round_index: int, scale_bits: int = SECURE_SCALE_BITS) -> np.ndarray:
         """The next global model from the gateways' secure-aggregation sums (uint64, as in
         :class:`GatewayReport`) over ``count`` devices in all. They are added mod 2**64, which
         is exact: the same for any split of the devices into gateways."""
@@ -293,7 +316,7 @@ class Aggregator:
         width = p + 1 + (1 if self.adaptive_bit else 0)
         total = modular_sum(sums) if sums else np.zeros(width, np.uint64)
         values = total.view(np.int64)
-        weighted = values[:p].astype(np.float64) / 2.0**SECURE_SCALE_BITS
+        weighted = values[:p].astype(np.float64) / 2.0**scale_bits
         unclipped = int(values[p + 1]) if self.adaptive_bit else None
         return self.strategy.aggregate_sum(params, weighted, float(values[p]), count,
                                            round_index=round_index, unclipped_count=unclipped)

@@ -44,7 +44,8 @@ class SimConfig:
     noise_multiplier: float = 0.0      # z; 0 = the smallest z whose `rounds` fit the budget
     adaptive_clip: bool = False
     secure_aggregation: bool = False   # devices' updates summed under secure aggregation
-    secagg_neighbors: int = 16         # SecAgg+ group: neighbours of each device
+    secagg_cohort: int = 128           # expected devices per secure-aggregation round
+    secagg_neighbors: int = 0          # SecAgg+ neighbours of each device; 0: by cohort, dropout
     centralized_epochs: int = 5
     baseline_devices: int = 0          # devices whose pooled records train the centralized
                                        # baseline: a seeded uniform sample; 0 = every device
@@ -127,11 +128,18 @@ class SimConfig:
         if not isinstance(self.secure_aggregation, bool):
             raise bad("secure_aggregation", "must be true or false")
         if isinstance(self.secagg_neighbors, bool) or not isinstance(self.secagg_neighbors, int) \
-                or self.secagg_neighbors < 2:
-            raise bad("secagg_neighbors", "must be an integer >= 2")
+                or self.secagg_neighbors < 0 or self.secagg_neighbors == 1:
+            raise bad("secagg_neighbors", "must be an integer >= 2, or 0 (chosen from the "
+                                          "cohort and the dropout)")
+        if isinstance(self.secagg_cohort, bool) or not isinstance(self.secagg_cohort, int) \
+                or self.secagg_cohort < 2:
+            raise bad("secagg_cohort", "must be an integer >= 2")
         if self.secure_aggregation and self.aggregator != "mean":
             raise bad("aggregator", "secure aggregation reveals only the sum of the updates: "
                                     "the robust aggregators need each one (use mean)")
+        if self.secure_aggregation and self.dropout >= 0.5:
+            raise bad("dropout", "secure aggregation needs more than half of each group to "
+                                 "survive: with half the devices dropping out every round fails")
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")

@@ -44,7 +44,7 @@ from ..crypto.pki import verify_certificate
 from ..dp import Accountant, AdaptiveClipping
 from ..errors import PrivacyBudgetExceeded
 from ..fl import Aggregator, DPFedAvg, FedAvg, Gateway, GatewayReport
-from ..fl.rounds import AGGREGATOR_ID
+from ..fl.rounds import AGGREGATOR_ID, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
 from .config import SimConfig
 
@@ -307,8 +307,26 @@ class _Progress:
             sys.stderr.flush()
 
 
+def secagg_block(cfg: SimConfig) -> int:
+    """Devices per secure-aggregation block: about cfg.secagg_cohort of them are sampled in a
+    round. Fixed by the configuration, so the same for any number of ranks."""
+    return max(1, math.ceil(cfg.secagg_cohort / cfg.sample_rate))
+
+
+def _rank_devices(cfg: SimConfig, population: int, gateways: int) -> list[np.ndarray]:
+    """The device ids of each gateway rank: contiguous, as even as can be; under secure
+    aggregation made of whole blocks, so that no block's round is split between ranks."""
+    if not cfg.secure_aggregation:
+        return np.array_split(np.arange(population), gateways)
+    block = secagg_block(cfg)
+    parts = np.array_split(np.arange(math.ceil(population / block)), gateways)
+    return [np.arange(int(p[0]) * block, min(population, (int(p[-1]) + 1) * block))
+            if p.size else np.arange(0) for p in parts]
+
+
 def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregator,
-               model: Any, test: Any, init: np.ndarray, progress: bool) -> dict[str, Any]:
+               model: Any, test: Any, init: np.ndarray, progress: bool,
+               population: int) -> dict[str, Any]:
     params = init.copy()
     run_started = time.perf_counter()
     strategy = aggregator.strategy
@@ -323,8 +341,12 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             stopped = str(exc)
             break
         clip = strategy.clip_norm()
-        secure = {"weighted": not dp, "neighbors": cfg.secagg_neighbors} \
-            if cfg.secure_aggregation else None
+        secure = None
+        if cfg.secure_aggregation:
+            secure = {"weighted": not dp, "block": secagg_block(cfg),
+                      "neighbors": cfg.secagg_neighbors, "dropout": cfg.dropout,
+                      "scale_bits": secure_scale_bits(clip, aggregator.n_params),
+                      "limit": secure_value_limit(population)}
         msg = {"params": params, "round": r, "sample_rate": cfg.sample_rate,
                "dropout": cfg.dropout, "clip": clip,
                "adaptive_bit": aggregator.adaptive_bit, "epoch": 2 * r + (1 if dp else 0),
@@ -341,12 +363,13 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             # envelope of it is refused from now on, and memory stays flat over the rounds.
             aggregator.receiver.discard_before(msg["epoch"] + 1)
             params = aggregator.step(params, ids, updates, bits, r)
-            reported, sent = int(ids.size), int(sum(len(e) for e in envelopes))
+            reported, sent, lost = int(ids.size), int(sum(len(e) for e in envelopes)), 0
         else:
             sums = [rep.secure_sum for rep in reports if rep.secure_sum is not None]
             reported = sum(rep.secure_count for rep in reports)
-            params = aggregator.step_secure(params, sums, reported, r)
-            refused = sum(rep.secure_lost for rep in reports)
+            params = aggregator.step_secure(params, sums, reported, r, secure["scale_bits"])
+            refused = 0
+            lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
         t2 = time.perf_counter()
         accounting = strategy.last_accounting_seconds if dp else 0.0
@@ -357,6 +380,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "sampled": sum(rep.sampled for rep in reports),
             "reported": reported,
             "refused": refused,
+            "lost": lost,  # secure aggregation: updates of blocks whose round failed
             "diverged": sum(rep.diverged for rep in reports),
             "bytes_sent": int(sent),
             "score": float(model.score(params, test.X, test.y)),
@@ -492,7 +516,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         # A gateway generates only its block of a synthetic city; a CSV is read once and cut.
         full = _dataset(cfg, None) if cfg.task == "csv" else None
         population = full[0].n_devices if full is not None else cfg.devices
-        block = np.array_split(np.arange(population), size - 1)[rank - 1]
+        block = _rank_devices(cfg, population, size - 1)[rank - 1]
         mine = range(int(block[0]), int(block[-1]) + 1) if block.size else range(0, 0)
         if full is not None:
             train, test = full[0].subset(np.arange(mine.start, mine.stop)), full[1]
@@ -568,10 +592,11 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     say(f"centralized baseline: done in {central_cpu:.1f} s CPU")
     # (b) FL without DP, (c) FL with DP
     plain = _federated(cfg, dp=False, transport=transports[0], aggregator=agg_plain,
-                       model=model, test=test, init=init, progress=progress)
+                       model=model, test=test, init=init, progress=progress,
+                       population=census.n_devices)
     transports[0].finish()
     dp = _federated(cfg, dp=True, transport=transports[1], aggregator=agg_dp, model=model,
-                    test=test, init=init, progress=progress)
+                    test=test, init=init, progress=progress, population=census.n_devices)
     transports[1].finish()
 
     from .risk import records_risk, release_risk
@@ -726,11 +751,13 @@ def summary_table(results: dict[str, Any]) -> str:
             f"home/work linkage {lk['raw']['reidentified']:.3f} -> "
             f"{lk['released']['reidentified']:.3f}")
     if results["config"].get("secure_aggregation"):
-        lost = sum(x.get("refused", 0) for run in ("fl", "fl_dp") for x in results["rounds"][run])
+        lost = sum(x.get("lost", 0) for run in ("fl", "fl_dp") for x in results["rounds"][run])
+        k = results["config"]["secagg_neighbors"]
         notes.append(
-            f"secure aggregation (SecAgg+, {results['config']['secagg_neighbors']} neighbours, "
-            f"at each gateway): the servers saw only sums; bytes sent include the key exchange"
-            + (f"; {lost} device update(s) lost in gateway rounds that could not complete "
+            f"secure aggregation (SecAgg+ in blocks of about {results['config']['secagg_cohort']}"
+            f" sampled devices, {k or 'auto'} neighbours): the servers saw only sums; bytes sent "
+            "include the key exchange"
+            + (f"; {lost} device update(s) lost in block rounds that could not complete "
                "(a group below its threshold, or the survivors cut apart)" if lost else ""))
     if fd["stopped"]:
         notes.append(f"FL + DP stopped after {fd['rounds_run']} round(s): {fd['stopped']}")
