@@ -67,8 +67,9 @@ _FLAG_HELP = {
                           "blocks of devices): no server sees one device's update",
     "secagg_cohort": "expected devices per secure-aggregation round (sets the block size: "
                      "cohort / sample rate devices)",
-    "secagg_neighbors": "neighbours of each device in its secure-aggregation group; 0: the "
-                        "fewest that keep a round's failure chance below 1e-6 at the dropout",
+    "secagg_neighbors": "neighbours of each device in its secure-aggregation group; 0: what "
+                        "keeps a round's failure chance below 1e-6 at the dropout, within "
+                        "16 to 64",
     "centralized_epochs": "epochs of the centralized baseline on the pooled raw data",
     "baseline_devices": "train the centralized baseline on the pooled records of this many "
                         "devices, a seeded uniform sample (0: every device; a large city's "

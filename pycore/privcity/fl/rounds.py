@@ -39,6 +39,22 @@ AGGREGATOR_ID = "aggregator"
 SECURE_SCALE_BITS = 20
 
 
+#: Neighbours of each device in a secure-aggregation round when the configuration leaves it to
+#: the round: at least SECURE_MIN_NEIGHBORS (a device's input is exposed only if all its
+#: neighbours collude with the server), more as the dropout needs (aggregate.neighbors_for),
+#: at most SECURE_MAX_NEIGHBORS (the cost grows with the group: past it a high dropout fails
+#: some rounds, whose updates are counted as lost).
+SECURE_MIN_NEIGHBORS, SECURE_MAX_NEIGHBORS = 16, 64
+
+
+def secure_neighbors(cohort: int, dropout: float) -> int:
+    """Neighbours for a round of `cohort` devices at this dropout (see SECURE_MIN_NEIGHBORS)."""
+    from ..aggregate import neighbors_for
+    need = neighbors_for(cohort, dropout)
+    k = cohort - 1 if need is None else need
+    return min(max(k, SECURE_MIN_NEIGHBORS), SECURE_MAX_NEIGHBORS)
+
+
 def secure_scale_bits(clip: float | None, n_params: int) -> int:
     """Fixed-point bits for a round: 20, or more when the clip norm is small, so that rounding
     moves an update by at most 2**-21 of the clip (0.5 sqrt(P) 2**-bits <= C 2**-21)."""
@@ -204,7 +220,7 @@ class Gateway:
                     ids: np.ndarray, weights: np.ndarray, cohort: np.ndarray,
                     clip: float | None, adaptive_bit: bool, secure: dict[str, Any],
                     round_index: int, per_device_train: float, clip_share: float) -> None:
-        from ..aggregate import neighbors_for, secure_sum
+        from ..aggregate import secure_sum
         t0 = time.perf_counter()
         scaled = rows.astype(np.float64) * weights[:, None] * 2.0**secure["scale_bits"]
         fits = np.all(np.abs(scaled) < secure["limit"], axis=1)
@@ -222,7 +238,7 @@ class Gateway:
             members = [int(d) for d in cohort[blocks == b]]
             inputs = {d: sending.get(d, np.zeros(width, np.int64)) for d in members}
             silent = [d for d in members if d not in sending]  # dropped after sharing keys
-            k = secure["neighbors"] or neighbors_for(len(members), secure["dropout"])
+            k = secure["neighbors"] or secure_neighbors(len(members), secure["dropout"])
             session = b"privcity-sim|" + np.array([self.seed, round_index, b], np.int64).tobytes()
             result = secure_sum(inputs, neighbors=k, dtype=np.uint64, drop_before_input=silent,
                                 session=session, on_failure="report")

@@ -46,6 +46,7 @@ class SimConfig:
     secure_aggregation: bool = False   # devices' updates summed under secure aggregation
     secagg_cohort: int = 128           # expected devices per secure-aggregation round
     secagg_neighbors: int = 0          # SecAgg+ neighbours of each device; 0: by cohort, dropout
+                                       # (fl.rounds.secure_neighbors: 16 to 64)
     centralized_epochs: int = 5
     baseline_devices: int = 0          # devices whose pooled records train the centralized
                                        # baseline: a seeded uniform sample; 0 = every device
