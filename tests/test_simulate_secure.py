@@ -190,3 +190,12 @@ def test_neighbours_are_chosen_from_the_binomial_tail():
 def test_dropout_of_half_or_more_is_refused_with_secure_aggregation():
     with pytest.raises(ValueError, match="'dropout'.*more than half"):
         load_config(None, secure_aggregation=True, dropout=0.5)
+
+
+def test_automatic_neighbours_stay_within_their_bounds():
+    from privcity.fl.rounds import SECURE_MAX_NEIGHBORS, SECURE_MIN_NEIGHBORS, secure_neighbors
+
+    assert secure_neighbors(200, 0.0) == SECURE_MIN_NEIGHBORS   # the dropout needs only 2
+    assert secure_neighbors(200, 0.45) == SECURE_MAX_NEIGHBORS  # it would need everyone
+    assert SECURE_MIN_NEIGHBORS < secure_neighbors(200, 0.2) <= SECURE_MAX_NEIGHBORS
+    assert secure_neighbors(10, 0.2) == SECURE_MIN_NEIGHBORS     # >= 9: everyone in a cohort of 10
