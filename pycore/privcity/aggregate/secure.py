@@ -318,8 +318,8 @@ class SecAggClient:
         None (default): every client shares its secrets with and masks against every other
         (cost per client grows with the cohort). A number k: SecAgg+ (Bell et al. 2020), each
         client only with its k neighbors in a random graph (k rounded up to even), so a
-        client's cost stays O(k) and the threshold applies within each neighborhood
-        (threshold <= k + 1). The same on every client and the server.
+        client's cost stays O(k) and the threshold applies within each neighborhood of k + 1
+        (above half of it, at most all of it). The same on every client and the server.
     """
 
     def __init__(self, client: int, dim: int, threshold: int, *, dtype: Any = np.uint32,
