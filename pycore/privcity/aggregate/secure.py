@@ -294,7 +294,22 @@ def _neighbors(value: Any) -> int | None:
     return _positive(value, "neighbors")
 
 
-class SecAggClient:
+class _Party:
+    """What every party of a round is built with, checked, and the digest of it that each
+    advertisement carries."""
+
+    def __init__(self, dim: int, threshold: int, dtype: Any, session: bytes,
+                 neighbors: int | None) -> None:
+        self.dim = _positive(dim, "dim")
+        self.threshold = _threshold(threshold)
+        self.dtype = _dtype(dtype)
+        self.session = _session(session)
+        self.neighbors = _neighbors(neighbors)
+        self._settings = _settings_digest(self.session, self.dim, self.dtype, self.threshold,
+                                          self.neighbors)
+
+
+class SecAggClient(_Party):
     """One client of a secure-aggregation round. Call advertise, share_keys, masked_input and
     unmask once each, in that order.
 
@@ -325,13 +340,7 @@ class SecAggClient:
     def __init__(self, client: int, dim: int, threshold: int, *, dtype: Any = np.uint32,
                  session: bytes = b"", neighbors: int | None = None) -> None:
         self.client = _client_id(client)
-        self.dim = _positive(dim, "dim")
-        self.threshold = _threshold(threshold)
-        self.dtype = _dtype(dtype)
-        self.session = _session(session)
-        self.neighbors = _neighbors(neighbors)
-        self._settings = _settings_digest(self.session, self.dim, self.dtype, self.threshold,
-                                          self.neighbors)
+        super().__init__(dim, threshold, dtype, session, neighbors)
         # Secrets, each dropped once no later step needs it.
         self._c: x25519.X25519PrivateKey | None = x25519.X25519PrivateKey.generate()
         self._s_seed = os.urandom(_SHARE)
@@ -482,20 +491,14 @@ class SecAggClient:
             key_shares={w: held[w][0] for w in self._sharers if w not in live})
 
 
-class SecAggServer:
+class SecAggServer(_Party):
     """The server of a secure-aggregation round: routes the clients' messages and computes the
     sum. It sees only public keys, sealed shares, masked vectors and the shares it is owed.
     Parameters as for :class:`SecAggClient` (the same on both sides)."""
 
     def __init__(self, dim: int, threshold: int, *, dtype: Any = np.uint32,
                  session: bytes = b"", neighbors: int | None = None) -> None:
-        self.dim = _positive(dim, "dim")
-        self.threshold = _threshold(threshold)
-        self.dtype = _dtype(dtype)
-        self.session = _session(session)
-        self.neighbors = _neighbors(neighbors)
-        self._settings = _settings_digest(self.session, self.dim, self.dtype, self.threshold,
-                                          self.neighbors)
+        super().__init__(dim, threshold, dtype, session, neighbors)
         self.roster: dict[int, Advertisement] = {}
         self.sharers: list[int] = []
         self._groups: dict[int, list[int]] = {}
