@@ -117,20 +117,20 @@ def weighted_mean(updates: Any, weights: Any = None, *, on_invalid: str = "raise
     rows.reject(np.array([p is None for p in problems], dtype=bool), [p for p in problems if p])
     w = np.array([float(w_all[i]) for i in rows.index], dtype=np.float64)
     mean, scale = None, 0.0
+    total = _ordered_sum(w)
     if len(rows):
         # One pass, optimistic: the mean of every row, with the rows holding NaN or Inf found
         # on the way. Only if there are some is it computed again without them.
-        total = _ordered_sum(w)
         scale = 1.0 / total if total >= sys.float_info.min else 1.0  # else an error below
         mean, bad = _core.weighted_mean_f32(rows.data, w, scale, threads)
         if bad.any():
             good = bad == 0
             rows.reject(good, v.NON_FINITE)
             w = w[good]
+            total = _ordered_sum(w)
             mean = None
     rows.settle(on_invalid)
     rows.require(1, "weighted_mean")
-    total = _ordered_sum(w)
     inverse = _inverse(total, len(rows))
     if mean is None or inverse != scale:
         mean, _ = _core.weighted_mean_f32(rows.data, w, inverse, threads)
