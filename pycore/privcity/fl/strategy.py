@@ -208,26 +208,32 @@ class DPFedAvg(Strategy):
         :class:`privcity.dp.GaussianMechanism`'s float-safe ``release`` (the sum snapped to a
         grid chosen from the noise scale, plus exact discrete Gaussian noise of at least z C).
         """
-        t0 = time.perf_counter()
-        self.accountant.record_round(self.sample_rate, self.noise_multiplier)
-        self.last_accounting_seconds = time.perf_counter() - t0
         c = self.clip_norm()
-        expected = self.sample_rate * self.population
-        dim = params.shape[0]
         k = updates.shape[0]
         if k:
             clipped, _ = clip_l2_rows(updates, c)
             total = aggregate.weighted_mean(np.ascontiguousarray(clipped, dtype=np.float32),
                                             np.ones(k)).astype(np.float64) * k
         else:
-            total = np.zeros(dim)
+            total = np.zeros(params.shape[0])
+        bits = np.zeros(0) if unclipped is None else np.asarray(unclipped)
+        count = int(np.count_nonzero(bits == 1))  # anything but 1 counts as clipped
+        return self._release(params, total, k, count)
+
+    def _release(self, params: np.ndarray, total: np.ndarray, cohort: int,
+                 unclipped_count: int) -> np.ndarray:
+        """Records the round, releases the sum of the clipped updates with noise of z C, divides
+        by the expected cohort, adapts the clip, and steps the parameters."""
+        t0 = time.perf_counter()
+        self.accountant.record_round(self.sample_rate, self.noise_multiplier)
+        self.last_accounting_seconds = time.perf_counter() - t0
+        c = self.clip_norm()
+        expected = self.sample_rate * self.population
         mechanism = GaussianMechanism(sigma=self.update_noise_multiplier * c, sensitivity=c,
                                       rng=self.rng)
-        noisy = mechanism.release(total) / expected
+        noisy = mechanism.release(np.asarray(total, dtype=np.float64)) / expected
         if self.adaptive is not None:
-            bits = np.zeros(0) if unclipped is None else np.asarray(unclipped)
-            count = int(np.count_nonzero(bits == 1))  # anything but 1 counts as clipped
-            self.adaptive.update_from_count(count, cohort_size=int(k),
+            self.adaptive.update_from_count(unclipped_count, cohort_size=int(cohort),
                                             expected_count=expected)
         return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
             .astype(np.float32)
@@ -239,19 +245,7 @@ class DPFedAvg(Strategy):
         secure aggregation gives. The server cannot clip again what it does not see: the
         sensitivity rests on the devices' clipping (the simulator's devices clip to C less the
         fixed-point rounding of the sum)."""
-        t0 = time.perf_counter()
-        self.accountant.record_round(self.sample_rate, self.noise_multiplier)
-        self.last_accounting_seconds = time.perf_counter() - t0
-        c = self.clip_norm()
-        expected = self.sample_rate * self.population
-        mechanism = GaussianMechanism(sigma=self.update_noise_multiplier * c, sensitivity=c,
-                                      rng=self.rng)
-        noisy = mechanism.release(np.asarray(total, dtype=np.float64)) / expected
-        if self.adaptive is not None:
-            self.adaptive.update_from_count(int(unclipped_count or 0), cohort_size=int(count),
-                                            expected_count=expected)
-        return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
-            .astype(np.float32)
+        return self._release(params, total, count, int(unclipped_count or 0))
 
     def describe(self) -> dict[str, Any]:
         return {"strategy": "DPFedAvg", "server_lr": self.inner.server_lr,
