@@ -90,7 +90,7 @@ def test_accumulator(benchmark, record, interleaved, updates):
 
     # The anchor's pass over 256 MB runs right before each round: the round starts with the
     # accumulator's buffer out of the caches, as after any other work on a server.
-    out, anchor = interleaved(benchmark, stream, x.sum, rounds=20, setup=acc.reset)
+    out, anchor = interleaved(benchmark, stream, x.sum, rounds=100, setup=acc.reset)
     assert np.array_equal(out, weighted_mean(x, w))
     record(anchor, STREAM, "anchor")
     record(benchmark, STREAM, "Accumulator (stream)", 0.7)
