@@ -20,6 +20,7 @@
 #include "privcity/noise.h"
 #include "privcity/reduce.h"
 #include "privcity/rng.h"
+#include "privcity/shamir.h"
 
 namespace py = pybind11;
 using namespace privcity;
@@ -820,6 +821,39 @@ py::dict features_dict() {
     return d;
 }
 
+// Shamir's scheme over GF(2^128) (privcity/shamir.h): arrays of 16-byte elements in, out.
+void bind_shamir(py::module_& m) {
+    m.def("gf128_mul", [](py::bytes a, py::bytes b) {
+        const std::string sa = a, sb = b;
+        if (sa.size() != 16 || sb.size() != 16) throw py::value_error("elements are 16 bytes");
+        uint8_t out[16];
+        gf128_mul(out, reinterpret_cast<const uint8_t*>(sa.data()),
+                  reinterpret_cast<const uint8_t*>(sb.data()));
+        return py::bytes(reinterpret_cast<const char*>(out), 16);
+    }, py::arg("a"), py::arg("b"));
+    m.def("shamir_eval", [](carray<uint8_t> coeffs, carray<uint32_t> xs) {
+        if (coeffs.size() == 0 || coeffs.size() % 16 != 0)
+            throw py::value_error("coeffs must hold one or more 16-byte elements");
+        const size_t t = size_t(coeffs.size()) / 16, n = size_t(xs.size());
+        carray<uint8_t> out({py::ssize_t(n), py::ssize_t(16)});
+        shamir_eval(out.mutable_data(), coeffs.data(), t, xs.data(), n);
+        return out;
+    }, py::arg("coeffs"), py::arg("xs"));
+    m.def("shamir_interpolate0", [](carray<uint32_t> xs, carray<uint8_t> ys) {
+        const size_t t = size_t(xs.size());
+        if (size_t(ys.size()) != 16 * t)
+            throw py::value_error("ys must hold one 16-byte share per index: " +
+                                  std::to_string(ys.size()) + " bytes for " + std::to_string(t) +
+                                  " indexes");
+        uint8_t secret[16];
+        const int rc = shamir_interpolate0(secret, xs.data(), ys.data(), t);
+        if (rc == -2) throw std::bad_alloc();  // pybind11 raises MemoryError
+        if (rc != 0)
+            throw py::value_error("share indexes must be nonzero and distinct, and at least one");
+        return py::bytes(reinterpret_cast<const char*>(secret), 16);
+    }, py::arg("xs"), py::arg("ys"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -860,4 +894,5 @@ PYBIND11_MODULE(_core, m) {
 
     bind_rng(m);
     bind_reduce(m);
+    bind_shamir(m);
 }

@@ -11,9 +11,10 @@ carries them; the server only routes and adds)::
                           round's settings and a commitment to its self-mask secret b_u.
     1. share_keys(roster) client -> server -> every other client of its group: the client
                           splits b_u and the secret its s key derives from threshold-out-of-n
-                          with Shamir's scheme (pycryptodome, GF(2^128); 16-byte secrets,
-                          expanded by HKDF), and seals each other client's shares under an
-                          AES-256-GCM key agreed from the c keys.
+                          with Shamir's scheme (GF(2^128) in pycryptodome's format, on the
+                          native core; 16-byte secrets, expanded by HKDF), and seals each
+                          other client's shares under an AES-256-GCM key agreed from the c
+                          keys.
     2. masked_input(x, ciphertexts)
                           client -> server: y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^bits,
                           over every v that shared its keys in step 1; s_uv = HKDF(X25519(s_u,
@@ -54,7 +55,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -68,7 +68,7 @@ __all__ = ["Advertisement", "SecAggClient", "SecAggServer", "SecureSumReport", "
 
 _PREFIX = b"privcity-secagg-v1|"
 _MAGIC = b"PCSA"
-_SHARE = 16  # bytes per Shamir share (pycryptodome's GF(2^128))
+_SHARE = 16  # bytes per Shamir share (an element of GF(2^128))
 _SHARES_BODY = struct.Struct(">4sqqII")  # magic, sender, recipient, index of sender, of recipient
 _MAX_ID = 2**63 - 1
 _KINDS = {np.dtype(np.uint32): _core.mask_add_u32, np.dtype(np.uint64): _core.mask_add_u64}
@@ -146,13 +146,19 @@ def _share_key(private: x25519.X25519PrivateKey, peer_public: bytes, sender: tup
 
 
 def _split(secret: bytes, threshold: int, n: int) -> list[bytes]:
-    """Shamir shares (GF(2^128), pycryptodome) of a 16-byte secret: result[i] is for index i+1."""
-    return [share for _, share in Shamir.split(threshold, n, secret)]
+    """Shamir shares of a 16-byte secret: result[i] is for index i+1. The polynomial's other
+    threshold - 1 coefficients are uniform from the OS (os.urandom); shares are p(1) .. p(n) in
+    GF(2^128), evaluated by _core.shamir_eval in pycryptodome's field and share format
+    (Crypto.Protocol.SecretSharing.Shamir, which recombines them: tests/test_shamir.py)."""
+    coeffs = np.frombuffer(os.urandom(_SHARE * (threshold - 1)) + secret, np.uint8)
+    shares = _core.shamir_eval(coeffs, np.arange(1, n + 1, dtype=np.uint32))
+    return [row.tobytes() for row in shares]
 
 
 def _combine(shares: list[tuple[int, bytes]]) -> bytes:
-    """The 16-byte secret from (index, share) pairs."""
-    return Shamir.combine(shares)
+    """The 16-byte secret from (index, share) pairs (Lagrange interpolation at 0)."""
+    xs = np.fromiter((i for i, _ in shares), np.uint32, len(shares))
+    return _core.shamir_interpolate0(xs, np.frombuffer(b"".join(y for _, y in shares), np.uint8))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""Shamir's scheme over GF(2^128) on the native core (_core.gf128_mul, shamir_eval,
+shamir_interpolate0) against an independent implementation: pycryptodome's
+Crypto.Protocol.SecretSharing (its field element _Element and Shamir.split / combine), whose
+field and share format the kernels follow. Every multiplication path (PCLMULQDQ where the CPU
+has it, and the portable loop) is forced through the AES cap and restored afterwards."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from Crypto.Protocol.SecretSharing import Shamir, _Element
+
+import privcity
+from privcity import _core
+from privcity.aggregate import secure
+
+PATHS = {"clmul": _core.AES_ISA_AESNI, "portable": _core.AES_ISA_NONE}
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request):
+    """Forces one multiplication path for the test, then restores the cap."""
+    name = request.param
+    if name == "clmul" and "aesni" not in privcity.aes_implementations():
+        pytest.skip("this CPU has no AES-NI + PCLMULQDQ path")
+    before = _core.aes_isa_cap()
+    _core.set_aes_isa_cap(PATHS[name])
+    try:
+        yield name
+    finally:
+        _core.set_aes_isa_cap(before)
+
+
+def ref_mul(a: bytes, b: bytes) -> bytes:
+    return (_Element(a) * _Element(b)).encode()
+
+
+def ref_eval(coeffs: list[bytes], x: int) -> bytes:
+    """pycryptodome's Horner evaluation, highest degree first, with its own elements."""
+    y = _Element(0)
+    for c in coeffs:
+        y = _Element(x) * y + _Element(c)
+    return y.encode()
+
+
+EDGES = [bytes(16), bytes(15) + b"\x01", b"\xff" * 16, b"\x80" + bytes(15),
+         bytes(15) + b"\x87", b"\x80" + bytes(14) + b"\x01", bytes(8) + b"\xff" * 8,
+         b"\xff" * 8 + bytes(8)]
+
+
+def test_multiplication_equals_pycryptodome(path):
+    # Prepare: random elements, and the edges of the reduction (top bits set, the polynomial)
+    rng = np.random.default_rng(1)
+    pairs = [(rng.bytes(16), rng.bytes(16)) for _ in range(3000)]
+    pairs += [(a, b) for a in EDGES for b in EDGES]
+
+    # Execute
+    got = [_core.gf128_mul(a, b) for a, b in pairs]
+
+    # Assert
+    assert got == [ref_mul(a, b) for a, b in pairs]
+
+
+def test_field_laws_hold(path):
+    rng = np.random.default_rng(2)
+    one = bytes(15) + b"\x01"
+    for _ in range(200):
+        a, b, c = rng.bytes(16), rng.bytes(16), rng.bytes(16)
+        assert _core.gf128_mul(a, one) == a
+        assert _core.gf128_mul(a, b) == _core.gf128_mul(b, a)
+        left = _core.gf128_mul(_core.gf128_mul(a, b), c)
+        assert left == _core.gf128_mul(a, _core.gf128_mul(b, c))
+        b_plus_c = bytes(x ^ y for x, y in zip(b, c))
+        ab, ac = _core.gf128_mul(a, b), _core.gf128_mul(a, c)
+        assert _core.gf128_mul(a, b_plus_c) == bytes(x ^ y for x, y in zip(ab, ac))
+
+
+@pytest.mark.parametrize("t,n", [(1, 1), (1, 5), (2, 3), (3, 10), (33, 64), (65, 129)])
+def test_shares_are_pycryptodomes_polynomial(path, t, n):
+    # Prepare: the same coefficients on both sides
+    rng = np.random.default_rng(t * 1000 + n)
+    coeffs = [rng.bytes(16) for _ in range(t)]
+
+    # Execute
+    got = _core.shamir_eval(np.frombuffer(b"".join(coeffs), np.uint8),
+                            np.arange(1, n + 1, dtype=np.uint32))
+
+    # Assert
+    assert got.shape == (n, 16) and got.dtype == np.uint8
+    assert [row.tobytes() for row in got] == [ref_eval(coeffs, x) for x in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("t,n", [(1, 3), (2, 2), (3, 7), (9, 16), (33, 64)])
+def test_our_shares_recombine_in_pycryptodome_and_theirs_in_ours(path, t, n):
+    rng = np.random.default_rng(t + 7 * n)
+    for trial in range(5):
+        secret = os.urandom(16)
+        pick = sorted(rng.choice(n, t, replace=False).tolist())
+
+        ours = secure._split(secret, t, n)
+        theirs = Shamir.split(t, n, secret)
+
+        assert Shamir.combine([(i + 1, ours[i]) for i in pick]) == secret
+        assert secure._combine([theirs[i] for i in pick]) == secret
+        # any t shares, in any order
+        shuffled = [theirs[i] for i in rng.permutation(pick).tolist()]
+        assert secure._combine(shuffled) == secret
+
+
+def test_fewer_shares_than_the_threshold_do_not_give_the_secret(path):
+    # With t - 1 shares the interpolation is of the wrong degree: the result is another element
+    # (equal to the secret with probability 2^-128).
+    secret = os.urandom(16)
+    shares = secure._split(secret, 5, 8)
+    assert secure._combine([(i + 1, shares[i]) for i in range(4)]) != secret
+    assert secure._combine([(i + 1, shares[i]) for i in range(5)]) == secret
+
+
+def test_coefficients_are_fresh_each_split():
+    secret = os.urandom(16)
+    a, b = secure._split(secret, 3, 4), secure._split(secret, 3, 4)
+    assert a != b  # same secret, new random polynomial
+    assert secure._combine([(1, a[0]), (2, a[1]), (3, a[2])]) == secret
+    assert secure._combine([(2, b[1]), (3, b[2]), (4, b[3])]) == secret
+
+
+def test_bad_indexes_and_shapes_are_refused():
+    ys = np.zeros(32, np.uint8)
+    with pytest.raises(ValueError, match="nonzero and distinct"):
+        _core.shamir_interpolate0(np.array([1, 1], np.uint32), ys)
+    with pytest.raises(ValueError, match="nonzero and distinct"):
+        _core.shamir_interpolate0(np.array([0, 2], np.uint32), ys)
+    with pytest.raises(ValueError, match="nonzero and distinct"):
+        _core.shamir_interpolate0(np.zeros(0, np.uint32), np.zeros(0, np.uint8))
+    with pytest.raises(ValueError, match="one 16-byte share per index"):
+        _core.shamir_interpolate0(np.array([1, 2], np.uint32), np.zeros(31, np.uint8))
+    with pytest.raises(ValueError, match="16-byte elements"):
+        _core.shamir_eval(np.zeros(15, np.uint8), np.arange(1, 3, dtype=np.uint32))
+    with pytest.raises(ValueError, match="16 bytes"):
+        _core.gf128_mul(b"\x01" * 15, bytes(16))
