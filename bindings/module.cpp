@@ -834,23 +834,32 @@ void bind_shamir(py::module_& m) {
     m.def("shamir_eval", [](carray<uint8_t> coeffs, carray<uint32_t> xs) {
         if (coeffs.size() == 0 || coeffs.size() % 16 != 0)
             throw py::value_error("coeffs must hold one or more 16-byte elements");
+        if (xs.ndim() != 1) throw py::value_error("xs must be 1-D");
         const size_t t = size_t(coeffs.size()) / 16, n = size_t(xs.size());
+        const uint32_t* xp = xs.data();
+        for (size_t i = 0; i < n; ++i)  // p(0) is the secret itself
+            if (xp[i] == 0) throw py::value_error("share indexes must be nonzero");
         carray<uint8_t> out({py::ssize_t(n), py::ssize_t(16)});
-        shamir_eval(out.mutable_data(), coeffs.data(), t, xs.data(), n);
+        shamir_eval(out.mutable_data(), coeffs.data(), t, xp, n);
         return out;
     }, py::arg("coeffs"), py::arg("xs"));
     m.def("shamir_interpolate0", [](carray<uint32_t> xs, carray<uint8_t> ys) {
+        if (xs.ndim() != 1) throw py::value_error("xs must be 1-D");
         const size_t t = size_t(xs.size());
-        if (size_t(ys.size()) != 16 * t)
-            throw py::value_error("ys must hold one 16-byte share per index: " +
-                                  std::to_string(ys.size()) + " bytes for " + std::to_string(t) +
-                                  " indexes");
+        const bool shaped = ys.ndim() == 1 || (ys.ndim() == 2 && ys.shape(1) == 16);
+        if (!shaped || size_t(ys.size()) != 16 * t)
+            throw py::value_error("ys must hold one 16-byte share per index (shape (t, 16) or "
+                                  "flat): " + std::to_string(ys.size()) + " bytes for " +
+                                  std::to_string(t) + " indexes");
         uint8_t secret[16];
         const int rc = shamir_interpolate0(secret, xs.data(), ys.data(), t);
         if (rc == -2) throw std::bad_alloc();  // pybind11 raises MemoryError
         if (rc != 0)
             throw py::value_error("share indexes must be nonzero and distinct, and at least one");
-        return py::bytes(reinterpret_cast<const char*>(secret), 16);
+        py::bytes result(reinterpret_cast<const char*>(secret), 16);
+        volatile uint8_t* wipe = secret;
+        for (int i = 0; i < 16; ++i) wipe[i] = 0;
+        return result;
     }, py::arg("xs"), py::arg("ys"));
 }
 

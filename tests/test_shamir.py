@@ -139,3 +139,43 @@ def test_bad_indexes_and_shapes_are_refused():
         _core.shamir_eval(np.zeros(15, np.uint8), np.arange(1, 3, dtype=np.uint32))
     with pytest.raises(ValueError, match="16 bytes"):
         _core.gf128_mul(b"\x01" * 15, bytes(16))
+
+
+def test_misshapen_arrays_and_index_zero_are_refused():
+    coeffs = np.frombuffer(os.urandom(48), np.uint8)
+    shares = _core.shamir_eval(coeffs, np.arange(1, 4, dtype=np.uint32))
+    with pytest.raises(ValueError, match="nonzero"):  # p(0) would be the secret itself
+        _core.shamir_eval(coeffs, np.array([1, 0], np.uint32))
+    with pytest.raises(ValueError, match="1-D"):
+        _core.shamir_eval(coeffs, np.arange(1, 5, dtype=np.uint32).reshape(2, 2))
+    xs = np.arange(1, 4, dtype=np.uint32)
+    with pytest.raises(ValueError, match=r"shape \(t, 16\)"):  # the right bytes, transposed
+        _core.shamir_interpolate0(xs, np.ascontiguousarray(shares.T))
+    with pytest.raises(ValueError, match="1-D"):
+        _core.shamir_interpolate0(xs.reshape(3, 1), shares)
+    assert _core.shamir_interpolate0(xs, shares) == coeffs[32:].tobytes()
+    assert _core.shamir_interpolate0(xs, shares.ravel()) == coeffs[32:].tobytes()
+
+
+@pytest.mark.parametrize("shares,match", [
+    ([(1, bytes(15)), (2, bytes(17)), (3, bytes(16))], "16 bytes"),  # lengths add up to 48
+    ([(1.0, bytes(16)), (2, bytes(16))], "integer"),
+    ([(True, bytes(16)), (2, bytes(16))], "integer"),
+    ([(0, bytes(16)), (2, bytes(16))], r"\[1, 2\*\*32\)"),
+    ([(2**32, bytes(16)), (2, bytes(16))], r"\[1, 2\*\*32\)"),
+    ([(-1, bytes(16)), (2, bytes(16))], r"\[1, 2\*\*32\)"),
+    ([(1, bytes(16)), (1, bytes(16))], "distinct"),
+    ([], "at least one"),
+])
+def test_combine_refuses_malformed_shares(shares, match):
+    with pytest.raises(ValueError, match=match):
+        secure._combine(shares)
+
+
+@pytest.mark.parametrize("secret,t,n,match", [
+    (bytes(32), 2, 3, "16 bytes"), (b"", 2, 3, "16 bytes"), (bytes(15), 2, 3, "16 bytes"),
+    (bytes(16), 0, 3, "threshold"), (bytes(16), 4, 3, "threshold"),
+])
+def test_split_refuses_bad_secrets_and_thresholds(secret, t, n, match):
+    with pytest.raises(ValueError, match=match):
+        secure._split(secret, t, n)

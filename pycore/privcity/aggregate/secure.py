@@ -150,13 +150,28 @@ def _split(secret: bytes, threshold: int, n: int) -> list[bytes]:
     threshold - 1 coefficients are uniform from the OS (os.urandom); shares are p(1) .. p(n) in
     GF(2^128), evaluated by _core.shamir_eval in pycryptodome's field and share format
     (Crypto.Protocol.SecretSharing.Shamir, which recombines them: tests/test_shamir.py)."""
-    coeffs = np.frombuffer(os.urandom(_SHARE * (threshold - 1)) + secret, np.uint8)
-    shares = _core.shamir_eval(coeffs, np.arange(1, n + 1, dtype=np.uint32))
+    if len(secret) != _SHARE:
+        raise ValueError(f"the secret must be {_SHARE} bytes, not {len(secret)}")
+    if not 1 <= threshold <= n:
+        raise ValueError(f"need 1 <= threshold <= n, got threshold {threshold} and n {n}")
+    coeffs = np.empty(_SHARE * threshold, np.uint8)  # highest degree first, the secret last
+    coeffs[:-_SHARE] = np.frombuffer(os.urandom(_SHARE * (threshold - 1)), np.uint8)
+    coeffs[-_SHARE:] = np.frombuffer(secret, np.uint8)
+    try:
+        shares = _core.shamir_eval(coeffs, np.arange(1, n + 1, dtype=np.uint32))
+    finally:
+        coeffs.fill(0)
     return [row.tobytes() for row in shares]
 
 
 def _combine(shares: list[tuple[int, bytes]]) -> bytes:
     """The 16-byte secret from (index, share) pairs (Lagrange interpolation at 0)."""
+    for index, share in shares:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) \
+                or not 1 <= index < 2**32:
+            raise ValueError(f"a share index must be an integer in [1, 2**32), not {index!r}")
+        if not isinstance(share, (bytes, bytearray)) or len(share) != _SHARE:
+            raise ValueError(f"each share must be {_SHARE} bytes")
     xs = np.fromiter((i for i, _ in shares), np.uint32, len(shares))
     return _core.shamir_interpolate0(xs, np.frombuffer(b"".join(y for _, y in shares), np.uint8))
 
