@@ -270,6 +270,26 @@ def test_bad_configuration_is_refused_naming_the_field(kw, field):
         load_config(None, **kw)
 
 
+def test_toml_top_level_and_simulate_table_merge_and_nothing_is_ignored(tmp_path):
+    # Prepare
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text('devices = 300\n[simulate]\nrounds = 2\n')
+    clash = tmp_path / "clash.toml"
+    clash.write_text('rounds = 3\n[simulate]\nrounds = 2\n')
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[simulate]\nrounds = 2\n[simulat]\ndevices = 300\n')
+
+    # Execute
+    cfg = load_config(str(mixed))
+
+    # Assert
+    assert (cfg.devices, cfg.rounds) == (300, 2)
+    with pytest.raises(ValueError, match="'rounds' both at the top level and in"):
+        load_config(str(clash))
+    with pytest.raises(ValueError, match="unknown config field 'simulat'"):
+        load_config(str(typo))
+
+
 def test_toml_file_and_flags(tmp_path, capsys):
     # Prepare
     path = tmp_path / "city.toml"

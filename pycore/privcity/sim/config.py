@@ -163,8 +163,9 @@ class SimConfig:
 
 
 def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
-    """Defaults, then the TOML file (top-level keys or a [simulate] table), then ``overrides``
-    (None values ignored); validated. Unknown keys are refused by name."""
+    """Defaults, then the TOML file (top-level keys and a [simulate] table, which may not both
+    set one key), then ``overrides`` (None values ignored); validated. Unknown keys and tables
+    are refused by name."""
     values: dict[str, Any] = {}
     if path:
         try:
@@ -178,9 +179,15 @@ def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
             raise ValueError(f"config file {path!r} not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
-        section = doc.get("simulate", doc)
+        section = doc.get("simulate", {})
         if not isinstance(section, dict):
             raise ValueError(f"config file {path!r}: [simulate] must be a table")
+        top = {k: v for k, v in doc.items() if k != "simulate"}  # other tables: unknown fields
+        both = sorted(set(top) & set(section))
+        if both:
+            raise ValueError(f"config file {path!r} sets {', '.join(map(repr, both))} both at "
+                             "the top level and in [simulate]")
+        values.update(top)
         values.update(section)
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(SimConfig)}
