@@ -196,3 +196,45 @@ def test_values_after_a_block_boundary_are_judged_as_in_one_block(tmp_path, monk
     np.testing.assert_array_equal(x_test, x_test_whole)
     np.testing.assert_array_equal(y_test, y_test_whole)
     assert (train.target_mean, train.target_scale) == (whole.target_mean, whole.target_scale)
+
+
+def test_stray_cells_skipped_rows_and_dropped_columns_are_reported(tmp_path):
+    # Prepare: real readings with one stray cell in a numeric column (as a sensor log has),
+    # some rows without a target, an id column and a constant column
+    with open(OCCUPANCY) as f:
+        header, *rows = f.read().splitlines()
+    lines = [header + ",reading_id,site"]
+    for i, row in enumerate(rows):
+        cells = row.split(",")
+        if i == 10:
+            cells[1] = "err"                     # V1, the temperature
+        if i % 100 == 3:
+            cells[4] = ""                        # V4, the target: missing
+        lines.append(",".join(cells) + f",r{i},lab")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    clean, _ = load_csv(OCCUPANCY, target="V4")
+
+    # Execute
+    train, _ = load_csv(path, target="V4")
+
+    # Assert
+    assert "V1" in train.feature_names               # still a numeric feature, not dropped
+    skipped = len(range(3, len(rows), 100))
+    assert train.notes == (
+        f"{skipped} of {len(rows):,} rows left out: no finite value of the target 'V4'",
+        "column 'V1': 1 value(s) that are not numbers (e.g. 'err') read as missing",
+        f"column 'reading_id' not used: {len(train.y):,} distinct values in the training "
+        "rows that are not numbers, more than max_categories=32",
+        "column 'site' not used: fewer than 2 distinct values in the training rows",
+    )
+    assert clean.notes == ()
+
+
+def test_a_column_with_many_words_is_not_read_as_numbers(tmp_path):
+    # 1 in 10 values is a word: more than stray cells, so the column is categorical
+    path = write(tmp_path, "x,level,y\n" + "\n".join(
+        f"{i},{'high' if i % 10 == 0 else i % 3},{i * 0.5}" for i in range(200)))
+    train, _ = load_csv(path, target="y", test_fraction=0.0)
+    level = train.schema.field("level")
+    assert (level.kind, level.lower, level.upper) == ("categorical", 0, 3)  # 0, 1, 2, high
+    assert not any("level" in n for n in train.notes)

@@ -333,6 +333,38 @@ def test_csv_path_runs_on_real_sensor_data(tmp_path):
     assert r["fl"]["bytes_total"] > 0
 
 
+def test_what_loading_a_csv_did_is_reported_in_the_table_and_json(tmp_path, capsys):
+    # Prepare: real readings, one stray cell in the temperature (V1)
+    river = pytest.importorskip("river")
+    rows = (Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv").read_text()
+    header, first, *rest = rows.splitlines()
+    cells = first.split(",")
+    cells[1] = "n/a?"
+    csv = tmp_path / "stray.csv"
+    csv.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+
+    # Execute
+    rc = cli_main(["simulate", "--task", "csv", "--data", str(csv), "--target", "V4",
+                   "--devices", "8", "--rounds", "1", "--risk-people", "0", "--quiet",
+                   "--out", str(tmp_path / "o")])
+    table = capsys.readouterr().out
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+
+    # Assert
+    note = "column 'V1': 1 value(s) that are not numbers (e.g. 'n/a?') read as missing"
+    assert rc == 0 and f"data: {note}" in table
+    assert saved["data_notes"] == [note]
+
+
+def test_unreadable_data_is_a_one_line_error(tmp_path, capsys):
+    fake = tmp_path / "readings.csv.gz"
+    fake.write_text("V4,x\n1,2\n")  # not gzip
+    rc = cli_main(["simulate", "--task", "csv", "--data", str(fake), "--target", "V4", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("privcity simulate: cannot read the data:")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_field_noise_on_sensitive_fields_changes_what_devices_release(tmp_path):
     # Execute
     clean = run(tmp_path / "a", task="energy", rounds=2, lr=0.01)

@@ -103,6 +103,13 @@ def _simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:  # bad data, target, model for the task, output directory ...
         print(f"privcity simulate: {exc}", file=sys.stderr)
         return 2
+    except (OSError, EOFError) as exc:  # unreadable data: not gzip, truncated, permissions
+        print(f"privcity simulate: cannot read the data: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # e.g. a city too large for this machine
+        print(f"privcity simulate: out of memory ({exc}); try fewer devices or samples per "
+              "device, or more MPI ranks", file=sys.stderr)
+        return 1
     if results is None:  # a gateway rank
         return 0
     if args.json:

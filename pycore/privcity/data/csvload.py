@@ -5,7 +5,8 @@ Rules when no schema is given (each column judged on all its non-missing values)
 - missing: empty, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``, ``?`` (any case) and non-finite
   numbers; a missing feature is encoded as the training mean (0 after standardisation), a row
   with a missing target is skipped;
-- numeric: every value parses as a float;
+- numeric: every value parses as a float, or all but a few stray ones (at most 1 % of the
+  present values, e.g. ``err`` in a sensor log), which are then read as missing;
 - timestamp: every value parses as ISO 8601 (``2015-02-04 17:51:00``, ``2022-03-20T11:00:00+01:00``,
   ``2015-02-04``): replaced by ``<col>_hour`` (fractional hour of day) and ``<col>_day_of_week``
   (0 = Monday), both cyclic; the absolute time is dropped (it does not carry over to new data
@@ -16,7 +17,9 @@ Rules when no schema is given (each column judged on all its non-missing values)
 - target: classification when it is not numeric, or when it is numeric with integer values only
   and at most ``max_classes`` distinct ones; regression otherwise. ``task`` forces either.
 
-Every inferred field is ``public`` unless ``sensitivity`` says otherwise.
+Every inferred field is ``public`` unless ``sensitivity`` says otherwise. What the rules did
+(rows skipped, stray cells read as missing, columns dropped and why) is listed in the returned
+dataset's ``notes``; ``privcity simulate`` prints them.
 
 Memory: rows are parsed in blocks of ``_CHUNK_ROWS`` and converted column by column, so a numeric
 column costs 8 bytes a row. Only a column with a value that is not a number keeps its cells as
@@ -43,6 +46,9 @@ from .schema import Field, Schema
 __all__ = ["load_csv"]
 
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+# A column is numeric when at most this share of its present values are not numbers (stray
+# cells such as "err" in a sensor log, then read as missing and reported).
+_STRAY_SHARE = 0.01
 _S_CSV_SPLIT = 60
 _CHUNK_ROWS = 65_536  # rows parsed before their cells are converted (bounds the live str objects)
 
@@ -259,6 +265,30 @@ def _read_again(path, header: list[str], keep: np.ndarray, cells: dict[int, list
         raise ValueError(f"{name} changed while it was being read")
 
 
+def _mostly_numbers(values: Sequence[str], share: float) -> tuple[np.ndarray, list[str]] | None:
+    """(floats, the values that are not numbers) when at most ``share`` of the non-missing
+    values are not numbers (and at least one is), else None. Those values become NaN: missing,
+    imputed like any other missing cell."""
+    out = np.empty(len(values), np.float64)
+    bad: list[str] = []
+    present = 0
+    for i, v in enumerate(values):
+        if _missing(v):
+            out[i] = np.nan
+            continue
+        present += 1
+        try:
+            x = float(v)
+        except ValueError:
+            bad.append(v)
+            out[i] = np.nan
+            continue
+        out[i] = x if math.isfinite(x) else np.nan
+    if not bad or len(bad) > share * present or len(bad) == present:
+        return None
+    return out, bad
+
+
 def _numbers(col: np.ndarray | list[str]) -> np.ndarray | None:
     """``_floats`` of a column from ``_read``."""
     return col if isinstance(col, np.ndarray) else _floats(col)
@@ -334,6 +364,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     if device_column == target:
         raise ValueError(f"column {target!r} cannot be both the target and the device column")
     assert keep is not None
+    n_rows_read = len(keep)
 
     # Target first: a target that is missing, or a number that is not finite (inf, -inf), leaves
     # its row out (``keep``; ``cols`` hold the kept rows only).
@@ -378,6 +409,10 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     # Features.
     feature_fields: list[Field] = []
     columns: list[np.ndarray] = []
+    notes: list[str] = []
+    if n_rows_read > len(idx):
+        notes.append(f"{n_rows_read - len(idx):,} of {n_rows_read:,} rows left out: no finite "
+                     f"value of the target {target!r}")
     if schema is not None:
         for f in schema.feature_fields:
             if f.name not in header:
@@ -402,7 +437,16 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
             vals = _numbers(cols[h])
             if vals is not None:
                 if np.isnan(vals).all():  # nothing to learn from
+                    notes.append(f"column {h!r} not used: no values")
                     continue
+                feature_fields.append(Field(h, "numeric", "public"))
+                columns.append(vals)
+                continue
+            lenient = _mostly_numbers(cols[h], _STRAY_SHARE)
+            if lenient is not None:  # a numeric column with a few stray cells
+                vals, bad = lenient
+                notes.append(f"column {h!r}: {len(bad):,} value(s) that are not numbers (e.g. "
+                             f"{bad[0].strip()!r}) read as missing")
                 feature_fields.append(Field(h, "numeric", "public"))
                 columns.append(vals)
                 continue
@@ -415,6 +459,11 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
                 continue
             seen = sorted({v.strip() for v, tr in zip(cols[h], train) if tr and not _missing(v)})
             if len(seen) < 2 or len(seen) > max_categories:
+                why = (f"{len(seen):,} distinct values in the training rows that are not "
+                       f"numbers, more than max_categories={max_categories}"
+                       if len(seen) > max_categories
+                       else f"fewer than 2 distinct values in the training rows")
+                notes.append(f"column {h!r} not used: {why}")
                 continue
             code = {v: float(i) for i, v in enumerate(seen)}
             vals = np.array([code.get(v.strip(), -1.0) if not _missing(v) else np.nan for v in cols[h]])
@@ -487,5 +536,5 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         task_type="classification" if classify else "regression",
         n_classes=len(class_names) if classify else 0,
         feature_names=list(enc.feature_names), target_mean=t_mean, target_scale=t_scale,
-        class_names=class_names if classify else ())
+        class_names=class_names if classify else (), notes=tuple(notes))
     return ds, (enc.encode(f_test), y_test)

@@ -75,6 +75,9 @@ class FederatedDataset:
         Scaling of a regression target (0 and 1 for classification).
     class_names : tuple of str
         Label of each class index (classification).
+    notes : tuple of str
+        What loading did to the data that the caller should know (``load_csv``: rows left out,
+        cells read as missing, columns not used, each with its reason); empty when nothing.
     """
 
     X: np.ndarray
@@ -89,6 +92,7 @@ class FederatedDataset:
     target_mean: float = 0.0
     target_scale: float = 1.0
     class_names: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.device_ids)

@@ -470,12 +470,15 @@ class _Census:
     """What rank 0 needs to know of every device (ids and record counts), which need not be the
     devices whose records it holds (a sampled baseline)."""
 
-    def __init__(self, device_ids: np.ndarray, counts: np.ndarray, n_features: int) -> None:
+    def __init__(self, device_ids: np.ndarray, counts: np.ndarray, n_features: int,
+                 notes: tuple[str, ...] = ()) -> None:
         self.device_ids, self.counts, self.n_features = device_ids, counts, n_features
+        self.notes = notes  # what loading did to the data (rows left out, columns dropped)
 
     @classmethod
     def of(cls, train: Any) -> _Census:
-        return cls(train.device_ids, np.diff(train.offsets), train.X.shape[1])
+        return cls(train.device_ids, np.diff(train.offsets), train.X.shape[1],
+                   tuple(getattr(train, "notes", ())))
 
     @property
     def n_devices(self) -> int:
@@ -667,6 +670,7 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
         "records": census.n_records,
         "baseline_records": int(baseline_records),
         "test_records": int(test.X.shape[0]),
+        "data_notes": list(census.notes),
         "n_params": int(model.n_params),
         "centralized": _central_summary(model, central, test, central_cpu),
         "fl": fl_sum,
@@ -766,6 +770,7 @@ def summary_table(results: dict[str, Any]) -> str:
     if diverged:
         notes.append(f"{diverged} device update(s) diverged (non-finite) and were left out; "
                      "lower --lr")
+    notes += [f"data: {n}" for n in results.get("data_notes", ())]
     lines += notes
     head = (f"privcity simulate: {results['devices']:,} devices, task {results['config']['task']}"
             f" ({results['task_type']}), {results['ranks']} rank(s), "
