@@ -491,3 +491,24 @@ def test_a_threshold_above_the_group_size_is_refused():
     with pytest.raises(privcity.SecureAggregationError, match="exceeds the group") as err:
         secure_sum(xs, neighbors=4, threshold=6)
     assert err.value.kind == "too_few"
+
+
+def test_inputs_that_would_wrap_around_the_ring_are_refused():
+    # int64 inputs into the default 32-bit ring: negative values are two's complement words,
+    # values of 2**32 or more would silently wrap
+    ok = {d: np.array([-(2**31), 2**32 - 1, -1], np.int64) for d in range(3)}
+    report = secure_sum(ok)
+    assert np.array_equal(report.total, (3 * np.array([2**31, 2**32 - 1, 2**32 - 1])) % 2**32)
+    with pytest.raises(privcity.SecureAggregationError, match="outside the 32-bit ring") as info:
+        secure_sum({d: np.array([2**32 + 5], np.int64) for d in range(3)})
+    assert info.value.kind == "malformed"
+    with pytest.raises(privcity.SecureAggregationError, match="outside the 32-bit ring"):
+        secure_sum({d: np.array([-(2**31) - 1], np.int64) for d in range(3)})
+    wide = secure_sum({d: np.array([2**32 + 5], np.int64) for d in range(3)}, dtype=np.uint64)
+    assert int(wide.total[0]) == 3 * (2**32 + 5)
+
+
+def test_dropouts_must_name_clients_of_the_round():
+    inputs = {d: np.arange(4) for d in range(4)}
+    with pytest.raises(ValueError, match="drop_before_input names clients that have no input"):
+        secure_sum(inputs, drop_before_input=[999])

@@ -653,6 +653,15 @@ def _vector(x: Any, dim: int, dtype: np.dtype, what: str) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         raise _fail(f"{what} has dtype {arr.dtype}; expected integers (quantize first)",
                     "malformed")
+    if arr.dtype.itemsize > dtype.itemsize and arr.size:
+        # Wider than the ring: each value must be a word of it, unsigned or two's complement.
+        bits = 8 * dtype.itemsize
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < -(1 << (bits - 1)) or hi >= 1 << bits:
+            bad = lo if lo < -(1 << (bits - 1)) else hi
+            raise _fail(f"{what} holds {bad}, outside the {bits}-bit ring [-2**{bits - 1}, "
+                        f"2**{bits}): it would wrap around (use dtype=np.uint64, or scale down)",
+                        "malformed")
     return np.ascontiguousarray(arr.astype(dtype, copy=False))
 
 
@@ -714,6 +723,13 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     if first.ndim != 1:
         raise ValueError(f"inputs must be 1-D integer vectors, got shape {first.shape}")
     dim = int(first.shape[0])
+    known = set(ids)
+    for name, chosen in (("drop_before_sharing", drop_before_sharing),
+                         ("drop_before_input", drop_before_input),
+                         ("drop_before_unmask", drop_before_unmask)):
+        strangers = sorted(set(chosen) - known, key=repr)
+        if strangers:
+            raise ValueError(f"{name} names clients that have no input: {strangers[:5]}")
     neighbors = _neighbors(neighbors)
     group = len(ids) if neighbors is None or neighbors >= len(ids) - 1 \
         else 2 * ((neighbors + 1) // 2) + 1
