@@ -13,7 +13,7 @@ import pytest
 
 from privcity.cli import main as cli_main
 from privcity.dp import Accountant
-from privcity.sim import SimConfig, calibrate_noise_multiplier, load_config, simulate
+from privcity.sim import SimConfig, calibrate_noise_multiplier, load_config, simulate, summary_table
 
 from test_aggregate_mpi import find_mpiexec
 
@@ -473,3 +473,15 @@ def test_the_risk_report_credits_no_treatment_an_attacker_undoes(treatment, fiel
     # noise on household sizes: the released data are as linkable as the raw
     assert r["released"]["guess"] == pytest.approx(r["raw"]["guess"])
     assert r["released"]["reidentified"] == pytest.approx(r["raw"]["reidentified"])
+
+
+def test_table_says_diverged_for_a_blown_up_regression(small_city):
+    import copy
+    results = copy.deepcopy(small_city)
+    results["metric"] = "r2"
+    results["fl"]["score"] = -1.7e69   # finite, but the model's predictions exploded
+    results["fl_dp"]["score"] = float("nan")
+    results["centralized"]["score"] = -0.5   # poor, not blown up
+    row = next(line for line in summary_table(results).splitlines() if line.startswith("test r2"))
+    assert "diverged, r2 -1.7e+69 (lower --lr)" in row
+    assert "diverged (lower --lr)" in row and "-0.5000" in row

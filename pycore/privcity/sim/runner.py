@@ -709,6 +709,8 @@ def summary_table(results: dict[str, Any]) -> str:
             return "-"
         if not math.isfinite(value):
             return "diverged (lower --lr)"
+        if m == "r2" and value < -100:  # predictions orders of magnitude off: blown up
+            return f"diverged, r2 {value:.3g} (lower --lr)"
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}"
 
     rows = [
