@@ -417,6 +417,34 @@ def test_planar_laplace_stays_on_the_globe_near_poles_and_the_antimeridian():
     assert np.isfinite(nlat).all() and np.isfinite(nlon).all()
 
 
+def test_planar_laplace_moves_points_along_great_circles_for_any_distance():
+    # Prepare: epsilon so small that displacements reach thousands of km, past poles and
+    # around the globe
+    lat = np.repeat([52.5, 89.0, -60.0, 0.0], 500)
+    lon = np.repeat([13.4, 0.0, 170.0, -179.9], 500)
+    eps = 1e-9
+
+    # Execute
+    nlat, nlon = geo_indistinguishable(lat, lon, eps, rng=SecureRNG(seed=5))
+
+    # Assert: on the globe, and the great-circle distance is the drawn radius modulo the
+    # circumference (folded into [0, pi R]), which the same stream reproduces
+    assert (np.abs(nlat) <= 90).all() and (nlon >= -180).all() and (nlon < 180).all()
+    gen = SecureRNG(seed=5)
+    u = gen.uniform(2 * lat.size)
+    p = u[lat.size:]
+    from scipy.special import lambertw
+    r = -(np.real(lambertw((p - 1) / np.e, k=-1)) + 1) / eps
+    arc = np.mod(r / EARTH_RADIUS_M, 2 * np.pi)
+    arc = np.where(arc > np.pi, 2 * np.pi - arc, arc)
+    p1, p2 = np.radians(lat), np.radians(nlat)
+    dl = np.radians(nlon - lon)
+    central = np.arccos(np.clip(np.sin(p1) * np.sin(p2) + np.cos(p1) * np.cos(p2) * np.cos(dl),
+                                -1, 1))
+    assert np.abs(central - arc).max() < 1e-6
+    assert r.max() > 2e7   # some went more than half way round
+
+
 @pytest.mark.parametrize("eps", [0, -1.0, np.nan, np.inf])
 def test_planar_laplace_refuses_non_positive_epsilon(eps):
     # Execute / Assert

@@ -512,9 +512,10 @@ def geo_indistinguishable(lat: Any, lon: Any, epsilon: float, *,
     Returns
     -------
     (lat, lon)
-        The noisy points, degrees, float64. The offset (r cos theta east, r sin theta north)
-        is converted on the sphere of :data:`EARTH_RADIUS_M`; a point pushed past a pole comes
-        back on the other side, longitudes wrap to [-180, 180).
+        The noisy points, degrees, float64: each moved along the great circle of heading
+        theta (counter-clockwise from east) by r, on the sphere of :data:`EARTH_RADIUS_M`, so
+        any distance (across a pole, or around the globe for a tiny epsilon) lands on the
+        globe; longitudes wrap to [-180, 180).
 
     Notes
     -----
@@ -538,12 +539,15 @@ def geo_indistinguishable(lat: Any, lon: Any, epsilon: float, *,
     r = -(_lambertw_m1(p, np.log1p(-p) - 1.0) + 1.0) / eps
     r = r.reshape(la.shape)
     theta = theta.reshape(la.shape)
-    new_lat = la + r * np.sin(theta) / _M_PER_DEG
-    with np.errstate(divide="ignore"):
-        new_lon = lo + r * np.cos(theta) / (_M_PER_DEG * np.cos(np.radians(la)))
-    over = np.abs(new_lat) > 90.0
-    new_lat = np.where(new_lat > 90.0, 180.0 - new_lat, np.where(new_lat < -90.0, -180.0 - new_lat, new_lat))
-    new_lon = np.where(over, new_lon + 180.0, new_lon)
-    new_lon = np.where(np.isfinite(new_lon), new_lon, lo)          # cos(lat) = 0 at a pole
+    # The point at great-circle distance r from (la, lo), heading theta counter-clockwise from
+    # east (bearing pi/2 - theta from north): exact on the sphere for any r, poles included.
+    delta = r / EARTH_RADIUS_M
+    phi, lam = np.radians(la), np.radians(lo)
+    sin_phi, cos_phi = np.sin(phi), np.cos(phi)
+    sin_d, cos_d = np.sin(delta), np.cos(delta)
+    sin_lat2 = np.clip(sin_phi * cos_d + cos_phi * sin_d * np.sin(theta), -1.0, 1.0)
+    new_lat = np.degrees(np.arcsin(sin_lat2))
+    new_lon = np.degrees(lam + np.arctan2(np.cos(theta) * sin_d * cos_phi,
+                                          cos_d - sin_phi * sin_lat2))
     new_lon = (new_lon + 180.0) % 360.0 - 180.0
     return _scalar_or(new_lat), _scalar_or(new_lon)
