@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,9 @@ class ReleaseGrid:
         discrete Laplace's scale.
     effective_noise : float
         ``integer_noise * grid``: the noise the release carries, in value units.
+    limit : float
+        The largest magnitude released as it is, (2**52 - 1) grid steps: values beyond it are
+        clamped to it before the noise (see ``release``).
     """
 
     grid: float
@@ -77,6 +81,10 @@ class ReleaseGrid:
     effective_sensitivity: float
     integer_noise: float
     effective_noise: float
+
+    @property
+    def limit(self) -> float:
+        return math.ldexp(float(2**_MAX_STEPS_EXP - 1), self.exponent)
 
 
 def _floor_log2(x: float) -> int:
@@ -115,7 +123,14 @@ def _on_grid(values: Any, grid: ReleaseGrid, noise: np.ndarray) -> np.ndarray:
     # the data would itself leak (two neighbouring inputs on either side of the limit would give
     # an output and an exception). Clamping is 1-Lipschitz, so the sensitivity is unchanged;
     # 2**52 rather than 2**53 leaves room for the noise.
-    limit = math.ldexp(float(2**_MAX_STEPS_EXP - 1), grid.exponent)
+    # The caller, who holds the data, is told (a local warning is not part of the release).
+    limit = grid.limit
+    over = int(np.count_nonzero(np.abs(x) > limit))
+    if over:
+        warnings.warn(f"{over} value(s) beyond +-{limit:.6g} (2**52 grid steps of {grid.grid:g})"
+                      " clamped to it before the noise: rescale the values or release them with "
+                      "a coarser grid (a larger sensitivity or noise)", RuntimeWarning,
+                      stacklevel=3)
     x = np.clip(x, -limit, limit)
     snapped = np.rint(x / grid.grid)  # exact: division by a power of two, no overflow
     total = snapped.astype(np.int64).reshape(-1) + noise
@@ -268,7 +283,8 @@ class GaussianMechanism:
         Raises
         ------
         ValueError
-            values contain NaN or Inf (values beyond 2**52 grid steps are clamped to it);
+            values contain NaN or Inf (values beyond ``last_release.limit``, 2**52 grid steps,
+            are clamped to it with a RuntimeWarning, never refused: a refusal would leak);
             sigma / sensitivity * sqrt(size) beyond what the exact sampler takes (about 2**28).
         """
         arr = _checks.real_array(values, "values")
@@ -412,7 +428,8 @@ class LaplaceMechanism:
         Raises
         ------
         ValueError
-            values contain NaN or Inf (values beyond 2**52 grid steps are clamped to it);
+            values contain NaN or Inf (values beyond ``last_release.limit``, 2**52 grid steps,
+            are clamped to it with a RuntimeWarning, never refused: a refusal would leak);
             scale / sensitivity * size beyond 2**46 (the noise could leave the exact range).
         """
         arr = _checks.real_array(values, "values")
