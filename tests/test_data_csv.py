@@ -238,3 +238,9 @@ def test_a_column_with_many_words_is_not_read_as_numbers(tmp_path):
     level = train.schema.field("level")
     assert (level.kind, level.lower, level.upper) == ("categorical", 0, 3)  # 0, 1, 2, high
     assert not any("level" in n for n in train.notes)
+
+
+def test_more_devices_than_training_rows_is_reported(tmp_path):
+    path = write(tmp_path, "x,y\n" + "\n".join(f"{i},{i * 0.5}" for i in range(10)))
+    train, _ = load_csv(path, target="y", devices=25, test_fraction=0.0)
+    assert "25 devices for 10 training rows: 15 of them hold no rows" in train.notes

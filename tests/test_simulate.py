@@ -263,6 +263,8 @@ def test_options_run(tmp_path, kw):
     (dict(risk_people=-1), "risk_people"), (dict(release_cell_m=0.0), "release_cell_m"),
     (dict(baseline_devices=-1), "baseline_devices"),
     (dict(devices=100, baseline_devices=101), "baseline_devices"),
+    (dict(task="csv", data=os.path.dirname(__file__), target="y"), "data"),
+    (dict(task="csv", data=__file__, target="y", device_column="d", devices=50), "devices"),
 ])
 def test_bad_configuration_is_refused_naming_the_field(kw, field):
     # Execute / Assert

@@ -504,6 +504,8 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     else:
         nd = 1 if devices is None else int(devices)
         m = len(tr_idx)
+        if nd > m:
+            notes.append(f"{nd:,} devices for {m:,} training rows: {nd - m:,} of them hold no rows")
         if split == "contiguous":
             local = (np.arange(m) * nd) // max(m, 1)
         else:

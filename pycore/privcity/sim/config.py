@@ -144,10 +144,15 @@ class SimConfig:
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")
+            if os.path.isdir(self.data):
+                raise bad("data", "is a directory, not a CSV file")
             if not os.path.isfile(self.data):
                 raise bad("data", "no such file")
             if not self.target:
                 raise bad("target", "task csv needs the target column")
+            if self.device_column and self.devices != SimConfig.devices:
+                raise bad("devices", "the device column says which device each row belongs to: "
+                                     "give devices or device_column, not both")
         elif self.data:
             raise bad("data", "a CSV file is only read with task = 'csv'")
         # (a CSV device column's population is known only once read; there a sample at least as

@@ -51,6 +51,7 @@ from .config import SimConfig
 __all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
 
 TEST_DEVICES = 500  # pseudo-devices of the held-out test population
+TEST_SAMPLES_MAX = 200  # records per test pseudo-device at most: the test set stays <= 100,000
 
 
 # --- setting up ------------------------------------------------------------------------------------
@@ -77,7 +78,8 @@ def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
                            noise_seed=cfg.seed if (cfg.field_epsilon or cfg.treatment) else None)
     # A held-out population of pseudo-devices, the same whatever the city's size or split.
     test = data.make_test_set(cfg.task, n_devices=TEST_DEVICES,
-                              samples_per_device=cfg.samples_per_device, seed=cfg.seed,
+                              samples_per_device=min(cfg.samples_per_device, TEST_SAMPLES_MAX),
+                              seed=cfg.seed,
                               n_districts=cfg.districts)
     return train, test
 
