@@ -244,3 +244,13 @@ def test_more_devices_than_training_rows_is_reported(tmp_path):
     path = write(tmp_path, "x,y\n" + "\n".join(f"{i},{i * 0.5}" for i in range(10)))
     train, _ = load_csv(path, target="y", devices=25, test_fraction=0.0)
     assert "25 devices for 10 training rows: 15 of them hold no rows" in train.notes
+
+
+def test_a_constant_target_and_text_that_is_not_utf8_get_named_errors(tmp_path):
+    const = write(tmp_path, "x,label\n" + "\n".join(f"{i},7" for i in range(20)), "const.csv")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("x,place\n1,Z\xfcrich\n2,Köln\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="'label' of .*const.csv has a single value \\(7\\)"):
+        load_csv(const, target="label")
+    with pytest.raises(ValueError, match="latin.csv is not UTF-8 text"):
+        load_csv(str(latin), target="x")

@@ -346,3 +346,10 @@ def test_gps_coarsening_increases_collisions_and_lowers_unicity():
     # Assert
     assert shared[0] < 0.01 < shared[1] < shared[2]
     assert uniq[0] > 0.95 and uniq[0] >= uniq[1] > uniq[2]
+
+
+@pytest.mark.parametrize("task", ["air_quality", "traffic", "energy"])
+def test_a_city_of_one_district(task):
+    ds = make_city(task, n_devices=20, samples_per_device=8, n_districts=1, seed=0)
+    assert set(ds.district.tolist()) == {0} and ds.X.shape[0] == 160
+    assert np.isfinite(ds.X).all()

@@ -487,3 +487,12 @@ def test_table_says_diverged_for_a_blown_up_regression(small_city):
     row = next(line for line in summary_table(results).splitlines() if line.startswith("test r2"))
     assert "diverged, r2 -1.7e+69 (lower --lr)" in row
     assert "diverged (lower --lr)" in row and "-0.5000" in row
+
+
+def test_a_csv_too_small_for_a_test_split_is_a_named_error(tmp_path, capsys):
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("x,y\n1,2\n2,3\n3,5\n")
+    rc = cli_main(["simulate", "--task", "csv", "--data", str(tiny), "--target", "y",
+                   "--devices", "2", "--quiet", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "none of its 3 usable rows fell in the test split" in err

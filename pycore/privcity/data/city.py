@@ -93,7 +93,8 @@ def _time_fields() -> tuple[Field, ...]:
 
 
 def _district_field(n_districts: int) -> Field:
-    return Field("district", "categorical", "quasi", "", 0, n_districts - 1)
+    # one district still spans codes 0..1: a categorical field needs lower < upper
+    return Field("district", "categorical", "quasi", "", 0, max(n_districts - 1, 1))
 
 
 @lru_cache(maxsize=64)

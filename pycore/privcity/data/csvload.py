@@ -356,8 +356,12 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     if schema is not None and target != schema.target:
         raise ValueError(f"target {target!r} differs from the schema's target {schema.target!r}")
     use = None if schema is None else {target, device_column, *(f.name for f in schema.feature_fields)}
-    header, keep, cols = _read(path, target, device_column, use)
     name = os.fspath(path)
+    try:
+        header, keep, cols = _read(path, target, device_column, use)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name} is not UTF-8 text ({exc.reason}, byte "
+                         f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
     for what, col in (("target", target), ("device", device_column)):
         if col is not None and col not in header:
             raise ValueError(f"{what} column {col!r} is not in {name} (columns: {header})")
@@ -401,6 +405,9 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
             class_names = tuple(labels)
             code = {v: i for i, v in enumerate(labels)}
             y_all = np.array([code[v.strip()] for v in cols[target]], np.int64)
+        if len(class_names) < 2:
+            raise ValueError(f"target column {target!r} of {name} has a single value "
+                             f"({class_names[0] if class_names else 'none'}): nothing to predict")
         target_field = Field(target, "categorical", "public", "", 0, max(len(class_names) - 1, 1))
     else:
         y_all = t_num  # type: ignore[assignment]

@@ -63,6 +63,9 @@ def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
         train, (x_test, y_test) = data.load_csv(
             cfg.data, target=cfg.target, device_column=cfg.device_column or None,
             devices=None if cfg.device_column else cfg.devices, seed=cfg.seed)
+        if not len(y_test):
+            raise ValueError(f"{cfg.data}: none of its {len(train.y):,} usable rows fell in the "
+                             "test split (about 20 % of the rows): it needs more rows")
         test = SimpleNamespace(X=x_test, y=y_test)
         if devices is not None:
             train = train.subset(np.arange(devices.start, devices.stop))
