@@ -341,3 +341,24 @@ def test_one_bad_associated_data_for_a_batch_is_named_without_an_index(implement
 
     # Assert
     assert "associated_data[" not in str(info.value)
+
+
+def test_associated_data_as_an_array_is_one_row_per_message(implementation):
+    # Prepare: nonces, messages and associated data all (N, .) arrays, as a gateway holds them
+    gcm = AES256GCM(KEY, implementation=implementation)
+    rng = np.random.default_rng(4)
+    nonces = rng.integers(0, 256, (6, 12), dtype=np.uint8)
+    rows = rng.integers(0, 256, (6, 40), dtype=np.uint8)
+    aad = rng.integers(0, 256, (6, 9), dtype=np.uint8)
+    ref = AESGCM(KEY)
+
+    # Execute
+    cts = gcm.encrypt_many(nonces, rows, aad)
+    back = gcm.decrypt_many(nonces, cts, aad)
+
+    # Assert: row i is sealed with aad[i], as cryptography does message by message
+    assert [bytes(c) for c in cts] == [ref.encrypt(bytes(n), bytes(m), bytes(a))
+                                       for n, m, a in zip(nonces, rows, aad)]
+    assert np.array_equal(back, rows)
+    with pytest.raises(ValueError, match="one per message"):
+        gcm.encrypt_many(nonces, rows, aad[:5])

@@ -70,6 +70,17 @@ def _as_nonces(nonces: Any) -> Any:
     return nonces
 
 
+def _per_message_ad(associated_data: Any, n: int) -> Any:
+    """An (N, k) array of associated data is one row per message, like the nonces and an
+    (N, L) array of messages; any other bytes-like is one value for every message."""
+    if isinstance(associated_data, np.ndarray) and associated_data.ndim >= 2:
+        if associated_data.ndim != 2 or associated_data.shape[0] != n:
+            raise ValueError(f"associated_data as an array must be (N, k) with N = {n} rows, "
+                             f"one per message; got shape {associated_data.shape}")
+        return list(np.ascontiguousarray(associated_data))
+    return associated_data
+
+
 class AES256GCM:
     """AES-256-GCM authenticated encryption (96-bit nonces, 128-bit tags).
 
@@ -169,15 +180,20 @@ class AES256GCM:
         nonces : (N, 12) uint8 array
             One nonce per message (a sequence of 12-byte objects is converted).
         messages : list of bytes-like, or (N, L) uint8 array
-        associated_data : None, one bytes-like for every message, or a sequence of N
-            (None entries mean no associated data).
+        associated_data : None, one bytes-like for every message, a sequence of N (None
+            entries mean no associated data), or an (N, k) array (row i for message i).
 
         Returns
         -------
         A list of N bytes objects (ciphertext || tag) for list input, or an (N, L + 16) uint8
         array for array input. The native path makes one call with one GIL release.
+
+        Every nonce must be new for this key, across calls and within the batch: GCM with a
+        repeated nonce leaks the XOR of the plaintexts and lets tags be forged. This call does
+        not check it (privcity.crypto.envelope draws nonces from persisted counters).
         """
         nonces = _as_nonces(nonces)
+        associated_data = _per_message_ad(associated_data, len(nonces))
         if self._native is not None:
             return self._native.encrypt_many(nonces, messages, associated_data)
         return self._fallback_many(nonces, messages, associated_data, encrypt=True, strict=True)[0]
@@ -201,6 +217,7 @@ class AES256GCM:
         zeros; messages that authenticated are returned as usual.
         """
         nonces = _as_nonces(nonces)
+        associated_data = _per_message_ad(associated_data, len(nonces))
         strict = not return_status
         if self._native is not None:
             out, ok = self._native.decrypt_many(nonces, ciphertexts, associated_data, strict)
