@@ -76,3 +76,11 @@ def test_clip_round_add_discrete_gaussian_errors():
         rng.clip_round_add_discrete_gaussian(x, 1.0, 2.0**62, 1.0)
     with pytest.raises(ValueError, match="sigma"):
         rng.clip_round_add_discrete_gaussian(x, 1.0, 10.0, -1.0)
+
+
+def test_clip_add_gaussian_keeps_the_shape_of_x():
+    x = np.full((4, 5), 0.1, np.float32)
+    out, norm = SecureRNG(b"shape").clip_add_gaussian(x, 10.0, 1e-3)
+    flat, flat_norm = SecureRNG(b"shape").clip_add_gaussian(x.ravel(), 10.0, 1e-3)
+    assert out.shape == (4, 5) and out.dtype == np.float32
+    assert np.array_equal(out.ravel(), flat) and norm == flat_norm

@@ -230,15 +230,16 @@ class SecureRNG:
                           out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Clips a float32 vector to L2 norm ``clip`` and adds N(0, sigma^2) noise, in one call.
 
-        Returns ``(out, norm)`` with norm the L2 norm of x before clipping. ``out`` may be x
-        itself (in place) or a preallocated float32 array of x's size; by default a new array.
-        Float noise: for model updates in simulations (see privcity.dp.GaussianMechanism.perturb).
+        Returns ``(out, norm)`` with norm the L2 norm of x (all its elements, whatever its
+        shape) before clipping. ``out`` may be x itself (in place) or a preallocated float32
+        array of x's size; by default a new array of x's shape. Float noise: for model updates
+        in simulations (see privcity.dp.GaussianMechanism.perturb).
         """
         clip = _positive(clip, "clip")
         sigma = _positive(sigma, "sigma")
         xs = _float32_vector(x, "x")
         if out is None:
-            out = np.empty_like(xs)
+            out = np.empty(np.shape(x), np.float32)
         elif not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.size == xs.size
                   and out.flags.c_contiguous and out.flags.writeable):
             raise ValueError("out must be a writable C-contiguous float32 array of x's size")
