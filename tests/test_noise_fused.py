@@ -84,3 +84,12 @@ def test_clip_add_gaussian_keeps_the_shape_of_x():
     flat, flat_norm = SecureRNG(b"shape").clip_add_gaussian(x.ravel(), 10.0, 1e-3)
     assert out.shape == (4, 5) and out.dtype == np.float32
     assert np.array_equal(out.ravel(), flat) and norm == flat_norm
+
+
+@pytest.mark.parametrize("sigma,error,match", [
+    ("1", TypeError, "real number, not str"), (True, TypeError, "real number, not bool"),
+    (1e300, ValueError, "float32's range"), (1e-300, ValueError, "float32's range"),
+])
+def test_sigma_that_float32_cannot_hold_or_that_is_not_a_number_is_refused(sigma, error, match):
+    with pytest.raises(error, match=match):
+        SecureRNG(b"s").gaussian(4, sigma=sigma)

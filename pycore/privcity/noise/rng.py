@@ -55,6 +55,8 @@ def _count(n: Any) -> int:
 
 
 def _positive(value: Any, name: str) -> float:
+    if isinstance(value, (str, bytes, bool, np.bool_)):  # float("1") would take a string
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -193,6 +195,11 @@ class SecureRNG:
         """
         sigma = _positive(sigma, "sigma")
         dt = np.dtype(dtype)
+        f32 = np.finfo(np.float32)
+        if dt == np.float32 and not float(f32.tiny) <= sigma <= float(f32.max):
+            raise ValueError(f"sigma must lie in float32's range [{float(f32.tiny):.3g}, "
+                             f"{float(f32.max):.3g}] for float32 samples, got {sigma!r} (use "
+                             "dtype=np.float64)")
         out = np.empty(_count(n), dt)
         if dt == np.float32:
             self._rng.gaussian_f32(out, sigma)
