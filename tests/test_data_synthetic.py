@@ -353,3 +353,8 @@ def test_a_city_of_one_district(task):
     ds = make_city(task, n_devices=20, samples_per_device=8, n_districts=1, seed=0)
     assert set(ds.district.tolist()) == {0} and ds.X.shape[0] == 160
     assert np.isfinite(ds.X).all()
+
+
+def test_repeated_device_ids_are_refused():
+    with pytest.raises(ValueError, match="distinct: 2 is given 2 times"):
+        make_city("traffic", n_devices=5, samples_per_device=4, devices=[2, 2, 3], seed=0)

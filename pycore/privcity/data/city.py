@@ -194,6 +194,11 @@ def _device_ids(devices: range | np.ndarray | None, n_devices: int | None, what:
         raise ValueError("device ids must be >= 0")
     if n_devices is not None and ids.size and ids.max() >= n_devices:
         raise ValueError(f"devices must lie in range({n_devices}), got up to {int(ids.max())}")
+    if ids.size > 1 and not isinstance(devices, range):
+        uniq, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"device ids must be distinct: {int(uniq[counts > 1][0])} is given "
+                             f"{int(counts.max())} times")
     return ids
 
 
