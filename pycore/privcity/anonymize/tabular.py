@@ -81,9 +81,9 @@ def mondrian(table: Any, quasi_identifiers: Sequence[str], k: int, *, l: float |
     (generalized, partition)
         ``generalized``: a new table of the same kind, quasi-identifier columns replaced by
         their released strings. Every other column is copied unchanged: drop direct
-        identifiers (names, addresses, exact coordinates) before releasing it. ``partition``: int64 class id of each row, in input row order,
-        classes numbered by first appearance; two rows share an id exactly when their released
-        quasi-identifier values are equal.
+        identifiers (names, addresses, exact coordinates) before releasing it. ``partition``:
+        int64 class id of each row, in input row order, classes numbered by first appearance;
+        two rows share an id exactly when their released quasi-identifier values are equal.
 
     Raises
     ------

@@ -272,6 +272,7 @@ def _mostly_numbers(values: Sequence[str], share: float) -> tuple[np.ndarray, li
     out = np.empty(len(values), np.float64)
     bad: list[str] = []
     present = 0
+    most = share * len(values)  # more than this many is more than the share of the present ones
     for i, v in enumerate(values):
         if _missing(v):
             out[i] = np.nan
@@ -281,6 +282,8 @@ def _mostly_numbers(values: Sequence[str], share: float) -> tuple[np.ndarray, li
             x = float(v)
         except ValueError:
             bad.append(v)
+            if len(bad) > most:  # a text column: stop early
+                return None
             out[i] = np.nan
             continue
         out[i] = x if math.isfinite(x) else np.nan
@@ -469,7 +472,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
                 why = (f"{len(seen):,} distinct values in the training rows that are not "
                        f"numbers, more than max_categories={max_categories}"
                        if len(seen) > max_categories
-                       else f"fewer than 2 distinct values in the training rows")
+                       else "fewer than 2 distinct values in the training rows")
                 notes.append(f"column {h!r} not used: {why}")
                 continue
             code = {v: float(i) for i, v in enumerate(seen)}
