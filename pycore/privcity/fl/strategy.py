@@ -107,7 +107,11 @@ class FedAvg(Strategy):
         if updates.shape[0] == 0:
             return params
         delta = self.combine(updates, weights)
-        return (params + np.float32(self.server_lr) * delta).astype(np.float32)
+        return self._step(params, delta)
+
+    def _step(self, params: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """params + server_lr * delta, in float32."""
+        return (params + np.float32(self.server_lr) * delta.astype(np.float32, copy=False)).astype(np.float32)
 
     def aggregate_sum(self, params: np.ndarray, total: np.ndarray, total_weight: float,
                       count: int, *, round_index: int,
@@ -117,8 +121,7 @@ class FedAvg(Strategy):
                              "sum only the mean can be had")
         if count == 0 or not total_weight > 0:
             return params
-        delta = (np.asarray(total, dtype=np.float64) / float(total_weight)).astype(np.float32)
-        return (params + np.float32(self.server_lr) * delta).astype(np.float32)
+        return self._step(params, np.asarray(total, dtype=np.float64) / float(total_weight))
 
     def describe(self) -> dict[str, Any]:
         return {"strategy": "FedAvg", "server_lr": self.server_lr, "aggregator": self.aggregator}
@@ -235,8 +238,7 @@ class DPFedAvg(Strategy):
         if self.adaptive is not None:
             self.adaptive.update_from_count(unclipped_count, cohort_size=int(cohort),
                                             expected_count=expected)
-        return (params + np.float32(self.inner.server_lr) * noisy.astype(np.float32)) \
-            .astype(np.float32)
+        return self.inner._step(params, noisy)
 
     def aggregate_sum(self, params: np.ndarray, total: np.ndarray, total_weight: float,
                       count: int, *, round_index: int,

@@ -482,8 +482,7 @@ class _Census:
 
     @classmethod
     def of(cls, train: Any) -> _Census:
-        return cls(train.device_ids, np.diff(train.offsets), train.X.shape[1],
-                   tuple(getattr(train, "notes", ())))
+        return cls(train.device_ids, np.diff(train.offsets), train.X.shape[1], train.notes)
 
     @property
     def n_devices(self) -> int:
