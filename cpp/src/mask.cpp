@@ -47,29 +47,29 @@ int mask_add(W* out, size_t d, const uint8_t* seeds, const int8_t* signs, size_t
              int threads) noexcept {
     if (d == 0 || n == 0) return 0;
     try {
-    constexpr size_t per_block = 16 / sizeof(W);
-    const Aes aes = aes_kernels();
-    std::vector<uint8_t> round_keys(n * 240);  // expanded once, read by every thread
-    for (size_t i = 0; i < n; ++i) aes.expand(round_keys.data() + 240 * i, seeds + 32 * i);
-    const size_t blocks = (d + per_block - 1) / per_block;
-    reduce_parallel_ranges(blocks, kTileBlocks, threads, [&](size_t b0, size_t b1) {
-        alignas(64) uint8_t ks[kTileBlocks * 16];
-        for (size_t b = b0; b < b1; b += kTileBlocks) {
-            const size_t nb = std::min(b1, b + kTileBlocks) - b;
-            const size_t j0 = b * per_block, m = std::min(d, (b + nb) * per_block) - j0;
-            W* __restrict o = out + j0;
-            for (size_t i = 0; i < n; ++i) {
-                aes.keystream(ks, nb, uint64_t(b), round_keys.data() + 240 * i);
-                if (signs[i] > 0) {
-                    for (size_t k = 0; k < m; ++k) o[k] += load_le<W>(ks + k * sizeof(W));
-                } else {
-                    for (size_t k = 0; k < m; ++k) o[k] -= load_le<W>(ks + k * sizeof(W));
+        constexpr size_t per_block = 16 / sizeof(W);
+        const Aes aes = aes_kernels();
+        std::vector<uint8_t> round_keys(n * 240);  // expanded once, read by every thread
+        for (size_t i = 0; i < n; ++i) aes.expand(round_keys.data() + 240 * i, seeds + 32 * i);
+        const size_t blocks = (d + per_block - 1) / per_block;
+        reduce_parallel_ranges(blocks, kTileBlocks, threads, [&](size_t b0, size_t b1) {
+            alignas(64) uint8_t ks[kTileBlocks * 16];
+            for (size_t b = b0; b < b1; b += kTileBlocks) {
+                const size_t nb = std::min(b1, b + kTileBlocks) - b;
+                const size_t j0 = b * per_block, m = std::min(d, (b + nb) * per_block) - j0;
+                W* __restrict o = out + j0;
+                for (size_t i = 0; i < n; ++i) {
+                    aes.keystream(ks, nb, uint64_t(b), round_keys.data() + 240 * i);
+                    if (signs[i] > 0) {
+                        for (size_t k = 0; k < m; ++k) o[k] += load_le<W>(ks + k * sizeof(W));
+                    } else {
+                        for (size_t k = 0; k < m; ++k) o[k] -= load_le<W>(ks + k * sizeof(W));
+                    }
                 }
             }
-        }
-        detail::secure_wipe(ks, sizeof ks);
-    });
-    detail::secure_wipe(round_keys.data(), round_keys.size());
+            detail::secure_wipe(ks, sizeof ks);
+        });
+        detail::secure_wipe(round_keys.data(), round_keys.size());
     } catch (...) {  // out of memory for the round keys or the threads' bookkeeping, before
         return -1;   // any word of out is changed (a thread that cannot start is not an error)
     }

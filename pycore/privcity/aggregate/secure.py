@@ -41,8 +41,10 @@ routes), colluding with fewer than `threshold` clients, learns nothing about the
 others beyond their sum. Not covered: a server that lies in other ways (Bonawitz's malicious
 variant signs the advertisements and adds a consistency round; here authenticate the
 messages with ``privcity.crypto.envelope``), and anything the sum itself reveals (add DP noise
-before masking). See docs/secure-aggregation.md. Quantize float updates to integers first (e.g. ``SecureRNG.clip_round_add_
-discrete_gaussian``), with room for n of them in `bits`.
+before masking). See docs/secure-aggregation.md.
+
+Quantize float updates to integers first (e.g. ``SecureRNG.clip_round_add_discrete_gaussian``),
+with room for the sum of all n of them in the ring (2**32 or 2**64).
 """
 from __future__ import annotations
 
