@@ -5,7 +5,8 @@ Security: never seal under one (sender, receiver, epoch) key with a counter used
 sender's counters come from a state file whose high-water mark is written (temp file + fsync +
 ``os.replace``) *before* any counter below it is used; never delete, copy or roll back that
 file while the identity keys live on (a fresh file restarts at counter 0: move to a new epoch
-first); the file is locked while its sender lives, so a second process cannot share it.
+first); the file is locked while its sender lives, so a second process cannot share it, while
+threads may share one sender (its counter is taken atomically).
 Receivers reject unknown, revoked or expired senders and wrong receivers before any
 decryption, and commit a counter to the replay window only after its tag verified; with a
 ``state_path`` the windows are written to disk before a plaintext is returned, so a restarted
@@ -223,6 +224,9 @@ _DTYPES = {1: "bool", 2: "int8", 3: "uint8", 4: "int16", 5: "uint16", 6: "int32"
 _DTYPE_CODES = {np.dtype(v).newbyteorder("<") if np.dtype(v).itemsize > 1 else np.dtype(v): k
                 for k, v in _DTYPES.items()}
 _MAX_NDIM = 8
+#: Largest product of a tensor's non-zero dimensions times its item size: what a body can hold
+#: (its length is a u32), for empty tensors too.
+_MAX_TENSOR_BYTES = 2**32 - 1
 
 
 def encode_tensor(array: np.ndarray) -> bytes:
@@ -235,6 +239,10 @@ def encode_tensor(array: np.ndarray) -> bytes:
                         f"{sorted(_DTYPES.values())}")
     if arr.ndim > _MAX_NDIM:
         raise ValueError(f"tensor has {arr.ndim} dimensions; at most {_MAX_NDIM}")
+    if _extent(arr.shape) * arr.dtype.itemsize > _MAX_TENSOR_BYTES:
+        raise ValueError(f"tensor shape {arr.shape} is too large for an envelope (the product "
+                         f"of its non-zero dimensions times the item size must be at most "
+                         f"{_MAX_TENSOR_BYTES})")
     head = bytes((code, arr.ndim)) + b"".join(struct.pack(">Q", d) for d in arr.shape)
     return head + np.ascontiguousarray(arr, dtype=dt_le).tobytes()
 
@@ -254,14 +262,27 @@ def decode_tensor(data: Any) -> np.ndarray:
         raise _err("tensor payload truncated inside its shape", "malformed")
     shape = struct.unpack_from(f">{ndim}Q", mv, 2)
     dtype = np.dtype(_DTYPES[code]).newbyteorder("<")
+    # An empty tensor has no data to bound its other dimensions: (0, 2**63) would pass the
+    # length check below and then fail in numpy. Every shape numpy must honour is bounded here.
+    if _extent(shape) * dtype.itemsize > _MAX_TENSOR_BYTES:
+        raise _err(f"tensor shape {shape} is too large (the product of its non-zero dimensions "
+                   f"times the item size must be at most {_MAX_TENSOR_BYTES})", "malformed")
     count = math.prod(shape)  # exact Python int: no overflow
     if count * dtype.itemsize != mv.nbytes - head:
         raise _err(f"tensor data is {mv.nbytes - head} bytes; shape {shape} of {dtype.name} "
                    f"needs {count * dtype.itemsize}", "malformed")
-    arr = np.frombuffer(mv[head:], dtype=dtype).reshape(shape)
+    try:
+        arr = np.frombuffer(mv[head:], dtype=dtype).reshape(shape)
+    except ValueError as exc:  # a 32-bit numpy indexes less than the bound: refuse, not crash
+        raise _err(f"tensor shape {shape} cannot be built: {exc}", "malformed") from None
     # np.dtype(name) is numpy's canonical native dtype object (a byte-order-swapped one compares
     # equal but is not the same object, and strict dtype checks downstream test identity).
     return arr.astype(np.dtype(_DTYPES[code]), copy=True)
+
+
+def _extent(shape: Sequence[int]) -> int:
+    """The product of the non-zero dimensions (what numpy must be able to index)."""
+    return math.prod(d for d in shape if d)
 
 
 _MAX_META_ITEMS = 256
@@ -446,6 +467,9 @@ class CounterStore:
     A missing file starts at 0; a corrupt one, or one of another sender, is refused. The file
     is locked (``path + ".lock"``, an advisory flock) while the store is open: a second store on
     the same file, in this or another process, raises RuntimeError. :meth:`close` releases it.
+
+    Threads may share a store: :meth:`take` reads, reserves and advances the counter under one
+    mutex (the state write included), so no two takes return overlapping counters.
     """
 
     _FORMAT = "privcity-envelope-counter"
@@ -459,6 +483,9 @@ class CounterStore:
         self._block = block
         self._closed = False
         self._pid = os.getpid()
+        # Held from reading the counter to advancing it: the state write between them releases
+        # the GIL, and two threads reading the same counter would seal under the same nonce.
+        self._mu = threading.Lock()
         if path is None:  # in memory: for keys that die with this object (see EnvelopeSender)
             self._path = None
             self._lock = None
@@ -478,9 +505,10 @@ class CounterStore:
 
     def close(self) -> None:
         """Release the lock; the store hands out nothing more."""
-        self._closed = True
-        if self._lock is not None:
-            self._lock.release()
+        with self._mu:
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> CounterStore:
         return self
@@ -527,11 +555,12 @@ class CounterStore:
         return self._limit
 
     def take(self, n: int = 1) -> int:
-        """Reserve ``n`` consecutive counters; returns the first. Persists before returning."""
+        """Reserve ``n`` consecutive counters; returns the first. Persists before returning.
+        Atomic: threads sharing the store never get overlapping counters."""
         if n < 1:
             raise ValueError("n must be >= 1")
-        if self._closed:
-            raise ValueError("counter store is closed")
+        # Checked before taking the mutex: a child forked while another thread held it would
+        # wait forever instead of being refused.
         if self._path is not None and os.getpid() != self._pid:
             # A forked child shares the parent's counter (and its lock): both would seal under
             # the same counters. Open a new store (own state file) in the child instead.
@@ -539,6 +568,12 @@ class CounterStore:
         if self._path is None and os.getpid() != self._pid:
             raise RuntimeError("in-memory counter used in a forked child; its parent holds the "
                                "same counters")
+        with self._mu:
+            return self._take(n)
+
+    def _take(self, n: int) -> int:
+        if self._closed:
+            raise ValueError("counter store is closed")
         first = self._next
         if first + n > _U64:
             raise OverflowError("counter space exhausted for this sender; move to a new key")
@@ -562,7 +597,9 @@ class EnvelopeSender:
 
     One counter per sender, shared by all its keys (receivers and epochs): strictly increasing,
     hence unique under every key. ``state_path`` holds its high-water mark (see
-    :class:`CounterStore`); one process per state file. Not thread-safe.
+    :class:`CounterStore`); one process per state file. Threads may share a sender: each
+    :meth:`seal` and :meth:`seal_many` takes its counters in one atomic step, so no counter (and
+    no nonce) is used twice; the envelopes of concurrent calls may leave in any order.
 
     ``state_path=None`` keeps the counter in memory, and is refused unless ``ephemeral=True``
     says the identity keys were generated for this sender alone and die with it (a simulated
@@ -936,12 +973,17 @@ class EnvelopeReceiver:
     def add_sender(self, certificate: x509.Certificate | bytes, *,
                    at: dt.datetime | None = None) -> VerifiedCertificate:
         """Verify ``certificate`` at ``at`` (default now) and admit its subject as a sender.
-        Raises CertificateError if it does not verify; replaces an earlier certificate."""
+        Raises CertificateError if it does not verify, ValueError if no key can be agreed with
+        it (a low-order X25519 key, this receiver's own key or id); replaces an earlier
+        certificate."""
         verified = verify_certificate(certificate, trust_anchor=self._anchor, crl=self._crl,
                                       at=at)
         sid = verified.subject_id
         self._ring.forget(sid)
         self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
+        # Agree a key now: a sender whose key agreement fails would make every later open of
+        # its envelopes raise ValueError instead of refusing them (and open_many the batch).
+        self._ring.receiving_key(verified, self._min_epoch)
         self._senders[sid] = _Sender(verified, make_nonce(sid, 0)[:4])
         return verified
 

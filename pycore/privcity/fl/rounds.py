@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +24,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from ..crypto import EnvelopeReceiver, EnvelopeSender
+from ..crypto.envelope import CONTENT_TENSOR, OpenedEnvelope, decode_tensor, parse_header
 from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
 from ..data._hash import mix
 from ..dp import clip_l2_rows
-from ..errors import EnvelopeError, SecureAggregationError
+from ..errors import EnvelopeError, PrivcityError, SecureAggregationError
+from .admission import DeviceRegistry, OpenedRound, as_device_ids, member, refusal_kind
 from .strategy import Strategy
 
-__all__ = ["Aggregator", "Gateway", "GatewayReport", "device_uniforms", "round_cohort",
-           "training_seeds"]
+__all__ = ["Aggregator", "Gateway", "GatewayReport", "OpenedRound", "device_uniforms",
+           "round_cohort", "sampled_devices", "training_seeds"]
 
 AGGREGATOR_ID = "aggregator"
 
@@ -96,6 +100,14 @@ def round_cohort(seed: int, round_index: int, devices: np.ndarray, *, sample_rat
     sampled = device_uniforms(seed, round_index, 1, devices) < sample_rate
     stays = device_uniforms(seed, round_index, 2, devices) >= dropout
     return sampled, sampled & stays
+
+
+def sampled_devices(seed: int, round_index: int, devices: np.ndarray, *,
+                    sample_rate: float) -> np.ndarray:
+    """The ids among ``devices`` that Poisson sampling puts in a round: the server's cohort,
+    the same decision as :func:`round_cohort`'s ``sampled``."""
+    devices = np.asarray(devices, dtype=np.int64)
+    return devices[device_uniforms(seed, round_index, 1, devices) < sample_rate]
 
 
 @dataclass
@@ -257,7 +269,15 @@ class Gateway:
 
 class Aggregator:
     """The city's server: a CA that certifies devices, an identity of its own, a receiver
-    that opens device envelopes, and a strategy that turns updates into the next model."""
+    that opens device envelopes, and a strategy that turns updates into the next model.
+
+    One device, one vote (see :mod:`privcity.fl.admission`): the city tells the aggregator
+    which gateway hosts which devices (:meth:`assign`); a gateway may enrol only its own
+    devices, once, and relay only their envelopes; :meth:`open` admits at most one update per
+    device per round, from devices of the round's cohort (the server's sample, never a
+    gateway's claim) sealed for the round's epoch. Every refusal is counted by kind; nothing a
+    device or gateway sends makes :meth:`enrol` or :meth:`open` raise.
+    """
 
     def __init__(self, *, strategy: Strategy, n_params: int, weights_of: Any,
                  adaptive_bit: bool = False) -> None:
@@ -278,49 +298,155 @@ class Aggregator:
         from ..crypto.pki import verify_certificate
         self.verified = verify_certificate(self.certificate, trust_anchor=self.ca.certificate,
                                            crl=self.crl)
+        self.registry = DeviceRegistry()
+        self._epoch = -1  # the latest epoch opened
+        self._voted: set[int] = set()  # devices counted in that epoch
 
     def certificate_pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def enrol(self, enrolments: list[tuple[int, bytes, bytes]]) -> None:
-        """Certify new devices (public keys from their gateway) and admit them as senders."""
-        for device, ident, agree in enrolments:
-            cert = self.ca.issue(f"dev-{device}", "device",
+    def assign(self, gateway: int, devices: Any) -> None:
+        """Record that ``gateway`` hosts ``devices`` (the city's provisioning, not a gateway's
+        word): only it may enrol them and relay their envelopes. ValueError if a device already
+        has a gateway or the gateway its devices."""
+        self.registry.assign(gateway, devices)
+
+    def enrol(self, enrolments: Sequence[Any], *, gateway: int) -> dict[str, int]:
+        """Certify devices whose public keys (device id, 32-byte Ed25519, 32-byte X25519)
+        ``gateway`` relayed, and admit them as senders; returns the refusals by kind
+        (:data:`~privcity.fl.admission.ENROL_REFUSALS`). A device enrolled again by its gateway
+        with the same keys is left as it is."""
+        refusals: Counter[str] = Counter()
+        for item in enrolments:
+            kind = self._enrol_one(item, gateway)
+            if kind:
+                refusals[kind] += 1
+        return dict(sorted(refusals.items()))
+
+    def _enrol_one(self, item: Any, gateway: int) -> str | None:
+        try:
+            device, ident, agree = item
+            ok = not isinstance(device, bool) and isinstance(device, (int, np.integer)) \
+                and isinstance(ident, bytes) and isinstance(agree, bytes)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or len(ident) != 32 or len(agree) != 32:
+            return "enrol_malformed"
+        device = int(device)
+        kind = self.registry.check(gateway, device, ident + agree)
+        if kind is not None:
+            return kind or None
+        sender_id = f"dev-{device}"
+        try:
+            cert = self.ca.issue(sender_id, "device",
                                  identity_key=ed25519.Ed25519PublicKey.from_public_bytes(ident),
                                  agreement_key=x25519.X25519PublicKey.from_public_bytes(agree))
-            self.receiver.add_sender(cert)
+            self.receiver.add_sender(cert)  # ValueError: no key can be agreed with it
+        except (ValueError, PrivcityError):
+            return "enrol_malformed"
+        self.registry.bind(gateway, device, ident + agree, sender_id)
+        return None
 
-    def open(self, envelopes: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Open the round's envelopes: (device ids ascending, (K, P) updates, adaptive bits,
-        refused count). A refused envelope (bad tag, replay, unknown sender) is left out."""
-        width = self.n_params + (1 if self.adaptive_bit else 0)
-        ids: list[int] = []
-        rows: list[np.ndarray] = []
-        refused = 0
+    def open(self, relayed: Mapping[int, Sequence[Any]], *, epoch: int,
+             cohort: Any) -> OpenedRound:
+        """Open the round's envelopes, ``relayed[g]`` those gateway ``g`` relayed; ``cohort``
+        holds the ids of the devices the server sampled into the round of ``epoch``.
+
+        Admits at most one update per device (the authentic, well-formed one with the lowest
+        counter, i.e. the first it sealed: the same whatever the order of arrival or the number
+        of ranks); every other envelope is refused alone and counted by kind. A device counted
+        by an earlier call for the same epoch is refused as a duplicate. Epochs must not go
+        back (ValueError): a closed round takes no more votes.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < self._epoch:
+            raise ValueError(f"epoch must be an int >= {max(self._epoch, 0)} (the latest "
+                             f"opened), not {epoch!r}")
+        if epoch != self._epoch:
+            self._epoch, self._voted = epoch, set()
+        sampled = as_device_ids(cohort, "cohort")
+        refusals: Counter[str] = Counter()
+        envelopes, devices = self._precheck(relayed, epoch, sampled, refusals)
         opened, errors = self.receiver.open_many(envelopes)
-        refused = len(errors)
-        for env in opened:
+        for exc in errors.values():
+            refusals[refusal_kind(exc)] += 1
+        best: dict[int, tuple[int, np.ndarray]] = {}  # device -> (counter, update)
+        for env, device in zip(opened, devices):
             if env is None:
                 continue
-            try:
-                value = env.value()
-            except EnvelopeError:
-                refused += 1
+            row, kind = self._update_of(env)
+            if kind is None and device in self._voted:
+                kind = "duplicate"
+            if kind is not None:
+                refusals[kind] += 1
                 continue
-            if not isinstance(value, np.ndarray) or value.shape != (width,) \
-                    or value.dtype.kind != "f" or not np.isfinite(value).all():
-                refused += 1  # an authentic but malformed or non-finite update: left out
-                continue
-            ids.append(int(env.sender_id[4:]))
-            rows.append(value.astype(np.float32, copy=False))
-        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-        device_ids = np.asarray(ids, dtype=np.int64)[order]
-        if rows:
-            mat = np.stack([rows[i] for i in order]).astype(np.float32, copy=False)
+            held = best.get(device)
+            if held is not None:
+                refusals["duplicate"] += 1
+                if held[0] < env.counter:
+                    continue
+            best[device] = (env.counter, row)
+        self._voted.update(best)
+        return self._opened_round(best, refusals)
+
+    def _precheck(self, relayed: Mapping[int, Sequence[Any]], epoch: int, sampled: np.ndarray,
+                  refusals: Counter[str]) -> tuple[list[Any], list[int]]:
+        """The envelopes (and their devices) that pass the checks on the header, before any
+        decryption; the others are counted in ``refusals``."""
+        envelopes: list[Any] = []
+        devices: list[int] = []
+        for gateway in sorted(relayed):
+            for env in relayed[gateway]:
+                try:
+                    header = parse_header(env)
+                except EnvelopeError as exc:
+                    refusals[exc.kind] += 1
+                    continue
+                except TypeError:  # not bytes-like
+                    refusals["malformed"] += 1
+                    continue
+                device = self.registry.device_of(header.sender_id)
+                kind = ("unknown_device" if device is None
+                        else "wrong_gateway" if self.registry.home(device) != gateway
+                        else "wrong_epoch" if header.epoch != epoch else None)
+                if kind is not None:
+                    refusals[kind] += 1
+                    continue
+                envelopes.append(env)
+                devices.append(device)
+        chosen = member(sampled, np.asarray(devices, np.int64))
+        refusals["not_sampled"] += int(np.count_nonzero(~chosen))
+        keep = np.flatnonzero(chosen).tolist()
+        return [envelopes[i] for i in keep], [devices[i] for i in keep]
+
+    def _update_of(self, env: OpenedEnvelope) -> tuple[np.ndarray | None, str | None]:
+        """(the update as float32, None), or (None, the refusal kind) for an authentic payload
+        that is not a float tensor of the model's width, or holds NaN or Inf once in float32."""
+        width = self.n_params + (1 if self.adaptive_bit else 0)
+        if env.content_type != CONTENT_TENSOR:
+            return None, "malformed"
+        try:
+            value = decode_tensor(env.payload)
+        except EnvelopeError:
+            return None, "malformed"
+        if value.shape != (width,) or value.dtype.kind != "f":
+            return None, "malformed"
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range: refused below
+            row = value.astype(np.float32, copy=False)
+        if not np.isfinite(row).all():
+            return None, "non_finite"
+        return row, None
+
+    def _opened_round(self, best: dict[int, tuple[int, np.ndarray]],
+                      refusals: Counter[str]) -> OpenedRound:
+        width = self.n_params + (1 if self.adaptive_bit else 0)
+        device_ids = np.asarray(sorted(best), dtype=np.int64)
+        if best:
+            mat = np.stack([best[int(d)][1] for d in device_ids])
         else:
             mat = np.zeros((0, width), np.float32)
         bits = mat[:, self.n_params] if self.adaptive_bit else np.zeros(0, np.float32)
-        return device_ids, np.ascontiguousarray(mat[:, :self.n_params]), bits, refused
+        return OpenedRound(device_ids, np.ascontiguousarray(mat[:, :self.n_params]), bits,
+                           {k: v for k, v in sorted(refusals.items()) if v})
 
     def step_secure(self, params: np.ndarray, sums: list[np.ndarray], count: int,
                     round_index: int, scale_bits: int = SECURE_SCALE_BITS) -> np.ndarray:
@@ -339,7 +465,12 @@ class Aggregator:
 
     def step(self, params: np.ndarray, device_ids: np.ndarray, updates: np.ndarray,
              bits: np.ndarray, round_index: int) -> np.ndarray:
-        """The next global model from the opened updates."""
+        """The next global model from the updates :meth:`open` admitted (ValueError for an id
+        that is no enrolled device)."""
+        unknown = [int(d) for d in device_ids if not self.registry.is_enrolled(int(d))]
+        if unknown:
+            raise ValueError(f"device_ids {unknown[:5]} are not enrolled devices; step takes "
+                             "the ids that open() admitted")
         weights = np.asarray([self.weights_of(int(d)) for d in device_ids], dtype=np.float64)
         return self.strategy.aggregate(params, updates, weights, round_index=round_index,
                                        unclipped=bits if self.adaptive_bit else None)

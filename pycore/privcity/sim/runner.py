@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -44,7 +45,7 @@ from ..crypto.pki import verify_certificate
 from ..dp import Accountant, AdaptiveClipping
 from ..errors import PrivacyBudgetExceeded
 from ..fl import Aggregator, DPFedAvg, FedAvg, Gateway, GatewayReport
-from ..fl.rounds import AGGREGATOR_ID, secure_scale_bits, secure_value_limit
+from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
 from .config import SimConfig
 
@@ -356,24 +357,31 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                "dropout": cfg.dropout, "clip": clip,
                "adaptive_bit": aggregator.adaptive_bit, "epoch": 2 * r + (1 if dp else 0),
                "secure": secure}
+        # The server's own cohort: the aggregator admits only these devices' updates, whatever
+        # a gateway reports (seeded Poisson sampling, the gateways' round_cohort decision).
+        cohort = None if secure else sampled_devices(cfg.seed, r, np.arange(population),
+                                                     sample_rate=cfg.sample_rate)
         reports = transport.round(msg)
+        gateways = _gateway_ids(transport)  # the rank each report came from, not its claim
         t0 = time.perf_counter()
-        for rep in reports:
-            aggregator.enrol(rep.enrolments)
-        envelopes = [e for rep in reports for e in rep.envelopes]
+        refusals: Counter[str] = Counter()
+        for g, rep in zip(gateways, reports):
+            refusals.update(aggregator.enrol(rep.enrolments, gateway=g))
         t1 = time.perf_counter()
         if secure is None:
-            ids, updates, bits, refused = aggregator.open(envelopes)
+            opened = aggregator.open({g: rep.envelopes for g, rep in zip(gateways, reports)},
+                                     epoch=msg["epoch"], cohort=cohort)
+            refusals.update(opened.refusals)
             # Keys and replay windows of this round's epoch are done with: a late or replayed
             # envelope of it is refused from now on, and memory stays flat over the rounds.
             aggregator.receiver.discard_before(msg["epoch"] + 1)
-            params = aggregator.step(params, ids, updates, bits, r)
-            reported, sent, lost = int(ids.size), int(sum(len(e) for e in envelopes)), 0
+            params = aggregator.step(params, opened.device_ids, opened.updates, opened.bits, r)
+            reported, lost = int(opened.device_ids.size), 0
+            sent = int(sum(len(e) for rep in reports for e in rep.envelopes))
         else:
             sums = [rep.secure_sum for rep in reports if rep.secure_sum is not None]
             reported = sum(rep.secure_count for rep in reports)
             params = aggregator.step_secure(params, sums, reported, r, secure["scale_bits"])
-            refused = 0
             lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
         t2 = time.perf_counter()
@@ -384,7 +392,8 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "round": r + 1,
             "sampled": sum(rep.sampled for rep in reports),
             "reported": reported,
-            "refused": refused,
+            "refused": sum(refusals.values()),  # enrolments and envelopes refused
+            "refusals": {k: v for k, v in sorted(refusals.items()) if v},  # by kind
             "lost": lost,  # secure aggregation: updates of blocks whose round failed
             "diverged": sum(rep.diverged for rep in reports),
             "bytes_sent": int(sent),
@@ -402,6 +411,20 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     bar.close()
     return {"params": params, "rounds": rounds, "stopped": stopped,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
+
+
+def _gateway_ids(transport: Any) -> list[int]:
+    """The gateway (rank) behind each report of ``transport.round``: 0 in one process."""
+    return [0] if transport.ranks == 1 else list(range(1, transport.ranks))
+
+
+def _assign_gateways(cfg: SimConfig, aggregators: tuple[Aggregator, ...], population: int,
+                     size: int) -> None:
+    """Tell each aggregator which devices each gateway rank hosts (only it may enrol them)."""
+    blocks = [np.arange(population)] if size == 1 else _rank_devices(cfg, population, size - 1)
+    for g, block in enumerate(blocks, start=0 if size == 1 else 1):
+        for aggregator in aggregators:
+            aggregator.assign(g, block)
 
 
 def _strategy(cfg: SimConfig, dp: bool, population: int) -> tuple[Any, bool]:
@@ -545,6 +568,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                                weights_of=lambda d: weights[d])
         agg_dp = Aggregator(strategy=dp_strategy, n_params=model.n_params,
                             weights_of=lambda d: weights[d], adaptive_bit=adaptive)
+        _assign_gateways(cfg, (agg_plain, agg_dp), population, size)
         certs = (agg_plain.verified, agg_dp.verified)
     else:
         certs = None
@@ -648,6 +672,9 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
             "device_overhead_percent": 100.0 * p_mean / t_mean if t_mean > 0 else float("inf"),
             "aggregation_seconds_mean": float(np.mean([r["aggregation_seconds"]
                                                        for r in rounds])) if rounds else 0.0,
+            "refused": int(sum(r["refused"] for r in rounds)),
+            "refusals": dict(sorted(sum((Counter(r["refusals"]) for r in rounds),
+                                        Counter()).items())),
             "strategy": run["strategy"],
         }
 
@@ -771,6 +798,12 @@ def summary_table(results: dict[str, Any]) -> str:
                "(a group below its threshold, or the survivors cut apart)" if lost else ""))
     if fd["stopped"]:
         notes.append(f"FL + DP stopped after {fd['rounds_run']} round(s): {fd['stopped']}")
+    refused = [(name, results[run]) for name, run in (("FL", "fl"), ("FL + DP", "fl_dp"))
+               if results[run].get("refused")]
+    if refused:
+        notes.append("refused and left out (one vote per sampled device and round): " + "; ".join(
+            f"{name} {s['refused']} ({', '.join(f'{k} {v}' for k, v in s['refusals'].items())})"
+            for name, s in refused))
     diverged = sum(x.get("diverged", 0) for run in ("fl", "fl_dp")
                    for x in results["rounds"][run])
     if diverged:
