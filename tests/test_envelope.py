@@ -3,6 +3,7 @@ sender's crash-safe counter, batches, and a fuzzed parser."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import struct
@@ -19,6 +20,8 @@ from privcity.crypto.envelope import (
     encode_metadata, encode_tensor, make_nonce, parse_header,
 )
 from privcity.crypto.pki import CertificateAuthority, IdentityKeys, verify_certificate
+
+from envelope_mutations import mutated, tensor_payloads
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2030, 1, 1, tzinfo=UTC)
@@ -821,3 +824,155 @@ def fuzz_wire(city, tmp_path_factory):
     tx = EnvelopeSender(city.keys["dev-1"], "dev-1",
                         state_path=tmp_path_factory.mktemp("fuzz") / "ctr")
     return tx.seal(city.verified("gw-1"), 9, {"k": 1, "s": "v"})
+
+
+# --- hostile payloads, keys and mutations (issue 14) ---------------------------------------------
+
+@pytest.mark.parametrize("shape", [(0, 2**63), (0, 2**63 - 1), (2**62, 0, 4), (0, 2**64 - 1),
+                                   (0, 2**32, 2**32), (2**33, 0)])
+def test_a_tensor_with_a_zero_beside_a_huge_dimension_is_malformed(shape):
+    # Prepare: no data, so the length check alone passes (0 elements need 0 bytes)
+    payload = bytes((11, len(shape))) + b"".join(struct.pack(">Q", d) for d in shape)
+
+    # Execute / Assert: refused by the codec, never a numpy ValueError
+    with pytest.raises(EnvelopeError, match="too large") as info:
+        decode_tensor(payload)
+    assert info.value.kind == "malformed"
+
+
+def test_an_empty_tensor_within_the_bound_still_round_trips_and_beyond_it_cannot_be_sent():
+    # Prepare
+    fine = np.zeros((0, 2**20, 3), np.float32)
+    huge = np.zeros((0, 2**31), np.float32)  # numpy holds it; the codec's bound refuses it
+
+    # Execute
+    back = decode_tensor(encode_tensor(fine))
+
+    # Assert
+    assert back.shape == fine.shape and back.dtype == np.float32
+    with pytest.raises(ValueError, match="too large"):
+        encode_tensor(huge)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=tensor_payloads())
+def test_crafted_tensor_payloads_decode_exactly_or_are_malformed(payload):
+    # Execute
+    try:
+        arr = decode_tensor(payload)
+    except EnvelopeError as exc:
+        # Assert: the only refusal is "malformed"
+        assert exc.kind == "malformed"
+        return
+    # Assert: what decodes is exactly what was sent (the codec is canonical)
+    assert encode_tensor(arr) == payload
+
+
+@pytest.mark.parametrize("agreement", ["low-order", "receiver's own"])
+def test_a_sender_no_key_can_be_agreed_with_is_refused_and_changes_nothing(city, tmp_path,
+                                                                          agreement):
+    # Prepare: a certificate of the CA for dev-1 whose X25519 key is unusable
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    key = x25519.X25519PublicKey.from_public_bytes(bytes(32)) if agreement == "low-order" \
+        else city.keys["gw-1"].agreement_public_key
+    bad = city.ca.issue("dev-1", "device", identity_key=city.keys["dev-1"].identity_public_key,
+                        agreement_key=key, not_before=T0 - DAY, not_after=T0 + DAY)
+    rx = city.receiver()
+    wire = city.sender(tmp_path).seal(city.verified("gw-1"), 1, b"still here")
+
+    # Execute / Assert: refused when added (not later, inside open), the old certificate stays
+    with pytest.raises(ValueError, match="low order|own agreement key"):
+        rx.add_sender(bad, at=T0)
+    assert rx.open(wire, at=T0).payload == b"still here"
+
+
+@pytest.mark.parametrize("block", [1, 1024, None], ids=["file-block-1", "file-block-1024",
+                                                       "memory"])
+def test_threads_sharing_a_sender_never_reuse_a_key_and_nonce(city, tmp_path, block):
+    # Prepare: 4 threads x (100 seals + 10 seal_many of 10) on one sender, to two receivers in
+    # two epochs, under a tiny switch interval so that the threads interleave inside the sender
+    import sys
+    import threading
+
+    if block is None:
+        tx = EnvelopeSender(city.keys["dev-1"], "dev-1", state_path=None, ephemeral=True)
+    else:
+        tx = city.sender(tmp_path, block=block)  # block 1: a state write (GIL released) per seal
+    receivers = [city.verified("gw-1"), city.verified("gw-2")]
+    sealed: list[bytes] = []
+
+    def work(t: int) -> None:
+        for i in range(100):
+            sealed.append(tx.seal(receivers[(t + i) % 2], 1 + i % 2, b"m"))
+            if i % 10 == 0:
+                sealed.extend(tx.seal_many(receivers[t % 2], 1 + t % 2, [b"b"] * 10))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        # Execute
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(old)
+
+    # Assert: the key is per (sender, receiver, epoch) and the nonce is the counter: every
+    # (receiver, epoch, counter) is unique (indeed every counter), and every envelope opens
+    headers = [parse_header(e) for e in sealed]
+    assert len(sealed) == 4 * (100 + 10 * 10)
+    assert len({(h.receiver_id, h.epoch, h.counter) for h in headers}) == len(sealed)
+    assert len({h.counter for h in headers}) == len(sealed)
+    rx = {name: city.receiver(name, senders=("dev-1",)) for name in ("gw-1", "gw-2")}
+    for name in rx:
+        mine = [e for e, h in zip(sealed, headers) if h.receiver_id == name]
+        opened, errors = rx[name].open_many(mine, at=T0)
+        assert not errors and all(o is not None for o in opened)
+
+
+@pytest.fixture(scope="module")
+def fuzz_envelopes(city, tmp_path_factory):
+    """Real envelopes of each content type to gw-1, the raw material of the mutations."""
+    tx = EnvelopeSender(city.keys["dev-2"], "dev-2",
+                        state_path=tmp_path_factory.mktemp("fuzz2") / "ctr")
+    gw = city.verified("gw-1")
+    return [tx.seal(gw, 4, np.arange(6, dtype=np.float32)), tx.seal(gw, 4, b"raw bytes"),
+            tx.seal(gw, 5, {"round": 3, "zone": "n"})]
+
+
+_FRESH_EPOCHS = itertools.count(1000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_mutated_envelopes_in_batches_are_refused_alone_with_documented_kinds(
+        city, fuzz_rx, fuzz_envelopes, tmp_path_factory, data):
+    # Prepare: mutations of real envelopes (header fields rewritten, flips, cuts, extensions),
+    # authentic envelopes carrying crafted tensor payloads, and fresh honest envelopes
+    bad = [data.draw(mutated(data.draw(st.sampled_from(fuzz_envelopes))), label="mutated")
+           for _ in range(data.draw(st.integers(1, 4)))]
+    assume(not set(bad) & set(fuzz_envelopes))
+    tx = EnvelopeSender(city.keys["dev-1"], "dev-1", state_path=None, ephemeral=True)
+    gw, epoch = city.verified("gw-1"), next(_FRESH_EPOCHS)  # counters restart: a fresh window
+    crafted = [tx.seal(gw, epoch, data.draw(tensor_payloads()), content_type=CONTENT_TENSOR)
+               for _ in range(data.draw(st.integers(0, 2)))]
+    honest = tx.seal_many(gw, epoch, [b"honest"] * 2)
+    batch = data.draw(st.permutations(bad + crafted + honest))
+
+    # Execute
+    single = [_kind(lambda e=e: fuzz_rx.open(e, at=T0)) for e in bad]
+    opened, errors = fuzz_rx.open_many(batch, at=T0)
+
+    # Assert: only documented refusals; mutants never open; honest and crafted envelopes open,
+    # and a crafted payload's value() is the array or "malformed"
+    assert set(single) <= set(EnvelopeError.KINDS) | {"auth"}
+    for i, exc in errors.items():
+        assert isinstance(exc, AuthenticationError) or exc.kind in EnvelopeError.KINDS
+        assert batch[i] not in honest and batch[i] not in crafted
+    good = {batch[i] for i, o in enumerate(opened) if o is not None}
+    assert good == set(honest) | set(crafted)
+    for o in opened:
+        if o is not None and o.content_type == CONTENT_TENSOR:
+            assert _kind(o.value) in ("accepted", "malformed")
