@@ -64,7 +64,9 @@ def test_metrics_are_present_and_sane(small_city, tmp_path_factory):
         assert 0 < s["device_privacy_seconds"]["p50"] <= s["device_privacy_seconds"]["p99"]
         assert s["aggregation_seconds_mean"] > 0
         assert all(x["reported"] <= x["sampled"] for x in r["rounds"][run_])
-        assert all(x["refused"] == 0 for x in r["rounds"][run_])
+        assert all(x["refused"] == 0 and x["refusals"] == {} for x in r["rounds"][run_])
+        assert (s["refused"], s["refusals"]) == (0, {})
+        assert written["rounds"][run_][0]["refusals"] == {} and written[run_]["refused"] == 0
     assert r["bandwidth"]["raw_upload_bytes"] > 0
     # each round's bytes are exactly the sealed updates: header + tensor codec + tag
     one = r["rounds"]["fl"][0]
@@ -135,9 +137,24 @@ def test_mpiexec_3_ranks_gives_the_one_process_result(tmp_path, small_city):
     assert got["ranks"] == 3
     assert got["final_params_sha256"] == small_city["final_params_sha256"]
     for run_ in ("fl", "fl_dp"):
-        keys = ("round", "sampled", "reported", "bytes_sent", "score", "epsilon", "clip")
+        keys = ("round", "sampled", "reported", "refused", "refusals", "bytes_sent", "score",
+                "epsilon", "clip")
         assert [{k: x[k] for k in keys} for x in got["rounds"][run_]] == \
             [{k: x[k] for k in keys} for x in small_city["rounds"][run_]]
+
+
+def test_the_summary_shows_a_line_only_when_something_was_refused(small_city):
+    # Prepare: the same results, as if FL + DP had refused three envelopes
+    refused = {**small_city, "fl_dp": {**small_city["fl_dp"], "refused": 3,
+                                       "refusals": {"duplicate": 2, "wrong_epoch": 1}}}
+
+    # Execute
+    clean, noted = summary_table(small_city), summary_table(refused)
+
+    # Assert
+    assert "refused" not in clean
+    assert "refused and left out (one vote per sampled device and round): FL + DP 3 " \
+        "(duplicate 2, wrong_epoch 1)" in noted
 
 
 def test_a_sampled_baseline_trains_on_its_sample_and_changes_nothing_else(tmp_path, small_city):
