@@ -205,19 +205,21 @@ def test_an_id_outside_the_population_never_reaches_step():
 
 
 def test_malformed_enrolments_are_refused_alone():
-    # Prepare: good keys, short keys, a bool id, a low-order X25519 key, the aggregator's own
+    # Prepare: good keys, short keys, a bool id, a low-order X25519 key, the aggregator's own,
+    # not a tuple, four fields, an id beyond int64, a float id
     devices = [Device(i) for i in range(10)]
     agg = make_aggregator([])
     ident, agree = devices[0].enrolment()[1:]
     own = agg.keys.agreement_public_key.public_bytes(*_RAW)
     requests = [(0, ident, agree), (1, ident[:31], agree), (True, ident, agree),
-                (3, ident, bytes(32)), (4, ident, own), "not a tuple", (2, ident, agree, 0)]
+                (3, ident, bytes(32)), (4, ident, own), "not a tuple", (2, ident, agree, 0),
+                (2**70, ident, agree), (2.0, ident, agree)]
 
     # Execute
     refused = agg.enrol(requests, gateway=1)
 
     # Assert: only device 0 is enrolled, and its envelopes open
-    assert refused == {"enrol_malformed": 6}
+    assert refused == {"enrol_malformed": 8}
     got = agg.open({1: [devices[0].seal(agg, 0, update(1.0))]}, epoch=0, cohort=EVERYONE)
     assert got.device_ids.tolist() == [0]
 
@@ -374,3 +376,38 @@ def test_a_hostile_round_never_aborts_and_counts_every_refusal(fuzz_city, data):
     assert got.device_ids.tolist() == sorted(first)
     for d, row in zip(got.device_ids.tolist(), got.updates):
         np.testing.assert_array_equal(row, first[d][1])
+
+
+@pytest.fixture(scope="module")
+def enrol_city():
+    devices = [Device(i) for i in range(10)]
+    return make_aggregator(devices[:8]), devices
+
+
+_KEYS = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40),
+                  st.sampled_from([bytes(32), b"\x01" + bytes(31)]))  # low-order X25519 points
+_ENROLMENT = st.one_of(
+    st.tuples(st.one_of(st.integers(-3, 12), st.integers(), st.booleans(), st.floats()),
+              _KEYS, _KEYS),
+    st.lists(st.binary(max_size=8), max_size=4), st.none(), st.text(max_size=5))
+
+
+@settings(max_examples=40, deadline=None)
+@given(gateway=st.sampled_from([1, 2, 3]), requests=st.lists(_ENROLMENT, max_size=6))
+def test_hostile_enrolments_never_raise_and_never_move_a_device(enrol_city, gateway, requests):
+    # Prepare
+    agg, devices = enrol_city
+    epoch = next(_EPOCHS)
+
+    # Execute
+    refused = agg.enrol(requests, gateway=gateway)
+
+    # Assert: every refusal has a documented kind; no device changed gateway or keys, so the
+    # enrolled devices' envelopes still open and are counted
+    assert set(refused) <= {"enrol_malformed", "enrol_wrong_gateway", "enrol_conflict"}
+    assert sum(refused.values()) <= len(requests)
+    got = agg.open({home(d): [devices[d].seal(agg, epoch, update(1.0))] for d in (0, 7)},
+                   epoch=epoch, cohort=EVERYONE)
+    assert got.device_ids.tolist() == [0, 7] and got.refusals == {}
+    for d in range(10):
+        assert not agg.registry.is_enrolled(d) or agg.registry.home(d) == home(d)

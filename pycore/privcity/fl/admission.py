@@ -6,6 +6,11 @@ One device, one vote: :class:`~privcity.fl.Aggregator` admits at most one update
 round), only from a device the server sampled into the round (never on a gateway's word),
 relayed by the gateway that hosts it and enrolled it, sealed for the round's epoch. Everything
 else is refused alone, counted under one of :data:`REFUSAL_KINDS`, and never reaches the sum.
+
+Which copy wins when a device sent several authentic, well-formed updates in a round: the one
+with the lowest envelope counter, i.e. the first the device sealed. Counters are the device's
+own (strictly increasing), so the choice does not depend on the order of arrival, on which
+gateway or rank carried them, or on how the batch was split; the others count as "duplicate".
 """
 from __future__ import annotations
 

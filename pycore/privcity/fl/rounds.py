@@ -275,8 +275,8 @@ class Aggregator:
     which gateway hosts which devices (:meth:`assign`); a gateway may enrol only its own
     devices, once, and relay only their envelopes; :meth:`open` admits at most one update per
     device per round, from devices of the round's cohort (the server's sample, never a
-    gateway's claim) sealed for the round's epoch. Every refusal is counted by kind; nothing a
-    device or gateway sends makes :meth:`enrol` or :meth:`open` raise.
+    gateway's claim) sealed for the round's epoch. Every refusal is counted by kind; no
+    enrolment request or envelope, however crafted, makes :meth:`enrol` or :meth:`open` raise.
     """
 
     def __init__(self, *, strategy: Strategy, n_params: int, weights_of: Any,
@@ -327,7 +327,8 @@ class Aggregator:
         try:
             device, ident, agree = item
             ok = not isinstance(device, bool) and isinstance(device, (int, np.integer)) \
-                and isinstance(ident, bytes) and isinstance(agree, bytes)
+                and -2**63 <= device < 2**63 and isinstance(ident, bytes) \
+                and isinstance(agree, bytes)
         except (TypeError, ValueError):
             ok = False
         if not ok or len(ident) != 32 or len(agree) != 32:
