@@ -16,6 +16,7 @@ from privcity.dp import Accountant
 from privcity.fl import DPFedAvg, FedAvg
 from privcity.fl.rounds import SECURE_SCALE_BITS
 from privcity.sim import load_config, simulate
+from privcity.sim.runner import block_starts, secagg_blocks
 
 from test_simulate import SMALL, _mpiexec_and_env
 
@@ -97,15 +98,34 @@ def test_mpiexec_3_ranks_give_the_one_process_result_block_for_block(tmp_path):
 
 
 def test_devices_are_split_among_ranks_in_whole_blocks():
-    from privcity.sim.runner import _rank_devices, secagg_block
+    from privcity.sim.runner import _rank_devices
 
     cfg = load_config(None, devices=1000, sample_rate=0.1, secure_aggregation=True,
                       secagg_cohort=20)
-    block = secagg_block(cfg)
     parts = _rank_devices(cfg, 1000, 3)
-    assert block == 200
+    assert secagg_blocks(cfg, 1000) == 5
     assert [(int(p[0]), int(p[-1])) for p in parts] == [(0, 399), (400, 799), (800, 999)]
     assert np.array_equal(np.concatenate(parts), np.arange(1000))
+
+
+@pytest.mark.parametrize("population, blocks", [(1000, 3), (7, 3), (2000, 2), (5, 5)])
+def test_blocks_are_equal_to_one_device_and_hold_device_d_at_d_times_blocks_over_n(
+        population, blocks):
+    # Execute
+    starts = block_starts(blocks, population)
+    sizes = np.diff(starts)
+
+    # Assert: the Gateway's rule (d * blocks // population) puts each device in its block
+    d = np.arange(population)
+    assert starts[0] == 0 and starts[-1] == population
+    assert sizes.max() - sizes.min() <= 1
+    assert np.array_equal(np.searchsorted(starts, d, side="right") - 1, d * blocks // population)
+
+
+def test_the_city_is_cut_into_blocks_of_about_the_secagg_cohort():
+    cfg = load_config(None, devices=2000, sample_rate=0.1, secure_aggregation=True)
+    assert secagg_blocks(cfg, 2000) == 2   # 200 sampled: two blocks of 100, not 128 + 72
+    assert secagg_blocks(cfg, 100) == 1    # a city smaller than one cohort is one block
 
 
 def test_tiny_clip_norms_get_a_finer_fixed_point(tmp_path):

@@ -166,11 +166,11 @@ class Gateway:
         """Train, clip and seal the updates of this gateway's devices that report this round.
 
         secure: instead of sealing each update, the devices sum their updates under secure
-        aggregation, one SecAgg+ round per block of devices (ids // "block": fixed blocks, so
-        the sums are the same however the devices are spread over gateways), this gateway the
-        server; the report carries only the sum of the blocks' sums. Keys: "weighted" (each
+        aggregation, one SecAgg+ round per block of devices (device d in block
+        d * "blocks" // "population": fixed blocks of equal size, so the sums are the same
+        however the devices are spread over gateways), this gateway the server; the report carries only the sum of the blocks' sums. Keys: "weighted" (each
         update counts times its number of records, for FedAvg, or once, for DP-FedAvg),
-        "block", "neighbors" (0: chosen per block from its cohort and "dropout"),
+        "blocks", "population", "neighbors" (0: chosen per block from its cohort and "dropout"),
         "scale_bits" and "limit" (the fixed point). Sampled devices that drop out take part in
         the key exchange and then send no input: their masks are recovered."""
         from ..models import train_many
@@ -244,8 +244,8 @@ class Gateway:
         sending = {int(d): q for d, q, ok in zip(ids, quantized, fits) if ok}
         width = quantized.shape[1]
         total = np.zeros(width, np.uint64)
-        block = int(secure["block"])
-        blocks = cohort // block
+        # Block of device d: d * blocks // population (blocks of equal size, to one device).
+        blocks = cohort * int(secure["blocks"]) // int(secure["population"])
         for b in np.unique(blocks):  # one round per block, in block order
             members = [int(d) for d in cohort[blocks == b]]
             inputs = {d: sending.get(d, np.zeros(width, np.int64)) for d in members}

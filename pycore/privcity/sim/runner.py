@@ -313,10 +313,17 @@ class _Progress:
             sys.stderr.flush()
 
 
-def secagg_block(cfg: SimConfig) -> int:
-    """Devices per secure-aggregation block: about cfg.secagg_cohort of them are sampled in a
-    round. Fixed by the configuration, so the same for any number of ranks."""
-    return max(1, math.ceil(cfg.secagg_cohort / cfg.sample_rate))
+def secagg_blocks(cfg: SimConfig, population: int) -> int:
+    """How many secure-aggregation blocks the city is cut into: about cfg.secagg_cohort devices
+    of each are sampled in a round. Fixed by the configuration and the population, so the
+    same for any number of ranks."""
+    return max(1, round(population * cfg.sample_rate / cfg.secagg_cohort))
+
+
+def block_starts(blocks: int, population: int) -> np.ndarray:
+    """First device id of each block and the population at the end: blocks of equal size (to
+    one device), device d in block d * blocks // population."""
+    return -(-np.arange(blocks + 1, dtype=np.int64) * population // blocks)
 
 
 def _rank_devices(cfg: SimConfig, population: int, gateways: int) -> list[np.ndarray]:
@@ -324,10 +331,10 @@ def _rank_devices(cfg: SimConfig, population: int, gateways: int) -> list[np.nda
     aggregation made of whole blocks, so that no block's round is split between ranks."""
     if not cfg.secure_aggregation:
         return np.array_split(np.arange(population), gateways)
-    block = secagg_block(cfg)
-    parts = np.array_split(np.arange(math.ceil(population / block)), gateways)
-    return [np.arange(int(p[0]) * block, min(population, (int(p[-1]) + 1) * block))
-            if p.size else np.arange(0) for p in parts]
+    starts = block_starts(secagg_blocks(cfg, population), population)
+    parts = np.array_split(np.arange(len(starts) - 1), gateways)
+    return [np.arange(int(starts[p[0]]), int(starts[p[-1] + 1])) if p.size else np.arange(0)
+            for p in parts]
 
 
 def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregator,
@@ -349,7 +356,8 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
         clip = strategy.clip_norm()
         secure = None
         if cfg.secure_aggregation:
-            secure = {"weighted": not dp, "block": secagg_block(cfg),
+            secure = {"weighted": not dp, "blocks": secagg_blocks(cfg, population),
+                      "population": population,
                       "neighbors": cfg.secagg_neighbors, "dropout": cfg.dropout,
                       "scale_bits": secure_scale_bits(clip, aggregator.n_params),
                       "limit": secure_value_limit(population)}
