@@ -109,14 +109,16 @@ class Round:
             self.clients = {c: SecAggClient(c, d, threshold, **kw) for c in xs}
 
     def advertise(self):
-        return self.server.collect_advertisements({c: cl.advertise() for c, cl in self.clients.items()})
+        ads = {c: cl.advertise() for c, cl in self.clients.items()}
+        return self.server.collect_advertisements(ads)
 
     def share(self, roster, skip=()):
         sealed = {c: cl.share_keys(roster) for c, cl in self.clients.items() if c not in skip}
         return sealed
 
     def mask(self, routed, skip=()):
-        return {c: self.clients[c].masked_input(self.xs[c], routed[c]) for c in routed if c not in skip}
+        return {c: self.clients[c].masked_input(self.xs[c], routed[c]) for c in routed
+                if c not in skip}
 
     def unmask(self, survivors, who=None) -> list[Unmasking]:
         """Every survivor confirms (authenticated); those in `who` (default all) unmask."""

@@ -144,6 +144,11 @@ def _revoked_identity(c: int):
     return pair
 
 
+def _expired_identity(c: int):
+    now = dt.datetime.now(dt.timezone.utc)
+    return city().identity(c, subject=f"dev-{c}", not_before=now - 48 * HOUR, not_after=now - HOUR)
+
+
 FORGERIES = {
     "the victims' signatures kept": lambda: None,
     "no signature nor certificate": lambda: (
@@ -152,9 +157,7 @@ FORGERIES = {
     "re-signed under a revoked certificate of the right subject": lambda: (
         lambda c, adv: _resign(_revoked_identity(c))(c, adv)),
     "re-signed under an expired certificate of the right subject": lambda: (
-        lambda c, adv: _resign(city().identity(c, subject=f"dev-{c}",
-                                               not_before=dt.datetime.now(dt.timezone.utc) - 48 * HOUR,
-                                               not_after=dt.datetime.now(dt.timezone.utc) - HOUR))(c, adv)),
+        lambda c, adv: _resign(_expired_identity(c))(c, adv)),
     "re-signed under a certificate from another CA": lambda: (
         lambda c, adv: _resign(_other_ca_identity(c))(c, adv)),
 }
@@ -354,7 +357,7 @@ def test_with_neighbourhoods_each_group_needs_a_threshold_of_confirmations():
     assert err.value.kind == "too_few"
 
 
-# --- min_survivors ---------------------------------------------------------------------------------
+# --- min_survivors -------------------------------------------------------------------------------
 
 def test_min_survivors_is_refused_by_the_server_and_by_each_client():
     # Prepare: seven clients, min_survivors 6, two dropping before their input
@@ -379,7 +382,7 @@ def test_min_survivors_is_refused_by_the_server_and_by_each_client():
     assert failed.total is None and "min_survivors=6" in failed.failure
 
 
-# --- the verifier ----------------------------------------------------------------------------------
+# --- the verifier --------------------------------------------------------------------------------
 
 class Clock:
     def __init__(self) -> None:

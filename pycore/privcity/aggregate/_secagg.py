@@ -158,13 +158,14 @@ class Advertisement:
     certificate: bytes = b""
 
     def __post_init__(self) -> None:
-        _client_id(self.client)
+        object.__setattr__(self, "client", _client_id(self.client))
+        for name in _FIELDS32 + ("signature", "certificate"):
+            value = getattr(self, name)
+            if isinstance(value, (bytearray, memoryview)):
+                object.__setattr__(self, name, bytes(value))
         problem = _advertisement_problem(self)
         if problem is not None:
             raise _fail(problem, "malformed")
-        for name in ("c_public", "s_public", "settings", "commitment", "signature",
-                     "certificate"):
-            object.__setattr__(self, name, bytes(getattr(self, name)))
 
     @property
     def nbytes(self) -> int:
@@ -173,22 +174,39 @@ class Advertisement:
         return 8 + 4 * 32 + len(self.signature) + 4 + len(self.certificate)
 
 
+_FIELDS32 = ("c_public", "s_public", "settings", "commitment")
+
+
+def _well_formed(d: dict) -> bool:
+    try:
+        c, sig, cert = d["client"], d["signature"], d["certificate"]
+        cp, sp, st, cm = d["c_public"], d["s_public"], d["settings"], d["commitment"]
+    except KeyError:
+        return False
+    return (type(c) is int and 0 <= c <= _MAX_ID
+            and type(cp) is bytes and len(cp) == 32 and type(sp) is bytes and len(sp) == 32
+            and type(st) is bytes and len(st) == 32 and type(cm) is bytes and len(cm) == 32
+            and type(sig) is bytes and len(sig) in (0, _SIGNATURE)
+            and type(cert) is bytes and len(cert) <= _MAX_CERTIFICATE)
+
+
 def _advertisement_problem(adv: Any) -> str | None:
     """Why adv is not a well-formed Advertisement, or None. Checked on every field, since a
     frozen dataclass can be built around its __post_init__ (object.__new__)."""
+    if type(adv) is Advertisement and _well_formed(adv.__dict__):
+        return None  # the common case, checked fast: every client checks every entry
     if not isinstance(adv, Advertisement):
         return f"an advertisement must be an Advertisement, not {type(adv).__name__}"
+    fields = tuple(getattr(adv, name, None) for name in _FIELDS32)
+    signature, cert = getattr(adv, "signature", None), getattr(adv, "certificate", None)
     if not _is_id(getattr(adv, "client", None)):
         return "the advertisement's client id is not an int in [0, 2**63 - 1]"
-    for name in ("c_public", "s_public", "settings", "commitment"):
-        value = getattr(adv, name, None)
-        if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+    for name, value in zip(_FIELDS32, fields):
+        if type(value) is not bytes or len(value) != 32:
             return f"{name} of client {adv.client} must be 32 bytes"
-    signature = getattr(adv, "signature", None)
-    if not isinstance(signature, (bytes, bytearray)) or len(signature) not in (0, _SIGNATURE):
+    if type(signature) is not bytes or len(signature) not in (0, _SIGNATURE):
         return f"the signature of client {adv.client} must be {_SIGNATURE} bytes (or empty)"
-    cert = getattr(adv, "certificate", None)
-    if not isinstance(cert, (bytes, bytearray)) or len(cert) > _MAX_CERTIFICATE:
+    if type(cert) is not bytes or len(cert) > _MAX_CERTIFICATE:
         return f"the certificate of client {adv.client} must be at most {_MAX_CERTIFICATE} bytes"
     return None
 
@@ -238,13 +256,17 @@ def _roster_digest(session: bytes, roster: Mapping[int, Advertisement]) -> bytes
         for c, a in sorted(roster.items()))).digest()
 
 
-def _survivors_message(session: bytes, roster: bytes, signer: int,
-                       survivors: Iterable[int]) -> bytes:
-    """The bytes a client signs in the consistency step: the roster digest, its own id and the
-    sorted survivor list U3."""
+def _survivor_list(survivors: Iterable[int]) -> bytes:
+    """The encoding of U3 in the signed bytes: its size, then its ids in order (8 bytes each)."""
     live = sorted(survivors)
-    return (_PREFIX + b"survivors|" + _lp(session) + _lp(roster) + struct.pack(">qq", signer,
-            len(live)) + b"".join(struct.pack(">q", c) for c in live))
+    return struct.pack(f">{len(live) + 1}q", len(live), *live)
+
+
+def _survivors_message(session: bytes, roster: bytes, signer: int, survivors: bytes) -> bytes:
+    """The bytes a client signs in the consistency step: the roster digest, its own id and
+    the survivor list U3 (encoded once by _survivor_list)."""
+    return (_PREFIX + b"survivors|" + _lp(session) + _lp(roster) + struct.pack(">q", signer)
+            + survivors)
 
 
 # --- the roster and the graph ------------------------------------------------------------------
@@ -258,7 +280,8 @@ def _roster(advertisements: Any, threshold: int, settings: bytes) -> dict[int, A
     keys: set[bytes] = set()
     for adv in items:
         if not isinstance(adv, Advertisement):
-            raise TypeError(f"advertisements must be Advertisement objects, not {type(adv).__name__}")
+            raise TypeError("advertisements must be Advertisement objects, not "
+                            f"{type(adv).__name__}")
         problem = _advertisement_problem(adv)
         if problem is not None:
             raise _fail(problem, "malformed")

@@ -81,7 +81,7 @@ from ._secagg import (_KINDS, _MAGIC, _SHARE, _SHARES_BODY, Advertisement, Unmas
                       _advertisement_message, _authenticated, _client_id, _commit, _connected,
                       _fail, _groups, _is_id, _mask_seed, _optional_positive, _Party, _raw_public,
                       _roster, _roster_digest, _s_key, _self_mask_seed, _shamir_index, _share_key,
-                      _split, _survivors_message, _uncertified, _vector)
+                      _split, _survivor_list, _survivors_message, _uncertified, _vector)
 from ._secagg import _combine as _combine  # tests/test_shamir.py checks the kernels through it
 from .secure_server import SecAggServer
 from .verifier import DeviceVerifier
@@ -259,7 +259,8 @@ class SecAggClient(_Party):
     def _seal(self, roster: dict[int, Advertisement], mine: Advertisement) -> dict[int, bytes]:
         assert self._c is not None
         self._roster = roster
-        self._roster_digest = _roster_digest(self.session, roster)
+        if self.authenticated:  # named by the confirmations only
+            self._roster_digest = _roster_digest(self.session, roster)
         self._groups = _groups(roster, self.neighbors, self.threshold, self.session)
         group = self._groups[self.client]
         self._index = {cid: i + 1 for i, cid in enumerate(group)}
@@ -384,8 +385,8 @@ class SecAggClient(_Party):
         with self._or_abort():
             self._live = sorted(self._check_survivors(survivors))
             assert self._identity is not None
-            return self._identity.sign(_survivors_message(self.session, self._roster_digest,
-                                                          self.client, self._live))
+            return self._identity.sign(_survivors_message(
+                self.session, self._roster_digest, self.client, _survivor_list(self._live)))
 
     def unmask(self, survivors: Collection[int] | None = None, *,
                signatures: Mapping[int, bytes] | None = None) -> Unmasking:
@@ -422,21 +423,27 @@ class SecAggClient(_Party):
         if not isinstance(signatures, Mapping):
             raise TypeError("signatures must map survivor ids to their confirmations")
         owners = live | set(self._sharers)
-        counted = set().union(*(self._groups[w] for w in owners)) & live
+        if not all(_is_id(s) and int(s) in live for s in signatures):
+            raise _fail(f"client {self.client}: the server forwarded a confirmation from "
+                        "a client that is not a survivor", "authentication")
+        # Each owner w needs `threshold` valid signers in its group; the graph is symmetric,
+        # so signer s counts for the owners in its own group. Signers that no owner still
+        # needs are not checked (and not counted): about half of them.
+        listed = _survivor_list(self._live)
+        need = dict.fromkeys(owners, self.threshold)
         valid: set[int] = set()
-        for signer, sig in signatures.items():
-            if not _is_id(signer) or int(signer) not in live:
-                raise _fail(f"client {self.client}: the server forwarded a confirmation from "
-                            f"{signer!r}, not a survivor", "authentication")
-            signer = int(signer)
-            if signer not in counted:
-                continue  # counted for no group this client relies on: not checked
-            message = _survivors_message(self.session, self._roster_digest, signer, self._live)
-            if not self._verifier.verify(self._certificates[signer], sig, message):
+        for signer in sorted(int(s) for s in signatures):
+            helped = [w for w in self._groups[signer] if need.get(w, 0) > 0]
+            if not helped:
+                continue
+            message = _survivors_message(self.session, self._roster_digest, signer, listed)
+            if not self._verifier.verify(self._certificates[signer], signatures[signer], message):
                 raise _fail(f"client {self.client}: the confirmation of client {signer} that "
                             "the server forwarded does not verify over this roster and "
                             "survivor list", "authentication")
             valid.add(signer)
+            for w in helped:
+                need[w] -= 1
         short = _uncertified(owners, self._groups, valid, self.threshold)
         if short:
             raise _fail(f"client {self.client}: the groups of clients {short[:5]} hold fewer "

@@ -24,8 +24,8 @@ from ..errors import CertificateError
 from ._secagg import (_KINDS, _SEALED, _SHARE, _SIGNATURE, _SUMS, Advertisement, Unmasking,
                       _advertisement_message, _advertisement_problem, _combine, _commit,
                       _connected, _fail, _groups, _is_id, _mask_seed, _Party, _raw_public,
-                      _roster_digest, _s_key, _self_mask_seed, _shamir_index, _survivors_message,
-                      _uncertified)
+                      _roster_digest, _s_key, _self_mask_seed, _shamir_index, _survivor_list,
+                      _survivors_message, _uncertified)
 from .verifier import DeviceVerifier
 
 __all__ = ["SecAggServer"]
@@ -249,7 +249,7 @@ class SecAggServer(_Party):
         try:
             if not isinstance(y, np.ndarray) or y.dtype != self.dtype or y.shape != (self.dim,):
                 return None
-            return np.array(y, dtype=self.dtype, order="C", copy=True)
+            return np.ascontiguousarray(y)
         except Exception:  # a hostile object raising from an attribute: refused alone
             return None
 
@@ -281,6 +281,7 @@ class SecAggServer(_Party):
             raise _fail("an unauthenticated round has no consistency step", "protocol")
         assert self._verifier is not None
         live = set(self.survivors)
+        listed = _survivor_list(self.survivors)
         valid: dict[int, bytes] = {}
         for cid, sig in _entries(signatures, "signatures"):
             if not _is_id(cid) or int(cid) not in live:
@@ -292,7 +293,7 @@ class SecAggServer(_Party):
                 self._refuse(cid, "malformed", f"client {cid}'s confirmation is not a "
                              f"{_SIGNATURE}-byte signature")
                 continue
-            message = _survivors_message(self.session, self._roster_digest, cid, self.survivors)
+            message = _survivors_message(self.session, self._roster_digest, cid, listed)
             if not self._verifier.verify(self._certificates[cid], sig, message):
                 self._refuse(cid, "authentication", f"client {cid}'s confirmation does not "
                              "verify over this roster and survivor list")
@@ -335,7 +336,8 @@ class SecAggServer(_Party):
                                         (v, self.roster[v].s_public), self.session))
                 signs.append(-(1 if v < w else -1))  # v added +PRG(s_vw) if v < w
         total = _SUMS[self.dtype](list(self._masked.values()))
-        _KINDS[self.dtype](total, np.frombuffer(b"".join(seeds), np.uint8), np.array(signs, np.int8))
+        _KINDS[self.dtype](total, np.frombuffer(b"".join(seeds), np.uint8),
+                           np.array(signs, np.int8))
         return total
 
     def _answers(self, responses: Any) -> dict[int, tuple[dict[int, bytes], dict[int, bytes]]]:
@@ -365,9 +367,10 @@ class SecAggServer(_Party):
         return got
 
     def _answer_tables(self, cid: int, r: Any) -> tuple[dict[int, bytes], dict[int, bytes]] | str:
-        """(b shares, s shares) of a valid answer from cid, or why it is refused: it may hold
-        b shares only of survivors of its group, s shares only of its group's clients that
-        shared keys and sent no input, 16 bytes each."""
+        """(b shares, s shares) of a valid answer from cid, or why it is refused: exactly one
+        b share of each survivor of its group and one s share of each client of its group
+        that shared keys and sent no input (what it holds when the server routed every
+        share), 16 bytes each."""
         if not isinstance(r, Unmasking) or not _is_id(getattr(r, "client", None)) \
                 or int(r.client) != cid:
             return f"client {cid}'s unmasking answer is not an Unmasking of its own"
@@ -378,8 +381,10 @@ class SecAggServer(_Party):
         for table, owners, what in zip((r.self_mask_shares, r.key_shares), allowed, ("b", "s")):
             if not isinstance(table, Mapping):
                 return f"client {cid}'s {what} shares are not a mapping"
-            if not all(_is_id(w) and int(w) in owners for w in table):
-                return f"client {cid} answers {what} shares for clients it must not"
+            if not all(_is_id(w) for w in table) or {int(w) for w in table} != owners \
+                    or len(table) != len(owners):
+                return (f"client {cid} must answer a {what} share for each of {sorted(owners)} "
+                        "and for no one else")
             if not all(isinstance(s, (bytes, bytearray)) and len(s) == _SHARE
                        for s in table.values()):
                 return f"client {cid}'s {what} shares must be {_SHARE} bytes each"

@@ -81,7 +81,10 @@ class DeviceVerifier:
         self._max = max_entries
         self._lock = threading.Lock()
         self._certificates: dict[tuple[bytes, bytes], VerifiedCertificate] = {}
+        self._raw_keys: dict[VerifiedCertificate, bytes] = {}  # identity keys of those
         self._signatures: dict[tuple[bytes, bytes, bytes], None] = {}
+        self._anchor_window = (trust_anchor.not_valid_before_utc, trust_anchor.not_valid_after_utc)
+        self._crl_window: tuple[dt.datetime, dt.datetime | None] = (self._anchor_window[0], None)
         self.stats = {"certificate_hits": 0, "certificate_checks": 0, "signature_hits": 0,
                       "signature_checks": 0}
         self._crl: x509.CertificateRevocationList | None = None
@@ -101,6 +104,9 @@ class DeviceVerifier:
         with self._lock:
             self._crl = crl
             self._crl_der = crl.public_bytes(serialization.Encoding.DER)
+            self._crl_window = (crl.last_update_utc, crl.next_update_utc)
+            self._certificates.clear()  # keyed by the old CRL: never hit again
+            self._raw_keys.clear()
 
     def subject_of(self, client: int) -> str:
         """The subject id the certificate of `client` must name."""
@@ -126,11 +132,14 @@ class DeviceVerifier:
             except (ValueError, TypeError) as exc:  # DER that parses but breaks an accessor
                 raise CertificateError(f"the certificate of client {client} is malformed: "
                                        f"{exc}", kind="malformed") from None
+            raw = verified.identity_key.public_bytes(serialization.Encoding.Raw,
+                                                     serialization.PublicFormat.Raw)
             with self._lock:
                 self.stats["certificate_checks"] += 1
                 self._remember(self._certificates, key, verified)
+                self._raw_keys[verified] = raw
         else:
-            self._still_valid(verified, crl, now)
+            self._still_valid(verified, now)
             with self._lock:
                 self.stats["certificate_hits"] += 1
         expected = self._subject_of(client)
@@ -147,8 +156,10 @@ class DeviceVerifier:
             raise TypeError("certificate must be a VerifiedCertificate (see certificate())")
         if not isinstance(signature, (bytes, bytearray)) or len(signature) != 64:
             return False
-        raw = certificate.identity_key.public_bytes(serialization.Encoding.Raw,
-                                                    serialization.PublicFormat.Raw)
+        raw = self._raw_keys.get(certificate)
+        if raw is None:
+            raw = certificate.identity_key.public_bytes(serialization.Encoding.Raw,
+                                                        serialization.PublicFormat.Raw)
         key = (raw, bytes(message), bytes(signature))
         with self._lock:
             if key in self._signatures:
@@ -163,18 +174,17 @@ class DeviceVerifier:
             self._remember(self._signatures, key, None)  # only successes: no memory for junk
         return True
 
-    def _still_valid(self, verified: VerifiedCertificate, crl: x509.CertificateRevocationList,
-                     now: dt.datetime) -> None:
+    def _still_valid(self, verified: VerifiedCertificate, now: dt.datetime) -> None:
         """What a cached verification does not settle: the time is inside the certificate's,
         the anchor's and the CRL's windows."""
         if now < verified.not_before:
             raise CertificateError("certificate is not valid yet", kind="not_yet_valid")
         if now > verified.not_after:
             raise CertificateError("certificate expired", kind="expired")
-        if not self._anchor.not_valid_before_utc <= now <= self._anchor.not_valid_after_utc:
+        if not self._anchor_window[0] <= now <= self._anchor_window[1]:
             raise CertificateError("CA certificate is not valid now", kind="expired")
-        nxt = crl.next_update_utc
-        if now < crl.last_update_utc:
+        last, nxt = self._crl_window
+        if now < last:
             raise CertificateError("CRL is not valid yet", kind="crl_not_yet_valid")
         if nxt is None or now > nxt:
             raise CertificateError("CRL is stale (past its next_update); fetch a fresh one",
@@ -182,7 +192,9 @@ class DeviceVerifier:
 
     def _remember(self, cache: dict, key: Any, value: Any) -> None:
         if len(cache) >= self._max:
-            del cache[next(iter(cache))]
+            old = cache.pop(next(iter(cache)))
+            if cache is self._certificates:
+                self._raw_keys.pop(old, None)
         cache[key] = value
 
     def __repr__(self) -> str:
