@@ -18,8 +18,9 @@ import privcity
 from privcity import _core
 from privcity.aggregate import DeviceVerifier, SecAggClient, secure_sum
 from privcity.aggregate._secagg import (_MAGIC, _SHARES_BODY, _advertisement_message, _combine,
-                                        _commit, _groups, _mask_seed, _s_key, _self_mask_seed,
-                                        _shamir_index, _share_key)
+                                        _commit, _groups, _mask_seed, _roster_digest, _s_key,
+                                        _self_mask_seed, _shamir_index, _share_key,
+                                        _survivor_list, _survivors_message)
 from privcity.crypto.pki import CertificateAuthority, CertificateError, IdentityKeys
 
 from test_secure_aggregation import HOUR, Round, city, inputs, plain_sum
@@ -312,6 +313,49 @@ def test_split_survivor_lists_are_refused_by_the_consistency_step(forward):
     expected = "authentication" if forward == "all" else "too_few"
     assert refusals == dict.fromkeys(lists, expected)
     assert all(cl._shares_held == {} for cl in rnd.clients.values())
+
+
+@pytest.mark.parametrize("threshold", [3, 4])
+def test_one_colluding_device_breaks_a_bare_majority_and_not_2t_above_g_plus_c(threshold):
+    # Prepare: five devices; device 4 colludes (signs anything, hands over its shares). The
+    # server tells 0 and 1 that everyone survived, and 2 and 3 that 0 dropped
+    xs = {c: np.random.default_rng(40 + c).integers(0, 2**32, D, dtype=np.uint32)
+          for c in range(5)}
+    rnd = Round(xs, threshold=threshold)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    masked = rnd.mask(routed)
+    roster, groups = rnd.server.roster, rnd.server._groups
+    every, without = [0, 1, 2, 3, 4], [1, 2, 3, 4]
+    views = {0: every, 1: every, 2: without, 3: without}
+    signed = {c: rnd.clients[c].confirm(view) for c, view in views.items()}
+    digest = _roster_digest(b"round 1", roster)
+    colluder = {tuple(v): city().identity(4)[0].sign(
+        _survivors_message(b"round 1", digest, 4, _survivor_list(v))) for v in (every, without)}
+
+    # Execute: each honest device is shown the confirmations over its own list
+    answers, refused = {}, {}
+    for c, view in views.items():
+        forwarded = {v: sig for v, sig in signed.items() if views[v] == view}
+        try:
+            answers[c] = rnd.clients[c].unmask(signatures={**forwarded, 4: colluder[tuple(view)]})
+        except privcity.SecureAggregationError as exc:
+            refused[c] = exc.kind
+
+    # Assert: threshold 3 = a bare majority of 5 (2t = 6 = g + c): three signers for each list,
+    # b of device 0 from 0, 1 and 4, its s from 2, 3 and 4: its input is exposed. Threshold 4
+    # (2t = 8 > 6): no list gathers four signers, every honest device refuses
+    if threshold == 3:
+        held = rnd.clients[4]._shares_held[0]  # the colluder's (s, b) shares of device 0
+        index = {v: _shamir_index(groups, 0, v) for v in range(5)}
+        b = _combine([(index[v], answers[v].self_mask_shares[0]) for v in (0, 1)]
+                     + [(index[4], held[1])])
+        s = _combine([(index[v], answers[v].key_shares[0]) for v in (2, 3)]
+                     + [(index[4], held[0])])
+        exposed = unmask_for(masked[0], 0, roster[0].s_public, b, s,
+                             {v: roster[v].s_public for v in range(1, 5)}, b"round 1")
+        assert np.array_equal(exposed, xs[0])
+    else:
+        assert answers == {} and refused == dict.fromkeys(views, "too_few")
 
 
 def test_a_client_refuses_a_forwarded_confirmation_that_does_not_verify():

@@ -1,8 +1,9 @@
 """Secure aggregation: the server learns the sum of the clients' integer vectors and nothing else
 about any one of them, even when some clients drop out mid-round and even when the server lies
-about the roster or the survivors (Bonawitz et al. 2017, "Practical Secure Aggregation for
-Privacy-Preserving Machine Learning", the protocol against an active server: signed
-advertisements and a consistency round; SecAgg+ neighbourhoods from Bell et al. 2020).
+about the roster or the survivors, within the collusion bound below (Bonawitz et al. 2017,
+"Practical Secure Aggregation for Privacy-Preserving Machine Learning", the protocol against an
+active server: signed advertisements and a consistency round; SecAgg+ neighbourhoods from Bell
+et al. 2020).
 
 One round, five messages per client (each a plain object of bytes and arrays, so any transport
 carries them; the server only routes, checks and adds)::
@@ -46,8 +47,12 @@ carries them; the server only routes, checks and adds)::
 
 The threshold must exceed half of each client's group (the cohort, or k + 1 with
 neighbors=k). Against a server colluding with c clients of a group of g, an input stays hidden
-when 2 * threshold > g + c: no two survivor lists can then both gather a threshold of
-confirmations in one group, so the server cannot collect both secrets of one client.
+when 2 * threshold > g + c, whatever the server lies about: each honest member reveals at most
+one of a client's two secrets, and the server needs `threshold` shares of both (with the default
+majority threshold that is c = 0 or 1; with neighbourhoods the server picks the roster and so
+the graph: count c over the whole cohort). The consistency step adds, when all honest clients
+see one roster: one certified survivor list per group, so every sum the server can unmask
+covers a whole certified list of at least `min_survivors` clients.
 
 PRG(seed) is AES-256-CTR under the 32-byte seed from counter 0, read as little-endian words
 (privcity._core.mask_add_u32/_u64, checked against ``cryptography``'s AES-CTR).
