@@ -10,23 +10,36 @@ Run: python -m pytest bench/test_secure.py --benchmark-only -p no:cacheprovider
     against the same round built from Flower's SecAgg+ primitives (flwr, bench extra; same
     groups and dropouts), and against the plain modular_sum of the same inputs (the cost of
     the protocol over no protection at all).
+  * The same round authenticated (signed advertisements, certificates from a city CA, the
+    consistency step) against the unauthenticated round: each party with its own
+    DeviceVerifier, as 101 devices would (every certificate and signature checked by every
+    party, certificate caches cold), and all parties sharing one warm verifier (the simulation
+    shortcut: each certificate and signature checked once in the process).
+  * One device's share_keys given a roster of 100 (groups of 16), authenticated (its verifier
+    warm from earlier rounds: 100 fresh advertisement signatures to check) against the same
+    step unauthenticated: the per-device cost of checking the roster.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privcity import _core
-from privcity.aggregate import modular_sum, secure_sum
+from privcity.aggregate import DeviceVerifier, SecAggClient, SecAggServer, modular_sum, secure_sum
+from privcity.crypto.pki import CertificateAuthority, IdentityKeys
 
 D_MASK, SEEDS = 1_000_000, 20
 N_ROUND, D_ROUND, NEIGHBORS, THRESHOLD = 100, 100_000, 16, 9
 MASKS = "masks 20 x 1M uint32 vs cryptography+numpy"
 ROUND = "secure_sum 100 clients x 100k vs Flower SecAgg+"
 ROUND_PLAIN = "secure_sum 100 clients x 100k vs plain sum"
+AUTH = "secure_sum 100 x 100k authenticated vs not"
+DEVICE = "share_keys, roster 100, k=16: auth vs not"
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +184,78 @@ def test_round(benchmark, record, round_inputs):
         benchmark.extra_info["upload_expansion"] = up / (4 * D_ROUND)
     record(benchmark, ROUND, "secure_sum")
     record(benchmark, ROUND_PLAIN, "secure_sum")
+    record(benchmark, AUTH, "anchor")
+
+
+@pytest.fixture(scope="module")
+def city() -> dict:
+    """A city CA, its CRL and an identity (Ed25519 key, certificate naming dev-<id>) for each of
+    the round's devices."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca = CertificateAuthority.create("bench-ca", not_before=now - dt.timedelta(days=1))
+    identities = {}
+    for c in range(N_ROUND):
+        keys = IdentityKeys.generate()
+        cert = ca.issue(f"dev-{c}", "device", identity_key=keys.identity_public_key,
+                        agreement_key=keys.agreement_public_key,
+                        not_before=now - dt.timedelta(hours=1))
+        identities[c] = (keys.signing_key, cert.public_bytes(serialization.Encoding.DER))
+    crl = ca.publish_crl(at=now - dt.timedelta(hours=1))
+    return dict(identities=identities, trust_anchor=ca.certificate, crl=crl)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["verifier per device", "shared verifier"])
+def test_round_authenticated(benchmark, record, round_inputs, city, shared):
+    benchmark.group = AUTH
+    verifier = DeviceVerifier(trust_anchor=city["trust_anchor"], crl=city["crl"]) if shared \
+        else None
+    report = benchmark.pedantic(
+        lambda: secure_sum(round_inputs, neighbors=NEIGHBORS, threshold=THRESHOLD,
+                           drop_before_input=range(10), verifier=verifier, **city),
+        rounds=2 if shared else 1, iterations=1, warmup_rounds=1 if shared else 0)
+    assert report.authenticated and report.refused == {}
+    assert np.array_equal(report.total, modular_sum([round_inputs[c] for c in range(10, N_ROUND)]))
+    if benchmark.stats:
+        up = np.mean([report.bytes_up[c] for c in report.survivors])
+        benchmark.extra_info["bytes_up_per_survivor"] = up
+        benchmark.extra_info["bytes_down_per_survivor"] = np.mean(
+            [report.bytes_down[c] for c in report.survivors])
+    record(benchmark, AUTH, "shared verifier" if shared else "verifier per device")
+
+
+def _fresh_roster(city: dict | None, verifier: DeviceVerifier | None,
+                  own: DeviceVerifier | None = None):
+    """A new round of N_ROUND devices up to the roster (untimed), and device 0 (checking with
+    `own`) ready to take it: every advertisement, and so every signature to check, is new."""
+    kw = dict(neighbors=NEIGHBORS, authenticated=city is not None)
+    clients = {}
+    for c in range(N_ROUND):
+        creds = {} if city is None else dict(identity=city["identities"][c][0],
+                                             certificate=city["identities"][c][1],
+                                             verifier=own if c == 0 and own else verifier)
+        clients[c] = SecAggClient(c, D_ROUND, THRESHOLD, **kw, **creds)
+    server = SecAggServer(D_ROUND, THRESHOLD, verifier=verifier, **kw)
+    roster = server.collect_advertisements({c: cl.advertise() for c, cl in clients.items()})
+    return (clients[0], roster), {}
+
+
+def test_device_share_keys_anchor(benchmark, record):
+    benchmark.group = DEVICE
+    benchmark.pedantic(lambda client, roster: client.share_keys(roster),
+                       setup=lambda: _fresh_roster(None, None), rounds=10, iterations=1,
+                       warmup_rounds=1)
+    record(benchmark, DEVICE, "anchor")
+
+
+def test_device_share_keys(benchmark, record, city):
+    benchmark.group = DEVICE
+    # The server's verifier is not the device's: the device's keeps only its certificates.
+    device = DeviceVerifier(trust_anchor=city["trust_anchor"], crl=city["crl"])
+    server = DeviceVerifier(trust_anchor=city["trust_anchor"], crl=city["crl"])
+
+    benchmark.pedantic(lambda client, roster: client.share_keys(roster),
+                       setup=lambda: _fresh_roster(city, server, own=device), rounds=10,
+                       iterations=1, warmup_rounds=1)
+    if benchmark.stats:
+        benchmark.extra_info.update(device.stats)
+    record(benchmark, DEVICE, "authenticated")

@@ -1,19 +1,82 @@
 """Secure aggregation (privcity.aggregate.secure): the sum is exact with and without dropouts
 at every step, the server's view of one client is uniformly masked, and every refusal the
 protocol owes (too few survivors, steps out of order, tampered or misrouted shares, rosters and
-survivor lists that contradict the client's view, bad rebuilt keys) happens."""
+survivor lists that contradict the client's view, bad rebuilt keys) happens. Rounds here are
+authenticated (signed advertisements, certificates from a test city CA, the consistency step)
+unless a test says otherwise; tests/test_secure_authenticated.py covers the active server and
+tests/test_secure_hostile.py the hostile input."""
 from __future__ import annotations
+
+import datetime as dt
+import functools
 
 import numpy as np
 import pytest
 import scipy.stats
+from cryptography.hazmat.primitives import serialization
 
 import privcity
-from privcity.aggregate import SecAggClient, SecAggServer, secure_sum
+from privcity.aggregate import DeviceVerifier, SecAggClient, SecAggServer, secure_sum
 from privcity.aggregate.secure import Unmasking
+from privcity.crypto.pki import CertificateAuthority, IdentityKeys
 from privcity.noise import SecureRNG
 
 D = 2_000
+HOUR = dt.timedelta(hours=1)
+
+
+class City:
+    """A test city CA that issues each device id its identity (Ed25519 key and certificate
+    naming dev-<id>) on first use, and its current CRL."""
+
+    def __init__(self) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        self.ca = CertificateAuthority.create("secagg-test-ca", not_before=now - 24 * HOUR)
+        self.crl = self.ca.publish_crl(at=now - HOUR)
+        self._identities: dict[int, tuple] = {}
+
+    def identity(self, client: int, subject: str | None = None, **issue) -> tuple:
+        """(Ed25519 key, certificate DER) of a device; a fixed one per id unless `subject` or
+        issue arguments (not_before, not_after) ask for another."""
+        custom = subject is not None or bool(issue)
+        if not custom and client in self._identities:
+            return self._identities[client]
+        keys = IdentityKeys.generate()
+        issue.setdefault("not_before", dt.datetime.now(dt.timezone.utc) - HOUR)
+        cert = self.ca.issue(subject or f"dev-{client}", "device",
+                             identity_key=keys.identity_public_key,
+                             agreement_key=keys.agreement_public_key, **issue)
+        pair = (keys.signing_key, cert.public_bytes(serialization.Encoding.DER))
+        if not custom:
+            self._identities[client] = pair
+        return pair
+
+    def revoke(self, client: int) -> None:
+        """Revoke the device's certificate and publish a new CRL."""
+        from cryptography import x509
+        self.ca.revoke(x509.load_der_x509_certificate(self.identity(client)[1]))
+        self.crl = self.ca.publish_crl(at=dt.datetime.now(dt.timezone.utc) - HOUR)
+
+    def verifier(self, **kw) -> DeviceVerifier:
+        return DeviceVerifier(trust_anchor=self.ca.certificate, crl=self.crl, **kw)
+
+    def client(self, client: int, dim: int, threshold: int, *, verifier=None, **kw) -> SecAggClient:
+        key, cert = self.identity(client)
+        return SecAggClient(client, dim, threshold, identity=key, certificate=cert,
+                            verifier=verifier or self.verifier(), **kw)
+
+    def server(self, dim: int, threshold: int, **kw) -> SecAggServer:
+        return SecAggServer(dim, threshold, verifier=self.verifier(), **kw)
+
+    def pki(self, ids) -> dict:
+        """secure_sum's arguments for an authenticated round of these ids."""
+        return dict(identities={c: self.identity(c) for c in ids},
+                    trust_anchor=self.ca.certificate, crl=self.crl)
+
+
+@functools.cache
+def city() -> City:
+    return City()
 
 
 def inputs(n: int, dtype=np.uint32, seed: int = 0, d: int = D) -> dict[int, np.ndarray]:
@@ -27,38 +90,66 @@ def plain_sum(xs: dict[int, np.ndarray], ids, dtype=np.uint32) -> np.ndarray:
 
 
 class Round:
-    """Drives one round step by step, so a test can tamper with any message."""
+    """Drives one round step by step, so a test can tamper with any message. Authenticated
+    (one verifier per party, as on separate devices) unless authenticated=False."""
 
     def __init__(self, xs: dict[int, np.ndarray], threshold: int, dtype=np.uint32,
-                 session: bytes = b"round 1", neighbors: int | None = None) -> None:
+                 session: bytes = b"round 1", neighbors: int | None = None,
+                 authenticated: bool = True, min_survivors: int | None = None) -> None:
         self.xs = xs
+        self.authenticated = authenticated
         d = len(next(iter(xs.values())))
-        kw = dict(dtype=dtype, session=session, neighbors=neighbors)
-        self.server = SecAggServer(d, threshold, **kw)
-        self.clients = {c: SecAggClient(c, d, threshold, **kw) for c in xs}
+        kw = dict(dtype=dtype, session=session, neighbors=neighbors, min_survivors=min_survivors)
+        if authenticated:
+            self.server = city().server(d, threshold, **kw)
+            self.clients = {c: city().client(c, d, threshold, **kw) for c in xs}
+        else:
+            kw["authenticated"] = False
+            self.server = SecAggServer(d, threshold, **kw)
+            self.clients = {c: SecAggClient(c, d, threshold, **kw) for c in xs}
 
     def advertise(self):
-        return self.server.collect_advertisements([c.advertise() for c in self.clients.values()])
+        ads = {c: cl.advertise() for c, cl in self.clients.items()}
+        return self.server.collect_advertisements(ads)
 
     def share(self, roster, skip=()):
         sealed = {c: cl.share_keys(roster) for c, cl in self.clients.items() if c not in skip}
         return sealed
 
     def mask(self, routed, skip=()):
-        return {c: self.clients[c].masked_input(self.xs[c], routed[c]) for c in routed if c not in skip}
+        return {c: self.clients[c].masked_input(self.xs[c], routed[c]) for c in routed
+                if c not in skip}
+
+    def unmask(self, survivors, who=None) -> list[Unmasking]:
+        """Every survivor confirms (authenticated); those in `who` (default all) unmask."""
+        who = survivors if who is None else who
+        if not self.authenticated:
+            return [self.clients[c].unmask(survivors) for c in who]
+        forwarded = self.server.collect_confirmations(
+            {c: self.clients[c].confirm(survivors) for c in survivors})
+        return [self.clients[c].unmask(signatures=forwarded) for c in who]
+
+    def answer(self, client, survivors):
+        """One client's first step after the survivors are announced (where it checks them)."""
+        if self.authenticated:
+            return self.clients[client].confirm(survivors)
+        return self.clients[client].unmask(survivors)
 
 
 # --- the sum ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("authenticated", [True, False], ids=["authenticated", "unauthenticated"])
 @pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
-def test_sum_is_exact_without_dropouts(dtype):
+def test_sum_is_exact_without_dropouts(dtype, authenticated):
     # Prepare
     xs = inputs(7, dtype, seed=1)
+    pki = city().pki(xs) if authenticated else {}
 
     # Execute
-    report = secure_sum(xs, dtype=dtype, session=b"s")
+    report = secure_sum(xs, dtype=dtype, session=b"s", authenticated=authenticated, **pki)
 
     # Assert
+    assert report.authenticated is authenticated and report.refused == {}
     assert report.survivors == sorted(xs) and report.dropped == []
     assert report.total.dtype == dtype
     assert np.array_equal(report.total, plain_sum(xs, xs, dtype))
@@ -72,7 +163,7 @@ def test_sum_covers_exactly_the_survivors_whatever_step_they_drop_at(stage):
     gone = [ids[0], ids[4], ids[8]]
 
     # Execute
-    report = secure_sum(xs, threshold=5, **{stage: gone})
+    report = secure_sum(xs, threshold=5, **{stage: gone}, **city().pki(xs))
 
     # Assert
     in_sum = [c for c in ids if c not in gone] if stage != "drop_before_unmask" else ids
@@ -88,7 +179,8 @@ def test_dropouts_at_every_step_in_one_round():
 
     # Execute
     report = secure_sum(xs, threshold=7, drop_before_sharing=[ids[1]],
-                        drop_before_input=[ids[2], ids[7]], drop_before_unmask=[ids[3], ids[11]])
+                        drop_before_input=[ids[2], ids[7]], drop_before_unmask=[ids[3], ids[11]],
+                        **city().pki(xs))
 
     # Assert: those who dropped before their input are out; those who only missed the
     # unmasking are in (their input arrived and the others' shares remove their masks)
@@ -103,7 +195,7 @@ def test_signed_integers_wrap_and_decode_as_twos_complement():
     xs = {i: rng.integers(-10**6, 10**6, D).astype(np.int64) for i in range(5)}
 
     # Execute
-    total = secure_sum(xs).total
+    total = secure_sum(xs, **city().pki(xs)).total
 
     # Assert
     assert np.array_equal(total.view(np.int32), np.sum(list(xs.values()), axis=0))
@@ -120,7 +212,7 @@ def test_float_updates_quantized_with_discrete_noise_sum_to_the_noisy_mean():
         quantized[i] = q
 
     # Execute
-    total = secure_sum(quantized).total.view(np.int32).astype(np.float64) / scale
+    total = secure_sum(quantized, **city().pki(quantized)).total.view(np.int32).astype(np.float64) / scale
 
     # Assert: equals the sum of the quantized values exactly, and the float sum within the
     # rounding and noise (sigma 2 per device, in units of 2**-16)
@@ -181,7 +273,7 @@ def test_too_few_survivors_reveal_nothing():
         rnd.server.collect_masked(masked)
     assert err.value.kind == "too_few"
     with pytest.raises(privcity.SecureAggregationError) as err:
-        rnd.clients[ids[2]].unmask(ids[2:])
+        rnd.answer(ids[2], ids[2:])
     assert err.value.kind == "too_few"
 
 
@@ -191,7 +283,7 @@ def test_fewer_unmasking_answers_than_the_threshold_are_refused():
     rnd = Round(xs, threshold=4)
     routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
     survivors = rnd.server.collect_masked(rnd.mask(routed))
-    answers = [rnd.clients[c].unmask(survivors) for c in survivors[:3]]
+    answers = rnd.unmask(survivors, who=survivors[:3])
 
     # Execute / Assert
     with pytest.raises(privcity.SecureAggregationError, match="threshold is 4") as err:
@@ -200,7 +292,7 @@ def test_fewer_unmasking_answers_than_the_threshold_are_refused():
 
 
 def test_steps_out_of_order_or_twice_are_refused():
-    client = SecAggClient(1, 10, 2)
+    client = city().client(1, 10, 2)
     with pytest.raises(privcity.SecureAggregationError) as err:
         client.unmask([1, 2])
     assert err.value.kind == "protocol"
@@ -230,42 +322,70 @@ def test_tampered_or_misrouted_shares_fail_authentication():
 
 
 @pytest.mark.parametrize("setting", [dict(session=b"round 8"), dict(threshold=4),
-                                     dict(neighbors=4), dict(dim=D + 1), dict(dtype=np.uint64)])
+                                     dict(neighbors=4), dict(dim=D + 1), dict(dtype=np.uint64),
+                                     dict(min_survivors=4), dict(authenticated=False)])
 def test_parties_set_up_for_another_round_are_refused(setting):
-    # Prepare: a client whose session, threshold, neighbours, length or modulus differ
+    # Prepare: a client whose session, threshold, neighbours, length, modulus, survivor floor
+    # or authentication differ
     xs = inputs(5, seed=10)
     ids = sorted(xs)
     rnd = Round(xs, threshold=3, session=b"round 7")
     kw = dict(dict(dim=D, threshold=3, session=b"round 7"), **setting)
-    odd = SecAggClient(ids[0], kw.pop("dim"), kw.pop("threshold"), **kw)
+    make = SecAggClient if kw.get("authenticated") is False else city().client
+    odd = make(ids[0], kw.pop("dim"), kw.pop("threshold"), **kw)
     rnd.clients[ids[0]] = odd
 
-    # Execute / Assert: the server refuses its advertisement, and it refuses the roster
+    # Execute: the server leaves its advertisement out, alone
     ads = [c.advertise() for c in rnd.clients.values()]
+    roster = rnd.server.collect_advertisements(ads)
+
+    # Assert: refused and counted; and the odd client refuses the others' roster
+    assert sorted(roster) == ids[1:]
+    assert rnd.server.refused == {ids[0]: "inconsistent"}
+    assert "another round" in rnd.server.refusal_reasons[ids[0]]
     with pytest.raises(privcity.SecureAggregationError, match="set up for another round") as err:
-        rnd.server.collect_advertisements(ads)
-    assert err.value.kind == "inconsistent"
-    with pytest.raises(privcity.SecureAggregationError, match="set up for another round"):
         odd.share_keys(ads)
+    assert err.value.kind == "inconsistent"
 
 
-def test_a_bad_share_of_a_self_mask_secret_is_detected():
-    # Prepare
+def test_a_bad_share_of_a_self_mask_secret_is_outvoted_and_its_holder_counted():
+    # Prepare: five answers, the first with a bad share of ids[2]'s self-mask secret
     xs = inputs(5, seed=18)
     ids = sorted(xs)
     rnd = Round(xs, threshold=3)
     routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
     survivors = rnd.server.collect_masked(rnd.mask(routed))
-    answers = [rnd.clients[c].unmask(survivors) for c in survivors]
+    answers = rnd.unmask(survivors)
     bad = bytearray(answers[0].self_mask_shares[ids[2]])
     bad[0] ^= 1
     answers[0] = Unmasking(answers[0].client, {**answers[0].self_mask_shares, ids[2]: bytes(bad)},
                            answers[0].key_shares)
 
-    # Execute / Assert
-    with pytest.raises(privcity.SecureAggregationError, match="commitment") as err:
+    # Execute: the first three shares fail the commitment; three others rebuild it
+    total = rnd.server.finish(answers)
+
+    # Assert
+    assert np.array_equal(total, plain_sum(xs, ids))
+    assert rnd.server.refused == {ids[0]: "bad_share"}
+
+
+def test_a_bad_share_among_exactly_threshold_shares_is_detected_and_ends_the_round():
+    # Prepare: only three answers (the threshold), the first with a bad share
+    xs = inputs(5, seed=18)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=3)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+    survivors = rnd.server.collect_masked(rnd.mask(routed))
+    answers = rnd.unmask(survivors, who=ids[:3])
+    bad = bytearray(answers[0].self_mask_shares[ids[2]])
+    bad[0] ^= 1
+    answers[0] = Unmasking(answers[0].client, {**answers[0].self_mask_shares, ids[2]: bytes(bad)},
+                           answers[0].key_shares)
+
+    # Execute / Assert: no three good shares, so nothing can be rebuilt
+    with pytest.raises(privcity.SecureAggregationError, match="committed to") as err:
         rnd.server.finish(answers)
-    assert err.value.kind == "inconsistent"
+    assert err.value.kind == "too_few"
 
 
 def test_a_threshold_at_or_below_half_the_group_is_refused():
@@ -284,17 +404,17 @@ def test_secrets_are_dropped_once_used():
     client = rnd.clients[sorted(xs)[0]]
     routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
     assert client._s_seed == b""
-    rnd.mask(routed)
+    survivors = rnd.server.collect_masked(rnd.mask(routed))
     assert client._c is None and client._s is None and client._b_seed == b""
-    client.unmask(sorted(xs))
+    rnd.unmask(survivors)
     assert client._shares_held == {}
 
 
 def test_a_roster_without_the_clients_own_keys_is_refused():
-    # Prepare
-    a, b, c = SecAggClient(1, 10, 2), SecAggClient(2, 10, 2), SecAggClient(3, 10, 2)
+    # Prepare: the forged entry is even signed by client 1 (another of its rounds' keys)
+    a, b, c = (city().client(i, 10, 2) for i in (1, 2, 3))
     ads = [a.advertise(), b.advertise(), c.advertise()]
-    forged = SecAggClient(1, 10, 2).advertise()  # a server substituting client 1's keys
+    forged = city().client(1, 10, 2).advertise()  # a server substituting client 1's keys
 
     # Execute / Assert
     with pytest.raises(privcity.SecureAggregationError) as err:
@@ -303,13 +423,23 @@ def test_a_roster_without_the_clients_own_keys_is_refused():
 
 
 def test_rosters_with_duplicates_or_below_threshold_are_refused():
-    a, b = SecAggClient(1, 10, 3), SecAggClient(2, 10, 3)
-    ad_a, ad_b = a.advertise(), b.advertise()
-    server = SecAggServer(10, 3)
+    # Prepare: client 1 advertises twice with different keys
+    a, b, c = (city().client(i, 10, 3) for i in (1, 2, 3))
+    ad_a, ad_b, ad_c = a.advertise(), b.advertise(), c.advertise()
+    again = city().client(1, 10, 3).advertise()
+
+    # Execute / Assert: the server counts one message sent twice once, leaves out a client
+    # with two different ones, and refuses a roster below the threshold
+    server = city().server(10, 3)
+    assert sorted(server.collect_advertisements([ad_a, ad_a, ad_b, ad_c])) == [1, 2, 3]
+    with pytest.raises(privcity.SecureAggregationError, match="threshold is 3") as err:
+        server.collect_advertisements([ad_a, again, ad_b, ad_c])
+    assert err.value.kind == "too_few" and server.refused == {1: "duplicate"}
     with pytest.raises(privcity.SecureAggregationError, match="threshold is 3"):
-        server.collect_advertisements([ad_a, ad_b])
+        city().server(10, 3).collect_advertisements([ad_a, ad_b])
+    # a client refuses a roster that names one client twice
     with pytest.raises(privcity.SecureAggregationError, match="advertised twice"):
-        SecAggServer(10, 3).collect_advertisements([ad_a, ad_a])
+        b.share_keys([ad_a, ad_a, ad_b, ad_c])
 
 
 def test_survivors_outside_the_clients_view_are_refused():
@@ -323,26 +453,32 @@ def test_survivors_outside_the_clients_view_are_refused():
     # Execute / Assert: ids[3] never shared keys, so its b and s were never split: a server
     # listing it as a survivor is lying
     with pytest.raises(privcity.SecureAggregationError) as err:
-        rnd.clients[ids[0]].unmask(ids)
+        rnd.answer(ids[0], ids)
     assert err.value.kind == "inconsistent"
 
 
-def test_a_bad_share_of_a_dropped_key_is_detected():
-    # Prepare
+@pytest.mark.parametrize("answering", [4, 3])
+def test_a_bad_share_of_a_dropped_key_is_outvoted_or_ends_the_round(answering):
+    # Prepare: ids[4] dropped before its input; the first answer's share of its key is bad
     xs = inputs(5, seed=12)
     ids = sorted(xs)
     rnd = Round(xs, threshold=3)
     routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
     survivors = rnd.server.collect_masked(rnd.mask(routed, skip=[ids[4]]))
-    answers = [rnd.clients[c].unmask(survivors) for c in survivors]
+    answers = rnd.unmask(survivors, who=survivors[:answering])
     bad = bytearray(answers[0].key_shares[ids[4]])
-    bad[5] ^= 1  # (X25519 ignores the low 3 bits of the key: a flip there changes nothing)
+    bad[5] ^= 1
     answers[0] = Unmasking(answers[0].client, answers[0].self_mask_shares, {ids[4]: bytes(bad)})
 
-    # Execute / Assert
-    with pytest.raises(privcity.SecureAggregationError) as err:
-        rnd.server.finish(answers)
-    assert err.value.kind == "inconsistent"
+    # Execute / Assert: with a share to spare the key is rebuilt from the others; with none,
+    # the rebuilt key never matches ids[4]'s advertised one and the round ends
+    if answering == 4:
+        assert np.array_equal(rnd.server.finish(answers), plain_sum(xs, ids[:4]))
+        assert rnd.server.refused == {ids[0]: "bad_share"}
+    else:
+        with pytest.raises(privcity.SecureAggregationError, match="committed to") as err:
+            rnd.server.finish(answers)
+        assert err.value.kind == "too_few"
 
 
 @pytest.mark.parametrize("x, fragment", [
@@ -360,7 +496,11 @@ def test_bad_inputs_are_refused(x, fragment):
 @pytest.mark.parametrize("kwargs, error, fragment", [
     ({"threshold": 1}, ValueError, "at least 2"), ({"dim": 0}, ValueError, "positive"),
     ({"dtype": np.int32}, ValueError, "uint32 or uint64"), ({"session": "x"}, TypeError, "bytes"),
-    ({"client": -1}, ValueError, "2\\*\\*63"), ({"client": 1.0}, TypeError, "int")])
+    ({"client": -1}, ValueError, "2\\*\\*63"), ({"client": 1.0}, TypeError, "int"),
+    ({"min_survivors": 0}, ValueError, "min_survivors must be a positive int"),
+    ({"authenticated": 1}, TypeError, "True or False"),
+    ({}, ValueError, "needs identity="),
+    ({"authenticated": False, "verifier": object()}, ValueError, "takes no identity")])
 def test_bad_parameters_are_refused(kwargs, error, fragment):
     args = dict({"client": 1, "dim": 10, "threshold": 2}, **kwargs)
     with pytest.raises(error, match=fragment):
@@ -372,13 +512,17 @@ def test_bandwidth_report_counts_the_masked_vector_and_the_shares():
     xs = inputs(6, seed=13, d=10_000)
 
     # Execute
-    report = secure_sum(xs, drop_before_input=[sorted(xs)[0]])
+    report = secure_sum(xs, drop_before_input=[sorted(xs)[0]], **city().pki(xs))
+    plain = secure_sum(xs, drop_before_input=[sorted(xs)[0]], authenticated=False)
 
-    # Assert: a survivor sends its 40 kB vector plus keys and shares; a dropped one no vector
+    # Assert: a survivor sends its 40 kB vector plus keys, certificate, signatures and shares;
+    # a dropped one no vector; the certificate and signatures add under 1 kB each way
     first, second = sorted(xs)[:2]
     assert 40_000 < report.bytes_up[second] < 40_000 + 2_000
     assert report.bytes_up[first] < 2_000
     assert all(report.bytes_down[c] > 0 for c in xs)
+    extra = report.bytes_up[second] - plain.bytes_up[second]
+    assert 64 + 64 + 100 < extra < 1_000  # advertisement and confirmation signatures, certificate
 
 
 def test_errors_pickle_with_their_kind():
@@ -392,9 +536,9 @@ def test_errors_pickle_with_their_kind():
 
 def groups_of(n: int, neighbors: int, threshold: int, session: bytes = b"") -> dict:
     """The groups a server computes for n fresh clients."""
-    server = SecAggServer(10, threshold, session=session, neighbors=neighbors)
-    server.collect_advertisements([SecAggClient(c, 10, threshold, session=session,
-                                                neighbors=neighbors).advertise()
+    server = city().server(10, threshold, session=session, neighbors=neighbors)
+    server.collect_advertisements([city().client(c, 10, threshold, session=session,
+                                                 neighbors=neighbors).advertise()
                                    for c in range(n)])
     return server._groups
 
@@ -422,7 +566,7 @@ def test_neighbourhood_sum_is_exact_with_dropouts_at_every_step(dtype):
     # so the round completes for any graph the keys draw
     report = secure_sum(xs, neighbors=16, threshold=9, dtype=dtype,
                         drop_before_sharing=ids[:2], drop_before_input=ids[10:13],
-                        drop_before_unmask=ids[20:21])
+                        drop_before_unmask=ids[20:21], **city().pki(xs))
 
     # Assert
     expected = [c for c in ids if c not in ids[:2] + ids[10:13]]
@@ -455,7 +599,7 @@ def test_too_many_dropped_neighbours_leave_a_secret_unrebuildable():
     survivors = rnd.server.collect_masked(rnd.mask(routed))
     victim = ids[7]
     silent = set(rnd.server._groups[victim]) - {victim}
-    answers = [rnd.clients[c].unmask(survivors) for c in survivors if c not in silent]
+    answers = rnd.unmask(survivors, who=[c for c in survivors if c not in silent])
 
     # Execute / Assert
     with pytest.raises(privcity.SecureAggregationError, match="self-mask secret came back") as err:
@@ -483,7 +627,7 @@ def test_survivors_split_into_unlinked_parts_are_refused():
     assert err.value.kind == "disconnected"
     live = sorted(masked)
     with pytest.raises(privcity.SecureAggregationError, match="unlinked"):
-        rnd.clients[live[0]].unmask(live)
+        rnd.answer(live[0], live)
 
 
 def test_a_threshold_above_the_group_size_is_refused():
@@ -497,7 +641,7 @@ def test_inputs_that_would_wrap_around_the_ring_are_refused():
     # int64 inputs into the default 32-bit ring: negative values are two's complement words,
     # values of 2**32 or more would silently wrap
     ok = {d: np.array([-(2**31), 2**32 - 1, -1], np.int64) for d in range(3)}
-    report = secure_sum(ok)
+    report = secure_sum(ok, **city().pki(ok))
     assert np.array_equal(report.total, (3 * np.array([2**31, 2**32 - 1, 2**32 - 1])) % 2**32)
     with pytest.raises(privcity.SecureAggregationError, match="outside the 32-bit ring") as info:
         secure_sum({d: np.array([2**32 + 5], np.int64) for d in range(3)})

@@ -5,8 +5,10 @@ sums for secure aggregation, and the cross-rank combination of partial sums.
   K x D matrix) sum in float64 and return float32; the two agree bit for bit.
 - :func:`median`, :func:`trimmed_mean`, :func:`krum` (and multi-Krum), :func:`clip_norms`.
 - :func:`modular_sum`: exact wrap-around sums of uint32/uint64 (or int32/int64) updates.
-- :mod:`privcity.aggregate.secure`: secure aggregation (Bonawitz et al. 2017): the server
-  learns only the sum of the clients' integer vectors, with dropouts recovered.
+- :mod:`privcity.aggregate.secure`: secure aggregation (Bonawitz et al. 2017, the variant
+  against an active server): the server learns only the sum of the clients' integer vectors,
+  with dropouts recovered; :class:`DeviceVerifier` checks the devices' certificates and
+  signatures against the city CA.
 - :func:`combine`: one MPI Allreduce/Reduce of Accumulators; takes the caller's communicator
   and imports no MPI itself.
 
@@ -34,15 +36,19 @@ from .robust import krum as krum
 from .robust import median as median
 from .robust import trimmed_mean as trimmed_mean
 from .secure import SecAggClient as SecAggClient
+from .secure import SecureSumReport as SecureSumReport
 from .secure import SecAggServer as SecAggServer
 from .secure import neighbors_for as neighbors_for
 from .secure import secure_sum as secure_sum
+from .verifier import DeviceVerifier as DeviceVerifier
 
 __all__ = [
     "Accumulator",
     "AggregateResult",
+    "DeviceVerifier",
     "SecAggClient",
     "SecAggServer",
+    "SecureSumReport",
     "clip_norms",
     "combine",
     "krum",
