@@ -114,6 +114,17 @@ def test_serials_differ(ca, keys):
     assert len(serials) == 8
 
 
+def test_certificates_of_one_subject_have_one_size_whatever_their_serial(ca, keys):
+    # Prepare / Execute: with 159-bit random serials, 1 in 256 has a zero top byte (19 DER
+    # bytes), and a device's bytes on the wire (it sends its certificate) varied between runs
+    certs = [_issue(ca, keys) for _ in range(300)]
+
+    # Assert
+    assert {len(c.public_bytes(serialization.Encoding.DER)) for c in certs} == {
+        len(certs[0].public_bytes(serialization.Encoding.DER))}
+    assert {c.serial_number.bit_length() for c in certs} == {159}
+
+
 def test_accepts_der_and_pem_bytes(ca, keys):
     # Prepare
     cert = _issue(ca, keys)

@@ -58,10 +58,10 @@ def test_secure_runs_send_more_bytes_and_say_so(secure_city, plain_city):
 
 
 def test_dropouts_after_the_key_exchange_are_recovered(tmp_path):
-    # Execute: three in ten sampled devices share keys and then send nothing; the neighbours
+    # Execute: one in ten sampled devices shares keys and then sends nothing; the neighbours
     # are chosen from the cohort and the dropout
-    r = run(tmp_path, dropout=0.3, secagg_neighbors=0)
-    plain = run(tmp_path / "p", dropout=0.3, secure_aggregation=False)
+    r = run(tmp_path, dropout=0.1, secagg_neighbors=0)
+    plain = run(tmp_path / "p", dropout=0.1, secure_aggregation=False)
 
     # Assert: the same devices counted, the same model to the rounding
     assert [x["reported"] for x in r["rounds"]["fl"]] == [x["reported"] for x in plain["rounds"]["fl"]]
@@ -69,7 +69,7 @@ def test_dropouts_after_the_key_exchange_are_recovered(tmp_path):
     assert r["fl"]["score"] == pytest.approx(plain["fl"]["score"], abs=2e-3)
 
 
-BLOCKS = dict(secagg_cohort=10, dropout=0.3, secagg_neighbors=0)  # blocks of 40 devices: 4
+BLOCKS = dict(secagg_cohort=10, dropout=0.1, secagg_neighbors=0)  # blocks of 40 devices: 4
 
 
 def test_mpiexec_3_ranks_give_the_one_process_result_block_for_block(tmp_path):
@@ -207,9 +207,26 @@ def test_neighbours_are_chosen_from_the_binomial_tail():
         neighbors_for(10, 1.0)
 
 
-def test_dropout_of_half_or_more_is_refused_with_secure_aggregation():
-    with pytest.raises(ValueError, match="'dropout'.*more than half"):
-        load_config(None, secure_aggregation=True, dropout=0.5)
+def test_a_dropout_the_collusion_threshold_cannot_survive_is_refused_with_secure_aggregation():
+    with pytest.raises(ValueError, match="'dropout'.*two thirds"):
+        load_config(None, secure_aggregation=True, dropout=0.3)
+    load_config(None, secure_aggregation=True, dropout=0.29)
+
+
+@pytest.mark.parametrize("group, threshold", [(3, 2), (9, 6), (10, 7), (17, 12), (65, 44)])
+def test_the_simulator_s_threshold_lets_no_third_of_a_group_pass_two_survivor_lists(group,
+                                                                                  threshold):
+    from privcity.fl.rounds import secure_threshold
+
+    # Execute
+    t = secure_threshold(group)
+
+    # Assert: two lists each signed by t devices need 2t - g colluders among them (pigeonhole);
+    # the threshold keeps that above a third of the group, and is the least that does
+    colluders = -(-group // 3) - 1
+    assert t == threshold
+    assert 2 * t - group > colluders
+    assert 2 * (t - 1) - group <= colluders or t == 2
 
 
 def test_automatic_neighbours_stay_within_their_bounds():

@@ -38,6 +38,7 @@ from .robust import trimmed_mean as trimmed_mean
 from .secure import SecAggClient as SecAggClient
 from .secure import SecureSumReport as SecureSumReport
 from .secure import SecAggServer as SecAggServer
+from .secure import collusion_threshold as collusion_threshold
 from .secure import neighbors_for as neighbors_for
 from .secure import secure_sum as secure_sum
 from .verifier import DeviceVerifier as DeviceVerifier
@@ -50,6 +51,7 @@ __all__ = [
     "SecAggServer",
     "SecureSumReport",
     "clip_norms",
+    "collusion_threshold",
     "combine",
     "krum",
     "median",

@@ -71,7 +71,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +84,8 @@ from ..crypto.pki import VerifiedCertificate
 from ..errors import AuthenticationError, CertificateError, PrivcityError, SecureAggregationError
 from ._secagg import (_KINDS, _MAGIC, _SHARE, _SHARES_BODY, Advertisement, Unmasking,
                       _advertisement_message, _authenticated, _client_id, _commit, _connected,
-                      _fail, _groups, _is_id, _mask_seed, _optional_positive, _Party, _raw_public,
+                      _fail, _groups, _is_id, _mask_seed, _optional_positive, _Party, _positive,
+                      _raw_public,
                       _roster, _roster_digest, _s_key, _self_mask_seed, _shamir_index, _share_key,
                       _split, _survivor_list, _survivors_message, _uncertified, _vector)
 from ._secagg import _combine as _combine  # tests/test_shamir.py checks the kernels through it
@@ -92,7 +93,7 @@ from .secure_server import SecAggServer
 from .verifier import DeviceVerifier
 
 __all__ = ["Advertisement", "DeviceVerifier", "SecAggClient", "SecAggServer", "SecureSumReport",
-           "Unmasking", "neighbors_for", "secure_sum"]
+           "Unmasking", "collusion_threshold", "neighbors_for", "secure_sum"]
 
 class SecAggClient(_Party):
     """One client of a secure-aggregation round. Call advertise, share_keys, masked_input,
@@ -474,24 +475,41 @@ class SecureSumReport:
     refused_clients: dict[int, str] = field(default_factory=dict)
 
 
-def neighbors_for(cohort: int, dropout: float, *, failure: float = 1e-6) -> int | None:
+def collusion_threshold(group: int, colluders: int | None = None) -> int:
+    """The smallest threshold t with 2t > g + c for a group of g: then no two survivor lists
+    can each gather t valid signatures in the consistency step, so a server colluding with c
+    devices cannot collect both secrets of an honest one. ``colluders`` defaults to fewer than
+    a third of the group (c = ceil(g / 3) - 1, Bonawitz et al.'s t of about 2g/3); a majority
+    (g // 2 + 1) tolerates no colluder at all when g is odd."""
+    g = _positive(group, "group")
+    c = -(-g // 3) - 1 if colluders is None else int(colluders)
+    if not 0 <= c < g:
+        raise ValueError(f"colluders must be in [0, {g}), got {colluders!r}")
+    return min(g, max(2, (g + c) // 2 + 1))
+
+
+def neighbors_for(cohort: int, dropout: float, *, failure: float = 1e-6,
+                  threshold: Callable[[int], int] | None = None) -> int | None:
     """The fewest neighbours (even) such that, with each device of a cohort of this size
     dropping out after the key exchange with probability `dropout`, the chance that some group
-    keeps fewer survivors than its threshold (a majority) is at most `failure` (a union bound
-    over the groups); None (everyone) when no smaller group does. With dropout >= 0.5 no group
-    size does: expect the rounds to fail."""
+    keeps fewer survivors than its threshold is at most `failure` (a union bound over the
+    groups); None (everyone) when no smaller group does. ``threshold(group size)`` gives the
+    threshold (default a majority, g // 2 + 1; :func:`collusion_threshold` for one that
+    tolerates colluders). With dropout >= 0.5 no group size meets a majority: expect the
+    rounds to fail."""
     if not 0 <= dropout < 1:
         raise ValueError("dropout must be in [0, 1)")
     if cohort < 3:
         return None
+    need = threshold or (lambda size: size // 2 + 1)
 
-    def below_majority(size: int) -> float:  # P(Binomial(size, 1 - dropout) < size // 2 + 1)
+    def below(size: int) -> float:  # P(Binomial(size, 1 - dropout) < need(size))
         keep = 1.0 - dropout
         return sum(math.comb(size, i) * keep**i * dropout**(size - i)
-                   for i in range(size // 2 + 1))
+                   for i in range(need(size)))
 
     for k in range(2, cohort - 1, 2):
-        if cohort * below_majority(k + 1) <= failure:
+        if cohort * below(k + 1) <= failure:
             return k
     return None
 

@@ -20,8 +20,9 @@ Certificate layout (part of the wire format)
 * Extensions: BasicConstraints CA=false (critical), KeyUsage digitalSignature (critical),
   SubjectKeyIdentifier, AuthorityKeyIdentifier. The CA certificate is self-signed with
   BasicConstraints CA=true, pathlen 0 and KeyUsage keyCertSign + cRLSign.
-* Serial numbers are 159-bit random (``x509.random_serial_number``); the CRL carries a
-  CRLNumber that grows with each publication.
+* Serial numbers are 158 random bits under a top bit set (``_serial_number``): always 20
+  bytes in DER, so every certificate of a kind has one size (the bytes a device sends do not
+  vary with its serial); the CRL carries a CRLNumber that grows with each publication.
 
 Times are timezone-aware; naive datetimes are refused. X.509 stores whole seconds, so the times
 given when issuing are truncated to the second. ``not_after`` and ``next_update`` are inclusive.
@@ -70,6 +71,12 @@ PrivateKey = Union[ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey]
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _serial_number() -> int:
+    """A random serial of exactly 159 bits (the top one set, 158 from the OS): 20 DER bytes,
+    positive, under RFC 5280's 20-octet limit."""
+    return (1 << 158) | (x509.random_serial_number() >> 1)
 
 def _utc(when: dt.datetime | None, name: str) -> dt.datetime:
     if when is None:
@@ -499,7 +506,7 @@ class CertificateAuthority:
         cert = (x509.CertificateBuilder()
                 .subject_name(subject).issuer_name(subject)
                 .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
+                .serial_number(_serial_number())
                 .not_valid_before(start).not_valid_after(end)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                 .add_extension(x509.KeyUsage(
@@ -551,7 +558,7 @@ class CertificateAuthority:
         return (x509.CertificateBuilder()
                 .subject_name(subject).issuer_name(self._certificate.subject)
                 .public_key(identity_key)
-                .serial_number(x509.random_serial_number())
+                .serial_number(_serial_number())
                 .not_valid_before(start).not_valid_after(end)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
@@ -52,11 +53,27 @@ SECURE_MIN_NEIGHBORS, SECURE_MAX_NEIGHBORS = 16, 64
 
 
 def secure_neighbors(cohort: int, dropout: float) -> int:
-    """Neighbours for a round of `cohort` devices at this dropout (see SECURE_MIN_NEIGHBORS)."""
+    """Neighbours for a round of `cohort` devices at this dropout (see SECURE_MIN_NEIGHBORS),
+    with the threshold of :func:`secure_threshold`."""
     from ..aggregate import neighbors_for
-    need = neighbors_for(cohort, dropout)
+    need = neighbors_for(cohort, dropout, threshold=secure_threshold)
     k = cohort - 1 if need is None else need
     return min(max(k, SECURE_MIN_NEIGHBORS), SECURE_MAX_NEIGHBORS)
+
+
+def secure_threshold(group: int) -> int:
+    """The simulator's SecAgg threshold for a group of this size: about two thirds
+    (aggregate.collusion_threshold), so that a gateway colluding with fewer than a third of a
+    group's devices cannot make two survivor lists pass the consistency step (a majority would
+    let one colluding device do it)."""
+    from ..aggregate import collusion_threshold
+    return collusion_threshold(group)
+
+
+def secure_group(members: int, neighbors: int) -> int:
+    """Size of each device's group in a block round of `members` devices: k + 1 (k rounded up
+    to even), or everyone when that is no smaller."""
+    return members if neighbors >= members - 1 else 2 * ((neighbors + 1) // 2) + 1
 
 
 def secure_scale_bits(clip: float | None, n_params: int) -> int:
@@ -130,35 +147,93 @@ class GatewayReport:
     secure_count: int = 0
     secure_bytes: int = 0
     secure_lost: int = 0
+    # ... and what the block rounds' servers refused, by kind (a sampled device the city CA
+    # did not certify counts as "uncertified" and takes no part)
+    secure_refusals: Counter[str] = field(default_factory=Counter)
+
+
+def _enrolment(device: int, keys: IdentityKeys) -> tuple[int, bytes, bytes]:
+    """What a gateway sends the aggregator to enrol a device: its id and raw public keys."""
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    return (device, keys.identity_public_key.public_bytes(*raw),
+            keys.agreement_public_key.public_bytes(*raw))
 
 
 class Gateway:
     """Hosts devices ``devices`` (global ids) with their local data, and runs their side of
     each round. Device identities (Ed25519 + X25519 keys) are created when a device is first
     sampled and sent to the aggregator for enrolment; their counters live in memory, since the
-    keys die with the gateway (``ephemeral=True``)."""
+    keys die with the gateway (``ephemeral=True``).
+
+    Under secure aggregation the devices sign their SecAgg messages with their certificates:
+    before each round :meth:`enrolments` gives the keys of sampled devices that have none, and
+    :meth:`take_certificates` stores what the city CA (``trust_anchor``, with ``crl``) issued.
+    The devices of this gateway check each other's certificates and signatures through one
+    cache kept across rounds (a simulation shortcut: each certificate and signature is checked
+    once in this process, not once per device)."""
 
     def __init__(self, *, model: Any, data: Any, devices: np.ndarray, seed: int,
                  aggregator_certificate: VerifiedCertificate, epochs: int, batch_size: int,
-                 lr: float) -> None:
+                 lr: float, trust_anchor: x509.Certificate | None = None,
+                 crl: x509.CertificateRevocationList | None = None) -> None:
         self.model = model
         self.data = data
         self.devices = np.asarray(devices, dtype=np.int64)
         self.seed = seed
         self.aggregator = aggregator_certificate
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.trust_anchor, self.crl = trust_anchor, crl
+        self._keys: dict[int, IdentityKeys] = {}
         self._senders: dict[int, EnvelopeSender] = {}
+        self._certificates: dict[int, bytes] = {}
+        self._verifier: Any = None
+
+    def _identity(self, device: int, enrolments: list[tuple[int, bytes, bytes]]) -> IdentityKeys:
+        """The device's keys, made (and their public halves added to ``enrolments``) the first
+        time it is asked for."""
+        keys = self._keys.get(device)
+        if keys is None:
+            keys = self._keys[device] = IdentityKeys.generate()
+            enrolments.append(_enrolment(device, keys))
+        return keys
 
     def _sender(self, device: int, enrolments: list[tuple[int, bytes, bytes]]) -> EnvelopeSender:
         tx = self._senders.get(device)
         if tx is None:
-            keys = IdentityKeys.generate()
-            raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            enrolments.append((device, keys.identity_public_key.public_bytes(*raw),
-                               keys.agreement_public_key.public_bytes(*raw)))
+            keys = self._identity(device, enrolments)
             tx = self._senders[device] = EnvelopeSender(keys, f"dev-{device}", state_path=None,
                                                         ephemeral=True)
         return tx
+
+    def enrolments(self, round_index: int, *, sample_rate: float) -> list[tuple[int, bytes, bytes]]:
+        """Public keys (device, Ed25519, X25519) of this gateway's devices sampled into the round
+        that hold no certificate yet, for the aggregator to certify before the round starts."""
+        sampled, _ = round_cohort(self.seed, round_index, self.devices, sample_rate=sample_rate,
+                                  dropout=0.0)
+        out: list[tuple[int, bytes, bytes]] = []
+        for device in self.devices[sampled].tolist():
+            if device in self._certificates:
+                continue
+            if device in self._keys:  # sent before, not certified (yet): ask again
+                out.append(_enrolment(device, self._keys[device]))
+            else:
+                self._identity(device, out)
+        return out
+
+    def _device_verifier(self) -> Any:
+        """The certificate and signature cache this gateway's devices share (see the class)."""
+        if self._verifier is None:
+            from ..aggregate import DeviceVerifier
+            if self.trust_anchor is None or self.crl is None:
+                raise ValueError("secure aggregation needs the gateway's trust_anchor and crl")
+            self._verifier = DeviceVerifier(trust_anchor=self.trust_anchor, crl=self.crl)
+        return self._verifier
+
+    def take_certificates(self, certificates: Mapping[int, bytes]) -> None:
+        """Store the certificates (DER) the city CA issued to this gateway's devices."""
+        for device, der in certificates.items():
+            if device in self._keys:
+                self._certificates[int(device)] = bytes(der)
 
     def run_round(self, params: np.ndarray, round_index: int, *, sample_rate: float,
                   dropout: float, clip: float | None, adaptive_bit: bool, epoch: int,
@@ -247,13 +322,23 @@ class Gateway:
         # Block of device d: d * blocks // population (blocks of equal size, to one device).
         blocks = cohort * int(secure["blocks"]) // int(secure["population"])
         for b in np.unique(blocks):  # one round per block, in block order
-            members = [int(d) for d in cohort[blocks == b]]
+            # A device takes part only with the certificate the city CA issued it this round.
+            members = [int(d) for d in cohort[blocks == b] if int(d) in self._certificates]
+            report.secure_refusals["uncertified"] += int(np.count_nonzero(blocks == b)) \
+                - len(members)
+            if not members:
+                continue
             inputs = {d: sending.get(d, np.zeros(width, np.int64)) for d in members}
             silent = [d for d in members if d not in sending]  # dropped after sharing keys
             k = secure["neighbors"] or secure_neighbors(len(members), secure["dropout"])
             session = b"privcity-sim|" + np.array([self.seed, round_index, b], np.int64).tobytes()
-            result = secure_sum(inputs, neighbors=k, dtype=np.uint64, drop_before_input=silent,
-                                session=session, on_failure="report")
+            result = secure_sum(
+                inputs, neighbors=k, threshold=secure_threshold(secure_group(len(members), k)),
+                dtype=np.uint64, drop_before_input=silent, session=session, on_failure="report",
+                identities={d: (self._keys[d].signing_key, self._certificates[d])
+                            for d in members},
+                verifier=self._device_verifier(), authenticated=True)
+            report.secure_refusals.update(result.refused)
             report.secure_bytes += int(sum(result.bytes_up.values()))
             if result.total is None:  # too few survivors in some group: nothing is revealed
                 report.secure_lost += len(members) - len(silent)
@@ -311,19 +396,23 @@ class Aggregator:
         has a gateway or the gateway its devices."""
         self.registry.assign(gateway, devices)
 
-    def enrol(self, enrolments: Sequence[Any], *, gateway: int) -> dict[str, int]:
+    def enrol(self, enrolments: Sequence[Any], *, gateway: int,
+              issued: dict[int, bytes] | None = None) -> dict[str, int]:
         """Certify devices whose public keys (device id, 32-byte Ed25519, 32-byte X25519)
         ``gateway`` relayed, and admit them as senders; returns the refusals by kind
         (:data:`~privcity.fl.admission.ENROL_REFUSALS`). A device enrolled again by its gateway
-        with the same keys is left as it is."""
+        with the same keys is left as it is. ``issued``: filled with device -> certificate
+        (DER) of each device certified now, for devices that need theirs (secure
+        aggregation signs with it)."""
         refusals: Counter[str] = Counter()
         for item in enrolments:
-            kind = self._enrol_one(item, gateway)
+            kind = self._enrol_one(item, gateway, issued)
             if kind:
                 refusals[kind] += 1
         return dict(sorted(refusals.items()))
 
-    def _enrol_one(self, item: Any, gateway: int) -> str | None:
+    def _enrol_one(self, item: Any, gateway: int,
+                   issued: dict[int, bytes] | None = None) -> str | None:
         try:
             device, ident, agree = item
             ok = not isinstance(device, bool) and isinstance(device, (int, np.integer)) \
@@ -346,6 +435,8 @@ class Aggregator:
         except (ValueError, PrivcityError):
             return "enrol_malformed"
         self.registry.bind(gateway, device, ident + agree, sender_id)
+        if issued is not None:
+            issued[device] = cert.public_bytes(serialization.Encoding.DER)
         return None
 
     def open(self, relayed: Mapping[int, Sequence[Any]], *, epoch: int,

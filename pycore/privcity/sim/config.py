@@ -138,9 +138,10 @@ class SimConfig:
         if self.secure_aggregation and self.aggregator != "mean":
             raise bad("aggregator", "secure aggregation reveals only the sum of the updates: "
                                     "the robust aggregators need each one (use mean)")
-        if self.secure_aggregation and self.dropout >= 0.5:
-            raise bad("dropout", "secure aggregation needs more than half of each group to "
-                                 "survive: with half the devices dropping out every round fails")
+        if self.secure_aggregation and self.dropout >= 0.3:
+            raise bad("dropout", "secure aggregation needs about two thirds of each group to "
+                                 "survive (the threshold that tolerates colluding devices): "
+                                 "from a dropout of 0.3 most rounds fail")
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")

@@ -174,6 +174,9 @@ class _Local:
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
         return [_gateway_round(self.gateway, msg)]
 
+    def enrolments(self, round_index: int, sample_rate: float) -> list[list[Any]]:
+        return [self.gateway.enrolments(round_index, sample_rate=sample_rate)]
+
     def finish(self) -> None:
         """Nothing to tell: the gateway lives in this process and simply goes unused."""
 
@@ -234,6 +237,13 @@ class _MPI:
             _send_buffer(self.comm, dest, params)
         return [self._report(src) for src in range(1, self.ranks)]
 
+    def enrolments(self, round_index: int, sample_rate: float) -> list[list[Any]]:
+        """Each gateway's enrolment requests for the round's sampled devices (in rank order)."""
+        ask = {"phase": "enrol", "round": round_index, "sample_rate": sample_rate}
+        for dest in range(1, self.ranks):
+            self.comm.send(ask, dest=dest, tag=_TAG)
+        return [_recv_patiently(self.comm, src) for src in range(1, self.ranks)]
+
     def _report(self, src: int) -> GatewayReport:
         report, lengths = _recv_patiently(self.comm, src)
         total = int(sum(lengths))
@@ -249,6 +259,8 @@ class _MPI:
 
 
 def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
+    if msg.get("certificates"):
+        gateway.take_certificates(msg["certificates"])
     return gateway.run_round(msg["params"], msg["round"], sample_rate=msg["sample_rate"],
                              dropout=msg["dropout"], clip=msg["clip"],
                              adaptive_bit=msg["adaptive_bit"], epoch=msg["epoch"],
@@ -260,6 +272,10 @@ def _gateway_loop(comm: Any, gateway: Gateway) -> None:
         meta = _recv_patiently(comm, 0)
         if meta is None:
             return
+        if meta.get("phase") == "enrol":
+            comm.send(gateway.enrolments(meta["round"], sample_rate=meta["sample_rate"]), dest=0,
+                      tag=_TAG)
+            continue
         params = _recv_buffer(comm, 0, np.empty(meta.pop("n_params"), np.float32))
         report = _gateway_round(gateway, {**meta, "params": params})
         envelopes, report.envelopes = report.envelopes, []
@@ -269,10 +285,11 @@ def _gateway_loop(comm: Any, gateway: Gateway) -> None:
 
 
 def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
-                  aggregator_cert: Any) -> Gateway:
+                  aggregator_cert: Any, trust_anchor: Any, crl: Any) -> Gateway:
     return Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
                    seed=cfg.seed, aggregator_certificate=aggregator_cert,
-                   epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+                   epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                   trust_anchor=trust_anchor, crl=crl)
 
 
 # --- one federated run ----------------------------------------------------------------------------
@@ -369,12 +386,22 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
         # a gateway reports (seeded Poisson sampling, the gateways' round_cohort decision).
         cohort = None if secure else sampled_devices(cfg.seed, r, np.arange(population),
                                                      sample_rate=cfg.sample_rate)
-        reports = transport.round(msg)
         gateways = _gateway_ids(transport)  # the rank each report came from, not its claim
-        t0 = time.perf_counter()
         refusals: Counter[str] = Counter()
+        if secure is not None:
+            # The round's sampled devices sign their SecAgg messages: the city CA certifies the
+            # new ones before the round starts.
+            t0 = time.perf_counter()
+            issued: dict[int, bytes] = {}
+            for g, asks in zip(gateways, transport.enrolments(r, cfg.sample_rate)):
+                refusals.update(aggregator.enrol(asks, gateway=g, issued=issued))
+            msg["certificates"] = issued
+            enrol_seconds = time.perf_counter() - t0
+        reports = transport.round(msg)
+        t0 = time.perf_counter()
         for g, rep in zip(gateways, reports):
             refusals.update(aggregator.enrol(rep.enrolments, gateway=g))
+            refusals.update(rep.secure_refusals)
         t1 = time.perf_counter()
         if secure is None:
             opened = aggregator.open({g: rep.envelopes for g, rep in zip(gateways, reports)},
@@ -409,7 +436,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "metrics": {k: float(v) for k, v in scores.items()},
             "epsilon": eps,
             "clip": clip,
-            "enrol_seconds": t1 - t0,
+            "enrol_seconds": t1 - t0 + (enrol_seconds if secure is not None else 0.0),
             "aggregation_seconds": t2 - t1 - accounting,  # open + reduce + noise
             "accounting_seconds": accounting,
             "train_cpu_seconds": [float(x) for rep in reports for x in rep.train_seconds],
@@ -577,9 +604,10 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         agg_dp = Aggregator(strategy=dp_strategy, n_params=model.n_params,
                             weights_of=lambda d: weights[d], adaptive_bit=adaptive)
         _assign_gateways(cfg, (agg_plain, agg_dp), population, size)
-        certs = (agg_plain.verified, agg_dp.verified)
+        # (aggregator certificate, the city CA's certificate, its CRL) of each run
+        pki = [(a.verified, a.ca.certificate, a.crl) for a in (agg_plain, agg_dp)]
     else:
-        certs = None
+        pki = None
     if comm is not None and size > 1:
         # Certificates travel as PEM; each gateway verifies the aggregators' against the CA.
         pem = serialization.Encoding.PEM
@@ -587,23 +615,22 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                                    a.certificate.public_bytes(pem)) for a in (agg_plain, agg_dp)]
         wire = comm.bcast(wire, root=0)
         if rank:
-            certs = tuple(verify_certificate(x509.load_pem_x509_certificate(c),
-                                             trust_anchor=x509.load_pem_x509_certificate(ca),
-                                             crl=x509.load_pem_x509_crl(crl))
-                          for ca, crl, c in wire)
+            pki = []
+            for ca_pem, crl_pem, cert_pem in wire:
+                ca, crl = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_crl(crl_pem)
+                pki.append((verify_certificate(x509.load_pem_x509_certificate(cert_pem),
+                                               trust_anchor=ca, crl=crl), ca, crl))
     if size == 1:
         say(f"gateway: {train.n_devices:,} devices (each gets its keys and certificate when first "
             "sampled)")
-        gw_plain = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[0])
-        transports = [_Local(gw_plain)]
-        gw_dp = _make_gateway(cfg, train, model, range(0, train.n_devices), certs[1])
-        transports.append(_Local(gw_dp))
+        transports = [_Local(_make_gateway(cfg, train, model, range(0, train.n_devices), *p))
+                      for p in pki]
     elif rank == 0:
         say(f"ranks 1..{size - 1}: gateways generating their blocks of devices")
         transports = [_MPI(comm), _MPI(comm)]
     else:
-        for cert in certs:
-            gw = _make_gateway(cfg, train, model, mine, cert)
+        for p in pki:
+            gw = _make_gateway(cfg, train, model, mine, *p)
             _gateway_loop(comm, gw)
         return None
 
