@@ -187,6 +187,21 @@ def test_rounded_norm_holds_on_a_vector_crafted_to_maximise_the_rounding():
     assert squares.mean() == pytest.approx(512, abs=4)
 
 
+def test_the_old_fused_kernel_exceeds_the_bound_that_the_encoder_keeps():
+    # Prepare: the same +-1/2 coordinates given straight to clip_round_add_discrete_gaussian
+    # (plain stochastic rounding, issue 14), with noise so small that it is always 0
+    x = np.where(np.random.default_rng(2).random(1024) < 0.5, -0.5, 0.5).astype(np.float32)
+    params = small_params(dim=1024, gamma=1.0, clip=16.0 * (1 + 1e-9), sigma_local=2.0)
+    rng = SecureRNG(b"old")
+
+    # Execute
+    old = [rng.clip_round_add_discrete_gaussian(x, params.clip, 1.0, 2.0**-10)[0] for _ in range(400)]
+
+    # Assert: the old kernel's squared norm passes Delta2^2 (no bound can be charged on it)
+    squares = np.array([np.sum(r ** 2) for r in old])
+    assert squares.max() > params.l2_bound_sq
+
+
 @pytest.mark.parametrize("dim, trials", [(4, 4000), (1000, 2000)])
 def test_conditional_rounding_stays_close_to_unbiased(dim, trials):
     # Prepare: dim 4 at clip / gamma = 50 redraws about one draw in six; dim 1000 almost never
@@ -569,6 +584,7 @@ def test_chooser_refuses_a_ring_too_small_for_the_noise():
     (dict(dim=0), "dim"), (dict(clip=-1.0), "clip"), (dict(epsilon=0.0), "epsilon"),
     (dict(delta=1.0), "delta"), (dict(sample_rate=0.0), "sample_rate"), (dict(rounds=0), "rounds"),
     (dict(n_min=0), "n_min"), (dict(n_expected=5), "n_expected"), (dict(bits=65), "bits"),
+    (dict(epsilon=1e-9), "out of reach"),
     (dict(bits=1), "bits"), (dict(beta=1.0), "beta"), (dict(k_stddevs=-1.0), "k_stddevs"),
 ])
 def test_chooser_refuses_bad_parameters(bad, match):
@@ -681,6 +697,7 @@ def test_decoder_refuses_a_sum_of_the_wrong_dtype_or_length():
     (dict(bits=1), "bits"), (dict(bits=65), "bits"), (dict(n_min=0), "n_min"),
     (dict(sample_rate=1.5), "sample_rate"), (dict(beta=0.0), "beta"), (dict(dim=0), "dim"),
     (dict(gamma=1e-9), "too large for exact integers"),
+    (dict(dim=1, gamma=2.0**-24, beta=1 - 1e-12), "no room"),
 ])
 def test_params_refuse_values_out_of_range(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -151,6 +151,9 @@ class DDGParams:
                              f"{padded} dimensions: (clip/gamma + sqrt(padded_dim) + 1)**2 must be "
                              "below 2**52; take a larger gamma")
         l2_sq = rounded_l2_bound_sq(scaled, padded, beta)
+        if l2_sq < scaled * scaled * (1 + 2.0 ** -40):  # the kernel's fallback needs the margin
+            raise ValueError(f"beta={beta!r} leaves no room above (clip/gamma)^2 for rounding in "
+                             f"{padded} dimensions; take a smaller beta")
         l2 = math.nextafter(math.sqrt(l2_sq), math.inf)  # never below the true square root
         for name, value in (("dim", dim), ("clip", clip), ("gamma", gamma), ("sigma_local", sigma),
                             ("bits", bits), ("n_min", n_min), ("sample_rate", q), ("beta", beta),
@@ -286,6 +289,9 @@ def ddg_params(*, dim: int, clip: float, epsilon: float, delta: float, sample_ra
         rdp = ddg_round_rdp(orders, l2_bound=1.0, l1_bound=1.0, sigma=z, n=1, dim=padded, q=q)
         return _epsilon(orders, rounds * rdp, delta)
 
+    if eps_z(1e4) > epsilon:
+        raise ValueError(f"epsilon={epsilon!r} is out of reach: even a noise multiplier of 1e4 "
+                         f"spends more over {rounds} rounds at delta={delta!r}")
     z = _bisect(lambda z: eps_z(z) <= epsilon, 1e-3, 1e4, 1e-9)
 
     # 2. gamma: the finest grid whose aggregate fits k_stddevs deviations in the ring.
