@@ -547,11 +547,19 @@ ddg_config ddg_config_of(size_t d, size_t dp, py::handle key, double clip, doubl
 
 [[noreturn]] void ddg_throw(int rc) {
     switch (rc) {
-        case DDG_E_DIM: throw py::value_error("padded length must be ddg_padded_dim(dim), dim in [1, 2**31]");
-        case DDG_E_PARAM: throw py::value_error("clip and gamma must be finite and > 0, bits in [1, 32] for uint32 words, [1, 64] for uint64");
-        case DDG_E_RANGE: throw py::value_error("(clip / gamma + sqrt(padded_dim) + 1)**2 must be below 2**52 (integers would be inexact)");
-        case DDG_E_BOUND: throw py::value_error("l2_bound_sq must be >= (clip / gamma)**2 * (1 + 2**-40) and below 2**52");
-        case DDG_E_NOISE: throw py::value_error("discrete Gaussian sigma^2 = num/den out of the supported range");
+        case DDG_E_DIM:
+            throw py::value_error("padded length must be ddg_padded_dim(dim), dim in [1, 2**31]");
+        case DDG_E_PARAM:
+            throw py::value_error("clip and gamma must be finite and > 0, bits in [1, 32] for "
+                                  "uint32 words, [1, 64] for uint64");
+        case DDG_E_RANGE:
+            throw py::value_error("(clip / gamma + sqrt(padded_dim) + 1)**2 must be below 2**52 "
+                                  "(integers would be inexact)");
+        case DDG_E_BOUND:
+            throw py::value_error("l2_bound_sq must be >= (clip / gamma)**2 * (1 + 2**-40) and "
+                                  "below 2**52");
+        case DDG_E_NOISE:
+            throw py::value_error("discrete Gaussian sigma^2 = num/den out of the supported range");
         case DDG_E_NONFINITE: throw py::value_error("x contains NaN or Inf");
         case DDG_E_MEMORY: throw std::bad_alloc();
         default: throw std::runtime_error("ddg kernel failed with status " + std::to_string(rc));
@@ -561,15 +569,18 @@ ddg_config ddg_config_of(size_t d, size_t dp, py::handle key, double clip, doubl
 // An optional int64 output of n elements: None, or a writable C-contiguous int64 array.
 int64_t* optional_i64(py::handle h, const char* name, size_t n) {
     if (h.is_none()) return nullptr;
-    if (!py::isinstance<carray<int64_t>>(h) || !py::array(py::reinterpret_borrow<py::array>(h)).dtype().is(py::dtype::of<int64_t>()))
+    if (!py::isinstance<carray<int64_t>>(h))  // an ndarray of dtype int64, C-contiguous
         throw py::type_error(std::string(name) + " must be None or a C-contiguous int64 array");
     auto a = py::reinterpret_borrow<carray<int64_t>>(h);
-    if (size_t(a.size()) != n) throw py::value_error(std::string(name) + " must have the padded length " + std::to_string(n));
+    if (size_t(a.size()) != n)
+        throw py::value_error(std::string(name) + " must have the padded length " +
+                              std::to_string(n));
     return out_ptr(a, name);
 }
 
 // Rng.ddg_encode_u32 / _u64: (norm before clipping, rounding draws).
-template <class W, double (*Kernel)(W*, int64_t*, int64_t*, uint32_t*, const float*, const ddg_config*, rng_state*) noexcept>
+template <class W, double (*Kernel)(W*, int64_t*, int64_t*, uint32_t*, const float*,
+                                    const ddg_config*, rng_state*) noexcept>
 auto ddg_encoder() {
     return [](Rng* r, carray<W> out, carray<float> x, py::handle key, double clip, double gamma,
               uint64_t l2_bound_sq, uint64_t num, uint64_t den, unsigned bits, py::handle rounded,

@@ -129,7 +129,8 @@ def test_modular_sum_of_devices_equals_their_rounded_vectors_plus_noise_exactly(
     mask = np.uint64(2**bits - 1)
     for p in parts:
         assert p.words.dtype == params.word_dtype
-        assert np.array_equal(p.words.astype(np.uint64), (p.rounded + p.noise).astype(np.uint64) & mask)
+        wrapped = (p.rounded + p.noise).astype(np.uint64) & mask
+        assert np.array_equal(p.words.astype(np.uint64), wrapped)
     exact = np.sum([p.rounded + p.noise for p in parts], axis=0)
     assert np.array_equal(total.astype(np.uint64) & mask, exact.astype(np.uint64) & mask)
 
@@ -177,7 +178,8 @@ def test_rounded_norm_holds_on_a_vector_crafted_to_maximise_the_rounding():
     trials = 400
 
     # Execute
-    runs = [ddg_encode_parts(x, params, SEED, SecureRNG(b"crafted", stream=t)) for t in range(trials)]
+    runs = [ddg_encode_parts(x, params, SEED, SecureRNG(b"crafted", stream=t))
+            for t in range(trials)]
 
     # Assert
     squares = np.array([np.sum(r.rounded ** 2) for r in runs])
@@ -195,7 +197,8 @@ def test_the_old_fused_kernel_exceeds_the_bound_that_the_encoder_keeps():
     rng = SecureRNG(b"old")
 
     # Execute
-    old = [rng.clip_round_add_discrete_gaussian(x, params.clip, 1.0, 2.0**-10)[0] for _ in range(400)]
+    old = [rng.clip_round_add_discrete_gaussian(x, params.clip, 1.0, 2.0**-10)[0]
+           for _ in range(400)]
 
     # Assert: the old kernel's squared norm passes Delta2^2 (no bound can be charged on it)
     squares = np.array([np.sum(r ** 2) for r in old])
@@ -253,7 +256,8 @@ def test_decode_without_noise_recovers_the_clipped_sum_within_the_rounding_error
     xs = [update(1000, i, norm=0.5 + i % 3) for i in range(n)]
 
     # Execute: the words minus the noise shares, summed in the ring
-    parts = [ddg_encode_parts(x, params, SEED, SecureRNG(b"rt", stream=i)) for i, x in enumerate(xs)]
+    parts = [ddg_encode_parts(x, params, SEED, SecureRNG(b"rt", stream=i))
+             for i, x in enumerate(xs)]
     noiseless = modular_sum([(p.words - p.noise.astype(np.uint32)) for p in parts])
     estimate = ddg_decode(noiseless, params, SEED)
 
@@ -262,8 +266,8 @@ def test_decode_without_noise_recovers_the_clipped_sum_within_the_rounding_error
     truth = np.sum([clipped(x, params.clip) for x in xs], axis=0)
     rounding = np.sum([p.rounded - scaled_rotation(x, params) for p, x in zip(parts, xs)], axis=0)
     key = ddg_rotation_key(SEED)
-    np.testing.assert_allclose(estimate - truth, params.gamma * _core.ddg_unrotate(rounding, 1000, key),
-                               rtol=0, atol=1e-12)
+    back = params.gamma * _core.ddg_unrotate(rounding, 1000, key)
+    np.testing.assert_allclose(estimate - truth, back, rtol=0, atol=1e-12)
     err = np.linalg.norm(estimate - truth)
     assert err <= 1.2 * params.gamma * math.sqrt(n * params.padded_dim / 4)
 
@@ -360,7 +364,8 @@ def test_a_total_outside_the_ring_comes_back_off_by_a_multiple_of_the_ring():
     # Assert: read as -2^11 (wrapped)
     wrapped = total.copy()
     wrapped[5] = -2048
-    truth = _core.ddg_unrotate(params.gamma * wrapped.astype(np.float64), 1024, ddg_rotation_key(SEED))
+    truth = _core.ddg_unrotate(params.gamma * wrapped.astype(np.float64), 1024,
+                               ddg_rotation_key(SEED))
     np.testing.assert_allclose(estimate, truth, rtol=0, atol=1e-12)
 
 
@@ -429,7 +434,8 @@ def test_subsampled_bound_is_above_and_near_dp_accountings_sampled_gaussian(q, z
     sigma = 1e3
 
     # Execute
-    ours = ddg_round_rdp(ints, l2_bound=sigma / z, l1_bound=sigma / z, sigma=sigma, n=1, dim=64, q=q)
+    ours = ddg_round_rdp(ints, l2_bound=sigma / z, l1_bound=sigma / z, sigma=sigma, n=1, dim=64,
+                         q=q)
     exact = rdp_lib._compute_rdp_poisson_subsampled_gaussian(q, z, ints)
 
     # Assert: never below; equal at order 2 (Zhu and Wang's bound is tight there); above by at
@@ -478,7 +484,8 @@ def test_accountant_epsilon_equals_a_direct_recomputation():
 def test_rounds_recorded_one_by_one_equal_rounds_at_once():
     # Prepare
     params = small_params(sample_rate=0.05, sigma_local=20.0)
-    one, many = Accountant(epsilon_budget=50.0, delta=DELTA), Accountant(epsilon_budget=50.0, delta=DELTA)
+    one = Accountant(epsilon_budget=50.0, delta=DELTA)
+    many = Accountant(epsilon_budget=50.0, delta=DELTA)
 
     # Execute
     for _ in range(4):
@@ -488,7 +495,8 @@ def test_rounds_recorded_one_by_one_equal_rounds_at_once():
     # Assert
     assert one.epsilon() == pytest.approx(many.epsilon(), rel=1e-12)
     assert one.rounds == many.rounds == 4
-    assert ddg_epsilon(params, rounds=4, delta=DELTA, n=6) == pytest.approx(one.epsilon(), rel=1e-12)
+    direct = ddg_epsilon(params, rounds=4, delta=DELTA, n=6)
+    assert direct == pytest.approx(one.epsilon(), rel=1e-12)
 
 
 def test_accountant_refuses_a_ddg_round_past_the_budget_and_records_nothing():
@@ -511,7 +519,8 @@ def test_accountant_refuses_a_ddg_round_past_the_budget_and_records_nothing():
 def test_server_epsilon_without_sampling_exceeds_the_sampled_one():
     # Prepare
     params = small_params(sample_rate=0.01, sigma_local=20.0)
-    users, servers = Accountant(epsilon_budget=1e9, delta=DELTA), Accountant(epsilon_budget=1e9, delta=DELTA)
+    users = Accountant(epsilon_budget=1e9, delta=DELTA)
+    servers = Accountant(epsilon_budget=1e9, delta=DELTA)
 
     # Execute
     users.record_ddg_rounds(params, 5, 100)
@@ -608,6 +617,8 @@ def test_describe_is_json_ready_and_names_what_the_report_needs():
                 "n_min", "tau_at_n_min", "noise_multiplier_at_n_min"):
         assert key in d
     assert d["l2_bound_sq"] == rounded_l2_bound_sq(100.0, 320, math.exp(-0.5))
+    assert d["tau_at_n_min"] == params.tau == ddg_tau(params.sigma_local, params.n_min)
+    assert params.l1_bound == params.l2_bound * min(math.sqrt(320), params.l2_bound)
 
 
 # --- every ISA path ---------------------------------------------------------------------------

@@ -244,8 +244,8 @@ size_t ddg_padded_dim(size_t d) noexcept {
 
 int ddg_check(const ddg_config* cfg) noexcept {
     if (cfg->dim == 0 || cfg->padded_dim != ddg_padded_dim(cfg->dim)) return DDG_E_DIM;
-    if (!(cfg->clip > 0 && std::isfinite(cfg->clip)) || !(cfg->gamma > 0 && std::isfinite(cfg->gamma)))
-        return DDG_E_PARAM;
+    const bool clip_ok = cfg->clip > 0 && std::isfinite(cfg->clip);
+    if (!clip_ok || !(cfg->gamma > 0 && std::isfinite(cfg->gamma))) return DDG_E_PARAM;
     if (cfg->bits < 1 || cfg->bits > 64) return DDG_E_PARAM;
     // Every |y_i| <= ||y|| <= clip / gamma and ||r|| < ||y|| + sqrt(d'): below 2^26 each, the
     // squares and their sums stay below 2^52, exact in doubles.

@@ -107,7 +107,8 @@ class DDGParams:
 
     Derived: ``padded_dim`` (d'), ``l2_bound_sq`` (enforced exactly on each device's integers),
     ``l2_bound`` (Delta2, its square root rounded up), ``l1_bound`` (Delta2 min(sqrt(d'),
-    Delta2)), ``sigma2`` (num, den), ``word_dtype``.
+    Delta2): |r_i| <= r_i^2 on integers), ``tau`` (Theorem 1's tau for n_min shares),
+    ``sigma2`` (num, den), ``word_dtype``.
     """
 
     dim: int
@@ -127,6 +128,7 @@ class DDGParams:
     l2_bound_sq: int = field(init=False)
     l2_bound: float = field(init=False)
     l1_bound: float = field(init=False)
+    tau: float = field(init=False)
     sigma2: tuple[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +161,7 @@ class DDGParams:
                             ("bits", bits), ("n_min", n_min), ("sample_rate", q), ("beta", beta),
                             ("padded_dim", padded), ("l2_bound_sq", l2_sq), ("l2_bound", l2),
                             ("l1_bound", l2 * min(math.sqrt(padded), l2)),
+                            ("tau", ddg_tau(sigma, n_min)),
                             ("sigma2", discrete_gaussian_sigma2(sigma))):
             object.__setattr__(self, name, value)
 
@@ -189,8 +192,9 @@ class DDGParams:
             "bits": self.bits, "word": str(self.word_dtype), "n_min": self.n_min,
             "n_expected": self.n_expected, "sample_rate": self.sample_rate,
             "noise_multiplier_at_n_min": self.noise_multiplier(),
-            "tau_at_n_min": ddg_tau(self.sigma_local, self.n_min),
-            "k_stddevs": self.k_stddevs, "wrap_stddevs_at_n_expected": 2.0 ** self.bits / (2 * agg_std),
+            "tau_at_n_min": self.tau,
+            "k_stddevs": self.k_stddevs,
+            "wrap_stddevs_at_n_expected": 2.0 ** self.bits / (2 * agg_std),
             "target_epsilon": self.target_epsilon, "delta": self.delta, "rounds": self.rounds,
         }
 

@@ -298,10 +298,12 @@ class SecureRNG:
             out = np.empty(padded, dtype)
         elif not (isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == (padded,)
                   and out.flags.c_contiguous and out.flags.writeable):
-            raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape ({padded},)")
+            raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape "
+                             f"({padded},)")
         encode = self._rng.ddg_encode_u32 if bits <= 32 else self._rng.ddg_encode_u64
-        norm, tries = encode(out, x, rotation_key, _positive(clip, "clip"), _positive(gamma, "gamma"),
-                             int(l2_bound_sq), int(num), int(den), int(bits), rounded, noise)
+        norm, tries = encode(out, x, rotation_key, _positive(clip, "clip"),
+                             _positive(gamma, "gamma"), int(l2_bound_sq), int(num), int(den),
+                             int(bits), rounded, noise)
         return out, norm, tries
 
     # --- exact integer samplers (Canonne, Kamath, Steinke 2020) ------------------------------------
