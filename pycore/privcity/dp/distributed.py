@@ -286,62 +286,87 @@ def ddg_params(*, dim: int, clip: float, epsilon: float, delta: float, sample_ra
     beta = _checks.open_unit(beta, "beta")
     k = _checks.positive(k_stddevs, "k_stddevs")
     orders = _orders()
-
-    # 1. The noise multiplier z = sqrt(n_min) sigma / Delta2 that meets epsilon when tau = 0:
-    #    the round is then a (subsampled) Gaussian mechanism of multiplier z.
-    def eps_z(z: float) -> float:
-        rdp = ddg_round_rdp(orders, l2_bound=1.0, l1_bound=1.0, sigma=z, n=1, dim=padded, q=q)
-        return _epsilon(orders, rounds * rdp, delta)
-
-    if eps_z(1e4) > epsilon:
-        raise ValueError(f"epsilon={epsilon!r} is out of reach: even a noise multiplier of 1e4 "
-                         f"spends more over {rounds} rounds at delta={delta!r}")
-    z = _bisect(lambda z: eps_z(z) <= epsilon, 1e-3, 1e4, 1e-9)
-
-    # 2. gamma: the finest grid whose aggregate fits k_stddevs deviations in the ring.
-    def delta2(g: float) -> float:
-        return math.sqrt(rounded_l2_bound_sq(clip / g, padded, beta))
-
-    def fits(g: float, sigma: float) -> bool:
-        var = (clip * n_expected / g) ** 2 / padded + n_expected * (0.25 + sigma ** 2)
-        return 2.0 * k * math.sqrt(var) <= 2.0 ** bits
-
-    coarsest = clip * 1e12
-    if not fits(coarsest, z * delta2(coarsest) / math.sqrt(n_min)):
-        raise ValueError(
-            f"bits={bits} is too small: {k:g} standard deviations of the noise of {n_expected} "
-            f"devices (sigma_local >= {z * delta2(coarsest) / math.sqrt(n_min):.4g} integer units "
-            f"even on the coarsest grid) do not fit in 2**{bits}; raise bits, lower n_expected or "
-            "k_stddevs, or loosen epsilon")
-    finest = max(clip / _MAX_SCALED_CLIP,
-                 _bisect(lambda g: z * delta2(g) / math.sqrt(n_min) <= _MAX_SIGMA,
-                         clip * 1e-12, coarsest, 1e-9))
-    gamma = finest
-    if not fits(finest, z * delta2(finest) / math.sqrt(n_min)):
-        gamma = _bisect(lambda g: fits(g, z * delta2(g) / math.sqrt(n_min)), finest, coarsest, 1e-9)
-
-    # 3. sigma_local exactly (tau and the L1 term included), then gamma nudged up should the
-    #    larger sigma no longer fit.
-    for _ in range(100):
+    z = _gaussian_multiplier(orders, q, rounds, delta, epsilon)
+    wrap = _Wrap(clip=clip, padded=padded, n=n_expected, k=k, bits=bits)
+    gamma = _finest_grid(wrap, z, n_min, beta)
+    for _ in range(100):  # gamma nudged up should the exact sigma no longer fit
         probe = DDGParams(dim=dim, clip=clip, gamma=gamma, sigma_local=1.0, bits=bits,
                           n_min=n_min, sample_rate=q, beta=beta)
-
-        def meets(sigma: float, probe: DDGParams = probe) -> bool:
-            rdp = ddg_round_rdp(orders, l2_bound=probe.l2_bound, l1_bound=probe.l1_bound,
-                                sigma=sigma, n=n_min, dim=padded, q=q)
-            return _epsilon(orders, rounds * rdp, delta) <= epsilon
-
-        lo = z * probe.l2_bound / math.sqrt(n_min) * (1 - 1e-6)
-        hi = lo * 1.01
-        while not meets(hi):
-            lo, hi = hi, hi * 2
-        sigma = _bisect(meets, lo, hi, 1e-7) if not meets(lo) else lo
-        if fits(gamma, sigma):
+        sigma = _smallest_sigma(probe, orders, rounds, delta, epsilon, z)
+        if wrap.fits(gamma, sigma):
             return DDGParams(dim=dim, clip=clip, gamma=gamma, sigma_local=sigma, bits=bits,
                              n_min=n_min, sample_rate=q, beta=beta, n_expected=n_expected,
                              k_stddevs=k, target_epsilon=epsilon, delta=delta, rounds=rounds)
         gamma *= 1.001
     raise ValueError("could not fit the noise in the ring; raise bits")  # pragma: no cover
+
+
+def _gaussian_multiplier(orders: np.ndarray, q: float, rounds: int, delta: float,
+                         epsilon: float) -> float:
+    """The multiplier z = sqrt(n) sigma / Delta2 that meets epsilon when tau = 0: the round is
+    then a (Poisson-subsampled) Gaussian mechanism of multiplier z, under the same bound."""
+    def eps_z(z: float) -> float:
+        rdp = ddg_round_rdp(orders, l2_bound=1.0, l1_bound=1.0, sigma=z, n=1, dim=1, q=q)
+        return _epsilon(orders, rounds * rdp, delta)
+
+    if eps_z(1e4) > epsilon:
+        raise ValueError(f"epsilon={epsilon!r} is out of reach: even a noise multiplier of 1e4 "
+                         f"spends more over {rounds} rounds at delta={delta!r}")
+    return _bisect(lambda z: eps_z(z) <= epsilon, 1e-3, 1e4, 1e-9)
+
+
+@dataclass(frozen=True)
+class _Wrap:
+    """The ring's constraint: k standard deviations of a coordinate of the sum of n devices,
+    2 k sqrt(C^2 n^2 / (d' gamma^2) + n (1/4 + sigma^2)), within 2^bits."""
+
+    clip: float
+    padded: int
+    n: int
+    k: float
+    bits: int
+
+    def fits(self, gamma: float, sigma: float) -> bool:
+        var = (self.clip * self.n / gamma) ** 2 / self.padded + self.n * (0.25 + sigma ** 2)
+        return 2.0 * self.k * math.sqrt(var) <= 2.0 ** self.bits
+
+
+def _finest_grid(wrap: _Wrap, z: float, n_min: int, beta: float) -> float:
+    """The smallest gamma that fits the ring with sigma = z Delta2(gamma) / sqrt(n_min), and
+    never finer than the module's limits."""
+    def sigma(g: float) -> float:
+        return z * math.sqrt(rounded_l2_bound_sq(wrap.clip / g, wrap.padded, beta) / n_min)
+
+    coarsest = wrap.clip * 1e12
+    if not wrap.fits(coarsest, sigma(coarsest)):
+        raise ValueError(
+            f"bits={wrap.bits} is too small: {wrap.k:g} standard deviations of the noise of "
+            f"{wrap.n} devices (sigma_local >= {sigma(coarsest):.4g} integer units even on the "
+            f"coarsest grid) do not fit in 2**{wrap.bits}; raise bits, lower n_expected or "
+            "k_stddevs, or loosen epsilon")
+    finest = max(wrap.clip / _MAX_SCALED_CLIP,
+                 _bisect(lambda g: sigma(g) <= _MAX_SIGMA, wrap.clip * 1e-12, coarsest, 1e-9))
+    if wrap.fits(finest, sigma(finest)):
+        return finest
+    return _bisect(lambda g: wrap.fits(g, sigma(g)), finest, coarsest, 1e-9)
+
+
+def _smallest_sigma(probe: DDGParams, orders: np.ndarray, rounds: int, delta: float,
+                    epsilon: float, z: float) -> float:
+    """The smallest sigma_local (to 1e-7) meeting epsilon with the full bound (tau and the L1
+    term included) on probe's grid; at least z Delta2 / sqrt(n_min), the tau = 0 value."""
+    def meets(sigma: float) -> bool:
+        rdp = ddg_round_rdp(orders, l2_bound=probe.l2_bound, l1_bound=probe.l1_bound,
+                            sigma=sigma, n=probe.n_min, dim=probe.padded_dim, q=probe.sample_rate)
+        return _epsilon(orders, rounds * rdp, delta) <= epsilon
+
+    lo = z * probe.l2_bound / math.sqrt(probe.n_min) * (1 - 1e-6)
+    if meets(lo):
+        return lo
+    hi = lo * 1.01
+    while not meets(hi):
+        lo, hi = hi, hi * 2
+    return _bisect(meets, lo, hi, 1e-7)
 
 
 # --- device and server ------------------------------------------------------------------------
