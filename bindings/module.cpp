@@ -16,6 +16,7 @@
 
 #include "privcity/aead.h"
 #include "privcity/cpu.h"
+#include "privcity/ddg.h"
 #include "privcity/mask.h"
 #include "privcity/noise.h"
 #include "privcity/reduce.h"
@@ -532,6 +533,73 @@ auto fill_with(const char* array_name, const char* param_name) {
     };
 }
 
+// --- distributed discrete Gaussian (helpers for bind_rng and bind_ddg) --------------------------
+
+ddg_config ddg_config_of(size_t d, size_t dp, py::handle key, double clip, double gamma,
+                         uint64_t l2_bound_sq, uint64_t num, uint64_t den, unsigned bits) {
+    View k;
+    get_view(k, key.ptr(), "rotation_key");
+    if (k.len != 32) throw py::value_error("rotation_key must be 32 bytes");
+    ddg_config cfg{d, dp, clip, gamma, l2_bound_sq, num, den, bits, {}};
+    std::memcpy(cfg.rotation_key, k.ptr, 32);
+    return cfg;
+}
+
+[[noreturn]] void ddg_throw(int rc) {
+    switch (rc) {
+        case DDG_E_DIM:
+            throw py::value_error("padded length must be ddg_padded_dim(dim), dim in [1, 2**31]");
+        case DDG_E_PARAM:
+            throw py::value_error("clip and gamma must be finite and > 0, bits in [1, 32] for "
+                                  "uint32 words, [1, 64] for uint64");
+        case DDG_E_RANGE:
+            throw py::value_error("(clip / gamma + sqrt(padded_dim) + 1)**2 must be below 2**52 "
+                                  "(integers would be inexact)");
+        case DDG_E_BOUND:
+            throw py::value_error("l2_bound_sq must be >= (clip / gamma)**2 * (1 + 2**-40) and "
+                                  "below 2**52");
+        case DDG_E_NOISE:
+            throw py::value_error("discrete Gaussian sigma^2 = num/den out of the supported range");
+        case DDG_E_NONFINITE: throw py::value_error("x contains NaN or Inf");
+        case DDG_E_MEMORY: throw std::bad_alloc();
+        default: throw std::runtime_error("ddg kernel failed with status " + std::to_string(rc));
+    }
+}
+
+// An optional int64 output of n elements: None, or a writable C-contiguous int64 array.
+int64_t* optional_i64(py::handle h, const char* name, size_t n) {
+    if (h.is_none()) return nullptr;
+    if (!py::isinstance<carray<int64_t>>(h))  // an ndarray of dtype int64, C-contiguous
+        throw py::type_error(std::string(name) + " must be None or a C-contiguous int64 array");
+    auto a = py::reinterpret_borrow<carray<int64_t>>(h);
+    if (size_t(a.size()) != n)
+        throw py::value_error(std::string(name) + " must have the padded length " +
+                              std::to_string(n));
+    return out_ptr(a, name);
+}
+
+// Rng.ddg_encode_u32 / _u64: (norm before clipping, rounding draws).
+template <class W, double (*Kernel)(W*, int64_t*, int64_t*, uint32_t*, const float*,
+                                    const ddg_config*, rng_state*) noexcept>
+auto ddg_encoder() {
+    return [](Rng* r, carray<W> out, carray<float> x, py::handle key, double clip, double gamma,
+              uint64_t l2_bound_sq, uint64_t num, uint64_t den, unsigned bits, py::handle rounded,
+              py::handle noise) {
+        const ddg_config cfg = ddg_config_of(size_t(x.size()), size_t(out.size()), key, clip, gamma,
+                                             l2_bound_sq, num, den, bits);
+        W* o = out_ptr(out, "out");
+        int64_t* rp = optional_i64(rounded, "rounded", cfg.padded_dim);
+        int64_t* np_ = optional_i64(noise, "noise", cfg.padded_dim);
+        const float* xp = x.data();
+        uint32_t tries = 0;
+        const double norm = live(r).run(64 * cfg.padded_dim, [&](rng_state* st) {
+            return Kernel(o, rp, np_, &tries, xp, &cfg, st);
+        });
+        if (norm < 0) ddg_throw(int(norm));
+        return py::make_tuple(norm, tries);
+    };
+}
+
 void bind_rng(py::module_& m) {
     pthread_atfork(rng_before_fork, rng_after_fork, rng_after_fork);
     py::class_<Rng>(m, "Rng")
@@ -607,7 +675,15 @@ void bind_rng(py::module_& m) {
             if (norm == -3.0) throw py::value_error("clip * scale must be below 2**61 (integers would overflow)");
             return norm;
         }, py::arg("out").noconvert(), py::arg("x").noconvert(), py::arg("clip"), py::arg("scale"),
-           py::arg("num"), py::arg("den"));
+           py::arg("num"), py::arg("den"))
+        .def("ddg_encode_u32", ddg_encoder<uint32_t, ddg_encode_u32>(), py::arg("out").noconvert(),
+             py::arg("x").noconvert(), py::arg("rotation_key"), py::arg("clip"), py::arg("gamma"),
+             py::arg("l2_bound_sq"), py::arg("num"), py::arg("den"), py::arg("bits"),
+             py::arg("rounded") = py::none(), py::arg("noise") = py::none())
+        .def("ddg_encode_u64", ddg_encoder<uint64_t, ddg_encode_u64>(), py::arg("out").noconvert(),
+             py::arg("x").noconvert(), py::arg("rotation_key"), py::arg("clip"), py::arg("gamma"),
+             py::arg("l2_bound_sq"), py::arg("num"), py::arg("den"), py::arg("bits"),
+             py::arg("rounded") = py::none(), py::arg("noise") = py::none());
 
     m.def("discrete_gaussian_params_ok", &noise_discrete_gaussian_params_ok, py::arg("num"), py::arg("den"));
     m.def("l2_norm_f32", [](carray<float> x) {
@@ -863,6 +939,54 @@ void bind_shamir(py::module_& m) {
     }, py::arg("xs"), py::arg("ys"));
 }
 
+template <class W, int (*Kernel)(double*, const W*, const ddg_config*) noexcept>
+auto ddg_decoder() {
+    return [](carray<W> sum, size_t dim, py::handle key, double clip, double gamma,
+              uint64_t l2_bound_sq, uint64_t num, uint64_t den, unsigned bits) {
+        const ddg_config cfg = ddg_config_of(dim, size_t(sum.size()), key, clip, gamma, l2_bound_sq,
+                                             num, den, bits);
+        if (const int rc = ddg_check(&cfg)) ddg_throw(rc);  // before allocating dim doubles
+        carray<double> out(py::ssize_t(cfg.dim));
+        double* o = out.mutable_data();
+        const W* s = sum.data();
+        const int rc = without_gil_if(cfg.padded_dim * sizeof(W) >= kGilThreshold,
+                                      [&] { return Kernel(o, s, &cfg); });
+        if (rc != DDG_OK) ddg_throw(rc);
+        return out;
+    };
+}
+
+void bind_ddg(py::module_& m) {
+    m.def("ddg_padded_dim", &ddg_padded_dim, py::arg("dim"));
+    m.def("ddg_decode_u32", ddg_decoder<uint32_t, ddg_decode_u32>(), py::arg("sum").noconvert(),
+          py::arg("dim"), py::arg("rotation_key"), py::arg("clip"), py::arg("gamma"),
+          py::arg("l2_bound_sq"), py::arg("num"), py::arg("den"), py::arg("bits"));
+    m.def("ddg_decode_u64", ddg_decoder<uint64_t, ddg_decode_u64>(), py::arg("sum").noconvert(),
+          py::arg("dim"), py::arg("rotation_key"), py::arg("clip"), py::arg("gamma"),
+          py::arg("l2_bound_sq"), py::arg("num"), py::arg("den"), py::arg("bits"));
+    m.def("ddg_rotate", [](carray<double> x, py::handle key) {
+        View k;
+        get_view(k, key.ptr(), "rotation_key");
+        if (k.len != 32) throw py::value_error("rotation_key must be 32 bytes");
+        const size_t d = size_t(x.size()), dp = ddg_padded_dim(d);
+        if (dp == 0) ddg_throw(DDG_E_DIM);
+        carray<double> y(py::ssize_t(dp), nullptr);
+        const int rc = ddg_rotate(y.mutable_data(), x.data(), d, dp, k.ptr);
+        if (rc != DDG_OK) ddg_throw(rc);
+        return y;
+    }, py::arg("x").noconvert(), py::arg("rotation_key"));
+    m.def("ddg_unrotate", [](carray<double> y, size_t dim, py::handle key) {
+        View k;
+        get_view(k, key.ptr(), "rotation_key");
+        if (k.len != 32) throw py::value_error("rotation_key must be 32 bytes");
+        if (dim == 0 || size_t(y.size()) != ddg_padded_dim(dim)) ddg_throw(DDG_E_DIM);
+        carray<double> x(py::ssize_t(dim), nullptr);
+        const int rc = ddg_unrotate(x.mutable_data(), y.data(), dim, size_t(y.size()), k.ptr);
+        if (rc != DDG_OK) ddg_throw(rc);
+        return x;
+    }, py::arg("y").noconvert(), py::arg("dim"), py::arg("rotation_key"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -904,4 +1028,5 @@ PYBIND11_MODULE(_core, m) {
     bind_rng(m);
     bind_reduce(m);
     bind_shamir(m);
+    bind_ddg(m);
 }

@@ -1,7 +1,10 @@
 """Privacy accounting with a budget, on Google's dp-accounting (RDP or PLD).
 
 The mathematics is dp-accounting's; this module keeps the list of what was released and
-refuses, before the release, anything that would take epsilon past the budget.
+refuses, before the release, anything that would take epsilon past the budget. The one bound
+dp-accounting lacks, the Renyi DP of a round of the distributed discrete Gaussian (Kairouz, Liu,
+Steinke 2021), is here (:func:`ddg_round_rdp`), as an event (:class:`DdgRoundEvent`) that the
+RDP accountant composes with dp-accounting's own; dp-accounting converts RDP to epsilon.
 
 Example
 -------
@@ -24,10 +27,12 @@ import math
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from ..errors import PrivacyBudgetExceeded
 from . import _checks
 
-__all__ = ["Accountant", "load_dp_accounting"]
+__all__ = ["Accountant", "ddg_round_rdp", "ddg_tau", "load_dp_accounting"]
 
 _METHODS = ("rdp", "pld")
 
@@ -53,6 +58,142 @@ def _drop_unconverged_order(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("_compute_log_a_frac failed to converge")
 
 
+# --- the distributed discrete Gaussian (Kairouz, Liu, Steinke 2021) -------------------------------
+
+def ddg_tau(sigma: float, n: int) -> float:
+    """tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1)): how far the sum of n discrete
+    Gaussian shares of parameter sigma (integer units) is from one discrete Gaussian (Theorem 1
+    of the paper). 0 for n = 1; below 1e-30 for sigma >= 2."""
+    if n <= 1:
+        return 0.0
+    k = np.arange(1, n, dtype=np.float64)
+    return 10.0 * float(np.exp(-2.0 * math.pi ** 2 * sigma ** 2 * k / (k + 1.0)).sum())
+
+
+def _ddg_plain_rdp(alphas: np.ndarray, l2_scale: float, l1_scale: float, tau: float,
+                   dim: int) -> np.ndarray:
+    """RDP of one unsampled round at orders alphas (Proposition 14 of the paper): the minimum of
+    alpha/2 l2^2 + tau d, alpha/2 (l2^2 + 2 l1 tau + tau^2 d) and alpha/2 (l2 + sqrt(d) tau)^2."""
+    t1 = alphas / 2.0 * l2_scale ** 2 + tau * dim
+    t2 = alphas / 2.0 * (l2_scale ** 2 + 2.0 * l1_scale * tau + tau ** 2 * dim)
+    t3 = alphas / 2.0 * (l2_scale + math.sqrt(dim) * tau) ** 2
+    return np.minimum(np.minimum(t1, t2), t3)
+
+
+def _poisson_subsampled_rdp(alphas: np.ndarray, q: float, eps: np.ndarray) -> np.ndarray:
+    """Zhu and Wang 2019, Theorem 5: RDP at the integer orders alphas (each >= 2) of a mechanism
+    with RDP eps[l] at each integer order l (eps indexed by l, up to max(alphas)) run on a
+    Poisson sample at rate q < 1, for add-or-remove neighbours:
+
+        1/(a-1) log( (1-q)^(a-1) (1 + (a-1) q) + C(a,2) q^2 (1-q)^(a-2) e^eps(2)
+                     + 3 sum_{l=3..a} C(a,l) q^l (1-q)^(a-l) e^((l-1) eps(l)) ),
+
+    in logs (no term overflows), every order at once."""
+    from scipy.special import gammaln, logsumexp
+
+    a = np.asarray(alphas, dtype=np.float64)[:, None]
+    l = np.arange(3, eps.size, dtype=np.float64)[None, :]
+    log_q, log_1q = math.log(q), math.log1p(-q)
+    with np.errstate(invalid="ignore"):  # l > a: masked below
+        terms = (math.log(3.0) + gammaln(a + 1.0) - gammaln(l + 1.0) - gammaln(a - l + 1.0)
+                 + l * log_q + (a - l) * log_1q + (l - 1.0) * eps[None, 3:])
+    terms = np.where(l <= a, terms, -np.inf)
+    head = np.concatenate((
+        (a - 1.0) * log_1q + np.log1p((a - 1.0) * q),  # l = 0 and 1 together
+        np.log(a * (a - 1.0) / 2.0) + 2.0 * log_q + (a - 2.0) * log_1q + eps[2]), axis=1)
+    return logsumexp(np.concatenate((head, terms), axis=1), axis=1) / (a[:, 0] - 1.0)
+
+
+def ddg_round_rdp(orders: Any, *, l2_bound: float, l1_bound: float, sigma: float, n: int,
+                  dim: int, q: float = 1.0) -> np.ndarray:
+    """Renyi DP, at each of ``orders``, of one round of the distributed discrete Gaussian.
+
+    The released sum holds ``n`` noise shares, each an exact discrete Gaussian of parameter
+    ``sigma`` over Z^dim (integer units); one device changes it by a vector of L2 norm at most
+    ``l2_bound`` and L1 norm at most ``l1_bound`` (Proposition 14 / Theorem 1 of Kairouz, Liu,
+    Steinke 2021, with l2_scale = l2_bound / (sqrt(n) sigma), l1_scale likewise and
+    tau = :func:`ddg_tau`). With ``q < 1`` the devices took part by Poisson sampling at rate q:
+    the general Poisson-subsampled bound (Zhu and Wang 2019, Theorem 5) at integer orders, and
+    between two integers a < alpha < a + 1 the chord of (alpha - 1) RDP(alpha), which is convex
+    in alpha (a log moment-generating function; it is 0 at alpha = 1); at each order the
+    smaller of that and the unsampled value.
+    """
+    alphas = np.asarray(orders, dtype=np.float64)
+    if not np.all(alphas > 1.0):
+        raise ValueError("RDP orders must all be > 1")
+    root = math.sqrt(n) * sigma
+    l2_scale, l1_scale, tau = l2_bound / root, l1_bound / root, ddg_tau(sigma, n)
+    plain = _ddg_plain_rdp(alphas, l2_scale, l1_scale, tau, dim)
+    if q >= 1.0:
+        return plain
+    top = max(2, int(math.ceil(alphas.max())))
+    eps = _ddg_plain_rdp(np.arange(top + 1, dtype=np.float64), l2_scale, l1_scale, tau, dim)
+    needed = np.array(sorted({b for a in alphas for b in (math.floor(a), math.ceil(a)) if b >= 2}))
+    sub = np.minimum(_poisson_subsampled_rdp(needed, q, eps), eps[needed])
+    cgf = {1: 0.0, **{int(b): (b - 1) * r for b, r in zip(needed, sub)}}  # (alpha - 1) RDP
+    out = np.empty_like(alphas)
+    for i, a in enumerate(alphas):
+        lo, hi = math.floor(a), math.ceil(a)
+        theta = a - lo
+        chord = cgf[hi] if lo == hi else (1 - theta) * cgf[lo] + theta * cgf[hi]
+        out[i] = min(plain[i], chord / (a - 1))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _ddg_types() -> tuple[type, type]:
+    """DdgRoundEvent and the RDP accountant that composes it, made on first use (dp-accounting
+    is imported lazily). Both are reachable as attributes of this module (pickle finds them)."""
+    import attr
+
+    dpa = load_dp_accounting()
+
+    @attr.s(frozen=True, slots=True, auto_attribs=True)
+    class DdgRoundEvent(dpa.dp_event.DpEvent):
+        """One round of the distributed discrete Gaussian (see :func:`ddg_round_rdp`): devices
+        Poisson-sampled at rate ``sampling_probability`` (1.0: no amplification counted), a sum
+        of ``n`` noise shares of parameter ``sigma`` over Z^``dim``, one device's contribution
+        of L2 norm at most ``l2_bound`` and L1 norm at most ``l1_bound`` (integer units)."""
+
+        sampling_probability: float
+        l2_bound: float
+        l1_bound: float
+        sigma: float
+        n: int
+        dim: int
+
+    class DdgRdpAccountant(dpa.rdp.RdpAccountant):
+        """dp-accounting's RdpAccountant, which also composes DdgRoundEvent (the orders and the
+        conversion to epsilon stay dp-accounting's)."""
+
+        def _maybe_compose(self, event: Any, count: int, do_compose: bool) -> Any:
+            if isinstance(event, DdgRoundEvent):
+                if do_compose:
+                    self._rdp += count * _ddg_event_rdp(event, tuple(self._orders))
+                return None
+            return super()._maybe_compose(event, count, do_compose)
+
+    for cls in (DdgRoundEvent, DdgRdpAccountant):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return DdgRoundEvent, DdgRdpAccountant
+
+
+@functools.lru_cache(maxsize=256)
+def _ddg_event_rdp(event: Any, orders: tuple[float, ...]) -> np.ndarray:
+    rdp = ddg_round_rdp(orders, l2_bound=event.l2_bound, l1_bound=event.l1_bound,
+                        sigma=event.sigma, n=event.n, dim=event.dim, q=event.sampling_probability)
+    rdp.flags.writeable = False  # shared by every accountant that composes this event
+    return rdp
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the lazily made classes, for pickle and imports
+    if name == "DdgRoundEvent":
+        return _ddg_types()[0]
+    if name == "DdgRdpAccountant":
+        return _ddg_types()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _grouped(events: list[Any]) -> list[tuple[Any, int]]:
     """Equal events grouped as (event, count), in order of first appearance. Composition is
     commutative, and dp-accounting composes a count in one step: the cost of an epsilon grows
@@ -75,7 +216,7 @@ def _grouped(events: list[Any]) -> list[tuple[Any, int]]:
 def _rounds_in(event: Any) -> int:
     """Number of Poisson-sampled rounds an event stands for (0 for a plain release)."""
     dpe = load_dp_accounting().dp_event
-    if isinstance(event, dpe.PoissonSampledDpEvent):
+    if isinstance(event, (dpe.PoissonSampledDpEvent, _ddg_types()[0])):
         return 1
     if isinstance(event, dpe.SelfComposedDpEvent):
         return event.count * _rounds_in(event.event)
@@ -169,7 +310,7 @@ class Accountant:
     def _new_accountant(self) -> Any:
         dpa = load_dp_accounting()
         if self._method == "rdp":
-            return dpa.rdp.RdpAccountant()
+            return _ddg_types()[1]()  # dp-accounting's RdpAccountant, plus DDG rounds
         return dpa.pld.PLDAccountant()
 
     def epsilon_with(self, event: Any) -> float:
@@ -243,6 +384,44 @@ class Accountant:
         scale = _checks.positive(scale, "scale")
         sensitivity = _checks.positive(sensitivity, "sensitivity")
         return self.spend(load_dp_accounting().dp_event.LaplaceDpEvent(scale / sensitivity))
+
+    def record_ddg_round(self, params: Any, n: int, *, sampled: bool = True) -> float:
+        """One round of the distributed discrete Gaussian (:mod:`privcity.dp.distributed`):
+        ``n`` noise shares in the sum (the survivors), parameters ``params`` (a DDGParams).
+
+        ``sampled=True`` counts the amplification of Poisson sampling at params.sample_rate:
+        the epsilon against whoever sees only the released model. ``sampled=False`` counts none:
+        the epsilon against the servers, who learn which devices took part. Needs method="rdp".
+        """
+        self._needs_rdp()
+        return self.spend(self.ddg_round_event(params, n, sampled=sampled))
+
+    def record_ddg_rounds(self, params: Any, n: int, count: int, *, sampled: bool = True) -> float:
+        """``count`` equal DDG rounds at once (see :meth:`record_ddg_round`); all or none."""
+        count = _checks.count(count, "count", minimum=1)
+        self._needs_rdp()
+        dpe = load_dp_accounting().dp_event
+        return self.spend(dpe.SelfComposedDpEvent(self.ddg_round_event(params, n, sampled=sampled),
+                                                  count))
+
+    def _needs_rdp(self) -> None:
+        if self._method != "rdp":
+            raise ValueError("DDG rounds are accounted in Renyi DP: use Accountant(method='rdp'), "
+                             f"not {self._method!r}")
+
+    @staticmethod
+    def ddg_round_event(params: Any, n: int, *, sampled: bool = True) -> Any:
+        """The :class:`DdgRoundEvent` of one DDG round with ``n`` noise shares (see
+        :meth:`record_ddg_round`); composable only by the RDP method."""
+        from .distributed import DDGParams
+
+        if not isinstance(params, DDGParams):
+            raise TypeError(f"params must be a privcity.dp.DDGParams, not {type(params).__name__}")
+        n = _checks.count(n, "n", minimum=1)
+        return _ddg_types()[0](
+            sampling_probability=params.sample_rate if sampled else 1.0,
+            l2_bound=params.l2_bound, l1_bound=params.l1_bound, sigma=params.sigma_local, n=n,
+            dim=params.padded_dim)
 
     @staticmethod
     def round_event(q: float, z: float) -> Any:

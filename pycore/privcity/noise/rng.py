@@ -269,6 +269,43 @@ class SecureRNG:
         norm = self._rng.clip_round_add_dgauss(out, xs, clip, scale, num, den)
         return out.reshape(np.shape(x)), norm
 
+    def ddg_encode(self, x: np.ndarray, *, rotation_key: bytes, clip: float, gamma: float,
+                   l2_bound_sq: int, sigma2: tuple[int, int], bits: int,
+                   out: np.ndarray | None = None, rounded: np.ndarray | None = None,
+                   noise: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
+        """The device's step of the distributed discrete Gaussian, fused in one native call: clip
+        x (float32, 1-D) to L2 norm ``clip``, rotate (randomized Hadamard, signs from the public
+        ``rotation_key``), scale by 1/gamma, round stochastically until the squared norm is at
+        most ``l2_bound_sq``, add an exact discrete Gaussian share with sigma^2 = num/den
+        (``sigma2``, integer units) and wrap into Z_{2^bits}.
+
+        Returns ``(words, norm, tries)``: uint32 words for bits <= 32, else uint64 (``out`` may
+        be a preallocated array of the padded length), x's norm before clipping, and the number
+        of rounding draws (data-dependent: never publish it). ``rounded`` and ``noise``, int64
+        arrays of the padded length, receive the two parts (tests); asking for them changes
+        nothing else. Use :func:`privcity.dp.ddg_encode`, which takes these from a DDGParams.
+        """
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 1:
+            raise TypeError("x must be a 1-D float32 numpy array")
+        if not x.flags.c_contiguous:
+            raise ValueError("x must be C-contiguous")
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 64:
+            raise ValueError(f"bits must be an int in [1, 64], got {bits!r}")
+        num, den = sigma2
+        padded = _core.ddg_padded_dim(x.size)
+        dtype = np.dtype(np.uint32 if bits <= 32 else np.uint64)
+        if out is None:
+            out = np.empty(padded, dtype)
+        elif not (isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == (padded,)
+                  and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape "
+                             f"({padded},)")
+        encode = self._rng.ddg_encode_u32 if bits <= 32 else self._rng.ddg_encode_u64
+        norm, tries = encode(out, x, rotation_key, _positive(clip, "clip"),
+                             _positive(gamma, "gamma"), int(l2_bound_sq), int(num), int(den),
+                             int(bits), rounded, noise)
+        return out, norm, tries
+
     # --- exact integer samplers (Canonne, Kamath, Steinke 2020) ------------------------------------
     def discrete_gaussian(self, n: int, sigma: float) -> np.ndarray:
         """n exact samples of the discrete Gaussian on the integers, int64.
