@@ -6,8 +6,9 @@ from .rounds import Gateway as Gateway
 from .rounds import GatewayReport as GatewayReport
 from .rounds import round_cohort as round_cohort
 from .strategy import DPFedAvg as DPFedAvg
+from .strategy import DistributedDPFedAvg as DistributedDPFedAvg
 from .strategy import FedAvg as FedAvg
 from .strategy import Strategy as Strategy
 
-__all__ = ["Aggregator", "DPFedAvg", "FedAvg", "Gateway", "GatewayReport", "Strategy",
+__all__ = ["Aggregator", "DPFedAvg", "DistributedDPFedAvg", "FedAvg", "Gateway", "GatewayReport", "Strategy",
            "round_cohort"]

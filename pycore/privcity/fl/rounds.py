@@ -12,6 +12,7 @@ the devices into gateways.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import time
 from collections import Counter
@@ -138,12 +139,13 @@ class GatewayReport:
     train_seconds: list[float] = field(default_factory=list)       # per reporting device
     privacy_seconds: list[float] = field(default_factory=list)     # clip + seal, per device
     diverged: int = 0  # devices whose local training gave a non-finite update (not sent)
-    # Secure aggregation (msg["secure"]): the sum of this gateway's devices' quantized
-    # inputs (uint64: weight * update * 2**scale_bits, then the weight, then the unclipped
-    # bit with adaptive clipping), how many devices it covers, the bytes the devices sent
-    # (failed rounds included), and devices whose inputs were lost because their block's
-    # round could not complete.
-    secure_sum: np.ndarray | None = None
+    # Secure aggregation (msg["secure"]): each block round that completed, as (block, the
+    # modular sum of its survivors' inputs, the survivors): uint64 fixed point without DP
+    # (weight * update * 2**scale_bits, then the weight, then the unclipped bit with adaptive
+    # clipping), the ring words of privcity.dp.ddg_encode with distributed DP; how many
+    # devices the sums cover, the bytes the devices sent (failed rounds included), and devices
+    # whose inputs were lost because their block's round could not complete.
+    secure_blocks: list[tuple[int, np.ndarray, list[int]]] = field(default_factory=list)
     secure_count: int = 0
     secure_bytes: int = 0
     secure_lost: int = 0
@@ -275,7 +277,8 @@ class Gateway:
         # Clipping all rows in one call (the kernel computes each norm once); each device's
         # pipeline time is its share of that plus its own sealing.
         t0 = time.perf_counter()
-        if clip is not None:
+        ddg = secure.get("ddg") if secure is not None else None
+        if clip is not None and ddg is None:  # (the distributed DP encoder clips by itself)
             # Under secure aggregation the sum is of updates rounded to 2**-scale_bits: clipping
             # a little below C (at most 2**-21 C) keeps each rounded update within C as well.
             c = clip if secure is None else \
@@ -307,8 +310,30 @@ class Gateway:
                     ids: np.ndarray, weights: np.ndarray, cohort: np.ndarray,
                     clip: float | None, adaptive_bit: bool, secure: dict[str, Any],
                     round_index: int, per_device_train: float, clip_share: float) -> None:
-        from ..aggregate import secure_sum
         t0 = time.perf_counter()
+        ddg = secure.get("ddg")
+        if ddg is not None:
+            sending = self._ddg_inputs(rows, ids, secure, round_index)
+            dtype, width = ddg.word_dtype, ddg.padded_dim
+        else:
+            sending = self._fixed_point_inputs(report, rows, norms, ids, weights, clip,
+                                               adaptive_bit, secure)
+            dtype, width = np.dtype(np.uint64), rows.shape[1] + 1 + int(adaptive_bit)
+        # Block of device d: d * blocks // population (blocks of equal size, to one device).
+        blocks = cohort * int(secure["blocks"]) // int(secure["population"])
+        for b in np.unique(blocks):  # one round per block, in block order
+            self._block_round(report, int(b), cohort[blocks == b], sending, width, dtype,
+                              secure, round_index)
+        n_sent = len(sending)
+        seconds = (time.perf_counter() - t0) / max(n_sent, 1)
+        report.train_seconds.extend([per_device_train] * n_sent)
+        report.privacy_seconds.extend([clip_share + seconds] * n_sent)
+
+    def _fixed_point_inputs(self, report: GatewayReport, rows: np.ndarray, norms: np.ndarray,
+                            ids: np.ndarray, weights: np.ndarray, clip: float | None,
+                            adaptive_bit: bool, secure: dict[str, Any]) -> dict[int, np.ndarray]:
+        """Each device's input without DP: weight * update * 2**scale_bits rounded, the weight,
+        and the unclipped bit with adaptive clipping (int64, summed mod 2**64)."""
         scaled = rows.astype(np.float64) * weights[:, None] * 2.0**secure["scale_bits"]
         fits = np.all(np.abs(scaled) < secure["limit"], axis=1)
         report.diverged += int(np.count_nonzero(~fits))
@@ -316,40 +341,51 @@ class Gateway:
         if adaptive_bit:
             columns.append((norms <= clip).astype(np.int64)[:, None])
         quantized = np.hstack(columns)
-        sending = {int(d): q for d, q, ok in zip(ids, quantized, fits) if ok}
-        width = quantized.shape[1]
-        total = np.zeros(width, np.uint64)
-        # Block of device d: d * blocks // population (blocks of equal size, to one device).
-        blocks = cohort * int(secure["blocks"]) // int(secure["population"])
-        for b in np.unique(blocks):  # one round per block, in block order
-            # A device takes part only with the certificate the city CA issued it this round.
-            members = [int(d) for d in cohort[blocks == b] if int(d) in self._certificates]
-            report.secure_refusals["uncertified"] += int(np.count_nonzero(blocks == b)) \
-                - len(members)
-            if not members:
-                continue
-            inputs = {d: sending.get(d, np.zeros(width, np.int64)) for d in members}
-            silent = [d for d in members if d not in sending]  # dropped after sharing keys
-            k = secure["neighbors"] or secure_neighbors(len(members), secure["dropout"])
-            session = b"privcity-sim|" + np.array([self.seed, round_index, b], np.int64).tobytes()
-            result = secure_sum(
-                inputs, neighbors=k, threshold=secure_threshold(secure_group(len(members), k)),
-                dtype=np.uint64, drop_before_input=silent, session=session, on_failure="report",
-                identities={d: (self._keys[d].signing_key, self._certificates[d])
-                            for d in members},
-                verifier=self._device_verifier(), authenticated=True)
-            report.secure_refusals.update(result.refused)
-            report.secure_bytes += int(sum(result.bytes_up.values()))
-            if result.total is None:  # too few survivors in some group: nothing is revealed
-                report.secure_lost += len(members) - len(silent)
-                continue
-            total += result.total  # uint64: wraps around, as the sum must
-            report.secure_count += len(result.survivors)
-        n_sent = len(sending)
-        seconds = (time.perf_counter() - t0) / max(n_sent, 1)
-        report.secure_sum = total
-        report.train_seconds.extend([per_device_train] * n_sent)
-        report.privacy_seconds.extend([clip_share + seconds] * n_sent)
+        return {int(d): q for d, q, ok in zip(ids, quantized, fits) if ok}
+
+    def _ddg_inputs(self, rows: np.ndarray, ids: np.ndarray, secure: dict[str, Any],
+                    round_index: int) -> dict[int, np.ndarray]:
+        """Each device's distributed-DP words (privcity.dp.ddg_encode: clipped, rotated with
+        the round's public seed, rounded, its own discrete Gaussian share, in the ring)."""
+        from ..dp import ddg_encode
+        from ..noise import SecureRNG
+        params, seed = secure["ddg"], secure["rotation_seed"]
+        # Seeded noise, one stream per device and round (a simulation: the run says so).
+        key = hashlib.sha256(b"privcity-simulate ddg noise|" + np.array(
+            [self.seed, round_index], np.int64).tobytes()).digest()
+        return {int(d): ddg_encode(np.ascontiguousarray(row, dtype=np.float32), params, seed,
+                                   SecureRNG(key, stream=int(d)))[0]
+                for d, row in zip(ids, rows)}
+
+    def _block_round(self, report: GatewayReport, block: int, cohort: np.ndarray,
+                     sending: dict[int, np.ndarray], width: int, dtype: np.dtype,
+                     secure: dict[str, Any], round_index: int) -> None:
+        """One block's SecAgg+ round, this gateway its server: its sampled devices that hold a
+        certificate take part; those that send nothing drop out after sharing keys."""
+        from ..aggregate import secure_sum
+        # A device takes part only with the certificate the city CA issued it.
+        members = [int(d) for d in cohort if int(d) in self._certificates]
+        report.secure_refusals["uncertified"] += len(cohort) - len(members)
+        if not members:
+            return
+        inputs = {d: sending.get(d, np.zeros(width, dtype)) for d in members}
+        silent = [d for d in members if d not in sending]  # dropped after sharing keys
+        k = secure["neighbors"] or secure_neighbors(len(members), secure["dropout"])
+        session = b"privcity-sim|" + np.array([self.seed, round_index, block], np.int64).tobytes()
+        ddg = secure.get("ddg")
+        result = secure_sum(
+            inputs, neighbors=k, threshold=secure_threshold(secure_group(len(members), k)),
+            dtype=dtype, drop_before_input=silent, session=session, on_failure="report",
+            min_survivors=None if ddg is None else secure["min_survivors"],
+            identities={d: (self._keys[d].signing_key, self._certificates[d]) for d in members},
+            verifier=self._device_verifier(), authenticated=True)
+        report.secure_refusals.update(result.refused)
+        report.secure_bytes += int(sum(result.bytes_up.values()))
+        if result.total is None:  # too few survivors in some group: nothing is revealed
+            report.secure_lost += len(members) - len(silent)
+            return
+        report.secure_blocks.append((block, result.total, list(result.survivors)))
+        report.secure_count += len(result.survivors)
 
 
 class Aggregator:
@@ -539,6 +575,69 @@ class Aggregator:
         bits = mat[:, self.n_params] if self.adaptive_bit else np.zeros(0, np.float32)
         return OpenedRound(device_ids, np.ascontiguousarray(mat[:, :self.n_params]), bits,
                            {k: v for k, v in sorted(refusals.items()) if v})
+
+    def admit_blocks(self, relayed: Mapping[int, Sequence[Any]], *, blocks: int,
+                     population: int, cohort: Any, width: int,
+                     dtype: Any) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], dict[str, int]]:
+        """The block sums of a secure round that may count: ``relayed[g]`` holds the (block,
+        modular sum, survivors) of the block rounds gateway ``g`` ran. One vote per device here
+        too: a block counts once, only from the gateway that hosts all its devices, with a sum
+        of the round's width and dtype, and survivors that are distinct devices of the block
+        that the server sampled (``cohort``). Returns the admitted blocks in block order, the
+        survivors as sorted arrays, and the refusals by kind; never raises on what a gateway
+        sent."""
+        starts = -(-np.arange(blocks + 1, dtype=np.int64) * population // blocks)
+        sampled = as_device_ids(cohort, "cohort")
+        dtype = np.dtype(dtype)
+        admitted: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        refusals: Counter[str] = Counter()
+        for gateway in sorted(relayed):
+            for entry in relayed[gateway]:
+                kind, block = self._block_refusal(entry, gateway, starts, sampled, width, dtype)
+                if kind is None and block in admitted:
+                    kind = "duplicate"
+                if kind is not None:
+                    refusals[kind] += 1
+                    continue
+                admitted[block] = (block, entry[1], np.unique(np.asarray(entry[2], np.int64)))
+        return [admitted[b] for b in sorted(admitted)], dict(sorted(refusals.items()))
+
+    def _block_refusal(self, entry: Any, gateway: int, starts: np.ndarray, sampled: np.ndarray,
+                       width: int, dtype: np.dtype) -> tuple[str | None, int]:
+        try:
+            block, total, survivors = entry
+            ids = np.asarray(survivors)
+            ok = isinstance(block, (int, np.integer)) and not isinstance(block, bool) \
+                and 0 <= block < len(starts) - 1 and isinstance(total, np.ndarray) \
+                and total.dtype == dtype and total.shape == (width,) and ids.ndim == 1 \
+                and ids.size > 0 and np.issubdtype(ids.dtype, np.integer)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            return "malformed", -1
+        block = int(block)
+        lo, hi = int(starts[block]), int(starts[block + 1])
+        if not (self.registry.hosts(gateway, lo) and self.registry.hosts(gateway, hi - 1)):
+            return "wrong_gateway", block
+        if len(np.unique(ids)) != ids.size or ids.min() < lo or ids.max() >= hi:
+            return "malformed", block
+        if not member(sampled, ids.astype(np.int64)).all():
+            return "not_sampled", block
+        return None, block
+
+    def step_ddg(self, params: np.ndarray, sums: list[np.ndarray], count: int,
+                 round_index: int, *, ddg: Any, rotation_seed: bytes) -> np.ndarray:
+        """The next global model from the block sums of a distributed-DP round (ring words of
+        ``ddg``, see :func:`privcity.dp.ddg_encode`) over ``count`` devices: added in the ring,
+        decoded (unwrapped, rescaled, rotated back) and released by the strategy as they are:
+        the devices added the noise."""
+        from ..aggregate import modular_sum
+        from ..dp import ddg_decode
+        total = modular_sum(sums) if sums else np.zeros(ddg.padded_dim, ddg.word_dtype)
+        estimate = ddg_decode(np.ascontiguousarray(total, dtype=ddg.word_dtype), ddg,
+                              rotation_seed)
+        return self.strategy.aggregate_sum(params, estimate, float(count), count,
+                                           round_index=round_index)
 
     def step_secure(self, params: np.ndarray, sums: list[np.ndarray], count: int,
                     round_index: int, scale_bits: int = SECURE_SCALE_BITS) -> np.ndarray:

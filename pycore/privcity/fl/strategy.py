@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from .. import aggregate
-from ..dp import Accountant, AdaptiveClipping, GaussianMechanism, clip_l2_rows
+from ..dp import Accountant, AdaptiveClipping, DDGParams, GaussianMechanism, clip_l2_rows
+from ..dp import ddg_epsilon
 from ..dp import _checks
 from ..noise import SecureRNG
 
-__all__ = ["DPFedAvg", "FedAvg", "Strategy"]
+__all__ = ["DPFedAvg", "DistributedDPFedAvg", "FedAvg", "Strategy"]
 
 _AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
 
@@ -254,3 +255,111 @@ class DPFedAvg(Strategy):
                 "clip": self.clip_norm(), "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate, "population": self.population,
                 "adaptive_clipping": self.adaptive is not None}
+
+
+class DistributedDPFedAvg(Strategy):
+    """DP-FedAvg whose noise the devices add: the distributed discrete Gaussian (Kairouz, Liu,
+    Steinke 2021) under secure aggregation. Each device clips to C, rotates, scales, rounds
+    (norm bounded) and adds its own discrete Gaussian share before masking
+    (:func:`privcity.dp.ddg_encode`); the server gets the decoded noisy sum
+    (:func:`privcity.dp.ddg_decode`), adds no noise, and divides by the expected cohort q N.
+
+    Two epsilons, for two kinds of observer:
+
+    - against users of the released model (``accountant``): each round is recorded as a
+      Poisson-sampled DDG release with the noise shares of the round's survivors (at least
+      ``ddg.n_min``: the aggregator drops a round with fewer, see :meth:`check_survivors`);
+    - against the aggregator and the gateways (:meth:`epsilon_servers`): they see which
+      devices took part and the sums of single blocks, so no amplification by sampling and
+      only one block's shares: the DDG bound without sampling, with the fewest survivors any
+      released block sum held, composed over the most rounds any device took part in.
+
+    Parameters
+    ----------
+    inner : FedAvg
+        Supplies the server learning rate; its aggregator must be "mean".
+    ddg : DDGParams
+        The mechanism (:func:`privcity.dp.ddg_params`), calibrated for ``ddg.n_min`` shares.
+    population : int
+        N, the number of devices.
+    accountant : Accountant
+        Records each round (against model users) and enforces the budget.
+    """
+
+    def __init__(self, *, inner: FedAvg, ddg: DDGParams, population: int,
+                 accountant: Accountant) -> None:
+        if not isinstance(inner, FedAvg) or inner.aggregator != "mean":
+            raise ValueError("inner must be a FedAvg with aggregator='mean' (the DP analysis is "
+                             "for the clipped sum)")
+        if not isinstance(ddg, DDGParams):
+            raise TypeError("ddg must be a privcity.dp.DDGParams")
+        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+            raise ValueError("population must be an int >= 1")
+        if not isinstance(accountant, Accountant):
+            raise TypeError("accountant must be a privcity.dp.Accountant")
+        self.inner, self.ddg, self.population, self.accountant = inner, ddg, population, accountant
+        self.sample_rate = ddg.sample_rate
+        self.noise_multiplier = ddg.noise_multiplier()
+        self.last_accounting_seconds = 0.0
+        self._taken = np.zeros(population, np.int32)  # rounds each device's input was in a sum
+        self._fewest: int | None = None  # fewest shares a block sum the servers saw held
+
+    def clip_norm(self) -> float:
+        return self.ddg.clip
+
+    def check_budget(self) -> None:
+        event = Accountant.ddg_round_event(self.ddg, self.ddg.n_min)
+        eps = self.accountant.epsilon_with(event)
+        if eps > self.accountant.epsilon_budget:
+            from ..errors import PrivacyBudgetExceeded
+            raise PrivacyBudgetExceeded(
+                f"refused: round {self.accountant.rounds + 1} would take epsilon to {eps:.4g}, "
+                f"past the budget {self.accountant.epsilon_budget:g}")
+
+    def check_survivors(self, count: int) -> bool:
+        """Whether a round whose sum holds ``count`` devices' shares may be released: at least
+        the ddg.n_min the noise was calibrated for."""
+        return count >= self.ddg.n_min
+
+    def servers_saw(self, devices: np.ndarray, shares: int) -> None:
+        """Record that the servers unmasked a block sum of ``devices``' inputs holding
+        ``shares`` noise shares (whether or not the round was then released)."""
+        ids = np.asarray(devices, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.population):
+            raise ValueError("devices must be ids in [0, population)")
+        np.add.at(self._taken, ids, 1)
+        self._fewest = shares if self._fewest is None else min(self._fewest, shares)
+
+    def epsilon_servers(self) -> float | None:
+        """Epsilon against the aggregator and the gateways so far (see the class), or None
+        before they saw any sum."""
+        most = int(self._taken.max()) if self._taken.size else 0
+        if most == 0 or self._fewest is None:
+            return None
+        return ddg_epsilon(self.ddg, rounds=most, delta=self.accountant.delta, n=self._fewest,
+                           sampled=False)
+
+    def aggregate(self, params: np.ndarray, updates: np.ndarray, weights: np.ndarray, *,
+                  round_index: int, unclipped: np.ndarray | None = None) -> np.ndarray:
+        raise ValueError("distributed DP never sees one device's update: the server gets the "
+                         "noisy sum (aggregate_sum)")
+
+    def aggregate_sum(self, params: np.ndarray, total: np.ndarray, total_weight: float,
+                      count: int, *, round_index: int,
+                      unclipped_count: int | None = None) -> np.ndarray:
+        """The next model from ``total``, the decoded noisy sum of ``count`` devices' clipped
+        updates (each of weight 1, each with its noise share); records the round."""
+        if not self.check_survivors(count):
+            raise ValueError(f"a sum of {count} devices holds fewer noise shares than the "
+                             f"{self.ddg.n_min} the noise was calibrated for")
+        t0 = time.perf_counter()
+        self.accountant.record_ddg_round(self.ddg, int(count))
+        self.last_accounting_seconds = time.perf_counter() - t0
+        expected = self.sample_rate * self.population
+        return self.inner._step(params, np.asarray(total, dtype=np.float64) / expected)
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": "DistributedDPFedAvg", "server_lr": self.inner.server_lr,
+                "clip": self.ddg.clip, "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate, "population": self.population,
+                "adaptive_clipping": False, "ddg": self.ddg.describe()}

@@ -138,6 +138,14 @@ class SimConfig:
         if self.secure_aggregation and self.aggregator != "mean":
             raise bad("aggregator", "secure aggregation reveals only the sum of the updates: "
                                     "the robust aggregators need each one (use mean)")
+        if self.secure_aggregation and self.adaptive_clip:
+            raise bad("adaptive_clip", "distributed DP (secure aggregation) keeps a fixed clip: "
+                                       "adapting it needs the count of unclipped updates, which "
+                                       "the servers would see without noise")
+        if self.secure_aggregation and self.noise_multiplier:
+            raise bad("noise_multiplier", "sets the aggregator's noise of central DP; under "
+                                          "secure aggregation the devices' noise is calibrated "
+                                          "from epsilon")
         if self.secure_aggregation and self.dropout >= 0.3:
             raise bad("dropout", "secure aggregation needs about two thirds of each group to "
                                  "survive (the threshold that tolerates colluding devices): "

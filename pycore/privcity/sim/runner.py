@@ -44,13 +44,16 @@ from ..crypto.envelope import build_header
 from ..crypto.pki import verify_certificate
 from ..dp import Accountant, AdaptiveClipping
 from ..errors import PrivacyBudgetExceeded
-from ..fl import Aggregator, DPFedAvg, FedAvg, Gateway, GatewayReport
+from ..fl import Aggregator, DistributedDPFedAvg, DPFedAvg, FedAvg, Gateway, GatewayReport
 from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
 from .config import SimConfig
 
 __all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
 
+#: Ring of distributed DP's sums: 32-bit words, half the bytes of the 64-bit fixed point that
+#: FedAvg without DP sums under secure aggregation.
+DDG_BITS = 32
 TEST_DEVICES = 500  # pseudo-devices of the held-out test population
 TEST_SAMPLES_MAX = 200  # records per test pseudo-device at most: the test set stays <= 100,000
 
@@ -378,14 +381,16 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                       "neighbors": cfg.secagg_neighbors, "dropout": cfg.dropout,
                       "scale_bits": secure_scale_bits(clip, aggregator.n_params),
                       "limit": secure_value_limit(population)}
+            if isinstance(strategy, DistributedDPFedAvg):
+                secure.update(ddg=strategy.ddg, rotation_seed=_rotation_seed(cfg, r),
+                              min_survivors=_ddg_shares(cfg, population)[0])
         msg = {"params": params, "round": r, "sample_rate": cfg.sample_rate,
                "dropout": cfg.dropout, "clip": clip,
                "adaptive_bit": aggregator.adaptive_bit, "epoch": 2 * r + (1 if dp else 0),
                "secure": secure}
         # The server's own cohort: the aggregator admits only these devices' updates, whatever
         # a gateway reports (seeded Poisson sampling, the gateways' round_cohort decision).
-        cohort = None if secure else sampled_devices(cfg.seed, r, np.arange(population),
-                                                     sample_rate=cfg.sample_rate)
+        cohort = sampled_devices(cfg.seed, r, np.arange(population), sample_rate=cfg.sample_rate)
         gateways = _gateway_ids(transport)  # the rank each report came from, not its claim
         refusals: Counter[str] = Counter()
         if secure is not None:
@@ -414,15 +419,17 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             reported, lost = int(opened.device_ids.size), 0
             sent = int(sum(len(e) for rep in reports for e in rep.envelopes))
         else:
-            sums = [rep.secure_sum for rep in reports if rep.secure_sum is not None]
-            reported = sum(rep.secure_count for rep in reports)
-            params = aggregator.step_secure(params, sums, reported, r, secure["scale_bits"])
+            params, reported, dropped = _secure_step(aggregator, params, r, secure, cohort,
+                                                     dict(zip(gateways, reports)), refusals)
             lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
         t2 = time.perf_counter()
         accounting = strategy.last_accounting_seconds if dp else 0.0
         scores = model.evaluate(params, test.X, test.y)
         eps = strategy.accountant.epsilon() if dp else None
+        extra = {}
+        if isinstance(strategy, DistributedDPFedAvg):
+            extra = {"epsilon_servers": strategy.epsilon_servers(), "dropped": dropped}
         rounds.append({
             "round": r + 1,
             "sampled": sum(rep.sampled for rep in reports),
@@ -441,11 +448,47 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "accounting_seconds": accounting,
             "train_cpu_seconds": [float(x) for rep in reports for x in rep.train_seconds],
             "privacy_seconds": [float(x) for rep in reports for x in rep.privacy_seconds],
+            **extra,
         })
         bar.update(r + 1, metric, rounds[-1]["score"], eps)
     bar.close()
     return {"params": params, "rounds": rounds, "stopped": stopped,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
+
+
+def _secure_step(aggregator: Aggregator, params: np.ndarray, r: int, secure: dict[str, Any],
+                 cohort: np.ndarray, reports: dict[int, GatewayReport],
+                 refusals: Counter[str]) -> tuple[np.ndarray, int, bool]:
+    """The aggregator's side of a secure round: admit the gateways' block sums (one per block,
+    from its own gateway, survivors sampled), then step the model. Distributed DP: the servers
+    have seen each admitted block sum; the round is released only if its sum holds the noise
+    shares the noise was calibrated for (else dropped: the model stays). Returns (params,
+    devices in the sum, dropped)."""
+    ddg = secure.get("ddg")
+    strategy = aggregator.strategy
+    width = ddg.padded_dim if ddg is not None else \
+        aggregator.n_params + 1 + int(aggregator.adaptive_bit)
+    blocks, kinds = aggregator.admit_blocks(
+        {g: rep.secure_blocks for g, rep in reports.items()}, blocks=secure["blocks"],
+        population=secure["population"], cohort=cohort, width=width,
+        dtype=np.uint64 if ddg is None else ddg.word_dtype)
+    refusals.update(kinds)
+    sums = [total for _, total, _ in blocks]
+    count = sum(len(ids) for _, _, ids in blocks)
+    if ddg is None:
+        return aggregator.step_secure(params, sums, count, r, secure["scale_bits"]), count, False
+    for _, _, ids in blocks:
+        strategy.servers_saw(ids, len(ids))
+    if not strategy.check_survivors(count):
+        return params, count, True
+    return aggregator.step_ddg(params, sums, count, r, ddg=ddg,
+                               rotation_seed=secure["rotation_seed"]), count, False
+
+
+def _rotation_seed(cfg: SimConfig, r: int) -> bytes:
+    """The public seed of round r's distributed-DP rotation (the same for every device)."""
+    return hashlib.sha256(b"privcity-simulate ddg rotation|" + np.array(
+        [cfg.seed, r], np.int64).tobytes()).digest()
 
 
 def _gateway_ids(transport: Any) -> list[int]:
@@ -462,9 +505,55 @@ def _assign_gateways(cfg: SimConfig, aggregators: tuple[Aggregator, ...], popula
             aggregator.assign(g, block)
 
 
-def _strategy(cfg: SimConfig, dp: bool, population: int) -> tuple[Any, bool]:
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= k), summed in log space (n up to millions, no scipy at run time)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp
+                                 + (n - i) * lq) for i in range(k + 1)))
+
+
+#: Chance that a secure-aggregation block's round ends below its distributed-DP floor (the
+#: devices then refuse to unmask, and the round is dropped): the floor's binomial tail.
+DDG_FLOOR_FAILURE = 1e-3
+
+
+def _ddg_shares(cfg: SimConfig, population: int) -> tuple[int, int, int]:
+    """Noise shares of distributed DP: (the floor of each block: its devices refuse to unmask a
+    sum of fewer, the floor of the round: the blocks' floors added, what the noise is
+    calibrated for; the most devices a round's sum may hold, for the ring: a 1e-6 tail).
+    Survivors of a block are Binomial(its size, q (1 - dropout))."""
+    blocks = secagg_blocks(cfg, population)
+    size = population // blocks  # the smallest block
+    p = cfg.sample_rate * (1.0 - cfg.dropout)
+    floor = 2
+    while _binomial_cdf(floor, size, p) <= DDG_FLOOR_FAILURE:  # P(survivors < floor + 1)
+        floor += 1
+    most = max(int(population * cfg.sample_rate), floor * blocks)
+    while 1.0 - _binomial_cdf(most, population, cfg.sample_rate) > 1e-6:
+        most += max(1, most // 100)
+    return floor, floor * blocks, most
+
+
+def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int) -> tuple[Any, bool]:
     if not dp:
         return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
+    if cfg.secure_aggregation:
+        from ..dp import ddg_params
+        _, floor, most = _ddg_shares(cfg, population)
+        ddg = ddg_params(dim=n_params, clip=cfg.clip, epsilon=cfg.epsilon, delta=cfg.delta,
+                         sample_rate=cfg.sample_rate, rounds=cfg.rounds, n_min=floor,
+                         n_expected=most, bits=DDG_BITS)
+        return DistributedDPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), ddg=ddg,
+                                   population=population,
+                                   accountant=Accountant(epsilon_budget=cfg.epsilon,
+                                                         delta=cfg.delta)), False
     z = cfg.noise_multiplier or calibrate_noise_multiplier(
         epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, rounds=cfg.rounds)
     adaptive = None
@@ -597,8 +686,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     if rank == 0:
         population = census.n_devices
         weights = census.counts.astype(np.float64)
-        plain_strategy, _ = _strategy(cfg, False, population)
-        dp_strategy, adaptive = _strategy(cfg, True, population)
+        plain_strategy, _ = _strategy(cfg, False, population, model.n_params)
+        dp_strategy, adaptive = _strategy(cfg, True, population, model.n_params)
         agg_plain = Aggregator(strategy=plain_strategy, n_params=model.n_params,
                                weights_of=lambda d: weights[d])
         agg_dp = Aggregator(strategy=dp_strategy, n_params=model.n_params,
@@ -741,11 +830,7 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
         "centralized": _central_summary(model, central, test, central_cpu),
         "fl": fl_sum,
         "fl_dp": dp_sum,
-        "privacy": {"epsilon": dp["rounds"][-1]["epsilon"] if dp["rounds"] else 0.0,
-                    "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
-                    "noise_multiplier": acc["noise_multiplier"],
-                    "sample_rate": cfg.sample_rate,
-                    "noise": "seeded SecureRNG (simulation: reproducible, not for production)"},
+        "privacy": _privacy(cfg, dp, acc),
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
                       "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"]},
@@ -755,6 +840,48 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
             "fl": hashlib.sha256(plain["params"].tobytes()).hexdigest(),
             "fl_dp": hashlib.sha256(dp["params"].tobytes()).hexdigest()},
     }
+
+
+#: Whom each kind of epsilon holds against (docs/threat-model.md defines the parties).
+USERS = "users of the released model"
+SERVERS = "the aggregator, the gateways and users of the released model"
+
+
+def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's privacy section: each epsilon with the parties it holds against and
+    those it does not, and the seeded noise that voids them all for whoever knows the seed."""
+    rounds = dp["rounds"]
+    eps = rounds[-1]["epsilon"] if rounds else 0.0
+    out: dict[str, Any] = {
+        "epsilon": eps, "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
+        "noise_multiplier": strategy["noise_multiplier"], "sample_rate": cfg.sample_rate,
+        "noise": f"seeded SecureRNG (--seed {cfg.seed}): a reproducible simulation, so no "
+                 "epsilon holds against anyone who knows the seed"}
+    if "ddg" in strategy:
+        servers = rounds[-1].get("epsilon_servers") if rounds else None
+        out.update(mechanism="distributed", epsilon_servers=servers, ddg=strategy["ddg"])
+        out["guarantees"] = [
+            {"epsilon": eps, "holds_against": USERS, "sampling": "amplified (they do not see "
+             "who took part)"},
+            {"epsilon": servers, "holds_against": SERVERS, "sampling": "not amplified (they see "
+             "who took part and each block's noisy sum)"}]
+        out["trust"] = (f"distributed DP: every device adds its own noise before secure "
+                        f"aggregation; epsilon {_eps(eps)} against {USERS}, {_eps(servers)} "
+                        "against the aggregator and the gateways (they see only noisy sums, "
+                        "and who took part); assumes the devices whose noise is counted are "
+                        "honest")
+    else:
+        out.update(mechanism="central")
+        out["guarantees"] = [{"epsilon": eps, "holds_against": USERS,
+                              "does_not_hold_against": "the aggregator, which adds the noise "
+                              "and sees each device's update"}]
+        out["trust"] = (f"central DP: epsilon {_eps(eps)} holds against {USERS} only; the "
+                        "aggregator adds the noise and sees every device's update")
+    return out
+
+
+def _eps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _central_summary(model: Any, params: np.ndarray, test: Any, cpu: float) -> dict[str, Any]:
@@ -784,6 +911,8 @@ def summary_table(results: dict[str, Any]) -> str:
         (f"test {m}", score(results["centralized"]["score"]), score(fl["score"]),
          score(fd["score"])),
         ("epsilon (delta)", "-", "-", f"{pr['epsilon']:.3f} ({pr['delta']:g})"),
+        *([("epsilon vs servers", "-", "-", _eps(pr["epsilon_servers"]))]
+          if pr.get("mechanism") == "distributed" else []),
         ("rounds run", "-", str(fl["rounds_run"]), str(fd["rounds_run"])),
         ("bytes sent", f"{bw['raw_upload_bytes']:,} (raw, sealed)", f"{fl['bytes_total']:,}",
          f"{fd['bytes_total']:,}"),
@@ -803,8 +932,9 @@ def summary_table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, "
-             f"q = {pr['sample_rate']:g}"]
+    notes = [f"privacy: {pr['trust']}" if "trust" in pr else "",
+             f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"]
+    notes = [n for n in notes if n]
     rec = (results.get("risk") or {}).get("records")
     if rec:
         lr = rec["linkage"]
@@ -827,10 +957,15 @@ def summary_table(results: dict[str, Any]) -> str:
         k = results["config"]["secagg_neighbors"]
         notes.append(
             f"secure aggregation (SecAgg+ in blocks of about {results['config']['secagg_cohort']}"
-            f" sampled devices, {k or 'auto'} neighbours): the servers saw only sums; bytes sent "
-            "include the key exchange"
+            f" sampled devices, {k or 'auto'} neighbours, signed with the devices' "
+            "certificates): the servers saw only block sums (FL: exact; FL + DP: noisy); bytes "
+            "sent include the key exchange"
             + (f"; {lost} device update(s) lost in block rounds that could not complete "
                "(a group below its threshold, or the survivors cut apart)" if lost else ""))
+        dropped = sum(1 for x in results["rounds"]["fl_dp"] if x.get("dropped"))
+        if dropped:
+            notes.append(f"FL + DP: {dropped} round(s) dropped, their sums holding fewer noise "
+                         f"shares than the {pr['ddg']['n_min']} the noise was calibrated for")
     if fd["stopped"]:
         notes.append(f"FL + DP stopped after {fd['rounds_run']} round(s): {fd['stopped']}")
     refused = [(name, results[run]) for name, run in (("FL", "fl"), ("FL + DP", "fl_dp"))
