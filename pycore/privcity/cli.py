@@ -54,7 +54,8 @@ _FLAG_HELP = {
     "model": "auto (linear for regression, softmax for classification), linear, softmax, mlp",
     "hidden": "hidden units of the MLP",
     "aggregator": "FL without DP: mean, median, trimmed_mean or krum",
-    "epsilon": "privacy budget of the DP run (epsilon)",
+    "epsilon": "privacy budget of the DP run, against users of the released model (central DP "
+               "does not hold against the aggregator; see --secure-aggregation)",
     "delta": "delta of the DP run",
     "clip": "L2 clip norm of device updates (initial clip with --adaptive-clip)",
     "noise_multiplier": "z, noise std / clip; 0 picks the smallest z whose rounds fit epsilon",
@@ -64,8 +65,11 @@ _FLAG_HELP = {
                  "'district=pseudonymize,hour=generalize,household_size=laplace' (keep, drop, "
                  "laplace, generalize, pseudonymize; default by the schema's flags)",
     "adaptive_clip": "adapt the clip norm to the median update norm (Andrew et al. 2021)",
-    "secure_aggregation": "sum the devices' updates under secure aggregation (SecAgg+ in fixed "
-                          "blocks of devices): no server sees one device's update",
+    "secure_aggregation": "sum the devices' updates under authenticated secure aggregation "
+                          "(SecAgg+ in fixed blocks of devices, signed with their certificates): "
+                          "the servers see only block sums, exact for FL; for FL + DP each "
+                          "device adds its own noise first (distributed DP), and the table "
+                          "adds the epsilon that holds against the aggregator and gateways",
     "secagg_cohort": "expected devices per secure-aggregation round (sets the block size: "
                      "cohort / sample rate devices)",
     "secagg_neighbors": "neighbours of each device in its secure-aggregation group; 0: what "
@@ -131,8 +135,10 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                     "utility of centralized, federated and federated+DP training, epsilon, "
                     "bandwidth, device CPU and latency, and aggregation time. One process by "
                     "default; under mpiexec -n P rank 0 aggregates and ranks 1..P-1 host the "
-                    "devices (same results for every P). Settings: defaults < --config TOML "
-                    "< flags.")
+                    "devices (same results for every P). Every epsilon printed names whom it "
+                    "holds against (docs/threat-model.md); the simulation's noise is seeded "
+                    "(--seed), so none holds against anyone who knows the seed. Settings: "
+                    "defaults < --config TOML < flags.")
     p.add_argument("--config", help="TOML file with any of the settings below (top level or "
                                     "a [simulate] table)")
     for name, text in _FLAG_HELP.items():

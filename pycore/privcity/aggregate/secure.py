@@ -63,8 +63,8 @@ roster it forwards recovers any chosen client's input (tests/test_secure_authent
 it). What still needs trust either way: the city CA (a server holding it can mint devices), and
 what the sum itself reveals (add DP noise before masking). See docs/secure-aggregation.md.
 
-Quantize float updates to integers first (e.g. ``SecureRNG.clip_round_add_discrete_gaussian``),
-with room for the sum of all n of them in the ring (2**32 or 2**64).
+Quantize float updates to integers first, with room for the sum of all n of them in the ring
+(2**32 or 2**64); with distributed DP, ``privcity.dp.ddg_encode`` does it with a bounded norm.
 """
 from __future__ import annotations
 

@@ -255,10 +255,14 @@ class SecureRNG:
 
     def clip_round_add_discrete_gaussian(self, x: np.ndarray, clip: float, scale: float,
                                          sigma: float) -> tuple[np.ndarray, float]:
-        """The integer path of distributed DP, in one call: clip x (float32) to L2 norm ``clip``,
-        multiply by ``scale``, round each coordinate stochastically to an integer (up with
-        probability equal to the fraction) and add exact discrete Gaussian noise of parameter
-        sigma (in integer units). Returns ``(int64 array, norm of x before clipping)``.
+        """Clip x (float32) to L2 norm ``clip``, multiply by ``scale``, round each coordinate
+        stochastically to an integer (up with probability equal to the fraction) and add exact
+        discrete Gaussian noise of parameter sigma (in integer units), in one call. Returns
+        ``(int64 array, norm of x before clipping)``.
+
+        The rounded vector's norm is not bounded by clip * scale (rounding adds up to sqrt(n)):
+        it is no sensitivity bound for a DP release. Distributed DP uses
+        :func:`privcity.dp.ddg_encode`, whose conditional rounding bounds it.
         """
         clip = _positive(clip, "clip")
         scale = _positive(scale, "scale")
