@@ -373,9 +373,9 @@ def test_a_total_outside_the_ring_comes_back_off_by_a_multiple_of_the_ring():
 def test_chooser_gamma_keeps_wraparound_rare_for_n_expected(k_stddevs, rare):
     # Prepare: n_expected devices with the same update (the aggregate norm n C of the bound)
     n, rounds = 40, 6
-    params = ddg_params(dim=1024, clip=1.0, epsilon=4.0, delta=DELTA, sample_rate=0.05,
+    params = ddg_params(dim=256, clip=1.0, epsilon=4.0, delta=DELTA, sample_rate=0.05,
                         rounds=50, n_min=30, n_expected=n, bits=14, k_stddevs=k_stddevs)
-    x = update(1024, 8)
+    x = update(256, 8)
     half = 2 ** (params.bits - 1)
 
     # Execute: the integer totals, before any wrap
@@ -472,7 +472,8 @@ def test_accountant_epsilon_equals_a_direct_recomputation():
 
     # Assert
     total = sum(ddg_round_rdp(ORDERS, l2_bound=params.l2_bound, l1_bound=params.l1_bound,
-                              sigma=params.sigma_local, n=n, dim=params.padded_dim, q=0.02)
+                              sigma=params.sigma_local, n=n, dim=params.padded_dim, q=0.02,
+                              presence=True)
                 for n in (5, 7, 7, 9))
     total = total + rdp_lib._compute_rdp_poisson_subsampled_gaussian(0.02, 1.2, ORDERS)
     direct = rdp_lib.compute_epsilon(ORDERS, total, DELTA)[0]
@@ -502,7 +503,7 @@ def test_rounds_recorded_one_by_one_equal_rounds_at_once():
 def test_accountant_refuses_a_ddg_round_past_the_budget_and_records_nothing():
     # Prepare
     params = small_params(sample_rate=0.05, sigma_local=60.0)
-    acc = Accountant(epsilon_budget=5.0, delta=DELTA)
+    acc = Accountant(epsilon_budget=50.0, delta=DELTA)
     acc.record_ddg_round(params, 5)
     before = (acc.epsilon(), acc.rounds, acc.history())
 
@@ -516,20 +517,49 @@ def test_accountant_refuses_a_ddg_round_past_the_budget_and_records_nothing():
     assert copy.event == info.value.event  # the DDG event survives pickling (MPI metadata)
 
 
-def test_server_epsilon_without_sampling_exceeds_the_sampled_one():
-    # Prepare
-    params = small_params(sample_rate=0.01, sigma_local=20.0)
+def test_server_epsilon_without_sampling_exceeds_the_sampled_one_when_shares_are_many():
+    # Prepare: 400 shares in 320 dimensions: a device's own share barely moves the variance
+    params = small_params(sample_rate=0.01, sigma_local=20.0, n_min=400)
     users = Accountant(epsilon_budget=1e9, delta=DELTA)
     servers = Accountant(epsilon_budget=1e9, delta=DELTA)
 
     # Execute
-    users.record_ddg_rounds(params, 5, 100)
-    servers.record_ddg_rounds(params, 5, 100, sampled=False)
+    users.record_ddg_rounds(params, 400, 100)
+    servers.record_ddg_rounds(params, 400, 100, sampled=False)
 
     # Assert
     assert servers.epsilon() > 5 * users.epsilon()
     assert servers.epsilon() == pytest.approx(
-        ddg_epsilon(params, rounds=100, delta=DELTA, n=5, sampled=False), rel=1e-12)
+        ddg_epsilon(params, rounds=100, delta=DELTA, n=400, sampled=False), rel=1e-12)
+
+
+def test_a_device_s_own_share_leaving_the_sum_is_charged_to_the_sampled_epsilon():
+    # Prepare: 5 shares in 320 dimensions: the sum's variance tells whether a device's share is
+    # in it (add or remove), however little its update weighs
+    params = small_params(sample_rate=0.01, sigma_local=1e6, n_min=5)
+    orders = np.array([2.0, 4.0, 8.0])
+
+    # Execute
+    kept = ddg_round_rdp(orders, l2_bound=params.l2_bound, l1_bound=params.l1_bound,
+                         sigma=params.sigma_local, n=5, dim=params.padded_dim)
+    leaves = ddg_round_rdp(orders, l2_bound=0.0, l1_bound=0.0, sigma=params.sigma_local, n=5,
+                           dim=params.padded_dim, presence=True)
+
+    # Assert: no shift at all (l2 bound 0), yet the presence costs more than the update does
+    # with the share kept; the closed form is the Gaussians' Renyi divergence, by quadrature
+    assert np.all(leaves > 10 * kept)
+    from scipy import integrate, stats
+    a, n = 2.0, 5
+    p = stats.norm(0, math.sqrt(n)).logpdf
+    q = stats.norm(0, math.sqrt(n - 1)).logpdf
+    one, _ = integrate.quad(lambda t: math.exp(a * p(t) + (1 - a) * q(t)), -80, 80)
+    other, _ = integrate.quad(lambda t: math.exp(a * q(t) + (1 - a) * p(t)), -80, 80)
+    per_coordinate = max(math.log(one), math.log(other)) / (a - 1)
+    assert leaves[0] == pytest.approx(
+        ddg_round_rdp(np.array([2.0]), l2_bound=0.0, l1_bound=0.0, sigma=params.sigma_local,
+                      n=5, dim=1, presence=True)[0] * params.padded_dim, rel=1e-12)
+    assert ddg_round_rdp(np.array([2.0]), l2_bound=0.0, l1_bound=0.0, sigma=1e6, n=5, dim=1,
+                         presence=True, q=1.0)[0] == pytest.approx(per_coordinate, rel=1e-9)
 
 
 def test_pld_accountant_refuses_ddg_rounds_with_a_clear_message():
@@ -561,7 +591,7 @@ def test_existing_events_compose_as_before_beside_ddg_support():
 def test_chooser_meets_its_epsilon_and_one_percent_less_noise_does_not():
     # Prepare / Execute
     params = ddg_params(dim=2000, clip=0.5, epsilon=2.0, delta=DELTA, sample_rate=0.02,
-                        rounds=200, n_min=40, n_expected=60, bits=18)
+                        rounds=200, n_min=400, n_expected=600, bits=18)
     eps = ddg_epsilon(params, rounds=200, delta=DELTA)
     weaker = dataclasses.replace(params, sigma_local=params.sigma_local * 0.99)
 
@@ -575,7 +605,7 @@ def test_chooser_meets_its_epsilon_and_one_percent_less_noise_does_not():
 def test_chooser_never_takes_a_grid_finer_than_the_exact_integers_allow():
     # Prepare / Execute: 32 bits would allow a scale far past 2^24
     params = ddg_params(dim=1000, clip=1.0, epsilon=1.0, delta=DELTA, sample_rate=0.01,
-                        rounds=100, n_min=20, n_expected=30, bits=32)
+                        rounds=100, n_min=200, n_expected=300, bits=32)
 
     # Assert
     assert params.clip / params.gamma <= 2**24 * (1 + 1e-6)
@@ -594,6 +624,7 @@ def test_chooser_refuses_a_ring_too_small_for_the_noise():
     (dict(delta=1.0), "delta"), (dict(sample_rate=0.0), "sample_rate"), (dict(rounds=0), "rounds"),
     (dict(n_min=0), "n_min"), (dict(n_expected=5), "n_expected"), (dict(bits=65), "bits"),
     (dict(epsilon=1e-9), "out of reach"),
+    (dict(dim=10_000, epsilon=4.0), "out of reach with n_min=10 noise shares"),
     (dict(bits=1), "bits"), (dict(beta=1.0), "beta"), (dict(k_stddevs=-1.0), "k_stddevs"),
 ])
 def test_chooser_refuses_bad_parameters(bad, match):

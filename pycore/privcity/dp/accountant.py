@@ -64,7 +64,7 @@ def ddg_tau(sigma: float, n: int) -> float:
     """tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1)): how far the sum of n discrete
     Gaussian shares of parameter sigma (integer units) is from one discrete Gaussian (Theorem 1
     of the paper). 0 for n = 1; below 1e-30 for sigma >= 2."""
-    if n <= 1:
+    if n <= 1 or sigma >= 10.0:  # past 10 each term is below exp(-987): 0 in float64
         return 0.0
     k = np.arange(1, n, dtype=np.float64)
     return 10.0 * float(np.exp(-2.0 * math.pi ** 2 * sigma ** 2 * k / (k + 1.0)).sum())
@@ -78,6 +78,45 @@ def _ddg_plain_rdp(alphas: np.ndarray, l2_scale: float, l1_scale: float, tau: fl
     t2 = alphas / 2.0 * (l2_scale ** 2 + 2.0 * l1_scale * tau + tau ** 2 * dim)
     t3 = alphas / 2.0 * (l2_scale + math.sqrt(dim) * tau) ** 2
     return np.minimum(np.minimum(t1, t2), t3)
+
+
+def _ddg_presence_rdp(alphas: np.ndarray, l2_bound: float, sigma: float, n: int, tau: float,
+                      dim: int) -> np.ndarray:
+    """RDP of one round for add-or-remove of a device whose own noise share comes and goes with
+    it: a sum of n shares (the device's among them) against the n - 1 others' sum, shifted by at
+    most l2_bound. Per coordinate the two are Gaussians of variances n sigma^2 and
+    (n - 1) sigma^2 (the discrete shares' distance to them is KLS's tau, added as in
+    Proposition 14's first term); Renyi divergence of Gaussians with unequal variances, the
+    larger of the two directions:
+
+        D_a(N(m1, s1^2) || N(m2, s2^2)) = a (m1 - m2)^2 / (2 s_a^2) + ln(s2 / s1)
+                                          + ln(s2^2 / s_a^2) / (2 (a - 1)),
+        s_a^2 = a s2^2 + (1 - a) s1^2   (infinite when s_a^2 <= 0),
+
+    the log terms once per coordinate (dim of them), the shift term once for the whole vector.
+    The variance terms do not shrink with sigma: about dim a / (4 n^2) per round, which matters
+    for large models and few shares (Proposition 14 alone, with the device's share in both
+    sums, leaves them out)."""
+    if n < 2:
+        return np.full(np.shape(alphas), np.inf)
+    a = np.asarray(alphas, dtype=np.float64)
+    shift = (l2_bound / sigma) ** 2  # the variances below are in units of sigma^2
+    out = np.empty_like(a)
+    for i, ai in enumerate(a):
+        if ai <= 1.0:  # (orders 0 and 1 only index the subsampling formula's table)
+            out[i] = 0.0
+            continue
+        worst = -np.inf
+        # (s1^2, s2^2): with the device against without it, and the reverse
+        for v1, v2 in ((float(n), n - 1.0), (n - 1.0, float(n))):
+            va = ai * v2 + (1.0 - ai) * v1
+            if va <= 0:
+                worst = np.inf
+                break
+            logs = 0.5 * math.log(v2 / v1) + math.log(v2 / va) / (2.0 * (ai - 1.0))
+            worst = max(worst, ai * shift / (2.0 * va) + dim * logs)
+        out[i] = worst + tau * dim
+    return out
 
 
 def _poisson_subsampled_rdp(alphas: np.ndarray, q: float, eps: np.ndarray) -> np.ndarray:
@@ -105,7 +144,7 @@ def _poisson_subsampled_rdp(alphas: np.ndarray, q: float, eps: np.ndarray) -> np
 
 
 def ddg_round_rdp(orders: Any, *, l2_bound: float, l1_bound: float, sigma: float, n: int,
-                  dim: int, q: float = 1.0) -> np.ndarray:
+                  dim: int, q: float = 1.0, presence: bool = False) -> np.ndarray:
     """Renyi DP, at each of ``orders``, of one round of the distributed discrete Gaussian.
 
     The released sum holds ``n`` noise shares, each an exact discrete Gaussian of parameter
@@ -117,17 +156,29 @@ def ddg_round_rdp(orders: Any, *, l2_bound: float, l1_bound: float, sigma: float
     between two integers a < alpha < a + 1 the chord of (alpha - 1) RDP(alpha), which is convex
     in alpha (a log moment-generating function; it is 0 at alpha = 1); at each order the
     smaller of that and the unsampled value.
+
+    ``presence=False``: the neighbouring sums hold the same n shares (the device replaced by
+    one sending zeros, its share kept: Proposition 14), which is the case for observers who see
+    the device take part. ``presence=True``: add-or-remove, the device's share leaving with it
+    (:func:`_ddg_presence_rdp`), which Poisson amplification (Zhu and Wang's add-or-remove
+    theorem) needs.
     """
     alphas = np.asarray(orders, dtype=np.float64)
     if not np.all(alphas > 1.0):
         raise ValueError("RDP orders must all be > 1")
     root = math.sqrt(n) * sigma
     l2_scale, l1_scale, tau = l2_bound / root, l1_bound / root, ddg_tau(sigma, n)
-    plain = _ddg_plain_rdp(alphas, l2_scale, l1_scale, tau, dim)
+
+    def base(orders_: np.ndarray) -> np.ndarray:
+        if presence:
+            return _ddg_presence_rdp(orders_, l2_bound, sigma, n, tau, dim)
+        return _ddg_plain_rdp(orders_, l2_scale, l1_scale, tau, dim)
+
+    plain = base(alphas)
     if q >= 1.0:
         return plain
     top = max(2, int(math.ceil(alphas.max())))
-    eps = _ddg_plain_rdp(np.arange(top + 1, dtype=np.float64), l2_scale, l1_scale, tau, dim)
+    eps = base(np.arange(top + 1, dtype=np.float64))
     needed = np.array(sorted({b for a in alphas for b in (math.floor(a), math.ceil(a)) if b >= 2}))
     sub = np.minimum(_poisson_subsampled_rdp(needed, q, eps), eps[needed])
     cgf = {1: 0.0, **{int(b): (b - 1) * r for b, r in zip(needed, sub)}}  # (alpha - 1) RDP
@@ -161,6 +212,7 @@ def _ddg_types() -> tuple[type, type]:
         sigma: float
         n: int
         dim: int
+        presence: bool = False
 
     class DdgRdpAccountant(dpa.rdp.RdpAccountant):
         """dp-accounting's RdpAccountant, which also composes DdgRoundEvent (the orders and the
@@ -181,7 +233,8 @@ def _ddg_types() -> tuple[type, type]:
 @functools.lru_cache(maxsize=256)
 def _ddg_event_rdp(event: Any, orders: tuple[float, ...]) -> np.ndarray:
     rdp = ddg_round_rdp(orders, l2_bound=event.l2_bound, l1_bound=event.l1_bound,
-                        sigma=event.sigma, n=event.n, dim=event.dim, q=event.sampling_probability)
+                        sigma=event.sigma, n=event.n, dim=event.dim, q=event.sampling_probability,
+                        presence=event.presence)
     rdp.flags.writeable = False  # shared by every accountant that composes this event
     return rdp
 
@@ -421,7 +474,7 @@ class Accountant:
         return _ddg_types()[0](
             sampling_probability=params.sample_rate if sampled else 1.0,
             l2_bound=params.l2_bound, l1_bound=params.l1_bound, sigma=params.sigma_local, n=n,
-            dim=params.padded_dim)
+            dim=params.padded_dim, presence=sampled)
 
     @staticmethod
     def round_event(q: float, z: float) -> Any:

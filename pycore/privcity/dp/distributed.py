@@ -213,7 +213,7 @@ def ddg_rdp(params: DDGParams, orders: Any = None, *, n: int | None = None,
     return ddg_round_rdp(_orders() if orders is None else orders, l2_bound=params.l2_bound,
                          l1_bound=params.l1_bound, sigma=params.sigma_local,
                          n=params.n_min if n is None else n, dim=params.padded_dim,
-                         q=params.sample_rate if sampled else 1.0)
+                         q=params.sample_rate if sampled else 1.0, presence=sampled)
 
 
 def ddg_epsilon(params: DDGParams, *, rounds: int, delta: float, n: int | None = None,
@@ -293,11 +293,13 @@ def ddg_params(*, dim: int, clip: float, epsilon: float, delta: float, sample_ra
         probe = DDGParams(dim=dim, clip=clip, gamma=gamma, sigma_local=1.0, bits=bits,
                           n_min=n_min, sample_rate=q, beta=beta)
         sigma = _smallest_sigma(probe, orders, rounds, delta, epsilon, z)
-        if wrap.fits(gamma, sigma):
+        if wrap.fits(gamma, sigma) and sigma <= _MAX_SIGMA:
             return DDGParams(dim=dim, clip=clip, gamma=gamma, sigma_local=sigma, bits=bits,
                              n_min=n_min, sample_rate=q, beta=beta, n_expected=n_expected,
                              k_stddevs=k, target_epsilon=epsilon, delta=delta, rounds=rounds)
-        gamma *= 1.001
+        # sigma scales as 1/gamma: a coarser grid by the excess (the presence term of the
+        # add-or-remove bound can push sigma past what z alone asked for)
+        gamma *= max(1.001, 1.001 * sigma / _MAX_SIGMA)
     raise ValueError("could not fit the noise in the ring; raise bits")  # pragma: no cover
 
 
@@ -357,9 +359,20 @@ def _smallest_sigma(probe: DDGParams, orders: np.ndarray, rounds: int, delta: fl
     term included) on probe's grid; at least z Delta2 / sqrt(n_min), the tau = 0 value."""
     def meets(sigma: float) -> bool:
         rdp = ddg_round_rdp(orders, l2_bound=probe.l2_bound, l1_bound=probe.l1_bound,
-                            sigma=sigma, n=probe.n_min, dim=probe.padded_dim, q=probe.sample_rate)
+                            sigma=sigma, n=probe.n_min, dim=probe.padded_dim, q=probe.sample_rate,
+                            presence=True)
         return _epsilon(orders, rounds * rdp, delta) <= epsilon
 
+    # A device's own share leaves the sum with it (add-or-remove): that changes the sum's
+    # variance by about 1/n_min in every coordinate whatever the noise, a floor on epsilon.
+    floor = ddg_round_rdp(orders, l2_bound=0.0, l1_bound=0.0, sigma=1e6, n=probe.n_min,
+                          dim=probe.padded_dim, q=probe.sample_rate, presence=True)
+    if _epsilon(orders, rounds * floor, delta) >= epsilon * (1 - 1e-3):
+        raise ValueError(
+            f"epsilon={epsilon!r} is out of reach with n_min={probe.n_min} noise shares in "
+            f"{probe.padded_dim} dimensions over {rounds} rounds: whether a device's own share "
+            "is in the sum shows in its variance, by about 1/n_min per coordinate, however much "
+            "noise there is; raise n_min or epsilon, or shrink the model")
     lo = z * probe.l2_bound / math.sqrt(probe.n_min) * (1 - 1e-6)
     if meets(lo):
         return lo
