@@ -280,3 +280,18 @@ def test_mutated_entries_never_raise_and_each_is_admitted_or_refused_once(report
     for b, total, survivors in admitted:
         assert total.dtype == WORD and np.array_equal(total, expected[b][1])
         assert survivors.tolist() == sorted(expected[b][2])
+
+
+# --- found while writing these tests ---------------------------------------------------------------
+
+def test_a_block_counts_only_from_a_gateway_that_hosts_its_survivors():
+    # Prepare: gateway 1 hosts devices 0 and 9, the ends of block 0, and gateway 2 everything
+    # between (a city may provision devices in any pattern)
+    agg = make_aggregator({1: [0, 9, *range(10, 20)], 2: [*range(1, 9), *range(20, 40)]})
+    _, total, _ = honest(0)
+
+    # Execute: gateway 1 reports a sum of gateway 2's devices 1, 2 and 4
+    admitted, refusals = admit(agg, {1: [(0, total, [1, 2, 4])]})
+
+    # Assert
+    assert admitted == [] and refusals == {"wrong_gateway": 1}

@@ -628,3 +628,39 @@ def test_settings_distributed_dp_cannot_honour_are_refused_naming_the_field(extr
 
 def test_a_dropout_just_below_the_limit_is_accepted_with_secure_aggregation():
     assert load_config(None, secure_aggregation=True, dropout=0.29).dropout == 0.29
+
+
+# --- found while writing these tests ---------------------------------------------------------------
+
+def _city_with_a_lone_device() -> int:
+    """The first seed whose round 1 samples exactly one device of some block (TINY's blocks)."""
+    for seed in range(500):
+        sampled, _ = round_cohort(seed, 0, np.arange(40), sample_rate=0.25, dropout=0.0)
+        if 1 in np.bincount(np.flatnonzero(sampled) * 2 // 40, minlength=2):
+            return seed
+    raise AssertionError("no seed below 500 samples a lone device")
+
+
+def test_a_block_with_a_single_sampled_device_is_lost_and_the_run_goes_on(tmp_path):
+    # Prepare: a block round of one device can hide nothing (its sum is its input)
+    cfg = load_config(None, out=str(tmp_path / "out"), seed=_city_with_a_lone_device(), rounds=1,
+                      **TINY)
+
+    # Execute: must not raise (main: "threshold must be at least 2" from SecAggServer)
+    results = simulate(cfg, progress=False)
+
+    # Assert: in both runs the lone device's update is lost, the other block's counted
+    for run_ in ("fl", "fl_dp"):
+        row = results["rounds"][run_][0]
+        assert row["lost"] == 1 and row["reported"] == row["sampled"] - 1
+
+
+def test_a_dropped_round_spends_no_accounting_time(tiny_city):
+    # Prepare
+    row = tiny_city.results["rounds"]["fl_dp"][tiny_city.dropped]
+
+    # Assert: nothing was recorded in the accountant, so no time was spent on it, and the
+    # aggregation time (measured minus accounting) cannot be negative
+    assert row["dropped"] is True
+    assert row["accounting_seconds"] == 0.0
+    assert row["aggregation_seconds"] >= 0.0
