@@ -219,6 +219,34 @@ def test_an_honest_server_leaves_out_each_unauthentic_advertisement_and_says_why
     assert rnd.server.refusal_counts() == {"authentication": 4}
 
 
+def test_an_honest_server_leaves_out_a_signed_low_order_key_that_would_abort_the_round():
+    # Prepare: a certified device advertises, and signs, a key of low order: every honest member
+    # of its group would fail the key agreement with it and abort
+    xs = inputs(6, seed=4, d=D)
+    ids = sorted(xs)
+    rnd = Round(xs, threshold=3)
+    key, cert = city().identity(ids[0])
+    ads = {c: cl.advertise() for c, cl in rnd.clients.items()}
+    low_order = bytes(32)  # the point 0: X25519 with it gives the all-zero secret
+    unsigned = dataclasses.replace(ads[ids[0]], c_public=low_order, signature=b"",
+                                   certificate=b"")
+    ads[ids[0]] = dataclasses.replace(
+        unsigned, signature=key.sign(_advertisement_message(b"round 1", unsigned)),
+        certificate=cert)
+
+    # Execute
+    roster = rnd.server.collect_advertisements(ads)
+
+    # Assert: refused alone, before any client sees it; the others go on to the exact sum
+    assert sorted(roster) == ids[1:]
+    assert rnd.server.refused == {ids[0]: "malformed"}
+    assert "low order" in rnd.server.refusal_reasons[ids[0]]
+    del rnd.clients[ids[0]]
+    survivors = rnd.server.collect_masked(rnd.mask(rnd.server.route_shares(
+        rnd.share({c: roster[c] for c in roster}))))
+    assert np.array_equal(rnd.server.finish(rnd.unmask(survivors)), plain_sum(xs, ids[1:]))
+
+
 def test_secure_sum_leaves_out_a_revoked_device_and_counts_it():
     # Prepare
     xs = inputs(6, seed=4, d=D)

@@ -176,7 +176,9 @@ mutate_unmasking = st.one_of(
     junk.map(lambda j: lambda r, ctx: j),
     st.just(lambda r, ctx: dataclasses.replace(r, client=_other(ctx, IDS))),
     st.tuples(st.sampled_from(["self_mask_shares", "key_shares"]), junk).map(
-        lambda t: lambda r, ctx: _forced(Unmasking, r, **{t[0]: t[1]})),
+        # (junk equal to the honest table, {} for key_shares when nobody dropped, is no change)
+        lambda t: lambda r, ctx: _forced(Unmasking, r, **{
+            t[0]: t[1] if t[1] != getattr(r, t[0]) else "not a table"})),
     st.binary(max_size=40).filter(lambda b: len(b) != 16).map(
         lambda b: lambda r, ctx: dataclasses.replace(
             r, self_mask_shares={**r.self_mask_shares, _some(r.self_mask_shares): b})),

@@ -540,7 +540,8 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     ``neighbors=k``, k // 2 + 1 (k rounded up to even). drop_before_unmask: clients whose
     masked input arrived and that answer nothing more (no confirmation, no shares).
     on_failure: "raise" (default) raises the SecureAggregationError of a round that cannot
-    complete (too few survivors in some group, survivors cut apart); "report" returns a report
+    complete (too few survivors in some group, survivors cut apart, a secret no subset of its
+    shares rebuilds: a device that shared a bad one); "report" returns a report
     with ``total`` None, ``failure`` the reason and the bytes sent until then. Either way the
     server's refusals are counted in the report; a client refused at its advertisement (an
     invalid or revoked certificate) takes no further part.
@@ -589,7 +590,7 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     try:
         total, survivors = _run_round(server, clients, inputs, drops, up, down)
     except SecureAggregationError as exc:
-        if on_failure == "raise" or exc.kind not in ("too_few", "disconnected"):
+        if on_failure == "raise" or exc.kind not in ("too_few", "disconnected", "inconsistent"):
             raise
         return report(None, [], str(exc))
     return report(total, survivors)

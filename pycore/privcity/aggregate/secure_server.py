@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric import x25519
 
 from ..errors import CertificateError
 from ._secagg import (_KINDS, _SEALED, _SHARE, _SIGNATURE, _SUMS, Advertisement, Unmasking,
@@ -39,6 +40,16 @@ def _entries(messages: Any, name: str) -> list[tuple[Any, Any]]:
         raise TypeError(f"{name} must map client ids to their messages")
     return list(messages.items())
 
+
+
+def _agreeable(public: bytes) -> bool:
+    """Whether an X25519 public key yields a shared secret (not of low order): tried against a
+    throwaway key."""
+    try:
+        x25519.X25519PrivateKey.generate().exchange(x25519.X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        return False
+    return True
 
 class SecAggServer(_Party):
     """The server of a secure-aggregation round: routes the clients' messages and computes the
@@ -145,6 +156,11 @@ class SecAggServer(_Party):
             return None
         if adv.settings != self._settings:
             self._refuse(cid, "inconsistent", f"client {cid} was set up for another round")
+            return None
+        if not (_agreeable(adv.c_public) and _agreeable(adv.s_public)):
+            # A low-order key would make every honest member of its group abort the round.
+            self._refuse(cid, "malformed", f"client {cid} advertised a key no key can be agreed "
+                         "with (low order)")
             return None
         if self.authenticated:
             problem = self._authentication_problem(adv)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import AuthenticationError, EnvelopeError, PrivcityError
 
 __all__ = ["ENROL_REFUSALS", "ENVELOPE_REFUSALS", "REFUSAL_KINDS", "VOTE_REFUSALS",
-           "DeviceRegistry", "OpenedRound", "refusal_kind"]
+           "DeviceRegistry", "OpenedRound", "items_of", "refusal_kind"]
 
 #: Why an enrolment request is refused: it does not parse (device id, key lengths, a key no
 #: key can be agreed with), the device is not hosted by the gateway that asks, or the device is
@@ -66,6 +66,15 @@ class OpenedRound:
     def refused(self) -> int:
         """How many envelopes (and enrolments, if merged in) were refused in all."""
         return sum(self.refusals.values())
+
+
+def items_of(relayed: Any, gateway: int, refusals: Any) -> list[Any]:
+    """What a gateway relayed, as a list; anything that is not a list or tuple (under MPI it
+    comes unpickled from the gateway's rank) counts as one "malformed" refusal and gives []."""
+    if isinstance(relayed, (list, tuple)):
+        return list(relayed)
+    refusals["malformed"] += 1
+    return []
 
 
 def as_device_ids(devices: Any, name: str) -> np.ndarray:
@@ -112,6 +121,11 @@ class DeviceRegistry:
     def hosts(self, gateway: int, device: int) -> bool:
         ids = self._hosted.get(gateway)
         return ids is not None and bool(member(ids, np.array([device], np.int64))[0])
+
+    def hosts_all(self, gateway: int, devices: np.ndarray) -> bool:
+        """Whether ``gateway`` hosts every one of ``devices`` (int64 ids)."""
+        ids = self._hosted.get(gateway)
+        return ids is not None and bool(member(ids, devices).all())
 
     def check(self, gateway: int, device: int, keys: bytes) -> str | None:
         """The refusal kind of enrolling ``device`` with ``keys`` through ``gateway``, "" if it

@@ -31,7 +31,8 @@ from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
 from ..data._hash import mix
 from ..dp import clip_l2_rows
 from ..errors import EnvelopeError, PrivcityError, SecureAggregationError
-from .admission import DeviceRegistry, OpenedRound, as_device_ids, member, refusal_kind
+from .admission import (DeviceRegistry, OpenedRound, as_device_ids, items_of, member,
+                        refusal_kind)
 from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "OpenedRound", "device_uniforms",
@@ -273,6 +274,12 @@ class Gateway:
         per_device_train = (time.process_time() - t0) / local.size
         finite = np.isfinite(updates).all(axis=1)
         report.diverged = int(local.size - finite.sum())
+        if secure is not None and secure.get("ddg") is not None:
+            # Under distributed DP a diverged device still sends a zero update with its noise
+            # share: whether it trained well (its data) must not decide whether its share is in
+            # the sum. (report.diverged is the simulation's diagnostic, seen by no server.)
+            updates[~finite] = 0.0
+            finite[:] = True
         rows, ids = updates[finite], ids[finite]
         # Clipping all rows in one call (the kernel computes each norm once); each device's
         # pipeline time is its share of that plus its own sealing.
@@ -366,19 +373,27 @@ class Gateway:
         # A device takes part only with the certificate the city CA issued it.
         members = [int(d) for d in cohort if int(d) in self._certificates]
         report.secure_refusals["uncertified"] += len(cohort) - len(members)
-        if not members:
+        if len(members) < 2:  # one device's "sum" is its input: nothing can hide it
+            report.secure_lost += sum(1 for d in members if d in sending)
             return
         inputs = {d: sending.get(d, np.zeros(width, dtype)) for d in members}
         silent = [d for d in members if d not in sending]  # dropped after sharing keys
         k = secure["neighbors"] or secure_neighbors(len(members), secure["dropout"])
-        session = b"privcity-sim|" + np.array([self.seed, round_index, block], np.int64).tobytes()
         ddg = secure.get("ddg")
-        result = secure_sum(
-            inputs, neighbors=k, threshold=secure_threshold(secure_group(len(members), k)),
-            dtype=dtype, drop_before_input=silent, session=session, on_failure="report",
-            min_survivors=None if ddg is None else secure["min_survivors"],
-            identities={d: (self._keys[d].signing_key, self._certificates[d]) for d in members},
-            verifier=self._device_verifier(), authenticated=True)
+        session = (b"privcity-sim fl-dp|" if ddg is not None else b"privcity-sim fl|") \
+            + np.array([self.seed, round_index, block], np.int64).tobytes()
+        try:
+            result = secure_sum(
+                inputs, neighbors=k, threshold=secure_threshold(secure_group(len(members), k)),
+                dtype=dtype, drop_before_input=silent, session=session, on_failure="report",
+                min_survivors=None if ddg is None else secure["min_survivors"],
+                identities={d: (self._keys[d].signing_key, self._certificates[d])
+                            for d in members},
+                verifier=self._device_verifier(), authenticated=True)
+        except SecureAggregationError as exc:  # whatever one device did, the run goes on
+            report.secure_refusals[f"round_{exc.kind}"] += 1
+            report.secure_lost += len(members) - len(silent)
+            return
         report.secure_refusals.update(result.refused)
         report.secure_bytes += int(sum(result.bytes_up.values()))
         if result.total is None:  # too few survivors in some group: nothing is revealed
@@ -441,7 +456,7 @@ class Aggregator:
         (DER) of each device certified now, for devices that need theirs (secure
         aggregation signs with it)."""
         refusals: Counter[str] = Counter()
-        for item in enrolments:
+        for item in items_of(enrolments, gateway, refusals):
             kind = self._enrol_one(item, gateway, issued)
             if kind:
                 refusals[kind] += 1
@@ -523,7 +538,7 @@ class Aggregator:
         envelopes: list[Any] = []
         devices: list[int] = []
         for gateway in sorted(relayed):
-            for env in relayed[gateway]:
+            for env in items_of(relayed[gateway], gateway, refusals):
                 try:
                     header = parse_header(env)
                 except EnvelopeError as exc:
@@ -592,7 +607,7 @@ class Aggregator:
         admitted: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         refusals: Counter[str] = Counter()
         for gateway in sorted(relayed):
-            for entry in relayed[gateway]:
+            for entry in items_of(relayed[gateway], gateway, refusals):
                 kind, block = self._block_refusal(entry, gateway, starts, sampled, width, dtype)
                 if kind is None and block in admitted:
                     kind = "duplicate"
@@ -617,10 +632,10 @@ class Aggregator:
             return "malformed", -1
         block = int(block)
         lo, hi = int(starts[block]), int(starts[block + 1])
-        if not (self.registry.hosts(gateway, lo) and self.registry.hosts(gateway, hi - 1)):
-            return "wrong_gateway", block
         if len(np.unique(ids)) != ids.size or ids.min() < lo or ids.max() >= hi:
             return "malformed", block
+        if not self.registry.hosts_all(gateway, np.arange(lo, hi, dtype=np.int64)):
+            return "wrong_gateway", block  # (a block counts only from the host of all of it)
         if not member(sampled, ids.astype(np.int64)).all():
             return "not_sampled", block
         return None, block

@@ -267,12 +267,14 @@ class DistributedDPFedAvg(Strategy):
     Two epsilons, for two kinds of observer:
 
     - against users of the released model (``accountant``): each round is recorded as a
-      Poisson-sampled DDG release with the noise shares of the round's survivors (at least
-      ``ddg.n_min``: the aggregator drops a round with fewer, see :meth:`check_survivors`);
+      Poisson-sampled DDG release (add or remove of a device, its own share with it) with the
+      noise shares the caller vouches for (at least ``ddg.n_min``: the aggregator drops a round
+      with fewer, see :meth:`check_survivors`);
     - against the aggregator and the gateways (:meth:`epsilon_servers`): they see which
       devices took part and the sums of single blocks, so no amplification by sampling and
-      only one block's shares: the DDG bound without sampling, with the fewest survivors any
-      released block sum held, composed over the most rounds any device took part in.
+      only one block's shares: the DDG bound without sampling (the device's update replaced by
+      zeros, its share kept), with the fewest shares any block sum they saw held, composed over
+      the most rounds any device took part in.
 
     Parameters
     ----------

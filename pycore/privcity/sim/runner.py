@@ -402,7 +402,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                 refusals.update(aggregator.enrol(asks, gateway=g, issued=issued))
             msg["certificates"] = issued
             enrol_seconds = time.perf_counter() - t0
-        reports = transport.round(msg)
+        reports = [_checked_report(rep, refusals) for rep in transport.round(msg)]
         t0 = time.perf_counter()
         for g, rep in zip(gateways, reports):
             refusals.update(aggregator.enrol(rep.enrolments, gateway=g))
@@ -456,14 +456,37 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
 
 
+def _checked_report(rep: Any, refusals: Counter[str]) -> GatewayReport:
+    """A gateway's report as the aggregator may use it: under MPI it arrives unpickled from
+    another rank, so a report whose fields are not of their kind is refused whole ("malformed")
+    and counts as an empty one; the contents are checked where they are used."""
+    ok = isinstance(rep, GatewayReport) and all(
+        isinstance(getattr(rep, name), (list, tuple)) for name in
+        ("envelopes", "enrolments", "train_seconds", "privacy_seconds", "secure_blocks")) \
+        and all(isinstance(getattr(rep, name), int) and not isinstance(getattr(rep, name), bool)
+                and getattr(rep, name) >= 0 for name in
+                ("sampled", "diverged", "secure_count", "secure_bytes", "secure_lost")) \
+        and isinstance(rep.secure_refusals, dict) \
+        and all(isinstance(k, str) and isinstance(v, int) for k, v in rep.secure_refusals.items()) \
+        and all(isinstance(x, float) for x in rep.train_seconds + rep.privacy_seconds)
+    if ok:
+        return rep
+    refusals["malformed_report"] += 1
+    return GatewayReport()
+
+
 def _secure_step(aggregator: Aggregator, params: np.ndarray, r: int, secure: dict[str, Any],
                  cohort: np.ndarray, reports: dict[int, GatewayReport],
                  refusals: Counter[str]) -> tuple[np.ndarray, int, bool]:
     """The aggregator's side of a secure round: admit the gateways' block sums (one per block,
-    from its own gateway, survivors sampled), then step the model. Distributed DP: the servers
-    have seen each admitted block sum; the round is released only if its sum holds the noise
-    shares the noise was calibrated for (else dropped: the model stays). Returns (params,
-    devices in the sum, dropped)."""
+    from its own gateway, survivors sampled), then step the model. Returns (params, devices the
+    gateways say are in the sum, dropped).
+
+    Distributed DP trusts no gateway's survivor list: each unmasked block sum holds at least the
+    block's floor of noise shares because its devices refuse to unmask fewer, so the round is
+    charged the floor per admitted block, and released only if that reaches the shares the
+    noise was calibrated for (else dropped: the model stays). The servers' epsilon counts every
+    device the server sampled (its own sampling) as having taken part, with the floor's shares."""
     ddg = secure.get("ddg")
     strategy = aggregator.strategy
     width = ddg.padded_dim if ddg is not None else \
@@ -477,11 +500,13 @@ def _secure_step(aggregator: Aggregator, params: np.ndarray, r: int, secure: dic
     count = sum(len(ids) for _, _, ids in blocks)
     if ddg is None:
         return aggregator.step_secure(params, sums, count, r, secure["scale_bits"]), count, False
-    for _, _, ids in blocks:
-        strategy.servers_saw(ids, len(ids))
-    if not strategy.check_survivors(count):
+    floor = int(secure["min_survivors"])
+    strategy.servers_saw(cohort, floor)
+    charged = len(blocks) * floor
+    if not strategy.check_survivors(charged):
+        strategy.last_accounting_seconds = 0.0
         return params, count, True
-    return aggregator.step_ddg(params, sums, count, r, ddg=ddg,
+    return aggregator.step_ddg(params, sums, charged, r, ddg=ddg,
                                rotation_seed=secure["rotation_seed"]), count, False
 
 
