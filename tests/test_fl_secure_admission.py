@@ -295,3 +295,45 @@ def test_a_block_counts_only_from_a_gateway_that_hosts_its_survivors():
 
     # Assert
     assert admitted == [] and refusals == {"wrong_gateway": 1}
+
+
+@pytest.mark.parametrize("garbage", [None, 5, "blocks", {1: honest(0)}, b"\x00" * 8])
+def test_what_a_gateway_relays_that_is_no_list_counts_once_as_malformed_and_raises_nothing(
+        garbage):
+    # Prepare: under MPI a gateway's report arrives unpickled from its rank, whatever it holds
+    agg = make_aggregator()
+
+    # Execute: the block sums, the envelopes and the enrolment requests of one gateway
+    admitted, refusals = admit(agg, {1: garbage, 2: [honest(2)]})
+    opened = agg.open({1: garbage}, epoch=0, cohort=COHORT)
+    enrolled = agg.enrol(garbage, gateway=1)
+
+    # Assert: the honest gateway's block still counts
+    assert [b for b, _, _ in admitted] == [2] and refusals == {"malformed": 1}
+    assert opened.refusals == {"malformed": 1} and opened.device_ids.size == 0
+    assert enrolled == {"malformed": 1}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("envelopes", None), ("secure_blocks", {}), ("sampled", -1), ("sampled", 2.5),
+    ("secure_refusals", ["x"]), ("train_seconds", ["1"]), ("secure_lost", True)])
+def test_a_gateway_report_whose_fields_are_not_of_their_kind_is_refused_whole(field, value):
+    from collections import Counter
+
+    from privcity.fl import GatewayReport
+    from privcity.sim import runner
+
+    # Prepare
+    report = GatewayReport(sampled=3, secure_blocks=[honest(0)])
+    setattr(report, field, value)
+    refusals: Counter[str] = Counter()
+
+    # Execute
+    checked = runner._checked_report(report, refusals)
+
+    # Assert: an empty report in its place, counted; an honest one passes as it is
+    assert checked == GatewayReport() and refusals == {"malformed_report": 1}
+    honest_report = GatewayReport(sampled=3, secure_blocks=[honest(0)])
+    assert runner._checked_report(honest_report, refusals) is honest_report
+    assert runner._checked_report("not a report", refusals) == GatewayReport()
+    assert refusals == {"malformed_report": 2}
