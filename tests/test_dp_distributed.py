@@ -769,3 +769,31 @@ def test_seed_derivation_is_hkdf_of_the_public_seed():
     # Assert
     assert ddg_rotation_key(SEED) == ref
     assert hashlib.sha256(ref).digest() != hashlib.sha256(SEED).digest()
+
+
+@pytest.mark.parametrize("dim", [60, 10_000, 4_000_000])
+def test_the_chooser_s_grid_adds_at_most_1_in_16384_to_the_squared_sensitivity(dim):
+    from privcity.dp.distributed import grid_scaled_clip
+
+    # Prepare
+    padded = _core.ddg_padded_dim(dim)
+    c = grid_scaled_clip(padded)
+
+    # Execute: the paper's bound on the rounded squared norm, beta -> 1 (no tail term)
+    inflation = (c * c + padded / 4.0) / (c * c)
+
+    # Assert: no finer than needed (the noise integers stay small for the sampler), and the
+    # rounding's share of the sensitivity negligible
+    assert 2.0 ** 16 <= c <= 2.0 ** 24
+    assert inflation - 1 <= 1 / 16384 + 1e-12
+
+
+def test_the_chooser_takes_the_coarse_grid_when_the_ring_has_room():
+    # Prepare / Execute: 32 bits, a small model: the ring would allow C/gamma = 2^24
+    params = ddg_params(dim=60, clip=1.0, epsilon=4.0, delta=DELTA, sample_rate=0.1, rounds=40,
+                        n_min=72, n_expected=148, bits=32)
+
+    # Assert: C/gamma = 2^16 and a noise of about 1e4 integer units, not 2^20
+    assert params.clip / params.gamma == pytest.approx(2.0 ** 16, rel=1e-6)
+    assert 1e3 < params.sigma_local < 1e5
+    assert ddg_epsilon(params, rounds=40, delta=DELTA) <= 4.0

@@ -66,6 +66,13 @@ _MAX_SCALED_CLIP = 2.0 ** 24
 _MAX_SIGMA = 2.0 ** 20
 
 
+def grid_scaled_clip(padded_dim: int) -> float:
+    """The finest grid the chooser takes, as C / gamma: max(2^16, 64 sqrt(d')), at most 2^24.
+    Stochastic rounding adds about d'/4 to the squared norm (C/gamma)^2: at most 1/16384 of it
+    here, so a finer grid buys nothing but larger integers."""
+    return min(_MAX_SCALED_CLIP, max(2.0 ** 16, 64.0 * math.sqrt(padded_dim)))
+
+
 def rounded_l2_bound_sq(scaled_clip: float, padded_dim: int, beta: float) -> int:
     """floor(Delta2^2), the paper's bound on the squared norm after conditional randomized
     rounding of a vector of norm ``scaled_clip`` (integer units) in ``padded_dim`` dimensions:
@@ -257,8 +264,10 @@ def ddg_params(*, dim: int, clip: float, epsilon: float, delta: float, sample_ra
     sigma_local is the smallest (to 1e-7) that meets epsilon with n_min shares; gamma the
     smallest (finest grid) for which ``k_stddevs`` standard deviations of the sum of
     ``n_expected`` devices fit in Z_{2^bits}: 2 k sqrt(C^2 n^2 / (d' gamma^2) + n (1/4 +
-    sigma^2)) <= 2^bits (aligned updates, the sum's norm n C). Never finer than C/gamma = 2^24
-    or sigma_local = 2^20 (see the module's constants).
+    sigma^2)) <= 2^bits (aligned updates, the sum's norm n C), but no finer than
+    C/gamma = max(2^16, 64 sqrt(d')) (:func:`grid_scaled_clip`: rounding then adds at most
+    1/16384 to the squared sensitivity, and a finer grid only draws larger noise integers,
+    which the exact sampler draws more slowly), nor than sigma_local = 2^20.
 
     Raises
     ------
@@ -346,7 +355,7 @@ def _finest_grid(wrap: _Wrap, z: float, n_min: int, beta: float) -> float:
             f"{wrap.n} devices (sigma_local >= {sigma(coarsest):.4g} integer units even on the "
             f"coarsest grid) do not fit in 2**{wrap.bits}; raise bits, lower n_expected or "
             "k_stddevs, or loosen epsilon")
-    finest = max(wrap.clip / _MAX_SCALED_CLIP,
+    finest = max(wrap.clip / grid_scaled_clip(wrap.padded),
                  _bisect(lambda g: sigma(g) <= _MAX_SIGMA, wrap.clip * 1e-12, coarsest, 1e-9))
     if wrap.fits(finest, sigma(finest)):
         return finest

@@ -64,10 +64,11 @@ def secure_neighbors(cohort: int, dropout: float) -> int:
 
 
 def secure_threshold(group: int) -> int:
-    """The simulator's SecAgg threshold for a group of this size: about two thirds
-    (aggregate.collusion_threshold), so that a gateway colluding with fewer than a third of a
-    group's devices cannot make two survivor lists pass the consistency step (a majority would
-    let one colluding device do it)."""
+    """The simulator's SecAgg threshold for a group of g: about two thirds
+    (aggregate.collusion_threshold), so that two survivor lists cannot both pass the consistency
+    step unless 2t - g devices collude with the gateway (a majority lets one colluder do it).
+    The gateway chooses the roster and can steer colluders into one group, so count them over
+    the whole block: it tolerates 2t - g - 1 of them (6 with groups of 17)."""
     from ..aggregate import collusion_threshold
     return collusion_threshold(group)
 

@@ -885,16 +885,20 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> di
     if "ddg" in strategy:
         servers = rounds[-1].get("epsilon_servers") if rounds else None
         out.update(mechanism="distributed", epsilon_servers=servers, ddg=strategy["ddg"])
+        assumes = ("the devices whose noise is counted are honest, and the city CA and the "
+                   "devices' enrolment are out of the servers' hands (in this simulation the "
+                   "aggregator holds the CA and the gateways relay enrolment)")
         out["guarantees"] = [
-            {"epsilon": eps, "holds_against": USERS, "sampling": "amplified (they do not see "
-             "who took part)"},
-            {"epsilon": servers, "holds_against": SERVERS, "sampling": "not amplified (they see "
-             "who took part and each block's noisy sum)"}]
+            {"epsilon": eps, "holds_against": USERS, "relation": "add or remove a device",
+             "sampling": "amplified (they do not see who took part)", "assumes": assumes},
+            {"epsilon": servers, "holds_against": SERVERS,
+             "relation": "a device's update replaced by zeros (they see who took part)",
+             "sampling": "not amplified", "assumes": assumes,
+             "budget": "none of its own (the run's budget is on the users' epsilon)"}]
         out["trust"] = (f"distributed DP: every device adds its own noise before secure "
                         f"aggregation; epsilon {_eps(eps)} against {USERS}, {_eps(servers)} "
-                        "against the aggregator and the gateways (they see only noisy sums, "
-                        "and who took part); assumes the devices whose noise is counted are "
-                        "honest")
+                        "against the aggregator and the gateways for what a device sent (they "
+                        "see noisy sums, and who took part); assumes " + assumes)
     else:
         out.update(mechanism="central")
         out["guarantees"] = [{"epsilon": eps, "holds_against": USERS,
