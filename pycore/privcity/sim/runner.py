@@ -367,6 +367,8 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     rounds: list[dict[str, Any]] = []
     stopped = None
     bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
+    distributed = isinstance(strategy, DistributedDPFedAvg)
+    floor = _ddg_shares(cfg, population)[0] if distributed else None  # each block's noise floor
     for r in range(cfg.rounds):
         try:
             strategy.check_budget()
@@ -381,9 +383,9 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                       "neighbors": cfg.secagg_neighbors, "dropout": cfg.dropout,
                       "scale_bits": secure_scale_bits(clip, aggregator.n_params),
                       "limit": secure_value_limit(population)}
-            if isinstance(strategy, DistributedDPFedAvg):
+            if distributed:
                 secure.update(ddg=strategy.ddg, rotation_seed=_rotation_seed(cfg, r),
-                              min_survivors=_ddg_shares(cfg, population)[0])
+                              min_survivors=floor)
         msg = {"params": params, "round": r, "sample_rate": cfg.sample_rate,
                "dropout": cfg.dropout, "clip": clip,
                "adaptive_bit": aggregator.adaptive_bit, "epoch": 2 * r + (1 if dp else 0),
@@ -428,7 +430,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
         scores = model.evaluate(params, test.X, test.y)
         eps = strategy.accountant.epsilon() if dp else None
         extra = {}
-        if isinstance(strategy, DistributedDPFedAvg):
+        if distributed:
             extra = {"epsilon_servers": strategy.epsilon_servers(), "dropped": dropped}
         rounds.append({
             "round": r + 1,
