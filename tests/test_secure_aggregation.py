@@ -656,3 +656,43 @@ def test_dropouts_must_name_clients_of_the_round():
     inputs = {d: np.arange(4) for d in range(4)}
     with pytest.raises(ValueError, match="drop_before_input names clients that have no input"):
         secure_sum(inputs, drop_before_input=[999])
+
+
+def test_masks_made_ahead_give_the_same_masked_input_and_sum():
+    # Prepare: two rounds of the same clients' keys cannot be had (fresh keys per client), so
+    # compare the sum: with every client making its masks before its input exists
+    xs = inputs(6, seed=11, d=D)
+    rnd = Round(xs, threshold=4)
+    routed = rnd.server.route_shares(rnd.share(rnd.advertise()))
+
+    # Execute
+    for c, client in rnd.clients.items():
+        client.prepare_mask(routed[c])
+    masked = {c: client.masked_input(xs[c]) for c, client in rnd.clients.items()}
+    survivors = rnd.server.collect_masked(masked)
+    total = rnd.server.finish(rnd.unmask(survivors))
+
+    # Assert: the exact sum; the masked vectors hide the inputs as before
+    assert np.array_equal(total, plain_sum(xs, sorted(xs)))
+    assert not any(np.array_equal(masked[c], xs[c]) for c in xs)
+
+
+def test_prepare_mask_is_refused_out_of_order_and_with_ciphertexts_given_twice():
+    # Prepare
+    xs = inputs(5, seed=12, d=D)
+    rnd = Round(xs, threshold=3)
+    ads = rnd.advertise()
+    c = sorted(xs)[0]
+
+    # Execute / Assert: before share_keys
+    with pytest.raises(privcity.SecureAggregationError, match="prepare_mask"):
+        rnd.clients[c].prepare_mask({})
+    routed = rnd.server.route_shares(rnd.share(ads))
+    client = rnd.clients[c]
+    client.prepare_mask(routed[c])
+    with pytest.raises(privcity.SecureAggregationError, match="once"):
+        client.prepare_mask(routed[c])
+    with pytest.raises(TypeError, match="pass no ciphertexts"):
+        client.masked_input(xs[c], routed[c])
+    with pytest.raises(privcity.SecureAggregationError, match="refused this round"):
+        client.masked_input(xs[c])  # the refusal above ended its round

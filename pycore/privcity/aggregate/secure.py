@@ -152,6 +152,7 @@ class SecAggClient(_Party):
         self._verifier = verifier
         self._steps = ("advertise", "share_keys", "masked_input") + \
             (("confirm", "unmask") if self.authenticated else ("unmask",))
+        self._prepared: np.ndarray | None = None  # the masks, made ahead by prepare_mask
         # Secrets, each dropped once no later step needs it.
         self._c: x25519.X25519PrivateKey | None = x25519.X25519PrivateKey.generate()
         self._s_seed = os.urandom(_SHARE)
@@ -212,6 +213,7 @@ class SecAggClient(_Party):
             self._c = self._s = None
             self._s_seed = self._b_seed = b""
             self._shares_held = {}
+            self._prepared = None
             self._step = -1
             raise
 
@@ -289,18 +291,39 @@ class SecAggClient(_Party):
             out[cid] = aead.encrypt(bytes(12), body, ad)  # one message per key: nonce 0
         return out
 
-    def masked_input(self, x: Any, ciphertexts: Mapping[int, bytes]) -> np.ndarray:
+    def masked_input(self, x: Any, ciphertexts: Mapping[int, bytes] | None = None) -> np.ndarray:
         """Step 2: the masked vector of this client's input x (integers of length dim; taken
         mod 2**bits), given the shares the server routed to it: {sender id: ciphertext}, from
-        every client that completed step 1 (U2)."""
+        every client that completed step 1 (U2). With the masks made ahead by
+        :meth:`prepare_mask`, pass no ciphertexts: the input is only added to them."""
         self._advance("masked_input")
         with self._or_abort():
             vec = _vector(x, self.dim, self.dtype, f"client {self.client}'s input")
-            if not isinstance(ciphertexts, Mapping):
-                raise TypeError("ciphertexts must map sender ids to bytes")
-            for sender, ct in sorted(ciphertexts.items()):
-                self._open_shares(_client_id(sender, "sender id"), ct)
+            if self._prepared is not None:
+                if ciphertexts is not None:
+                    raise TypeError("the masks are made (prepare_mask): pass no ciphertexts")
+                out, self._prepared = vec + self._prepared, None  # wraps mod 2**bits
+                return out
+            self._open_all(ciphertexts)
             return self._mask(vec)
+
+    def prepare_mask(self, ciphertexts: Mapping[int, bytes]) -> None:
+        """Step 2, first half: open the routed shares and make the masks now, before the input
+        exists (they do not depend on it), so that :meth:`masked_input` only adds the input:
+        a device can do this while it trains. Refusals are those of masked_input."""
+        if self._step < 0 or self._step >= len(self._steps) \
+                or self._steps[self._step] != "masked_input" or self._prepared is not None:
+            raise _fail(f"client {self.client}: prepare_mask() belongs just before "
+                        "masked_input(), once", "protocol")
+        with self._or_abort():
+            self._open_all(ciphertexts)
+            self._prepared = self._mask(np.zeros(self.dim, self.dtype))
+
+    def _open_all(self, ciphertexts: Any) -> None:
+        if not isinstance(ciphertexts, Mapping):
+            raise TypeError("ciphertexts must map sender ids to bytes")
+        for sender, ct in sorted(ciphertexts.items()):
+            self._open_shares(_client_id(sender, "sender id"), ct)
 
     def _open_shares(self, sender: int, ct: Any) -> None:
         assert self._roster is not None and self._c is not None
