@@ -81,6 +81,28 @@ def report_line():
     return _LINES.append
 
 
+def device_identities(n: int) -> SimpleNamespace:
+    """A city CA (valid since yesterday), its CRL and an identity for each of devices 0..n-1:
+    (Ed25519 signing key, certificate DER naming dev-<id>), as secure aggregation takes them."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+
+    from privcity.crypto.pki import CertificateAuthority, IdentityKeys
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca = CertificateAuthority.create("bench-ca", not_before=now - dt.timedelta(days=1))
+    identities = {}
+    for c in range(n):
+        keys = IdentityKeys.generate()
+        cert = ca.issue(f"dev-{c}", "device", identity_key=keys.identity_public_key,
+                        agreement_key=keys.agreement_public_key,
+                        not_before=now - dt.timedelta(hours=1))
+        identities[c] = (keys.signing_key, cert.public_bytes(serialization.Encoding.DER))
+    crl = ca.publish_crl(at=now - dt.timedelta(hours=1))
+    return SimpleNamespace(identities=identities, ca=ca, crl=crl)
+
+
 def pytest_terminal_summary(terminalreporter):
     if _LINES:
         terminalreporter.section("privcity: other results")

@@ -21,17 +21,16 @@ Run: python -m pytest bench/test_secure.py --benchmark-only -p no:cacheprovider
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privcity import _core
 from privcity.aggregate import DeviceVerifier, SecAggClient, SecAggServer, modular_sum, secure_sum
-from privcity.crypto.pki import CertificateAuthority, IdentityKeys
+
+from conftest import device_identities
 
 D_MASK, SEEDS = 1_000_000, 20
 N_ROUND, D_ROUND, NEIGHBORS, THRESHOLD = 100, 100_000, 16, 9
@@ -191,17 +190,8 @@ def test_round(benchmark, record, round_inputs):
 def city() -> dict:
     """A city CA, its CRL and an identity (Ed25519 key, certificate naming dev-<id>) for each of
     the round's devices."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca = CertificateAuthority.create("bench-ca", not_before=now - dt.timedelta(days=1))
-    identities = {}
-    for c in range(N_ROUND):
-        keys = IdentityKeys.generate()
-        cert = ca.issue(f"dev-{c}", "device", identity_key=keys.identity_public_key,
-                        agreement_key=keys.agreement_public_key,
-                        not_before=now - dt.timedelta(hours=1))
-        identities[c] = (keys.signing_key, cert.public_bytes(serialization.Encoding.DER))
-    crl = ca.publish_crl(at=now - dt.timedelta(hours=1))
-    return dict(identities=identities, trust_anchor=ca.certificate, crl=crl)
+    pki = device_identities(N_ROUND)
+    return dict(identities=pki.identities, trust_anchor=pki.ca.certificate, crl=pki.crl)
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["verifier per device", "shared verifier"])

@@ -42,7 +42,6 @@ times the grid the chooser takes for the simulator's models, see _city_params).
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import os
 import statistics
@@ -52,11 +51,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from privcity import _core
 from privcity.aggregate import SecAggClient, SecAggServer, SecureSumReport, secure_sum
-from privcity.crypto.pki import CertificateAuthority, IdentityKeys
 from privcity.dp import DDGParams, ddg_decode, ddg_encode, ddg_params
 from privcity.dp.distributed import grid_scaled_clip
 from privcity.fl import Gateway, GatewayReport
@@ -65,6 +62,8 @@ from privcity.fl.rounds import (SECURE_SCALE_BITS, secure_group, secure_neighbor
 from privcity.noise import SecureRNG
 from privcity.sim.config import SimConfig
 from privcity.sim.runner import DDG_BITS, _ddg_shares
+
+from conftest import device_identities
 
 CITY = SimConfig(devices=1000, sample_rate=0.1, dropout=0.1, secure_aggregation=True)
 COHORT, DIM, DROPPED = 100, 100_000, 10
@@ -122,20 +121,11 @@ def _city_params(dim: int) -> DDGParams:
 def city() -> dict:
     """A city CA, its CRL, each device's identity (Ed25519 key, certificate DER naming dev-<id>)
     and a gateway holding the CA's trust settings (its fixed point and its device verifier)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca = CertificateAuthority.create("bench-ca", not_before=now - dt.timedelta(days=1))
-    identities = {}
-    for c in range(COHORT):
-        keys = IdentityKeys.generate()
-        cert = ca.issue(f"dev-{c}", "device", identity_key=keys.identity_public_key,
-                        agreement_key=keys.agreement_public_key,
-                        not_before=now - dt.timedelta(hours=1))
-        identities[c] = (keys.signing_key, cert.public_bytes(serialization.Encoding.DER))
-    crl = ca.publish_crl(at=now - dt.timedelta(hours=1))
+    pki = device_identities(COHORT)
     gateway = Gateway(model=None, data=None, devices=np.arange(COHORT), seed=0,
                       aggregator_certificate=None, epochs=1, batch_size=1, lr=1.0,
-                      trust_anchor=ca.certificate, crl=crl)
-    return dict(identities=identities, gateway=gateway)
+                      trust_anchor=pki.ca.certificate, crl=pki.crl)
+    return dict(identities=pki.identities, gateway=gateway)
 
 
 @pytest.fixture(scope="module")
