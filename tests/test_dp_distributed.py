@@ -797,3 +797,16 @@ def test_the_chooser_takes_the_coarse_grid_when_the_ring_has_room():
     assert params.clip / params.gamma == pytest.approx(2.0 ** 16, rel=1e-6)
     assert 1e3 < params.sigma_local < 1e5
     assert ddg_epsilon(params, rounds=40, delta=DELTA) <= 4.0
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(n=0), ValueError, "n must be >= 1"), (dict(n=50.5), TypeError, "n must be an int"),
+    (dict(sampled="no"), TypeError, "sampled must be True or False"),
+])
+def test_ddg_epsilon_refuses_shares_and_flags_that_are_not_what_they_claim(kw, error, match):
+    # ("no" once passed as true: the amplified, smaller epsilon, against the servers)
+    params = small_params(n_min=200)
+    with pytest.raises(error, match=match):
+        ddg_epsilon(params, rounds=10, delta=DELTA, **kw)
+    with pytest.raises(TypeError, match="DDGParams"):
+        ddg_epsilon(None, rounds=10, delta=DELTA)

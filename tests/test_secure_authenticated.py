@@ -523,3 +523,15 @@ def test_a_verifier_refuses_junk_certificates_and_signatures():
     assert verifier.verify(cert, key.sign(b"message"), b"message")
     with pytest.raises(TypeError):
         DeviceVerifier(trust_anchor=b"not a certificate", crl=city().crl)
+
+
+def test_a_round_left_without_valid_advertisements_says_why():
+    # Prepare: every certificate from a CA the devices' verifiers do not trust
+    xs = inputs(5, seed=5, d=D)
+    rogue = {c: _other_ca_identity(c) for c in xs}
+
+    # Execute / Assert: not only "0 clients advertised valid keys", but why
+    with pytest.raises(privcity.SecureAggregationError,
+                       match=r"0 clients advertised valid keys.*5 refused \(authentication\).*"
+                             r"wrong_issuer"):
+        secure_sum(xs, identities=rogue, trust_anchor=city().ca.certificate, crl=city().crl)

@@ -634,7 +634,9 @@ def test_settings_distributed_dp_cannot_honour_are_refused_naming_the_field(extr
 
 
 def test_a_dropout_just_below_the_limit_is_accepted_with_secure_aggregation():
-    assert load_config(None, secure_aggregation=True, dropout=0.29).dropout == 0.29
+    # (cohorts of 128, 64 neighbours at most: a block round fails under half the time)
+    cfg = load_config(None, secure_aggregation=True, dropout=0.19)
+    assert cfg.dropout == 0.19 and 1e-3 < cfg.secure_failure_chance()[1] < 0.5
 
 
 # --- found while writing these tests ---------------------------------------------------------------
@@ -671,3 +673,59 @@ def test_a_dropped_round_spends_no_accounting_time(tiny_city):
     assert row["dropped"] is True
     assert row["accounting_seconds"] == 0.0
     assert row["aggregation_seconds"] >= 0.0
+
+
+# --- what a user is told ---------------------------------------------------------------------------
+
+def test_the_noise_floor_counts_only_devices_that_hold_records():
+    # Prepare: 2,000 devices in two blocks; half of the second block's devices hold no rows (a
+    # CSV cut into more devices than rows): they are sampled, but never report
+    cfg = load_config(None, devices=2000, sample_rate=0.1, secure_aggregation=True)
+    holders = np.ones(2000, bool)
+    holders[1000:1500] = False
+
+    # Execute
+    full = runner._ddg_shares(cfg, 2000)
+    thin = runner._ddg_shares(cfg, 2000, holders)
+
+    # Assert: the floor is set by the block with the fewest devices that can report
+    assert secagg_blocks(cfg, 2000) == 2
+    assert thin[0] < full[0] and thin[1] == 2 * thin[0]
+    p = cfg.sample_rate
+    assert runner._binomial_cdf(thin[0] - 1, 500, p) <= runner.DDG_FLOOR_FAILURE
+    assert runner._binomial_cdf(thin[0], 500, p) > runner.DDG_FLOOR_FAILURE
+
+
+def test_an_epsilon_no_noise_reaches_is_refused_in_terms_of_the_flags(tmp_path):
+    # Prepare: 50 devices at q = 0.1: a round is sure of 2 noise shares
+    cfg = load_config(None, devices=50, rounds=3, secure_aggregation=True, risk_people=0,
+                      out=str(tmp_path / "out"))
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match=r"cannot reach --epsilon 4.*sure of only 2 devices.*"
+                                         r"raise --devices or --sample-rate"):
+        simulate(cfg, progress=False)
+
+
+def test_a_dropout_that_fails_block_rounds_is_warned_of_and_one_that_fails_most_is_refused(
+        tmp_path):
+    # Prepare / Execute: 300 devices (one block of about 30) at dropout 0.2
+    cfg = load_config(None, devices=300, rounds=1, secure_aggregation=True, dropout=0.2,
+                      risk_people=0, out=str(tmp_path / "out"))
+    results = simulate(cfg, progress=False)
+
+    # Assert: the chance is in metrics.json and the table warns that seeded runs can differ
+    lay = results["secure_aggregation"]
+    assert lay["blocks"] == 1 and lay["sampled_per_block"] == pytest.approx(30)
+    assert 1e-3 < lay["failure_chance_per_block_round"] < 0.5
+    assert "runs with the same --seed can differ" in summary_table(results)
+    with pytest.raises(ValueError, match="'dropout'.*would fail"):
+        load_config(None, devices=300, secure_aggregation=True, dropout=0.4)
+
+
+def test_a_round_whose_block_rounds_rarely_fail_gives_no_warning():
+    # Prepare / Execute: the default cohort at no dropout
+    cfg = load_config(None, secure_aggregation=True)
+
+    # Assert
+    assert cfg.secure_failure_chance()[1] < 1e-6

@@ -208,9 +208,11 @@ def test_neighbours_are_chosen_from_the_binomial_tail():
 
 
 def test_a_dropout_the_collusion_threshold_cannot_survive_is_refused_with_secure_aggregation():
+    # (each group needs about two thirds of its devices: with groups of at most 65, a block
+    # round of 128 fails most of the time from a dropout of about 0.2)
     with pytest.raises(ValueError, match="'dropout'.*two thirds"):
-        load_config(None, secure_aggregation=True, dropout=0.3)
-    load_config(None, secure_aggregation=True, dropout=0.29)
+        load_config(None, secure_aggregation=True, dropout=0.2)
+    load_config(None, secure_aggregation=True, dropout=0.19)
 
 
 @pytest.mark.parametrize("group, threshold", [(3, 2), (9, 6), (10, 7), (17, 12), (65, 44)])

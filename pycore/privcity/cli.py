@@ -45,7 +45,9 @@ _FLAG_HELP = {
     "alpha": "Dirichlet concentration for --partition dirichlet (small: skewed)",
     "rounds": "federated rounds",
     "sample_rate": "q: probability that a device takes part in a round (Poisson sampling)",
-    "dropout": "probability that a sampled device does not report",
+    "dropout": "probability that a sampled device does not report (with --secure-aggregation "
+               "each group needs about two thirds of its devices: the run warns when block "
+               "rounds would fail more than 1 in 1,000 times, and refuses where most would)",
     "local_epochs": "local SGD epochs per round on each device",
     "batch_size": "local SGD batch size",
     "lr": "local SGD learning rate; 0: by model (0.5 softmax, 0.3 classifying MLP, 0.05 "

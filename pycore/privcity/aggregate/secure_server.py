@@ -131,12 +131,21 @@ class SecAggServer(_Party):
         self._drop_shared_keys(candidates)
         roster = dict(sorted(candidates.items()))
         if len(roster) < self.threshold:
+            why = "".join(f"; {n} refused ({k}), e.g. {self.refusal_reasons[c]}"
+                          for k, n, c in self._examples())
             raise _fail(f"{len(roster)} clients advertised valid keys; the threshold is "
-                        f"{self.threshold}", "too_few")
+                        f"{self.threshold}{why}", "too_few")
         self._groups = _groups(roster, self.neighbors, self.threshold, self.session)
         self._roster_digest = _roster_digest(self.session, roster)
         self.roster = roster
         return dict(roster)
+
+    def _examples(self) -> list[tuple[str, int, int]]:
+        """(kind, count, one client refused so) for each kind refused so far."""
+        first: dict[str, int] = {}
+        for c, kind in self.refused.items():
+            first.setdefault(kind, c)
+        return [(k, n, first[k]) for k, n in sorted(self.refusal_counts().items()) if k in first]
 
     def _admit_advertisement(self, key: Any, adv: Any) -> int | None:
         """The client id of a valid advertisement, or None once its refusal is recorded."""

@@ -217,9 +217,13 @@ def ddg_rdp(params: DDGParams, orders: Any = None, *, n: int | None = None,
             sampled: bool = True) -> np.ndarray:
     """RDP of one round at ``orders`` (dp-accounting's default orders if None) with ``n`` noise
     shares (n_min by default); ``sampled=False`` counts no amplification by sampling."""
+    params = _check_params(params)
+    n = params.n_min if n is None else _checks.count(n, "n", minimum=1)
+    if not isinstance(sampled, bool):
+        raise TypeError(f"sampled must be True or False, not {sampled!r}")
     return ddg_round_rdp(_orders() if orders is None else orders, l2_bound=params.l2_bound,
                          l1_bound=params.l1_bound, sigma=params.sigma_local,
-                         n=params.n_min if n is None else n, dim=params.padded_dim,
+                         n=n, dim=params.padded_dim,
                          q=params.sample_rate if sampled else 1.0, presence=sampled)
 
 

@@ -73,6 +73,18 @@ def secure_threshold(group: int) -> int:
     return collusion_threshold(group)
 
 
+def secure_failure_chance(cohort: int, dropout: float, neighbors: int = 0) -> float:
+    """The chance that a block round of ``cohort`` devices fails when each drops out with
+    probability ``dropout`` after sharing keys: some group keeps fewer survivors than its
+    threshold (:func:`secure_threshold`), union-bounded over the groups. ``neighbors`` 0: as
+    the simulator picks them (:func:`secure_neighbors`)."""
+    k = neighbors or secure_neighbors(cohort, dropout)
+    g = secure_group(cohort, k)
+    t, keep = secure_threshold(g), 1.0 - dropout
+    below = sum(math.comb(g, i) * keep**i * dropout**(g - i) for i in range(t))
+    return min(1.0, (cohort if g < cohort else 1) * below)
+
+
 def secure_group(members: int, neighbors: int) -> int:
     """Size of each device's group in a block round of `members` devices: k + 1 (k rounded up
     to even), or everyone when that is no smaller."""

@@ -286,10 +286,13 @@ class DistributedDPFedAvg(Strategy):
         N, the number of devices.
     accountant : Accountant
         Records each round (against model users) and enforces the budget.
+    block_floor : int, optional
+        The fewest noise shares a sum the servers unmask may hold (under secure aggregation in
+        blocks, each block's devices refuse fewer); default ddg.n_min.
     """
 
     def __init__(self, *, inner: FedAvg, ddg: DDGParams, population: int,
-                 accountant: Accountant) -> None:
+                 accountant: Accountant, block_floor: int | None = None) -> None:
         if not isinstance(inner, FedAvg) or inner.aggregator != "mean":
             raise ValueError("inner must be a FedAvg with aggregator='mean' (the DP analysis is "
                              "for the clipped sum)")
@@ -300,6 +303,8 @@ class DistributedDPFedAvg(Strategy):
         if not isinstance(accountant, Accountant):
             raise TypeError("accountant must be a privcity.dp.Accountant")
         self.inner, self.ddg, self.population, self.accountant = inner, ddg, population, accountant
+        self.block_floor = ddg.n_min if block_floor is None else _checks.count(
+            block_floor, "block_floor", minimum=1)
         self.sample_rate = ddg.sample_rate
         self.noise_multiplier = ddg.noise_multiplier()
         self.last_accounting_seconds = 0.0
@@ -364,4 +369,7 @@ class DistributedDPFedAvg(Strategy):
         return {"strategy": "DistributedDPFedAvg", "server_lr": self.inner.server_lr,
                 "clip": self.ddg.clip, "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate, "population": self.population,
-                "adaptive_clipping": False, "ddg": self.ddg.describe()}
+                "adaptive_clipping": False, "ddg": self.ddg.describe(),
+                "block_floor": self.block_floor,
+                "servers_most_rounds_taken_part": int(self._taken.max()) if self._taken.size
+                else 0, "servers_fewest_shares": self._fewest}

@@ -16,6 +16,11 @@ AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
 PARTITIONS = ("district", "dirichlet")
 
 
+#: How often a secure-aggregation block round may be expected to fail before the run is
+#: refused (most rounds would fail); above SECURE_FAILURE_WARN the run says so when it starts.
+SECURE_FAILURE_LIMIT, SECURE_FAILURE_WARN = 0.5, 1e-3
+
+
 @dataclass
 class SimConfig:
     """Every setting of ``privcity simulate`` (the flag is the name with dashes)."""
@@ -58,6 +63,28 @@ class SimConfig:
     data: str = ""                     # CSV file (task csv)
     target: str = ""                   # CSV target column
     device_column: str = ""            # CSV column naming the device of each row
+
+    def secure_failure_chance(self) -> tuple[int, float]:
+        """(expected devices of a block round, the chance such a round fails at this dropout:
+        fl.rounds.secure_failure_chance)."""
+        from ..fl.rounds import secure_failure_chance
+        cohort = self.secagg_cohort if self.task == "csv" else \
+            max(2, min(self.secagg_cohort, round(self.devices * self.sample_rate)))
+        return cohort, secure_failure_chance(cohort, self.dropout, self.secagg_neighbors)
+
+    def _check_secure_dropout(self, bad: Any) -> None:
+        """Refuse a dropout at which most block rounds of secure aggregation would fail."""
+        from ..fl.rounds import SECURE_MAX_NEIGHBORS
+        if not 0 <= self.dropout < 1:
+            return  # refused above
+        cohort, chance = self.secure_failure_chance()
+        if chance >= SECURE_FAILURE_LIMIT:
+            k = self.secagg_neighbors or SECURE_MAX_NEIGHBORS
+            raise bad("dropout", f"with secure aggregation a block round of {cohort} devices "
+                                 f"would fail {chance:.1%} of the time at this dropout (each "
+                                 "group needs about two thirds of its devices to survive, the "
+                                 f"threshold that tolerates colluders; {k} neighbours at "
+                                 "most): lower --dropout, or raise --secagg-neighbors")
 
     def validate(self) -> SimConfig:
         """Raise ValueError naming the first bad field; returns self."""
@@ -146,10 +173,8 @@ class SimConfig:
             raise bad("noise_multiplier", "sets the aggregator's noise of central DP; under "
                                           "secure aggregation the devices' noise is calibrated "
                                           "from epsilon")
-        if self.secure_aggregation and self.dropout >= 0.3:
-            raise bad("dropout", "secure aggregation needs about two thirds of each group to "
-                                 "survive (the threshold that tolerates colluding devices): "
-                                 "from a dropout of 0.3 most rounds fail")
+        if self.secure_aggregation:
+            self._check_secure_dropout(bad)
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")

@@ -47,7 +47,7 @@ from ..errors import PrivacyBudgetExceeded
 from ..fl import Aggregator, DistributedDPFedAvg, DPFedAvg, FedAvg, Gateway, GatewayReport
 from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
-from .config import SimConfig
+from .config import SECURE_FAILURE_WARN, SimConfig
 
 __all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
 
@@ -314,14 +314,15 @@ class _Progress:
         self.label, self.total, self.enabled = label, total, enabled
         self.tty = enabled and sys.stderr.isatty()
 
-    def update(self, done: int, metric: str, value: float, epsilon: float | None) -> None:
+    def update(self, done: int, metric: str, value: float, epsilon: float | None,
+               note: str = "") -> None:
         if not self.enabled:
             return
         width = 20
         fill = int(width * done / self.total)
         eps = f"  eps {epsilon:.3f}" if epsilon is not None else ""
         line = (f"[{self.label:<6}] round {done:>3}/{self.total} |{'#' * fill}{' ' * (width - fill)}|"
-                f"  {metric} {value:.4f}{eps}")
+                f"  {metric} {value:.4f}{eps}" + (f"  ({note})" if note else ""))
         sys.stderr.write(("\r" + line) if self.tty else line + "\n")
         if self.tty and done == self.total:
             sys.stderr.write("\n")
@@ -368,7 +369,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     stopped = None
     bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
     distributed = isinstance(strategy, DistributedDPFedAvg)
-    floor = _ddg_shares(cfg, population)[0] if distributed else None  # each block's noise floor
+    floor = strategy.block_floor if distributed else None  # each block sum's fewest shares
     for r in range(cfg.rounds):
         try:
             strategy.check_budget()
@@ -452,7 +453,8 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "privacy_seconds": [float(x) for rep in reports for x in rep.privacy_seconds],
             **extra,
         })
-        bar.update(r + 1, metric, rounds[-1]["score"], eps)
+        bar.update(r + 1, metric, rounds[-1]["score"], eps,
+                   "dropped: too few noise shares" if extra.get("dropped") else "")
     bar.close()
     return {"params": params, "rounds": rounds, "stopped": stopped,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
@@ -551,36 +553,65 @@ def _binomial_cdf(k: int, n: int, p: float) -> float:
 DDG_FLOOR_FAILURE = 1e-3
 
 
-def _ddg_shares(cfg: SimConfig, population: int) -> tuple[int, int, int]:
+def _ddg_shares(cfg: SimConfig, population: int,
+                holders: np.ndarray | None = None) -> tuple[int, int, int]:
     """Noise shares of distributed DP: (the floor of each block: its devices refuse to unmask a
     sum of fewer, the floor of the round: the blocks' floors added, what the noise is
     calibrated for; the most devices a round's sum may hold, for the ring: a 1e-6 tail).
-    Survivors of a block are Binomial(its size, q (1 - dropout))."""
+    Survivors of a block are Binomial(its devices that hold records, q (1 - dropout)); a
+    device without records (a CSV cut into more devices than rows) never reports. ``holders``:
+    which devices hold records (default all)."""
     blocks = secagg_blocks(cfg, population)
-    size = population // blocks  # the smallest block
+    starts = block_starts(blocks, population)
+    if holders is None:
+        sizes = np.diff(starts)
+    else:
+        sizes = np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
+    size = int(sizes.min())  # the block with the fewest devices that can report
     p = cfg.sample_rate * (1.0 - cfg.dropout)
     floor = 2
     while _binomial_cdf(floor, size, p) <= DDG_FLOOR_FAILURE:  # P(survivors < floor + 1)
         floor += 1
-    most = max(int(population * cfg.sample_rate), floor * blocks)
-    while 1.0 - _binomial_cdf(most, population, cfg.sample_rate) > 1e-6:
+    active = int(sizes.sum())
+    most = max(int(active * cfg.sample_rate), floor * blocks)
+    while 1.0 - _binomial_cdf(most, active, cfg.sample_rate) > 1e-6:
         most += max(1, most // 100)
     return floor, floor * blocks, most
 
 
-def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int) -> tuple[Any, bool]:
-    if not dp:
-        return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
-    if cfg.secure_aggregation:
-        from ..dp import ddg_params
-        _, floor, most = _ddg_shares(cfg, population)
+def _distributed_strategy(cfg: SimConfig, population: int, n_params: int,
+                          holders: np.ndarray | None) -> DistributedDPFedAvg:
+    """DP-FedAvg with the devices' own noise (distributed DP), calibrated for the shares each
+    round is sure of; an epsilon no noise reaches is refused in terms of the flags."""
+    from ..dp import ddg_params
+    block_floor, floor, most = _ddg_shares(cfg, population, holders)
+    try:
         ddg = ddg_params(dim=n_params, clip=cfg.clip, epsilon=cfg.epsilon, delta=cfg.delta,
                          sample_rate=cfg.sample_rate, rounds=cfg.rounds, n_min=floor,
                          n_expected=most, bits=DDG_BITS)
-        return DistributedDPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), ddg=ddg,
-                                   population=population,
-                                   accountant=Accountant(epsilon_budget=cfg.epsilon,
-                                                         delta=cfg.delta)), False
+    except ValueError as exc:
+        if "out of reach" not in str(exc):
+            raise
+        raise ValueError(
+            f"distributed DP (--secure-aggregation) cannot reach --epsilon {cfg.epsilon:g} over "
+            f"{cfg.rounds} rounds: each round is sure of only {floor} devices' noise shares "
+            f"({secagg_blocks(cfg, population)} block(s) of {block_floor}: the devices holding "
+            f"records, times --sample-rate, less --dropout), and with a {n_params}-parameter "
+            "model whether a device's own share is in a sum shows in its variance, whatever "
+            "the noise; raise --devices or --sample-rate, or --epsilon, or run without "
+            "--secure-aggregation (central DP)") from None
+    return DistributedDPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), ddg=ddg,
+                               population=population,
+                               accountant=Accountant(epsilon_budget=cfg.epsilon, delta=cfg.delta),
+                               block_floor=block_floor)
+
+
+def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
+              holders: np.ndarray | None = None) -> tuple[Any, bool]:
+    if not dp:
+        return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
+    if cfg.secure_aggregation:
+        return _distributed_strategy(cfg, population, n_params, holders), False
     z = cfg.noise_multiplier or calibrate_noise_multiplier(
         epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, rounds=cfg.rounds)
     adaptive = None
@@ -714,12 +745,15 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         population = census.n_devices
         weights = census.counts.astype(np.float64)
         plain_strategy, _ = _strategy(cfg, False, population, model.n_params)
-        dp_strategy, adaptive = _strategy(cfg, True, population, model.n_params)
+        dp_strategy, adaptive = _strategy(cfg, True, population, model.n_params,
+                                          census.counts > 0)
         agg_plain = Aggregator(strategy=plain_strategy, n_params=model.n_params,
                                weights_of=lambda d: weights[d])
         agg_dp = Aggregator(strategy=dp_strategy, n_params=model.n_params,
                             weights_of=lambda d: weights[d], adaptive_bit=adaptive)
         _assign_gateways(cfg, (agg_plain, agg_dp), population, size)
+        if cfg.secure_aggregation and cfg.secure_failure_chance()[1] > SECURE_FAILURE_WARN:
+            say(_failure_warning(cfg.secure_failure_chance()[1], cfg.dropout))
         # (aggregator certificate, the city CA's certificate, its CRL) of each run
         pki = [(a.verified, a.ca.certificate, a.crl) for a in (agg_plain, agg_dp)]
     else:
@@ -858,6 +892,8 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
         "fl": fl_sum,
         "fl_dp": dp_sum,
         "privacy": _privacy(cfg, dp, acc),
+        **({"secure_aggregation": _secure_summary(cfg, census.n_devices)}
+           if cfg.secure_aggregation else {}),
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
                       "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"]},
@@ -892,7 +928,9 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> di
                    "aggregator holds the CA and the gateways relay enrolment)")
         out["guarantees"] = [
             {"epsilon": eps, "holds_against": USERS, "relation": "add or remove a device",
-             "sampling": "amplified (they do not see who took part)", "assumes": assumes},
+             "sampling": "amplified (they do not see who took part)", "assumes": assumes,
+             "does_not_hold_against": "the aggregator and the gateways, who see who took part "
+                                      "(their epsilon is the next one)"},
             {"epsilon": servers, "holds_against": SERVERS,
              "relation": "a device's update replaced by zeros (they see who took part)",
              "sampling": "not amplified", "assumes": assumes,
@@ -900,7 +938,12 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> di
         out["trust"] = (f"distributed DP: every device adds its own noise before secure "
                         f"aggregation; epsilon {_eps(eps)} against {USERS}, {_eps(servers)} "
                         "against the aggregator and the gateways for what a device sent (they "
-                        "see noisy sums, and who took part); assumes " + assumes)
+                        "see who took part and each block's noisy sum: composed over the "
+                        f"{strategy['servers_most_rounds_taken_part']} rounds a device was "
+                        "sampled in at most, each sum holding at least "
+                        f"{strategy['block_floor']} devices' noise shares, with no amplification "
+                        "by sampling; it grows with the rounds and shrinks with larger blocks); "
+                        "assumes " + assumes)
     else:
         out.update(mechanism="central")
         out["guarantees"] = [{"epsilon": eps, "holds_against": USERS,
@@ -909,6 +952,21 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> di
         out["trust"] = (f"central DP: epsilon {_eps(eps)} holds against {USERS} only; the "
                         "aggregator adds the noise and sees every device's update")
     return out
+
+
+def _failure_warning(chance: float, dropout: float) -> str:
+    return (f"warning: at --dropout {dropout:g} a block's secure-aggregation round fails about "
+            f"{chance:.1%} of the time (each group needs about two thirds of its devices to "
+            "survive); which rounds fail depends on the devices' freshly drawn keys, so runs "
+            "with the same --seed can differ; lower --dropout or raise --secagg-neighbors")
+
+
+def _secure_summary(cfg: SimConfig, population: int) -> dict[str, Any]:
+    """How the city's secure-aggregation rounds were laid out, and how often one fails."""
+    blocks = secagg_blocks(cfg, population)
+    cohort, chance = cfg.secure_failure_chance()
+    return {"blocks": blocks, "sampled_per_block": population * cfg.sample_rate / blocks,
+            "failure_chance_per_block_round": chance, "expected_cohort": cohort}
 
 
 def _eps(value: float | None) -> str:
@@ -986,13 +1044,18 @@ def summary_table(results: dict[str, Any]) -> str:
     if results["config"].get("secure_aggregation"):
         lost = sum(x.get("lost", 0) for run in ("fl", "fl_dp") for x in results["rounds"][run])
         k = results["config"]["secagg_neighbors"]
+        lay = results.get("secure_aggregation") or {}
         notes.append(
-            f"secure aggregation (SecAgg+ in blocks of about {results['config']['secagg_cohort']}"
-            f" sampled devices, {k or 'auto'} neighbours, signed with the devices' "
+            f"secure aggregation (SecAgg+ in {lay.get('blocks', '?')} block(s) of about "
+            f"{lay.get('sampled_per_block', 0):.0f} sampled devices, {k or 'auto'} neighbours, "
+            "signed with the devices' "
             "certificates): the servers saw only block sums (FL: exact; FL + DP: noisy); bytes "
             "sent include the key exchange"
             + (f"; {lost} device update(s) lost in block rounds that could not complete "
                "(a group below its threshold, or the survivors cut apart)" if lost else ""))
+        chance = lay.get("failure_chance_per_block_round", 0.0)
+        if chance > SECURE_FAILURE_WARN:
+            notes.append(_failure_warning(chance, results["config"]["dropout"]))
         dropped = sum(1 for x in results["rounds"]["fl_dp"] if x.get("dropped"))
         if dropped:
             notes.append(f"FL + DP: {dropped} round(s) dropped, their sums holding fewer noise "
