@@ -729,3 +729,20 @@ def test_a_round_whose_block_rounds_rarely_fail_gives_no_warning():
 
     # Assert
     assert cfg.secure_failure_chance()[1] < 1e-6
+
+
+def test_blocks_too_small_for_their_floor_are_warned_of(tiny_city):
+    # Assert: TINY's blocks of 20 devices at q = 0.25 miss a floor of 2 in 2.4% of the rounds;
+    # whether such a round is dropped can turn on one device (the users' epsilon does not
+    # count that), and the run says so
+    chance = tiny_city.results["privacy"]["block_below_floor_chance"]
+    assert chance == pytest.approx(runner._binomial_cdf(1, 20, 0.25))
+    assert chance > runner.DDG_FLOOR_FAILURE
+    assert "falls below its floor of noise shares in 2.4% of the rounds" in \
+        summary_table(tiny_city.results)
+
+
+def test_a_city_of_ordinary_blocks_is_not_warned_of_its_floor(spied):
+    # Assert: DDG's blocks of 40 devices (q = 0.25, dropout 0.1) and their floor
+    written = json.loads((Path(spied.cfg.out) / "metrics.json").read_text())
+    assert written["privacy"]["block_below_floor_chance"] <= runner.DDG_FLOOR_FAILURE

@@ -72,8 +72,10 @@ _FLAG_HELP = {
                           "the servers see only block sums, exact for FL; for FL + DP each "
                           "device adds its own noise first (distributed DP), and the table "
                           "adds the epsilon that holds against the aggregator and gateways",
-    "secagg_cohort": "expected devices per secure-aggregation round (sets the block size: "
-                     "cohort / sample rate devices)",
+    "secagg_cohort": "expected devices per secure-aggregation round: the city is cut into "
+                     "round(devices x sample rate / cohort) blocks, at least one; larger blocks "
+                     "hold more noise shares per sum (a smaller epsilon against the servers) "
+                     "but cost each device more",
     "secagg_neighbors": "neighbours of each device in its secure-aggregation group; 0: what "
                         "keeps a round's failure chance below 1e-6 at the dropout, within "
                         "16 to 64",

@@ -63,7 +63,7 @@ def _drop_unconverged_order(record: logging.LogRecord) -> bool:
 def ddg_tau(sigma: float, n: int) -> float:
     """tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1)): how far the sum of n discrete
     Gaussian shares of parameter sigma (integer units) is from one discrete Gaussian (Theorem 1
-    of the paper). 0 for n = 1; below 1e-30 for sigma >= 2."""
+    of the paper). 0 for n = 1; below 1e-30 for sigma >= 2, exactly 0 from sigma = 10."""
     if n <= 1 or sigma >= 10.0:  # past 10 each term is below exp(-987): 0 in float64
         return 0.0
     k = np.arange(1, n, dtype=np.float64)
@@ -85,9 +85,9 @@ def _ddg_presence_rdp(alphas: np.ndarray, l2_bound: float, sigma: float, n: int,
     """RDP of one round for add-or-remove of a device whose own noise share comes and goes with
     it: a sum of n shares (the device's among them) against the n - 1 others' sum, shifted by at
     most l2_bound. Per coordinate the two are Gaussians of variances n sigma^2 and
-    (n - 1) sigma^2 (the discrete shares' distance to them is KLS's tau, added as in
-    Proposition 14's first term); Renyi divergence of Gaussians with unequal variances, the
-    larger of the two directions:
+    (n - 1) sigma^2 (the discrete shares' distance to them is KLS's tau, counted below as a
+    max-divergence); Renyi divergence of Gaussians with unequal variances, the larger of the
+    two directions:
 
         D_a(N(m1, s1^2) || N(m2, s2^2)) = a (m1 - m2)^2 / (2 s_a^2) + ln(s2 / s1)
                                           + ln(s2^2 / s_a^2) / (2 (a - 1)),
@@ -115,7 +115,10 @@ def _ddg_presence_rdp(alphas: np.ndarray, l2_bound: float, sigma: float, n: int,
                 break
             logs = 0.5 * math.log(v2 / v1) + math.log(v2 / va) / (2.0 * (ai - 1.0))
             worst = max(worst, ai * shift / (2.0 * va) + dim * logs)
-        out[i] = worst + tau * dim
+        # tau: how far each coordinate of a sum of discrete shares is from a discrete Gaussian
+        # (KLS Theorem 1), taken through both densities as a max-divergence: (2a - 1)/(a - 1)
+        # tau per coordinate (0 in practice: tau underflows to 0 from sigma = 10)
+        out[i] = worst + tau * dim * (2.0 * ai - 1.0) / (ai - 1.0)
     return out
 
 

@@ -248,7 +248,20 @@ class _MPI:
         return [_recv_patiently(self.comm, src) for src in range(1, self.ranks)]
 
     def _report(self, src: int) -> GatewayReport:
-        report, lengths = _recv_patiently(self.comm, src)
+        # Gateway ranks run this package's code and send pickled metadata: a rank is trusted
+        # code (unpickling runs what it sends). What its logic reports is checked by the
+        # aggregator (_checked_report, admit_blocks, open); a message out of this protocol
+        # breaks the exchange with that rank, so it stops the run with its rank named.
+        message = _recv_patiently(self.comm, src)
+        try:
+            report, lengths = message
+            ok = isinstance(lengths, list) and all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31
+                for n in lengths) and sum(lengths) < 2**34
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise RuntimeError(f"rank {src} sent a report outside the protocol; stopping")
         total = int(sum(lengths))
         if total:
             buf = _recv_buffer(self.comm, src, np.empty(total, np.uint8))
@@ -471,8 +484,9 @@ def _checked_report(rep: Any, refusals: Counter[str]) -> GatewayReport:
                 and getattr(rep, name) >= 0 for name in
                 ("sampled", "diverged", "secure_count", "secure_bytes", "secure_lost")) \
         and isinstance(rep.secure_refusals, dict) \
-        and all(isinstance(k, str) and isinstance(v, int) for k, v in rep.secure_refusals.items()) \
-        and all(isinstance(x, float) for x in rep.train_seconds + rep.privacy_seconds)
+        and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in rep.secure_refusals.items()) \
+        and all(isinstance(x, float) for x in [*rep.train_seconds, *rep.privacy_seconds])
     if ok:
         return rep
     refusals["malformed_report"] += 1
@@ -604,6 +618,17 @@ def _distributed_strategy(cfg: SimConfig, population: int, n_params: int,
                                population=population,
                                accountant=Accountant(epsilon_budget=cfg.epsilon, delta=cfg.delta),
                                block_floor=block_floor)
+
+
+def _ddg_floor_miss(cfg: SimConfig, population: int, holders: np.ndarray | None,
+                    floor: int) -> float:
+    """The chance that the smallest block's survivors fall below its floor in a round: then the
+    round is dropped, and whether it is can turn on one device (the users' epsilon does not
+    count that; the simulator keeps it at most DDG_FLOOR_FAILURE but for tiny blocks)."""
+    starts = block_starts(secagg_blocks(cfg, population), population)
+    sizes = np.diff(starts) if holders is None else \
+        np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
+    return _binomial_cdf(floor - 1, int(sizes.min()), cfg.sample_rate * (1.0 - cfg.dropout))
 
 
 def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
@@ -891,7 +916,7 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
         "centralized": _central_summary(model, central, test, central_cpu),
         "fl": fl_sum,
         "fl_dp": dp_sum,
-        "privacy": _privacy(cfg, dp, acc),
+        "privacy": _privacy(cfg, dp, acc, census),
         **({"secure_aggregation": _secure_summary(cfg, census.n_devices)}
            if cfg.secure_aggregation else {}),
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
@@ -910,7 +935,8 @@ USERS = "users of the released model"
 SERVERS = "the aggregator, the gateways and users of the released model"
 
 
-def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> dict[str, Any]:
+def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
+             census: _Census) -> dict[str, Any]:
     """metrics.json's privacy section: each epsilon with the parties it holds against and
     those it does not, and the seeded noise that voids them all for whoever knows the seed."""
     rounds = dp["rounds"]
@@ -922,10 +948,14 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any]) -> di
                  "epsilon holds against anyone who knows the seed"}
     if "ddg" in strategy:
         servers = rounds[-1].get("epsilon_servers") if rounds else None
-        out.update(mechanism="distributed", epsilon_servers=servers, ddg=strategy["ddg"])
-        assumes = ("the devices whose noise is counted are honest, and the city CA and the "
-                   "devices' enrolment are out of the servers' hands (in this simulation the "
-                   "aggregator holds the CA and the gateways relay enrolment)")
+        out.update(mechanism="distributed", epsilon_servers=servers, ddg=strategy["ddg"],
+                   block_below_floor_chance=_ddg_floor_miss(
+                       cfg, census.n_devices, census.counts > 0, strategy["block_floor"]))
+        assumes = ("the devices whose noise is counted are honest, the servers follow the "
+                   "protocol (a forged block sum would hold fewer shares than charged: the "
+                   "servers' epsilon still holds), and the city CA and the devices' enrolment "
+                   "are out of the servers' hands (in this simulation the aggregator holds the "
+                   "CA and the gateways relay enrolment)")
         out["guarantees"] = [
             {"epsilon": eps, "holds_against": USERS, "relation": "add or remove a device",
              "sampling": "amplified (they do not see who took part)", "assumes": assumes,
@@ -1052,10 +1082,18 @@ def summary_table(results: dict[str, Any]) -> str:
             "certificates): the servers saw only block sums (FL: exact; FL + DP: noisy); bytes "
             "sent include the key exchange"
             + (f"; {lost} device update(s) lost in block rounds that could not complete "
-               "(a group below its threshold, or the survivors cut apart)" if lost else ""))
+               "(a group below its threshold, the survivors cut apart, fewer than the DP "
+               "floor, or one device's bad secret)" if lost else ""))
         chance = lay.get("failure_chance_per_block_round", 0.0)
         if chance > SECURE_FAILURE_WARN:
             notes.append(_failure_warning(chance, results["config"]["dropout"]))
+        miss = pr.get("block_below_floor_chance", 0.0)
+        if miss > DDG_FLOOR_FAILURE:
+            notes.append(
+                f"warning: a block falls below its floor of noise shares in {miss:.1%} of the "
+                "rounds (blocks this small), and whether a round is then dropped can turn on "
+                "one device, which the users' epsilon does not count: take more devices per "
+                "block (--devices, --sample-rate, --secagg-cohort)")
         dropped = sum(1 for x in results["rounds"]["fl_dp"] if x.get("dropped"))
         if dropped:
             notes.append(f"FL + DP: {dropped} round(s) dropped, their sums holding fewer noise "
