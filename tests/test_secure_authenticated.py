@@ -535,3 +535,17 @@ def test_a_round_left_without_valid_advertisements_says_why():
                        match=r"0 clients advertised valid keys.*5 refused \(authentication\).*"
                              r"wrong_issuer"):
         secure_sum(xs, identities=rogue, trust_anchor=city().ca.certificate, crl=city().crl)
+
+
+def test_secure_sum_names_the_client_whose_identity_is_not_a_key_and_certificate():
+    # Prepare
+    xs = inputs(3, seed=6, d=D)
+    ids = sorted(xs)
+    identities = {c: city().identity(c) for c in ids}
+    identities[ids[1]] = identities[ids[1]][0]  # the key alone
+
+    # Execute / Assert
+    with pytest.raises(TypeError, match=rf"identities\[{ids[1]}\] must be \(Ed25519PrivateKey"):
+        secure_sum(xs, identities=identities, trust_anchor=city().ca.certificate, crl=city().crl)
+    with pytest.raises(TypeError, match="inputs must map client ids"):
+        secure_sum(list(xs.values()))

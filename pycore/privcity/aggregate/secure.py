@@ -571,6 +571,9 @@ def secure_sum(inputs: Mapping[int, Any], *, threshold: int | None = None,
     """
     if on_failure not in ("raise", "report"):
         raise ValueError(f"on_failure must be 'raise' or 'report', not {on_failure!r}")
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"inputs must map client ids to integer vectors, not "
+                        f"{type(inputs).__name__}")
     ids = sorted(_client_id(c) for c in inputs)
     if not ids:
         raise ValueError("secure_sum needs at least one client")
@@ -632,6 +635,13 @@ def _credentials(auth: bool, ids: list[int], identities: Any, trust_anchor: Any,
     missing = [c for c in ids if c not in identities]
     if missing:
         raise ValueError(f"identities has no key and certificate for clients {missing[:5]}")
+    for c in ids:
+        pair = identities[c]
+        if not (isinstance(pair, tuple) and len(pair) == 2
+                and isinstance(pair[0], ed25519.Ed25519PrivateKey)
+                and isinstance(pair[1], (bytes, bytearray))):
+            raise TypeError(f"identities[{c}] must be (Ed25519PrivateKey, certificate DER bytes), "
+                            f"not {type(pair).__name__}")
     if verifier is None and (trust_anchor is None or crl is None):
         raise ValueError("an authenticated round needs trust_anchor= and crl= (or verifier=)")
 
