@@ -8,7 +8,7 @@ The city: the simulator's defaults (epsilon 4, delta 1e-5, 40 rounds, clip 1) wi
 devices sampled at q = 0.1 and a dropout of 0.1, so about 100 devices per round in one SecAgg
 block. Its settings come from the simulator's own functions: neighbours
 fl.rounds.secure_neighbors(100, 0.1) (64: groups of 65), threshold secure_threshold (44), the
-block's noise floor and the ring's most devices from sim.runner._ddg_shares (63 and 148), and
+block's noise floor and the ring's most devices from sim.secure.ddg_shares (63 and 148), and
 ddg_params(dim, clip, epsilon, delta, q, rounds, n_min=63, n_expected=148, bits=32) where it
 can reach epsilon (at 10,000 and 100,000 parameters it cannot with 63 shares: the bench then
 times the grid the chooser takes for the simulator's models, see _city_params).
@@ -61,7 +61,7 @@ from privcity.fl.rounds import (SECURE_SCALE_BITS, secure_group, secure_neighbor
                                 secure_threshold, secure_value_limit)
 from privcity.noise import SecureRNG
 from privcity.sim.config import SimConfig
-from privcity.sim.runner import DDG_BITS, _ddg_shares
+from privcity.sim.secure import DDG_BITS, ddg_shares
 
 from conftest import device_identities
 
@@ -99,7 +99,7 @@ def _city_params(dim: int) -> DDGParams:
     bench times the mechanism the chooser takes for the simulator's own model (60 parameters)
     at this dimension: its grid (dp.distributed.grid_scaled_clip) and its noise per share. A
     timing case: the speed depends on the grid and sigma, not on what epsilon they buy."""
-    _, floor, most = _ddg_shares(CITY, CITY.devices)
+    _, floor, most = ddg_shares(CITY, CITY.devices)
 
     def chosen(d: int) -> DDGParams:
         return ddg_params(dim=d, clip=CITY.clip, epsilon=CITY.epsilon, delta=CITY.delta,
@@ -225,7 +225,7 @@ def ddg_round(city: dict, rows: np.ndarray, params: DDGParams) -> SecureRound:
     def decode(total: np.ndarray, seed: bytes) -> np.ndarray:
         return ddg_decode(total, params, seed)
 
-    return SecureRound(city, dtype=np.uint32, min_survivors=_ddg_shares(CITY, CITY.devices)[0],
+    return SecureRound(city, dtype=np.uint32, min_survivors=ddg_shares(CITY, CITY.devices)[0],
                        encode=encode, decode=decode)
 
 

@@ -31,7 +31,8 @@ from privcity.models import train_many
 from privcity.noise import SecureRNG
 from privcity.sim import load_config, simulate, summary_table
 from privcity.sim import runner
-from privcity.sim.runner import secagg_blocks
+from privcity.sim import secure as sim_secure
+from privcity.sim.secure import secagg_blocks
 
 from test_simulate import _mpiexec_and_env
 
@@ -169,7 +170,7 @@ def test_the_aggregator_decodes_the_admitted_sums_and_steps_by_server_lr_over_q_
         assert len(parts) == sum(len(ids) for _, _, ids in admitted) >= step.count
         assert step.count == len(admitted) * floor  # charged: the floor of each block
         assert all(np.array_equal(a, b) for a, b in zip(step.sums, [t for _, t, _ in admitted]))
-        assert step.rotation_seed == runner._rotation_seed(cfg, step.round)
+        assert step.rotation_seed == sim_secure.rotation_seed(cfg, step.round)
         np.testing.assert_allclose(estimate, reference, rtol=0,
                                    atol=1e-12 * np.abs(reference).max())
         # Assert: params + server_lr * estimate / (q N), in float32 (the expected cohort, not
@@ -199,7 +200,7 @@ def _noise_samples(spied, rounds: int) -> tuple[list[np.ndarray], list[np.ndarra
     per_block: list[list[np.ndarray]] = [[] for _ in blocks]
     whole: list[np.ndarray] = []
     for r in range(1000, 1000 + rounds):  # rounds the run never reached: fresh streams
-        seed = runner._rotation_seed(spied.cfg, r)
+        seed = sim_secure.rotation_seed(spied.cfg, r)
         # The gateway's own encoding step (private: the SecAgg around it is tested above)
         words = captured.gateway._ddg_inputs(rows, ids, {**secure, "rotation_seed": seed}, r)
         sums = []
@@ -263,7 +264,7 @@ def _secure_step(agg: Aggregator, survivors: dict[int, list[int]], params: np.nd
               "scale_bits": 20, "min_survivors": 3}
     refusals: Counter[str] = Counter()
     reports = {0: GatewayReport(secure_blocks=[(b, words, ids) for b, ids in survivors.items()])}
-    out = runner._secure_step(agg, params, 0, secure, np.arange(20), reports, refusals)
+    out = sim_secure.secure_step(agg, params, 0, secure, np.arange(20), reports, refusals)
     return out, refusals
 
 
@@ -436,7 +437,7 @@ def _city_with_a_dropped_round() -> tuple[int, int]:
     sampled devices, each sum at the floor); no block of a round up to r has one device."""
     cfg = load_config(None, **TINY)
     blocks = secagg_blocks(cfg, cfg.devices)
-    floor, n_min, _ = runner._ddg_shares(cfg, cfg.devices)
+    floor, n_min, _ = sim_secure.ddg_shares(cfg, cfg.devices)
     assert (blocks, floor, n_min) == (2, 2, 4)
     for seed in range(2000):
         taken = np.zeros(40, np.int64)
@@ -685,15 +686,15 @@ def test_the_noise_floor_counts_only_devices_that_hold_records():
     holders[1000:1500] = False
 
     # Execute
-    full = runner._ddg_shares(cfg, 2000)
-    thin = runner._ddg_shares(cfg, 2000, holders)
+    full = sim_secure.ddg_shares(cfg, 2000)
+    thin = sim_secure.ddg_shares(cfg, 2000, holders)
 
     # Assert: the floor is set by the block with the fewest devices that can report
     assert secagg_blocks(cfg, 2000) == 2
     assert thin[0] < full[0] and thin[1] == 2 * thin[0]
     p = cfg.sample_rate
-    assert runner._binomial_cdf(thin[0] - 1, 500, p) <= runner.DDG_FLOOR_FAILURE
-    assert runner._binomial_cdf(thin[0], 500, p) > runner.DDG_FLOOR_FAILURE
+    assert sim_secure.binomial_cdf(thin[0] - 1, 500, p) <= sim_secure.DDG_FLOOR_FAILURE
+    assert sim_secure.binomial_cdf(thin[0], 500, p) > sim_secure.DDG_FLOOR_FAILURE
 
 
 def test_an_epsilon_no_noise_reaches_is_refused_in_terms_of_the_flags(tmp_path):
@@ -736,8 +737,8 @@ def test_blocks_too_small_for_their_floor_are_warned_of(tiny_city):
     # whether such a round is dropped can turn on one device (the users' epsilon does not
     # count that), and the run says so
     chance = tiny_city.results["privacy"]["block_below_floor_chance"]
-    assert chance == pytest.approx(runner._binomial_cdf(1, 20, 0.25))
-    assert chance > runner.DDG_FLOOR_FAILURE
+    assert chance == pytest.approx(sim_secure.binomial_cdf(1, 20, 0.25))
+    assert chance > sim_secure.DDG_FLOOR_FAILURE
     assert "falls below its floor of noise shares in 2.4% of the rounds" in \
         summary_table(tiny_city.results)
 
@@ -745,4 +746,4 @@ def test_blocks_too_small_for_their_floor_are_warned_of(tiny_city):
 def test_a_city_of_ordinary_blocks_is_not_warned_of_its_floor(spied):
     # Assert: DDG's blocks of 40 devices (q = 0.25, dropout 0.1) and their floor
     written = json.loads((Path(spied.cfg.out) / "metrics.json").read_text())
-    assert written["privacy"]["block_below_floor_chance"] <= runner.DDG_FLOOR_FAILURE
+    assert written["privacy"]["block_below_floor_chance"] <= sim_secure.DDG_FLOOR_FAILURE

@@ -16,7 +16,7 @@ from privcity.dp import Accountant
 from privcity.fl import DPFedAvg, FedAvg
 from privcity.fl.rounds import SECURE_SCALE_BITS
 from privcity.sim import load_config, simulate
-from privcity.sim.runner import block_starts, secagg_blocks
+from privcity.sim.secure import block_starts, secagg_blocks
 
 from test_simulate import SMALL, _mpiexec_and_env
 

@@ -48,12 +48,11 @@ from ..fl import Aggregator, DistributedDPFedAvg, DPFedAvg, FedAvg, Gateway, Gat
 from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
 from .config import SECURE_FAILURE_WARN, SimConfig
+from .secure import (DDG_FLOOR_FAILURE, block_starts, ddg_floor_miss, distributed_strategy,
+                     failure_warning, rotation_seed, secagg_blocks, secure_step, secure_summary)
 
 __all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
 
-#: Ring of distributed DP's sums: 32-bit words, half the bytes of the 64-bit fixed point that
-#: FedAvg without DP sums under secure aggregation.
-DDG_BITS = 32
 TEST_DEVICES = 500  # pseudo-devices of the held-out test population
 TEST_SAMPLES_MAX = 200  # records per test pseudo-device at most: the test set stays <= 100,000
 
@@ -347,19 +346,6 @@ class _Progress:
             sys.stderr.flush()
 
 
-def secagg_blocks(cfg: SimConfig, population: int) -> int:
-    """How many secure-aggregation blocks the city is cut into: about cfg.secagg_cohort devices
-    of each are sampled in a round. Fixed by the configuration and the population, so the
-    same for any number of ranks."""
-    return max(1, round(population * cfg.sample_rate / cfg.secagg_cohort))
-
-
-def block_starts(blocks: int, population: int) -> np.ndarray:
-    """First device id of each block and the population at the end: blocks of equal size (to
-    one device), device d in block d * blocks // population."""
-    return -(-np.arange(blocks + 1, dtype=np.int64) * population // blocks)
-
-
 def _rank_devices(cfg: SimConfig, population: int, gateways: int) -> list[np.ndarray]:
     """The device ids of each gateway rank: contiguous, as even as can be; under secure
     aggregation made of whole blocks, so that no block's round is split between ranks."""
@@ -398,7 +384,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                       "scale_bits": secure_scale_bits(clip, aggregator.n_params),
                       "limit": secure_value_limit(population)}
             if distributed:
-                secure.update(ddg=strategy.ddg, rotation_seed=_rotation_seed(cfg, r),
+                secure.update(ddg=strategy.ddg, rotation_seed=rotation_seed(cfg, r),
                               min_survivors=floor)
         msg = {"params": params, "round": r, "sample_rate": cfg.sample_rate,
                "dropout": cfg.dropout, "clip": clip,
@@ -435,7 +421,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             reported, lost = int(opened.device_ids.size), 0
             sent = int(sum(len(e) for rep in reports for e in rep.envelopes))
         else:
-            params, reported, dropped = _secure_step(aggregator, params, r, secure, cohort,
+            params, reported, dropped = secure_step(aggregator, params, r, secure, cohort,
                                                      dict(zip(gateways, reports)), refusals)
             lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
@@ -493,47 +479,6 @@ def _checked_report(rep: Any, refusals: Counter[str]) -> GatewayReport:
     return GatewayReport()
 
 
-def _secure_step(aggregator: Aggregator, params: np.ndarray, r: int, secure: dict[str, Any],
-                 cohort: np.ndarray, reports: dict[int, GatewayReport],
-                 refusals: Counter[str]) -> tuple[np.ndarray, int, bool]:
-    """The aggregator's side of a secure round: admit the gateways' block sums (one per block,
-    from its own gateway, survivors sampled), then step the model. Returns (params, devices the
-    gateways say are in the sum, dropped).
-
-    Distributed DP trusts no gateway's survivor list: each unmasked block sum holds at least the
-    block's floor of noise shares because its devices refuse to unmask fewer, so the round is
-    charged the floor per admitted block, and released only if that reaches the shares the
-    noise was calibrated for (else dropped: the model stays). The servers' epsilon counts every
-    device the server sampled (its own sampling) as having taken part, with the floor's shares."""
-    ddg = secure.get("ddg")
-    strategy = aggregator.strategy
-    width = ddg.padded_dim if ddg is not None else \
-        aggregator.n_params + 1 + int(aggregator.adaptive_bit)
-    blocks, kinds = aggregator.admit_blocks(
-        {g: rep.secure_blocks for g, rep in reports.items()}, blocks=secure["blocks"],
-        population=secure["population"], cohort=cohort, width=width,
-        dtype=np.uint64 if ddg is None else ddg.word_dtype)
-    refusals.update(kinds)
-    sums = [total for _, total, _ in blocks]
-    count = sum(len(ids) for _, _, ids in blocks)
-    if ddg is None:
-        return aggregator.step_secure(params, sums, count, r, secure["scale_bits"]), count, False
-    floor = int(secure["min_survivors"])
-    strategy.servers_saw(cohort, floor)
-    charged = len(blocks) * floor
-    if not strategy.check_survivors(charged):
-        strategy.last_accounting_seconds = 0.0
-        return params, count, True
-    return aggregator.step_ddg(params, sums, charged, r, ddg=ddg,
-                               rotation_seed=secure["rotation_seed"]), count, False
-
-
-def _rotation_seed(cfg: SimConfig, r: int) -> bytes:
-    """The public seed of round r's distributed-DP rotation (the same for every device)."""
-    return hashlib.sha256(b"privcity-simulate ddg rotation|" + np.array(
-        [cfg.seed, r], np.int64).tobytes()).digest()
-
-
 def _gateway_ids(transport: Any) -> list[int]:
     """The gateway (rank) behind each report of ``transport.round``: 0 in one process."""
     return [0] if transport.ranks == 1 else list(range(1, transport.ranks))
@@ -548,95 +493,12 @@ def _assign_gateways(cfg: SimConfig, aggregators: tuple[Aggregator, ...], popula
             aggregator.assign(g, block)
 
 
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P(Binomial(n, p) <= k), summed in log space (n up to millions, no scipy at run time)."""
-    if k < 0:
-        return 0.0
-    if k >= n or p <= 0:
-        return 1.0
-    if p >= 1:
-        return 0.0
-    lp, lq = math.log(p), math.log1p(-p)
-    base = math.lgamma(n + 1)
-    return min(1.0, sum(math.exp(base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp
-                                 + (n - i) * lq) for i in range(k + 1)))
-
-
-#: Chance that a secure-aggregation block's round ends below its distributed-DP floor (the
-#: devices then refuse to unmask, and the round is dropped): the floor's binomial tail.
-DDG_FLOOR_FAILURE = 1e-3
-
-
-def _ddg_shares(cfg: SimConfig, population: int,
-                holders: np.ndarray | None = None) -> tuple[int, int, int]:
-    """Noise shares of distributed DP: (the floor of each block: its devices refuse to unmask a
-    sum of fewer, the floor of the round: the blocks' floors added, what the noise is
-    calibrated for; the most devices a round's sum may hold, for the ring: a 1e-6 tail).
-    Survivors of a block are Binomial(its devices that hold records, q (1 - dropout)); a
-    device without records (a CSV cut into more devices than rows) never reports. ``holders``:
-    which devices hold records (default all)."""
-    blocks = secagg_blocks(cfg, population)
-    starts = block_starts(blocks, population)
-    if holders is None:
-        sizes = np.diff(starts)
-    else:
-        sizes = np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
-    size = int(sizes.min())  # the block with the fewest devices that can report
-    p = cfg.sample_rate * (1.0 - cfg.dropout)
-    floor = 2
-    while _binomial_cdf(floor, size, p) <= DDG_FLOOR_FAILURE:  # P(survivors < floor + 1)
-        floor += 1
-    active = int(sizes.sum())
-    most = max(int(active * cfg.sample_rate), floor * blocks)
-    while 1.0 - _binomial_cdf(most, active, cfg.sample_rate) > 1e-6:
-        most += max(1, most // 100)
-    return floor, floor * blocks, most
-
-
-def _distributed_strategy(cfg: SimConfig, population: int, n_params: int,
-                          holders: np.ndarray | None) -> DistributedDPFedAvg:
-    """DP-FedAvg with the devices' own noise (distributed DP), calibrated for the shares each
-    round is sure of; an epsilon no noise reaches is refused in terms of the flags."""
-    from ..dp import ddg_params
-    block_floor, floor, most = _ddg_shares(cfg, population, holders)
-    try:
-        ddg = ddg_params(dim=n_params, clip=cfg.clip, epsilon=cfg.epsilon, delta=cfg.delta,
-                         sample_rate=cfg.sample_rate, rounds=cfg.rounds, n_min=floor,
-                         n_expected=most, bits=DDG_BITS)
-    except ValueError as exc:
-        if "out of reach" not in str(exc):
-            raise
-        raise ValueError(
-            f"distributed DP (--secure-aggregation) cannot reach --epsilon {cfg.epsilon:g} over "
-            f"{cfg.rounds} rounds: each round is sure of only {floor} devices' noise shares "
-            f"({secagg_blocks(cfg, population)} block(s) of {block_floor}: the devices holding "
-            f"records, times --sample-rate, less --dropout), and with a {n_params}-parameter "
-            "model whether a device's own share is in a sum shows in its variance, whatever "
-            "the noise; raise --devices or --sample-rate, or --epsilon, or run without "
-            "--secure-aggregation (central DP)") from None
-    return DistributedDPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), ddg=ddg,
-                               population=population,
-                               accountant=Accountant(epsilon_budget=cfg.epsilon, delta=cfg.delta),
-                               block_floor=block_floor)
-
-
-def _ddg_floor_miss(cfg: SimConfig, population: int, holders: np.ndarray | None,
-                    floor: int) -> float:
-    """The chance that the smallest block's survivors fall below its floor in a round: then the
-    round is dropped, and whether it is can turn on one device (the users' epsilon does not
-    count that; the simulator keeps it at most DDG_FLOOR_FAILURE but for tiny blocks)."""
-    starts = block_starts(secagg_blocks(cfg, population), population)
-    sizes = np.diff(starts) if holders is None else \
-        np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
-    return _binomial_cdf(floor - 1, int(sizes.min()), cfg.sample_rate * (1.0 - cfg.dropout))
-
-
 def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
               holders: np.ndarray | None = None) -> tuple[Any, bool]:
     if not dp:
         return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
     if cfg.secure_aggregation:
-        return _distributed_strategy(cfg, population, n_params, holders), False
+        return distributed_strategy(cfg, population, n_params, holders), False
     z = cfg.noise_multiplier or calibrate_noise_multiplier(
         epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, rounds=cfg.rounds)
     adaptive = None
@@ -778,7 +640,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                             weights_of=lambda d: weights[d], adaptive_bit=adaptive)
         _assign_gateways(cfg, (agg_plain, agg_dp), population, size)
         if cfg.secure_aggregation and cfg.secure_failure_chance()[1] > SECURE_FAILURE_WARN:
-            say(_failure_warning(cfg.secure_failure_chance()[1], cfg.dropout))
+            say(failure_warning(cfg.secure_failure_chance()[1], cfg.dropout))
         # (aggregator certificate, the city CA's certificate, its CRL) of each run
         pki = [(a.verified, a.ca.certificate, a.crl) for a in (agg_plain, agg_dp)]
     else:
@@ -917,7 +779,7 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
         "fl": fl_sum,
         "fl_dp": dp_sum,
         "privacy": _privacy(cfg, dp, acc, census),
-        **({"secure_aggregation": _secure_summary(cfg, census.n_devices)}
+        **({"secure_aggregation": secure_summary(cfg, census.n_devices)}
            if cfg.secure_aggregation else {}),
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
                       "fl_bytes_total": fl_sum["bytes_total"],
@@ -949,7 +811,7 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
     if "ddg" in strategy:
         servers = rounds[-1].get("epsilon_servers") if rounds else None
         out.update(mechanism="distributed", epsilon_servers=servers, ddg=strategy["ddg"],
-                   block_below_floor_chance=_ddg_floor_miss(
+                   block_below_floor_chance=ddg_floor_miss(
                        cfg, census.n_devices, census.counts > 0, strategy["block_floor"]))
         assumes = ("the devices whose noise is counted are honest, the servers follow the "
                    "protocol (a forged block sum would hold fewer shares than charged: the "
@@ -982,21 +844,6 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
         out["trust"] = (f"central DP: epsilon {_eps(eps)} holds against {USERS} only; the "
                         "aggregator adds the noise and sees every device's update")
     return out
-
-
-def _failure_warning(chance: float, dropout: float) -> str:
-    return (f"warning: at --dropout {dropout:g} a block's secure-aggregation round fails about "
-            f"{chance:.1%} of the time (each group needs about two thirds of its devices to "
-            "survive); which rounds fail depends on the devices' freshly drawn keys, so runs "
-            "with the same --seed can differ; lower --dropout or raise --secagg-neighbors")
-
-
-def _secure_summary(cfg: SimConfig, population: int) -> dict[str, Any]:
-    """How the city's secure-aggregation rounds were laid out, and how often one fails."""
-    blocks = secagg_blocks(cfg, population)
-    cohort, chance = cfg.secure_failure_chance()
-    return {"blocks": blocks, "sampled_per_block": population * cfg.sample_rate / blocks,
-            "failure_chance_per_block_round": chance, "expected_cohort": cohort}
 
 
 def _eps(value: float | None) -> str:
@@ -1086,7 +933,7 @@ def summary_table(results: dict[str, Any]) -> str:
                "floor, or one device's bad secret)" if lost else ""))
         chance = lay.get("failure_chance_per_block_round", 0.0)
         if chance > SECURE_FAILURE_WARN:
-            notes.append(_failure_warning(chance, results["config"]["dropout"]))
+            notes.append(failure_warning(chance, results["config"]["dropout"]))
         miss = pr.get("block_below_floor_chance", 0.0)
         if miss > DDG_FLOOR_FAILURE:
             notes.append(
