@@ -422,7 +422,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             sent = int(sum(len(e) for rep in reports for e in rep.envelopes))
         else:
             params, reported, dropped = secure_step(aggregator, params, r, secure, cohort,
-                                                     dict(zip(gateways, reports)), refusals)
+                                                    dict(zip(gateways, reports)), refusals)
             lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
         t2 = time.perf_counter()

@@ -41,8 +41,8 @@ def block_starts(blocks: int, population: int) -> np.ndarray:
 
 
 def secure_step(aggregator: Aggregator, params: np.ndarray, r: int, secure: dict[str, Any],
-                 cohort: np.ndarray, reports: dict[int, GatewayReport],
-                 refusals: Counter[str]) -> tuple[np.ndarray, int, bool]:
+                cohort: np.ndarray, reports: dict[int, GatewayReport],
+                refusals: Counter[str]) -> tuple[np.ndarray, int, bool]:
     """The aggregator's side of a secure round: admit the gateways' block sums (one per block,
     from its own gateway, survivors sampled), then step the model. Returns (params, devices the
     gateways say are in the sum, dropped).
@@ -100,8 +100,17 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
 DDG_FLOOR_FAILURE = 1e-3
 
 
+def _block_sizes(cfg: SimConfig, population: int, holders: np.ndarray | None) -> np.ndarray:
+    """Devices of each block that can report: all, or those ``holders`` marks as holding
+    records (a device without records never reports)."""
+    starts = block_starts(secagg_blocks(cfg, population), population)
+    if holders is None:
+        return np.diff(starts)
+    return np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
+
+
 def ddg_shares(cfg: SimConfig, population: int,
-                holders: np.ndarray | None = None) -> tuple[int, int, int]:
+               holders: np.ndarray | None = None) -> tuple[int, int, int]:
     """Noise shares of distributed DP: (the floor of each block: its devices refuse to unmask a
     sum of fewer, the floor of the round: the blocks' floors added, what the noise is
     calibrated for; the most devices a round's sum may hold, for the ring: a 1e-6 tail).
@@ -109,11 +118,7 @@ def ddg_shares(cfg: SimConfig, population: int,
     device without records (a CSV cut into more devices than rows) never reports. ``holders``:
     which devices hold records (default all)."""
     blocks = secagg_blocks(cfg, population)
-    starts = block_starts(blocks, population)
-    if holders is None:
-        sizes = np.diff(starts)
-    else:
-        sizes = np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
+    sizes = _block_sizes(cfg, population, holders)
     size = int(sizes.min())  # the block with the fewest devices that can report
     p = cfg.sample_rate * (1.0 - cfg.dropout)
     floor = 2
@@ -127,7 +132,7 @@ def ddg_shares(cfg: SimConfig, population: int,
 
 
 def distributed_strategy(cfg: SimConfig, population: int, n_params: int,
-                          holders: np.ndarray | None) -> DistributedDPFedAvg:
+                         holders: np.ndarray | None) -> DistributedDPFedAvg:
     """DP-FedAvg with the devices' own noise (distributed DP), calibrated for the shares each
     round is sure of; an epsilon no noise reaches is refused in terms of the flags."""
     from ..dp import ddg_params
@@ -154,17 +159,16 @@ def distributed_strategy(cfg: SimConfig, population: int, n_params: int,
 
 
 def ddg_floor_miss(cfg: SimConfig, population: int, holders: np.ndarray | None,
-                    floor: int) -> float:
+                   floor: int) -> float:
     """The chance that the smallest block's survivors fall below its floor in a round: then the
     round is dropped, and whether it is can turn on one device (the users' epsilon does not
     count that; the simulator keeps it at most DDG_FLOOR_FAILURE but for tiny blocks)."""
-    starts = block_starts(secagg_blocks(cfg, population), population)
-    sizes = np.diff(starts) if holders is None else \
-        np.add.reduceat(np.asarray(holders, dtype=np.int64), starts[:-1])
-    return binomial_cdf(floor - 1, int(sizes.min()), cfg.sample_rate * (1.0 - cfg.dropout))
+    size = int(_block_sizes(cfg, population, holders).min())
+    return binomial_cdf(floor - 1, size, cfg.sample_rate * (1.0 - cfg.dropout))
 
 
 def failure_warning(chance: float, dropout: float) -> str:
+    """The line a run prints when its block rounds fail more than SECURE_FAILURE_WARN."""
     return (f"warning: at --dropout {dropout:g} a block's secure-aggregation round fails about "
             f"{chance:.1%} of the time (each group needs about two thirds of its devices to "
             "survive); which rounds fail depends on the devices' freshly drawn keys, so runs "
