@@ -274,7 +274,8 @@ class DistributedDPFedAvg(Strategy):
       devices took part and the sums of single blocks, so no amplification by sampling and
       only one block's shares: the DDG bound without sampling (the device's update replaced by
       zeros, its share kept), with the fewest shares any block sum they saw held, composed over
-      the most rounds any device took part in.
+      the most rounds any device took part in (as :meth:`servers_saw` was told: the simulator
+      counts every device it sampled, and each sum at its block's floor).
 
     Parameters
     ----------
@@ -329,8 +330,8 @@ class DistributedDPFedAvg(Strategy):
         return count >= self.ddg.n_min
 
     def servers_saw(self, devices: np.ndarray, shares: int) -> None:
-        """Record that the servers unmasked a block sum of ``devices``' inputs holding
-        ``shares`` noise shares (whether or not the round was then released)."""
+        """Record that ``devices`` took part (or may have) in sums the servers unmasked, each
+        holding at least ``shares`` noise shares (whether or not the round was then released)."""
         ids = np.asarray(devices, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.population):
             raise ValueError("devices must be ids in [0, population)")
