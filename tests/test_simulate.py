@@ -350,6 +350,8 @@ def test_csv_path_runs_on_real_sensor_data(tmp_path):
     assert r["devices"] == 8 and r["task_type"] == "regression" and r["records"] > 300
     assert np.isfinite(r["fl"]["score"]) and np.isfinite(r["centralized"]["score"])
     assert r["fl"]["bytes_total"] > 0
+    # ... and no GPS-trace figure, which a user could take for a property of this file
+    assert r["risk"]["traces"] is None and "GPS" not in summary_table(r)
 
 
 def test_what_loading_a_csv_did_is_reported_in_the_table_and_json(tmp_path, capsys):
@@ -440,6 +442,9 @@ def test_release_risk_is_measured_and_falls_with_generalisation(small_city, tmp_
     cl = coarse["risk"]["traces"]["linkage_home_work"]["released"]["reidentified"]
     assert cu < u["released"] and cl < lk["released"]["reidentified"]
     assert off["risk"]["traces"] is None
+    # ... and every figure says what it was computed on: simulated people, not the task's data
+    assert "synthetic GPS traces of" in risk["computed_on"]
+    assert "simulated people's synthetic GPS traces" in summary_table(small_city)
 
 
 def test_device_treatments_change_what_is_released_and_are_validated(tmp_path):

@@ -83,7 +83,9 @@ _FLAG_HELP = {
     "baseline_devices": "train the centralized baseline on the pooled records of this many "
                         "devices, a seeded uniform sample (0: every device; a large city's "
                         "pooled data takes memory and time on rank 0)",
-    "risk_people": "people whose GPS traces measure re-identification risk (0: skip)",
+    "risk_people": "simulated people whose synthetic GPS traces measure the re-identification "
+                   "risk of what devices release (synthetic tasks only: a CSV holds no traces; "
+                   "0: skip)",
     "release_cell_m": "grid cell (metres) of the locations devices release",
     "release_time_s": "time bin (seconds) of the timestamps devices release",
     "seed": "seed of the city, the sampling, the training and the (simulated) DP noise",

@@ -706,9 +706,14 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     risk = {"traces": None, "records": records_risk(
         task=cfg.task, devices=cfg.devices, n_districts=cfg.districts, seed=cfg.seed,
         treatment=cfg.treatment or None, field_epsilon=cfg.field_epsilon)}
-    if cfg.risk_people:
+    if cfg.risk_people and cfg.task != "csv":
+        # A synthetic mobility population of the simulated city, not the task's records: a CSV
+        # holds no traces, so no trace figure is printed that could pass for its data's.
         risk["traces"] = release_risk(people=cfg.risk_people, cell_m=cfg.release_cell_m,
                                       time_s=cfg.release_time_s, seed=cfg.seed)
+        risk["traces"]["computed_on"] = (f"synthetic GPS traces of {cfg.risk_people:,} simulated "
+                                         "people of the city (privcity.data.gps), not the "
+                                         "task's records")
     results = _report(cfg, model, census, baseline_records, test, central, central_cpu, plain,
                       dp, size, time.perf_counter() - started)
     results["risk"] = risk
@@ -913,7 +918,8 @@ def summary_table(results: dict[str, Any]) -> str:
     if risk:
         u, lk = risk["unicity_4_points"], risk["linkage_home_work"]
         notes.append(
-            f"re-identification of {risk['people']:,} people's GPS traces, raw -> released "
+            f"re-identification of {risk['people']:,} simulated people's synthetic GPS traces "
+            "(the city's mobility, not the task's records), raw -> released "
             f"({risk['release_cell_m']:g} m cells, {risk['release_time_s']} s bins, "
             f"pseudonyms): unicity from 4 points {u['raw']:.3f} -> {u['released']:.3f}; "
             f"home/work linkage {lk['raw']['reidentified']:.3f} -> "
