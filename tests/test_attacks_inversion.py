@@ -54,7 +54,7 @@ def one_record_updates(task: str = "air_quality"):
     return data, model, start, updates
 
 
-# --- one record: exact --------------------------------------------------------------------------
+# --- one record: exact ----------------------------------------------------------------------------
 
 def test_one_record_devices_give_back_their_record_to_float32_precision_and_their_label():
     # Prepare
@@ -140,7 +140,7 @@ def test_weight_decay_is_removed_with_what_the_server_knows_leaving_the_stated_b
         invert_update(model, update)
 
 
-# --- several records: a mixture ------------------------------------------------------------------
+# --- several records: a mixture -------------------------------------------------------------------
 
 @pytest.mark.parametrize("same_label", [False, True])
 def test_a_two_record_device_gives_a_mixture_of_its_records_and_neither_record(same_label):
@@ -175,7 +175,7 @@ def test_a_block_sum_of_50_one_record_devices_gives_back_no_record():
     assert report.recovered == 0 and report.errors.min() > 0.5
 
 
-# --- noise ---------------------------------------------------------------------------------------
+# --- noise ----------------------------------------------------------------------------------------
 
 def test_one_update_with_gaussian_noise_calibrated_for_epsilon_1_gives_back_no_record():
     # Prepare: each update clipped to C = 1 plus N(0, sigma^2), sigma for (1, 1e-5)-DP
@@ -223,7 +223,7 @@ def test_a_sybil_block_exposes_its_victim_under_secure_aggregation_but_not_under
     assert min(relative_error(x, honest.x) for x in data.X[:DEVICES]) > 0.5
 
 
-# --- edges and bad input ---------------------------------------------------------------------------
+# --- edges and bad input --------------------------------------------------------------------------
 
 def test_an_update_that_moved_no_bias_recovers_nothing_and_counts_as_a_failure():
     # Prepare

@@ -61,11 +61,6 @@ def _finite(arr: np.ndarray, name: str, allow_empty: bool) -> np.ndarray:
     return out
 
 
-def rows_match(n: int, name: str, other: int, other_name: str) -> None:
-    if n != other:
-        raise ValueError(f"{name} must have one entry per row of {other_name} ({other}), got {n}")
-
-
 def targets(model: Model, y: Any, n: int) -> np.ndarray:
     """y as float64 targets (regression) or int64 labels in [0, n_outputs) (classification),
     one per row (n)."""

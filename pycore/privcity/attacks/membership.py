@@ -1,10 +1,11 @@
 """Membership inference: was this record (this device) in the released model's training data?
 
-The attacker holds the released parameters (it computes the model's outputs on any record) and candidate records with their labels; for the calibrated and LiRA
-attacks also data from the same population, to train its own reference ("shadow") models,
-which privcity's models make cheap (:func:`train_reference_models`). Each function returns one
-score per record, higher meaning "member"; :func:`privcity.attacks.evaluate_scores` turns the
-scores of known members and non-members into the ROC, AUC, TPR at low FPR and advantage.
+The attacker holds the released parameters (it computes the model's outputs on any record)
+and candidate records with their labels; for the calibrated and LiRA attacks also data from
+the same population, to train its own reference ("shadow") models, which privcity's models make
+cheap (:func:`train_reference_models`). Each function returns one score per record, higher
+meaning "member"; :func:`privcity.attacks.evaluate_scores` turns the scores of known members
+and non-members into the ROC, AUC, TPR at low FPR and advantage.
 
 - :func:`loss_threshold_scores`: minus the record's loss (Yeom et al. 2018, "Privacy risk in
   machine learning: analyzing the connection to overfitting"): members are fit better.
@@ -13,10 +14,11 @@ scores of known members and non-members into the ROC, AUC, TPR at low FPR and ad
   in membership inference attacks"): an outlier's loss is high member or not, and calibration
   stops it from hiding among non-members (and an easy record from posing as a member).
 - :func:`lira_offline_scores`: the offline likelihood-ratio attack (Carlini et al. 2022,
-  "Membership inference attacks from first principles", Section 4 and its offline variant):
+  "Membership inference attacks from first principles", Section IV, offline variant):
   a Gaussian fitted to the record's logit-scaled confidence under shadow models trained
   without it; the score is how many of their standard deviations the released model's
-  confidence lies above that mean (the one-sided test's p-value is Phi(score), the same order).
+  confidence lies above that mean (the paper's one-sided test, Lambda = Phi(score), orders
+  records alike).
 - :func:`device_scores`: device-level membership (was this device in training?): the mean of
   its records' scores.
 
@@ -35,6 +37,7 @@ from . import _checks
 
 __all__ = ["calibrated_scores", "confidence_statistic", "device_scores", "example_losses",
            "lira_offline_scores", "loss_threshold_scores", "train_reference_models"]
+
 
 def example_losses(model: Model, params: Any, X: Any, y: Any) -> np.ndarray:
     """Each record's loss under ``params``, float64 (n,): cross-entropy for classification,
@@ -56,7 +59,7 @@ def confidence_statistic(model: Model, params: Any, X: Any, y: Any) -> np.ndarra
     """LiRA's per-record statistic, float64 (n,), larger when the model fits the record better.
 
     Classification: the logit-scaled confidence ``log(p_y / sum_{c != y} p_c)`` (Carlini et al.
-    2022, Section 4.2: roughly Gaussian across models, where p_y is not), computed from the
+    2022, Section IV: roughly Gaussian across models, where p_y is not), computed from the
     logits in float64 as ``z_y - logsumexp_{c != y} z_c``, exact where p_y rounds to 1.
     Regression (privcity's choice, the paper has none): ``-log(squared error + 1e-30)``, the
     log making the error's spread roughly Gaussian.
@@ -136,8 +139,7 @@ def train_reference_models(model: Model, X: Any, y: Any, *, n_models: int, subse
     model = _checks.model(model)
     n_models = _checks.count(n_models, "n_models", 1)
     Xa = _checks.matrix(X, "X", model.n_features)
-    ya = np.asarray(y)
-    _checks.rows_match(ya.shape[0] if ya.ndim == 1 else -1, "y", Xa.shape[0], "X")
+    ya = _checks.targets(model, y, Xa.shape[0])
     size = _checks.count(subset_size, "subset_size", 1)
     if size > Xa.shape[0]:
         raise ValueError(f"subset_size must be at most the rows of X ({Xa.shape[0]}), got {size}")

@@ -1,6 +1,6 @@
 """How well a membership score separates members from non-members: the ROC curve, its AUC,
 TPR at a low FPR and the membership advantage, as the membership-inference literature reports
-them (Carlini et al. 2022, "Membership inference attacks from first principles", Section 3:
+them (Carlini et al. 2022, "Membership inference attacks from first principles", Section III:
 TPR at low FPR on log-log ROC curves; Yeom et al. 2018: advantage = TPR - FPR).
 
 Scores are "higher means member". Every figure here is over all thresholds, chosen knowing who
@@ -50,7 +50,7 @@ def roc_curve(member_scores: Any, nonmember_scores: Any) -> tuple[np.ndarray, np
 def roc_auc(fpr: Any, tpr: Any) -> float:
     """Area under an ROC (trapezoids): for :func:`roc_curve`'s curve, the Mann-Whitney
     probability that a member outscores a non-member, ties counting one half."""
-    f, t = _checks.vector(fpr, "fpr"), _checks.vector(tpr, "tpr", len(np.asarray(fpr)))
+    f, t = _curve(fpr, tpr)
     return float(np.sum(np.diff(f) * (t[1:] + t[:-1])) / 2.0)
 
 
@@ -63,7 +63,7 @@ def tpr_at_fpr(fpr: Any, tpr: Any, target: float, n_nonmembers: int) -> float:
     1 / n_nonmembers > target: nothing was measured at that rate and NaN is returned (a
     figure there would rest on less than one false positive).
     """
-    f, t = _checks.vector(fpr, "fpr"), _checks.vector(tpr, "tpr", len(np.asarray(fpr)))
+    f, t = _curve(fpr, tpr)
     target = _checks.positive(target, "target")
     if target >= 1.0:
         raise ValueError(f"target must be in (0, 1), got {target!r}")
@@ -123,3 +123,15 @@ def evaluate_scores(member_scores: Any, nonmember_scores: Any, *,
     return AttackROC(auc=roc_auc(fpr, tpr), advantage=float(np.max(tpr - fpr)),
                      tpr_at={a: tpr_at_fpr(fpr, tpr, a, n0) for a in targets}, fpr=fpr, tpr=tpr,
                      thresholds=thresholds, n_members=n1, n_nonmembers=n0)
+
+
+def _curve(fpr: Any, tpr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) checked as an ROC: equal lengths, non-decreasing within [0, 1], from fpr 0."""
+    f = _checks.vector(fpr, "fpr")
+    t = _checks.vector(tpr, "tpr", f.shape[0])
+    for arr, name in ((f, "fpr"), (t, "tpr")):
+        if arr.min() < 0.0 or arr.max() > 1.0 or np.any(np.diff(arr) < 0.0):
+            raise ValueError(f"{name} must be non-decreasing within [0, 1] (an ROC curve)")
+    if f[0] != 0.0:
+        raise ValueError(f"fpr must start at 0 (the threshold +inf), got {f[0]}")
+    return f, t
