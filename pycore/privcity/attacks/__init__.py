@@ -1,0 +1,73 @@
+"""What each party can learn: attacks that measure privacy instead of asserting it.
+
+Each attack works on its own, on numpy arrays and privcity.models models, and says what its
+attacker sees.
+
+- Update inversion (:mod:`.inversion`), the server that reads one device's update:
+  :func:`invert_update` recovers the record of a one-record device exactly from a linear
+  model's (or an MLP's first layer's) update, and its label; from several records, a sum of
+  devices' updates or a noisy sum it returns a mixture (:func:`mixture_weights` says of what).
+  :func:`inversion_report`: the share of records recovered within a tolerance.
+- Membership inference (:mod:`.membership`), whoever holds the released model: the
+  loss-threshold attack (Yeom et al. 2018), the difficulty-calibrated one (Watson et al. 2022)
+  and offline LiRA (Carlini et al. 2022) with reference models privcity trains itself
+  (:func:`train_reference_models`), per record and per device (:func:`device_scores`).
+- Their figures (:mod:`.roc`): :func:`evaluate_scores` gives the ROC curve, AUC, TPR at FPR 1%
+  and 0.1% and the membership advantage.
+
+Example
+-------
+>>> import numpy as np
+>>> from privcity.models import SoftmaxRegression, train_local
+>>> from privcity.attacks import invert_update
+>>> model = SoftmaxRegression(n_features=3, n_classes=2)
+>>> x = np.array([[0.5, -1.0, 2.0]], np.float32)
+>>> start = model.init_params(0)
+>>> update = train_local(model, start, x, [1], epochs=3, lr=0.1) - start
+>>> x_hat, label = invert_update(model, update)
+>>> bool(np.allclose(x_hat, x[0], rtol=1e-5)), label
+(True, 1)
+"""
+from __future__ import annotations
+
+from .inversion import Inversion as Inversion
+from .inversion import InversionReport as InversionReport
+from .inversion import inversion_report as inversion_report
+from .inversion import inversion_success as inversion_success
+from .inversion import invert_update as invert_update
+from .inversion import mixture_weights as mixture_weights
+from .inversion import relative_error as relative_error
+from .membership import calibrated_scores as calibrated_scores
+from .membership import confidence_statistic as confidence_statistic
+from .membership import device_scores as device_scores
+from .membership import example_losses as example_losses
+from .membership import lira_offline_scores as lira_offline_scores
+from .membership import loss_threshold_scores as loss_threshold_scores
+from .membership import train_reference_models as train_reference_models
+from .roc import AttackROC as AttackROC
+from .roc import evaluate_scores as evaluate_scores
+from .roc import roc_auc as roc_auc
+from .roc import roc_curve as roc_curve
+from .roc import tpr_at_fpr as tpr_at_fpr
+
+__all__ = [
+    "AttackROC",
+    "Inversion",
+    "InversionReport",
+    "calibrated_scores",
+    "confidence_statistic",
+    "device_scores",
+    "evaluate_scores",
+    "example_losses",
+    "inversion_report",
+    "inversion_success",
+    "invert_update",
+    "lira_offline_scores",
+    "loss_threshold_scores",
+    "mixture_weights",
+    "relative_error",
+    "roc_auc",
+    "roc_curve",
+    "tpr_at_fpr",
+    "train_reference_models",
+]
