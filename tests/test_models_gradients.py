@@ -177,3 +177,22 @@ def test_softmax_is_stable_for_huge_logits():
     np.testing.assert_array_equal(probs, [[1, 0, 0], [0, 0, 1]])
     assert loss == pytest.approx(1e6)  # log-sum-exp: z_max - z_y = 1e6 for both rows
     assert np.isfinite(grad).all()
+
+
+def test_outputs_are_the_float64_logits_behind_predict_and_loss():
+    # Prepare: a confident fit, whose float32 probabilities round to exactly 1
+    model = SoftmaxRegression(n_features=3, n_classes=2)
+    params = np.array([30.0, 0.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0], np.float32)
+    X = np.array([[1.0, 0.0, 0.0], [0.5, 0.2, 0.1]], np.float32)
+
+    # Execute
+    z = model.outputs(params, X)
+
+    # Assert: the same probabilities as predict, the same loss as loss(), at full precision
+    assert z.dtype == np.float64 and z.shape == (2, 2)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(p, model.predict(params, X), atol=1e-6)
+    nll = -np.mean(np.log(p[np.arange(2), [1, 1]]))
+    assert model.loss(params, X, np.array([1, 1])) == pytest.approx(nll, rel=1e-9)
+    assert model.predict(params, X)[0, 0] == 1.0 and p[0, 0] < 1.0

@@ -182,9 +182,8 @@ def _outputs(model: Model, params: Any, X: Any, y: Any) -> tuple[np.ndarray, np.
     ``predict``'s float32 probabilities, which round confident fits to exactly 0 or 1.
     """
     model = _checks.model(model)
-    p = model._check_params(params).astype(np.float64)
-    X32 = model._check_X(X)
-    return model._forward(p, X32.astype(np.float64)), _checks.targets(model, y, X32.shape[0])
+    out = model.outputs(params, X)
+    return out, _checks.targets(model, y, out.shape[0])
 
 
 def _margin(Z: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -103,6 +103,14 @@ class Model(abc.ABC):
             return np.ascontiguousarray(out[:, 0])
         return _softmax_rows(out)
 
+    def outputs(self, params: Any, X: Any) -> np.ndarray:
+        """The raw outputs for the rows of X in float64 (n, n_outputs): logits for
+        classification, values for regression; params at full precision, X rounded to float32
+        as in training. What an attacker holding the released parameters computes (``predict``'s
+        float32 probabilities round confident fits to exactly 0 or 1)."""
+        p = self._check_params(params).astype(np.float64)
+        return self._forward(p, self._check_X(X, allow_empty=True).astype(np.float64))
+
     def loss(self, params: Any, X: Any, y: Any) -> float:
         """The training objective, computed in float64: mean data loss + 0.5 * l2 * ||weights||^2.
 
