@@ -93,6 +93,14 @@ _FLAG_HELP = {
     "data": "CSV file of real data (with --task csv)",
     "target": "CSV target column",
     "device_column": "CSV column naming each row's device",
+    "quasi_identifiers": "CSV columns an attacker may know of a person (e.g. 'zip,age'), on "
+                         "which the linkage and unicity of the file's own records are measured "
+                         "(default: the columns the schema flags quasi)",
+    "attacks": "the attack suite on what each party sees: none, fast (a few seconds) or full "
+               "(more devices and shadow models)",
+    "audit_strict": "exit with status 3 if the empirical epsilon audit's lower bound exceeds "
+                    "the accountant's epsilon (a broken mechanism or accountant)",
+    "report": "write OUT/report.html with its plots (on by default)",
 }
 
 
@@ -150,7 +158,10 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     for name, text in _FLAG_HELP.items():
         default = getattr(defaults, name)
         flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
+        if default is True:  # --report / --no-report
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{text}")
+        elif isinstance(default, bool):
             p.add_argument(flag, action="store_true", default=None,
                            help=f"{text} (default off)")
         else:

@@ -14,6 +14,7 @@ TASKS = ("air_quality", "traffic", "energy", "csv")
 MODELS = ("auto", "linear", "softmax", "mlp")
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
 PARTITIONS = ("district", "dirichlet")
+ATTACKS = ("none", "fast", "full")
 
 
 #: How often a secure-aggregation block round may be expected to fail before the run is
@@ -63,6 +64,10 @@ class SimConfig:
     data: str = ""                     # CSV file (task csv)
     target: str = ""                   # CSV target column
     device_column: str = ""            # CSV column naming the device of each row
+    quasi_identifiers: str = ""        # CSV columns an attacker may know, comma-separated
+    attacks: str = "fast"              # the attack suite: none, fast or full (sim/attacks.py)
+    audit_strict: bool = False         # exit non-zero if the audit's bound exceeds epsilon
+    report: bool = True                # write OUT/report.html (and its PNGs)
 
     def secure_failure_chance(self) -> tuple[int, float]:
         """(expected devices of a block round, the chance such a round fails at this dropout:
@@ -103,7 +108,7 @@ class SimConfig:
         if isinstance(self.release_time_s, bool) or not isinstance(self.release_time_s, int) \
                 or self.release_time_s < 1:
             raise bad("release_time_s", "must be an integer >= 1")
-        for name in ("out", "data", "target", "device_column"):
+        for name in ("out", "data", "target", "device_column", "quasi_identifiers"):
             if not isinstance(getattr(self, name), str):
                 raise bad(name, "must be a string")
         for name, lo, hi, lo_open, hi_open in (("sample_rate", 0.0, 1.0, True, False),
@@ -148,13 +153,17 @@ class SimConfig:
         if not isinstance(z, (int, float)) or isinstance(z, bool) or not math.isfinite(z) or z < 0:
             raise bad("noise_multiplier", "must be a finite number >= 0 (0: calibrate)")
         for name, allowed in (("task", TASKS), ("model", MODELS), ("aggregator", AGGREGATORS),
-                              ("partition", PARTITIONS)):
+                              ("partition", PARTITIONS), ("attacks", ATTACKS)):
             if getattr(self, name) not in allowed:
                 raise bad(name, f"must be one of {', '.join(allowed)}")
         if not isinstance(self.adaptive_clip, bool):
             raise bad("adaptive_clip", "must be true or false")
-        if not isinstance(self.secure_aggregation, bool):
-            raise bad("secure_aggregation", "must be true or false")
+        for name in ("secure_aggregation", "audit_strict", "report"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "must be true or false")
+        if self.quasi_identifiers and self.task != "csv":
+            raise bad("quasi_identifiers", "names CSV columns (task csv); a synthetic task's "
+                                           "schema flags its own")
         if isinstance(self.secagg_neighbors, bool) or not isinstance(self.secagg_neighbors, int) \
                 or self.secagg_neighbors < 0 or self.secagg_neighbors == 1:
             raise bad("secagg_neighbors", "must be an integer >= 2, or 0 (chosen from the "

@@ -48,6 +48,7 @@ from ..fl import Aggregator, DistributedDPFedAvg, DPFedAvg, FedAvg, Gateway, Gat
 from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
 from .config import SECURE_FAILURE_WARN, SimConfig
+from .datasets import city
 from .secure import (DDG_FLOOR_FAILURE, block_starts, ddg_floor_miss, distributed_strategy,
                      failure_warning, rotation_seed, secagg_blocks, secure_step, secure_summary)
 
@@ -73,15 +74,7 @@ def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
         if devices is not None:
             train = train.subset(np.arange(devices.start, devices.stop))
         return train, test
-    train = data.make_city(cfg.task, n_devices=cfg.devices,
-                           samples_per_device=cfg.samples_per_device,
-                           n_districts=cfg.districts, seed=cfg.seed, devices=devices,
-                           partition=cfg.partition, alpha=cfg.alpha,
-                           # On-device noise of the schema's sensitive fields, one seeded stream
-                           # per device (a simulation), so blocks and ranks agree.
-                           epsilon=cfg.field_epsilon or None,
-                           treatment=cfg.treatment or None,
-                           noise_seed=cfg.seed if (cfg.field_epsilon or cfg.treatment) else None)
+    train = city(cfg, devices, cfg.devices)
     # A held-out population of pseudo-devices, the same whatever the city's size or split.
     test = data.make_test_set(cfg.task, n_devices=TEST_DEVICES,
                               samples_per_device=min(cfg.samples_per_device, TEST_SAMPLES_MAX),
@@ -691,6 +684,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                                     lr=cfg.lr, seed=cfg.seed)
     central_cpu = time.process_time() - t0
     baseline_records = rows
+    # The attacks read a CSV's devices again (a synthetic city's they regenerate by id).
+    csv_data = (train, test) if cfg.task == "csv" else None
     del base, train  # the pooled data is not needed past here
     say(f"centralized baseline: done in {central_cpu:.1f} s CPU")
     # (b) FL without DP, (c) FL with DP
@@ -717,6 +712,17 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     results = _report(cfg, model, census, baseline_records, test, central, central_cpu, plain,
                       dp, size, time.perf_counter() - started)
     results["risk"] = risk
+    if cfg.attacks != "none":
+        from .attacks import breach_risk, run_attacks
+        z, c = results["privacy"]["noise_multiplier"], cfg.clip
+        results["attacks"] = run_attacks(
+            cfg, level=cfg.attacks, model=model, init=init, population=census.n_devices,
+            params={"centralized": central, "fl": plain["params"], "fl_dp": dp["params"]},
+            rounds_run={"fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])},
+            baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say)
+        results["attacks"]["run_seconds"] = results["wall_seconds"]
+        results["attacks"]["breach"] = breach_risk(results)
+        say(f"attacks: done in {results['attacks']['seconds']:.1f} s")
     os.makedirs(cfg.out, exist_ok=True)
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -900,6 +906,7 @@ def summary_table(results: dict[str, Any]) -> str:
         ("aggregation / round", "-", f"{fl['aggregation_seconds_mean'] * 1e3:.2f} ms",
          f"{fd['aggregation_seconds_mean'] * 1e3:.2f} ms"),
     ]
+    rows += _attack_rows(results)
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -964,9 +971,82 @@ def summary_table(results: dict[str, Any]) -> str:
     if diverged:
         notes.append(f"{diverged} device update(s) diverged (non-finite) and were left out; "
                      "lower --lr")
+    notes += _attack_notes(results)
     notes += [f"data: {n}" for n in results.get("data_notes", ())]
     lines += notes
     head = (f"privcity simulate: {results['devices']:,} devices, task {results['config']['task']}"
             f" ({results['task_type']}), {results['ranks']} rank(s), "
             f"{results['wall_seconds']:.1f} s")
     return head + "\n" + "\n".join(lines)
+
+
+def _ci(value: float, ci: list[float], percent: bool = False) -> str:
+    if percent:
+        return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _attack_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The table's rows of the attack suite and the audit (none when they did not run)."""
+    rows: list[tuple[str, str, str, str]] = []
+    att = results.get("attacks")
+    if att and att.get("breach"):
+        b = att["breach"]
+        rows.append(("breach risk [95% CI]", "1.000 (raw records)" if b["centralized"]["ci"]
+                     == [1.0, 1.0] else _ci(b["centralized"]["risk"], b["centralized"]["ci"]),
+                     _ci(b["fl"]["risk"], b["fl"]["ci"]), _ci(b["fl_dp"]["risk"],
+                                                              b["fl_dp"]["ci"])))
+        red = b["leakage_reduction"]
+        rows.append(("leakage reduction", "-", *(
+            "-" if red[k]["value"] is None else _ci(red[k]["value"], red[k]["ci"], True)
+            for k in ("fl", "fl_dp"))))
+        cells = []
+        for name in ("centralized", "fl", "fl_dp"):
+            best = _best_mia(att["membership"], name)
+            cells.append("-" if best is None else f"{best[0]:.3f} {best[1]}")
+        rows.append(("membership AUC (best)", *cells))
+    audit = results.get("audit")
+    if audit:
+        rows.append(("empirical epsilon >=", "-", f"{audit['fl']['bound']:.3f}",
+                     f"{audit['fl_dp']['bound']:.3f}"))
+    return rows
+
+
+def _best_mia(membership: dict[str, Any], name: str) -> tuple[float, str] | None:
+    best = None
+    for unit in ("record", "device"):
+        for attack, r in membership.get(unit, {}).get(name, {}).items():
+            if isinstance(r, dict) and "auc" in r and (best is None or r["auc"] > best[0]):
+                best = (r["auc"], f"{attack}/{unit}")
+    return best
+
+
+def _attack_notes(results: dict[str, Any]) -> list[str]:
+    att = results.get("attacks")
+    if not att:
+        return ["attacks: not run (--attacks none)"] if "attacks" in results.get("config", {}) \
+            else []
+    share = att["seconds"] / max(att["run_seconds"], 1e-9)
+    notes = [f"attacks ({att['level']}, {att['seconds']:.1f} s, {share:.0%} of the run's time): "
+             "breach risk is the best attack's success against what each design exposes "
+             "(centralized: the pooled raw records and the model; FL: the updates and the "
+             "model; FL + DP: what its aggregator sees and the model); leakage reduction its "
+             "relative drop from centralized"]
+    views = att["updates"].get("views", {})
+    if views:
+        notes.append(f"update inversion, records recovered within {att['tolerance']:.0%} "
+                     "(relative L2): " + "; ".join(
+                         f"{v['label']}: {_ci(v['recovered'], v['ci'])} of {v['n']:,}"
+                         for v in views.values()))
+    if att["membership"].get("device_note"):
+        notes.append(f"membership inference: {att['membership']['device_note']}")
+    audit = results.get("audit")
+    if audit:
+        fd = audit["fl_dp"]
+        verdict = ("EXCEEDS the accountant's epsilon: the mechanism or the accountant is broken"
+                   if fd["exceeded"] else "within the accountant's epsilon")
+        notes.append(f"epsilon audit (Steinke et al. 2023, one run, {audit['canaries']:,} canary "
+                     f"devices, {audit['confidence']:.0%} confidence): FL + DP >= "
+                     f"{fd['bound']:.3f} against the accountant's {fd['epsilon']:.3f}, {verdict}"
+                     f"; FL without DP >= {audit['fl']['bound']:.3f}")
+    return notes

@@ -1,0 +1,348 @@
+"""The attack suite of ``privcity simulate``: what each party learns from what it sees, measured.
+
+Run on rank 0 after the three trainings (``--attacks fast``, the default, or ``full``; ``none``
+skips it). Each attack is one of :mod:`privcity.attacks`, aimed at the surface a party sees:
+
+- the updates (what the server sees): update inversion on the updates of the devices that
+  reported in round 1, as the FedAvg aggregator opened them; on one secure-aggregation block's
+  sum of those updates (what a SecAgg server sees); and on that block's sum of clipped updates
+  with the DP noise of the run added (what the servers see under distributed DP, and what each
+  round releases under central DP). The updates are recomputed on rank 0 with the gateway's own
+  training call and seeds (:func:`privcity.fl.rounds.training_seeds`), so they are bit for bit
+  those of the run.
+- the released models: membership inference (loss threshold, difficulty-calibrated, offline
+  LiRA with shadow models trained on held-out data of the same population), per record and per
+  device, against the centralized, FL and FL + DP models. Members are records of devices that
+  took part in a model's training; non-members are records of held-out devices of the same city
+  (ids past the population, generated with the same partition and on-device treatment); the
+  shadow models train on further held-out devices. A CSV's held-out rows stand in for both (its
+  test split is by row, so no device-level attack there).
+
+"Breach risk" (the seed paper's figure, defined here) is the best attack's success against what
+each design exposes: centralized, the pooled raw records (a reader of them recovers every record:
+1.0) and the model; federated, the updates the aggregator opens and the model; federated + DP,
+what the aggregator sees under this run's DP (each device's clipped update under central DP, the
+noisy block sums under distributed DP with secure aggregation) and the model. "Leakage
+reduction" is its relative drop from the centralized design. Every figure carries a 95%
+confidence interval: Wilson's for shares of records, the Dvoretzky-Kiefer-Wolfowitz band for a
+membership advantage (a difference of two empirical CDFs). The best of several attacks is
+picked after the fact, so its estimate leans high; its interval is that attack's own.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import attacks
+from ..dp import GaussianMechanism, clip_l2_rows
+from ..fl.rounds import round_cohort, training_seeds
+from ..noise import SecureRNG
+from .config import SimConfig
+from .secure import block_starts, secagg_blocks
+
+__all__ = ["LEVELS", "breach_risk", "run_attacks"]
+
+LEVELS = ("none", "fast", "full")
+#: (candidate devices per side, shadow models, devices whose updates are inverted at most)
+_SIZES = {"fast": (1000, 4, 64), "full": (3000, 16, 400)}
+TOLERANCE = 0.05  # relative L2 error under which a record counts as recovered
+ROC_POINTS = 400  # points of each stored ROC curve (for the report's plots)
+_STREAM = 0x61747461636B  # "attack": the seeded choices of this suite, a stream of their own
+
+
+def run_attacks(cfg: SimConfig, *, level: str, model: Any, init: np.ndarray,
+                population: int, params: dict[str, np.ndarray], rounds_run: dict[str, int],
+                baseline: np.ndarray | None, noise_std: float, clip: float,
+                csv: tuple[Any, Any] | None, say: Callable[[str], None]) -> dict[str, Any]:
+    """metrics.json's "attacks" section (without "breach", which :func:`breach_risk` adds).
+
+    params: the released parameters of "centralized", "fl" and "fl_dp"; rounds_run: of "fl"
+    and "fl_dp"; baseline: the devices whose records trained the centralized model (None: all);
+    noise_std: the standard deviation of the DP noise on a round's sum (z C); clip: C;
+    csv: (train FederatedDataset, test with .X and .y) for a CSV task, else None."""
+    started = time.perf_counter()
+    per_side, shadows, n_inv = _SIZES[level]
+    rng = np.random.default_rng([cfg.seed, _STREAM])
+    src = _Source(cfg, population, csv)
+    say(f"attacks ({level}): update inversion on round 1's updates")
+    updates = _inversion(cfg, src, model, init, population, n_inv, noise_std, clip)
+    say(f"attacks ({level}): membership inference on the three models ({shadows} shadow "
+        "models)")
+    membership = _membership(cfg, src, model, params, rounds_run, baseline, per_side, shadows,
+                             rng)
+    return {"level": level, "tolerance": TOLERANCE, "updates": updates,
+            "membership": membership, "seconds": time.perf_counter() - started}
+
+
+# --- where the records come from ------------------------------------------------------------------
+
+class _Source:
+    """Records of any device of the run (synthetic: regenerated from its id; CSV: the file's)
+    and of held-out devices of the same population."""
+
+    def __init__(self, cfg: SimConfig, population: int, csv: tuple[Any, Any] | None) -> None:
+        self.cfg, self.population, self.csv = cfg, population, csv
+
+    def devices(self, ids: np.ndarray) -> Any:
+        """FederatedDataset of these devices (sorted ids of the run)."""
+        if self.csv is not None:
+            return self.csv[0].subset(ids)
+        from .datasets import city
+        return city(self.cfg, ids, self.cfg.devices)
+
+    def held_out(self, count: int, first: int = 0) -> Any:
+        """FederatedDataset of ``count`` devices the run never had: ids past the population
+        (the same generator, partition and on-device treatment). None for a CSV."""
+        if self.csv is not None:
+            return None
+        from .datasets import city
+        start = self.population + first
+        return city(self.cfg, np.arange(start, start + count), self.population + first + count)
+
+
+# --- the updates ----------------------------------------------------------------------------------
+
+def _inversion(cfg: SimConfig, src: _Source, model: Any, init: np.ndarray, population: int,
+               n_inv: int, noise_std: float, clip: float) -> dict[str, Any]:
+    from ..models import train_many
+    _, reporting = round_cohort(cfg.seed, 0, np.arange(population), sample_rate=cfg.sample_rate,
+                                dropout=cfg.dropout)
+    # One secure-aggregation block of round 1: the devices of the city's first block.
+    blocks = secagg_blocks(cfg, population)
+    end = int(block_starts(blocks, population)[1])
+    block = np.flatnonzero(reporting[:end])
+    one = block[:n_inv] if block.size >= n_inv else np.flatnonzero(reporting)[:n_inv]
+    ids = np.union1d(block, one)
+    data = src.devices(ids)
+    keep = np.flatnonzero(np.diff(data.offsets) > 0)  # devices with records (a CSV may have none)
+    if keep.size == 0:
+        return {"tolerance": TOLERANCE, "views": {}, "note": "no device with records reported"}
+    with np.errstate(over="ignore", invalid="ignore"):
+        ups = train_many(model, init, data.X, data.y, data.offsets, keep,
+                         epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                         seeds=training_seeds(cfg.seed, 0, data.device_ids[keep]))
+    finite = np.isfinite(ups).all(axis=1)
+    keep, ups = keep[finite], ups[finite]
+    labels = model.task_type == "classification"
+    sizes = np.diff(data.offsets)
+
+    def records(devs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rows = np.concatenate([np.arange(data.offsets[d], data.offsets[d + 1]) for d in devs])
+        owner = np.repeat(np.arange(devs.size), sizes[devs])
+        return data.X[rows], owner, (data.y[rows].astype(np.int64) if labels else None)
+
+    views: dict[str, Any] = {}
+    singles = np.flatnonzero(np.isin(data.device_ids[keep], one))
+    if singles.size:
+        X, owner, y = records(keep[singles])
+        views["fl"] = _view(model, X, ups[singles], owner, y, "each device's plaintext update "
+                            "(the FedAvg aggregator; also the aggregator of central DP)",
+                            singles.size)
+    inblock = np.flatnonzero(np.isin(data.device_ids[keep], block))
+    if inblock.size >= 2:
+        X, _, y = records(keep[inblock])
+        owner = np.zeros(X.shape[0], np.int64)
+        weights = sizes[keep[inblock]].astype(np.float64)
+        total = (ups[inblock] * weights[:, None]).sum(axis=0, keepdims=True)
+        views["secagg"] = _view(model, X, total, owner, y, f"one block sum of "
+                                f"{inblock.size} devices' updates (a SecAgg server)",
+                                inblock.size)
+        clipped, _ = clip_l2_rows(np.ascontiguousarray(ups[inblock], np.float32), clip)
+        rng = SecureRNG(cfg.seed.to_bytes(8, "little") + b"privcity-attack-noise".ljust(24, b"\0"))
+        noisy = GaussianMechanism(sigma=noise_std, sensitivity=clip, rng=rng).release(
+            clipped.astype(np.float64).sum(axis=0))
+        views["dp_sum"] = _view(model, X, noisy[None, :], owner, y,
+                                f"that block's sum of clipped updates plus the DP noise "
+                                f"(std {noise_std:.3g}: the servers under distributed DP)",
+                                inblock.size)
+    return {"tolerance": TOLERANCE, "views": views}
+
+
+def _view(model: Any, X: np.ndarray, updates: np.ndarray, owner: np.ndarray,
+          y: np.ndarray | None, label: str, devices: int) -> dict[str, Any]:
+    rep = attacks.inversion_report(model, X, updates, owners=owner, labels=y, tol=TOLERANCE)
+    lo, hi = wilson(rep.recovered, rep.n_records)
+    return {"label": label, "devices": int(devices), "n": rep.n_records,
+            "recovered": rep.share, "ci": [lo, hi], "median_error": rep.median_error}
+
+
+# --- the released models --------------------------------------------------------------------------
+
+def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.ndarray],
+                rounds_run: dict[str, int], baseline: np.ndarray | None, per_side: int,
+                shadows: int, rng: np.random.Generator) -> dict[str, Any]:
+    pool = np.arange(src.population) if baseline is None else np.asarray(baseline)
+    cand = np.sort(rng.choice(pool, size=min(per_side, pool.size), replace=False))
+    members = src.devices(cand)
+    nonmembers, shadow_X, shadow_y = _held_out(src, per_side, rng)
+    with np.errstate(over="ignore", invalid="ignore"):  # a learning rate that diverges
+        refs = attacks.train_reference_models(
+            model, shadow_X, shadow_y, n_models=shadows,
+            subset_size=max(1, shadow_X.shape[0] // 2), epochs=cfg.centralized_epochs,
+            batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    refs = refs[np.isfinite(refs).all(axis=1)]  # a diverged shadow model calibrates nothing
+    took_part = {"centralized": np.ones(cand.size, bool),
+                 "fl": _took_part(cfg, cand, rounds_run["fl"]),
+                 "fl_dp": _took_part(cfg, cand, rounds_run["fl_dp"])}
+    out: dict[str, Any] = {"record": {}, "device": {}, "members": int(cand.size),
+                           "shadow_models": shadows}
+    sizes = np.diff(members.offsets)
+    for name, p in params.items():
+        if not np.isfinite(p).all():
+            out["record"][name] = out["device"][name] = {"note": "diverged: not attacked"}
+            continue
+        devs = np.flatnonzero(took_part[name] & (sizes > 0))
+        if devs.size == 0:  # e.g. a DP run the budget stopped before its first round
+            out["record"][name] = out["device"][name] = {
+                "note": "no candidate device took part in its training: not attacked"}
+            continue
+        rows = np.concatenate([np.arange(members.offsets[d], members.offsets[d + 1])
+                               for d in devs])
+        mX, my = members.X[rows], members.y[rows]
+        nX, ny = nonmembers.X, nonmembers.y
+        rec, dev = {}, {}
+        for attack, score in _scores(model, p, refs).items():
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                s_in, s_out = _finite_scores(score(mX, my)), _finite_scores(score(nX, ny))
+            rec[attack] = _roc(s_in, s_out)
+            if cfg.task != "csv":
+                d_in = attacks.device_scores(s_in, _offsets(sizes[devs]))
+                d_out = attacks.device_scores(s_out, nonmembers.offsets)
+                dev[attack] = _roc(d_in, d_out)
+        out["record"][name] = rec
+        if dev:
+            out["device"][name] = dev
+    if cfg.task == "csv":
+        out["device_note"] = ("no device-level attack: a CSV's held-out rows come from the "
+                              "training devices (its test split is by row)")
+    return out
+
+
+def _held_out(src: _Source, per_side: int, rng: np.random.Generator) -> tuple[Any, Any, Any]:
+    """(non-member candidates as a dataset with offsets, shadow X, shadow y)."""
+    if src.csv is None:
+        nonmembers = src.held_out(per_side)
+        shadow = src.held_out(per_side, first=per_side)
+        return nonmembers, shadow.X, shadow.y
+    X, y = src.csv[1].X, src.csv[1].y
+    order = rng.permutation(X.shape[0])
+    half = X.shape[0] // 2
+    a, b = np.sort(order[:half]), np.sort(order[half:])
+    from types import SimpleNamespace
+    nonmembers = SimpleNamespace(X=X[a], y=y[a], offsets=np.array([0, a.size]))
+    return nonmembers, X[b], y[b]
+
+
+def _took_part(cfg: SimConfig, devices: np.ndarray, rounds: int) -> np.ndarray:
+    """Which of these devices reported an update in at least one of the first ``rounds``."""
+    seen = np.zeros(devices.size, bool)
+    for r in range(rounds):
+        seen |= round_cohort(cfg.seed, r, devices, sample_rate=cfg.sample_rate,
+                             dropout=cfg.dropout)[1]
+    return seen
+
+
+def _offsets(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _scores(model: Any, p: np.ndarray, refs: np.ndarray) -> dict[str, Callable[..., Any]]:
+    few = refs.shape[0] < 64  # Carlini et al.: one variance for all records below ~64 shadows
+    out = {"loss": lambda X, y: attacks.loss_threshold_scores(model, p, X, y)}
+    if refs.shape[0] >= 1:
+        out["calibrated"] = lambda X, y: attacks.calibrated_scores(model, p, refs, X, y)
+    if refs.shape[0] >= 2:
+        out["lira"] = lambda X, y: attacks.lira_offline_scores(model, p, refs, X, y,
+                                                               global_variance=few)
+    return out
+
+
+def _finite_scores(s: np.ndarray) -> np.ndarray:
+    """Scores of a model that fits badly can overflow: +-inf keep their rank at the float
+    extremes, NaN (no information) goes to the bottom."""
+    big = np.finfo(np.float64).max
+    return np.nan_to_num(s, nan=-big, posinf=big, neginf=-big)
+
+
+def _roc(s_in: np.ndarray, s_out: np.ndarray) -> dict[str, Any]:
+    r = attacks.evaluate_scores(s_in, s_out)
+    lo, hi = dkw_band(r.advantage, r.n_members, r.n_nonmembers)
+    idx = np.unique(np.round(np.geomspace(1, r.fpr.size, ROC_POINTS)).astype(np.int64) - 1)
+    return {"auc": r.auc, "tpr_at_1pct": _finite(r.tpr_at[0.01]),
+            "tpr_at_0.1pct": _finite(r.tpr_at[0.001]), "advantage": r.advantage,
+            "advantage_ci": [lo, hi], "auc_null_std": r.auc_null_std,
+            "n_members": r.n_members, "n_nonmembers": r.n_nonmembers,
+            "roc": {"fpr": [float(x) for x in r.fpr[idx]], "tpr": [float(x) for x in r.tpr[idx]]}}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+# --- the seed paper's figures ---------------------------------------------------------------------
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson's 95% interval of a binomial share."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def dkw_band(advantage: float, n1: int, n0: int, alpha: float = 0.05) -> tuple[float, float]:
+    """95% interval of a membership advantage sup(F_out - F_in): each empirical CDF is within
+    sqrt(log(4 / alpha) / (2 n)) of its own everywhere with probability 1 - alpha / 2 (DKW with
+    Massart's constant), so the sup moves by at most the sum."""
+    e = math.sqrt(math.log(4 / alpha) / (2 * n1)) + math.sqrt(math.log(4 / alpha) / (2 * n0))
+    return max(0.0, advantage - e), min(1.0, advantage + e)
+
+
+def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json's attacks.breach: each design's best attack and the leakage reduction."""
+    att = results.get("attacks")
+    if not att:
+        return None
+    views = att["updates"].get("views", {})
+    secure = bool(results["config"].get("secure_aggregation"))
+    dp_view = "dp_sum" if secure else "fl"
+
+    def best(model: str, view: str | None, exposes: str) -> dict[str, Any]:
+        cands = []
+        if view and view in views:
+            v = views[view]
+            cands.append((v["recovered"], v["ci"], f"update inversion ({v['label']})"))
+        for unit in ("record", "device"):
+            for name, r in att["membership"][unit].get(model, {}).items():
+                if isinstance(r, dict) and "advantage" in r:
+                    cands.append((r["advantage"], r["advantage_ci"],
+                                  f"membership inference, {name}, per {unit}"))
+        if model == "centralized":
+            cands.append((1.0, [1.0, 1.0], "reading the pooled raw records (each one exact)"))
+        risk, ci, attack = max(cands, key=lambda c: c[0])
+        return {"risk": float(risk), "ci": [float(ci[0]), float(ci[1])], "attack": attack,
+                "exposes": exposes}
+
+    out = {"centralized": best("centralized", None, "the pooled raw records and the model"),
+           "fl": best("fl", "fl", "each device's update and the model"),
+           "fl_dp": best("fl_dp", dp_view,
+                         "noisy block sums and the model" if secure else
+                         "each device's clipped update (central DP: the aggregator adds the "
+                         "noise) and the model")}
+    base = out["centralized"]
+    out["leakage_reduction"] = {k: _reduction(base, out[k]) for k in ("fl", "fl_dp")}
+    return out
+
+
+def _reduction(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """1 - risk / centralized risk, its interval from the two intervals' ends."""
+    if base["risk"] <= 0:
+        return {"value": None, "ci": [None, None]}
+    lo = 1 - other["ci"][1] / max(base["ci"][0], 1e-12)
+    hi = 1 - other["ci"][0] / max(base["ci"][1], 1e-12)
+    return {"value": 1 - other["risk"] / base["risk"], "ci": [max(lo, -1e9), min(hi, 1.0)]}
