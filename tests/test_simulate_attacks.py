@@ -1,0 +1,174 @@
+"""privcity simulate's attack suite (sim/attacks.py): each surface's attack notices a leak where
+one is planted, finds nothing where there is nothing to find, and the breach figures follow
+their definition."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privcity.sim import load_config, simulate, summary_table
+from privcity.sim.attacks import breach_risk, dkw_band, run_attacks, wilson
+from privcity.sim.datasets import city
+
+SMALL = dict(devices=160, rounds=6, sample_rate=0.25, samples_per_device=24, seed=3, lr=0.5,
+             local_epochs=3, risk_people=0)
+
+
+def run(tmp_path: Path, **kw) -> dict:
+    cfg = load_config(None, out=str(tmp_path / "out"), **{**SMALL, **kw})
+    return simulate(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_city(tmp_path_factory) -> dict:
+    return run(tmp_path_factory.mktemp("sim"), epsilon=8.0)
+
+
+def test_a_run_reports_every_surface_with_intervals_that_hold_their_estimates(small_city):
+    # Prepare
+    att = small_city["attacks"]
+
+    # Assert: the three views of the updates, three models attacked per record and per device
+    assert set(att["updates"]["views"]) == {"fl", "secagg", "dp_sum"}
+    for v in att["updates"]["views"].values():
+        assert 0 <= v["ci"][0] <= v["recovered"] <= v["ci"][1] <= 1 and v["n"] > 0
+    for unit in ("record", "device"):
+        assert set(att["membership"][unit]) == {"centralized", "fl", "fl_dp"}
+        for per_model in att["membership"][unit].values():
+            assert set(per_model) == {"loss", "calibrated", "lira"}
+            for r in per_model.values():
+                assert r["advantage_ci"][0] <= r["advantage"] <= r["advantage_ci"][1]
+                assert 0 <= r["auc"] <= 1 and len(r["roc"]["fpr"]) == len(r["roc"]["tpr"])
+    b = att["breach"]
+    assert b["centralized"]["risk"] == 1.0  # the pooled raw records are read, not attacked
+    for k in ("fl", "fl_dp"):
+        red = b["leakage_reduction"][k]
+        assert red["value"] == pytest.approx(1 - b[k]["risk"])
+        assert red["ci"][0] <= red["value"] <= red["ci"][1]
+    assert att["seconds"] > 0 and att["run_seconds"] > 0
+
+
+def test_the_table_prints_breach_risk_leakage_reduction_and_the_attacks_share_of_time(
+        small_city):
+    # Execute
+    text = summary_table(small_city)
+
+    # Assert
+    assert "breach risk [95% CI]" in text and "leakage reduction" in text
+    assert "membership AUC (best)" in text
+    assert "update inversion, records recovered within 5%" in text
+    assert "of the run's time" in text
+
+
+def test_one_record_devices_give_their_records_to_the_server_but_not_through_a_block_sum(
+        tmp_path):
+    # Prepare: every device holds one record: its plaintext update is that record, exactly
+    # (the analytic inversion), but a sum over a block of devices mixes them.
+    res = run(tmp_path, samples_per_device=1, devices=400, sample_rate=0.5)
+
+    # Execute
+    views = res["attacks"]["updates"]["views"]
+
+    # Assert
+    assert views["fl"]["recovered"] > 0.95
+    assert views["secagg"]["recovered"] < 0.05 and views["dp_sum"]["recovered"] < 0.05
+    b = res["attacks"]["breach"]
+    assert b["fl"]["risk"] > 0.95 and "update inversion" in b["fl"]["attack"]
+    # central DP: the aggregator still opens each device's (clipped) update
+    assert b["fl_dp"]["risk"] > 0.95
+
+
+def test_under_secure_aggregation_the_dp_design_is_judged_on_the_noisy_block_sums(tmp_path):
+    # Prepare
+    res = run(tmp_path, samples_per_device=1, devices=400, sample_rate=0.5,
+              secure_aggregation=True)
+
+    # Execute
+    b = res["attacks"]["breach"]
+
+    # Assert: the FL design still exposes the plaintext updates to its aggregator... (the
+    # FedAvg run shares the block sums too, but the table's FL design is plain FedAvg)
+    assert b["fl"]["risk"] > 0.95
+    assert "noisy block sums" in b["fl_dp"]["exposes"]
+    assert b["fl_dp"]["risk"] < 0.5
+    assert b["leakage_reduction"]["fl_dp"]["value"] > 0.5
+
+
+def test_an_overfit_centralized_model_gives_its_members_away(tmp_path):
+    # Prepare: few records, a wide MLP and many epochs: the centralized model memorises
+    res = run(tmp_path, devices=40, samples_per_device=4, model="mlp", hidden=64,
+              centralized_epochs=300, lr=0.3, rounds=2)
+
+    # Execute
+    rec = res["attacks"]["membership"]["record"]["centralized"]
+
+    # Assert
+    assert rec["loss"]["auc"] > 0.62  # (0.68 measured)
+    assert rec["loss"]["advantage_ci"][0] > 0.15  # (0.34: far from chance)
+
+
+def test_members_and_held_out_devices_are_alike_when_the_model_learned_nothing(tmp_path):
+    # Prepare: the "released" models are the untrained start: any AUC away from 0.5 would be
+    # a difference between the member and the held-out populations, not a leak.
+    cfg = load_config(None, out=str(tmp_path / "o"), **{**SMALL, "devices": 600})
+    from privcity.models import SoftmaxRegression
+    data = city(cfg, range(0, 1), cfg.devices)
+    model = SoftmaxRegression(n_features=data.X.shape[1], n_classes=data.n_classes)
+    init = model.init_params(0)
+
+    # Execute
+    att = run_attacks(cfg, level="fast", model=model, init=init, population=cfg.devices,
+                      params={"centralized": init, "fl": init, "fl_dp": init},
+                      rounds_run={"fl": 6, "fl_dp": 6}, baseline=None, noise_std=1.0,
+                      clip=1.0, csv=None, say=lambda _: None)
+
+    # Assert: within 4 null standard deviations of chance, per record and per device
+    for unit in ("record", "device"):
+        r = att["membership"][unit]["centralized"]["loss"]
+        assert abs(r["auc"] - 0.5) < 4 * r["auc_null_std"], (unit, r["auc"])
+
+
+def test_no_attacks_leaves_the_section_out_and_the_table_says_so(tmp_path):
+    # Execute
+    res = run(tmp_path, attacks="none", rounds=2)
+
+    # Assert
+    assert "attacks" not in res
+    assert "attacks: not run (--attacks none)" in summary_table(res)
+    assert breach_risk(res) is None
+
+
+def test_a_dp_run_stopped_before_its_first_round_is_not_attacked(tmp_path):
+    # Prepare: a budget no round fits
+    res = run(tmp_path, epsilon=0.01, noise_multiplier=0.5, rounds=3)
+
+    # Assert
+    assert res["fl_dp"]["rounds_run"] == 0
+    assert "note" in res["attacks"]["membership"]["record"]["fl_dp"]
+
+
+def test_wilson_interval_holds_the_share_and_matches_a_known_value():
+    # Execute
+    lo, hi = wilson(0, 100)
+    lo2, hi2 = wilson(50, 100)
+
+    # Assert: Wilson's interval for 0/100 is [0, 0.037], for 50/100 [0.404, 0.596]
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.0370, abs=1e-4)
+    assert (lo2, hi2) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_dkw_band_covers_the_advantage_of_two_samples_of_one_distribution():
+    # Prepare: members and non-members from one distribution: true advantage 0
+    rng = np.random.default_rng(0)
+    from privcity.attacks import evaluate_scores
+    misses = 0
+    for _ in range(200):
+        r = evaluate_scores(rng.normal(size=300), rng.normal(size=300))
+        lo, hi = dkw_band(r.advantage, 300, 300)
+        misses += not (lo <= 0.0 <= hi)
+
+    # Assert: a 95% band misses at most 5% of the time (DKW is conservative: about never)
+    assert misses <= 10
