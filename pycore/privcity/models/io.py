@@ -22,7 +22,7 @@ A record is named by ``(device id, row index within the device)``: int64 (n, 2),
 :func:`record_ids` gives for a :class:`~privcity.data.FederatedDataset` (the training city, or
 a synthetic test set of pseudo-devices); :func:`record_rows` maps such ids back to rows of X.
 A set without devices (a CSV's test split) is named by row index: int64 (n,). Both forms are
-stored as given; ids are non-negative.
+stored as given; ids are non-negative. (:mod:`.records` holds the two helpers.)
 
 Reading with numpy alone::
 
@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError
-from . import _checks
 from .base import Model
 from .linear import LinearRegression, SoftmaxRegression
 from .mlp import MLP
+from .records import check_ids as _check_ids
 
-__all__ = ["FORMAT", "VERSION", "ReleasedModel", "load", "record_ids", "record_rows", "save"]
+__all__ = ["FORMAT", "VERSION", "ReleasedModel", "load", "save"]
 
 FORMAT = "privcity.model"
 VERSION = 1
@@ -424,20 +424,6 @@ def _params_of(model: Model, params: Any) -> np.ndarray:
         return np.array(p, dtype=np.float32)
 
 
-def _check_ids(ids: Any, name: str) -> np.ndarray:
-    """ids as C-contiguous int64 (n,) or (n, 2), non-negative."""
-    arr = np.asarray(ids)
-    if arr.ndim == 1 and arr.size == 0:
-        return np.zeros(0, np.int64)
-    if arr.dtype.kind not in "iu" or not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 2)):
-        raise ValueError(f"{name} must be an int array of shape (n,) (row indices) or (n, 2) "
-                         f"(device id, row within the device), got {arr.dtype} {arr.shape}")
-    if arr.size and (arr.min() < 0 or int(arr.max()) > np.iinfo(np.int64).max):
-        raise ValueError(f"{name} must hold ids in [0, 2**63), got values in "
-                         f"[{arr.min()}, {arr.max()}]")
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
 def _check_meta(meta: Any) -> dict[str, Any]:
     """meta as a dict that survives a JSON round trip (keys str)."""
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
@@ -446,52 +432,3 @@ def _check_meta(meta: Any) -> dict[str, Any]:
         return json.loads(json.dumps(meta))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"meta must hold JSON values only: {exc}") from None
-
-
-# --- record ids ----------------------------------------------------------------------------------
-
-def record_ids(offsets: Any, device_ids: Any) -> np.ndarray:
-    """int64 (N, 2) ids ``(device id, row within the device)`` of every row of a
-    :class:`~privcity.data.FederatedDataset`, in row order: ``record_ids(ds.offsets,
-    ds.device_ids)``. Device ids must be distinct."""
-    offs, devs = _check_layout(offsets, device_ids)
-    sizes = np.diff(offs)
-    out = np.empty((int(offs[-1]), 2), np.int64)
-    out[:, 0] = np.repeat(devs, sizes)
-    out[:, 1] = np.arange(offs[-1], dtype=np.int64) - np.repeat(offs[:-1], sizes)
-    return out
-
-
-def record_rows(ids: Any, offsets: Any, device_ids: Any) -> np.ndarray:
-    """int64 (n,) rows of X named by (n, 2) record ids, the inverse of :func:`record_ids`
-    (``X[record_rows(released.member_ids, ds.offsets, ds.device_ids)]``). An id of a device not
-    in device_ids or a row beyond its device's rows raises ValueError."""
-    offs, devs = _check_layout(offsets, device_ids)
-    arr = _check_ids(ids, "ids")
-    if arr.ndim != 2:
-        raise ValueError(f"ids must be (n, 2) (device id, row within the device), got shape "
-                         f"{arr.shape}")
-    order = np.argsort(devs, kind="stable")
-    pos = np.minimum(np.searchsorted(devs[order], arr[:, 0]), max(devs.shape[0] - 1, 0))
-    found = devs[order][pos] == arr[:, 0] if devs.size else np.zeros(arr.shape[0], bool)
-    if not found.all():
-        raise ValueError(f"ids name devices absent from device_ids, e.g. device "
-                         f"{arr[~found][0, 0]}")
-    d = order[pos]
-    beyond = arr[:, 1] >= np.diff(offs)[d]
-    if beyond.any():
-        i = int(np.flatnonzero(beyond)[0])
-        raise ValueError(f"ids name row {arr[i, 1]} of device {arr[i, 0]}, which holds "
-                         f"{np.diff(offs)[d[i]]} rows")
-    return offs[d] + arr[:, 1]
-
-
-def _check_layout(offsets: Any, device_ids: Any) -> tuple[np.ndarray, np.ndarray]:
-    offs = _checks.int_vector(offsets, "offsets")
-    devs = _checks.int_vector(device_ids, "device_ids")
-    if offs.shape[0] != devs.shape[0] + 1 or offs[0] != 0 or np.any(np.diff(offs) < 0):
-        raise ValueError(f"offsets must be (n_devices + 1,) = ({devs.shape[0] + 1},), "
-                         f"non-decreasing from 0, got shape {offs.shape}")
-    if np.unique(devs).shape[0] != devs.shape[0]:
-        raise ValueError("device_ids must be distinct")
-    return offs, devs
