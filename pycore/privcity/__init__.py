@@ -14,6 +14,7 @@ from .errors import AuthenticationError as AuthenticationError
 from .errors import CertificateError as CertificateError
 from .errors import EnvelopeError as EnvelopeError
 from .errors import InvalidUpdate as InvalidUpdate
+from .errors import ModelFileError as ModelFileError
 from .errors import PrivacyBudgetExceeded as PrivacyBudgetExceeded
 from .errors import PrivcityError as PrivcityError
 from .errors import SecureAggregationError as SecureAggregationError
@@ -24,6 +25,7 @@ __all__ = [
     "CertificateError",
     "EnvelopeError",
     "InvalidUpdate",
+    "ModelFileError",
     "PrivacyBudgetExceeded",
     "PrivcityError",
     "SecureAggregationError",

@@ -8,7 +8,7 @@ from cryptography.exceptions import InvalidTag
 
 __all__ = [
     "PrivcityError", "AuthenticationError", "CertificateError", "EnvelopeError", "InvalidUpdate",
-    "PrivacyBudgetExceeded", "SecureAggregationError",
+    "ModelFileError", "PrivacyBudgetExceeded", "SecureAggregationError",
 ]
 
 
@@ -44,6 +44,33 @@ class InvalidUpdate(PrivcityError):
         super().__init__(message)
         self.indices: list[int] = sorted(int(i) for i in indices)
         self.reasons: dict[int, str] = dict(reasons) if reasons is not None else {}
+
+
+class ModelFileError(PrivcityError, ValueError):
+    """A released-model file (``privcity.models.load``) was refused; ``kind`` says why.
+
+    Kinds (also class attributes): ``not_npz`` (not a zip archive of .npy arrays, or cut
+    short), ``missing_key`` (an array the format requires is absent), ``malformed`` (an array of
+    the wrong dtype or shape, pickled objects, compressed or oversized members, bad JSON),
+    ``unsupported_version`` (another format or a newer version), ``unknown_kind`` (a model
+    class privcity does not know), ``inconsistent`` (a config that does not fit the stored
+    parameters, or settings the model refuses). Also a ValueError. The message names the file.
+    """
+
+    NOT_NPZ = "not_npz"
+    MISSING_KEY = "missing_key"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_KIND = "unknown_kind"
+    INCONSISTENT = "inconsistent"
+    KINDS = (NOT_NPZ, MISSING_KEY, MALFORMED, UNSUPPORTED_VERSION, UNKNOWN_KIND, INCONSISTENT)
+
+    # Defaults only so that pickling (cls(message), then the attributes) round-trips.
+    def __init__(self, message: str = "model file refused", *, kind: str = "malformed") -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown ModelFileError kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
 
 
 class PrivacyBudgetExceeded(PrivcityError):

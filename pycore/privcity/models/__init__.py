@@ -12,6 +12,11 @@ federated code can clip, noise, seal and average them as a vector.
   returns their update deltas, each bit-identical to :func:`train_local` on that device alone, so
   results never depend on how devices are split into blocks.
 - :func:`train_centralized`: the same SGD on pooled data, the non-federated baseline.
+- :func:`save` and :func:`load` (:mod:`.io`): a released model as one ``.npz`` that numpy alone
+  reads (parameters, config, metadata, the ids of its training and held-out records), rebuilt
+  as a :class:`ReleasedModel` with ``predict``/``predict_proba``; :func:`record_ids` and
+  :func:`record_rows` (:mod:`.records`) name a dataset's records ``(device id, row within the
+  device)`` and back.
 
 Bad input raises ValueError naming the argument (X, y, params, offsets, devices, seeds, ...);
 NaN, Inf or values beyond the float32 range in X are refused. Compute is float32 (softmax with
@@ -30,9 +35,14 @@ Example
 from __future__ import annotations
 
 from .base import Model as Model
+from .io import ReleasedModel as ReleasedModel
+from .io import load as load
+from .io import save as save
 from .linear import LinearRegression as LinearRegression
 from .linear import SoftmaxRegression as SoftmaxRegression
 from .mlp import MLP as MLP
+from .records import record_ids as record_ids
+from .records import record_rows as record_rows
 from .training import train_centralized as train_centralized
 from .training import train_local as train_local
 from .training import train_many as train_many
@@ -41,7 +51,12 @@ __all__ = [
     "MLP",
     "LinearRegression",
     "Model",
+    "ReleasedModel",
     "SoftmaxRegression",
+    "load",
+    "record_ids",
+    "record_rows",
+    "save",
     "train_centralized",
     "train_local",
     "train_many",
