@@ -179,7 +179,7 @@ def records_risk(*, task: str, devices: int, n_districts: int, seed: int,
     return {"devices": n, "known": qi, "linkage": result}
 
 
-# --- a CSV task's own records -----------------------------------------------------------------------
+# --- a CSV task's own records ---------------------------------------------------------------------
 
 def _csv_columns(path: Any, header: list[str], *, quasi_identifiers: Sequence[str],
                  sensitivity: Mapping[str, str] | None, target: str,
@@ -236,7 +236,7 @@ def _device_codes(cells: np.ndarray | list[str], name: str) -> np.ndarray:
         return np.unique(cells, return_inverse=True)[1].reshape(-1)
     if any(_missing(v) for v in cells):
         raise ValueError(f"device column {name!r} has missing values")
-    return np.unique(np.asarray(cells, dtype=object).astype(str), return_inverse=True)[1].reshape(-1)
+    return np.unique(np.array(cells, dtype=str), return_inverse=True)[1].reshape(-1)
 
 
 def _csv_sample(cols: Mapping[str, Any], used: np.ndarray, qi: list[str],
