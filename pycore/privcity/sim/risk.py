@@ -16,7 +16,6 @@ Two attacks, before and after the device's treatment:
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -28,8 +27,7 @@ import numpy as np
 from ..anonymize import Pseudonymizer, grid_generalize, linkage_attack, unicity
 from ..data import (Field, Schema, environment_records, make_gps_traces, preprocess,
                     smart_meter_records, traffic_records)
-from ..data.csvload import (_STRAY_SHARE, _header, _missing, _mostly_numbers, _numbers, _open,
-                            _read)
+from ..data.csvload import _STRAY_SHARE, _missing, _mostly_numbers, _numbers, _read
 from ..data.preprocess import resolve_treatment
 from ..data.schema import SENSITIVITIES
 from ..noise import SecureRNG
@@ -190,8 +188,6 @@ def _csv_columns(path: Any, header: list[str], *, quasi_identifiers: Sequence[st
     for what, col in (("target", target), ("device", device_column)):
         if col is not None and col not in header:
             raise ValueError(f"{what} column {col!r} is not in {where}")
-    if isinstance(quasi_identifiers, str):
-        raise ValueError("quasi_identifiers must be a list of column names, not one str")
     flags = dict(sensitivity or {})
     for col, flag in flags.items():
         if col not in header:
@@ -200,7 +196,7 @@ def _csv_columns(path: Any, header: list[str], *, quasi_identifiers: Sequence[st
             raise ValueError(f"sensitivity of {col!r} must be one of {SENSITIVITIES}, got {flag!r}")
     qi = list(quasi_identifiers or ()) or [h for h in header if flags.get(h) == "quasi"]
     for col in qi:
-        if not isinstance(col, str) or col not in header:
+        if col not in header:
             raise ValueError(f"quasi-identifier {col!r} is not a column of {where}")
         if col in (target, device_column):
             role = "target" if col == target else "device column"
@@ -399,6 +395,12 @@ def csv_records_risk(path: str | os.PathLike, *, quasi_identifiers: Sequence[str
         attacker who knows each device's quasi-identifiers and joins them to one released record
         per device (a random one of its rows).
 
+    Raises
+    ------
+    ValueError
+        A named column not in the file, or that is the target or the device column (the message
+        lists the file's columns); missing device ids; a treatment that does not apply.
+
     Notes
     -----
     A missing cell is a value of its own ("missing"), to the count and to the attacker, who is
@@ -406,19 +408,20 @@ def csv_records_risk(path: str | os.PathLike, *, quasi_identifiers: Sequence[str
     (as ``linkage_attack`` reads a missing value), a few empty rows would match everyone and
     hide the risk of all the others: in vega_datasets' airports.csv, 12 of 3,376 rows without
     a state and city would take the unicity on (state, city) from 0.91 to 0.
-
-    Raises
-    ------
-    ValueError
-        A named column not in the file, or that is the target or the device column (the message
-        lists the file's columns); missing device ids; a treatment that does not apply.
     """
     if isinstance(max_records, bool) or not isinstance(max_records, (int, np.integer)) \
             or max_records < 1:
         raise ValueError(f"max_records must be an int >= 1, got {max_records!r}")
+    if isinstance(quasi_identifiers, str) or not all(
+            isinstance(c, str) for c in (quasi_identifiers or ())):
+        raise ValueError("quasi_identifiers must be a list of column names (str)")
     name = os.fspath(path)
-    with _open(path) as fh:
-        header = _header(csv.reader(fh), name)
+    try:
+        header, keep, cols = _read(path, target, device_column,
+                                   {target, device_column, *(quasi_identifiers or ()),
+                                    *(c for c, f in (sensitivity or {}).items() if f == "quasi")})
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     qi = _csv_columns(path, header, quasi_identifiers=quasi_identifiers, sensitivity=sensitivity,
                       target=target, device_column=device_column)
     if not qi:
@@ -428,7 +431,6 @@ def csv_records_risk(path: str | os.PathLike, *, quasi_identifiers: Sequence[str
         if col not in header:
             raise ValueError(f"treatment names column {col!r}, which is not in {name} "
                              f"(columns: {header})")
-    _, keep, cols = _read(path, target, device_column, {target, device_column, *qi})
     assert keep is not None
     n = int(keep.sum())
     if not n:
