@@ -207,32 +207,34 @@ def _csv_columns(path: Any, header: list[str], *, quasi_identifiers: Sequence[st
     return qi
 
 
-def _csv_values(cells: np.ndarray | list[str]) -> tuple[np.ndarray, int]:
-    """A column as ``load_csv`` reads it: (float64 values, NaN for missing; 0) when numeric (a
-    few stray cells read as missing), else (codes of the stripped texts in sorted order as
-    float64; how many texts). Texts are never parsed further: "*" or "1-5" in a file is a
-    value, not a pattern."""
+def _csv_values(cells: np.ndarray | list[str], used: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows ``used`` of a column as ``load_csv`` reads it: (float64 values, NaN for missing; 0)
+    when numeric (a few stray cells read as missing), else (codes of the stripped texts of the
+    whole column in sorted order, as float64; how many texts). Texts are never parsed further:
+    "*" or "1-5" in a file is a value, not a pattern."""
     nums = _numbers(cells)
     if nums is None:
         lenient = _mostly_numbers(cells, _STRAY_SHARE)
         nums = None if lenient is None else lenient[0]
     if nums is not None:
-        return nums, 0
-    texts = [None if _missing(v) else v.strip() for v in cells]
-    seen = sorted({t for t in texts if t is not None})
+        return nums[used], 0
+    # Distinct cells first: a text column holds few of them, however many rows.
+    text = {v: None if _missing(v) else v.strip() for v in set(cells)}
+    seen = sorted({t for t in text.values() if t is not None})
     code = {t: float(i) for i, t in enumerate(seen)}
-    return np.array([np.nan if t is None else code[t] for t in texts], np.float64), len(seen)
+    value = {v: np.nan if t is None else code[t] for v, t in text.items()}
+    return np.array([value[cells[i]] for i in used.tolist()], np.float64), len(seen)
 
 
-def _device_codes(cells: np.ndarray | list[str], name: str) -> np.ndarray:
-    """Device of each row, numbered as ``load_csv`` numbers them."""
-    if isinstance(cells, np.ndarray):
-        if np.isnan(cells).any():
-            raise ValueError(f"device column {name!r} has missing values")
-        return np.unique(cells, return_inverse=True)[1].reshape(-1)
-    if any(_missing(v) for v in cells):
+def _device_codes(cells: np.ndarray | list[str], used: np.ndarray, name: str) -> np.ndarray:
+    """Dense device numbers of rows ``used``; a missing id is refused, as ``load_csv`` does."""
+    if isinstance(cells, np.ndarray):  # integral numbers, none missing (csvload._Column)
+        ids = cells[used]
+    elif any(_missing(v) for v in set(cells)):
         raise ValueError(f"device column {name!r} has missing values")
-    return np.unique(np.array(cells, dtype=str), return_inverse=True)[1].reshape(-1)
+    else:
+        ids = np.array([cells[i] for i in used.tolist()], dtype=str)
+    return np.unique(ids, return_inverse=True)[1].reshape(-1)
 
 
 def _csv_sample(cols: Mapping[str, Any], used: np.ndarray, qi: list[str],
@@ -244,15 +246,13 @@ def _csv_sample(cols: Mapping[str, Any], used: np.ndarray, qi: list[str],
     fields = []
     flags = dict(sensitivity or {})
     for j, col in enumerate(qi):
-        values, n_texts = _csv_values(cols[col])
-        raw[:, j] = values[used]
+        raw[:, j], n_texts = _csv_values(cols[col], used)
         flag = flags.get(col, "public")
         fields.append(Field(col, "categorical", flag, "", 0, max(n_texts - 1, 1)) if n_texts
                       else Field(col, "numeric", flag))
-    if device_column is None:
-        return raw, tuple(fields), None
-    device = _device_codes(cols[device_column], device_column)[used]
-    return raw, tuple(fields), np.unique(device, return_inverse=True)[1].reshape(-1)
+    device = None if device_column is None else _device_codes(cols[device_column], used,
+                                                              device_column)
+    return raw, tuple(fields), device
 
 
 def _row_keys(codes: np.ndarray) -> np.ndarray:
