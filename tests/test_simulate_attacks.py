@@ -119,7 +119,7 @@ def test_members_and_held_out_devices_are_alike_when_the_model_learned_nothing(t
     init = model.init_params(0)
 
     # Execute
-    att = run_attacks(cfg, level="fast", model=model, init=init, population=cfg.devices,
+    att = run_attacks(cfg, level="fast", model=model, first=(0, init), population=cfg.devices,
                       params={"centralized": init, "fl": init, "fl_dp": init},
                       rounds_run={"fl": 6, "fl_dp": 6}, baseline=None, noise_std=1.0,
                       clip=1.0, csv=None, say=lambda _: None)
@@ -172,3 +172,25 @@ def test_dkw_band_covers_the_advantage_of_two_samples_of_one_distribution():
 
     # Assert: a 95% band misses at most 5% of the time (DKW is conservative: about never)
     assert misses <= 10
+
+
+def test_the_released_models_load_score_as_reported_and_name_their_records(small_city):
+    # Prepare
+    from privcity.data import make_test_set
+    from privcity.models import load, record_rows
+    cfg = small_city["config"]
+    test = make_test_set(cfg["task"], n_devices=500, samples_per_device=cfg["samples_per_device"],
+                         seed=cfg["seed"], n_districts=cfg["districts"])
+
+    for name in ("centralized", "fl", "fl_dp"):
+        # Execute
+        m = load(small_city["models"][name])
+        rows = record_rows(m.heldout_ids, test.offsets, test.device_ids)
+
+        # Assert: the held-out ids are the test set's records, on which the model scores what
+        # the run printed; members are (device, row) of devices of the city
+        assert rows.size == test.X.shape[0]
+        acc = float(np.mean(m.predict(test.X[rows]) == test.y[rows]))
+        assert acc == pytest.approx(small_city[name]["score"], abs=1e-6)
+        assert m.member_ids.shape[1] == 2 and m.member_ids[:, 0].max() < cfg["devices"]
+        assert m.meta["run"] == name and (m.meta["epsilon"] is not None) == (name == "fl_dp")

@@ -4,8 +4,8 @@ Run on rank 0 after the three trainings (``--attacks fast``, the default, or ``f
 skips it). Each attack is one of :mod:`privcity.attacks`, aimed at the surface a party sees:
 
 - the updates (what the server sees): update inversion on the updates of the devices that
-  reported in round 1, as the FedAvg aggregator opened them; on one secure-aggregation block's
-  sum of those updates (what a SecAgg server sees); and on that block's sum of clipped updates
+  reported in the FL run's first round (round 1 unless no device reported in it), as the FedAvg
+  aggregator opened them; on one secure-aggregation block's sum of those updates (what a SecAgg server sees); and on that block's sum of clipped updates
   with the DP noise of the run added (what the servers see under distributed DP, and what each
   round releases under central DP). The updates are recomputed on rank 0 with the gateway's own
   training call and seeds (:func:`privcity.fl.rounds.training_seeds`), so they are bit for bit
@@ -43,7 +43,7 @@ from ..noise import SecureRNG
 from .config import SimConfig
 from .secure import block_starts, secagg_blocks
 
-__all__ = ["LEVELS", "breach_risk", "run_attacks"]
+__all__ = ["LEVELS", "breach_risk", "run_attacks", "took_part"]
 
 LEVELS = ("none", "fast", "full")
 #: (candidate devices per side, shadow models, devices whose updates are inverted at most)
@@ -53,13 +53,15 @@ ROC_POINTS = 400  # points of each stored ROC curve (for the report's plots)
 _STREAM = 0x61747461636B  # "attack": the seeded choices of this suite, a stream of their own
 
 
-def run_attacks(cfg: SimConfig, *, level: str, model: Any, init: np.ndarray,
+def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.ndarray] | None,
                 population: int, params: dict[str, np.ndarray], rounds_run: dict[str, int],
                 baseline: np.ndarray | None, noise_std: float, clip: float,
                 csv: tuple[Any, Any] | None, say: Callable[[str], None]) -> dict[str, Any]:
     """metrics.json's "attacks" section (without "breach", which :func:`breach_risk` adds).
 
-    params: the released parameters of "centralized", "fl" and "fl_dp"; rounds_run: of "fl"
+    first: (round, global parameters) of the FL run's first round that any device reported in
+    (None: none did); params: the released parameters of "centralized", "fl" and "fl_dp";
+    rounds_run: of "fl"
     and "fl_dp"; baseline: the devices whose records trained the centralized model (None: all);
     noise_std: the standard deviation of the DP noise on a round's sum (z C); clip: C;
     csv: (train FederatedDataset, test with .X and .y) for a CSV task, else None."""
@@ -67,8 +69,11 @@ def run_attacks(cfg: SimConfig, *, level: str, model: Any, init: np.ndarray,
     per_side, shadows, n_inv = _SIZES[level]
     rng = np.random.default_rng([cfg.seed, _STREAM])
     src = _Source(cfg, population, csv)
-    say(f"attacks ({level}): update inversion on round 1's updates")
-    updates = _inversion(cfg, src, model, init, population, n_inv, noise_std, clip)
+    if first is None:
+        updates = {"tolerance": TOLERANCE, "views": {}, "note": "no device reported an update"}
+    else:
+        say(f"attacks ({level}): update inversion on round {first[0] + 1}'s updates")
+        updates = _inversion(cfg, src, model, first, population, n_inv, noise_std, clip)
     say(f"attacks ({level}): membership inference on the three models ({shadows} shadow "
         "models)")
     membership = _membership(cfg, src, model, params, rounds_run, baseline, per_side, shadows,
@@ -105,15 +110,17 @@ class _Source:
 
 # --- the updates ----------------------------------------------------------------------------------
 
-def _inversion(cfg: SimConfig, src: _Source, model: Any, init: np.ndarray, population: int,
-               n_inv: int, noise_std: float, clip: float) -> dict[str, Any]:
+def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.ndarray],
+               population: int, n_inv: int, noise_std: float, clip: float) -> dict[str, Any]:
     from ..models import train_many
-    _, reporting = round_cohort(cfg.seed, 0, np.arange(population), sample_rate=cfg.sample_rate,
+    r, init = first
+    _, reporting = round_cohort(cfg.seed, r, np.arange(population), sample_rate=cfg.sample_rate,
                                 dropout=cfg.dropout)
-    # One secure-aggregation block of round 1: the devices of the city's first block.
-    blocks = secagg_blocks(cfg, population)
-    end = int(block_starts(blocks, population)[1])
-    block = np.flatnonzero(reporting[:end])
+    # One secure-aggregation block of that round: the block with the most reporting devices.
+    starts = block_starts(secagg_blocks(cfg, population), population)
+    counts = np.add.reduceat(reporting.astype(np.int64), starts[:-1])
+    b = int(np.argmax(counts))
+    block = starts[b] + np.flatnonzero(reporting[starts[b]:starts[b + 1]])
     one = block[:n_inv] if block.size >= n_inv else np.flatnonzero(reporting)[:n_inv]
     ids = np.union1d(block, one)
     data = src.devices(ids)
@@ -123,7 +130,7 @@ def _inversion(cfg: SimConfig, src: _Source, model: Any, init: np.ndarray, popul
     with np.errstate(over="ignore", invalid="ignore"):
         ups = train_many(model, init, data.X, data.y, data.offsets, keep,
                          epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                         seeds=training_seeds(cfg.seed, 0, data.device_ids[keep]))
+                         seeds=training_seeds(cfg.seed, r, ids[keep]))
     finite = np.isfinite(ups).all(axis=1)
     keep, ups = keep[finite], ups[finite]
     labels = model.task_type == "classification"
@@ -135,13 +142,13 @@ def _inversion(cfg: SimConfig, src: _Source, model: Any, init: np.ndarray, popul
         return data.X[rows], owner, (data.y[rows].astype(np.int64) if labels else None)
 
     views: dict[str, Any] = {}
-    singles = np.flatnonzero(np.isin(data.device_ids[keep], one))
+    singles = np.flatnonzero(np.isin(ids[keep], one))
     if singles.size:
         X, owner, y = records(keep[singles])
         views["fl"] = _view(model, X, ups[singles], owner, y, "each device's plaintext update "
                             "(the FedAvg aggregator; also the aggregator of central DP)",
                             singles.size)
-    inblock = np.flatnonzero(np.isin(data.device_ids[keep], block))
+    inblock = np.flatnonzero(np.isin(ids[keep], block))
     if inblock.size >= 2:
         X, _, y = records(keep[inblock])
         owner = np.zeros(X.shape[0], np.int64)
@@ -184,9 +191,9 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
             subset_size=max(1, shadow_X.shape[0] // 2), epochs=cfg.centralized_epochs,
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
     refs = refs[np.isfinite(refs).all(axis=1)]  # a diverged shadow model calibrates nothing
-    took_part = {"centralized": np.ones(cand.size, bool),
-                 "fl": _took_part(cfg, cand, rounds_run["fl"]),
-                 "fl_dp": _took_part(cfg, cand, rounds_run["fl_dp"])}
+    trained = {"centralized": np.ones(cand.size, bool),
+                 "fl": took_part(cfg, cand, rounds_run["fl"]),
+                 "fl_dp": took_part(cfg, cand, rounds_run["fl_dp"])}
     out: dict[str, Any] = {"record": {}, "device": {}, "members": int(cand.size),
                            "shadow_models": shadows}
     sizes = np.diff(members.offsets)
@@ -194,7 +201,7 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
         if not np.isfinite(p).all():
             out["record"][name] = out["device"][name] = {"note": "diverged: not attacked"}
             continue
-        devs = np.flatnonzero(took_part[name] & (sizes > 0))
+        devs = np.flatnonzero(trained[name] & (sizes > 0))
         if devs.size == 0:  # e.g. a DP run the budget stopped before its first round
             out["record"][name] = out["device"][name] = {
                 "note": "no candidate device took part in its training: not attacked"}
@@ -236,7 +243,7 @@ def _held_out(src: _Source, per_side: int, rng: np.random.Generator) -> tuple[An
     return nonmembers, X[b], y[b]
 
 
-def _took_part(cfg: SimConfig, devices: np.ndarray, rounds: int) -> np.ndarray:
+def took_part(cfg: SimConfig, devices: np.ndarray, rounds: int) -> np.ndarray:
     """Which of these devices reported an update in at least one of the first ``rounds``."""
     seen = np.zeros(devices.size, bool)
     for r in range(rounds):

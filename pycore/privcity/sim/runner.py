@@ -359,6 +359,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     metric = "accuracy" if model.task_type == "classification" else "r2"
     rounds: list[dict[str, Any]] = []
     stopped = None
+    first = None  # (round, global parameters) of the first round any device reported in
     bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
     distributed = isinstance(strategy, DistributedDPFedAvg)
     floor = strategy.block_floor if distributed else None  # each block sum's fewest shares
@@ -398,6 +399,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             msg["certificates"] = issued
             enrol_seconds = time.perf_counter() - t0
         reports = [_checked_report(rep, refusals) for rep in transport.round(msg)]
+        before = params  # (the step below makes a new array)
         t0 = time.perf_counter()
         for g, rep in zip(gateways, reports):
             refusals.update(aggregator.enrol(rep.enrolments, gateway=g))
@@ -445,10 +447,12 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "privacy_seconds": [float(x) for rep in reports for x in rep.privacy_seconds],
             **extra,
         })
+        if first is None and reported:  # the attack suite inverts this round's updates
+            first = (r, before)
         bar.update(r + 1, metric, rounds[-1]["score"], eps,
                    "dropped: too few noise shares" if extra.get("dropped") else "")
     bar.close()
-    return {"params": params, "rounds": rounds, "stopped": stopped,
+    return {"params": params, "rounds": rounds, "stopped": stopped, "first": first,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
 
 
@@ -697,10 +701,20 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
                     test=test, init=init, progress=progress, population=census.n_devices)
     transports[1].finish()
 
-    from .risk import records_risk, release_risk
-    risk = {"traces": None, "records": records_risk(
-        task=cfg.task, devices=cfg.devices, n_districts=cfg.districts, seed=cfg.seed,
-        treatment=cfg.treatment or None, field_epsilon=cfg.field_epsilon)}
+    from .risk import csv_records_risk, records_risk, release_risk
+    if cfg.task == "csv":
+        # The file's own records, on the columns the user names (None without any)
+        qi = [c.strip() for c in cfg.quasi_identifiers.split(",") if c.strip()]
+        if qi:
+            say(f"linkage and unicity of {cfg.data}'s records on {', '.join(qi)}")
+        records = csv_records_risk(cfg.data, quasi_identifiers=qi,
+                                   device_column=cfg.device_column or None, target=cfg.target,
+                                   seed=cfg.seed) if qi else None
+    else:
+        records = records_risk(task=cfg.task, devices=cfg.devices, n_districts=cfg.districts,
+                               seed=cfg.seed, treatment=cfg.treatment or None,
+                               field_epsilon=cfg.field_epsilon)
+    risk = {"traces": None, "records": records}
     if cfg.risk_people and cfg.task != "csv":
         # A synthetic mobility population of the simulated city, not the task's records: a CSV
         # holds no traces, so no trace figure is printed that could pass for its data's.
@@ -716,7 +730,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         from .attacks import breach_risk, run_attacks
         z, c = results["privacy"]["noise_multiplier"], cfg.clip
         results["attacks"] = run_attacks(
-            cfg, level=cfg.attacks, model=model, init=init, population=census.n_devices,
+            cfg, level=cfg.attacks, model=model, first=plain["first"],
+            population=census.n_devices,
             params={"centralized": central, "fl": plain["params"], "fl_dp": dp["params"]},
             rounds_run={"fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])},
             baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say)
@@ -724,9 +739,69 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         results["attacks"]["breach"] = breach_risk(results)
         say(f"attacks: done in {results['attacks']['seconds']:.1f} s")
     os.makedirs(cfg.out, exist_ok=True)
+    results["models"] = _save_models(cfg, model, census, sample, test,
+                                     {"centralized": central, "fl": plain["params"],
+                                      "fl_dp": dp["params"]},
+                                     {"centralized": 0, "fl": len(plain["rounds"]),
+                                      "fl_dp": len(dp["rounds"])}, results)
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
     return results
+
+
+#: Training records named in each released model's file at most (a seeded sample of members)
+MEMBER_IDS_MAX = 100_000
+
+
+def _save_models(cfg: SimConfig, model: Any, census: _Census, sample: np.ndarray | None,
+                 test: Any, params: dict[str, np.ndarray], rounds: dict[str, int],
+                 results: dict[str, Any]) -> dict[str, str]:
+    """OUT/models/{centralized,fl,fl_dp}.npz (privcity.models.load): each released model with
+    the ids of the held-out records and of a seeded sample of its training records."""
+    from ..models import record_ids, save
+    from .attacks import took_part
+    folder = os.path.join(cfg.out, "models")
+    os.makedirs(folder, exist_ok=True)
+    # Positions 0..N-1 decide sampling (fl.rounds); the files name devices by their ids.
+    pool = np.arange(census.n_devices) if sample is None else np.asarray(sample)
+    counts = census.counts[pool]
+    per = max(1.0, float(counts.mean())) if counts.size else 1.0
+    rng = np.random.default_rng([cfg.seed, 0x6D6F64656C])  # "model": a stream of its own
+    n = min(pool.size, max(1, int(MEMBER_IDS_MAX // per)))
+    pick = np.sort(rng.choice(pool.size, size=n, replace=False)) if pool.size else pool
+    if cfg.task == "csv":
+        heldout = np.arange(test.X.shape[0], dtype=np.int64)  # rows of the test split
+        where = (f"the rows of {cfg.data} (privcity.data.load_csv with target {cfg.target!r}, "
+                 f"seed {cfg.seed}): member ids are (device, row within the device) of the "
+                 "training split, held-out ids rows of the test split")
+    else:
+        heldout = record_ids(test.offsets, test.device_ids)
+        where = (f"the synthetic city (privcity.sim.datasets.city with this run's config for "
+                 f"member devices; privcity.data.make_test_set({cfg.task!r}, n_devices="
+                 f"{TEST_DEVICES}, samples_per_device="
+                 f"{min(cfg.samples_per_device, TEST_SAMPLES_MAX)}, seed={cfg.seed}, "
+                 f"n_districts={cfg.districts}) for the held-out records): ids are (device, row "
+                 "within the device)")
+    out = {}
+    for name, p in params.items():
+        devs, cnt = pool[pick], counts[pick]
+        if name != "centralized":
+            seen = took_part(cfg, devs, rounds[name])
+            devs, cnt = devs[seen], cnt[seen]
+        keep = cnt > 0
+        members = record_ids(np.concatenate([[0], np.cumsum(cnt[keep])]).astype(np.int64),
+                             census.device_ids[devs[keep]])
+        summary = results[name]
+        meta = {"run": name, "task": cfg.task, "seed": cfg.seed, "metric": results["metric"],
+                "score": summary["score"], "records": where,
+                "members": f"a seeded sample of {members.shape[0]:,} training records of "
+                           f"devices that took part ({len(devs):,} devices)",
+                "epsilon": results["privacy"]["epsilon"] if name == "fl_dp" else None,
+                "delta": cfg.delta if name == "fl_dp" else None}
+        path = os.path.join(folder, f"{name}.npz")
+        save(path, model, p, member_ids=members, heldout_ids=heldout, meta=meta)
+        out[name] = path
+    return out
 
 
 def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, test: Any,
@@ -914,7 +989,19 @@ def summary_table(results: dict[str, Any]) -> str:
              f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"]
     notes = [n for n in notes if n]
     rec = (results.get("risk") or {}).get("records")
-    if rec:
+    if rec and "computed_on" in rec:  # a CSV's own records (sim.risk.csv_records_risk)
+        lr, un = rec["linkage"], rec["unicity"]
+        same = rec.get("released_equals_raw")
+        notes.append(
+            f"records of {rec['computed_on']}: unique on {', '.join(rec['known'])}: "
+            f"{un['raw']['records']:.3f} of records"
+            + (f", {un['raw']['devices']:.3f} of devices" if un['raw'].get('devices')
+               is not None else "")
+            + f"; linkage of one record per device by them: re-identified "
+            f"{lr['raw']['reidentified']:.3f}, right guess {lr['raw']['guess']:.3f}"
+            + (" (devices release them unchanged)" if same else
+               f" -> as released {lr['released']['reidentified']:.3f}"))
+    elif rec:
         lr = rec["linkage"]
         notes.append(
             f"linkage of the baseline's records to {rec['devices']:,} devices by "
