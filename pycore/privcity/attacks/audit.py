@@ -5,19 +5,20 @@ arXiv 2305.08846). m canaries are each included in the input independently with 
 after the run the auditor scores every canary from what it observed, guesses "in" for the k+
 highest scores and "out" for the k- lowest, and abstains on the rest. If the mechanism is
 (epsilon, delta)-DP, the number of correct guesses among the r = k+ + k- is stochastically
-dominated as their Theorem (Section 5; the p-value of their Appendix D) states:
+dominated as their main theorem, with its delta term, states (the p-value of their Appendix D's
+code, ``p_value_DP_audit``):
 
     P[correct >= v] <= f(v) + 2 m delta max_{1 <= i <= v} (f(v - i) - f(v)) / i,
     f(x) = P[Binomial(r, e^eps / (1 + e^eps)) >= x].
 
 The largest epsilon that this test rejects at level 1 - confidence is a lower bound on the true
-epsilon at that confidence (:func:`one_run_epsilon_bound`). Unlike an audit with one canary, the
-canaries are added and removed together in one run without paying group privacy.
+epsilon at that confidence (:func:`one_run_epsilon_bound`). The m canaries are all tested in one
+run, and the analysis does not pay group privacy for them.
 
 - :func:`one_run_p_value`, :func:`one_run_epsilon_bound`: the test and the bound from counts.
 - :func:`canary_guesses`, :func:`audit_canary_scores`: guesses from scores, and the best bound
   over a small grid of (k+, k-) with the union bound that choosing after the fact costs.
-- :func:`audit_fedavg` (:mod:`privcity.attacks._audit_fedavg`): canary devices through
+- :func:`audit_fedavg` (:mod:`privcity.attacks.fedavg_audit`): canary devices through
   privcity's own DP-FedAvg (central or distributed DP) or plain FedAvg, the bound after each
   round beside the accountant's epsilon.
 

@@ -4,9 +4,9 @@ The run (Steinke, Nasr, Jagielski 2023, with Dirac canaries in the spirit of Nas
 white-box gradient canaries): m canary devices, each in the population independently with
 probability 1/2; the model has m parameters; in each of T rounds the server Poisson-samples the
 population at rate q (:func:`privcity.fl.rounds.sampled_devices`, the simulator's sampling) and
-every sampled canary i sends the update clip * e_i (its own coordinate, at the clip norm: the
-largest contribution DP-FedAvg allows, and one no other canary's masks). The updates go through
-the real server code:
+every sampled canary i sends the update clip * e_i (at the clip norm: the largest contribution
+DP-FedAvg allows, in a coordinate no other canary touches). The updates go through the real
+server code:
 
 - ``dp=False``: :class:`privcity.fl.FedAvg` (no protection: the bound is limited only by m);
 - ``mechanism="central"``: :class:`privcity.fl.DPFedAvg` with its :class:`privcity.dp.Accountant`
