@@ -12,6 +12,11 @@ attacker sees.
   loss-threshold attack (Yeom et al. 2018), the difficulty-calibrated one (Watson et al. 2022)
   and offline LiRA (Carlini et al. 2022) with reference models privcity trains itself
   (:func:`train_reference_models`), per record and per device (:func:`device_scores`).
+- The epsilon itself (:mod:`.audit`, :mod:`.fedavg_audit`), checked against a one-run lower
+  bound (Steinke, Nasr, Jagielski 2023): :func:`one_run_epsilon_bound` from guess counts,
+  :func:`audit_canary_scores` from canary scores, and :func:`audit_fedavg`, canary devices
+  through privcity's own FedAvg, DP-FedAvg and distributed DP, the bound after each round beside
+  the accountant's epsilon.
 - Their figures (:mod:`.roc`): :func:`evaluate_scores` gives the ROC curve, AUC, TPR at FPR 1%
   and 0.1% and the membership advantage.
 
@@ -30,6 +35,15 @@ Example
 """
 from __future__ import annotations
 
+from .audit import CanaryAudit as CanaryAudit
+from .audit import audit_canary_scores as audit_canary_scores
+from .audit import canary_guesses as canary_guesses
+from .audit import default_guess_grid as default_guess_grid
+from .audit import one_run_epsilon_bound as one_run_epsilon_bound
+from .audit import one_run_p_value as one_run_p_value
+from .fedavg_audit import AuditResult as AuditResult
+from .fedavg_audit import audit_ddg_params as audit_ddg_params
+from .fedavg_audit import audit_fedavg as audit_fedavg
 from .inversion import Inversion as Inversion
 from .inversion import InversionReport as InversionReport
 from .inversion import inversion_report as inversion_report
@@ -52,10 +66,17 @@ from .roc import tpr_at_fpr as tpr_at_fpr
 
 __all__ = [
     "AttackROC",
+    "AuditResult",
+    "CanaryAudit",
     "Inversion",
     "InversionReport",
+    "audit_canary_scores",
+    "audit_ddg_params",
+    "audit_fedavg",
     "calibrated_scores",
+    "canary_guesses",
     "confidence_statistic",
+    "default_guess_grid",
     "device_scores",
     "evaluate_scores",
     "example_losses",
@@ -65,6 +86,8 @@ __all__ = [
     "lira_offline_scores",
     "loss_threshold_scores",
     "mixture_weights",
+    "one_run_epsilon_bound",
+    "one_run_p_value",
     "relative_error",
     "roc_auc",
     "roc_curve",

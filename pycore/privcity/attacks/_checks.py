@@ -75,3 +75,19 @@ def targets(model: Model, y: Any, n: int) -> np.ndarray:
         raise ValueError(f"y must hold class labels in [0, {model.n_outputs}), got values in "
                          f"[{arr.min()}, {arr.max()}]")
     return arr.astype(np.int64)
+
+
+def fraction(value: Any, name: str) -> float:
+    """value as a float in [0, 1] (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a real number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def non_negative(value: Any, name: str) -> float:
+    """value as a finite float >= 0 (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(float(value)) and float(value) >= 0):
+        raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
+    return float(value)
