@@ -194,3 +194,41 @@ def test_the_released_models_load_score_as_reported_and_name_their_records(small
         assert acc == pytest.approx(small_city[name]["score"], abs=1e-6)
         assert m.member_ids.shape[1] == 2 and m.member_ids[:, 0].max() < cfg["devices"]
         assert m.meta["run"] == name and (m.meta["epsilon"] is not None) == (name == "fl_dp")
+
+
+def test_the_audit_bounds_fl_high_and_fl_dp_within_its_epsilon(small_city):
+    # Prepare
+    audit = small_city["audit"]
+
+    # Assert: without noise the canaries are told apart (large bound); with DP the bound stays
+    # below the accountant's epsilon, round by round
+    assert audit["fl"]["bound"] > 2.0
+    fd = audit["fl_dp"]
+    assert not fd["exceeded"] and 0 <= fd["bound"] <= fd["epsilon"]
+    assert fd["epsilon"] == pytest.approx(small_city["privacy"]["epsilon"], rel=1e-9)
+    assert len(fd["bound_per_round"]) == len(fd["epsilon_per_round"]) == \
+        small_city["fl_dp"]["rounds_run"]
+    assert all(b <= e for b, e in zip(fd["bound_per_round"], fd["epsilon_per_round"]))
+
+
+def test_an_accountant_that_undercounts_fails_the_audit_and_audit_strict_exits_3(
+        tmp_path, monkeypatch, capsys):
+    # Prepare: the double-counting bug's mirror image: an accountant that reports a twentieth
+    # of the epsilon it spends (the noise is what the true epsilon 4 needs)
+    from privcity.cli import main as cli_main
+    from privcity.dp import accountant
+    z = 1.17  # the noise multiplier of epsilon 4 at the defaults
+    real = accountant.Accountant.epsilon_with
+    monkeypatch.setattr(accountant.Accountant, "epsilon_with",
+                        lambda self, event: real(self, event) / 20)
+    out = tmp_path / "o"
+
+    # Execute
+    code = cli_main(["simulate", "--devices", "300", "--rounds", "40", "--noise-multiplier",
+                     str(z), "--epsilon", "4", "--out", str(out), "--quiet", "--audit-strict",
+                     "--no-report", "--risk-people", "0"])
+
+    # Assert
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "THE EPSILON AUDIT FAILED" in err

@@ -135,6 +135,16 @@ def _simulate(args: argparse.Namespace) -> int:
     else:
         print(summary_table(results))
         print(f"per-round results: {cfg.out}/metrics.json")
+        if results.get("report"):
+            print(f"report: {results['report']}")
+    audit = (results.get("audit") or {}).get("fl_dp")
+    if audit and audit["exceeded"]:
+        print(f"privcity simulate: THE EPSILON AUDIT FAILED: the empirical lower bound "
+              f"{audit['bound']:.3f} exceeds the accountant's epsilon {audit['epsilon']:.3f} "
+              "at 95% confidence: the DP mechanism or its accountant is broken (or this is "
+              "the 1 run in 20 a correct mechanism fails by chance)", file=sys.stderr)
+        if cfg.audit_strict:
+            return 3
     return 0
 
 

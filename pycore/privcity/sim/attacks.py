@@ -47,7 +47,7 @@ __all__ = ["LEVELS", "breach_risk", "run_attacks", "took_part"]
 
 LEVELS = ("none", "fast", "full")
 #: (candidate devices per side, shadow models, devices whose updates are inverted at most)
-_SIZES = {"fast": (1000, 4, 64), "full": (3000, 16, 400)}
+_SIZES = {"fast": (500, 4, 64), "full": (3000, 16, 400)}
 TOLERANCE = 0.05  # relative L2 error under which a record counts as recovered
 ROC_POINTS = 400  # points of each stored ROC curve (for the report's plots)
 _STREAM = 0x61747461636B  # "attack": the seeded choices of this suite, a stream of their own
@@ -353,3 +353,45 @@ def _reduction(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     lo = 1 - other["ci"][1] / max(base["ci"][0], 1e-12)
     hi = 1 - other["ci"][0] / max(base["ci"][1], 1e-12)
     return {"value": 1 - other["risk"] / base["risk"], "ci": [max(lo, -1e9), min(hi, 1.0)]}
+
+
+# --- the epsilon audit ----------------------------------------------------------------------------
+
+#: Canary devices of the audit by level (each one a coordinate of the audit's model)
+AUDIT_CANARIES = {"fast": 1000, "full": 10_000}
+
+
+def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
+              noise_multiplier: float, say: Callable[[str], None]) -> dict[str, Any]:
+    """metrics.json's "audit": Steinke, Nasr and Jagielski's one-run lower bound on epsilon
+    (:func:`privcity.attacks.audit_fedavg`) for the FL run (no DP: only the canaries' number
+    limits it) and the FL + DP run, each with canary devices in a federation of the run's
+    settings (rate, rounds, clip, noise, delta) that goes through the same strategy classes and
+    noise kernels, beside the accountant's epsilon after each round."""
+    from ..attacks import audit_ddg_params, audit_fedavg
+    m = AUDIT_CANARIES[level]
+    say(f"epsilon audit: {m:,} canary devices, one run each for FL and FL + DP")
+    common = dict(clip=cfg.clip, sample_rate=cfg.sample_rate, delta=cfg.delta, canaries=m,
+                  seed=cfg.seed, server_sees="sum")
+    out: dict[str, Any] = {"confidence": 0.95, "canaries": m}
+    if rounds_run["fl"]:
+        fl = audit_fedavg(dp=False, rounds=rounds_run["fl"], **common)
+        out["fl"] = {"bound": fl.bound, "bound_per_round": list(fl.bound_per_round),
+                     "guesses": fl.guesses, "correct": fl.correct}
+    if rounds_run["fl_dp"]:
+        if cfg.secure_aggregation:
+            ddg = audit_ddg_params(canaries=m, clip=cfg.clip, epsilon=cfg.epsilon,
+                                   delta=cfg.delta, sample_rate=cfg.sample_rate,
+                                   rounds=cfg.rounds)
+            common.pop("server_sees")
+            dp = audit_fedavg(dp=True, rounds=rounds_run["fl_dp"], mechanism="distributed",
+                              ddg=ddg, **{**common, "clip": None})
+        else:
+            dp = audit_fedavg(dp=True, rounds=rounds_run["fl_dp"],
+                              noise_multiplier=noise_multiplier, **common)
+        out["fl_dp"] = {"bound": dp.bound, "bound_per_round": list(dp.bound_per_round),
+                        "epsilon_per_round": list(dp.epsilon_per_round),
+                        "epsilon": dp.epsilon, "exceeded": bool(dp.exceeded),
+                        "mechanism": dp.mechanism, "guesses": dp.guesses,
+                        "correct": dp.correct}
+    return out
