@@ -262,3 +262,19 @@ def test_missing_dp_accounting_gives_a_clear_import_error(run_python):
     assert proc.returncode != 0
     assert "ImportError: privcity.dp's accounting needs Google's dp-accounting" in proc.stderr
     assert "pip install 'dp-accounting>=0.4'" in proc.stderr
+
+
+def test_cached_round_rdp_equals_dp_accounting_for_mixed_rounds_one_by_one():
+    # Prepare: rounds of different (q, z) interleaved: the per-(q, z) cache must not mix them
+    plan = [(0.1, 1.17), (0.01, 0.8), (0.1, 1.17), (1.0, 5.0), (0.01, 0.8), (0.1, 1.2)] * 5
+    acc = Accountant(epsilon_budget=1e9, delta=DELTA)
+
+    # Execute
+    for q, z in plan:
+        acc.record_round(q, z)
+
+    # Assert: exactly what dp-accounting computes composing the same events itself
+    ref = rdp.RdpAccountant()
+    for q, z in plan:
+        ref.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(z)))
+    assert acc.epsilon() == ref.get_epsilon(DELTA)
