@@ -86,6 +86,12 @@ class PageChecker(HTMLParser):
         return found[0]
 
 
+def pairs(table: list[list[str]]) -> dict[str, str]:
+    """A table of (name, value) pairs side by side as a dict (empty filler cells dropped)."""
+    cells = [c for row in table[1:] for c in row]
+    return {k: v for k, v in zip(cells[::2], cells[1::2]) if k}
+
+
 def parse(path: str) -> PageChecker:
     checker = PageChecker()
     checker.feed(Path(path).read_text(encoding="utf-8"))
@@ -244,7 +250,7 @@ def test_settings_table_lists_every_config_field(full_report, full_results):
     _, page = full_report
 
     # Execute
-    rows = dict(page.table("setting")[1:])
+    rows = pairs(page.table("setting"))
 
     # Assert
     assert set(rows) == set(full_results["config"])
@@ -325,7 +331,7 @@ def test_strings_from_results_cannot_inject_markup(full_results, tmp_path):
     results["privacy"]["trust"] = HOSTILE
     results["attacks"]["updates"]["views"]["fl"]["label"] = HOSTILE
     level = results["attacks"]["membership"]["record"]["fl"]
-    level["$\\frac{<b>" + HOSTILE] = level.pop("lira")  # also mathtext to matplotlib
+    level["$\\frac{$<b>" + HOSTILE] = level.pop("lira")  # broken mathtext to matplotlib
     results["attacks"]["breach"]["fl"]["exposes"] = HOSTILE
 
     # Execute
@@ -408,7 +414,7 @@ def test_sweep_renders_one_row_and_point_per_epsilon(sweep_results, tmp_path):
     by_eps = {r["config"]["epsilon"]: r for r in sweep_results}
     assert [row[1] for row in rows] == [f"{by_eps[e]['privacy']['epsilon']:.3f}"
                                         for e in (1.0, 4.0, 8.0)]
-    assert dict(page.table("setting")[1:])["epsilon"] == "swept: 1, 4, 8"
+    assert pairs(page.table("setting"))["epsilon"] == "swept: 1, 4, 8"
     assert len(page.images) == 3
     for img in page.images:
         on_disk = (tmp_path / img["data-file"]).read_bytes()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["Page", "fmt", "fmt_ci"]
+__all__ = ["Page", "fmt", "fmt_ci", "fmt_setting"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
@@ -23,7 +24,7 @@ h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; 
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.9em; color: #555; }
 p.absent { color: #666; font-style: italic; }
@@ -32,16 +33,18 @@ p.alarm { color: #fff; background: #b00020; padding: 0.5em 0.8em; font-weight: b
 
 
 def fmt(value: Any, spec: str = ".4f") -> str:
-    """A value as table text: numbers by ``spec`` (NaN: "n/a", infinities spelled out), None:
-    "-", booleans "yes"/"no", anything else ``str``."""
+    """A value as table text: floats by ``spec`` (NaN: "n/a", infinities spelled out), ints
+    with thousands separators, None: "-", booleans "yes"/"no", anything else ``str``."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
             return "n/a"
-        if isinstance(value, float) and math.isinf(value):
+        if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return format(value, spec)
     return str(value)
@@ -51,6 +54,18 @@ def fmt_ci(value: Any, ci: tuple[float, float] | None, spec: str = ".3f") -> str
     """"value [lo, hi]" (the 95% interval when there is one)."""
     text = fmt(value, spec)
     return text if ci is None else f"{text} [{format(ci[0], spec)}, {format(ci[1], spec)}]"
+
+
+def fmt_setting(value: Any) -> str:
+    """A config value as the user would write it: no thousands separators, lists and tables as
+    JSON, "" spelled out."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if value == "":
+        return "(empty)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return fmt(value, "g")
 
 
 def _esc(text: Any) -> str:
@@ -100,6 +115,15 @@ class Page:
             body.append(f"<tr>{cells}</tr>")
         self._parts.append(f"<table><thead><tr>{head}</tr></thead>"
                            f"<tbody>{''.join(body)}</tbody></table>")
+
+    def pairs(self, header: tuple[str, str], items: Sequence[tuple[str, str]],
+              columns: int = 3) -> None:
+        """(name, value) pairs as a table of ``columns`` pairs side by side, filled row by row:
+        a long list of settings in a third of the height."""
+        rows = [[c for pair in items[i:i + columns] for c in pair]
+                for i in range(0, len(items), columns)]
+        width = 2 * min(columns, len(items))
+        self.table(list(header) * (width // 2), [r + [""] * (width - len(r)) for r in rows])
 
     def figure(self, name: str, png: bytes, caption: str) -> None:
         """A PNG, embedded in the page and written as ``report/<name>``."""

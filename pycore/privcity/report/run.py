@@ -4,12 +4,11 @@ Each section renders from whatever its part of the results holds, and says so wh
 is absent (``--attacks none``, a run without an audit)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from . import plots
 from ._results import LEVELS, RUN_LABELS, RUNS, finite, get, interval, number
-from .page import Page, fmt, fmt_ci
+from .page import Page, fmt, fmt_ci, fmt_setting
 
 __all__ = ["FIGURES", "render_report"]
 
@@ -52,14 +51,8 @@ def settings(page: Page, r: dict[str, Any]) -> None:
              ("records", r.get("records")), ("test records", r.get("test_records")),
              ("model parameters", r.get("n_params")), ("MPI ranks", r.get("ranks")),
              ("wall time (s)", _num(r.get("wall_seconds"), ".1f"))]
-    page.table(["run", "value"], [(k, fmt(v, ",")) for k, v in facts if v is not None])
-    page.table(["setting", "value"], [(str(k), _setting(v)) for k, v in r["config"].items()])
-
-
-def _setting(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return fmt(value, "g") if isinstance(value, float) else fmt(value, "")
+    page.pairs(("run", "value"), [(k, fmt(v)) for k, v in facts if v is not None])
+    page.pairs(("setting", "value"), [(str(k), fmt_setting(v)) for k, v in r["config"].items()])
 
 
 def _num(value: Any, spec: str) -> str | None:

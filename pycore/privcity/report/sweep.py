@@ -2,13 +2,12 @@
 sharing the city and the baselines, on one page."""
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from . import plots
 from ._results import RUN_LABELS, best_advantage, finite, get, interval, number
-from .page import Page, fmt, fmt_ci
+from .page import Page, fmt, fmt_ci, fmt_setting
 
 __all__ = ["SWEEP_FIGURES", "render_sweep"]
 
@@ -64,9 +63,7 @@ def _settings(page: Page, first: dict[str, Any], eps: list[float]) -> None:
     page.heading("Settings")
     config = dict(first["config"])
     config["epsilon"] = "swept: " + ", ".join(f"{e:g}" for e in eps)
-    page.table(["setting", "value"],
-               [(str(k), json.dumps(v) if isinstance(v, (dict, list)) else fmt(v, "g"))
-                for k, v in config.items()])
+    page.pairs(("setting", "value"), [(str(k), fmt_setting(v)) for k, v in config.items()])
 
 
 def _shared(runs: list[dict[str, Any]], run: str) -> float | None:
@@ -116,10 +113,14 @@ def _advantage(page: Page, runs: list[dict[str, Any]], eps: list[float]) -> None
     delta = finite(get(runs[0], "privacy", "delta")) or 0.0
     page.figure(SWEEP_FIGURES["advantage"],
                 plots.sweep_advantage(eps, _nan([x and x[0] for x in record]),
-                                      _nan([x and x[0] for x in device]), delta),
+                                      _nan([x and x[0] for x in device]),
+                                      _nan([finite(get(r, "privacy", "epsilon")) for r in runs]),
+                                      delta),
                 "The best membership attack's advantage against the FL + DP model at each "
                 "budget; the dotted line is the most any attack may reach at device level "
-                "under (epsilon, delta)-DP.")
+                "under (epsilon, delta)-DP at the accountant's epsilon (an advantage measured "
+                "on finitely many devices may cross it by chance; far above it, the accounting "
+                "is wrong).")
 
 
 def _table(page: Page, runs: list[dict[str, Any]], eps: list[float]) -> None:
