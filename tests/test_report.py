@@ -236,7 +236,9 @@ def test_headline_table_holds_scores_epsilon_audit_bound_and_breach_risk(full_re
     # audit's bound, breach risk and leakage reduction with their intervals
     assert rows["test accuracy"] == [f"{r[run]['score']:.4f}" for run in
                                      ("centralized", "fl", "fl_dp")]
-    assert rows["epsilon (delta)"][2] == f"{r['privacy']['epsilon']:.3f} (1e-05)"
+    eps = r["privacy"]["epsilon"]
+    assert rows["epsilon (delta)"][2] == f"{eps:.3f} (1e-05)"
+    assert rows[f"epsilon {eps:.3f} holds against"][2] == "users of the released model"
     assert r["privacy"]["trust"] in text
     assert rows["audit lower bound on epsilon (95%)"] == ["-", "6.500", "0.420"]
     risk = r["attacks"]["breach"]["fl_dp"]
@@ -294,10 +296,10 @@ def test_absent_attacks_and_audit_say_they_were_not_run_and_stale_plots_go(
     assert "The attacks were not run (--attacks none)." in text
     assert "The epsilon audit was not run." in text
     assert "Update inversion was not run (--attacks none)." in text
-    assert page.table("measure")[3:6] == [
-        ["audit lower bound on epsilon", "-", "not run", "not run"],
-        ["breach risk", "not run", "not run", "not run"],
-        ["leakage reduction vs centralized", "-", "not run", "not run"]]
+    rows = {row[0]: row[1:] for row in page.table("measure")}
+    assert rows["audit lower bound on epsilon"] == ["-", "not run", "not run"]
+    assert rows["breach risk"] == ["not run", "not run", "not run"]
+    assert rows["leakage reduction vs centralized"] == ["-", "not run", "not run"]
     assert page.headings == FULL_HEADINGS
     assert sorted(os.listdir(tmp_path / "report")) == ["cost_bytes_cpu_latency.png",
                                                        "score_per_round.png"]
@@ -362,6 +364,23 @@ def test_diverged_scores_and_unmeasured_rates_render_as_text(run_results, tmp_pa
     assert page.table("measure")[1] == ["test r2", "-", f"{run_results['fl']['score']:.4f}", "n/a"]
     assert "Test r2 per round" in page.headings
     decode_png((tmp_path / "report" / "score_per_round.png").read_bytes())
+
+
+def test_distributed_dp_run_names_each_epsilon_with_whom_it_holds_against(tmp_path):
+    # Prepare: a real run under secure aggregation with distributed DP (two guarantees)
+    results = simulate(SimConfig(devices=200, rounds=2, secure_aggregation=True, risk_people=0,
+                                 out=str(tmp_path / "sim")), progress=False)
+    users, servers = results["privacy"]["guarantees"]
+
+    # Execute
+    page = parse(render_report(results, str(tmp_path)))
+
+    # Assert
+    rows = {row[0]: row[1:] for row in page.table("measure")}
+    assert rows[f"epsilon {users['epsilon']:.3f} holds against"][2] == users["holds_against"]
+    assert rows[f"epsilon {servers['epsilon']:.3f} holds against"][2] == \
+        "the aggregator, the gateways and users of the released model"
+    assert len(page.images) == 2
 
 
 def test_render_report_refuses_results_without_config(tmp_path):

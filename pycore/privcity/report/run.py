@@ -40,12 +40,13 @@ def render_report(results: dict[str, Any], out_dir: str) -> str:
         raise ValueError("results must be a run's results dict (metrics.json) with a 'config' "
                          f"section, got {type(results).__name__}")
     page = Page("privcity report: " + str(results["config"].get("task", "run")))
-    for section in (settings, headline, rounds, membership, audit, cost, inversion, notes):
+    for section in (_settings, _headline, _rounds, _membership, _audit, _cost, _inversion,
+                    _notes):
         section(page, results)
     return page.write(out_dir, owned=FIGURES.values())
 
 
-def settings(page: Page, r: dict[str, Any]) -> None:
+def _settings(page: Page, r: dict[str, Any]) -> None:
     page.heading("Settings")
     facts = [("metric", r.get("metric")), ("devices", r.get("devices")),
              ("records", r.get("records")), ("test records", r.get("test_records")),
@@ -60,14 +61,15 @@ def _num(value: Any, spec: str) -> str | None:
     return None if x is None else fmt(x, spec)
 
 
-def headline(page: Page, r: dict[str, Any]) -> None:
+def _headline(page: Page, r: dict[str, Any]) -> None:
     page.heading("Headline")
     metric = str(r.get("metric", "score"))
     rows = [[f"test {metric}", *(fmt(number(get(r, run, "score"))) for run in RUNS)],
             ["epsilon (delta)", "-", "-", _epsilon(r)]]
-    if get(r, "privacy", "mechanism") == "distributed":
-        rows.append(["epsilon vs the servers", "-", "-",
-                     fmt(number(get(r, "privacy", "epsilon_servers")), ".3f")])
+    for g in get(r, "privacy", "guarantees") or ():
+        if isinstance(g, dict):
+            rows.append([f"epsilon {fmt(number(g.get('epsilon')), '.3f')} holds against", "-",
+                         "-", str(g.get("holds_against", "-"))])
     rows.append(_audit_row(r))
     rows += _breach_rows(r)
     page.table(["measure", *RUN_LABELS.values()], rows)
@@ -119,7 +121,7 @@ def _breach_detail(page: Page, breach: Any) -> None:
                 for run in RUNS if isinstance(breach.get(run), dict)])
 
 
-def rounds(page: Page, r: dict[str, Any]) -> None:
+def _rounds(page: Page, r: dict[str, Any]) -> None:
     metric = str(r.get("metric", "score"))
     page.heading(f"Test {metric} per round")
     if not any(get(r, "rounds", run) for run in ("fl", "fl_dp")):
@@ -130,7 +132,7 @@ def rounds(page: Page, r: dict[str, Any]) -> None:
                 "as a dashed line.")
 
 
-def membership(page: Page, r: dict[str, Any]) -> None:
+def _membership(page: Page, r: dict[str, Any]) -> None:
     page.heading("Membership inference")
     attacks = r.get("attacks")
     if not isinstance(attacks, dict):
@@ -140,7 +142,8 @@ def membership(page: Page, r: dict[str, Any]) -> None:
                    f"{fmt(number(attacks.get('seconds')), '.1f')} s beside the run's "
                    f"{fmt(number(attacks.get('run_seconds')), '.1f')} s.")
     levels = get(attacks, "membership")
-    present = [lv for lv in LEVELS if isinstance(get(levels, lv), dict)]
+    present = [lv for lv in LEVELS if isinstance(get(levels, lv), dict)
+               and any(isinstance(v, dict) and v for v in levels[lv].values())]
     if not present:
         page.absent("Membership inference was not run.")
     for lv in present:
@@ -167,7 +170,7 @@ def _attack_rows(level: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def audit(page: Page, r: dict[str, Any]) -> None:
+def _audit(page: Page, r: dict[str, Any]) -> None:
     page.heading("Epsilon audit")
     a = r.get("audit")
     if not isinstance(a, dict):
@@ -186,7 +189,7 @@ def audit(page: Page, r: dict[str, Any]) -> None:
             fmt(number(a.get(k)), "g") for k in ("confidence", "canaries", "guesses"))]])
 
 
-def cost(page: Page, r: dict[str, Any]) -> None:
+def _cost(page: Page, r: dict[str, Any]) -> None:
     page.heading("Cost: bytes, device CPU, latency")
     if not any(isinstance(r.get(run), dict) for run in ("fl", "fl_dp")):
         page.absent("No federated run was recorded.")
@@ -197,7 +200,7 @@ def cost(page: Page, r: dict[str, Any]) -> None:
                 "round at the median and 99th percentile.")
 
 
-def inversion(page: Page, r: dict[str, Any]) -> None:
+def _inversion(page: Page, r: dict[str, Any]) -> None:
     page.heading("Update inversion (what the server sees)")
     views = get(r, "attacks", "updates", "views")
     if not isinstance(views, dict) or not views:
@@ -216,7 +219,7 @@ def inversion(page: Page, r: dict[str, Any]) -> None:
                 for k, v in views.items() if isinstance(v, dict)])
 
 
-def notes(page: Page, r: dict[str, Any]) -> None:
+def _notes(page: Page, r: dict[str, Any]) -> None:
     page.heading("Data and risk notes")
     data = [str(n) for n in r.get("data_notes") or ()]
     if data:
