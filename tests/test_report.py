@@ -270,6 +270,44 @@ def test_risk_notes_say_what_each_figure_was_computed_on(full_report, full_resul
     assert page.table("records")[1][1] == "0.000"
 
 
+def test_a_csvs_record_risk_shows_unicity_and_what_it_was_computed_on(run_results, tmp_path):
+    # Prepare: risk.records as the simulator writes it for a CSV's own records
+    results = copy.deepcopy(run_results)
+    linkage = {"reidentified": 0.8, "ambiguous": 0.2, "not_found": 0.0, "guess": 0.9}
+    results["risk"] = {"traces": None, "records": {
+        "computed_on": "the 3,000 rows of data.csv (columns district, age)",
+        "devices": 150, "known": ["district", "age"],
+        "treatment": {"district": "keep", "age": "generalize"},
+        "unicity": {"raw": {"records": 0.5, "devices": 0.75},
+                    "released": {"records": 0.125, "devices": None}},
+        "linkage": {"raw": linkage, "released": linkage}}}
+
+    # Execute
+    page = parse(render_report(results, str(tmp_path)))
+
+    # Assert
+    text = "".join(page.text)
+    assert "Computed on: the 3,000 rows of data.csv (columns district, age)." in text
+    assert "Treatment on the devices: district: keep, age: generalize." in text
+    assert page.table("records")[1:] == [["raw", "0.800", "0.200", "0.000", "0.900", "0.500",
+                                          "0.750"],
+                                         ["released", "0.800", "0.200", "0.000", "0.900",
+                                          "0.125", "-"]]
+    assert "GPS-trace re-identification was not measured (this task holds no traces)." in text
+
+
+def test_record_risk_without_its_source_says_it_is_not_recorded(run_results, tmp_path):
+    # Prepare: figures whose source metrics.json does not name
+    results = copy.deepcopy(run_results)
+    results["risk"]["records"].pop("computed_on", None)
+
+    # Execute
+    page = parse(render_report(results, str(tmp_path)))
+
+    # Assert
+    assert any("What these figures were computed on is not recorded." in t for t in page.text)
+
+
 def test_membership_table_gives_each_attack_on_each_model(full_report):
     # Prepare
     _, page = full_report
@@ -346,6 +384,28 @@ def test_strings_from_results_cannot_inject_markup(full_results, tmp_path):
     text = "".join(page.text)
     assert text.count(HOSTILE) >= 10
     assert "</ul></table><h2>fake</h2>" in text
+
+
+def test_a_csv_whose_file_and_column_names_hold_markup_renders_them_as_text(tmp_path):
+    # Prepare: a real CSV run; the file's name and its target column are HTML
+    column = '<img src=x onerror=alert(1)>y'
+    data = tmp_path / '"><script>alert(2)<\\script>.csv'
+    rng = np.random.default_rng(0)
+    rows = [f"{i % 60},{rng.normal():.4f},{rng.normal():.4f},{int(rng.integers(0, 2))}"
+            for i in range(1200)]
+    data.write_text("device,x1,x2," + column + "\n" + "\n".join(rows) + "\n")
+    results = simulate(SimConfig(task="csv", data=str(data), target=column,
+                                 device_column="device", rounds=2, out=str(tmp_path / "sim")),
+                       progress=False)
+
+    # Execute
+    page = parse(render_report(results, str(tmp_path)))
+
+    # Assert
+    assert "script" not in page.tags
+    assert [img["src"][:22] for img in page.images] == ["data:image/png;base64,"] * 2
+    settings = pairs(page.table("setting"))
+    assert settings["target"] == column and settings["data"] == str(data)
 
 
 def test_diverged_scores_and_unmeasured_rates_render_as_text(run_results, tmp_path):

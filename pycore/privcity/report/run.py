@@ -246,11 +246,20 @@ def _records_risk(page: Page, rec: Any) -> None:
         return
     known = ", ".join(str(k) for k in rec.get("known") or ()) or "nothing"
     page.paragraph(f"Record linkage: an attacker who knows each device's {known} joins it with "
-                   f"one released record per device ({fmt(rec.get('devices'), ',')} devices). "
+                   f"one released record per device ({fmt(rec.get('devices'))} devices). "
                    + _computed_on(rec))
-    page.table(["records", "re-identified", "ambiguous", "not found", "right guess"],
+    treatment = rec.get("treatment")
+    if isinstance(treatment, dict) and treatment:
+        page.paragraph("Treatment on the devices: "
+                       + ", ".join(f"{k}: {v}" for k, v in treatment.items()) + ".")
+    # A CSV's own records also carry unicity (records and devices unique on the columns).
+    unicity = isinstance(rec.get("unicity"), dict)
+    extra = ["unique records", "unique devices"] if unicity else []
+    page.table(["records", "re-identified", "ambiguous", "not found", "right guess", *extra],
                [[name, *(fmt(number(get(rec, "linkage", name, k)), ".3f")
-                         for k in ("reidentified", "ambiguous", "not_found", "guess"))]
+                         for k in ("reidentified", "ambiguous", "not_found", "guess")),
+                 *(fmt(number(get(rec, "unicity", name, k)), ".3f")
+                   for k in ("records", "devices") if unicity)]
                 for name in ("raw", "released")])
 
 
