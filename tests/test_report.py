@@ -344,6 +344,20 @@ def test_absent_attacks_and_audit_say_they_were_not_run_and_stale_plots_go(
     assert len(page.images) == 2
 
 
+def test_an_inversion_with_nothing_to_invert_gives_its_reason(full_results, tmp_path):
+    # Prepare
+    results = copy.deepcopy(full_results)
+    results["attacks"]["updates"] = {"tolerance": 0.05, "views": {},
+                                     "note": "no device reported an update"}
+
+    # Execute
+    page = parse(render_report(results, str(tmp_path)))
+
+    # Assert
+    assert "Update inversion: no device reported an update." in page.text
+    assert not (tmp_path / "report" / "update_inversion.png").exists()
+
+
 def test_audit_bound_above_the_accountants_epsilon_is_flagged_loudly(full_results, tmp_path):
     # Prepare
     results = copy.deepcopy(full_results)

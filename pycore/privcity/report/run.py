@@ -204,8 +204,9 @@ def _inversion(page: Page, r: dict[str, Any]) -> None:
     page.heading("Update inversion (what the server sees)")
     views = get(r, "attacks", "updates", "views")
     if not isinstance(views, dict) or not views:
-        page.absent("Update inversion was not run" + (" (--attacks none)." if "attacks" not in r
-                                                      else "."))
+        note = get(r, "attacks", "updates", "note")  # it ran but had nothing to invert
+        page.absent(f"Update inversion: {note}." if note else "Update inversion was not run"
+                    + (" (--attacks none)." if "attacks" not in r else "."))
         return
     tol = finite(get(r, "attacks", "updates", "tolerance"))
     page.figure(FIGURES["inversion"], plots.inversion_bars(views, tol),
