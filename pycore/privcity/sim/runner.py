@@ -714,6 +714,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         records = records_risk(task=cfg.task, devices=cfg.devices, n_districts=cfg.districts,
                                seed=cfg.seed, treatment=cfg.treatment or None,
                                field_epsilon=cfg.field_epsilon)
+        if records is not None:
+            records["computed_on"] = (f"one record of each of {records['devices']:,} devices of "
+                                      f"the simulated city's {cfg.task} task (privcity.data)")
     risk = {"traces": None, "records": records}
     if cfg.risk_people and cfg.task != "csv":
         # A synthetic mobility population of the simulated city, not the task's records: a CSV
@@ -746,6 +749,10 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
         results["attacks"]["seconds"] += results["audit"]["seconds"]
         say(f"attacks: done in {results['attacks']['seconds']:.1f} s")
     os.makedirs(cfg.out, exist_ok=True)
+    if cfg.report:
+        say("report: rendering the plots")
+        from ..report import render_report
+        results["report"] = render_report(results, cfg.out)
     results["models"] = _save_models(cfg, model, census, sample, test,
                                      {"centralized": central, "fl": plain["params"],
                                       "fl_dp": dp["params"]},
@@ -996,7 +1003,7 @@ def summary_table(results: dict[str, Any]) -> str:
              f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"]
     notes = [n for n in notes if n]
     rec = (results.get("risk") or {}).get("records")
-    if rec and "computed_on" in rec:  # a CSV's own records (sim.risk.csv_records_risk)
+    if rec and "unicity" in rec:  # a CSV's own records (sim.risk.csv_records_risk)
         lr, un = rec["linkage"], rec["unicity"]
         same = rec.get("released_equals_raw")
         notes.append(
