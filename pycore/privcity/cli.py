@@ -148,24 +148,49 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_simulate(sub: argparse._SubParsersAction) -> None:
+def _sweep(args: argparse.Namespace) -> int:
+    from .sim import load_config, mpi_world
+    from .sim.sweep import parse_epsilons, sweep, sweep_table
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    overrides = {k: getattr(args, k) for k in _FLAG_HELP if k != "epsilon"}
+    try:
+        eps = parse_epsilons(args.epsilon)
+        cfg = load_config(args.config, **overrides)
+    except ValueError as exc:
+        print(f"privcity sweep: {exc}", file=sys.stderr)
+        return 2
+    try:
+        runs = sweep(cfg, eps, comm=mpi_world(), progress=not args.quiet)
+    except ValueError as exc:
+        print(f"privcity sweep: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, EOFError) as exc:
+        print(f"privcity sweep: cannot read the data: {exc}", file=sys.stderr)
+        return 2
+    if runs is None:  # a gateway rank
+        return 0
+    print(sweep_table(runs))
+    print(f"each run: {cfg.out}/epsilon-E/metrics.json; the curve: {cfg.out}/sweep.json"
+          + (f"; report: {runs[0]['sweep_report']}" if runs[0].get("sweep_report") else ""))
+    exceeded = [r["config"]["epsilon"] for r in runs
+                if ((r.get("audit") or {}).get("fl_dp") or {}).get("exceeded")]
+    if exceeded:
+        print(f"privcity sweep: THE EPSILON AUDIT FAILED at epsilon {exceeded}: the empirical "
+              "lower bound exceeds the accountant's epsilon", file=sys.stderr)
+        if cfg.audit_strict:
+            return 3
+    return 0
+
+
+def _add_settings(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The simulation's settings as flags (defaults < --config TOML < flags)."""
     from .sim.config import SimConfig
     defaults = SimConfig()
-    p = sub.add_parser(
-        "simulate", help="simulate a smart city training privately (the main job)",
-        description="Simulate a smart city whose devices train a model by federated learning, "
-                    "with every update sealed (AES-256-GCM envelopes, device certificates from "
-                    "a city CA) and differential privacy (DP-FedAvg, accountant). Reports the "
-                    "utility of centralized, federated and federated+DP training, epsilon, "
-                    "bandwidth, device CPU and latency, and aggregation time. One process by "
-                    "default; under mpiexec -n P rank 0 aggregates and ranks 1..P-1 host the "
-                    "devices (same results for every P). Every epsilon printed names whom it "
-                    "holds against (docs/threat-model.md); the simulation's noise is seeded "
-                    "(--seed), so none holds against anyone who knows the seed. Settings: "
-                    "defaults < --config TOML < flags.")
     p.add_argument("--config", help="TOML file with any of the settings below (top level or "
                                     "a [simulate] table)")
     for name, text in _FLAG_HELP.items():
+        if name in skip:
+            continue
         default = getattr(defaults, name)
         flag = "--" + name.replace("_", "-")
         if default is True:  # --report / --no-report
@@ -177,8 +202,40 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         else:
             p.add_argument(flag, type=type(default), default=None, metavar=name.upper(),
                            help=f"{text} (default {default!r})")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="the privacy-utility curve: one simulation per epsilon, one report",
+        description="Runs privcity simulate once per epsilon (--epsilon 0.5,1,2,4,8) on the same "
+                    "city: the centralized and FL runs are trained once and shared, the FL + DP "
+                    "run, its attacks and its audit are redone at each epsilon. Writes "
+                    "OUT/epsilon-E/ per run, OUT/report.html (the curve) and OUT/sweep.json.")
+    p.add_argument("--epsilon", default="0.5,1,2,4,8",
+                   help="comma-separated privacy budgets (default 0.5,1,2,4,8)")
+    _add_settings(p, skip=("epsilon",))
+    p.set_defaults(func=_sweep)
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate", help="simulate a smart city training privately (the main job)",
+        description="Simulate a smart city whose devices train a model by federated learning, "
+                    "with every update sealed (AES-256-GCM envelopes, device certificates from "
+                    "a city CA) and differential privacy (DP-FedAvg, accountant). Reports the "
+                    "utility of centralized, federated and federated+DP training, epsilon, "
+                    "bandwidth, device CPU and latency, and aggregation time; attacks what "
+                    "each party sees (update inversion, membership inference: breach risk and "
+                    "leakage reduction), audits the epsilon empirically (canary devices), and "
+                    "writes OUT/metrics.json, OUT/report.html and OUT/models/*.npz. One process by "
+                    "default; under mpiexec -n P rank 0 aggregates and ranks 1..P-1 host the "
+                    "devices (same results for every P). Every epsilon printed names whom it "
+                    "holds against (docs/threat-model.md); the simulation's noise is seeded "
+                    "(--seed), so none holds against anyone who knows the seed. Settings: "
+                    "defaults < --config TOML < flags.")
+    _add_settings(p)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_simulate)
 
 
@@ -190,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p_info.add_argument("--json", action="store_true", help="print a JSON object")
     p_info.set_defaults(func=_info)
     _add_simulate(sub)
+    _add_sweep(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["info"] + (argv or []))

@@ -523,10 +523,13 @@ def _percentiles(xs: list[float]) -> dict[str, float]:
             "mean": float(a.mean())}
 
 
-def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True) -> dict[str, Any] | None:
+def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True,
+             shared: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Run the simulation; rank 0 (or the only process) returns the results dict and writes
     ``cfg.out``/metrics.json; other ranks return None. ``comm``: an mpi4py communicator with
-    at least 2 ranks, or None for one process."""
+    at least 2 ranks, or None for one process. ``shared``: a dict that the first run fills with
+    its centralized and FL runs and later runs take them from (a sweep over epsilon: only the
+    DP run changes); the caller keeps every setting but the DP ones equal."""
     cfg.validate()
     rank = 0 if comm is None else comm.Get_rank()
     size = 1 if comm is None else comm.Get_size()
@@ -539,9 +542,9 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True) -> dict
         except OSError as exc:
             raise ValueError(f"config field 'out': cannot write to {cfg.out!r} ({exc})") from None
     if comm is None or size == 1:
-        return _simulate(cfg, None, 0, 1, progress)
+        return _simulate(cfg, None, 0, 1, progress, shared)
     try:
-        return _simulate(cfg, comm, rank, size, progress)
+        return _simulate(cfg, comm, rank, size, progress, shared)
     except BaseException as exc:
         # The other ranks would wait for this one forever: report and take the job down.
         sys.stderr.write(f"privcity simulate: rank {rank} failed: {exc!r}\n")
@@ -582,8 +585,8 @@ class _Census:
         return int(self.counts.sum())
 
 
-def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
-              progress: bool) -> dict[str, Any] | None:
+def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
+              shared: dict[str, Any] | None = None) -> dict[str, Any] | None:
     started = time.perf_counter()
     say = _Setup(progress and rank == 0, started)
     if size == 1 or rank == 0:
@@ -682,21 +685,31 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int,
     say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records of "
         f"{base.n_devices:,} devices{hint}")
     t0 = time.process_time()
-    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
-        central = train_centralized(model, init, base.X, base.y,
-                                    epochs=cfg.centralized_epochs, batch_size=cfg.batch_size,
-                                    lr=cfg.lr, seed=cfg.seed)
-    central_cpu = time.process_time() - t0
+    if shared and "central" in shared:  # a sweep's later run: the same baseline
+        central, central_cpu = shared["central"]
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence reported, not warned
+            central = train_centralized(model, init, base.X, base.y,
+                                        epochs=cfg.centralized_epochs,
+                                        batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+        central_cpu = time.process_time() - t0
     baseline_records = rows
     # The attacks read a CSV's devices again (a synthetic city's they regenerate by id).
     csv_data = (train, test) if cfg.task == "csv" else None
     del base, train  # the pooled data is not needed past here
     say(f"centralized baseline: done in {central_cpu:.1f} s CPU")
     # (b) FL without DP, (c) FL with DP
-    plain = _federated(cfg, dp=False, transport=transports[0], aggregator=agg_plain,
-                       model=model, test=test, init=init, progress=progress,
-                       population=census.n_devices)
+    if shared and "plain" in shared:  # (the gateways' loop of this run ends at once)
+        plain = shared["plain"]
+        say("FL: the sweep's first run's (its settings are the same)")
+    else:
+        plain = _federated(cfg, dp=False, transport=transports[0], aggregator=agg_plain,
+                           model=model, test=test, init=init, progress=progress,
+                           population=census.n_devices)
     transports[0].finish()
+    if shared is not None:
+        shared.setdefault("central", (central, central_cpu))
+        shared.setdefault("plain", plain)
     dp = _federated(cfg, dp=True, transport=transports[1], aggregator=agg_dp, model=model,
                     test=test, init=init, progress=progress, population=census.n_devices)
     transports[1].finish()
