@@ -141,6 +141,16 @@ def test_mpiexec_3_ranks_gives_the_one_process_result(tmp_path, small_city):
                 "epsilon", "clip")
         assert [{k: x[k] for k in keys} for x in got["rounds"][run_]] == \
             [{k: x[k] for k in keys} for x in small_city["rounds"][run_]]
+    # the attacks and the audit, on rank 0, see what one process sees
+    assert _untimed(got["attacks"]) == _untimed(small_city["attacks"])
+    assert _untimed(got["audit"]) == _untimed(small_city["audit"])
+
+
+def _untimed(x):
+    """A results section without its timings."""
+    if isinstance(x, dict):
+        return {k: _untimed(v) for k, v in x.items() if "seconds" not in k}
+    return [_untimed(v) for v in x] if isinstance(x, list) else x
 
 
 def test_the_summary_shows_a_line_only_when_something_was_refused(small_city):
