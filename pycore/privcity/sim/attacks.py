@@ -331,6 +331,9 @@ def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
                                   f"membership inference, {name}, per {unit}"))
         if model == "centralized":
             cands.append((1.0, [1.0, 1.0], "reading the pooled raw records (each one exact)"))
+        if not cands:  # no update reported and no device took part: nothing to attack
+            return {"risk": None, "ci": [None, None], "attack": "none could run (no device "
+                    "took part)", "exposes": exposes}
         risk, ci, attack = max(cands, key=lambda c: c[0])
         return {"risk": float(risk), "ci": [float(ci[0]), float(ci[1])], "attack": attack,
                 "exposes": exposes}
@@ -348,7 +351,7 @@ def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
 
 def _reduction(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """1 - risk / centralized risk, its interval from the two intervals' ends."""
-    if base["risk"] <= 0:
+    if other["risk"] is None:
         return {"value": None, "ci": [None, None]}
     lo = 1 - other["ci"][1] / max(base["ci"][0], 1e-12)
     hi = 1 - other["ci"][0] / max(base["ci"][1], 1e-12)

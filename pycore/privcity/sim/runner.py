@@ -1094,7 +1094,9 @@ def summary_table(results: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-def _ci(value: float, ci: list[float], percent: bool = False) -> str:
+def _ci(value: float | None, ci: list[Any], percent: bool = False) -> str:
+    if value is None:
+        return "-"
     if percent:
         return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
