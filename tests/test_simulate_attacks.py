@@ -80,19 +80,21 @@ def test_one_record_devices_give_their_records_to_the_server_but_not_through_a_b
     assert b["fl_dp"]["risk"] > 0.95
 
 
-def test_under_secure_aggregation_the_dp_design_is_judged_on_the_noisy_block_sums(tmp_path):
-    # Prepare
+def test_under_secure_aggregation_both_designs_are_judged_on_block_sums(tmp_path):
+    # Prepare: one-record devices, whose plaintext updates would give their records away
     res = run(tmp_path, samples_per_device=1, devices=400, sample_rate=0.5,
               secure_aggregation=True)
 
     # Execute
     b = res["attacks"]["breach"]
+    views = res["attacks"]["updates"]["views"]
 
-    # Assert: the FL design still exposes the plaintext updates to its aggregator... (the
-    # FedAvg run shares the block sums too, but the table's FL design is plain FedAvg)
-    assert b["fl"]["risk"] > 0.95
-    assert "noisy block sums" in b["fl_dp"]["exposes"]
-    assert b["fl_dp"]["risk"] < 0.5
+    # Assert: a FedAvg server would read them (the fl view), but this run's servers saw only
+    # block sums: exact for FL, with the block's own noise shares for FL + DP
+    assert views["fl"]["recovered"] > 0.95
+    assert "block sums" in b["fl"]["exposes"] and b["fl"]["risk"] < 0.5
+    assert "noisy block sums" in b["fl_dp"]["exposes"] and b["fl_dp"]["risk"] < 0.5
+    assert "noise shares" in views["dp_sum"]["label"]
     assert b["leakage_reduction"]["fl_dp"]["value"] > 0.5
 
 
@@ -232,3 +234,20 @@ def test_an_accountant_that_undercounts_fails_the_audit_and_audit_strict_exits_3
     err = capsys.readouterr().err
     assert code == 3
     assert "THE EPSILON AUDIT FAILED" in err
+
+
+def test_a_csv_with_a_handful_of_test_rows_is_not_attacked_and_still_reported(tmp_path):
+    # Prepare: 40 rows: a test split of a few rows cannot hold non-members and shadow data
+    rng = np.random.default_rng(1)
+    csv = tmp_path / "tiny.csv"
+    csv.write_text("x1,x2,y\n" + "\n".join(
+        f"{rng.normal():.3f},{rng.normal():.3f},{rng.normal():.3f}" for _ in range(12)) + "\n")
+
+    # Execute
+    res = simulate(load_config(None, task="csv", data=str(csv), target="y", devices=4,
+                               rounds=2, out=str(tmp_path / "o"), report=False), progress=False)
+
+    # Assert
+    rec = res["attacks"]["membership"]["record"]
+    assert all("too few held-out records" in rec[k]["note"] for k in rec)
+    assert "breach risk" in summary_table(res)

@@ -75,3 +75,12 @@ def test_the_cli_refuses_a_fixed_noise_multiplier_and_a_bad_list(tmp_path, capsy
     # Assert
     assert code1 == 2 and "'zz' is not a number" in err1
     assert code2 == 2 and "noise_multiplier" in err2
+
+
+def test_close_epsilons_get_folders_of_their_own():
+    # Prepare
+    from privcity.sim.sweep import run_folder
+
+    # Assert: 1 and 1.0000001 would both be "epsilon-1" at 6 significant digits
+    assert run_folder(1.0) != run_folder(1.0000001)
+    assert run_folder(0.5) == "epsilon-0.5" and run_folder(4.0) == "epsilon-4"

@@ -56,14 +56,17 @@ _STREAM = 0x61747461636B  # "attack": the seeded choices of this suite, a stream
 def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.ndarray] | None,
                 population: int, params: dict[str, np.ndarray], rounds_run: dict[str, int],
                 baseline: np.ndarray | None, noise_std: float, clip: float,
-                csv: tuple[Any, Any] | None, say: Callable[[str], None]) -> dict[str, Any]:
+                csv: tuple[Any, Any] | None, say: Callable[[str], None],
+                share_std: float | None = None) -> dict[str, Any]:
     """metrics.json's "attacks" section (without "breach", which :func:`breach_risk` adds).
 
     first: (round, global parameters) of the FL run's first round that any device reported in
     (None: none did); params: the released parameters of "centralized", "fl" and "fl_dp";
     rounds_run: of "fl"
     and "fl_dp"; baseline: the devices whose records trained the centralized model (None: all);
-    noise_std: the standard deviation of the DP noise on a round's sum (z C); clip: C;
+    noise_std: the standard deviation of central DP's noise on a round's sum (z C); clip: C;
+    share_std: under distributed DP, the standard deviation of one device's noise share (model
+    units): a block's sum of k shares has sqrt(k) times it;
     csv: (train FederatedDataset, test with .X and .y) for a CSV task, else None."""
     started = time.perf_counter()
     per_side, shadows, n_inv = _SIZES[level]
@@ -73,7 +76,8 @@ def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.
         updates = {"tolerance": TOLERANCE, "views": {}, "note": "no device reported an update"}
     else:
         say(f"attacks ({level}): update inversion on round {first[0] + 1}'s updates")
-        updates = _inversion(cfg, src, model, first, population, n_inv, noise_std, clip)
+        updates = _inversion(cfg, src, model, first, population, n_inv, noise_std, clip,
+                             share_std)
     say(f"attacks ({level}): membership inference on the three models ({shadows} shadow "
         "models)")
     membership = _membership(cfg, src, model, params, rounds_run, baseline, per_side, shadows,
@@ -111,7 +115,8 @@ class _Source:
 # --- the updates ----------------------------------------------------------------------------------
 
 def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.ndarray],
-               population: int, n_inv: int, noise_std: float, clip: float) -> dict[str, Any]:
+               population: int, n_inv: int, noise_std: float, clip: float,
+               share_std: float | None) -> dict[str, Any]:
     from ..models import train_many
     r, init = first
     _, reporting = round_cohort(cfg.seed, r, np.arange(population), sample_rate=cfg.sample_rate,
@@ -159,12 +164,18 @@ def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.nd
                                 inblock.size)
         clipped, _ = clip_l2_rows(np.ascontiguousarray(ups[inblock], np.float32), clip)
         rng = SecureRNG(cfg.seed.to_bytes(8, "little") + b"privcity-attack-noise".ljust(24, b"\0"))
-        noisy = GaussianMechanism(sigma=noise_std, sensitivity=clip, rng=rng).release(
+        if share_std is not None:  # distributed DP: the block's own devices' shares
+            std = share_std * math.sqrt(inblock.size)
+            label = (f"that block's sum of clipped updates with its {inblock.size} devices' "
+                     f"noise shares (std {std:.3g}: what the servers see under distributed DP)")
+        else:
+            std = noise_std
+            label = (f"that block's sum of clipped updates plus central DP's noise (std "
+                     f"{std:.3g}; under central DP the aggregator sees each update, this is "
+                     "what a round's release adds)")
+        noisy = GaussianMechanism(sigma=std, sensitivity=clip, rng=rng).release(
             clipped.astype(np.float64).sum(axis=0))
-        views["dp_sum"] = _view(model, X, noisy[None, :], owner, y,
-                                f"that block's sum of clipped updates plus the DP noise "
-                                f"(std {noise_std:.3g}: the servers under distributed DP)",
-                                inblock.size)
+        views["dp_sum"] = _view(model, X, noisy[None, :], owner, y, label, inblock.size)
     return {"tolerance": TOLERANCE, "views": views}
 
 
@@ -185,6 +196,11 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
     cand = np.sort(rng.choice(pool, size=min(per_side, pool.size), replace=False))
     members = src.devices(cand)
     nonmembers, shadow_X, shadow_y = _held_out(src, per_side, rng)
+    if nonmembers.X.shape[0] < 2 or shadow_X.shape[0] < 2:  # a CSV with a handful of test rows
+        note = {"note": "too few held-out records to attack (fewer than 2 non-members or "
+                        "shadow-training records)"}
+        return {"record": {k: note for k in params}, "device": {k: note for k in params},
+                "members": int(cand.size), "shadow_models": 0}
     with np.errstate(over="ignore", invalid="ignore"):  # a learning rate that diverges
         refs = attacks.train_reference_models(
             model, shadow_X, shadow_y, n_models=shadows,
@@ -311,37 +327,54 @@ def dkw_band(advantage: float, n1: int, n0: int, alpha: float = 0.05) -> tuple[f
 
 
 def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
-    """metrics.json's attacks.breach: each design's best attack and the leakage reduction."""
+    """metrics.json's attacks.breach: each design's best attack and the leakage reduction.
+
+    The designs as this run ran them: FL's aggregator opens each update (a SecAgg server sees
+    block sums under --secure-aggregation); FL + DP's sees each clipped update under central DP,
+    the noisy block sums under distributed DP. The best of a design's attacks is picked after
+    the fact, so each interval is widened for the number of attacks it was picked from
+    (Bonferroni: all of them hold together at 95%). A design whose run released no round, or
+    on which nothing could be attacked, gets risk None (not 0: nothing was measured)."""
     att = results.get("attacks")
     if not att:
         return None
     views = att["updates"].get("views", {})
     secure = bool(results["config"].get("secure_aggregation"))
-    dp_view = "dp_sum" if secure else "fl"
 
     def best(model: str, view: str | None, exposes: str) -> dict[str, Any]:
-        cands = []
+        if model != "centralized" and not (results.get(model) or {}).get("rounds_run", 1):
+            return {"risk": None, "ci": [None, None], "attack": "none: no round was released",
+                    "exposes": exposes}
+        cands: list[tuple[float, Callable[[float], list[float]], str]] = []
         if view and view in views:
             v = views[view]
-            cands.append((v["recovered"], v["ci"], f"update inversion ({v['label']})"))
+            hits = int(round(v["recovered"] * v["n"]))
+            cands.append((v["recovered"], lambda a, n=v["n"], k=hits: list(
+                wilson(k, n, _z(a))), f"update inversion ({v['label']})"))
         for unit in ("record", "device"):
             for name, r in att["membership"][unit].get(model, {}).items():
                 if isinstance(r, dict) and "advantage" in r:
-                    cands.append((r["advantage"], r["advantage_ci"],
-                                  f"membership inference, {name}, per {unit}"))
+                    cands.append((r["advantage"], lambda a, r=r: list(dkw_band(
+                        r["advantage"], r["n_members"], r["n_nonmembers"], a)),
+                        f"membership inference, {name}, per {unit}"))
         if model == "centralized":
-            cands.append((1.0, [1.0, 1.0], "reading the pooled raw records (each one exact)"))
-        if not cands:  # no update reported and no device took part: nothing to attack
-            return {"risk": None, "ci": [None, None], "attack": "none could run (no device "
-                    "took part)", "exposes": exposes}
-        risk, ci, attack = max(cands, key=lambda c: c[0])
+            cands.append((1.0, lambda a: [1.0, 1.0],
+                          "reading the pooled raw records (each one exact)"))
+        if not cands:
+            return {"risk": None, "ci": [None, None], "attack": "none: nothing to attack",
+                    "exposes": exposes}
+        risk, band, attack = max(cands, key=lambda c: c[0])
+        ci = band(0.05 / len(cands))
         return {"risk": float(risk), "ci": [float(ci[0]), float(ci[1])], "attack": attack,
-                "exposes": exposes}
+                "exposes": exposes, "attacks_compared": len(cands),
+                "above_chance": bool(ci[0] > 0)}
 
     out = {"centralized": best("centralized", None, "the pooled raw records and the model"),
-           "fl": best("fl", "fl", "each device's update and the model"),
-           "fl_dp": best("fl_dp", dp_view,
-                         "noisy block sums and the model" if secure else
+           "fl": best("fl", "secagg" if secure else "fl",
+                      "exact block sums (SecAgg) and the model" if secure else
+                      "each device's update and the model"),
+           "fl_dp": best("fl_dp", "dp_sum" if secure else "fl",
+                         "noisy block sums (distributed DP) and the model" if secure else
                          "each device's clipped update (central DP: the aggregator adds the "
                          "noise) and the model")}
     base = out["centralized"]
@@ -349,9 +382,15 @@ def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+def _z(alpha: float) -> float:
+    """The two-sided normal quantile of level 1 - alpha (Wilson's z)."""
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(1 - alpha / 2)
+
+
 def _reduction(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """1 - risk / centralized risk, its interval from the two intervals' ends."""
-    if other["risk"] is None:
+    if base["risk"] is None or other["risk"] is None or base["risk"] <= 0:
         return {"value": None, "ci": [None, None]}
     lo = 1 - other["ci"][1] / max(base["ci"][0], 1e-12)
     hi = 1 - other["ci"][0] / max(base["ci"][1], 1e-12)
@@ -383,10 +422,17 @@ def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
                      "guesses": fl.guesses, "correct": fl.correct}
     if rounds_run["fl_dp"]:
         if cfg.secure_aggregation:
-            ddg = audit_ddg_params(canaries=m, clip=cfg.clip, epsilon=cfg.epsilon,
-                                   delta=cfg.delta, sample_rate=cfg.sample_rate,
-                                   rounds=cfg.rounds)
             common.pop("server_sees")
+            try:
+                ddg = audit_ddg_params(canaries=m, clip=cfg.clip, epsilon=cfg.epsilon,
+                                       delta=cfg.delta, sample_rate=cfg.sample_rate,
+                                       rounds=cfg.rounds)
+            except ValueError as exc:
+                # Distributed DP's epsilon grows with the dimension over the shares per sum:
+                # m canaries (m coordinates) among m / 2 sampled devices may not reach it.
+                out["fl_dp_note"] = (f"not run for FL + DP: a canary federation of {m:,} "
+                                     f"devices cannot be calibrated to this epsilon ({exc})")
+                return out
             dp = audit_fedavg(dp=True, rounds=rounds_run["fl_dp"], mechanism="distributed",
                               ddg=ddg, **{**common, "clip": None})
         else:

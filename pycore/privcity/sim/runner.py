@@ -750,7 +750,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             population=census.n_devices,
             params={"centralized": central, "fl": plain["params"], "fl_dp": dp["params"]},
             rounds_run={"fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])},
-            baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say)
+            baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say,
+            share_std=(results["privacy"]["ddg"]["sigma_local_model_units"]
+                       if cfg.secure_aggregation else None))
         results["attacks"]["run_seconds"] = results["wall_seconds"]
         results["attacks"]["breach"] = breach_risk(results)
         t0 = time.perf_counter()
@@ -1110,8 +1112,9 @@ def _attack_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         b = att["breach"]
         rows.append(("breach risk [95% CI]", "1.000 (raw records)" if b["centralized"]["ci"]
                      == [1.0, 1.0] else _ci(b["centralized"]["risk"], b["centralized"]["ci"]),
-                     _ci(b["fl"]["risk"], b["fl"]["ci"]), _ci(b["fl_dp"]["risk"],
-                                                              b["fl_dp"]["ci"])))
+                     *(_ci(b[k]["risk"], b[k]["ci"]) + ("" if b[k].get("above_chance", True)
+                                                        else " ~chance")
+                       for k in ("fl", "fl_dp"))))
         red = b["leakage_reduction"]
         rows.append(("leakage reduction", "-", *(
             "-" if red[k]["value"] is None else _ci(red[k]["value"], red[k]["ci"], True)
@@ -1124,7 +1127,8 @@ def _attack_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     audit = results.get("audit")
     if audit:
         rows.append(("empirical epsilon >=", "-", *(
-            f"{audit[k]['bound']:.3f}" if k in audit else "-" for k in ("fl", "fl_dp"))))
+            f"{audit[k]['bound']:.3f}" if "bound" in audit.get(k, {}) else "-"
+            for k in ("fl", "fl_dp"))))
     return rows
 
 
@@ -1145,9 +1149,10 @@ def _attack_notes(results: dict[str, Any]) -> list[str]:
     share = att["seconds"] / max(att["run_seconds"], 1e-9)
     notes = [f"attacks ({att['level']}, {att['seconds']:.1f} s, {share:.0%} of the run's time): "
              "breach risk is the best attack's success against what each design exposes "
-             "(centralized: the pooled raw records and the model; FL: the updates and the "
-             "model; FL + DP: what its aggregator sees and the model); leakage reduction its "
-             "relative drop from centralized"]
+             "(centralized: the pooled raw records and the model; FL: the updates, or block "
+             "sums under secure aggregation, and the model; FL + DP: what its servers see and "
+             "the model), its interval widened for the attacks it is the best of (~chance: the "
+             "interval holds 0); leakage reduction its relative drop from centralized"]
     views = att["updates"].get("views", {})
     if views:
         notes.append(f"update inversion, records recovered within {att['tolerance']:.0%} "
@@ -1157,6 +1162,8 @@ def _attack_notes(results: dict[str, Any]) -> list[str]:
     if att["membership"].get("device_note"):
         notes.append(f"membership inference: {att['membership']['device_note']}")
     audit = results.get("audit")
+    if audit and audit.get("fl_dp_note"):
+        notes.append(f"epsilon audit: {audit['fl_dp_note']}")
     if audit and "fl_dp" in audit and "fl" in audit:
         fd = audit["fl_dp"]
         verdict = ("EXCEEDS the accountant's epsilon: the mechanism or the accountant is broken"

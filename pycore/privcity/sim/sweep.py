@@ -50,7 +50,7 @@ def sweep(cfg: SimConfig, epsilons: Sequence[float], *, comm: Any = None,
     for i, e in enumerate(eps):
         if progress and rank == 0:
             sys.stderr.write(f"[sweep  ] epsilon {e:g} ({i + 1} of {len(eps)})\n")
-        sub = dataclasses.replace(cfg, epsilon=e, out=os.path.join(cfg.out, f"epsilon-{e:g}"))
+        sub = dataclasses.replace(cfg, epsilon=e, out=os.path.join(cfg.out, run_folder(e)))
         runs.append(simulate(sub, comm=comm, progress=progress, shared=shared))
     if rank != 0:
         return None
@@ -58,12 +58,16 @@ def sweep(cfg: SimConfig, epsilons: Sequence[float], *, comm: Any = None,
     path = render_sweep(runs, cfg.out) if cfg.report else None
     with open(os.path.join(cfg.out, "sweep.json"), "w") as f:
         json.dump({"epsilons": eps, "report": path,
-                   "runs": [os.path.join(cfg.out, f"epsilon-{e:g}", "metrics.json")
-                            for e in eps],
+                   "runs": [os.path.join(cfg.out, run_folder(e), "metrics.json") for e in eps],
                    "table": _rows(runs)}, f, indent=1)
     for r in runs:
         r["sweep_report"] = path
     return runs
+
+
+def run_folder(epsilon: float) -> str:
+    """The run's folder: epsilon-E with E to 12 significant digits (so 1 and 1.0000001 differ)."""
+    return f"epsilon-{epsilon:.12g}"
 
 
 def _rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
