@@ -1,6 +1,7 @@
 """The ``privcity`` command.
 
     privcity simulate [flags]  a smart city of devices training privately (see --help)
+    privcity sweep --epsilon 0.5,1,2,4,8 [flags]   the privacy-utility curve, one report
     privcity info [--json]     version, CPU features and the implementation of each primitive
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import logging
 import platform
 import sys
+from typing import Any
 
 from . import __version__, aes_implementations, backend_info, cpu_features
 
@@ -104,6 +106,23 @@ _FLAG_HELP = {
 }
 
 
+def _guarded(command: str, run: Any) -> tuple[int | None, Any]:
+    """(None, run()) or, for what a user can fix, (exit status, None) after one line on
+    stderr."""
+    try:
+        return None, run()
+    except ValueError as exc:  # bad data, target, model for the task, output directory ...
+        print(f"privcity {command}: {exc}", file=sys.stderr)
+        return 2, None
+    except (OSError, EOFError) as exc:  # unreadable data: not gzip, truncated, permissions
+        print(f"privcity {command}: cannot read the data: {exc}", file=sys.stderr)
+        return 2, None
+    except MemoryError as exc:  # e.g. a city too large for this machine
+        print(f"privcity {command}: out of memory ({exc}); try fewer devices or samples per "
+              "device, or more MPI ranks", file=sys.stderr)
+        return 1, None
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .sim import load_config, mpi_world, simulate, summary_table
     # dp-accounting logs through absl when it drops an RDP order it cannot evaluate; harmless
@@ -115,19 +134,10 @@ def _simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"privcity simulate: {exc}", file=sys.stderr)
         return 2
-    comm = mpi_world()
-    try:
-        results = simulate(cfg, comm=comm, progress=not args.quiet)
-    except ValueError as exc:  # bad data, target, model for the task, output directory ...
-        print(f"privcity simulate: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, EOFError) as exc:  # unreadable data: not gzip, truncated, permissions
-        print(f"privcity simulate: cannot read the data: {exc}", file=sys.stderr)
-        return 2
-    except MemoryError as exc:  # e.g. a city too large for this machine
-        print(f"privcity simulate: out of memory ({exc}); try fewer devices or samples per "
-              "device, or more MPI ranks", file=sys.stderr)
-        return 1
+    code, results = _guarded("simulate", lambda: simulate(cfg, comm=mpi_world(),
+                                                          progress=not args.quiet))
+    if code is not None:
+        return code
     if results is None:  # a gateway rank
         return 0
     if args.json:
@@ -159,14 +169,10 @@ def _sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"privcity sweep: {exc}", file=sys.stderr)
         return 2
-    try:
-        runs = sweep(cfg, eps, comm=mpi_world(), progress=not args.quiet)
-    except ValueError as exc:
-        print(f"privcity sweep: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, EOFError) as exc:
-        print(f"privcity sweep: cannot read the data: {exc}", file=sys.stderr)
-        return 2
+    code, runs = _guarded("sweep", lambda: sweep(cfg, eps, comm=mpi_world(),
+                                                 progress=not args.quiet))
+    if code is not None:
+        return code
     if runs is None:  # a gateway rank
         return 0
     print(sweep_table(runs))
