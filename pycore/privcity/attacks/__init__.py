@@ -8,6 +8,9 @@ attacker sees.
   model's (or an MLP's first layer's) update, and its label; from several records, a sum of
   devices' updates or a noisy sum it returns a mixture (:func:`mixture_weights` says of what).
   :func:`inversion_report`: the share of records recovered within a tolerance.
+  :func:`reconstruct` (:mod:`.optimize`, gradient matching after Geiping et al. 2020) searches
+  a device's k records themselves, separating a few (at most about ``(F + 1)(C - 1) / F``);
+  :func:`optimize_report` scores it per device as inversion_report does.
 - Membership inference (:mod:`.membership`), whoever holds the released model: the
   loss-threshold attack (Yeom et al. 2018), the difficulty-calibrated one (Watson et al. 2022)
   and offline LiRA (Carlini et al. 2022) with reference models privcity trains itself
@@ -51,6 +54,12 @@ from .inversion import inversion_success as inversion_success
 from .inversion import invert_update as invert_update
 from .inversion import mixture_weights as mixture_weights
 from .inversion import relative_error as relative_error
+from .optimize import MatchingLoss as MatchingLoss
+from .optimize import Reconstruction as Reconstruction
+from .optimize import guess_labels as guess_labels
+from .optimize import matching_loss as matching_loss
+from .optimize import optimize_report as optimize_report
+from .optimize import reconstruct as reconstruct
 from .membership import calibrated_scores as calibrated_scores
 from .membership import confidence_statistic as confidence_statistic
 from .membership import device_scores as device_scores
@@ -70,6 +79,8 @@ __all__ = [
     "CanaryAudit",
     "Inversion",
     "InversionReport",
+    "MatchingLoss",
+    "Reconstruction",
     "audit_canary_scores",
     "audit_ddg_params",
     "audit_fedavg",
@@ -79,15 +90,19 @@ __all__ = [
     "default_guess_grid",
     "device_scores",
     "evaluate_scores",
+    "guess_labels",
     "example_losses",
     "inversion_report",
     "inversion_success",
     "invert_update",
     "lira_offline_scores",
+    "matching_loss",
     "loss_threshold_scores",
     "mixture_weights",
     "one_run_epsilon_bound",
     "one_run_p_value",
+    "optimize_report",
+    "reconstruct",
     "relative_error",
     "roc_auc",
     "roc_curve",

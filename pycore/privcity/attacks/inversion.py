@@ -22,9 +22,9 @@ block sum, a batch), ``delta_W = sum_i x_i a_i^T`` and ``delta_b = sum_i a_i``, 
 records' affine hull (of their convex hull when all share a label: then every a_i has the same
 sign pattern), equal to one record only when it dominates. :func:`mixture_weights` recovers the
 w_i given the records. Noise (DP-FedAvg's, distributed DP's) is added to delta_W and delta_b
-alike and destroys the ratio once it dominates the update. An optimisation attack in the style of
-"Deep Leakage from Gradients" (Zhu et al. 2019), which can separate several records, is not
-implemented here.
+alike and destroys the ratio once it dominates the update. The optimisation attack of
+:mod:`.optimize` (gradient matching, Geiping et al. 2020) separates several records, within the
+information bound it states.
 
 Weight decay. With ``model.l2 > 0`` every step also shrinks the weights by ``(1 - lr l2)``, so
 ``delta_W`` holds ``((1 - lr l2)^T - 1) W_before`` besides the records' part. The server knows
