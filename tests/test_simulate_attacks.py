@@ -251,3 +251,25 @@ def test_a_csv_with_a_handful_of_test_rows_is_not_attacked_and_still_reported(tm
     rec = res["attacks"]["membership"]["record"]
     assert all("too few held-out records" in rec[k]["note"] for k in rec)
     assert "breach risk" in summary_table(res)
+
+
+def test_gradient_matching_recovers_records_the_analytic_inversion_cannot(tmp_path):
+    # Prepare: two records per device: the analytic inversion gives their mixture, the
+    # gradient-matching attack (within the information bound: 2 records, 3 classes) separates
+    res = run(tmp_path, samples_per_device=2, devices=400, sample_rate=0.5, report=False)
+
+    # Execute
+    views = res["attacks"]["updates"]["views"]
+    b = res["attacks"]["breach"]
+
+    # Assert
+    assert views["fl_optimize"]["recovered"] > 0.2
+    assert views["fl_optimize"]["recovered"] > views["fl"]["recovered"]
+    assert "gradient matching" in b["fl"]["attack"]
+
+
+def test_devices_past_the_information_bound_get_a_note_not_an_optimisation(small_city):
+    # Assert: 24 records per device in the small city
+    upd = small_city["attacks"]["updates"]
+    assert "fl_optimize" not in upd["views"]
+    assert "at most 16 records" in upd["optimize_note"]

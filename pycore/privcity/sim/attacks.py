@@ -39,6 +39,7 @@ import numpy as np
 from .. import attacks
 from ..dp import GaussianMechanism, clip_l2_rows
 from ..fl.rounds import round_cohort, training_seeds
+from ..models import MLP
 from ..noise import SecureRNG
 from .config import SimConfig
 from .secure import block_starts, secagg_blocks
@@ -48,6 +49,11 @@ __all__ = ["LEVELS", "breach_risk", "run_attacks", "took_part"]
 LEVELS = ("none", "fast", "full")
 #: (candidate devices per side, shadow models, devices whose updates are inverted at most)
 _SIZES = {"fast": (500, 4, 64), "full": (3000, 16, 400)}
+#: Devices whose plaintext update the gradient-matching attack optimises over, by level (about
+#: 0.1 to 0.2 s each), and the most records a device may hold for it to run: past
+#: (F + 1)(C - 1) / F records an update no longer determines them (privcity.attacks.optimize)
+OPTIMIZE_DEVICES = {"fast": 8, "full": 64}
+OPTIMIZE_MAX_RECORDS = 16
 TOLERANCE = 0.05  # relative L2 error under which a record counts as recovered
 ROC_POINTS = 400  # points of each stored ROC curve (for the report's plots)
 _STREAM = 0x61747461636B  # "attack": the seeded choices of this suite, a stream of their own
@@ -77,7 +83,7 @@ def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.
     else:
         say(f"attacks ({level}): update inversion on round {first[0] + 1}'s updates")
         updates = _inversion(cfg, src, model, first, population, n_inv, noise_std, clip,
-                             share_std)
+                             share_std, OPTIMIZE_DEVICES[level])
     say(f"attacks ({level}): membership inference on the three models ({shadows} shadow "
         "models)")
     membership = _membership(cfg, src, model, params, rounds_run, baseline, per_side, shadows,
@@ -116,7 +122,7 @@ class _Source:
 
 def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.ndarray],
                population: int, n_inv: int, noise_std: float, clip: float,
-               share_std: float | None) -> dict[str, Any]:
+               share_std: float | None, n_opt: int) -> dict[str, Any]:
     from ..models import train_many
     r, init = first
     _, reporting = round_cohort(cfg.seed, r, np.arange(population), sample_rate=cfg.sample_rate,
@@ -153,6 +159,25 @@ def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.nd
         views["fl"] = _view(model, X, ups[singles], owner, y, "each device's plaintext update "
                             "(the FedAvg aggregator; also the aggregator of central DP)",
                             singles.size)
+        small = singles[sizes[keep[singles]] <= OPTIMIZE_MAX_RECORDS][:n_opt]
+        if isinstance(model, MLP):
+            optimize_note = "the gradient-matching attack is for linear and softmax models"
+        elif small.size == 0:
+            optimize_note = (f"the gradient-matching attack was not run: no device held at most "
+                             f"{OPTIMIZE_MAX_RECORDS} records (an update no longer determines "
+                             "more: privcity.attacks.optimize)")
+        else:
+            optimize_note = None
+            X, owner, y = records(keep[small])
+            steps = [cfg.local_epochs * math.ceil(int(n) / cfg.batch_size)
+                     for n in sizes[keep[small]]]
+            rep = attacks.optimize_report(model, X, ups[small], owners=owner, labels=y,
+                                          tol=TOLERANCE, params_before=init, lr=cfg.lr,
+                                          steps=steps, seed=cfg.seed)
+            views["fl_optimize"] = _report_view(
+                rep, f"each device's plaintext update, gradient matching (Geiping et al. "
+                     f"2020) on {small.size} devices of at most {OPTIMIZE_MAX_RECORDS} records",
+                small.size)
     inblock = np.flatnonzero(np.isin(ids[keep], block))
     if inblock.size >= 2:
         X, _, y = records(keep[inblock])
@@ -176,12 +201,19 @@ def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.nd
         noisy = GaussianMechanism(sigma=std, sensitivity=clip, rng=rng).release(
             clipped.astype(np.float64).sum(axis=0))
         views["dp_sum"] = _view(model, X, noisy[None, :], owner, y, label, inblock.size)
-    return {"tolerance": TOLERANCE, "views": views}
+    out: dict[str, Any] = {"tolerance": TOLERANCE, "views": views}
+    if singles.size and optimize_note:
+        out["optimize_note"] = optimize_note
+    return out
 
 
 def _view(model: Any, X: np.ndarray, updates: np.ndarray, owner: np.ndarray,
           y: np.ndarray | None, label: str, devices: int) -> dict[str, Any]:
     rep = attacks.inversion_report(model, X, updates, owners=owner, labels=y, tol=TOLERANCE)
+    return _report_view(rep, label, devices)
+
+
+def _report_view(rep: Any, label: str, devices: int) -> dict[str, Any]:
     lo, hi = wilson(rep.recovered, rep.n_records)
     return {"label": label, "devices": int(devices), "n": rep.n_records,
             "recovered": rep.share, "ci": [lo, hi], "median_error": rep.median_error}
@@ -341,13 +373,12 @@ def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
     views = att["updates"].get("views", {})
     secure = bool(results["config"].get("secure_aggregation"))
 
-    def best(model: str, view: str | None, exposes: str) -> dict[str, Any]:
+    def best(model: str, view: tuple[str, ...], exposes: str) -> dict[str, Any]:
         if model != "centralized" and not (results.get(model) or {}).get("rounds_run", 1):
             return {"risk": None, "ci": [None, None], "attack": "none: no round was released",
                     "exposes": exposes}
         cands: list[tuple[float, Callable[[float], list[float]], str]] = []
-        if view and view in views:
-            v = views[view]
+        for v in (views[name] for name in view if name in views):
             hits = int(round(v["recovered"] * v["n"]))
             cands.append((v["recovered"], lambda a, n=v["n"], k=hits: list(
                 wilson(k, n, _z(a))), f"update inversion ({v['label']})"))
@@ -369,11 +400,12 @@ def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
                 "exposes": exposes, "attacks_compared": len(cands),
                 "above_chance": bool(ci[0] > 0)}
 
-    out = {"centralized": best("centralized", None, "the pooled raw records and the model"),
-           "fl": best("fl", "secagg" if secure else "fl",
+    plain = ("fl", "fl_optimize")  # what reads a plaintext update: both inversions
+    out = {"centralized": best("centralized", (), "the pooled raw records and the model"),
+           "fl": best("fl", ("secagg",) if secure else plain,
                       "exact block sums (SecAgg) and the model" if secure else
                       "each device's update and the model"),
-           "fl_dp": best("fl_dp", "dp_sum" if secure else "fl",
+           "fl_dp": best("fl_dp", ("dp_sum",) if secure else plain,
                          "noisy block sums (distributed DP) and the model" if secure else
                          "each device's clipped update (central DP: the aggregator adds the "
                          "noise) and the model")}

@@ -1159,6 +1159,8 @@ def _attack_notes(results: dict[str, Any]) -> list[str]:
                      "(relative L2): " + "; ".join(
                          f"{v['label']}: {_ci(v['recovered'], v['ci'])} of {v['n']:,}"
                          for v in views.values()))
+    if att["updates"].get("optimize_note"):
+        notes.append(f"update inversion: {att['updates']['optimize_note']}")
     if att["membership"].get("device_note"):
         notes.append(f"membership inference: {att['membership']['device_note']}")
     audit = results.get("audit")
