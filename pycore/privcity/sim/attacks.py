@@ -3,13 +3,14 @@
 Run on rank 0 after the three trainings (``--attacks fast``, the default, or ``full``; ``none``
 skips it). Each attack is one of :mod:`privcity.attacks`, aimed at the surface a party sees:
 
-- the updates (what the server sees): update inversion on the updates of the devices that
-  reported in the FL run's first round (round 1 unless no device reported in it), as the FedAvg
-  aggregator opened them; on one secure-aggregation block's sum of those updates (what a SecAgg server sees); and on that block's sum of clipped updates
-  with the DP noise of the run added (what the servers see under distributed DP, and what each
-  round releases under central DP). The updates are recomputed on rank 0 with the gateway's own
-  training call and seeds (:func:`privcity.fl.rounds.training_seeds`), so they are bit for bit
-  those of the run.
+- the updates (what the servers see): the updates of the devices that reported in the FL run's
+  first round with any report, recomputed on rank 0 with the gateway's own training call and
+  seeds (:func:`privcity.fl.rounds.training_seeds`), so bit for bit those the aggregator
+  opened. Inverted as each plaintext update (analytically, and by gradient matching for
+  devices of at most 16 records), as one secure-aggregation block's sum (a SecAgg server), and
+  as that block's sum of clipped updates with DP noise: the block's own devices' noise shares
+  under distributed DP (what the servers see), central DP's noise otherwise (what a round's
+  release adds; the aggregator itself sees each clipped update).
 - the released models: membership inference (loss threshold, difficulty-calibrated, offline
   LiRA with shadow models trained on held-out data of the same population), per record and per
   device, against the centralized, FL and FL + DP models. Members are records of devices that
@@ -17,16 +18,15 @@ skips it). Each attack is one of :mod:`privcity.attacks`, aimed at the surface a
   (ids past the population, generated with the same partition and on-device treatment); the
   shadow models train on further held-out devices. A CSV's held-out rows stand in for both (its
   test split is by row, so no device-level attack there).
+- the epsilon (:func:`run_audit`): the one-run audit with canary devices, beside the
+  accountant's epsilon.
 
 "Breach risk" (the seed paper's figure, defined here) is the best attack's success against what
-each design exposes: centralized, the pooled raw records (a reader of them recovers every record:
-1.0) and the model; federated, the updates the aggregator opens and the model; federated + DP,
-what the aggregator sees under this run's DP (each device's clipped update under central DP, the
-noisy block sums under distributed DP with secure aggregation) and the model. "Leakage
-reduction" is its relative drop from the centralized design. Every figure carries a 95%
-confidence interval: Wilson's for shares of records, the Dvoretzky-Kiefer-Wolfowitz band for a
-membership advantage (a difference of two empirical CDFs). The best of several attacks is
-picked after the fact, so its estimate leans high; its interval is that attack's own.
+each design exposes, as this run ran it (:func:`breach_risk`); "leakage reduction" its relative
+drop from the centralized design. Intervals at 95%: Wilson's for shares of records, the
+Dvoretzky-Kiefer-Wolfowitz band for a membership advantage (a difference of two empirical CDFs),
+each widened for the number of attacks the best was picked from. Record-level intervals treat
+records as independent, though a device's records are not; the device-level ones do not.
 """
 from __future__ import annotations
 
@@ -68,8 +68,7 @@ def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.
 
     first: (round, global parameters) of the FL run's first round that any device reported in
     (None: none did); params: the released parameters of "centralized", "fl" and "fl_dp";
-    rounds_run: of "fl"
-    and "fl_dp"; baseline: the devices whose records trained the centralized model (None: all);
+    rounds_run: of "fl" and "fl_dp"; baseline: the devices whose records trained the centralized model (None: all);
     noise_std: the standard deviation of central DP's noise on a round's sum (z C); clip: C;
     share_std: under distributed DP, the standard deviation of one device's noise share (model
     units): a block's sum of k shares has sqrt(k) times it;
@@ -240,10 +239,10 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
     refs = refs[np.isfinite(refs).all(axis=1)]  # a diverged shadow model calibrates nothing
     trained = {"centralized": np.ones(cand.size, bool),
-                 "fl": took_part(cfg, cand, rounds_run["fl"]),
-                 "fl_dp": took_part(cfg, cand, rounds_run["fl_dp"])}
+               "fl": took_part(cfg, cand, rounds_run["fl"]),
+               "fl_dp": took_part(cfg, cand, rounds_run["fl_dp"])}
     out: dict[str, Any] = {"record": {}, "device": {}, "members": int(cand.size),
-                           "shadow_models": shadows}
+                           "shadow_models": int(refs.shape[0])}
     sizes = np.diff(members.offsets)
     for name, p in params.items():
         if not np.isfinite(p).all():
