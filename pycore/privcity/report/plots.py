@@ -204,6 +204,7 @@ def inversion_bars(views: dict[str, Any], tolerance: float | None) -> bytes:
                     else [0.0, 0.0] for s, ci in zip(shares, lo_hi)]).T.reshape(2, -1)
     fig, (ax,) = _figure(max(4.0, 2.0 + 1.6 * len(names)), 3.6)
     short = {"fl": "plaintext update\n(FedAvg)", "secagg": "block sum\n(SecAgg)",
+             "fl_optimize": "plaintext update,\ngradient matching",
              "ddg": "noisy block sum\n(distributed DP)",
              "dp_sum": "block sum + DP noise\n(DP servers)"}
     ax.bar(range(len(names)), [s or 0.0 for s in shares], yerr=err, capsize=5,
