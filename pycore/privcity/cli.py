@@ -91,13 +91,13 @@ _FLAG_HELP = {
     "release_cell_m": "grid cell (metres) of the locations devices release",
     "release_time_s": "time bin (seconds) of the timestamps devices release",
     "seed": "seed of the city, the sampling, the training and the (simulated) DP noise",
-    "out": "output directory for metrics.json",
+    "out": "output directory for metrics.json, report.html and models/",
     "data": "CSV file of real data (with --task csv)",
     "target": "CSV target column",
     "device_column": "CSV column naming each row's device",
     "quasi_identifiers": "CSV columns an attacker may know of a person (e.g. 'zip,age'), on "
                          "which the linkage and unicity of the file's own records are measured "
-                         "(default: the columns the schema flags quasi)",
+                         "(none: no record figure for a CSV)",
     "attacks": "the attack suite on what each party sees: none, fast (a few seconds) or full "
                "(more devices and shadow models)",
     "audit_strict": "exit with status 3 if the empirical epsilon audit's lower bound exceeds "
