@@ -445,7 +445,7 @@ def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
     delta) through the same strategy classes and noise kernels. Distributed DP
     (``ddg_strategy``, the run's DistributedDPFedAvg): the run's own mechanism: its DDGParams,
     population, block floor, rate and dropout, one canary per model coordinate (at most the
-    level's number) and the rest filler devices sending their noise shares, so the epsilon
+    level's number and half the population) and the rest filler devices sending their noise shares, so the epsilon
     tested is the run's users' epsilon."""
     from ..attacks import audit_fedavg
     m = AUDIT_CANARIES[level]
@@ -459,11 +459,16 @@ def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
                      "guesses": fl.guesses, "correct": fl.correct}
     if rounds_run["fl_dp"]:
         if ddg_strategy is not None:
-            ddg = ddg_strategy.ddg
-            k = min(m, ddg.dim)
+            ddg, n = ddg_strategy.ddg, ddg_strategy.population
+            # one canary per coordinate, and at most half the city: each absent canary is a
+            # device the run's floor counted on, so more of them would only drop rounds
+            k = min(m, ddg.dim, max(2, n // 2))
+            if k > n:
+                out["fl_dp_note"] = "not run for FL + DP: a city of one device holds no canaries"
+                return out
             dp = audit_fedavg(dp=True, rounds=rounds_run["fl_dp"], mechanism="distributed",
                               ddg=ddg, clip=None, sample_rate=cfg.sample_rate, delta=cfg.delta,
-                              canaries=k, seed=cfg.seed, population=ddg_strategy.population,
+                              canaries=k, seed=cfg.seed, population=n,
                               block_floor=ddg_strategy.block_floor, dropout=cfg.dropout)
             out["fl_dp_note"] = (
                 f"FL + DP audited on the run's own distributed-DP mechanism: {k:,} canary "
