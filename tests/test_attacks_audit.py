@@ -24,7 +24,8 @@ from privcity.attacks import (
     one_run_epsilon_bound,
     one_run_p_value,
 )
-from privcity.dp import Accountant, GaussianMechanism, analytic_gaussian_epsilon, ddg_params
+from privcity.dp import Accountant, GaussianMechanism, analytic_gaussian_epsilon, ddg_epsilon
+from privcity.dp import ddg_params
 from privcity.fl import DPFedAvg
 from privcity.fl import strategy as strategy_module
 
@@ -552,11 +553,130 @@ def test_distributed_audits_refuse_missing_or_mismatched_parameters(ddg_for_cana
     # Execute / Assert
     with pytest.raises(ValueError, match="ddg"):
         audit_fedavg(**base, canaries=1000)
-    with pytest.raises(ValueError, match="dim=500"):
-        audit_fedavg(**base, canaries=500, ddg=ddg_for_canaries)
+    with pytest.raises(ValueError, match="dim >= 2000"):
+        audit_fedavg(**base, canaries=2000, ddg=ddg_for_canaries)
     with pytest.raises(ValueError, match="server_sees"):
         audit_fedavg(**base, canaries=1000, ddg=ddg_for_canaries, server_sees="updates")
     with pytest.raises(ValueError, match="noise_multiplier"):
         audit_fedavg(**base, canaries=1000, ddg=ddg_for_canaries, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="clip"):
         audit_fedavg(**{**base, "clip": 2.0}, canaries=1000, ddg=ddg_for_canaries)
+
+
+# --- the run's own distributed-DP mechanism -----------------------------------------------------
+
+def run_strategy(**overrides):
+    """The DistributedDPFedAvg that ``privcity simulate --secure-aggregation`` builds for a
+    64-parameter model (defaults: 2,000 devices, q = 0.1, 40 rounds, epsilon 4)."""
+    from privcity.sim import load_config
+    from privcity.sim.secure import distributed_strategy
+    dim = overrides.pop("dim", 64)
+    cfg = load_config(None, secure_aggregation=True, **overrides)
+    return cfg, distributed_strategy(cfg, cfg.devices, dim, None)
+
+
+def audit_run(cfg, strategy, *, canaries, seed):
+    return audit_fedavg(dp=True, mechanism="distributed", ddg=strategy.ddg, clip=None,
+                        sample_rate=cfg.sample_rate, rounds=cfg.rounds, delta=cfg.delta,
+                        canaries=canaries, population=strategy.population,
+                        block_floor=strategy.block_floor, dropout=cfg.dropout, seed=seed)
+
+
+def no_share_for_an_empty_update(monkeypatch):
+    """The bug: a device with nothing to send sends no noise share either, while the round is
+    still charged its floor of shares (only the canaries' shares are summed)."""
+    import privcity.attacks.fedavg_audit as fedavg_audit
+    real = fedavg_audit.ddg_encode
+
+    def encode(x, params, seed, rng, *, out=None):
+        if not x.any():
+            out[:] = 0
+            return out, 0.0
+        return real(x, params, seed, rng, out=out)
+
+    monkeypatch.setattr(fedavg_audit, "ddg_encode", encode)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_runs_own_distributed_mechanism_stays_below_the_runs_epsilon(seed):
+    # Prepare
+    cfg, strategy = run_strategy()
+
+    # Execute
+    result = audit_run(cfg, strategy, canaries=64, seed=seed)
+
+    # Assert: the accountant charged what the run charges (the floor, every released round)
+    assert strategy.ddg.n_min == 144 and strategy.block_floor == 72
+    assert result.population == 2000 and result.canaries == 64
+    assert result.released_rounds == 40
+    assert result.epsilon == pytest.approx(
+        ddg_epsilon(strategy.ddg, rounds=40, delta=cfg.delta), rel=1e-12)
+    assert result.epsilon == pytest.approx(4.0, rel=1e-6)
+    assert not result.exceeded
+    assert all(b <= e for b, e in zip(result.bound_per_round, result.epsilon_per_round))
+
+
+def test_devices_without_noise_shares_are_seen_at_64_canaries_but_cannot_exceed_epsilon_4(
+        monkeypatch):
+    # Prepare: 64 canaries can show at most about 1.5 to 2.6, whatever the mechanism
+    cfg, strategy = run_strategy()
+    honest = audit_run(cfg, strategy, canaries=64, seed=0)
+    no_share_for_an_empty_update(monkeypatch)
+
+    # Execute
+    broken = audit_run(cfg, strategy, canaries=64, seed=0)
+
+    # Assert: the leak reaches the ceiling (the honest run: about 0), but the ceiling is below 4
+    assert honest.bound < 0.1
+    assert broken.bound > 1.4 and broken.bound >= 0.95 * broken.ceiling
+    assert broken.ceiling < broken.epsilon and not broken.exceeded
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_devices_without_noise_shares_are_caught_with_1000_canaries_in_a_1024_parameter_model(
+        seed, monkeypatch):
+    # Prepare: a run of 50,000 devices at q = 0.3, 10 rounds, epsilon 2, a 1,024-parameter
+    # model; the bug leaves about 150 canaries' shares in sums charged 13,785
+    cfg, strategy = run_strategy(devices=50_000, sample_rate=0.3, rounds=10, epsilon=2.0,
+                                 secagg_cohort=1000, dim=1024)
+    no_share_for_an_empty_update(monkeypatch)
+
+    # Execute
+    result = audit_run(cfg, strategy, canaries=1000, seed=seed)
+
+    # Assert
+    assert strategy.ddg.n_min == 13_785 and result.released_rounds >= 8
+    assert result.exceeded and result.bound > result.epsilon + 0.8
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"population": 999}, "population"),
+    ({"block_floor": 7}, "block_floor"),
+    ({"block_floor": 0}, "block_floor"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"canaries": 65}, "dim >= 65"),
+])
+def test_a_runs_federation_is_refused_when_it_cannot_hold_its_canaries_or_floor(kwargs, name):
+    # Prepare
+    cfg, strategy = run_strategy()
+    args = {"dp": True, "mechanism": "distributed", "ddg": strategy.ddg, "clip": None,
+            "sample_rate": 0.1, "rounds": 1, "delta": 1e-5, "canaries": 64,
+            "population": 2000, "block_floor": 72, **kwargs}
+    if kwargs.get("population") == 999:
+        args["canaries"] = 1000
+        args["ddg"] = ddg_params(dim=1000, clip=1.0, epsilon=4.0, delta=1e-5, sample_rate=0.1,
+                                 rounds=1, n_min=144, n_expected=300, bits=32)
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match=name):
+        audit_fedavg(**args)
+
+
+def test_a_federation_is_refused_for_central_dp_and_fedavg():
+    # Execute / Assert
+    with pytest.raises(ValueError, match="population"):
+        audit_fedavg(dp=True, clip=1.0, noise_multiplier=1.0, sample_rate=0.5, rounds=1,
+                     delta=1e-5, canaries=50, population=100)
+    with pytest.raises(ValueError, match="population"):
+        audit_fedavg(dp=False, clip=1.0, sample_rate=0.5, rounds=1, delta=1e-5, canaries=50,
+                     dropout=0.1)

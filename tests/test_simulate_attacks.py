@@ -273,3 +273,20 @@ def test_devices_past_the_information_bound_get_a_note_not_an_optimisation(small
     upd = small_city["attacks"]["updates"]
     assert "fl_optimize" not in upd["views"]
     assert "at most 16 records" in upd["optimize_note"]
+
+
+def test_under_secure_aggregation_the_audit_tests_the_runs_own_distributed_mechanism(tmp_path):
+    # Prepare / Execute: distributed DP; the audit runs the run's DDGParams, population and
+    # block floor (before, it calibrated a 1,000-canary federation of its own, out of reach)
+    res = run(tmp_path, secure_aggregation=True, secagg_cohort=20, epsilon=8.0, report=False,
+              devices=400, rounds=8)
+
+    # Assert
+    audit, ddg = res["audit"], res["privacy"]["ddg"]
+    fd = audit["fl_dp"]
+    assert fd["mechanism"] == "distributed" and fd["canaries"] == ddg["dim"]
+    assert fd["released_rounds"] == res["fl_dp"]["rounds_run"] == 8
+    assert fd["epsilon"] == pytest.approx(res["privacy"]["epsilon"], rel=1e-12)
+    assert not fd["exceeded"] and fd["bound"] <= fd["epsilon"]
+    assert "run's own distributed-DP mechanism" in audit["fl_dp_note"]
+    assert audit["fl"]["bound"] > 2.0  # FL under SecAgg: no noise, the canaries are told apart

@@ -12,10 +12,17 @@ server code:
 - ``mechanism="central"``: :class:`privcity.fl.DPFedAvg` with its :class:`privcity.dp.Accountant`
   (``aggregate``: the server clips again and sums; or ``aggregate_sum``: the sum secure
   aggregation gives), noise from :class:`privcity.dp.GaussianMechanism`'s release;
-- ``mechanism="distributed"``: each sampled canary's :func:`privcity.dp.ddg_encode` (its own
+- ``mechanism="distributed"``: each reporting device's :func:`privcity.dp.ddg_encode` (its own
   noise share), the ring sum, :func:`privcity.dp.ddg_decode` and
-  :class:`privcity.fl.DistributedDPFedAvg`, one secure-aggregation block whose floor of shares
-  is ``ddg.n_min`` (a round with fewer is dropped and the model stays, as the simulator does).
+  :class:`privcity.fl.DistributedDPFedAvg`. Either a federation of canaries alone calibrated
+  for them (:func:`audit_ddg_params`), or a run's own mechanism: its DDGParams (d = the model's
+  parameters, d >= m: canary i owns coordinate i), its ``population`` N of which the m canaries
+  are m, the rest filler devices that send a zero update with their noise share (every
+  reporting device sends one), its dropout, and its secure-aggregation blocks (N cut into
+  ``ddg.n_min / block_floor`` blocks as privcity.sim cuts the city, each unmasked only with at
+  least ``block_floor`` shares). A round is released, and charged ``ddg.n_min`` shares, only when
+  every block unmasked (else dropped, the model stays), as the simulator's aggregator does; so
+  the audit's epsilon is the run's for as many released rounds.
 
 The auditor sees every intermediate global model (what the accountant's epsilon covers: all
 releases), scores canary i by the sum over rounds of its coordinate's change, and gets the
@@ -37,7 +44,7 @@ import numpy as np
 from ..aggregate import modular_sum
 from ..dp import Accountant, DDGParams, ddg_decode, ddg_encode, ddg_params
 from ..fl import DPFedAvg, DistributedDPFedAvg, FedAvg, Strategy
-from ..fl.rounds import sampled_devices
+from ..fl.rounds import round_cohort, sampled_devices
 from ..noise import SecureRNG
 from . import _checks
 from .audit import DEFAULT_CONFIDENCE, _binomial_log_pmf, audit_canary_scores
@@ -83,6 +90,12 @@ class AuditResult:
         "none" (FedAvg), "central" or "distributed".
     released_rounds : int
         Rounds whose model was released (distributed DP drops a round below its floor).
+    ceiling : float
+        The bound had every guess been right (the scores were the inclusion itself): no
+        mechanism, however broken, can show more with these canaries, so a claim above it
+        cannot be caught by this audit.
+    population : int
+        Devices of the federation (canaries and filler devices).
     """
 
     bound: float
@@ -100,6 +113,8 @@ class AuditResult:
     confidence: float
     mechanism: str
     released_rounds: int
+    ceiling: float
+    population: int
 
 
 def _share_quantiles(canaries: int, sample_rate: float) -> tuple[int, int]:
@@ -148,11 +163,14 @@ class _Setup:
     canaries: int
     seed: int
     ddg: DDGParams | None
+    population: int
+    block_floor: int
+    dropout: float
 
 
 def _setup(dp: Any, mechanism: Any, server_sees: Any, clip: Any, noise_multiplier: Any,
            sample_rate: Any, rounds: Any, delta: Any, canaries: Any, seed: Any,
-           ddg: Any) -> _Setup:
+           ddg: Any, federation: tuple[Any, Any, Any]) -> _Setup:
     if not isinstance(dp, bool):
         raise ValueError(f"dp must be True or False, got {dp!r}")
     if mechanism not in _MECHANISMS:
@@ -177,22 +195,45 @@ def _setup(dp: Any, mechanism: Any, server_sees: Any, clip: Any, noise_multiplie
     if ddg is not None:
         if not isinstance(ddg, DDGParams):
             raise ValueError(f"ddg must be a privcity.dp.DDGParams, got {type(ddg).__name__}")
-        if ddg.dim != m or ddg.sample_rate != q:
-            raise ValueError(f"ddg must be for dim={m} (the canaries) and sample_rate={q}, got "
-                             f"dim={ddg.dim}, sample_rate={ddg.sample_rate}")
+        if ddg.dim < m or ddg.sample_rate != q:
+            raise ValueError(f"ddg must be for dim >= {m} (one coordinate per canary) and "
+                             f"sample_rate={q}, got dim={ddg.dim}, sample_rate={ddg.sample_rate}")
     d = _checks.positive(delta, "delta")
     if d >= 1.0:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
     clip_value = ddg.clip if ddg is not None and clip is None else _checks.positive(clip, "clip")
     if ddg is not None and clip_value != ddg.clip:
         raise ValueError(f"clip ({clip_value}) must be ddg.clip ({ddg.clip})")
+    population, block_floor, dropout = _federation(federation, ddg, m)
     return _Setup(dp=dp, mechanism=mechanism if dp else "none",
                   server_sees=server_sees or ("sum" if distributed else "updates"),
                   clip=clip_value,
                   noise_multiplier=None if noise_multiplier is None
                   else _checks.positive(noise_multiplier, "noise_multiplier"),
                   sample_rate=q, rounds=_checks.count(rounds, "rounds", 1), delta=d, canaries=m,
-                  seed=_checks.count(seed, "seed", 0), ddg=ddg)
+                  seed=_checks.count(seed, "seed", 0), ddg=ddg, population=population,
+                  block_floor=block_floor, dropout=dropout)
+
+
+def _federation(federation: tuple[Any, Any, Any], ddg: DDGParams | None,
+                m: int) -> tuple[int, int, float]:
+    """(population, block_floor, dropout), checked: given only with distributed DP, where they
+    default to the canaries alone in one block of floor ddg.n_min, without dropout."""
+    population, block_floor, dropout = federation
+    if ddg is None:
+        if federation != (None, None, 0.0):
+            raise ValueError("population, block_floor and dropout describe distributed DP's "
+                             "federation: give them with mechanism='distributed' only")
+        return m, 0, 0.0
+    n = m if population is None else _checks.count(population, "population", m)
+    floor = ddg.n_min if block_floor is None else _checks.count(block_floor, "block_floor", 1)
+    if ddg.n_min % floor or ddg.n_min // floor > n:
+        raise ValueError(f"block_floor ({floor}) must divide ddg.n_min ({ddg.n_min}) into at "
+                         f"most population ({n}) blocks: the run's floor is its blocks' floors")
+    d = _checks.fraction(dropout, "dropout")
+    if d >= 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    return n, floor, d
 
 
 def _strategy(s: _Setup) -> Strategy:
@@ -203,8 +244,8 @@ def _strategy(s: _Setup) -> Strategy:
         return DPFedAvg(inner=FedAvg(), clip=s.clip, noise_multiplier=s.noise_multiplier,
                         sample_rate=s.sample_rate, population=s.canaries, accountant=accountant,
                         rng=SecureRNG(seed=s.seed, stream=1))
-    return DistributedDPFedAvg(inner=FedAvg(), ddg=s.ddg, population=s.canaries,
-                               accountant=accountant)
+    return DistributedDPFedAvg(inner=FedAvg(), ddg=s.ddg, population=s.population,
+                               accountant=accountant, block_floor=s.block_floor)
 
 
 def _rotation_seed(seed: int, r: int) -> bytes:
@@ -213,26 +254,60 @@ def _rotation_seed(seed: int, r: int) -> bytes:
         [seed, r], np.int64).tobytes()).digest()
 
 
-def _ddg_step(s: _Setup, strategy: DistributedDPFedAvg, params: np.ndarray, ids: np.ndarray,
+@dataclass(frozen=True)
+class _Devices:
+    """Distributed DP's federation: device ids 0..N-1, canary i is device ``canary[i]`` (spread
+    evenly, so over the blocks too), ``present`` the devices that exist (fillers and included
+    canaries), ``block`` each device's block (d * blocks // N, privcity.sim's cut)."""
+
+    canary: np.ndarray
+    present: np.ndarray
+    block: np.ndarray
+    blocks: int
+
+
+def _devices(s: _Setup, included: np.ndarray) -> _Devices:
+    n, m = s.population, s.canaries
+    canary = np.arange(m, dtype=np.int64) * n // m
+    exists = np.ones(n, bool)
+    exists[canary[~included]] = False
+    blocks = s.ddg.n_min // s.block_floor if s.ddg is not None else 1
+    return _Devices(canary=canary, present=np.flatnonzero(exists),
+                    block=np.arange(n, dtype=np.int64) * blocks // n, blocks=blocks)
+
+
+def _ddg_step(s: _Setup, strategy: DistributedDPFedAvg, fed: _Devices, params: np.ndarray,
               r: int) -> tuple[np.ndarray, bool]:
-    """One distributed-DP round: each sampled canary encodes clip * e_i with its own share; the
-    server decodes the ring sum and steps, or drops a round below the floor. (params, released)."""
+    """One distributed-DP round: Poisson sampling at q, dropout; each block unmasks only with
+    at least block_floor shares; if every block did (the ddg.n_min shares charged), each
+    reporting device's encoding (canary i: clip * e_i, filler: zeros) is summed in the ring,
+    decoded and released; else the round is dropped. (params, released)."""
     ddg = s.ddg
-    if not strategy.check_survivors(int(ids.size)):
-        return params, False  # its devices refuse to unmask so few shares
+    _, reporting = round_cohort(s.seed, r, fed.present, sample_rate=s.sample_rate,
+                                dropout=s.dropout)
+    ids = fed.present[reporting]
+    per_block = np.bincount(fed.block[ids], minlength=fed.blocks)
+    admitted = int(np.count_nonzero((per_block >= s.block_floor) & (per_block >= 2)))
+    charged = admitted * s.block_floor  # the simulator trusts no survivor list: the floors
+    if not strategy.check_survivors(charged):
+        return params, False  # a block's devices refused to unmask so few shares
     seed = _rotation_seed(s.seed, r)
-    x = np.zeros(s.canaries, np.float32)
-    words = []
-    for i in ids:
-        x[i] = np.float32(s.clip)
-        stream = 2**32 + r * s.canaries + int(i)  # each device and round its own noise stream
-        words.append(ddg_encode(x, ddg, seed, SecureRNG(seed=s.seed, stream=stream))[0])
-        x[i] = 0.0
-    estimate = ddg_decode(np.ascontiguousarray(modular_sum(words), dtype=ddg.word_dtype), ddg,
-                          seed)
+    slot = np.full(s.population, -1, np.int64)
+    slot[fed.canary] = np.arange(s.canaries)
+    x = np.zeros(ddg.dim, np.float32)
+    words = np.empty((ids.size, ddg.padded_dim), ddg.word_dtype)
+    for row, d in enumerate(ids):
+        i = int(slot[d])
+        if i >= 0:
+            x[i] = np.float32(s.clip)
+        stream = 2**32 + r * s.population + int(d)  # each device and round its own noise stream
+        ddg_encode(x, ddg, seed, SecureRNG(seed=s.seed, stream=stream), out=words[row])
+        if i >= 0:
+            x[i] = 0.0
+    estimate = ddg_decode(np.ascontiguousarray(modular_sum(words), dtype=ddg.word_dtype),
+                          ddg, seed)
     # charged at the floor, as the simulator's aggregator does: the devices guarantee no more
-    return strategy.aggregate_sum(params, estimate, float(ddg.n_min), ddg.n_min,
-                                  round_index=r), True
+    return strategy.aggregate_sum(params, estimate, float(charged), charged, round_index=r), True
 
 
 def _plain_step(s: _Setup, strategy: Strategy, params: np.ndarray, ids: np.ndarray,
@@ -256,7 +331,9 @@ def _epsilon(strategy: Strategy) -> float:
 def audit_fedavg(*, dp: bool, clip: float | None, sample_rate: float, rounds: int,
                  delta: float, noise_multiplier: float | None = None, canaries: int = 1000,
                  seed: int = 0, mechanism: str = "central", server_sees: str | None = None,
-                 ddg: DDGParams | None = None, confidence: float = DEFAULT_CONFIDENCE,
+                 ddg: DDGParams | None = None, population: int | None = None,
+                 block_floor: int | None = None, dropout: float = 0.0,
+                 confidence: float = DEFAULT_CONFIDENCE,
                  guess_grid: Sequence[tuple[int, int]] | None = None) -> AuditResult:
     """Runs the canary audit (see the module) and returns the bound beside the accountant's
     epsilon, after each round.
@@ -276,7 +353,7 @@ def audit_fedavg(*, dp: bool, clip: float | None, sample_rate: float, rounds: in
     noise_multiplier : float, optional
         z of central DP (DPFedAvg), > 0; only with ``dp=True, mechanism="central"``.
     canaries : int
-        m >= 2 (also the model's size).
+        m >= 2: the model's size, or, with ``ddg``, at most ddg.dim (canary i owns coordinate i).
     seed : int
         >= 0: inclusion, sampling, and every noise draw (seeded: a simulation).
     mechanism : {"central", "distributed"}
@@ -286,8 +363,19 @@ def audit_fedavg(*, dp: bool, clip: float | None, sample_rate: float, rounds: in
         default, or their sum only (``aggregate_sum``, as under secure aggregation; needs no
         (K, m) array, so it suits 10^5 canaries and more). Distributed DP: always the sum.
     ddg : DDGParams, optional
-        Distributed DP's parameters for ``canaries`` dimensions at ``sample_rate``
-        (:func:`audit_ddg_params`); only with mechanism="distributed".
+        Distributed DP's parameters at ``sample_rate``, for at least ``canaries`` dimensions:
+        :func:`audit_ddg_params`, or a run's own (``strategy.ddg`` of its
+        :class:`privcity.fl.DistributedDPFedAvg`); only with mechanism="distributed".
+    population : int, optional
+        Distributed DP: N >= m devices, the m canaries among them and N - m filler devices
+        that each round, when sampled, send a zero update with their noise share; default m
+        (canaries only). A run's own: its population.
+    block_floor : int, optional
+        Distributed DP: the fewest shares a secure-aggregation block unmasks, dividing
+        ddg.n_min into its blocks; default ddg.n_min (one block). A run's own:
+        ``strategy.block_floor``.
+    dropout : float
+        Distributed DP: the chance that a sampled device drops out (sends nothing), in [0, 1).
     confidence : float
         Of each bound, in (0, 1); default 0.95.
     guess_grid : sequence of (int, int), optional
@@ -300,32 +388,34 @@ def audit_fedavg(*, dp: bool, clip: float | None, sample_rate: float, rounds: in
         An argument out of range or a combination that means nothing (the message names it).
     """
     s = _setup(dp, mechanism, server_sees, clip, noise_multiplier, sample_rate, rounds, delta,
-               canaries, seed, ddg)
+               canaries, seed, ddg, (population, block_floor, dropout))
     strategy = _strategy(s)
     included = SecureRNG(seed=s.seed, stream=0).bernoulli(s.canaries, 0.5)
-    population = np.flatnonzero(included)
-    start = np.zeros(s.canaries, np.float32)
+    fed = _devices(s, included)
+    start = np.zeros(s.canaries if s.ddg is None else s.ddg.dim, np.float32)
     params = start
     audits: list[Any] = []
     epsilons: list[float] = []
     released = 0
     for r in range(s.rounds):
-        ids = sampled_devices(s.seed, r, population, sample_rate=s.sample_rate)
         if s.mechanism == "distributed":
-            params, ok = _ddg_step(s, strategy, params, ids, r)  # type: ignore[arg-type]
+            params, ok = _ddg_step(s, strategy, fed, params, r)  # type: ignore[arg-type]
         else:
+            ids = sampled_devices(s.seed, r, fed.present, sample_rate=s.sample_rate)
             params, ok = _plain_step(s, strategy, params, ids, r), True
         released += int(ok)
-        # the sum over rounds of each coordinate's change: the last model less the first
-        scores = params.astype(np.float64) - start.astype(np.float64)
+        # the sum over rounds of each canary coordinate's change: the last model less the first
+        scores = params[:s.canaries].astype(np.float64) - start[:s.canaries].astype(np.float64)
         audits.append(audit_canary_scores(scores, included, delta=s.delta,
                                           confidence=confidence, guess_grid=guess_grid))
         epsilons.append(_epsilon(strategy))
     last = audits[-1]
+    ceiling = audit_canary_scores(included.astype(np.float64), included, delta=s.delta,
+                                  confidence=confidence, guess_grid=guess_grid).bound
     return AuditResult(bound=last.bound, epsilon=epsilons[-1], exceeded=last.bound > epsilons[-1],
                        bound_per_round=tuple(a.bound for a in audits),
                        epsilon_per_round=tuple(epsilons), canaries=s.canaries,
-                       included=int(population.size), guesses=last.guesses, correct=last.correct,
-                       k_plus=last.k_plus, k_minus=last.k_minus, delta=s.delta,
-                       confidence=last.confidence, mechanism=s.mechanism,
-                       released_rounds=released)
+                       included=int(included.sum()), guesses=last.guesses,
+                       correct=last.correct, k_plus=last.k_plus, k_minus=last.k_minus,
+                       delta=s.delta, confidence=last.confidence, mechanism=s.mechanism,
+                       released_rounds=released, ceiling=ceiling, population=s.population)

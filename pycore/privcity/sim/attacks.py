@@ -435,13 +435,18 @@ AUDIT_CANARIES = {"fast": 1000, "full": 10_000}
 
 
 def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
-              noise_multiplier: float, say: Callable[[str], None]) -> dict[str, Any]:
+              noise_multiplier: float, say: Callable[[str], None],
+              ddg_strategy: Any = None) -> dict[str, Any]:
     """metrics.json's "audit": Steinke, Nasr and Jagielski's one-run lower bound on epsilon
     (:func:`privcity.attacks.audit_fedavg`) for the FL run (no DP: only the canaries' number
-    limits it) and the FL + DP run, each with canary devices in a federation of the run's
-    settings (rate, rounds, clip, noise, delta) that goes through the same strategy classes and
-    noise kernels, beside the accountant's epsilon after each round."""
-    from ..attacks import audit_ddg_params, audit_fedavg
+    limits it) and the FL + DP run, beside the accountant's epsilon after each round. Central
+    DP: canary devices in a federation of the run's settings (rate, rounds, clip, noise,
+    delta) through the same strategy classes and noise kernels. Distributed DP
+    (``ddg_strategy``, the run's DistributedDPFedAvg): the run's own mechanism: its DDGParams,
+    population, block floor, rate and dropout, one canary per model coordinate (at most the
+    level's number and half the population) and the rest filler devices sending their noise shares, so the epsilon
+    tested is the run's users' epsilon."""
+    from ..attacks import audit_fedavg
     m = AUDIT_CANARIES[level]
     say(f"epsilon audit: {m:,} canary devices, one run each for FL and FL + DP")
     common = dict(clip=cfg.clip, sample_rate=cfg.sample_rate, delta=cfg.delta, canaries=m,
@@ -452,20 +457,26 @@ def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
         out["fl"] = {"bound": fl.bound, "bound_per_round": list(fl.bound_per_round),
                      "guesses": fl.guesses, "correct": fl.correct}
     if rounds_run["fl_dp"]:
-        if cfg.secure_aggregation:
-            common.pop("server_sees")
-            try:
-                ddg = audit_ddg_params(canaries=m, clip=cfg.clip, epsilon=cfg.epsilon,
-                                       delta=cfg.delta, sample_rate=cfg.sample_rate,
-                                       rounds=cfg.rounds)
-            except ValueError as exc:
-                # Distributed DP's epsilon grows with the dimension over the shares per sum:
-                # m canaries (m coordinates) among m / 2 sampled devices may not reach it.
-                out["fl_dp_note"] = (f"not run for FL + DP: a canary federation of {m:,} "
-                                     f"devices cannot be calibrated to this epsilon ({exc})")
+        if ddg_strategy is not None:
+            ddg, n = ddg_strategy.ddg, ddg_strategy.population
+            # one canary per coordinate, and at most half the city: each absent canary is a
+            # device the run's floor counted on, so more of them would only drop rounds
+            k = min(m, ddg.dim, max(2, n // 2))
+            if k > n:
+                out["fl_dp_note"] = "not run for FL + DP: a city of one device holds no canaries"
                 return out
             dp = audit_fedavg(dp=True, rounds=rounds_run["fl_dp"], mechanism="distributed",
-                              ddg=ddg, **{**common, "clip": None})
+                              ddg=ddg, clip=None, sample_rate=cfg.sample_rate, delta=cfg.delta,
+                              canaries=k, seed=cfg.seed, population=n,
+                              block_floor=ddg_strategy.block_floor, dropout=cfg.dropout)
+            out["fl_dp_note"] = (
+                f"FL + DP audited on the run's own distributed-DP mechanism: {k:,} canary "
+                f"devices (one per model coordinate) among {dp.population:,} devices, the "
+                f"others sending zero updates with their noise shares, blocks of floor "
+                f"{ddg_strategy.block_floor}; with {k:,} canaries no bound can exceed "
+                f"{dp.ceiling:.3f}" + (" (below the accountant's epsilon: no leak, however "
+                                       "large, could show here)" if dp.ceiling <= dp.epsilon
+                                       else ""))
         else:
             dp = audit_fedavg(dp=True, rounds=rounds_run["fl_dp"],
                               noise_multiplier=noise_multiplier, **common)
@@ -473,5 +484,6 @@ def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
                         "epsilon_per_round": list(dp.epsilon_per_round),
                         "epsilon": dp.epsilon, "exceeded": bool(dp.exceeded),
                         "mechanism": dp.mechanism, "guesses": dp.guesses,
-                        "correct": dp.correct}
+                        "correct": dp.correct, "canaries": dp.canaries,
+                        "ceiling": dp.ceiling, "released_rounds": dp.released_rounds}
     return out

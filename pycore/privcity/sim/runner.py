@@ -759,7 +759,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         results["audit"] = run_audit(cfg, level=cfg.attacks,
                                      rounds_run={"fl": len(plain["rounds"]),
                                                  "fl_dp": len(dp["rounds"])},
-                                     noise_multiplier=z, say=say)
+                                     noise_multiplier=z, say=say,
+                                     ddg_strategy=(agg_dp.strategy if cfg.secure_aggregation
+                                                   else None))
         results["audit"]["seconds"] = time.perf_counter() - t0
         results["attacks"]["seconds"] += results["audit"]["seconds"]
         say(f"attacks: done in {results['attacks']['seconds']:.1f} s")
