@@ -444,8 +444,8 @@ def run_audit(cfg: SimConfig, *, level: str, rounds_run: dict[str, int],
     delta) through the same strategy classes and noise kernels. Distributed DP
     (``ddg_strategy``, the run's DistributedDPFedAvg): the run's own mechanism: its DDGParams,
     population, block floor, rate and dropout, one canary per model coordinate (at most the
-    level's number and half the population) and the rest filler devices sending their noise shares, so the epsilon
-    tested is the run's users' epsilon."""
+    level's number and half the population) and the rest filler devices sending their noise
+    shares, so the epsilon tested is the run's users' epsilon."""
     from ..attacks import audit_fedavg
     m = AUDIT_CANARIES[level]
     say(f"epsilon audit: {m:,} canary devices, one run each for FL and FL + DP")

@@ -1172,8 +1172,11 @@ def _attack_notes(results: dict[str, Any]) -> list[str]:
         fd = audit["fl_dp"]
         verdict = ("EXCEEDS the accountant's epsilon: the mechanism or the accountant is broken"
                    if fd["exceeded"] else "within the accountant's epsilon")
-        notes.append(f"epsilon audit (Steinke et al. 2023, one run, {audit['canaries']:,} canary "
-                     f"devices, {audit['confidence']:.0%} confidence): FL + DP >= "
-                     f"{fd['bound']:.3f} against the accountant's {fd['epsilon']:.3f}, {verdict}"
-                     f"; FL without DP >= {audit['fl']['bound']:.3f}")
+        ceiling = fd.get("ceiling")
+        notes.append(f"epsilon audit (Steinke et al. 2023, one run, {audit['confidence']:.0%} "
+                     f"confidence): FL + DP >= {fd['bound']:.3f} against the accountant's "
+                     f"{fd['epsilon']:.3f} ({fd.get('canaries', audit['canaries']):,} canary "
+                     "devices" + (f"; no bound above {ceiling:.3f} could show" if ceiling
+                                  else "") + f"), {verdict}; FL without DP >= "
+                     f"{audit['fl']['bound']:.3f} ({audit['canaries']:,} canaries)")
     return notes
