@@ -528,3 +528,34 @@ def test_a_csv_too_small_for_a_test_split_is_a_named_error(tmp_path, capsys):
                    "--devices", "2", "--quiet", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "none of its 3 usable rows fell in the test split" in err
+
+
+def test_eval_every_evaluates_every_kth_round_and_the_last_once(tmp_path, monkeypatch):
+    # Prepare: count the test-set evaluations
+    from privcity.models import base
+    calls = []
+    real = base.Model.evaluate
+    monkeypatch.setattr(base.Model, "evaluate", lambda self, *a: calls.append(1) or real(self, *a))
+
+    # Execute
+    res = run(tmp_path, rounds=5, eval_every=2, attacks="none", report=False)
+
+    # Assert: rounds 2, 4 and 5 of each federated run scored, once each (no second pass for
+    # the score), the others left unscored; the summary's score is the last round's
+    for name in ("fl", "fl_dp"):
+        scores = [r["score"] for r in res["rounds"][name]]
+        assert [s is not None for s in scores] == [False, True, False, True, True]
+        assert res[name]["score"] == scores[-1]
+    assert len(calls) == 2 * 3 + 1  # + the centralized model's
+
+
+def test_a_dp_run_stopped_between_evaluations_still_reports_its_final_score(tmp_path):
+    # Prepare: a budget that stops FL + DP after its second round, which eval_every skips
+    acc = Accountant(epsilon_budget=1e9, delta=1e-5)
+    acc.record_rounds(q=SMALL["sample_rate"], z=1.0, n=2)
+    res = run(tmp_path, rounds=6, eval_every=4, epsilon=acc.epsilon() * 1.001,
+              noise_multiplier=1.0, attacks="none", report=False)
+
+    # Assert
+    rounds = res["rounds"]["fl_dp"]
+    assert len(rounds) == 2 and rounds[-1]["score"] is not None and rounds[0]["score"] is None

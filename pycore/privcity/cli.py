@@ -46,6 +46,8 @@ _FLAG_HELP = {
     "partition": "district (each district its own regime) or dirichlet (label skew)",
     "alpha": "Dirichlet concentration for --partition dirichlet (small: skewed)",
     "rounds": "federated rounds",
+    "eval_every": "evaluate the models on the test set every k rounds and after the last (0: "
+                  "every max(1, rounds / 50) rounds)",
     "sample_rate": "q: probability that a device takes part in a round (Poisson sampling)",
     "dropout": "probability that a sampled device does not report (with --secure-aggregation "
                "each group needs about two thirds of its devices: the run warns when block "

@@ -33,6 +33,8 @@ class SimConfig:
     partition: str = "district"        # district or dirichlet (non-IID label mix)
     alpha: float = 0.5                 # Dirichlet concentration
     rounds: int = 40
+    eval_every: int = 0                # evaluate the test set every k rounds and the last; 0:
+                                       # every max(1, rounds // 50) rounds
     sample_rate: float = 0.1           # q: Poisson sampling rate of devices per round
     dropout: float = 0.0               # probability a sampled device does not report
     local_epochs: int = 5
@@ -101,7 +103,7 @@ class SimConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(name, "must be an integer >= 1")
-        for name in ("seed", "risk_people", "baseline_devices"):
+        for name in ("seed", "risk_people", "baseline_devices", "eval_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad(name, "must be an integer >= 0")

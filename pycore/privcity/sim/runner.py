@@ -319,7 +319,7 @@ class _Progress:
         self.label, self.total, self.enabled = label, total, enabled
         self.tty = enabled and sys.stderr.isatty()
 
-    def update(self, done: int, metric: str, value: float, epsilon: float | None,
+    def update(self, done: int, metric: str, value: float | None, epsilon: float | None,
                note: str = "") -> None:
         if not self.enabled:
             return
@@ -327,7 +327,8 @@ class _Progress:
         fill = int(width * done / self.total)
         eps = f"  eps {epsilon:.3f}" if epsilon is not None else ""
         line = (f"[{self.label:<6}] round {done:>3}/{self.total} |{'#' * fill}{' ' * (width - fill)}|"
-                f"  {metric} {value:.4f}{eps}" + (f"  ({note})" if note else ""))
+                + (f"  {metric} {value:.4f}" if value is not None else "") + eps
+                + (f"  ({note})" if note else ""))
         sys.stderr.write(("\r" + line) if self.tty else line + "\n")
         if self.tty and done == self.total:
             sys.stderr.write("\n")
@@ -361,6 +362,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     stopped = None
     first = None  # (round, global parameters) of the first round any device reported in
     bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
+    every = cfg.eval_every or max(1, cfg.rounds // 50)  # 0: about 50 evaluations a run
     distributed = isinstance(strategy, DistributedDPFedAvg)
     floor = strategy.block_floor if distributed else None  # each block sum's fewest shares
     for r in range(cfg.rounds):
@@ -422,7 +424,9 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             sent = sum(rep.secure_bytes for rep in reports)
         t2 = time.perf_counter()
         accounting = strategy.last_accounting_seconds if dp else 0.0
-        scores = model.evaluate(params, test.X, test.y)
+        # One evaluation (the score is one of its metrics), every eval_every rounds and last
+        scores = model.evaluate(params, test.X, test.y) \
+            if (r + 1) % every == 0 or r + 1 == cfg.rounds else None
         eps = strategy.accountant.epsilon() if dp else None
         extra = {}
         if distributed:
@@ -436,8 +440,8 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "lost": lost,  # secure aggregation: updates of blocks whose round failed
             "diverged": sum(rep.diverged for rep in reports),
             "bytes_sent": int(sent),
-            "score": float(model.score(params, test.X, test.y)),
-            "metrics": {k: float(v) for k, v in scores.items()},
+            "score": None if scores is None else float(scores[metric]),
+            "metrics": {} if scores is None else {k: float(v) for k, v in scores.items()},
             "epsilon": eps,
             "clip": clip,
             "enrol_seconds": t1 - t0 + (enrol_seconds if secure is not None else 0.0),
@@ -452,6 +456,10 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
         bar.update(r + 1, metric, rounds[-1]["score"], eps,
                    "dropped: too few noise shares" if extra.get("dropped") else "")
     bar.close()
+    if rounds and rounds[-1]["score"] is None:  # stopped by the budget between evaluations
+        scores = model.evaluate(params, test.X, test.y)
+        rounds[-1].update(score=float(scores[metric]),
+                          metrics={k: float(v) for k, v in scores.items()})
     return {"params": params, "rounds": rounds, "stopped": stopped, "first": first,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
 
@@ -970,8 +978,9 @@ def _eps(value: float | None) -> str:
 def _central_summary(model: Any, params: np.ndarray, test: Any, cpu: float) -> dict[str, Any]:
     if not np.isfinite(params).all():  # SGD diverged (e.g. a learning rate too high)
         return {"score": float("nan"), "metrics": {}, "cpu_seconds": cpu, "diverged": True}
-    return {"score": float(model.score(params, test.X, test.y)),
-            "metrics": {k: float(v) for k, v in model.evaluate(params, test.X, test.y).items()},
+    metrics = model.evaluate(params, test.X, test.y)  # (score is one of them: one pass)
+    return {"score": float(metrics["r2" if model.task_type == "regression" else "accuracy"]),
+            "metrics": {k: float(v) for k, v in metrics.items()},
             "cpu_seconds": cpu, "diverged": False}
 
 
