@@ -559,3 +559,44 @@ def test_a_dp_run_stopped_between_evaluations_still_reports_its_final_score(tmp_
     # Assert
     rounds = res["rounds"]["fl_dp"]
     assert len(rounds) == 2 and rounds[-1]["score"] is not None and rounds[0]["score"] is None
+
+
+@pytest.mark.parametrize("runs", ["fl", "fl_dp", "centralized,fl_dp"])
+def test_only_the_runs_asked_for_are_trained_reported_and_released(tmp_path, runs, monkeypatch):
+    # Prepare: count the federated trainings
+    from privcity.sim import runner
+    trained = {"federated": 0}
+    real_fed = runner._federated
+
+    def federated(*a, **k):
+        trained["federated"] += 1
+        return real_fed(*a, **k)
+
+    monkeypatch.setattr(runner, "_federated", federated)
+    asked = set(runs.split(","))
+
+    # Execute
+    res = run(tmp_path, runs=runs, rounds=2, report=False)
+    text = summary_table(res)
+
+    # Assert: the others cost nothing and say "not run"; no model file, hash or epsilon for them
+    assert trained["federated"] == len(asked & {"fl", "fl_dp"})
+    assert set(res["final_params_sha256"]) == asked
+    assert {os.path.basename(p)[:-4] for p in res["models"].values()} == asked
+    for name in ("centralized", "fl", "fl_dp"):
+        assert res[name].get("skipped", False) == (name not in asked)
+    score_row = next(line for line in text.splitlines() if line.startswith("test accuracy"))
+    assert score_row.count("not run") == 3 - len(asked)
+    # (the shadow models of the attacks train centrally too: count the baseline by its time)
+    assert (res["centralized"]["cpu_seconds"] == 0.0) == ("centralized" not in asked)
+    assert (res["privacy"]["epsilon"] is None) == ("fl_dp" not in asked)
+    assert set(res["attacks"]["membership"]["record"]) == asked
+    for name in ("fl", "fl_dp"):
+        assert (res["attacks"]["breach"][name]["risk"] is None) == (name not in asked)
+
+
+def test_runs_must_name_known_trainings():
+    # Execute / Assert
+    for bad in ("", "fl,xx", "centralized;fl"):
+        with pytest.raises(ValueError, match="'runs'"):
+            load_config(None, runs=bad)

@@ -105,6 +105,8 @@ _FLAG_HELP = {
     "audit_strict": "exit with status 3 if the empirical epsilon audit's lower bound exceeds "
                     "the accountant's epsilon (a broken mechanism or accountant)",
     "report": "write OUT/report.html with its plots (on by default)",
+    "runs": "which trainings to run, comma-separated: centralized (pooled raw data), fl "
+            "(FedAvg), fl_dp (FedAvg with DP); a run left out costs nothing and shows 'not run'",
 }
 
 

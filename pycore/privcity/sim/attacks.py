@@ -239,8 +239,7 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
     refs = refs[np.isfinite(refs).all(axis=1)]  # a diverged shadow model calibrates nothing
     trained = {"centralized": np.ones(cand.size, bool),
-               "fl": took_part(cfg, cand, rounds_run["fl"]),
-               "fl_dp": took_part(cfg, cand, rounds_run["fl_dp"])}
+               **{k: took_part(cfg, cand, rounds_run.get(k, 0)) for k in ("fl", "fl_dp")}}
     out: dict[str, Any] = {"record": {}, "device": {}, "members": int(cand.size),
                            "shadow_models": int(refs.shape[0])}
     sizes = np.diff(members.offsets)
@@ -373,6 +372,9 @@ def breach_risk(results: dict[str, Any]) -> dict[str, Any] | None:
     secure = bool(results["config"].get("secure_aggregation"))
 
     def best(model: str, view: tuple[str, ...], exposes: str) -> dict[str, Any]:
+        if (results.get(model) or {}).get("skipped"):
+            return {"risk": None, "ci": [None, None], "attack": "none: not run (--runs)",
+                    "exposes": exposes}
         if model != "centralized" and not (results.get(model) or {}).get("rounds_run", 1):
             return {"risk": None, "ci": [None, None], "attack": "none: no round was released",
                     "exposes": exposes}

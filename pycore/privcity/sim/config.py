@@ -15,6 +15,7 @@ MODELS = ("auto", "linear", "softmax", "mlp")
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
 PARTITIONS = ("district", "dirichlet")
 ATTACKS = ("none", "fast", "full")
+RUNS = ("centralized", "fl", "fl_dp")
 
 
 #: How often a secure-aggregation block round may be expected to fail before the run is
@@ -68,6 +69,7 @@ class SimConfig:
     device_column: str = ""            # CSV column naming the device of each row
     quasi_identifiers: str = ""        # CSV columns an attacker may know, comma-separated
     attacks: str = "fast"              # the attack suite: none, fast or full (sim/attacks.py)
+    runs: str = "centralized,fl,fl_dp"  # which of the three trainings to run
     audit_strict: bool = False         # exit non-zero if the audit's bound exceeds epsilon
     report: bool = True                # write OUT/report.html (and its PNGs)
 
@@ -92,6 +94,10 @@ class SimConfig:
                                  "group needs about two thirds of its devices to survive, the "
                                  f"threshold that tolerates colluders; {k} neighbours at "
                                  "most): lower --dropout, or raise --secagg-neighbors")
+
+    def run_set(self) -> frozenset[str]:
+        """The trainings ``runs`` names (validated by :meth:`validate`)."""
+        return frozenset(r.strip() for r in str(self.runs).split(",") if r.strip())
 
     def validate(self) -> SimConfig:
         """Raise ValueError naming the first bad field; returns self."""
@@ -163,6 +169,9 @@ class SimConfig:
         for name in ("secure_aggregation", "audit_strict", "report"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "must be true or false")
+        if not isinstance(self.runs, str) or not self.run_set() or \
+                not self.run_set() <= set(RUNS):
+            raise bad("runs", f"must name one or more of {', '.join(RUNS)}, comma-separated")
         if self.quasi_identifiers and self.task != "csv":
             raise bad("quasi_identifiers", "names CSV columns (task csv); a synthetic task's "
                                            "schema flags its own")

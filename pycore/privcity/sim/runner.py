@@ -690,10 +690,14 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     rows = base.X.shape[0]
     hint = ("" if cfg.baseline_devices or rows < 5_000_000 else
             "; --baseline-devices N trains it on a sample of N devices")
-    say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records of "
-        f"{base.n_devices:,} devices{hint}")
+    runs = cfg.run_set()
+    if "centralized" in runs:
+        say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records "
+            f"of {base.n_devices:,} devices{hint}")
     t0 = time.process_time()
-    if shared and "central" in shared:  # a sweep's later run: the same baseline
+    if "centralized" not in runs:  # --runs without it: nothing pooled is trained
+        central, central_cpu = None, 0.0
+    elif shared and "central" in shared:  # a sweep's later run: the same baseline
         central, central_cpu = shared["central"]
     else:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence reported, not warned
@@ -705,9 +709,12 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     # The attacks read a CSV's devices again (a synthetic city's they regenerate by id).
     csv_data = (train, test) if cfg.task == "csv" else None
     del base, train  # the pooled data is not needed past here
-    say(f"centralized baseline: done in {central_cpu:.1f} s CPU")
-    # (b) FL without DP, (c) FL with DP
-    if shared and "plain" in shared:  # (the gateways' loop of this run ends at once)
+    if central is not None:
+        say(f"centralized baseline: done in {central_cpu:.1f} s CPU")
+    # (b) FL without DP, (c) FL with DP; a run not asked for ends its gateways' loop at once
+    if "fl" not in runs:
+        plain = _not_run(agg_plain, init)
+    elif shared and "plain" in shared:
         plain = shared["plain"]
         say("FL: the sweep's first run's (its settings are the same)")
     else:
@@ -718,8 +725,11 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     if shared is not None:
         shared.setdefault("central", (central, central_cpu))
         shared.setdefault("plain", plain)
-    dp = _federated(cfg, dp=True, transport=transports[1], aggregator=agg_dp, model=model,
-                    test=test, init=init, progress=progress, population=census.n_devices)
+    if "fl_dp" in runs:
+        dp = _federated(cfg, dp=True, transport=transports[1], aggregator=agg_dp, model=model,
+                        test=test, init=init, progress=progress, population=census.n_devices)
+    else:
+        dp = _not_run(agg_dp, init)
     transports[1].finish()
 
     from .risk import csv_records_risk, records_risk, release_risk
@@ -753,10 +763,13 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     if cfg.attacks != "none":
         from .attacks import breach_risk, run_attacks, run_audit
         z, c = results["privacy"]["noise_multiplier"], cfg.clip
+        released = {name: p for name, p, ran in (
+            ("centralized", central, central is not None),
+            ("fl", plain["params"], not plain.get("skipped")),
+            ("fl_dp", dp["params"], not dp.get("skipped"))) if ran}
         results["attacks"] = run_attacks(
-            cfg, level=cfg.attacks, model=model, first=plain["first"],
-            population=census.n_devices,
-            params={"centralized": central, "fl": plain["params"], "fl_dp": dp["params"]},
+            cfg, level=cfg.attacks, model=model, first=plain["first"] or dp["first"],
+            population=census.n_devices, params=released,
             rounds_run={"fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])},
             baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say,
             share_std=(results["privacy"]["ddg"]["sigma_local_model_units"]
@@ -779,8 +792,11 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         from ..report import render_report
         results["report"] = render_report(results, cfg.out)
     results["models"] = _save_models(cfg, model, census, sample, test,
-                                     {"centralized": central, "fl": plain["params"],
-                                      "fl_dp": dp["params"]},
+                                     {name: p for name, p, ran in (
+                                         ("centralized", central, central is not None),
+                                         ("fl", plain["params"], not plain.get("skipped")),
+                                         ("fl_dp", dp["params"], not dp.get("skipped")))
+                                      if ran},
                                      {"centralized": 0, "fl": len(plain["rounds"]),
                                       "fl_dp": len(dp["rounds"])}, results)
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
@@ -843,6 +859,12 @@ def _save_models(cfg: SimConfig, model: Any, census: _Census, sample: np.ndarray
     return out
 
 
+def _not_run(aggregator: Aggregator, init: np.ndarray) -> dict[str, Any]:
+    """What _federated returns for a run --runs left out: no rounds, marked skipped."""
+    return {"params": init, "rounds": [], "stopped": "not run (--runs)", "first": None,
+            "strategy": aggregator.strategy.describe(), "wall_seconds": 0.0, "skipped": True}
+
+
 def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, test: Any,
             central: np.ndarray, central_cpu: float, plain: dict[str, Any], dp: dict[str, Any],
             ranks: int, wall: float) -> dict[str, Any]:
@@ -873,6 +895,7 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
             "refusals": dict(sorted(sum((Counter(r["refusals"]) for r in rounds),
                                         Counter()).items())),
             "strategy": run["strategy"],
+            "skipped": bool(run.get("skipped")),
         }
 
     def strip(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -910,10 +933,10 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
                       "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"]},
         "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
-        "final_params_sha256": {
-            "centralized": hashlib.sha256(central.tobytes()).hexdigest(),
-            "fl": hashlib.sha256(plain["params"].tobytes()).hexdigest(),
-            "fl_dp": hashlib.sha256(dp["params"].tobytes()).hexdigest()},
+        "final_params_sha256": {name: hashlib.sha256(p.tobytes()).hexdigest() for name, p in (
+            ("centralized", central), ("fl", plain["params"]), ("fl_dp", dp["params"]))
+            if p is not None and not (name != "centralized" and (plain, dp)[name == "fl_dp"]
+                                      .get("skipped"))},
     }
 
 
@@ -927,6 +950,11 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
     """metrics.json's privacy section: each epsilon with the parties it holds against and
     those it does not, and the seeded noise that voids them all for whoever knows the seed."""
     rounds = dp["rounds"]
+    if dp.get("skipped"):  # --runs without fl_dp: no DP, no epsilon to print
+        return {"epsilon": None, "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
+                "noise_multiplier": strategy.get("noise_multiplier"),
+                "sample_rate": cfg.sample_rate, "mechanism": "none (FL + DP not run)",
+                "guarantees": [], "noise": "no DP run"}
     eps = rounds[-1]["epsilon"] if rounds else 0.0
     out: dict[str, Any] = {
         "epsilon": eps, "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
@@ -975,7 +1003,11 @@ def _eps(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _central_summary(model: Any, params: np.ndarray, test: Any, cpu: float) -> dict[str, Any]:
+def _central_summary(model: Any, params: np.ndarray | None, test: Any,
+                     cpu: float) -> dict[str, Any]:
+    if params is None:  # --runs left it out
+        return {"score": None, "metrics": {}, "cpu_seconds": 0.0, "diverged": False,
+                "skipped": True}
     if not np.isfinite(params).all():  # SGD diverged (e.g. a learning rate too high)
         return {"score": float("nan"), "metrics": {}, "cpu_seconds": cpu, "diverged": True}
     metrics = model.evaluate(params, test.X, test.y)  # (score is one of them: one pass)
@@ -1002,7 +1034,8 @@ def summary_table(results: dict[str, Any]) -> str:
         ("", "centralized", "FL", "FL + DP"),
         (f"test {m}", score(results["centralized"]["score"]), score(fl["score"]),
          score(fd["score"])),
-        ("epsilon (delta)", "-", "-", f"{pr['epsilon']:.3f} ({pr['delta']:g})"),
+        ("epsilon (delta)", "-", "-", "-" if pr["epsilon"] is None else
+         f"{pr['epsilon']:.3f} ({pr['delta']:g})"),
         *([("epsilon vs servers", "-", "-", _eps(pr["epsilon_servers"]))]
           if pr.get("mechanism") == "distributed" else []),
         ("rounds run", "-", str(fl["rounds_run"]), str(fd["rounds_run"])),
@@ -1022,11 +1055,16 @@ def summary_table(results: dict[str, Any]) -> str:
          f"{fd['aggregation_seconds_mean'] * 1e3:.2f} ms"),
     ]
     rows += _attack_rows(results)
+    for col, name in enumerate(("centralized", "fl", "fl_dp"), start=1):
+        if results[name].get("skipped"):  # --runs left it out: say so once, no figures
+            rows = [r[:col] + (("not run" if i == 1 else "-"),) + r[col + 1:] if i else r
+                    for i, r in enumerate(rows)]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"privacy: {pr['trust']}" if "trust" in pr else "",
-             f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"]
+             f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"
+             if pr["epsilon"] is not None else ""]
     notes = [n for n in notes if n]
     rec = (results.get("risk") or {}).get("records")
     if rec and "unicity" in rec:  # a CSV's own records (sim.risk.csv_records_risk)

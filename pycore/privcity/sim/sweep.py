@@ -43,6 +43,8 @@ def sweep(cfg: SimConfig, epsilons: Sequence[float], *, comm: Any = None,
     if cfg.noise_multiplier:
         raise ValueError("config field 'noise_multiplier': a sweep over epsilon calibrates the "
                          "noise to each epsilon; leave it 0")
+    if "fl_dp" not in cfg.run_set():
+        raise ValueError("config field 'runs': a sweep over epsilon needs the fl_dp run")
     eps = parse_epsilons(epsilons)
     rank = 0 if comm is None else comm.Get_rank()
     shared: dict[str, Any] = {}
