@@ -73,7 +73,8 @@ def _prototypes(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     protos /= protos.max(axis=(1, 2), keepdims=True)
     style = _blur(rng.standard_normal((16, SIDE, SIDE)), 2.0) * centre
     style /= np.linalg.norm(style.reshape(16, -1), axis=1)[:, None, None]
-    return protos.reshape(N_CLASSES, -1).astype(np.float32), style.reshape(16, -1).astype(np.float32)
+    return (protos.reshape(N_CLASSES, -1).astype(np.float32),
+            style.reshape(16, -1).astype(np.float32))
 
 
 def images(labels: np.ndarray, seed: int, chunk: int = 8192) -> np.ndarray:
@@ -234,7 +235,8 @@ def flower_mean(models: list[np.ndarray], counts: list[int]) -> np.ndarray:
     return aggregate([([m], int(k)) for m, k in zip(models, counts)])[0].astype(np.float32)
 
 
-def schedule(seed: int, rounds: int, clients: int, sample_rate: float) -> list[tuple[np.ndarray, list[int]]]:
+def schedule(seed: int, rounds: int, clients: int,
+             sample_rate: float) -> list[tuple[np.ndarray, list[int]]]:
     """Per round, (sampled clients, their training seeds): privcity's seeded Poisson sampling
     and per-device seeds (functions of seed, round and device only), so both sides train the
     same clients from the same shuffles."""

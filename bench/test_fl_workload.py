@@ -112,7 +112,8 @@ else:
 """
 
 
-def _child(target: str, args: list[str], cwd: Path, timeout: float = 3600) -> tuple[float, int, str]:
+def _child(target: str, args: list[str], cwd: Path,
+           timeout: float = 3600) -> tuple[float, int, str]:
     """(wall seconds, peak RSS bytes, stdout) of ``python target args`` (a module or a .py
     script) in a child process, failing on a non-zero exit."""
     peak_file = cwd / "child.peak"
@@ -189,7 +190,7 @@ def _run_plain(what: str, csv: str, rounds: int, cwd: Path) -> dict:
 
 # --- CSV --------------------------------------------------------------------------------------
 
-LOAD = "FL workload: load_csv vs pandas.read_csv"
+LOAD = "FL CSV: load_csv vs pandas"
 
 
 def test_load_csv_beside_pandas(benchmark, record, report_line, workloads, full, tmp_path):
