@@ -171,7 +171,7 @@ def _run_privcity(csv: str, rounds: int, cwd: Path) -> dict:
             "round_seconds": fl["wall_seconds"] / rounds, "rss": rss,
             "accuracy": fl["score"], "device_rounds": fl["device_rounds"],
             "inner_wall": m["wall_seconds"], "bytes_fl": fl["bytes_total"],
-            "raw_bytes": m["bandwidth"]["raw_upload_bytes"],
+            "raw_bytes": m.get("bandwidth", {}).get("raw_upload_bytes", 0),
             "runs": [k for k in ("centralized", "fl", "fl_dp") if m.get(k)],
             "W": load(out / "models" / "fl.npz").params.reshape(W.N_FEATURES + 1, W.N_CLASSES)}
 
