@@ -600,3 +600,26 @@ def test_runs_must_name_known_trainings():
     for bad in ("", "fl,xx", "centralized;fl"):
         with pytest.raises(ValueError, match="'runs'"):
             load_config(None, runs=bad)
+
+
+def test_test_fraction_sets_the_csv_split_and_is_refused_elsewhere(tmp_path):
+    # Prepare
+    river = pytest.importorskip("river")
+    csv = Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv"
+    kw = dict(task="csv", data=str(csv), target="V4", devices=8, rounds=1, risk_people=0,
+              attacks="none", report=False)
+
+    # Execute
+    half = run(tmp_path / "a", test_fraction=0.5, **kw)
+    tenth = run(tmp_path / "b", test_fraction=0.1, **kw)
+
+    # Assert: about half and a tenth of the rows tested; train and test partition the rows
+    total = half["records"] + half["test_records"]
+    assert tenth["records"] + tenth["test_records"] == total
+    assert half["test_records"] / total == pytest.approx(0.5, abs=0.03)
+    assert tenth["test_records"] / total == pytest.approx(0.1, abs=0.03)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="'test_fraction'"):
+            load_config(None, **{**kw, "test_fraction": bad})
+    with pytest.raises(ValueError, match="'test_fraction'"):
+        load_config(None, test_fraction=0.3)

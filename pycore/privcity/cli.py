@@ -97,6 +97,8 @@ _FLAG_HELP = {
     "data": "CSV file of real data (with --task csv)",
     "target": "CSV target column",
     "device_column": "CSV column naming each row's device",
+    "test_fraction": "share of the CSV's rows held out as the test set (a seeded hash of each "
+                     "row picks them)",
     "quasi_identifiers": "CSV columns an attacker may know of a person (e.g. 'zip,age'), on "
                          "which the linkage and unicity of the file's own records are measured "
                          "(none: no record figure for a CSV)",

@@ -67,6 +67,7 @@ class SimConfig:
     data: str = ""                     # CSV file (task csv)
     target: str = ""                   # CSV target column
     device_column: str = ""            # CSV column naming the device of each row
+    test_fraction: float = 0.2         # CSV rows held out for testing (a seeded hash per row)
     quasi_identifiers: str = ""        # CSV columns an attacker may know, comma-separated
     attacks: str = "fast"              # the attack suite: none, fast or full (sim/attacks.py)
     runs: str = "centralized,fl,fl_dp"  # which of the three trainings to run
@@ -120,6 +121,7 @@ class SimConfig:
             if not isinstance(getattr(self, name), str):
                 raise bad(name, "must be a string")
         for name, lo, hi, lo_open, hi_open in (("sample_rate", 0.0, 1.0, True, False),
+                                               ("test_fraction", 0.0, 1.0, True, True),
                                                ("dropout", 0.0, 1.0, False, True),
                                                ("delta", 0.0, 1.0, True, True)):
             v = getattr(self, name)
@@ -172,6 +174,9 @@ class SimConfig:
         if not isinstance(self.runs, str) or not self.run_set() or \
                 not self.run_set() <= set(RUNS):
             raise bad("runs", f"must name one or more of {', '.join(RUNS)}, comma-separated")
+        if self.test_fraction != SimConfig.test_fraction and self.task != "csv":
+            raise bad("test_fraction", "splits a CSV's rows (task csv); a synthetic task has "
+                                       "its own held-out devices")
         if self.quasi_identifiers and self.task != "csv":
             raise bad("quasi_identifiers", "names CSV columns (task csv); a synthetic task's "
                                            "schema flags its own")

@@ -66,10 +66,12 @@ def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
     if cfg.task == "csv":
         train, (x_test, y_test) = data.load_csv(
             cfg.data, target=cfg.target, device_column=cfg.device_column or None,
-            devices=None if cfg.device_column else cfg.devices, seed=cfg.seed)
+            devices=None if cfg.device_column else cfg.devices, seed=cfg.seed,
+            test_fraction=cfg.test_fraction)
         if not len(y_test):
             raise ValueError(f"{cfg.data}: none of its {len(train.y):,} usable rows fell in the "
-                             "test split (about 20 % of the rows): it needs more rows")
+                             f"test split (about {cfg.test_fraction:.0%} of the rows): it needs "
+                             "more rows or a larger --test-fraction")
         test = SimpleNamespace(X=x_test, y=y_test)
         if devices is not None:
             train = train.subset(np.arange(devices.start, devices.stop))
