@@ -253,7 +253,7 @@ def test_a_released_model_can_be_built_in_memory_and_saved_again(tmp_path):
 
 
 class _MySoftmax(SoftmaxRegression):
-    pass
+    """A subclass save must refuse: load could not rebuild it from the file's kind."""
 
 
 @pytest.mark.parametrize("kwargs, words", [

@@ -759,29 +759,28 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         risk["traces"]["computed_on"] = (f"synthetic GPS traces of {cfg.risk_people:,} simulated "
                                          "people of the city (privcity.data.gps), not the "
                                          "task's records")
+    # The models this run released (those --runs asked for) and each run's rounds
+    released = {name: p for name, p, ran in (
+        ("centralized", central, central is not None),
+        ("fl", plain["params"], not plain.get("skipped")),
+        ("fl_dp", dp["params"], not dp.get("skipped"))) if ran}
+    rounds_run = {"centralized": 0, "fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])}
     results = _report(cfg, model, census, baseline_records, test, central, central_cpu, plain,
-                      dp, size, time.perf_counter() - started)
+                      dp, size, time.perf_counter() - started, released)
     results["risk"] = risk
     if cfg.attacks != "none":
         from .attacks import breach_risk, run_attacks, run_audit
         z, c = results["privacy"]["noise_multiplier"], cfg.clip
-        released = {name: p for name, p, ran in (
-            ("centralized", central, central is not None),
-            ("fl", plain["params"], not plain.get("skipped")),
-            ("fl_dp", dp["params"], not dp.get("skipped"))) if ran}
         results["attacks"] = run_attacks(
             cfg, level=cfg.attacks, model=model, first=plain["first"] or dp["first"],
-            population=census.n_devices, params=released,
-            rounds_run={"fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])},
+            population=census.n_devices, params=released, rounds_run=rounds_run,
             baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say,
             share_std=(results["privacy"]["ddg"]["sigma_local_model_units"]
                        if cfg.secure_aggregation else None))
         results["attacks"]["run_seconds"] = results["wall_seconds"]
         results["attacks"]["breach"] = breach_risk(results)
         t0 = time.perf_counter()
-        results["audit"] = run_audit(cfg, level=cfg.attacks,
-                                     rounds_run={"fl": len(plain["rounds"]),
-                                                 "fl_dp": len(dp["rounds"])},
+        results["audit"] = run_audit(cfg, level=cfg.attacks, rounds_run=rounds_run,
                                      noise_multiplier=z, say=say,
                                      ddg_strategy=(agg_dp.strategy if cfg.secure_aggregation
                                                    else None))
@@ -793,14 +792,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         say("report: rendering the plots")
         from ..report import render_report
         results["report"] = render_report(results, cfg.out)
-    results["models"] = _save_models(cfg, model, census, sample, test,
-                                     {name: p for name, p, ran in (
-                                         ("centralized", central, central is not None),
-                                         ("fl", plain["params"], not plain.get("skipped")),
-                                         ("fl_dp", dp["params"], not dp.get("skipped")))
-                                      if ran},
-                                     {"centralized": 0, "fl": len(plain["rounds"]),
-                                      "fl_dp": len(dp["rounds"])}, results)
+    results["models"] = _save_models(cfg, model, census, sample, test, released, rounds_run,
+                                     results)
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
     return results
@@ -868,8 +861,9 @@ def _not_run(aggregator: Aggregator, init: np.ndarray) -> dict[str, Any]:
 
 
 def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, test: Any,
-            central: np.ndarray, central_cpu: float, plain: dict[str, Any], dp: dict[str, Any],
-            ranks: int, wall: float) -> dict[str, Any]:
+            central: np.ndarray | None, central_cpu: float, plain: dict[str, Any],
+            dp: dict[str, Any], ranks: int, wall: float,
+            released: dict[str, np.ndarray]) -> dict[str, Any]:
     def run_summary(run: dict[str, Any]) -> dict[str, Any]:
         rounds = run["rounds"]
         train_s = [x for r in rounds for x in r["train_cpu_seconds"]]
@@ -935,10 +929,8 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
                       "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"]},
         "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
-        "final_params_sha256": {name: hashlib.sha256(p.tobytes()).hexdigest() for name, p in (
-            ("centralized", central), ("fl", plain["params"]), ("fl_dp", dp["params"]))
-            if p is not None and not (name != "centralized" and (plain, dp)[name == "fl_dp"]
-                                      .get("skipped"))},
+        "final_params_sha256": {name: hashlib.sha256(p.tobytes()).hexdigest()
+                                for name, p in released.items()},
     }
 
 
