@@ -290,3 +290,24 @@ def test_under_secure_aggregation_the_audit_tests_the_runs_own_distributed_mecha
     assert not fd["exceeded"] and fd["bound"] <= fd["epsilon"]
     assert "run's own distributed-DP mechanism" in audit["fl_dp_note"]
     assert audit["fl"]["bound"] > 2.0  # FL under SecAgg: no noise, the canaries are told apart
+
+
+def test_an_attack_that_fails_leaves_the_trainings_results_on_disk(tmp_path, monkeypatch):
+    # Prepare: the attack suite breaks after the three trainings
+    from privcity.sim import attacks
+
+    def broken(*a, **k):
+        raise RuntimeError("attack suite broke")
+
+    monkeypatch.setattr(attacks, "run_attacks", broken)
+    out = tmp_path / "out"
+
+    # Execute
+    with pytest.raises(RuntimeError, match="attack suite broke"):
+        run(tmp_path, rounds=2, report=False)
+
+    # Assert: the error is not swallowed, and the run's results are saved whole
+    import json
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["fl"]["rounds_run"] == 2 and saved["fl_dp"]["rounds_run"] == 2
+    assert "attacks" not in saved and not (out / "metrics.json.tmp").exists()

@@ -768,6 +768,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     results = _report(cfg, model, census, baseline_records, test, central, central_cpu, plain,
                       dp, size, time.perf_counter() - started, released)
     results["risk"] = risk
+    # The trainings are saved before anything else runs on them: an attack, the report or a
+    # model file that fails must not take the run's results with it.
+    _write_metrics(cfg.out, results)
     if cfg.attacks != "none":
         from .attacks import breach_risk, run_attacks, run_audit
         z, c = results["privacy"]["noise_multiplier"], cfg.clip
@@ -787,16 +790,23 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         results["audit"]["seconds"] = time.perf_counter() - t0
         results["attacks"]["seconds"] += results["audit"]["seconds"]
         say(f"attacks: done in {results['attacks']['seconds']:.1f} s")
-    os.makedirs(cfg.out, exist_ok=True)
     if cfg.report:
         say("report: rendering the plots")
         from ..report import render_report
         results["report"] = render_report(results, cfg.out)
     results["models"] = _save_models(cfg, model, census, sample, test, released, rounds_run,
                                      results)
-    with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    _write_metrics(cfg.out, results)
     return results
+
+
+def _write_metrics(out: str, results: dict[str, Any]) -> None:
+    """out/metrics.json, replaced whole (a crash mid-write leaves the previous one)."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "metrics.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 #: Training records named in each released model's file at most (a seeded sample of members)
