@@ -292,6 +292,9 @@ def test_options_run(tmp_path, kw):
     (dict(devices=100, baseline_devices=101), "baseline_devices"),
     (dict(task="csv", data=os.path.dirname(__file__), target="y"), "data"),
     (dict(task="csv", data=__file__, target="y", device_column="d", devices=50), "devices"),
+    (dict(clients_per_round=-1), "clients_per_round"),
+    (dict(devices=100, clients_per_round=101), "clients_per_round"),
+    (dict(clients_per_round=10, secure_aggregation=True), "clients_per_round"),
 ])
 def test_bad_configuration_is_refused_naming_the_field(kw, field):
     # Execute / Assert
@@ -623,3 +626,82 @@ def test_test_fraction_sets_the_csv_split_and_is_refused_elsewhere(tmp_path):
             load_config(None, **{**kw, "test_fraction": bad})
     with pytest.raises(ValueError, match="'test_fraction'"):
         load_config(None, test_fraction=0.3)
+
+
+def test_clients_per_round_fixes_fl_cohorts_and_leaves_dp_poisson(tmp_path, small_city):
+    # Execute
+    res = run(tmp_path, epsilon=8.0, clients_per_round=9)
+    text = summary_table(res)
+
+    # Assert: FL takes exactly 9 devices every round, different ones from round to round;
+    # FL + DP is the Poisson run of the same seed, bit for bit (its epsilon assumes it)
+    fl = res["rounds"]["fl"]
+    assert [x["sampled"] for x in fl] == [9] * SMALL["rounds"]
+    assert res["final_params_sha256"]["fl"] != small_city["final_params_sha256"]["fl"]
+    assert res["final_params_sha256"]["fl_dp"] == small_city["final_params_sha256"]["fl_dp"]
+    assert [x["sampled"] for x in res["rounds"]["fl_dp"]] == \
+        [x["sampled"] for x in small_city["rounds"]["fl_dp"]]
+    assert "FL 9 devices a round (--clients-per-round); FL + DP Poisson at q = 0.25" in text
+
+
+def test_fixed_cohorts_are_uniform_subsets_and_do_not_depend_on_the_split():
+    # Prepare
+    from privcity.fl.rounds import fixed_cohort_rate, round_cohort, sampled_devices
+    population, k, rounds = 50, 5, 4000
+    hits = np.zeros(population)
+
+    # Execute: the server's cohort, and what two gateways of 20 and 30 devices decide alone
+    for r in range(rounds):
+        rate = fixed_cohort_rate(7, r, population, k)
+        cohort = sampled_devices(7, r, np.arange(population), sample_rate=rate)
+        halves = [np.arange(20), np.arange(20, population)]
+        split = np.concatenate([h[round_cohort(7, r, h, sample_rate=rate, dropout=0.0)[0]]
+                                for h in halves])
+        assert cohort.size == k and np.array_equal(split, cohort)
+        hits[cohort] += 1
+
+    # Assert: each device is taken k / population of the time (binomial, 4.5 sigma band)
+    p = k / population
+    sd = np.sqrt(rounds * p * (1 - p))
+    assert np.all(np.abs(hits - rounds * p) < 4.5 * sd)
+    assert fixed_cohort_rate(7, 0, population, population) == 1.0
+
+
+def test_phases_are_timed_and_shown(small_city):
+    # Prepare
+    ph = small_city["phases"]
+    text = summary_table(small_city)
+
+    # Assert: every phase of the run is there, in order, and they add up to no more than the
+    # whole; the table gives each run's wall time and bytes per device and round
+    assert list(ph)[:8] == ["read", "setup", "centralized", "fl", "fl_dp", "evaluation",
+                            "accounting", "risk"]
+    assert all(v >= 0 for v in ph.values())
+    assert ph["evaluation"] <= ph["fl"] + ph["fl_dp"]
+    assert 0 < ph["accounting"] <= ph["fl_dp"]
+    assert sum(v for k, v in ph.items() if k not in ("evaluation", "accounting")) \
+        <= small_city["wall_seconds"]
+    assert "time (wall, rank 0): read " in text
+    row = next(line for line in text.splitlines() if line.startswith("bytes / device / round"))
+    fl = small_city["fl"]
+    per = fl["bytes_total"] / fl["device_rounds"]
+    assert f"{per:.0f} B" in row or f"{per / 1e3:.1f} KB" in row
+    assert "(raw, once)" in row
+
+
+def test_a_run_without_dp_never_imports_dp_accounting(tmp_path, run_python):
+    # Prepare: importing dp-accounting (scipy) costs seconds; FL alone computes no epsilon
+    code = ("import sys\n"
+            "from privcity.sim import load_config, simulate\n"
+            f"cfg = load_config(None, out={str(tmp_path / 'o')!r}, devices=40, rounds=2,\n"
+            "                  samples_per_device=8, runs='fl', attacks='none', report=False,\n"
+            "                  risk_people=0)\n"
+            "simulate(cfg, progress=False)\n"
+            "print('dp_accounting' in sys.modules)")
+
+    # Execute
+    proc = run_python(code)
+
+    # Assert
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "False"

@@ -49,6 +49,9 @@ _FLAG_HELP = {
     "eval_every": "evaluate the models on the test set every k rounds and after the last (0: "
                   "every max(1, rounds / 50) rounds)",
     "sample_rate": "q: probability that a device takes part in a round (Poisson sampling)",
+    "clients_per_round": "FL without DP: exactly this many devices a round, drawn uniformly "
+                         "without replacement (0: Poisson sampling at --sample-rate); FL + DP "
+                         "keeps Poisson sampling at --sample-rate, which its epsilon assumes",
     "dropout": "probability that a sampled device does not report (with --secure-aggregation "
                "each group needs about two thirds of its devices: the run warns when block "
                "rounds would fail more than 1 in 1,000 times, and refuses where most would)",

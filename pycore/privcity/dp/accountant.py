@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import logging
 import math
 from types import ModuleType
@@ -35,6 +36,14 @@ from . import _checks
 __all__ = ["Accountant", "ddg_round_rdp", "ddg_tau", "load_dp_accounting"]
 
 _METHODS = ("rdp", "pld")
+
+
+def _installed() -> bool:
+    """Whether dp_accounting can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec("dp_accounting") is not None
+    except (ImportError, ValueError):  # ValueError: a None entry in sys.modules
+        return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -344,7 +353,10 @@ class Accountant:
         if method not in _METHODS:
             raise ValueError(f"method must be 'rdp' or 'pld', got {method!r}")
         self._method = method
-        load_dp_accounting()  # fail here, not at the first round, if it is missing
+        # Fail here, not at the first round, if it is missing; import it at the first epsilon
+        # (scipy makes that 1 to 3 s, which a run that computes none need not pay).
+        if not _installed():
+            load_dp_accounting()  # raises the ImportError that says what to install
         self._events: list[Any] = []
         self._history: list[float] = []
         self._rounds = 0

@@ -36,7 +36,7 @@ from .admission import (DeviceRegistry, OpenedRound, as_device_ids, items_of, me
 from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "OpenedRound", "device_uniforms",
-           "round_cohort", "sampled_devices", "training_seeds"]
+           "fixed_cohort_rate", "round_cohort", "sampled_devices", "training_seeds"]
 
 AGGREGATOR_ID = "aggregator"
 
@@ -140,6 +140,19 @@ def sampled_devices(seed: int, round_index: int, devices: np.ndarray, *,
     the same decision as :func:`round_cohort`'s ``sampled``."""
     devices = np.asarray(devices, dtype=np.int64)
     return devices[device_uniforms(seed, round_index, 1, devices) < sample_rate]
+
+
+def fixed_cohort_rate(seed: int, round_index: int, population: int, clients: int) -> float:
+    """The rate that makes :func:`round_cohort` and :func:`sampled_devices` take exactly
+    ``clients`` of devices ``0 .. population - 1`` in this round (sampling without replacement,
+    uniform over the subsets): just above the ``clients``-th smallest of the devices' sampling
+    uniforms. Every gateway then keeps its own devices' share of the cohort with the rule it
+    uses for Poisson sampling, and the cohort does not depend on how devices are spread."""
+    if clients >= population:
+        return 1.0
+    u = device_uniforms(seed, round_index, 1, np.arange(population, dtype=np.int64))
+    kth = float(np.partition(u, clients - 1)[clients - 1])
+    return float(np.nextafter(kth, 2.0))  # u < rate for the k smallest (53-bit values: no ties)
 
 
 @dataclass

@@ -61,15 +61,16 @@ _STREAM = 0x61747461636B  # "attack": the seeded choices of this suite, a stream
 
 def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.ndarray] | None,
                 population: int, params: dict[str, np.ndarray], rounds_run: dict[str, int],
-                baseline: np.ndarray | None, noise_std: float, clip: float,
+                baseline: np.ndarray | None, noise_std: float | None, clip: float,
                 csv: tuple[Any, Any] | None, say: Callable[[str], None],
-                share_std: float | None = None) -> dict[str, Any]:
+                share_std: float | None = None, first_run: str = "fl") -> dict[str, Any]:
     """metrics.json's "attacks" section (without "breach", which :func:`breach_risk` adds).
 
-    first: (round, global parameters) of the FL run's first round that any device reported in
-    (None: none did); params: the released parameters of "centralized", "fl" and "fl_dp";
+    first: (round, global parameters) of the first round that any device of run ``first_run``
+    ("fl", else "fl_dp") reported in (None: none did); params: the released parameters of "centralized", "fl" and "fl_dp";
     rounds_run: of "fl" and "fl_dp"; baseline: the devices whose records trained the centralized model (None: all);
-    noise_std: the standard deviation of central DP's noise on a round's sum (z C); clip: C;
+    noise_std: the standard deviation of central DP's noise on a round's sum (z C; None when
+    FL + DP was not run: no noisy view); clip: C;
     share_std: under distributed DP, the standard deviation of one device's noise share (model
     units): a block's sum of k shares has sqrt(k) times it;
     csv: (train FederatedDataset, test with .X and .y) for a CSV task, else None."""
@@ -81,8 +82,9 @@ def run_attacks(cfg: SimConfig, *, level: str, model: Any, first: tuple[int, np.
         updates = {"tolerance": TOLERANCE, "views": {}, "note": "no device reported an update"}
     else:
         say(f"attacks ({level}): update inversion on round {first[0] + 1}'s updates")
-        updates = _inversion(cfg, src, model, first, population, n_inv, noise_std, clip,
-                             share_std, OPTIMIZE_DEVICES[level])
+        updates = _inversion(cfg.for_run(first_run, population), src, model, first,
+                             population, n_inv, noise_std, clip, share_std,
+                             OPTIMIZE_DEVICES[level])
     say(f"attacks ({level}): membership inference on the three models ({shadows} shadow "
         "models)")
     membership = _membership(cfg, src, model, params, rounds_run, baseline, per_side, shadows,
@@ -120,12 +122,12 @@ class _Source:
 # --- the updates ----------------------------------------------------------------------------------
 
 def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.ndarray],
-               population: int, n_inv: int, noise_std: float, clip: float,
+               population: int, n_inv: int, noise_std: float | None, clip: float,
                share_std: float | None, n_opt: int) -> dict[str, Any]:
     from ..models import train_many
     r, init = first
-    _, reporting = round_cohort(cfg.seed, r, np.arange(population), sample_rate=cfg.sample_rate,
-                                dropout=cfg.dropout)
+    _, reporting = round_cohort(cfg.seed, r, np.arange(population),
+                                sample_rate=cfg.round_rate(r, population), dropout=cfg.dropout)
     # One secure-aggregation block of that round: the block with the most reporting devices.
     starts = block_starts(secagg_blocks(cfg, population), population)
     counts = np.add.reduceat(reporting.astype(np.int64), starts[:-1])
@@ -186,20 +188,23 @@ def _inversion(cfg: SimConfig, src: _Source, model: Any, first: tuple[int, np.nd
         views["secagg"] = _view(model, X, total, owner, y, f"one block sum of "
                                 f"{inblock.size} devices' updates (a SecAgg server)",
                                 inblock.size)
-        clipped, _ = clip_l2_rows(np.ascontiguousarray(ups[inblock], np.float32), clip)
-        rng = SecureRNG(cfg.seed.to_bytes(8, "little") + b"privcity-attack-noise".ljust(24, b"\0"))
-        if share_std is not None:  # distributed DP: the block's own devices' shares
-            std = share_std * math.sqrt(inblock.size)
-            label = (f"that block's sum of clipped updates with its {inblock.size} devices' "
-                     f"noise shares (std {std:.3g}: what the servers see under distributed DP)")
-        else:
-            std = noise_std
-            label = (f"that block's sum of clipped updates plus central DP's noise (std "
-                     f"{std:.3g}; under central DP the aggregator sees each update, this is "
-                     "what a round's release adds)")
-        noisy = GaussianMechanism(sigma=std, sensitivity=clip, rng=rng).release(
-            clipped.astype(np.float64).sum(axis=0))
-        views["dp_sum"] = _view(model, X, noisy[None, :], owner, y, label, inblock.size)
+        if noise_std is not None or share_std is not None:  # (None: FL + DP not run)
+            clipped, _ = clip_l2_rows(np.ascontiguousarray(ups[inblock], np.float32), clip)
+            rng = SecureRNG(cfg.seed.to_bytes(8, "little")
+                            + b"privcity-attack-noise".ljust(24, b"\0"))
+            if share_std is not None:  # distributed DP: the block's own devices' shares
+                std = share_std * math.sqrt(inblock.size)
+                label = (f"that block's sum of clipped updates with its {inblock.size} "
+                         f"devices' noise shares (std {std:.3g}: what the servers see under "
+                         "distributed DP)")
+            else:
+                std = noise_std
+                label = (f"that block's sum of clipped updates plus central DP's noise (std "
+                         f"{std:.3g}; under central DP the aggregator sees each update, this is "
+                         "what a round's release adds)")
+            noisy = GaussianMechanism(sigma=std, sensitivity=clip, rng=rng).release(
+                clipped.astype(np.float64).sum(axis=0))
+            views["dp_sum"] = _view(model, X, noisy[None, :], owner, y, label, inblock.size)
     out: dict[str, Any] = {"tolerance": TOLERANCE, "views": views}
     if singles.size and optimize_note:
         out["optimize_note"] = optimize_note
@@ -239,7 +244,8 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
     refs = refs[np.isfinite(refs).all(axis=1)]  # a diverged shadow model calibrates nothing
     trained = {"centralized": np.ones(cand.size, bool),
-               **{k: took_part(cfg, cand, rounds_run.get(k, 0)) for k in ("fl", "fl_dp")}}
+               **{k: took_part(cfg, k, cand, rounds_run.get(k, 0), src.population)
+                  for k in ("fl", "fl_dp")}}
     out: dict[str, Any] = {"record": {}, "device": {}, "members": int(cand.size),
                            "shadow_models": int(refs.shape[0])}
     sizes = np.diff(members.offsets)
@@ -289,11 +295,14 @@ def _held_out(src: _Source, per_side: int, rng: np.random.Generator) -> tuple[An
     return nonmembers, X[b], y[b]
 
 
-def took_part(cfg: SimConfig, devices: np.ndarray, rounds: int) -> np.ndarray:
-    """Which of these devices reported an update in at least one of the first ``rounds``."""
+def took_part(cfg: SimConfig, run: str, devices: np.ndarray, rounds: int,
+              population: int) -> np.ndarray:
+    """Which of these devices reported an update in at least one of the first ``rounds`` of
+    ``run`` ("fl" or "fl_dp", which may sample differently: SimConfig.for_run)."""
+    cfg = cfg.for_run(run, population)
     seen = np.zeros(devices.size, bool)
     for r in range(rounds):
-        seen |= round_cohort(cfg.seed, r, devices, sample_rate=cfg.sample_rate,
+        seen |= round_cohort(cfg.seed, r, devices, sample_rate=cfg.round_rate(r, population),
                              dropout=cfg.dropout)[1]
     return seen
 

@@ -37,6 +37,9 @@ class SimConfig:
     eval_every: int = 0                # evaluate the test set every k rounds and the last; 0:
                                        # every max(1, rounds // 50) rounds
     sample_rate: float = 0.1           # q: Poisson sampling rate of devices per round
+    clients_per_round: int = 0         # > 0: FL without DP takes exactly this many devices a
+                                       # round (uniform without replacement); FL + DP keeps
+                                       # Poisson sampling at sample_rate (its accountant's)
     dropout: float = 0.0               # probability a sampled device does not report
     local_epochs: int = 5
     batch_size: int = 16
@@ -100,6 +103,27 @@ class SimConfig:
         """The trainings ``runs`` names (validated by :meth:`validate`)."""
         return frozenset(r.strip() for r in str(self.runs).split(",") if r.strip())
 
+    def for_run(self, run: str, population: int) -> SimConfig:
+        """The settings a federated run uses: FL with ``clients_per_round`` samples that many
+        devices a round (:meth:`round_rate`); FL + DP ignores it (Poisson sampling at
+        ``sample_rate``, which its accountant assumes)."""
+        if not self.clients_per_round:
+            return self
+        if run == "fl_dp":
+            return dataclasses.replace(self, clients_per_round=0)
+        if self.clients_per_round > population:
+            raise ValueError(f"config field 'clients_per_round': must be at most the "
+                             f"{population:,} devices of the run (got {self.clients_per_round})")
+        return self
+
+    def round_rate(self, round_index: int, population: int) -> float:
+        """The sampling rate of one round of a run's settings (:meth:`for_run`): sample_rate
+        (Poisson), or the rate that takes exactly clients_per_round devices."""
+        if not self.clients_per_round:
+            return self.sample_rate
+        from ..fl.rounds import fixed_cohort_rate
+        return fixed_cohort_rate(self.seed, round_index, population, self.clients_per_round)
+
     def validate(self) -> SimConfig:
         """Raise ValueError naming the first bad field; returns self."""
         def bad(name: str, why: str) -> ValueError:
@@ -110,7 +134,8 @@ class SimConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(name, "must be an integer >= 1")
-        for name in ("seed", "risk_people", "baseline_devices", "eval_every"):
+        for name in ("seed", "risk_people", "baseline_devices", "eval_every",
+                     "clients_per_round"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad(name, "must be an integer >= 0")
@@ -198,6 +223,9 @@ class SimConfig:
             raise bad("noise_multiplier", "sets the aggregator's noise of central DP; under "
                                           "secure aggregation the devices' noise is calibrated "
                                           "from epsilon")
+        if self.secure_aggregation and self.clients_per_round:
+            raise bad("clients_per_round", "secure aggregation plans its blocks of devices from "
+                                           "Poisson sampling: use --sample-rate")
         if self.secure_aggregation:
             self._check_secure_dropout(bad)
         if self.task == "csv":
@@ -214,6 +242,10 @@ class SimConfig:
                                      "give devices or device_column, not both")
         elif self.data:
             raise bad("data", "a CSV file is only read with task = 'csv'")
+        # (a CSV device column's population is known only once read: checked then)
+        if (self.task != "csv" or not self.device_column) and self.clients_per_round > self.devices:
+            raise bad("clients_per_round", f"must be at most devices ({self.devices}), or 0 for "
+                                           "Poisson sampling at sample_rate")
         # (a CSV device column's population is known only once read; there a sample at least as
         # large as it means every device)
         if (self.task != "csv" or not self.device_column) and self.baseline_devices > self.devices:

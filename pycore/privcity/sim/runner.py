@@ -121,29 +121,50 @@ def _seeded_rng(cfg: SimConfig, stream: int) -> SecureRNG:
 def calibrate_noise_multiplier(*, epsilon: float, delta: float, sample_rate: float,
                                rounds: int) -> float:
     """The smallest noise multiplier z, within 1%, with which ``rounds`` DP-FedAvg rounds at
-    rate q stay within (epsilon, delta), by dp-accounting's RDP (bisection on log z; each step
-    is one dp-accounting evaluation, about 0.1 s)."""
-    def eps(z: float) -> float:
-        return Accountant(epsilon_budget=1e300, delta=delta).record_rounds(
-            q=sample_rate, z=z, n=rounds)
-    lo, hi = 0.25, 1.0
-    while eps(hi) > epsilon:
-        lo, hi = hi, hi * 2
-        if hi > 1e4:
+    rate q stay within (epsilon, delta), by dp-accounting's RDP. Each evaluation is one
+    dp-accounting computation (0.2 to 0.4 s): log epsilon is smooth and close to linear in log
+    z, so a bracketing secant (Illinois) in log-log space needs about 4 of them where
+    bisection took 10; the answer is always a z whose epsilon was computed and fits."""
+    def gap(log_z: float) -> float:  # log eps(z) - log epsilon: <= 0 where z fits
+        eps = Accountant(epsilon_budget=1e300, delta=delta).record_rounds(
+            q=sample_rate, z=math.exp(log_z), n=rounds)
+        return math.log(eps) - math.log(epsilon) if eps > 0 else -math.inf
+
+    # A bracket [lo, hi] on log z: gap(lo) > 0 (too little noise), gap(hi) <= 0 (fits)
+    lo, hi = math.log(0.5), 0.0
+    g_lo, g_hi = gap(lo), gap(hi)
+    while g_hi > 0:
+        lo, g_lo, hi = hi, g_hi, hi + math.log(2.0)
+        if hi > math.log(1e4):
             raise ValueError(f"no noise multiplier up to 1e4 fits epsilon={epsilon} in "
                              f"{rounds} rounds at sample_rate={sample_rate}")
-    if hi == 1.0:
-        while eps(lo) <= epsilon:
-            lo, hi = lo / 2, lo
-            if lo < 1e-3:
-                return hi
-    while hi / lo > 1.01:
-        mid = math.sqrt(lo * hi)
-        if eps(mid) > epsilon:
-            lo = mid
+        g_hi = gap(hi)
+    while g_lo <= 0:
+        hi, g_hi, lo = lo, g_lo, lo - math.log(2.0)
+        if lo < math.log(1e-3):
+            return math.exp(hi)
+        g_lo = gap(lo)
+    side = 0  # Illinois: halve the weight of an end kept twice in a row
+    while hi - lo > math.log(1.01):
+        mid = hi - g_hi * (hi - lo) / (g_hi - g_lo) if math.isfinite(g_lo + g_hi) \
+            else (lo + hi) / 2
+        # Aim just past the estimate, towards the end that moves least: a good estimate then
+        # closes the bracket within 1% in one more step.
+        pad = 0.3 * math.log(1.01)
+        mid = min(max(mid + (pad if side <= 0 else -pad), lo + 0.1 * (hi - lo)),
+                  hi - 0.1 * (hi - lo))
+        g = gap(mid)
+        if g > 0:
+            lo, g_lo = mid, g
+            if side == -1:
+                g_hi /= 2
+            side = -1
         else:
-            hi = mid
-    return hi
+            hi, g_hi = mid, g
+            if side == 1:
+                g_lo /= 2
+            side = 1
+    return math.exp(hi)
 
 
 def _raw_upload_bytes(census: _Census) -> int:
@@ -367,6 +388,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     every = cfg.eval_every or max(1, cfg.rounds // 50)  # 0: about 50 evaluations a run
     distributed = isinstance(strategy, DistributedDPFedAvg)
     floor = strategy.block_floor if distributed else None  # each block sum's fewest shares
+    evaluation = 0.0  # seconds evaluating the test set
     for r in range(cfg.rounds):
         try:
             strategy.check_budget()
@@ -384,13 +406,14 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             if distributed:
                 secure.update(ddg=strategy.ddg, rotation_seed=rotation_seed(cfg, r),
                               min_survivors=floor)
-        msg = {"params": params, "round": r, "sample_rate": cfg.sample_rate,
+        rate = cfg.round_rate(r, population)  # Poisson at q, or exactly clients_per_round
+        msg = {"params": params, "round": r, "sample_rate": rate,
                "dropout": cfg.dropout, "clip": clip,
                "adaptive_bit": aggregator.adaptive_bit, "epoch": 2 * r + (1 if dp else 0),
                "secure": secure}
         # The server's own cohort: the aggregator admits only these devices' updates, whatever
         # a gateway reports (seeded Poisson sampling, the gateways' round_cohort decision).
-        cohort = sampled_devices(cfg.seed, r, np.arange(population), sample_rate=cfg.sample_rate)
+        cohort = sampled_devices(cfg.seed, r, np.arange(population), sample_rate=rate)
         gateways = _gateway_ids(transport)  # the rank each report came from, not its claim
         refusals: Counter[str] = Counter()
         if secure is not None:
@@ -398,7 +421,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             # new ones before the round starts.
             t0 = time.perf_counter()
             issued: dict[int, bytes] = {}
-            for g, asks in zip(gateways, transport.enrolments(r, cfg.sample_rate)):
+            for g, asks in zip(gateways, transport.enrolments(r, rate)):
                 refusals.update(aggregator.enrol(asks, gateway=g, issued=issued))
             msg["certificates"] = issued
             enrol_seconds = time.perf_counter() - t0
@@ -425,11 +448,15 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
         t2 = time.perf_counter()
-        accounting = strategy.last_accounting_seconds if dp else 0.0
+        step_accounting = strategy.last_accounting_seconds if dp else 0.0
         # One evaluation (the score is one of its metrics), every eval_every rounds and last
+        t3 = time.perf_counter()
         scores = model.evaluate(params, test.X, test.y) \
             if (r + 1) % every == 0 or r + 1 == cfg.rounds else None
+        t4 = time.perf_counter()
         eps = strategy.accountant.epsilon() if dp else None
+        accounting = step_accounting + time.perf_counter() - t4
+        evaluation += t4 - t3
         extra = {}
         if distributed:
             extra = {"epsilon_servers": strategy.epsilon_servers(), "dropped": dropped}
@@ -447,8 +474,8 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "epsilon": eps,
             "clip": clip,
             "enrol_seconds": t1 - t0 + (enrol_seconds if secure is not None else 0.0),
-            "aggregation_seconds": t2 - t1 - accounting,  # open + reduce + noise
-            "accounting_seconds": accounting,
+            "aggregation_seconds": t2 - t1 - step_accounting,  # open + reduce + noise
+            "accounting_seconds": accounting,  # the strategy's and the epsilon shown
             "train_cpu_seconds": [float(x) for rep in reports for x in rep.train_seconds],
             "privacy_seconds": [float(x) for rep in reports for x in rep.privacy_seconds],
             **extra,
@@ -459,11 +486,14 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                    "dropped: too few noise shares" if extra.get("dropped") else "")
     bar.close()
     if rounds and rounds[-1]["score"] is None:  # stopped by the budget between evaluations
+        t3 = time.perf_counter()
         scores = model.evaluate(params, test.X, test.y)
+        evaluation += time.perf_counter() - t3
         rounds[-1].update(score=float(scores[metric]),
                           metrics={k: float(v) for k, v in scores.items()})
     return {"params": params, "rounds": rounds, "stopped": stopped, "first": first,
-            "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started}
+            "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started,
+            "evaluation_seconds": evaluation}
 
 
 def _checked_report(rep: Any, refusals: Counter[str]) -> GatewayReport:
@@ -506,6 +536,13 @@ def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
         return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
     if cfg.secure_aggregation:
         return distributed_strategy(cfg, population, n_params, holders), False
+    if "fl_dp" not in cfg.run_set():  # not run (--runs): no noise to calibrate (z is unused)
+        return DPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), clip=cfg.clip,
+                        noise_multiplier=cfg.noise_multiplier or 1.0,
+                        sample_rate=cfg.sample_rate,
+                        population=population,
+                        accountant=Accountant(epsilon_budget=cfg.epsilon, delta=cfg.delta),
+                        rng=_seeded_rng(cfg, 1)), False
     z = cfg.noise_multiplier or calibrate_noise_multiplier(
         epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, rounds=cfg.rounds)
     adaptive = None
@@ -631,6 +668,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             train, test = full[0].subset(np.arange(mine.start, mine.stop)), full[1]
         else:
             train, test = _dataset(cfg, mine)
+    # Wall seconds of each phase (rank 0's view), metrics.json "phases" and the table.
+    phases: dict[str, float] = {"read": time.perf_counter() - started}
     model = _model(cfg, train)
     if cfg.lr == 0:
         cfg = dataclasses.replace(cfg, lr=auto_lr(model))
@@ -696,7 +735,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     if "centralized" in runs:
         say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records "
             f"of {base.n_devices:,} devices{hint}")
-    t0 = time.process_time()
+    phases["setup"] = time.perf_counter() - started - phases["read"]
+    t0, wall0 = time.process_time(), time.perf_counter()
     if "centralized" not in runs:  # --runs without it: nothing pooled is trained
         central, central_cpu = None, 0.0
     elif shared and "central" in shared:  # a sweep's later run: the same baseline
@@ -707,6 +747,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                         epochs=cfg.centralized_epochs,
                                         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
         central_cpu = time.process_time() - t0
+    phases["centralized"] = time.perf_counter() - wall0
     baseline_records = rows
     # The attacks read a CSV's devices again (a synthetic city's they regenerate by id).
     csv_data = (train, test) if cfg.task == "csv" else None
@@ -720,7 +761,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         plain = shared["plain"]
         say("FL: the sweep's first run's (its settings are the same)")
     else:
-        plain = _federated(cfg, dp=False, transport=transports[0], aggregator=agg_plain,
+        plain = _federated(cfg.for_run("fl", census.n_devices), dp=False,
+                           transport=transports[0], aggregator=agg_plain,
                            model=model, test=test, init=init, progress=progress,
                            population=census.n_devices)
     transports[0].finish()
@@ -728,12 +770,14 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         shared.setdefault("central", (central, central_cpu))
         shared.setdefault("plain", plain)
     if "fl_dp" in runs:
-        dp = _federated(cfg, dp=True, transport=transports[1], aggregator=agg_dp, model=model,
+        dp = _federated(cfg.for_run("fl_dp", census.n_devices), dp=True,
+                        transport=transports[1], aggregator=agg_dp, model=model,
                         test=test, init=init, progress=progress, population=census.n_devices)
     else:
         dp = _not_run(agg_dp, init)
     transports[1].finish()
 
+    wall0 = time.perf_counter()
     from .risk import csv_records_risk, records_risk, release_risk
     if cfg.task == "csv":
         # The file's own records, on the columns the user names (None without any)
@@ -765,19 +809,23 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         ("fl", plain["params"], not plain.get("skipped")),
         ("fl_dp", dp["params"], not dp.get("skipped"))) if ran}
     rounds_run = {"centralized": 0, "fl": len(plain["rounds"]), "fl_dp": len(dp["rounds"])}
+    phases["risk"] = time.perf_counter() - wall0
     results = _report(cfg, model, census, baseline_records, test, central, central_cpu, plain,
                       dp, size, time.perf_counter() - started, released)
     results["risk"] = risk
+    results["phases"] = _phases(phases, plain, dp)
     # The trainings are saved before anything else runs on them: an attack, the report or a
     # model file that fails must not take the run's results with it.
     _write_metrics(cfg.out, results)
     if cfg.attacks != "none":
         from .attacks import breach_risk, run_attacks, run_audit
-        z, c = results["privacy"]["noise_multiplier"], cfg.clip
+        z, c = results["privacy"]["noise_multiplier"], cfg.clip  # (z None: FL + DP not run)
         results["attacks"] = run_attacks(
             cfg, level=cfg.attacks, model=model, first=plain["first"] or dp["first"],
+            first_run="fl" if plain["first"] else "fl_dp",
             population=census.n_devices, params=released, rounds_run=rounds_run,
-            baseline=sample, noise_std=z * c, clip=c, csv=csv_data, say=say,
+            baseline=sample, noise_std=None if z is None else z * c, clip=c, csv=csv_data,
+            say=say,
             share_std=(results["privacy"]["ddg"]["sigma_local_model_units"]
                        if cfg.secure_aggregation else None))
         results["attacks"]["run_seconds"] = results["wall_seconds"]
@@ -789,15 +837,33 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                                    else None))
         results["audit"]["seconds"] = time.perf_counter() - t0
         results["attacks"]["seconds"] += results["audit"]["seconds"]
+        results["phases"]["attacks"] = results["attacks"]["seconds"]
         say(f"attacks: done in {results['attacks']['seconds']:.1f} s")
+    wall0 = time.perf_counter()
     if cfg.report:
         say("report: rendering the plots")
         from ..report import render_report
         results["report"] = render_report(results, cfg.out)
     results["models"] = _save_models(cfg, model, census, sample, test, released, rounds_run,
                                      results)
+    results["phases"]["report_and_models"] = time.perf_counter() - wall0
+    results["wall_seconds"] = time.perf_counter() - started
     _write_metrics(cfg.out, results)
     return results
+
+
+def _phases(phases: dict[str, float], plain: dict[str, Any],
+            dp: dict[str, Any]) -> dict[str, float]:
+    """Wall seconds of each phase of a run, in order: read (data), setup (model, keys, the
+    aggregators), centralized, fl and fl_dp (each with its evaluation and accounting, given
+    apart as well), risk (the records' and traces' re-identification), then attacks and
+    report_and_models once they are done."""
+    return {"read": phases["read"], "setup": phases["setup"],
+            "centralized": phases["centralized"], "fl": plain["wall_seconds"],
+            "fl_dp": dp["wall_seconds"],
+            "evaluation": plain.get("evaluation_seconds", 0.0) + dp.get("evaluation_seconds", 0.0),
+            "accounting": sum(r["accounting_seconds"] for r in dp["rounds"]),
+            "risk": phases["risk"]}
 
 
 def _write_metrics(out: str, results: dict[str, Any]) -> None:
@@ -846,7 +912,7 @@ def _save_models(cfg: SimConfig, model: Any, census: _Census, sample: np.ndarray
     for name, p in params.items():
         devs, cnt = pool[pick], counts[pick]
         if name != "centralized":
-            seen = took_part(cfg, devs, rounds[name])
+            seen = took_part(cfg, name, devs, rounds[name], census.n_devices)
             devs, cnt = devs[seen], cnt[seen]
         keep = cnt > 0
         members = record_ids(np.concatenate([[0], np.cumsum(cnt[keep])]).astype(np.int64),
@@ -956,8 +1022,8 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
     rounds = dp["rounds"]
     if dp.get("skipped"):  # --runs without fl_dp: no DP, no epsilon to print
         return {"epsilon": None, "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
-                "noise_multiplier": strategy.get("noise_multiplier"),
-                "sample_rate": cfg.sample_rate, "mechanism": "none (FL + DP not run)",
+                "noise_multiplier": None, "sample_rate": cfg.sample_rate,
+                "mechanism": "none (FL + DP not run)",
                 "guarantees": [], "noise": "no DP run"}
     eps = rounds[-1]["epsilon"] if rounds else 0.0
     out: dict[str, Any] = {
@@ -1024,6 +1090,7 @@ def summary_table(results: dict[str, Any]) -> str:
     """The run's results as a text table (what ``privcity simulate`` prints)."""
     m = results["metric"]
     fl, fd, bw, pr = results["fl"], results["fl_dp"], results["bandwidth"], results["privacy"]
+    ph = results.get("phases") or {}
 
     def score(value: float | None) -> str:
         if value is None:
@@ -1045,6 +1112,11 @@ def summary_table(results: dict[str, Any]) -> str:
         ("rounds run", "-", str(fl["rounds_run"]), str(fd["rounds_run"])),
         ("bytes sent", f"{bw['raw_upload_bytes']:,} (raw, sealed)", f"{fl['bytes_total']:,}",
          f"{fd['bytes_total']:,}"),
+        ("bytes / device / round", f"{_per_device(bw['raw_upload_bytes'], results['devices'])}"
+         " (raw, once)", _per_device(fl["bytes_total"], fl["device_rounds"]),
+         _per_device(fd["bytes_total"], fd["device_rounds"])),
+        *([("wall time", f"{ph.get('centralized', 0.0):.1f} s", f"{ph['fl']:.1f} s",
+            f"{ph['fl_dp']:.1f} s")] if ph else []),
         ("device CPU / round", "-", f"{fl['device_train_cpu_seconds_mean'] * 1e3:.3f} ms",
          f"{fd['device_train_cpu_seconds_mean'] * 1e3:.3f} ms"),
         ("clip + secagg p50 / p99" if results["config"].get("secure_aggregation")
@@ -1069,6 +1141,13 @@ def summary_table(results: dict[str, Any]) -> str:
     notes = [f"privacy: {pr['trust']}" if "trust" in pr else "",
              f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"
              if pr["epsilon"] is not None else ""]
+    cpr = results["config"].get("clients_per_round")
+    if cpr and not fl.get("skipped"):
+        notes.append(f"sampling: FL {cpr:,} devices a round (--clients-per-round); FL + DP "
+                     f"Poisson at q = {results['config']['sample_rate']:g}, which its epsilon "
+                     "assumes")
+    if ph:
+        notes.append(_phase_line(ph, results["wall_seconds"]))
     notes = [n for n in notes if n]
     rec = (results.get("risk") or {}).get("records")
     if rec and "unicity" in rec:  # a CSV's own records (sim.risk.csv_records_risk)
@@ -1147,6 +1226,27 @@ def summary_table(results: dict[str, Any]) -> str:
             f" ({results['task_type']}), {results['ranks']} rank(s), "
             f"{results['wall_seconds']:.1f} s")
     return head + "\n" + "\n".join(lines)
+
+
+def _per_device(total: int, count: int) -> str:
+    """Bytes per device (or device-round), in B, KB or MB; "-" for none."""
+    if count <= 0:
+        return "-"
+    x = total / count
+    for unit, size in (("MB", 1e6), ("KB", 1e3)):
+        if x >= size:
+            return f"{x / size:.1f} {unit}"
+    return f"{x:.0f} B"
+
+
+def _phase_line(ph: dict[str, float], total: float) -> str:
+    """"time: read 2.1 s, setup 0.3 s, ..." over the phases metrics.json lists."""
+    names = {"read": "read", "setup": "setup", "centralized": "centralized", "fl": "FL",
+             "fl_dp": "FL + DP", "evaluation": "evaluation (in the runs)",
+             "accounting": "accounting (in the runs)", "risk": "re-identification risk",
+             "attacks": "attacks", "report_and_models": "report and model files"}
+    parts = [f"{names.get(k, k)} {v:.2f} s" for k, v in ph.items() if v >= 0.005]
+    return f"time (wall, rank 0): {', '.join(parts)}; total {total:.1f} s"
 
 
 def _ci(value: float | None, ci: list[Any], percent: bool = False) -> str:
