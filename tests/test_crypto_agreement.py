@@ -225,6 +225,38 @@ def test_keyring_caches_and_matches_derive_key(city):
     assert len(ring_dev) == 2
 
 
+def test_keyring_agrees_once_per_peer_key_and_still_derives_every_epochs_key(city, monkeypatch):
+    # Prepare: count the ring's X25519 agreements
+    from privcity.crypto import agreement
+    dev, gw, dev2 = city["dev-1"], city["gw-1"], city["dev-2"]
+    real, exchanges = gw.keys.agreement_key, []
+    real_agree = agreement._agree
+
+    def agree(*a, **k):
+        exchanges.append(k)
+        return real_agree(*a, **k)
+
+    monkeypatch.setattr(agreement, "_agree", agree)
+    ring = KeyRing(gw.keys, "gw-1")
+
+    # Execute
+    keys = [ring.receiving_key(dev.verified(), e) for e in range(6)]
+    keys += [ring.sending_key(dev.verified(), e) for e in range(3)]
+    other = ring.receiving_key(dev2.verified(), 0)
+    ring.forget("dev-1")
+    again = ring.receiving_key(dev.verified(), 0)
+
+    # Assert: one exchange per (peer key, direction), and after forget() one more; every key
+    # is derive_key's, distinct per epoch and direction
+    assert len(exchanges) == 4
+    assert keys[:6] == [derive_key(real, dev.verified(), sender_id="dev-1", receiver_id="gw-1",
+                                   epoch=e) for e in range(6)]
+    assert keys[6:] == [derive_key(real, dev.verified(), sender_id="gw-1", receiver_id="dev-1",
+                                   epoch=e) for e in range(3)]
+    assert len(set(keys + [other])) == 10
+    assert again == keys[0]
+
+
 def test_keyring_rotation_and_forget(city):
     # Prepare
     dev, gw, dev2 = city["dev-1"], city["gw-1"], city["dev-2"]

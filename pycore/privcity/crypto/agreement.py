@@ -96,10 +96,21 @@ def derive_key(my_private: PrivateAgreementKey, peer: VerifiedCertificate, *,
     own private key and the other's certificate, derive the same key. Raises TypeError for an
     unverified certificate and ValueError for inconsistent ids or a low-order peer key.
     """
-    if not isinstance(peer, VerifiedCertificate):
+    if not isinstance(peer, VerifiedCertificate):  # (checked first, as always)
         raise TypeError("peer must be a VerifiedCertificate: verify the peer's certificate "
                         "with privcity.crypto.pki.verify_certificate first")
     info = kdf_info(sender_id, receiver_id, epoch, suite)
+    shared, salt = _agree(my_private, peer, sender_id=sender_id, receiver_id=receiver_id)
+    return _expand(shared, salt, info, suite)
+
+
+def _agree(my_private: PrivateAgreementKey, peer: Any, *, sender_id: str,
+           receiver_id: str) -> tuple[bytes, bytes]:
+    """(X25519 shared secret, HKDF salt) of :func:`derive_key`, after its checks; the same for
+    every epoch, so a KeyRing computes it once per peer key."""
+    if not isinstance(peer, VerifiedCertificate):
+        raise TypeError("peer must be a VerifiedCertificate: verify the peer's certificate "
+                        "with privcity.crypto.pki.verify_certificate first")
     if sender_id == receiver_id:
         raise ValueError("sender_id and receiver_id must differ")
     if peer.subject_id not in (sender_id, receiver_id):
@@ -115,6 +126,10 @@ def derive_key(my_private: PrivateAgreementKey, peer: VerifiedCertificate, *,
         raise ValueError("X25519 agreement failed: the peer key is of low order") from None
     salt = kdf_salt(peer_public, my_public) if peer.subject_id == sender_id \
         else kdf_salt(my_public, peer_public)
+    return shared, salt
+
+
+def _expand(shared: bytes, salt: bytes, info: bytes, suite: str = SUITE_AES256GCM) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=_KEY_LENGTHS[suite], salt=salt,
                 info=info).derive(shared)
 
@@ -128,13 +143,17 @@ class KeyRing:
     Not picklable or copyable; the repr shows no keys.
     """
 
-    __slots__ = ("_private", "_my_id", "_keys")
+    __slots__ = ("_private", "_my_id", "_keys", "_shared")
 
     def __init__(self, my_private: PrivateAgreementKey, my_id: str) -> None:
         self._private = _private(my_private)
         _lp(my_id, "my_id")
         self._my_id = my_id
         self._keys: dict[tuple[str, bytes, int, str], bytes] = {}
+        # (peer id, peer key, direction) -> (X25519 shared secret, HKDF salt): an epoch's key
+        # is then one HKDF (5 us) instead of an X25519 exchange too (40 us, and Python's
+        # key-object overhead); the keys are the same bytes derive_key gives.
+        self._shared: dict[tuple[str, bytes, str], tuple[bytes, bytes]] = {}
 
     @property
     def my_id(self) -> str:
@@ -148,8 +167,12 @@ class KeyRing:
         if key is None:
             sender, receiver = (self._my_id, peer.subject_id) if direction == "send" \
                 else (peer.subject_id, self._my_id)
-            key = derive_key(self._private, peer, sender_id=sender, receiver_id=receiver,
-                             epoch=epoch)
+            pair = (slot[0], slot[1], direction)
+            agreed = self._shared.get(pair)
+            if agreed is None:
+                agreed = self._shared[pair] = _agree(self._private, peer, sender_id=sender,
+                                                     receiver_id=receiver)
+            key = _expand(*agreed, kdf_info(sender, receiver, epoch))
             self._keys[slot] = key
         return key
 
@@ -173,6 +196,8 @@ class KeyRing:
         old = [slot for slot in self._keys if slot[0] == peer_id]
         for slot in old:
             del self._keys[slot]
+        for pair in [pair for pair in self._shared if pair[0] == peer_id]:
+            del self._shared[pair]
         return len(old)
 
     def __len__(self) -> int:
