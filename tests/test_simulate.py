@@ -18,7 +18,7 @@ from privcity.sim import SimConfig, calibrate_noise_multiplier, load_config, sim
 from test_aggregate_mpi import find_mpiexec
 
 SMALL = dict(devices=160, rounds=6, sample_rate=0.25, samples_per_device=24, seed=3, lr=0.5,
-             local_epochs=3)
+             local_epochs=3, eval_every=1)
 
 
 def run(tmp_path: Path, **kw) -> dict:
@@ -705,3 +705,17 @@ def test_a_run_without_dp_never_imports_dp_accounting(tmp_path, run_python):
     # Assert
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == "False"
+
+
+def test_automatic_evaluation_spacing_follows_the_cost_of_a_pass_over_the_test_set():
+    # Prepare
+    from privcity.sim.runner import auto_eval_every
+    cfg = load_config(None, rounds=100, sample_rate=0.1, local_epochs=1)
+
+    # Execute / Assert: 50 evaluations when the test set is small beside a round's training;
+    # fewer as it grows (60,000 records: 6,000 rows trained a round); never past the last round
+    assert auto_eval_every(cfg, test_rows=1_000, records=60_000, population=1_000) == 2
+    assert auto_eval_every(cfg, test_rows=15_000, records=60_000, population=1_000) == 3
+    assert auto_eval_every(cfg, test_rows=10**7, records=60_000, population=1_000) == 100
+    fixed = load_config(None, rounds=100, clients_per_round=10, local_epochs=1)
+    assert auto_eval_every(fixed, test_rows=15_000, records=60_000, population=1_000) == 25

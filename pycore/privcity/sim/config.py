@@ -35,7 +35,7 @@ class SimConfig:
     alpha: float = 0.5                 # Dirichlet concentration
     rounds: int = 40
     eval_every: int = 0                # evaluate the test set every k rounds and the last; 0:
-                                       # every max(1, rounds // 50) rounds
+                                       # sim.runner.auto_eval_every (a small share of the run)
     sample_rate: float = 0.1           # q: Poisson sampling rate of devices per round
     clients_per_round: int = 0         # > 0: FL without DP takes exactly this many devices a
                                        # round (uniform without replacement); FL + DP keeps

@@ -376,7 +376,7 @@ def _rank_devices(cfg: SimConfig, population: int, gateways: int) -> list[np.nda
 
 def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregator,
                model: Any, test: Any, init: np.ndarray, progress: bool,
-               population: int) -> dict[str, Any]:
+               population: int, records: int) -> dict[str, Any]:
     params = init.copy()
     run_started = time.perf_counter()
     strategy = aggregator.strategy
@@ -385,7 +385,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     stopped = None
     first = None  # (round, global parameters) of the first round any device reported in
     bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
-    every = cfg.eval_every or max(1, cfg.rounds // 50)  # 0: about 50 evaluations a run
+    every = cfg.eval_every or auto_eval_every(cfg, test.X.shape[0], records, population)
     distributed = isinstance(strategy, DistributedDPFedAvg)
     floor = strategy.block_floor if distributed else None  # each block sum's fewest shares
     evaluation = 0.0  # seconds evaluating the test set
@@ -494,6 +494,18 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     return {"params": params, "rounds": rounds, "stopped": stopped, "first": first,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started,
             "evaluation_seconds": evaluation}
+
+
+def auto_eval_every(cfg: SimConfig, test_rows: int, records: int, population: int) -> int:
+    """The k of ``eval_every = 0``: at most about 50 evaluations a run (every rounds // 50),
+    fewer when the test set has more rows than a round trains (q x records x epochs), so that
+    evaluating stays a small share of the run: a trained row costs a forward and a backward
+    pass in small batches, an evaluated one a forward pass in one large product (measured on
+    issue 16's workload: a tenth to a third of the time a row)."""
+    rate = cfg.clients_per_round / max(population, 1) if cfg.clients_per_round \
+        else cfg.sample_rate
+    trained = max(rate * records * cfg.local_epochs, 1.0)
+    return min(cfg.rounds, max(1, cfg.rounds // 50, math.ceil(test_rows / trained)))
 
 
 def _checked_report(rep: Any, refusals: Counter[str]) -> GatewayReport:
@@ -764,7 +776,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         plain = _federated(cfg.for_run("fl", census.n_devices), dp=False,
                            transport=transports[0], aggregator=agg_plain,
                            model=model, test=test, init=init, progress=progress,
-                           population=census.n_devices)
+                           population=census.n_devices, records=census.n_records)
     transports[0].finish()
     if shared is not None:
         shared.setdefault("central", (central, central_cpu))
@@ -772,7 +784,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     if "fl_dp" in runs:
         dp = _federated(cfg.for_run("fl_dp", census.n_devices), dp=True,
                         transport=transports[1], aggregator=agg_dp, model=model,
-                        test=test, init=init, progress=progress, population=census.n_devices)
+                        test=test, init=init, progress=progress, population=census.n_devices,
+                        records=census.n_records)
     else:
         dp = _not_run(agg_dp, init)
     transports[1].finish()
