@@ -26,13 +26,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from ..crypto import EnvelopeReceiver, EnvelopeSender
-from ..crypto.envelope import CONTENT_TENSOR, OpenedEnvelope, decode_tensor, parse_header
+from ..crypto.envelope import (CONTENT_BYTES, CONTENT_TENSOR, OpenedEnvelope, decode_tensor,
+                               parse_header)
 from ..crypto.pki import CertificateAuthority, IdentityKeys, VerifiedCertificate
 from ..data._hash import mix
 from ..dp import clip_l2_rows
 from ..errors import EnvelopeError, PrivcityError, SecureAggregationError
 from .admission import (DeviceRegistry, OpenedRound, as_device_ids, items_of, member,
                         refusal_kind)
+from .compress import Compression, ErrorFeedback, decode_update, encode_quantized, encode_topk
 from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "OpenedRound", "device_uniforms",
@@ -199,12 +201,16 @@ class Gateway:
     :meth:`take_certificates` stores what the city CA (``trust_anchor``, with ``crl``) issued.
     The devices of this gateway check each other's certificates and signatures through one
     cache kept across rounds (a simulation shortcut: each certificate and signature is checked
-    once in this process, not once per device)."""
+    once in this process, not once per device).
+
+    ``compression`` (:mod:`privcity.fl.compress`): the codec of the sealed updates, the same as
+    the aggregator's; with top-k the gateway keeps each device's error-feedback residual."""
 
     def __init__(self, *, model: Any, data: Any, devices: np.ndarray, seed: int,
                  aggregator_certificate: VerifiedCertificate, epochs: int, batch_size: int,
                  lr: float, trust_anchor: x509.Certificate | None = None,
-                 crl: x509.CertificateRevocationList | None = None) -> None:
+                 crl: x509.CertificateRevocationList | None = None,
+                 compression: Compression | None = None) -> None:
         self.model = model
         self.data = data
         self.devices = np.asarray(devices, dtype=np.int64)
@@ -216,6 +222,8 @@ class Gateway:
         self._senders: dict[int, EnvelopeSender] = {}
         self._certificates: dict[int, bytes] = {}
         self._verifier: Any = None
+        self.compression = compression if compression is not None else Compression()
+        self.feedback = ErrorFeedback()  # top-k: what each device has not sent yet
 
     def _identity(self, device: int, enrolments: list[tuple[int, bytes, bytes]]) -> IdentityKeys:
         """The device's keys, made (and their public halves added to ``enrolments``) the first
@@ -331,13 +339,36 @@ class Gateway:
             # Provisioning a new device's identity (key generation) is not part of its round.
             tx = self._sender(device, report.enrolments)
             t1 = time.perf_counter()
-            payload = row
-            if adaptive_bit:
-                payload = np.append(row, np.float32(1.0 if norm <= clip else 0.0))
-            report.envelopes.append(tx.seal(self.aggregator, epoch, payload))
+            bit = bool(norm <= clip) if adaptive_bit else None
+            if self.compression.active:
+                try:
+                    payload = self._compressed(row, device, bit, clip, epoch)
+                except ValueError:  # too large to quantize (float32 overflow): as diverged
+                    report.diverged += 1
+                    continue
+                envelope = tx.seal(self.aggregator, epoch, payload, content_type=CONTENT_BYTES)
+            else:
+                payload = row if bit is None else np.append(row, np.float32(bit))
+                envelope = tx.seal(self.aggregator, epoch, payload)
+            report.envelopes.append(envelope)
             report.train_seconds.append(per_device_train)
             report.privacy_seconds.append(clip_share + time.perf_counter() - t1)
         return report
+
+    def _compressed(self, row: np.ndarray, device: int, bit: bool | None, clip: float | None,
+                    epoch: int) -> bytes:
+        """The device's compressed payload (privcity.fl.compress): top-k of its update plus its
+        residual (clipped again to ``clip`` under DP), or its update quantized with rounding
+        drawn from its own stream of the epoch (seeded: a simulation)."""
+        c = self.compression
+        if c.kind == "topk":
+            idx, values = self.feedback.step(device, row, c.k(row.size), clip)
+            return encode_topk(idx, values, row.size, unclipped=bit)
+        from ..noise import SecureRNG
+        key = hashlib.sha256(b"privcity-simulate compress rounding|" + np.array(
+            [self.seed, epoch], np.int64).tobytes()).digest()
+        return encode_quantized(np.ascontiguousarray(row, dtype=np.float32), c, epoch,
+                                SecureRNG(key, stream=device), unclipped=bit)
 
     def _secure_sum(self, report: GatewayReport, rows: np.ndarray, norms: np.ndarray,
                     ids: np.ndarray, weights: np.ndarray, cohort: np.ndarray,
@@ -442,11 +473,13 @@ class Aggregator:
     """
 
     def __init__(self, *, strategy: Strategy, n_params: int, weights_of: Any,
-                 adaptive_bit: bool = False) -> None:
+                 adaptive_bit: bool = False, compression: Compression | None = None) -> None:
         self.strategy = strategy
         self.n_params = n_params
         self.weights_of = weights_of  # device id -> weight (number of examples)
         self.adaptive_bit = adaptive_bit
+        # The codec every device's update must arrive in (privcity.fl.compress), or none.
+        self.compression = compression if compression is not None else Compression()
         now = dt.datetime.now(dt.timezone.utc)
         self.ca = CertificateAuthority.create("privcity-city-ca",
                                               not_before=now - dt.timedelta(days=1))
@@ -589,7 +622,10 @@ class Aggregator:
 
     def _update_of(self, env: OpenedEnvelope) -> tuple[np.ndarray | None, str | None]:
         """(the update as float32, None), or (None, the refusal kind) for an authentic payload
-        that is not a float tensor of the model's width, or holds NaN or Inf once in float32."""
+        that is not a float tensor of the model's width (with compression: not exactly the
+        run's codec), or holds NaN or Inf once in float32."""
+        if self.compression.active:
+            return self._compressed_update_of(env)
         width = self.n_params + (1 if self.adaptive_bit else 0)
         if env.content_type != CONTENT_TENSOR:
             return None, "malformed"
@@ -604,6 +640,21 @@ class Aggregator:
         if not np.isfinite(row).all():
             return None, "non_finite"
         return row, None
+
+    def _compressed_update_of(self, env: OpenedEnvelope) -> tuple[np.ndarray | None, str | None]:
+        """:meth:`_update_of` for a run with compression: the decoded row (with its
+        adaptive-clipping bit appended when the run has one)."""
+        if env.content_type != CONTENT_BYTES:
+            return None, "malformed"
+        try:
+            row, bit = decode_update(env.payload, self.compression, self.n_params, env.epoch)
+        except EnvelopeError:
+            return None, "malformed"
+        if (bit is None) == self.adaptive_bit:  # the bit missing, or one the run does not use
+            return None, "malformed"
+        if not np.isfinite(row).all():
+            return None, "non_finite"
+        return (row if bit is None else np.append(row, np.float32(bit))), None
 
     def _opened_round(self, best: dict[int, tuple[int, np.ndarray]],
                       refusals: Counter[str]) -> OpenedRound:
