@@ -111,6 +111,10 @@ _FLAG_HELP = {
     "audit_strict": "exit with status 3 if the empirical epsilon audit's lower bound exceeds "
                     "the accountant's epsilon (a broken mechanism or accountant)",
     "report": "write OUT/report.html with its plots (on by default)",
+    "compress": "compressed updates: none; q<b> (e.g. q8, q4): unbiased stochastic "
+                "quantization to b bits per coordinate after a shared random rotation; "
+                "topk:<fraction> (e.g. topk:0.01): the largest coordinates, with error feedback "
+                "(not with --secure-aggregation)",
     "runs": "which trainings to run, comma-separated: centralized (pooled raw data), fl "
             "(FedAvg), fl_dp (FedAvg with DP); a run left out costs nothing and shows 'not run'",
 }

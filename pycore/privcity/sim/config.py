@@ -74,6 +74,7 @@ class SimConfig:
     quasi_identifiers: str = ""        # CSV columns an attacker may know, comma-separated
     attacks: str = "fast"              # the attack suite: none, fast or full (sim/attacks.py)
     runs: str = "centralized,fl,fl_dp"  # which of the three trainings to run
+    compress: str = "none"             # device updates: none, q<bits> (e.g. q8), topk:<fraction>
     audit_strict: bool = False         # exit non-zero if the audit's bound exceeds epsilon
     report: bool = True                # write OUT/report.html (and its PNGs)
 
@@ -98,6 +99,23 @@ class SimConfig:
                                  "group needs about two thirds of its devices to survive, the "
                                  f"threshold that tolerates colluders; {k} neighbours at "
                                  "most): lower --dropout, or raise --secagg-neighbors")
+
+    def compression(self) -> Any:
+        """The codec ``compress`` names (privcity.fl.compress.Compression), rotations seeded
+        from ``seed``."""
+        from ..fl.compress import parse_compression
+        return parse_compression(self.compress, seed=self.seed)
+
+    def _check_compress(self, bad: Any) -> None:
+        try:
+            codec = self.compression()
+        except ValueError as exc:
+            raise bad("compress", str(exc)) from None
+        if codec.kind == "topk" and self.secure_aggregation:
+            raise bad("compress", "top-k sparsification needs each update: under secure "
+                                  "aggregation every device's sparsity pattern differs, so a "
+                                  "masked sum of sparse vectors is as long as a dense one (use "
+                                  "q<bits>, or run without --secure-aggregation)")
 
     def run_set(self) -> frozenset[str]:
         """The trainings ``runs`` names (validated by :meth:`validate`)."""
@@ -228,6 +246,7 @@ class SimConfig:
                                            "Poisson sampling: use --sample-rate")
         if self.secure_aggregation:
             self._check_secure_dropout(bad)
+        self._check_compress(bad)
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")

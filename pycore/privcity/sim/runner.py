@@ -320,7 +320,7 @@ def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
     return Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
                    seed=cfg.seed, aggregator_certificate=aggregator_cert,
                    epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                   trust_anchor=trust_anchor, crl=crl)
+                   trust_anchor=trust_anchor, crl=crl, compression=cfg.compression())
 
 
 # --- one federated run ----------------------------------------------------------------------------
@@ -696,9 +696,10 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         dp_strategy, adaptive = _strategy(cfg, True, population, model.n_params,
                                           census.counts > 0)
         agg_plain = Aggregator(strategy=plain_strategy, n_params=model.n_params,
-                               weights_of=lambda d: weights[d])
+                               weights_of=lambda d: weights[d], compression=cfg.compression())
         agg_dp = Aggregator(strategy=dp_strategy, n_params=model.n_params,
-                            weights_of=lambda d: weights[d], adaptive_bit=adaptive)
+                            weights_of=lambda d: weights[d], adaptive_bit=adaptive,
+                            compression=cfg.compression())
         _assign_gateways(cfg, (agg_plain, agg_dp), population, size)
         if cfg.secure_aggregation and cfg.secure_failure_chance()[1] > SECURE_FAILURE_WARN:
             say(failure_warning(cfg.secure_failure_chance()[1], cfg.dropout))
@@ -1016,7 +1017,8 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
            if cfg.secure_aggregation else {}),
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
                       "fl_bytes_total": fl_sum["bytes_total"],
-                      "fl_dp_bytes_total": dp_sum["bytes_total"]},
+                      "fl_dp_bytes_total": dp_sum["bytes_total"],
+                      "compression": cfg.compression().describe(int(model.n_params))},
         "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
         "final_params_sha256": {name: hashlib.sha256(p.tobytes()).hexdigest()
                                 for name, p in released.items()},
