@@ -17,8 +17,9 @@ from privcity.crypto.envelope import CONTENT_BYTES
 from privcity.crypto.pki import IdentityKeys
 from privcity.dp import Accountant
 from privcity.fl import Aggregator, DPFedAvg, FedAvg, Gateway
-from privcity.fl.compress import (Compression, ErrorFeedback, decode_update, encode_quantized,
-                                  encode_topk, pack_codes, parse_compression, unpack_codes)
+from privcity.fl.compress import (Compression, ErrorFeedback, SecureQuantizer, decode_update,
+                                  encode_quantized, encode_topk, pack_codes, parse_compression,
+                                  unpack_codes)
 from privcity.fl.rounds import sampled_devices
 from privcity.noise import SecureRNG
 
@@ -455,3 +456,76 @@ def test_one_gateway_or_three_give_bit_identical_models(spec):
     # Assert: the same bits; and compression did change the model (the codec ran)
     assert hashlib.sha256(one.tobytes()).digest() == hashlib.sha256(three.tobytes()).digest()
     assert not np.array_equal(one, plain)
+
+
+# --- under secure aggregation -------------------------------------------------------------------
+
+def secure_quantizer(bits: int = 8, total_weight: int = 1000, dim: int = DIM) -> SecureQuantizer:
+    return SecureQuantizer(Compression("quantize", bits=bits, seed=6), dim, 1.0, total_weight)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x)).astype(np.float32)
+
+
+def test_the_secure_sum_of_quantized_updates_is_unbiased():
+    # Prepare: three devices of weights 1, 2, 5; their inputs summed mod 2**32, 2,000 times
+    q = secure_quantizer(bits=4, total_weight=8)
+    xs = [unit(vector(seed=i)) * 0.5 for i in range(3)]
+    weights = [1, 2, 5]
+    truth = sum(w * x.astype(np.float64) for w, x in zip(weights, xs))
+    trials = 2000
+
+    # Execute
+    got = []
+    for t in range(trials):
+        words = [q.encode(x, w, 2, rng(3 * t + i)).astype(q.word_dtype)
+                 for i, (x, w) in enumerate(zip(xs, weights))]
+        total, weight = q.decode(np.sum(words, axis=0, dtype=q.word_dtype), 2)
+        got.append(total)
+    got = np.stack(got)
+
+    # Assert: the weights' sum is exact, and every coordinate's mean is within 5 standard errors
+    assert weight == 8.0
+    se = got.std(axis=0) / math.sqrt(trials)
+    assert np.all(np.abs(got.mean(axis=0) - truth) <= 5 * se + 1e-9)
+
+
+def test_the_ring_holds_the_worst_sum_without_wrapping():
+    # Prepare: every unit of weight behind an update of norm C that the rotation puts whole on
+    # one coordinate (the largest integer a device can send), all of the same sign
+    q = secure_quantizer(bits=8, total_weight=2**12)
+    from privcity.dp import ddg_rotation_key
+    key = ddg_rotation_key(q.compression.rotation_seed(0))
+    e0 = np.zeros(q.padded_dim)
+    e0[0] = 1.0
+    x = _core.ddg_unrotate(e0, q.padded_dim, key)
+    q_full = SecureQuantizer(q.compression, q.padded_dim, 1.0, 2**12)  # dim = d': x is exact
+    x = (x / np.linalg.norm(x)).astype(np.float32)
+
+    # Execute: 2**12 devices of weight 1
+    one = q_full.encode(x, 1, 0, rng())
+    total = (one.astype(np.int64) * 2**12).astype(q_full.word_dtype)  # the sum, mod the word
+
+    # Assert: the largest integer is within the bound and the sum decodes without wrapping
+    assert one[0] >= q_full.max_integer - 1 and np.abs(one[:-1]).max() <= q_full.max_integer
+    assert q_full.word_dtype == np.uint32 and q_full.ring_bits <= 32
+    got, weight = q_full.decode(total, 0)
+    assert weight == 2**12
+    assert np.linalg.norm(got / 2**12 - x) < q_full.step * math.sqrt(q_full.padded_dim)
+
+
+@pytest.mark.parametrize("bits, total_weight, word", [(8, 60_000, np.uint32),
+                                                      (4, 60_000, np.uint32),
+                                                      (16, 60_000, np.uint64)])
+def test_the_ring_is_b_plus_log2_of_the_weights_plus_the_rotation_headroom(bits, total_weight,
+                                                                           word):
+    q = secure_quantizer(bits=bits, total_weight=total_weight, dim=7850)
+    headroom = math.log2(math.sqrt(8192) / (2 * 4.0))  # the grid spans +-4 C / sqrt(d')
+    assert q.ring_bits == pytest.approx(bits + headroom + math.log2(total_weight) + 1, abs=1.5)
+    assert q.word_dtype == word
+
+
+def test_a_sum_too_wide_for_64_bits_is_refused():
+    with pytest.raises(ValueError, match="ring"):
+        secure_quantizer(bits=16, total_weight=2**45, dim=7850)

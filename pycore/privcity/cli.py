@@ -114,7 +114,10 @@ _FLAG_HELP = {
     "compress": "compressed updates: none; q<b> (e.g. q8, q4): unbiased stochastic "
                 "quantization to b bits per coordinate after a shared random rotation; "
                 "topk:<fraction> (e.g. topk:0.01): the largest coordinates, with error feedback "
-                "(not with --secure-aggregation)",
+                "(not with --secure-aggregation). With --secure-aggregation, q<b> makes FL's "
+                "devices clip to --clip and sum integers in a ring of about b + 4 + "
+                "log2(records) bits (32-bit words where that fits: half the bytes of the 64-bit "
+                "fixed point); distributed DP keeps its own",
     "runs": "which trainings to run, comma-separated: centralized (pooled raw data), fl "
             "(FedAvg), fl_dp (FedAvg with DP); a run left out costs nothing and shows 'not run'",
 }

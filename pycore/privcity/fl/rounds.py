@@ -34,7 +34,8 @@ from ..dp import clip_l2_rows
 from ..errors import EnvelopeError, PrivcityError, SecureAggregationError
 from .admission import (DeviceRegistry, OpenedRound, as_device_ids, items_of, member,
                         refusal_kind)
-from .compress import Compression, ErrorFeedback, decode_update, encode_quantized, encode_topk
+from .compress import (Compression, ErrorFeedback, SecureQuantizer, decode_update,
+                       encode_quantized, encode_topk)
 from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "OpenedRound", "device_uniforms",
@@ -375,10 +376,13 @@ class Gateway:
                     clip: float | None, adaptive_bit: bool, secure: dict[str, Any],
                     round_index: int, per_device_train: float, clip_share: float) -> None:
         t0 = time.perf_counter()
-        ddg = secure.get("ddg")
+        ddg, quantizer = secure.get("ddg"), secure.get("quantizer")
         if ddg is not None:
             sending = self._ddg_inputs(rows, ids, secure, round_index)
             dtype, width = ddg.word_dtype, ddg.padded_dim
+        elif quantizer is not None:
+            sending = self._quantized_inputs(rows, ids, weights, quantizer, round_index)
+            dtype, width = quantizer.word_dtype, quantizer.padded_dim + 1
         else:
             sending = self._fixed_point_inputs(report, rows, norms, ids, weights, clip,
                                                adaptive_bit, secure)
@@ -406,6 +410,20 @@ class Gateway:
             columns.append((norms <= clip).astype(np.int64)[:, None])
         quantized = np.hstack(columns)
         return {int(d): q for d, q, ok in zip(ids, quantized, fits) if ok}
+
+    def _quantized_inputs(self, rows: np.ndarray, ids: np.ndarray, weights: np.ndarray,
+                          quantizer: SecureQuantizer,
+                          round_index: int) -> dict[int, np.ndarray]:
+        """Each device's input under a "q<b>" codec (privcity.fl.compress.SecureQuantizer):
+        its update clipped to the codec's clip, rotated, rounded at random onto the shared grid
+        (its own seeded stream: a simulation), times its weight, then its weight."""
+        from ..noise import SecureRNG
+        rows, _ = clip_l2_rows(rows, quantizer.clip)
+        key = hashlib.sha256(b"privcity-simulate secure rounding|" + np.array(
+            [self.seed, round_index], np.int64).tobytes()).digest()
+        return {int(d): quantizer.encode(np.ascontiguousarray(row, dtype=np.float32), int(w),
+                                         round_index, SecureRNG(key, stream=int(d)))
+                for d, row, w in zip(ids, rows, weights)}
 
     def _ddg_inputs(self, rows: np.ndarray, ids: np.ndarray, secure: dict[str, Any],
                     round_index: int) -> dict[int, np.ndarray]:
@@ -731,12 +749,28 @@ class Aggregator:
         return self.strategy.aggregate_sum(params, estimate, float(count), count,
                                            round_index=round_index)
 
+    def secure_quantizer(self, clip: float, population: int) -> SecureQuantizer | None:
+        """The codec of this run's secure sums under "q<b>" compression (the devices clip to
+        ``clip``; the ring holds the weights of all ``population`` devices), else None."""
+        if self.compression.kind != "quantize":
+            return None
+        total = int(sum(self.weights_of(d) for d in range(population)))
+        return SecureQuantizer(self.compression, self.n_params, float(clip), max(1, total))
+
     def step_secure(self, params: np.ndarray, sums: list[np.ndarray], count: int,
-                    round_index: int, scale_bits: int = SECURE_SCALE_BITS) -> np.ndarray:
+                    round_index: int, scale_bits: int = SECURE_SCALE_BITS,
+                    quantizer: SecureQuantizer | None = None) -> np.ndarray:
         """The next global model from the gateways' secure-aggregation sums (uint64, as in
-        :class:`GatewayReport`) over ``count`` devices in all. They are added mod 2**64, which
-        is exact: the same for any split of the devices into gateways."""
+        :class:`GatewayReport`; with ``quantizer``, its words) over ``count`` devices in all.
+        They are added mod 2**64 (2**32), which is exact: the same for any split of the devices
+        into gateways."""
         from ..aggregate import modular_sum
+        if quantizer is not None:
+            total = modular_sum(sums) if sums else np.zeros(quantizer.padded_dim + 1,
+                                                           quantizer.word_dtype)
+            weighted, weight = quantizer.decode(np.ascontiguousarray(total), round_index)
+            return self.strategy.aggregate_sum(params, weighted, weight, count,
+                                               round_index=round_index)
         p = self.n_params
         width = p + 1 + (1 if self.adaptive_bit else 0)
         total = modular_sum(sums) if sums else np.zeros(width, np.uint64)

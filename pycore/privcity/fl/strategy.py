@@ -208,7 +208,10 @@ class DPFedAvg(Strategy):
         """``unclipped``: per device, 1 if its update's norm was <= C (for adaptive clipping).
 
         The server clips every row to C again (a device that did not clip cannot raise the
-        sensitivity), sums the rows, and releases the sum with
+        sensitivity; nor can compression: a decoded update of privcity.fl.compress is the
+        device's clipped update plus its rounding error, which may take it past C, and it is
+        this clip, after decoding, that bounds what one device adds), sums the rows, and
+        releases the sum with
         :class:`privcity.dp.GaussianMechanism`'s float-safe ``release`` (the sum snapped to a
         grid chosen from the noise scale, plus exact discrete Gaussian noise of at least z C).
         """

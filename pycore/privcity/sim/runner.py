@@ -49,8 +49,9 @@ from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secur
 from ..noise import SecureRNG
 from .config import SECURE_FAILURE_WARN, SimConfig
 from .datasets import city
-from .secure import (DDG_FLOOR_FAILURE, block_starts, ddg_floor_miss, distributed_strategy,
-                     failure_warning, rotation_seed, secagg_blocks, secure_step, secure_summary)
+from .secure import (DDG_BITS, DDG_FLOOR_FAILURE, block_starts, ddg_floor_miss,
+                     distributed_strategy, failure_warning, rotation_seed, secagg_blocks,
+                     secure_step, secure_summary)
 
 __all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
 
@@ -165,6 +166,20 @@ def calibrate_noise_multiplier(*, epsilon: float, delta: float, sample_rate: flo
                 g_lo /= 2
             side = 1
     return math.exp(hi)
+
+
+def _compression_summary(cfg: SimConfig, n_params: int, census: _Census) -> dict[str, Any]:
+    """metrics.json's bandwidth.compression: the --compress codec and, under secure
+    aggregation, the ring FedAvg's quantized integers are summed in (FL + DP's distributed DP
+    sends its own integers, not compressed further)."""
+    codec = cfg.compression()
+    out = codec.describe(n_params)
+    if cfg.secure_aggregation and codec.active:
+        from ..fl.compress import SecureQuantizer
+        out["fl_secure"] = SecureQuantizer(codec, n_params, float(cfg.clip),
+                                           max(1, int(census.counts.sum()))).describe()
+        out["fl_dp_secure"] = f"distributed DP's own integers ({DDG_BITS}-bit ring), as without"
+    return out
 
 
 def _raw_upload_bytes(census: _Census) -> int:
@@ -402,7 +417,10 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                       "population": population,
                       "neighbors": cfg.secagg_neighbors, "dropout": cfg.dropout,
                       "scale_bits": secure_scale_bits(clip, aggregator.n_params),
-                      "limit": secure_value_limit(population)}
+                      "limit": secure_value_limit(population),
+                      # --compress q<b>: FedAvg's quantized integers summed in a smaller ring
+                      "quantizer": None if dp else aggregator.secure_quantizer(cfg.clip,
+                                                                               population)}
             if distributed:
                 secure.update(ddg=strategy.ddg, rotation_seed=rotation_seed(cfg, r),
                               min_survivors=floor)
@@ -1018,7 +1036,7 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
         "bandwidth": {"raw_upload_bytes": _raw_upload_bytes(census),
                       "fl_bytes_total": fl_sum["bytes_total"],
                       "fl_dp_bytes_total": dp_sum["bytes_total"],
-                      "compression": cfg.compression().describe(int(model.n_params))},
+                      "compression": _compression_summary(cfg, int(model.n_params), census)},
         "rounds": {"fl": strip(plain), "fl_dp": strip(dp)},
         "final_params_sha256": {name: hashlib.sha256(p.tobytes()).hexdigest()
                                 for name, p in released.items()},

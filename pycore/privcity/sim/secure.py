@@ -52,19 +52,20 @@ def secure_step(aggregator: Aggregator, params: np.ndarray, r: int, secure: dict
     charged the floor per admitted block, and released only if that reaches the shares the
     noise was calibrated for (else dropped: the model stays). The servers' epsilon counts every
     device the server sampled (its own sampling) as having taken part, with the floor's shares."""
-    ddg = secure.get("ddg")
+    ddg, quantizer = secure.get("ddg"), secure.get("quantizer")
     strategy = aggregator.strategy
-    width = ddg.padded_dim if ddg is not None else \
-        aggregator.n_params + 1 + int(aggregator.adaptive_bit)
+    width, dtype = (ddg.padded_dim, ddg.word_dtype) if ddg is not None else \
+        (quantizer.padded_dim + 1, quantizer.word_dtype) if quantizer is not None else \
+        (aggregator.n_params + 1 + int(aggregator.adaptive_bit), np.dtype(np.uint64))
     blocks, kinds = aggregator.admit_blocks(
         {g: rep.secure_blocks for g, rep in reports.items()}, blocks=secure["blocks"],
-        population=secure["population"], cohort=cohort, width=width,
-        dtype=np.uint64 if ddg is None else ddg.word_dtype)
+        population=secure["population"], cohort=cohort, width=width, dtype=dtype)
     refusals.update(kinds)
     sums = [total for _, total, _ in blocks]
     count = sum(len(ids) for _, _, ids in blocks)
     if ddg is None:
-        return aggregator.step_secure(params, sums, count, r, secure["scale_bits"]), count, False
+        return aggregator.step_secure(params, sums, count, r, secure["scale_bits"],
+                                      quantizer=quantizer), count, False
     floor = int(secure["min_survivors"])
     strategy.servers_saw(cohort, floor)
     charged = len(blocks) * floor
