@@ -1,6 +1,9 @@
 """Federated learning: server strategies (FedAvg, robust aggregation, DP-FedAvg with fixed or
-adaptive clipping and an accountant) and the two sides of a round (gateway and aggregator)
-that :mod:`privcity.sim` runs in one process or on MPI ranks."""
+adaptive clipping and an accountant), the two sides of a round (gateway and aggregator)
+that :mod:`privcity.sim` runs in one process or on MPI ranks, and compressed updates
+(:mod:`privcity.fl.compress`)."""
+from .compress import Compression as Compression
+from .compress import parse_compression as parse_compression
 from .rounds import Aggregator as Aggregator
 from .rounds import Gateway as Gateway
 from .rounds import GatewayReport as GatewayReport
@@ -10,5 +13,5 @@ from .strategy import DistributedDPFedAvg as DistributedDPFedAvg
 from .strategy import FedAvg as FedAvg
 from .strategy import Strategy as Strategy
 
-__all__ = ["Aggregator", "DPFedAvg", "DistributedDPFedAvg", "FedAvg", "Gateway", "GatewayReport", "Strategy",
-           "round_cohort"]
+__all__ = ["Aggregator", "Compression", "DPFedAvg", "DistributedDPFedAvg", "FedAvg", "Gateway",
+           "GatewayReport", "Strategy", "parse_compression", "round_cohort"]
