@@ -232,10 +232,17 @@ def pack_codes(codes: np.ndarray, bits: int) -> bytes:
         raise ValueError(f"bits must be in 1..32, got {bits}")
     if c.size and (int(c.min()) < 0 or int(c.max()) >> bits):
         raise ValueError(f"codes must be in [0, 2**{bits})")
+    return _pack(c, bits)
+
+
+def _pack(c: np.ndarray, bits: int) -> bytes:
+    """:func:`pack_codes` of codes already checked."""
     if bits == 8:
         return c.astype(np.uint8).tobytes()
     if bits == 16:
         return c.astype("<u2").tobytes()
+    if bits == 1:
+        return np.packbits(c.astype(np.uint8), bitorder="little").tobytes()
     if bits in (2, 4):  # whole codes per byte: shift each into its place
         per = 8 // bits
         padded = np.zeros(-(-c.size // per) * per, np.uint8)
@@ -297,26 +304,30 @@ def encode_quantized(x: np.ndarray, compression: Compression, epoch: int, rng: S
         raise ValueError(f"encode_quantized needs a quantize codec, not {compression.spec}")
     x = _update(x)
     key = ddg_rotation_key(compression.rotation_seed(epoch))
-    y = _core.ddg_rotate(x.astype(np.float64), key)
+    t = _core.ddg_rotate(x.astype(np.float64), key)  # y = U x, padded; reused in place below
     levels = (1 << compression.bits) - 1
     # The scale travels as float32: rounded up, so every |y_i| <= s and each code is in range.
-    s32 = np.float32(np.max(np.abs(y)))
-    if float(s32) < float(np.max(np.abs(y))):
+    top = float(np.abs(t).max())
+    s32 = np.float32(top)
+    if float(s32) < top:
         s32 = np.nextafter(s32, np.float32(np.inf))
     s = float(s32)
-    if s > _max_scale(y.size):
+    if s > _max_scale(t.size):
         raise ValueError(f"the update is too large to quantize: its scale {s:.4g} exceeds "
-                         f"{_max_scale(y.size):.4g}, beyond which decoding could overflow float32")
+                         f"{_max_scale(t.size):.4g}, beyond which decoding could overflow float32")
     if s > 0:
-        t = (y + s) * (levels / (2.0 * s))  # in [0, levels]: the grid step is 2 s / levels
+        t += s  # >= 0 exactly, as s >= |y_i|
+        t *= levels / (2.0 * s)  # in [0, levels]: the grid step is 2 s / levels
         low = np.floor(t)
+        t -= low
         # Up with probability t - floor(t): E[code] = t, so E[decoded y_i] = y_i (unbiased).
-        codes = low + (rng.uniform(t.size) < (t - low))
-        codes = np.clip(codes, 0, levels).astype(np.uint32)
+        low += rng.uniform(t.size) < t
+        np.minimum(low, levels, out=low)  # (t may pass levels by a rounding of the product)
+        codes = low.astype(np.uint8 if compression.bits <= 8 else np.uint16)
     else:
-        codes = np.zeros(y.size, np.uint32)
+        codes = np.zeros(t.size, np.uint8)
     return (_head(_CODEC_QUANTIZE, compression.bits, x.size, unclipped) + _SCALE.pack(s32)
-            + pack_codes(codes, compression.bits))
+            + _pack(codes, compression.bits))
 
 
 def encode_topk(indices: np.ndarray, values: np.ndarray, dim: int, *,
