@@ -18,8 +18,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
 import _workload as W  # noqa: E402  (bench/ is no package)
 

@@ -17,9 +17,9 @@ from privcity.crypto.envelope import CONTENT_BYTES
 from privcity.crypto.pki import IdentityKeys
 from privcity.dp import Accountant
 from privcity.fl import Aggregator, DPFedAvg, FedAvg, Gateway
-from privcity.fl.compress import (Compression, ErrorFeedback, SecureQuantizer, decode_update,
-                                  encode_quantized, encode_topk, pack_codes, parse_compression,
-                                  unpack_codes)
+from privcity.fl.compress import (Compression, ErrorFeedback, decode_update, encode_quantized,
+                                  encode_topk, pack_codes, parse_compression, unpack_codes)
+from privcity.fl.compress_secure import SecureQuantizer
 from privcity.fl.rounds import sampled_devices
 from privcity.noise import SecureRNG
 

@@ -34,8 +34,8 @@ from ..dp import clip_l2_rows
 from ..errors import EnvelopeError, PrivcityError, SecureAggregationError
 from .admission import (DeviceRegistry, OpenedRound, as_device_ids, items_of, member,
                         refusal_kind)
-from .compress import (Compression, ErrorFeedback, SecureQuantizer, decode_update,
-                       encode_quantized, encode_topk)
+from .compress import Compression, ErrorFeedback, decode_update, encode_quantized, encode_topk
+from .compress_secure import SecureQuantizer
 from .strategy import Strategy
 
 __all__ = ["Aggregator", "Gateway", "GatewayReport", "OpenedRound", "device_uniforms",
@@ -414,7 +414,7 @@ class Gateway:
     def _quantized_inputs(self, rows: np.ndarray, ids: np.ndarray, weights: np.ndarray,
                           quantizer: SecureQuantizer,
                           round_index: int) -> dict[int, np.ndarray]:
-        """Each device's input under a "q<b>" codec (privcity.fl.compress.SecureQuantizer):
+        """Each device's input under a "q<b>" codec (privcity.fl.compress_secure.SecureQuantizer):
         its update clipped to the codec's clip, rotated, rounded at random onto the shared grid
         (its own seeded stream: a simulation), times its weight, then its weight."""
         from ..noise import SecureRNG

@@ -175,7 +175,7 @@ def _compression_summary(cfg: SimConfig, n_params: int, census: _Census) -> dict
     codec = cfg.compression()
     out = codec.describe(n_params)
     if cfg.secure_aggregation and codec.active:
-        from ..fl.compress import SecureQuantizer
+        from ..fl.compress_secure import SecureQuantizer
         out["fl_secure"] = SecureQuantizer(codec, n_params, float(cfg.clip),
                                            max(1, int(census.counts.sum()))).describe()
         out["fl_dp_secure"] = f"distributed DP's own integers ({DDG_BITS}-bit ring), as without"
