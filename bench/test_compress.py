@@ -23,7 +23,7 @@ import _workload as W  # noqa: E402  (bench/ is no package)
 
 from privcity.sim import load_config, simulate  # noqa: E402
 
-OPTIONS = ("none", "q8", "q4", "topk:0.01", "topk:0.1")
+OPTIONS = ("none", "q8", "q4", "q2", "topk:0.01", "topk:0.1")
 FULL, SMOKE = (250, 60, 50), (40, 20, 3)  # clients, rows per client, rounds
 ACCURACY_POINTS = 0.005  # q8 within half a point of float32
 

@@ -242,12 +242,14 @@ def _pack(c: np.ndarray, bits: int) -> bytes:
         return c.astype("<u2").tobytes()
     if bits == 1:
         return np.packbits(c.astype(np.uint8), bitorder="little").tobytes()
-    if bits in (2, 4):  # whole codes per byte: shift each into its place
+    if bits in (2, 4):  # whole codes per byte: code j of each byte shifted into its place
         per = 8 // bits
         padded = np.zeros(-(-c.size // per) * per, np.uint8)
         padded[:c.size] = c
-        lanes = padded.reshape(-1, per) << np.arange(0, 8, bits, dtype=np.uint8)
-        return np.bitwise_or.reduce(lanes, axis=1).tobytes()
+        out = padded[0::per].copy()
+        for j in range(1, per):
+            out |= padded[j::per] << np.uint8(j * bits)
+        return out.tobytes()
     planes = (c.astype(np.uint32)[:, None] >> np.arange(bits, dtype=np.uint32)) & np.uint32(1)
     return np.packbits(planes.astype(np.uint8).ravel(), bitorder="little").tobytes()
 
@@ -264,8 +266,10 @@ def unpack_codes(data: Any, bits: int, count: int) -> np.ndarray:
     if bits == 16:
         return raw.view("<u2").astype(np.uint32)
     if bits in (2, 4):  # whole codes per byte
-        lanes = (raw[:, None] >> np.arange(0, 8, bits, dtype=np.uint8)) & np.uint8((1 << bits) - 1)
-        codes = lanes.ravel()
+        per, mask = 8 // bits, np.uint8((1 << bits) - 1)
+        codes = np.empty(raw.size * per, np.uint8)
+        for j in range(per):
+            codes[j::per] = (raw >> np.uint8(j * bits)) & mask
         if codes[count:].any():
             raise _malformed("padding bits after the last code are not zero")
         return codes[:count].astype(np.uint32)
