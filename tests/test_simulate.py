@@ -719,3 +719,16 @@ def test_automatic_evaluation_spacing_follows_the_cost_of_a_pass_over_the_test_s
     assert auto_eval_every(cfg, test_rows=10**7, records=60_000, population=1_000) == 100
     fixed = load_config(None, rounds=100, clients_per_round=10, local_epochs=1)
     assert auto_eval_every(fixed, test_rows=15_000, records=60_000, population=1_000) == 25
+
+
+def test_secure_aggregation_without_the_dp_run_calibrates_nothing_and_attacks_what_ran(tmp_path):
+    # Execute: an epsilon distributed DP could not reach in these few blocks is not refused,
+    # since FL + DP is not run (it used to be calibrated, and the attacks read its noise)
+    res = run(tmp_path, runs="fl", secure_aggregation=True, epsilon=0.01, rounds=2,
+              report=False)
+
+    # Assert
+    assert res["fl_dp"]["skipped"] and res["privacy"]["epsilon"] is None
+    assert res["fl"]["rounds_run"] == 2
+    assert "dp_sum" not in res["attacks"]["updates"]["views"]
+    assert res["attacks"]["breach"]["fl_dp"]["risk"] is None

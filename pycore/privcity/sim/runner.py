@@ -403,7 +403,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     every = cfg.eval_every or auto_eval_every(cfg, test.X.shape[0], records, population)
     distributed = isinstance(strategy, DistributedDPFedAvg)
     floor = strategy.block_floor if distributed else None  # each block sum's fewest shares
-    evaluation = 0.0  # seconds evaluating the test set
+    evaluation = reading = 0.0  # seconds evaluating the test set, reading the epsilon
     for r in range(cfg.rounds):
         try:
             strategy.check_budget()
@@ -473,7 +473,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             if (r + 1) % every == 0 or r + 1 == cfg.rounds else None
         t4 = time.perf_counter()
         eps = strategy.accountant.epsilon() if dp else None
-        accounting = step_accounting + time.perf_counter() - t4
+        reading += time.perf_counter() - t4  # the epsilon of the rounds so far (memoised)
         evaluation += t4 - t3
         extra = {}
         if distributed:
@@ -493,7 +493,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "clip": clip,
             "enrol_seconds": t1 - t0 + (enrol_seconds if secure is not None else 0.0),
             "aggregation_seconds": t2 - t1 - step_accounting,  # open + reduce + noise
-            "accounting_seconds": accounting,  # the strategy's and the epsilon shown
+            "accounting_seconds": step_accounting,
             "train_cpu_seconds": [float(x) for rep in reports for x in rep.train_seconds],
             "privacy_seconds": [float(x) for rep in reports for x in rep.privacy_seconds],
             **extra,
@@ -511,7 +511,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
                           metrics={k: float(v) for k, v in scores.items()})
     return {"params": params, "rounds": rounds, "stopped": stopped, "first": first,
             "strategy": strategy.describe(), "wall_seconds": time.perf_counter() - run_started,
-            "evaluation_seconds": evaluation}
+            "evaluation_seconds": evaluation, "epsilon_seconds": reading}
 
 
 def auto_eval_every(cfg: SimConfig, test_rows: int, records: int, population: int) -> int:
@@ -564,8 +564,6 @@ def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
               holders: np.ndarray | None = None) -> tuple[Any, bool]:
     if not dp:
         return FedAvg(server_lr=cfg.server_lr, aggregator=cfg.aggregator), False
-    if cfg.secure_aggregation:
-        return distributed_strategy(cfg, population, n_params, holders), False
     if "fl_dp" not in cfg.run_set():  # not run (--runs): no noise to calibrate (z is unused)
         return DPFedAvg(inner=FedAvg(server_lr=cfg.server_lr), clip=cfg.clip,
                         noise_multiplier=cfg.noise_multiplier or 1.0,
@@ -573,6 +571,8 @@ def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
                         population=population,
                         accountant=Accountant(epsilon_budget=cfg.epsilon, delta=cfg.delta),
                         rng=_seeded_rng(cfg, 1)), False
+    if cfg.secure_aggregation:
+        return distributed_strategy(cfg, population, n_params, holders), False
     z = cfg.noise_multiplier or calibrate_noise_multiplier(
         epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, rounds=cfg.rounds)
     adaptive = None
@@ -859,7 +859,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             baseline=sample, noise_std=None if z is None else z * c, clip=c, csv=csv_data,
             say=say,
             share_std=(results["privacy"]["ddg"]["sigma_local_model_units"]
-                       if cfg.secure_aggregation else None))
+                       if "ddg" in results["privacy"] else None))
         results["attacks"]["run_seconds"] = results["wall_seconds"]
         results["attacks"]["breach"] = breach_risk(results)
         t0 = time.perf_counter()
@@ -894,7 +894,8 @@ def _phases(phases: dict[str, float], plain: dict[str, Any],
             "centralized": phases["centralized"], "fl": plain["wall_seconds"],
             "fl_dp": dp["wall_seconds"],
             "evaluation": plain.get("evaluation_seconds", 0.0) + dp.get("evaluation_seconds", 0.0),
-            "accounting": sum(r["accounting_seconds"] for r in dp["rounds"]),
+            "accounting": sum(r["accounting_seconds"] for r in dp["rounds"])
+            + dp.get("epsilon_seconds", 0.0),
             "risk": phases["risk"]}
 
 
@@ -1174,6 +1175,18 @@ def summary_table(results: dict[str, Any]) -> str:
     notes = [f"privacy: {pr['trust']}" if "trust" in pr else "",
              f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"
              if pr["epsilon"] is not None else ""]
+    comp = bw.get("compression") or {}
+    if comp.get("payload_bytes"):
+        how = (f"{comp['bits']} bits a coordinate after a shared random rotation, unbiased"
+               if comp["kind"] == "quantize" else
+               f"the largest {comp['k']:,} coordinates, the rest kept for later rounds (error "
+               "feedback)")
+        notes.append(f"updates compressed ({comp['compress']}: {how}): "
+                     f"{comp['payload_bytes']:,} B a payload against "
+                     f"{comp['dense_payload_bytes']:,} B as float32"
+                     + ("; under secure aggregation FL sums them in a ring of "
+                        f"{comp['fl_secure'].get('ring_bits', '?')} bits and FL + DP sends "
+                        "distributed DP's own integers" if "fl_secure" in comp else ""))
     cpr = results["config"].get("clients_per_round")
     if cpr and not fl.get("skipped"):
         notes.append(f"sampling: FL {cpr:,} devices a round (--clients-per-round); FL + DP "
