@@ -425,7 +425,8 @@ def test_epsilon_servers_grows_with_a_devices_rounds_and_with_fewer_shares():
 # --- 4 end to end: a city too small for its floor -----------------------------------------------
 
 TINY = dict(devices=40, sample_rate=0.25, samples_per_device=24, lr=0.5, local_epochs=3,
-            secure_aggregation=True, secagg_cohort=5, epsilon=60.0, risk_people=0)
+            eval_every=1, secure_aggregation=True, secagg_cohort=5, epsilon=60.0,
+            risk_people=0)
 # (epsilon 60: with 4 shares in 64 dimensions, whether a device's own share is in a sum shows
 # in its variance, a floor of 11 to 20 on epsilon over these rounds whatever the noise)
 
