@@ -674,12 +674,15 @@ def test_phases_are_timed_and_shown(small_city):
 
     # Assert: every phase of the run is there, in order, and they add up to no more than the
     # whole; the table gives each run's wall time and bytes per device and round
-    assert list(ph)[:8] == ["read", "setup", "centralized", "fl", "fl_dp", "evaluation",
-                            "accounting", "risk"]
+    assert list(ph)[:9] == ["read", "setup", "centralized", "fl", "fl_dp", "evaluation",
+                            "provisioning", "accounting", "risk"]
+    assert 0 < ph["provisioning"] <= ph["fl"] + ph["fl_dp"]
+    assert small_city["fl"]["provision_seconds"] + small_city["fl_dp"]["provision_seconds"] \
+        == pytest.approx(ph["provisioning"])
     assert all(v >= 0 for v in ph.values())
     assert ph["evaluation"] <= ph["fl"] + ph["fl_dp"]
     assert 0 < ph["accounting"] <= ph["fl_dp"]
-    assert sum(v for k, v in ph.items() if k not in ("evaluation", "accounting")) \
+    assert sum(v for k, v in ph.items() if k not in ("evaluation", "accounting", "provisioning")) \
         <= small_city["wall_seconds"]
     assert "time (wall, rank 0): read " in text
     row = next(line for line in text.splitlines() if line.startswith("bytes / device / round"))

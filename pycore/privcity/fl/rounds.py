@@ -169,6 +169,7 @@ class GatewayReport:
     train_seconds: list[float] = field(default_factory=list)       # per reporting device
     privacy_seconds: list[float] = field(default_factory=list)     # clip + seal, per device
     diverged: int = 0  # devices whose local training gave a non-finite update (not sent)
+    provision_seconds: float = 0.0  # new devices' keys and senders, made when first sampled
     # Secure aggregation (msg["secure"]): each block round that completed, as (block, the
     # modular sum of its survivors' inputs, the survivors): uint64 fixed point without DP
     # (weight * update * 2**scale_bits, then the weight, then the unclipped bit with adaptive
@@ -338,7 +339,9 @@ class Gateway:
         for row, norm, device in zip(rows, norms, ids):
             device = int(device)
             # Provisioning a new device's identity (key generation) is not part of its round.
+            t1 = time.perf_counter()
             tx = self._sender(device, report.enrolments)
+            report.provision_seconds += time.perf_counter() - t1
             t1 = time.perf_counter()
             bit = bool(norm <= clip) if adaptive_bit else None
             if self.compression.active:

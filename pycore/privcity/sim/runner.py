@@ -492,6 +492,9 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             "epsilon": eps,
             "clip": clip,
             "enrol_seconds": t1 - t0 + (enrol_seconds if secure is not None else 0.0),
+            # first-time devices' keys on the gateways (their CPU, summed) and certificates
+            "provision_seconds": sum(rep.provision_seconds for rep in reports)
+            + t1 - t0 + (enrol_seconds if secure is not None else 0.0),
             "aggregation_seconds": t2 - t1 - step_accounting,  # open + reduce + noise
             "accounting_seconds": step_accounting,
             "train_cpu_seconds": [float(x) for rep in reports for x in rep.train_seconds],
@@ -539,7 +542,8 @@ def _checked_report(rep: Any, refusals: Counter[str]) -> GatewayReport:
         and isinstance(rep.secure_refusals, dict) \
         and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
                 for k, v in rep.secure_refusals.items()) \
-        and all(isinstance(x, float) for x in [*rep.train_seconds, *rep.privacy_seconds])
+        and all(isinstance(x, float) for x in [*rep.train_seconds, *rep.privacy_seconds]) \
+        and isinstance(rep.provision_seconds, float) and 0 <= rep.provision_seconds < math.inf
     if ok:
         return rep
     refusals["malformed_report"] += 1
@@ -894,6 +898,8 @@ def _phases(phases: dict[str, float], plain: dict[str, Any],
             "centralized": phases["centralized"], "fl": plain["wall_seconds"],
             "fl_dp": dp["wall_seconds"],
             "evaluation": plain.get("evaluation_seconds", 0.0) + dp.get("evaluation_seconds", 0.0),
+            "provisioning": sum(r["provision_seconds"] for run in (plain, dp)
+                                for r in run["rounds"]),
             "accounting": sum(r["accounting_seconds"] for r in dp["rounds"])
             + dp.get("epsilon_seconds", 0.0),
             "risk": phases["risk"]}
@@ -986,6 +992,8 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
             "rounds_run": len(rounds),
             "stopped": run["stopped"],
             "wall_seconds": run["wall_seconds"],
+            # of which provisioning first-time devices (once in a device's life, not per round)
+            "provision_seconds": float(sum(r["provision_seconds"] for r in rounds)),
             "device_rounds_per_second": (len(train_s) / run["wall_seconds"]
                                          if run["wall_seconds"] > 0 else 0.0),
             "bytes_total": int(sum(sent)),
@@ -1289,7 +1297,8 @@ def _phase_line(ph: dict[str, float], total: float) -> str:
     """"time: read 2.1 s, setup 0.3 s, ..." over the phases metrics.json lists."""
     names = {"read": "read", "setup": "setup", "centralized": "centralized", "fl": "FL",
              "fl_dp": "FL + DP", "evaluation": "evaluation (in the runs)",
-             "accounting": "accounting (in the runs)", "risk": "re-identification risk",
+             "accounting": "accounting (in the runs)",
+             "provisioning": "provisioning new devices' keys and certificates (in the runs)", "risk": "re-identification risk",
              "attacks": "attacks", "report_and_models": "report and model files"}
     parts = [f"{names.get(k, k)} {v:.2f} s" for k, v in ph.items() if v >= 0.005]
     return f"time (wall, rank 0): {', '.join(parts)}; total {total:.1f} s"
