@@ -1298,7 +1298,8 @@ def _phase_line(ph: dict[str, float], total: float) -> str:
     names = {"read": "read", "setup": "setup", "centralized": "centralized", "fl": "FL",
              "fl_dp": "FL + DP", "evaluation": "evaluation (in the runs)",
              "accounting": "accounting (in the runs)",
-             "provisioning": "provisioning new devices' keys and certificates (in the runs)", "risk": "re-identification risk",
+             "provisioning": "provisioning new devices' keys and certificates (in the runs)",
+             "risk": "re-identification risk",
              "attacks": "attacks", "report_and_models": "report and model files"}
     parts = [f"{names.get(k, k)} {v:.2f} s" for k, v in ph.items() if v >= 0.005]
     return f"time (wall, rank 0): {', '.join(parts)}; total {total:.1f} s"
