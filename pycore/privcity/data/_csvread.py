@@ -29,11 +29,12 @@ import gzip
 import io
 import itertools
 import math
+import mmap
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ import numpy as np
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 _BLOCK_BYTES = 1 << 24  # bytes of the file Arrow splits at a time (each block's cells are text)
 _CHUNK_ROWS = 65_536  # rows the csv module reads at a time (when it reads the file)
+_SNIFF_BYTES = 1 << 20  # bytes after the header whose cells choose the integer columns
+_THREADS = True  # Arrow splits blocks on its threads
 
 # Bytes of the cells Arrow's cast reads exactly as float() does (tests/test_data_csv_arrow.py);
 # "nan(1)" and "0x1f" are why every other byte goes to float().
@@ -130,14 +133,63 @@ def _arrow() -> tuple[Any, Any, Any]:
 def _missing_cells() -> Any:
     """Every spelling of the missing tokens without surrounding blanks ("na", "nA", "Na", ...),
     as an Arrow array: cells Arrow may find as missing itself (others: ``_missing``)."""
-    pa = _arrow()[0]
     spellings = {"".join(c) for t in _MISSING
                  for c in itertools.product(*({ch.lower(), ch.upper()} for ch in t))}
-    return pa.array(sorted(spellings), pa.string())
+    return _strings(sorted(spellings))
+
+
+# Arrow arrays to and from numpy through their buffers: pa.array() and Array.to_numpy() would
+# import pandas (half a second) to look for its types.
+
+def _strings(values: Sequence[str]) -> Any:
+    """An Arrow string array of ``values``."""
+    pa = _arrow()[0]
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, data), np.int64, len(data)), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("a block of cells over 2 GB")  # _CHUNK_ROWS rows of the csv module
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                          pa.py_buffer(b"".join(data))])
+
+
+def _bools(mask: np.ndarray) -> Any:
+    """An Arrow boolean array of a numpy one."""
+    pa = _arrow()[0]
+    return pa.Array.from_buffers(pa.bool_(), len(mask),
+                                 [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+def _indices(idx: Sequence[int]) -> Any:
+    """An Arrow int64 array of indices (for ``take``)."""
+    pa = _arrow()[0]
+    return pa.Array.from_buffers(pa.int64(), len(idx), [None, pa.py_buffer(np.asarray(idx, np.int64))])
+
+
+def _bits(buf: Any, offset: int, n: int) -> np.ndarray:
+    """n booleans of an Arrow bitmap from bit ``offset``."""
+    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset:offset + n].view(bool)
+
+
+def _values(arr: Any) -> np.ndarray:
+    """A numeric Arrow array as numpy: a view of its values, or float64 with NaN for nulls."""
+    dtype = np.dtype(str(arr.type))  # uint8, uint16, float64
+    valid, data = arr.buffers()[:2]
+    x = np.frombuffer(data, dtype, len(arr), arr.offset * dtype.itemsize)
+    if not arr.null_count:
+        return x
+    out = x.astype(np.float64)
+    out[~_bits(valid, arr.offset, len(arr))] = np.nan
+    return out
 
 
 class _Refused(Exception):
     """Arrow could not read the file as the csv module does: the csv module reads it."""
+
+
+class _Untyped(_Refused):
+    """A column Arrow converted to integers holds a cell that decides something else (a missing
+    one in a row that may be blank): the file is read again as text."""
 
 
 def _skip_blank(row: Any) -> str:
@@ -163,21 +215,26 @@ def _stream(real: str, offset: int) -> Any:
     return stream
 
 
-def _arrow_batches(real: str, offset: int, width: int,
-                   columns: Sequence[int] | None = None) -> Iterator[list[Any]]:
-    """The rows after the header in blocks: per block, Arrow string arrays of ``columns`` (all
-    by default). Rows of blanks of the wrong width are left out; those of the right width are
+def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | None = None, *,
+                   types: Mapping[int, Any] | None = None,
+                   block: int | None = None) -> Iterator[list[Any]]:
+    """The rows after the header in blocks: per block, the Arrow arrays of ``columns`` (all by
+    default), text but for ``types`` (column -> Arrow integer type: null where a cell is a
+    missing token). Rows of blanks of the wrong width are left out; those of the right width are
     not (the caller finds them). Raises ``_Refused`` where Arrow fails."""
     pa, _, pcsv = _arrow()
     names = [f"c{j}" for j in range(width)]
-    wanted = names if columns is None else [names[j] for j in columns]
-    read = pcsv.ReadOptions(use_threads=True, block_size=_BLOCK_BYTES, column_names=names)
+    take = range(width) if columns is None else columns
+    # One block asked for (``block``): no thread reads ahead.
+    read = pcsv.ReadOptions(use_threads=_THREADS and block is None,
+                            block_size=block or _BLOCK_BYTES, column_names=names)
     parse = pcsv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False,
                               newlines_in_values=True, ignore_empty_lines=True,
                               invalid_row_handler=_skip_blank)
-    convert = pcsv.ConvertOptions(check_utf8=True, column_types={n: pa.string() for n in wanted},
-                                  null_values=[], strings_can_be_null=False,
-                                  quoted_strings_can_be_null=False, include_columns=wanted)
+    convert = pcsv.ConvertOptions(
+        check_utf8=True, column_types={names[j]: (types or {}).get(j, pa.string()) for j in take},
+        null_values=_missing_cells().to_pylist() if types else [], strings_can_be_null=False,
+        include_columns=[names[j] for j in take])
     with _stream(real, offset) as stream:
         try:
             reader = pcsv.open_csv(stream, read_options=read, parse_options=parse,
@@ -192,12 +249,37 @@ def _arrow_batches(real: str, offset: int, width: int,
             raise _Refused(str(exc)) from exc
 
 
+def _integer_columns(real: str, offset: int, width: int,
+                     skip: Collection[int]) -> dict[int, Any]:
+    """Columns (but ``skip``) whose cells in the file's first ``_SNIFF_BYTES`` after the header
+    are all unsigned integers below 2**16, which Arrow may then convert as it splits the file
+    (uint16; a missing token is null, a cell of another kind an error). None in a file with an
+    "x" or "X" after its header, since Arrow reads "0x1f" as 31 where float() refuses it, nor
+    in a .gz (not searched)."""
+    if real.endswith(".gz") or os.path.getsize(real) <= offset:
+        return {}
+    with open(real, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm.find(b"x", offset) >= 0 or mm.find(b"X", offset) >= 0:
+            return {}
+    try:
+        with contextlib.closing(_arrow_batches(real, offset, width, block=_SNIFF_BYTES)) as it:
+            first = next(it, None)
+    except _Refused:
+        return {}
+    uint16 = _arrow()[0].uint16()
+    out = {}
+    for j, cells in enumerate(first or ()):
+        x, cast = _cast(cells, _UINT8) if j not in skip and len(cells) else (None, 0)
+        if x is not None and cast <= _UINT16:
+            out[j] = uint16
+    return out
+
+
 def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, *,
                     build: bool = True) -> Iterator[list[Any]]:
     """The csv module's rows after the header in blocks of ``_CHUNK_ROWS``, blank ones left out,
     as Arrow string arrays of ``columns`` (all by default); ``build=False`` only checks them.
     Raises ValueError for a row of the wrong width (with its line), UnicodeDecodeError."""
-    pa = _arrow()[0]
     with _open(real) as fh:
         reader = csv.reader(fh)
         width = len(_header(reader, name))
@@ -212,10 +294,10 @@ def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, 
             if build:
                 block.append(row)
             if len(block) == _CHUNK_ROWS:
-                yield [pa.array([r[j] for r in block], pa.string()) for j in take]
+                yield [_strings([r[j] for r in block]) for j in take]
                 block = []
         if block:
-            yield [pa.array([r[j] for r in block], pa.string()) for j in take]
+            yield [_strings([r[j] for r in block]) for j in take]
 
 
 # --- cells to numbers ----------------------------------------------------------------------------
@@ -251,7 +333,7 @@ def _cast(arr: Any, first: int) -> tuple[np.ndarray | None, int]:
         return None, first
     for level in casts:
         try:
-            x = pc.cast(arr, (pa.uint8(), pa.uint16(), pa.float64())[level]).to_numpy()
+            x = _values(pc.cast(arr, (pa.uint8(), pa.uint16(), pa.float64())[level]))
         except pa.ArrowInvalid:  # a value too large for the type, an empty cell, "1-2", ...
             continue
         if level == _FLOAT64:
@@ -272,7 +354,7 @@ def _cell_numbers(arr: Any, first: int) -> tuple[np.ndarray | None, int]:
         x, level = _cast(arr.filter(pc.invert(missing)), first)
         if x is not None:
             out = np.full(len(arr), np.nan, np.float64 if x.dtype == np.float64 else np.float32)
-            out[~missing.to_numpy(zero_copy_only=False)] = x
+            out[~_bits(missing.buffers()[1], missing.offset, len(missing))] = x
             return out, level
     x = _floats(arr.to_pylist())  # blanks around a number, "1_000", "inf", or text
     return (None if x is None else _narrow(x)), first
@@ -297,6 +379,11 @@ class _Column:
     def add(self, cells: Any) -> None:
         if self.reread:
             return
+        if not self.text and cells.type != _arrow()[0].string():  # Arrow's integers
+            x = _values(cells)  # float64 with NaN where a token was missing
+            self.chunks.append(x.astype(np.float32) if x.dtype.kind == "f" else x)
+            self.rows += len(x)
+            return
         if not self.text:
             x, self.cast = _cell_numbers(cells, self.cast)
             if x is not None and (not self.integral or x.dtype.kind == "u"
@@ -317,16 +404,25 @@ class _Column:
         if not self.chunks:
             return np.empty(0, np.float64)
         x = np.concatenate(self.chunks)  # the widest dtype of the blocks: still exact
+        if x.dtype == np.uint16 and x.size and x.max() < 256:
+            x = x.astype(np.uint8)
         return x if narrow else x.astype(np.float64)
 
 
 def _blank_rows(cols: list[Any], probe: list[str]) -> list[int]:
     """Rows of the block whose every cell is blank (``probe``: the cells of one column)."""
     rows = [i for i, v in enumerate(probe) if not v.strip()]
+    string = _arrow()[0].string()
     for col in cols:
         if not rows:
             break
-        rows = [i for i, v in zip(rows, col.take(rows).to_pylist()) if not v.strip()]
+        cells = col.take(_indices(rows)).to_pylist()
+        if col.type == string:
+            rows = [i for i, v in zip(rows, cells) if not v.strip()]
+        elif None in cells:  # a missing token or a blank cell: which, only the text says
+            raise _Untyped("a row that may be blank")
+        else:
+            rows = []  # a number is not blank
     return rows
 
 
@@ -334,7 +430,6 @@ def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
           columns: dict[int, _Column]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """Reads the blocks: (data rows, per block the mask of its data rows with a target value,
     per block the mask of its source rows that are such rows); ``columns`` get their cells."""
-    pa = _arrow()[0]
     n_rows = 0
     keep_blocks: list[np.ndarray] = []
     take_blocks: list[np.ndarray] = []
@@ -356,7 +451,7 @@ def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
             take = np.zeros(n, bool)
             take[data] = keep
         take_blocks.append(take)
-        mask = None if take.all() else pa.array(take)
+        mask = None if take.all() else _bools(take)
         for j, c in columns.items():
             c.add(cols[j] if mask is None else cols[j].filter(mask))
     return n_rows, keep_blocks, take_blocks
@@ -365,7 +460,6 @@ def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
 def _reread(batches: Iterator[list[Any]], take: np.ndarray, columns: dict[int, _Column],
             name: str) -> None:
     """Second pass: the kept cells (``take``: per source row) of ``columns``, as text."""
-    pa = _arrow()[0]
     for c in columns.values():
         c.text, c.reread, c.chunks = True, False, []
     at = 0
@@ -373,7 +467,7 @@ def _reread(batches: Iterator[list[Any]], take: np.ndarray, columns: dict[int, _
         n = len(cols[0])
         if at + n > len(take):
             raise ValueError(f"{name} changed while it was being read")
-        mask = pa.array(take[at:at + n])
+        mask = _bools(take[at:at + n])
         at += n
         for c, cells in zip(columns.values(), cols):
             c.chunks.append(cells.filter(mask))
@@ -450,15 +544,25 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
             return {j: _Column(integral=h == device_column) for j, h in enumerate(header)
                     if wanted and (use is None or h in use)}
 
-        columns = fresh()
-        source: Callable[..., Iterator[list[Any]]]
+        # Arrow with integer columns where the file has them, else all text; where Arrow
+        # refuses, the csv module (its error, or the file read its way).
+        sources: list[Callable[..., Iterator[list[Any]]]] = []
         if arrow:
-            source = functools.partial(_arrow_batches, real, offset, width)
-        try:
-            if not arrow:
-                raise _Refused("the csv module asked for")
-            n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns)
-        except _Refused:
+            # Not the target nor the device column: their cells are read as text (labels, ids).
+            skip = {j for j, h in enumerate(header) if h in (target, device_column)
+                    or (use is not None and h not in use)}
+            types = _integer_columns(real, offset, width, skip) if wanted else {}
+            if types:
+                sources.append(functools.partial(_arrow_batches, real, offset, width, types=types))
+            sources.append(functools.partial(_arrow_batches, real, offset, width))
+        for source in sources:
+            try:
+                columns = fresh()
+                n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns)
+                break
+            except _Refused:
+                continue
+        else:
             for _ in _python_batches(real, name, build=False):
                 pass  # the csv module's error, if it has one; else it reads the file
             source = functools.partial(_python_batches, real, name)
@@ -474,4 +578,7 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
             except _Refused:
                 raise ValueError(f"{name} changed while it was being read") from None
     keep = np.concatenate(keep_blocks) if wanted else None
-    return header, keep, {header[j]: c.values(narrow) for j, c in columns.items()}
+    cols = {header[j]: c.values(narrow) for j, c in columns.items()}
+    del columns
+    _arrow()[0].default_memory_pool().release_unused()  # Arrow's blocks, back to the system
+    return header, keep, cols

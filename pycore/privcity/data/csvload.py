@@ -55,6 +55,7 @@ __all__ = ["load_csv"]
 # cells such as "err" in a sensor log, then read as missing and reported).
 _STRAY_SHARE = 0.01
 _S_CSV_SPLIT = 60
+_GROUP_COLS = 64  # encoded columns gathered before they are copied into the row-major output
 
 
 def _timestamps(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -275,7 +276,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     rows = rows_train[offsets[mine.start]:offsets[mine.stop]]
     del rows_train
 
-    enc = Encoder.fit_columns(out_schema, lambda j: _f64(columns[j])[train])
+    enc = Encoder.fit_columns(out_schema, lambda j: _f64(columns[j][train]))
     if classify:
         t_mean, t_scale = 0.0, 1.0
         y_train, y_test = y_all[rows], y_all[test]
@@ -285,14 +286,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         t_scale = sd if sd > 0 else 1.0
         y_train = ((y_all[rows] - t_mean) / t_scale).astype(np.float32)
         y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
-    x_train = np.empty((len(rows), enc.n_features), np.float32)
-    x_test = np.empty((int(test.sum()), enc.n_features), np.float32) if test_set else None
-    for j in range(len(columns)):  # a column at a time: one float64 copy of one column held
-        col = _f64(columns[j])
-        columns[j] = None  # type: ignore[call-overload]
-        enc.encode_field(j, col[rows], x_train)
-        if x_test is not None:
-            enc.encode_field(j, col[test], x_test)
+    x_train, *x_test = _encode(enc, columns, [rows, test] if test_set else [rows])
     ds = FederatedDataset(
         X=x_train, y=y_train, offsets=offsets[mine.start:mine.stop + 1] - offsets[mine.start],
         device_ids=device_ids[mine.start:mine.stop], district=np.zeros(len(mine), np.int64),
@@ -301,7 +295,34 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         feature_names=list(enc.feature_names), target_mean=t_mean, target_scale=t_scale,
         class_names=class_names if classify else (), notes=tuple(notes),
         population=(device_ids, counts.astype(np.int64)))
-    return ds, (None if x_test is None else (x_test, y_test))
+    return ds, ((x_test[0], y_test) if test_set else None)
+
+
+def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) -> list[np.ndarray]:
+    """The rows ``picks[i]`` (indices or a mask of the kept rows) of the feature ``columns``,
+    encoded: float32 (rows, n_features) each. A column at a time, let go once encoded (its
+    rows taken before the float64 copy); written through a buffer of ``_GROUP_COLS`` encoded
+    columns, copied to the output a group at a time (a column written alone into a row-major
+    matrix touches one cache line per row)."""
+    sizes = [int(p.sum()) if p.dtype == bool else len(p) for p in picks]
+    outs = [np.empty((n, enc.n_features), np.float32) for n in sizes]
+    slices = enc.field_slices
+    width = max([_GROUP_COLS] + [s.stop - s.start for s in slices])
+    bufs = [np.empty((width, n), np.float32) for n in sizes]
+    g0 = 0
+    while g0 < len(columns):
+        g1 = g0 + 1
+        while g1 < len(columns) and slices[g1].stop - slices[g0].start <= width:
+            g1 += 1
+        lo, hi = slices[g0].start, slices[g1 - 1].stop
+        for j in range(g0, g1):
+            col, columns[j] = columns[j], None  # type: ignore[call-overload]
+            for pick, buf in zip(picks, bufs):
+                enc.encode_field(j, _f64(col[pick]), buf[slices[j].start - lo:slices[j].stop - lo].T)
+        for out, buf in zip(outs, bufs):
+            out[:, lo:hi] = buf[:hi - lo].T
+        g0 = g1
+    return outs
 
 
 def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | None,
@@ -377,7 +398,7 @@ def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[
             continue
         vals = _numbers(cols[h])
         if vals is not None:
-            if np.isnan(vals).all():  # nothing to learn from
+            if vals.dtype.kind == "f" and np.isnan(vals).all():  # nothing to learn from
                 notes.append(f"column {h!r} not used: no values")
                 continue
             fields.append(Field(h, "numeric", "public"))

@@ -47,6 +47,7 @@ class Encoder:
                 names.append(f.name)
             self._slices[f.name] = slice(start, len(names))
         self.feature_names = names
+        self.field_slices = tuple(self._slices[f.name] for f in self._fields)  # columns of field j
 
     @classmethod
     def fit(cls, schema: Schema, features: np.ndarray) -> Encoder:
@@ -100,26 +101,30 @@ class Encoder:
             if f.name in zero:
                 out[:, self._slices[f.name]] = 0.0
             else:
-                self.encode_field(j, features[:, j], out)
+                self.encode_field(j, features[:, j], out[:, self._slices[f.name]])
         return out
 
     def encode_field(self, j: int, col: np.ndarray, out: np.ndarray) -> None:
-        """Encodes the raw values (N,) of feature field j (``schema.features`` order) into its
-        columns of ``out`` (float32 (N, n_features)), as ``encode`` does."""
-        if out.dtype != np.float32 or out.shape != (len(col), self.n_features):
-            raise ValueError(f"out must be float32 of shape {(len(col), self.n_features)}")
+        """Encodes the raw values (N,) of feature field j (``schema.features`` order) into
+        ``out``, float32 (N, k) of any layout: the field's k columns (``field_slices[j]`` of
+        ``encode``'s output), as ``encode`` writes them."""
+        sl = self.field_slices[j]
+        if out.dtype != np.float32 or out.shape != (len(col), sl.stop - sl.start):
+            raise ValueError(f"out must be float32 of shape {(len(col), sl.stop - sl.start)}")
         f = self._fields[j]
-        sl = self._slices[f.name]
         if f.kind == "categorical":
             lo = int(f.lower)  # type: ignore[arg-type]
-            k = sl.stop - sl.start
             finite = np.isfinite(col)
             code = np.where(finite, col, lo).astype(np.int64) - lo
-            out[:, sl] = (code[:, None] == np.arange(k)) & finite[:, None]  # NaN: all zero
+            out[:] = (code[:, None] == np.arange(out.shape[1])) & finite[:, None]  # NaN: all zero
         elif f.period is not None:
             angle = ((2.0 * np.pi / f.period) * col).astype(np.float32)
-            out[:, sl.start] = np.sin(angle)
-            out[:, sl.start + 1] = np.cos(angle)
+            out[:, 0] = np.sin(angle)
+            out[:, 1] = np.cos(angle)
         else:
-            z = (col - self.mean.get(f.name, 0.0)) * (1.0 / self.scale.get(f.name, 1.0))
-            out[:, sl.start] = np.where(np.isfinite(z), z, 0.0)
+            z = col - self.mean.get(f.name, 0.0)
+            z *= 1.0 / self.scale.get(f.name, 1.0)
+            bad = ~np.isfinite(z)
+            if bad.any():
+                z[bad] = 0.0
+            out[:, 0] = z
