@@ -29,7 +29,6 @@ import gzip
 import io
 import itertools
 import math
-import mmap
 import os
 import re
 import shutil
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
-_BLOCK_BYTES = 1 << 24  # bytes of the file Arrow splits at a time (each block's cells are text)
+_BLOCK_BYTES = 1 << 22  # bytes of the file Arrow splits at a time (its buffers: ~30x that)
 _CHUNK_ROWS = 65_536  # rows the csv module reads at a time (when it reads the file)
 _SNIFF_BYTES = 1 << 20  # bytes after the header whose cells choose the integer columns
 _THREADS = True  # Arrow splits blocks on its threads
@@ -258,9 +257,11 @@ def _integer_columns(real: str, offset: int, width: int,
     in a .gz (not searched)."""
     if real.endswith(".gz") or os.path.getsize(real) <= offset:
         return {}
-    with open(real, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if mm.find(b"x", offset) >= 0 or mm.find(b"X", offset) >= 0:
-            return {}
+    with open(real, "rb") as fh:
+        fh.seek(offset)
+        while chunk := fh.read(1 << 20):
+            if b"x" in chunk or b"X" in chunk:
+                return {}
     try:
         with contextlib.closing(_arrow_batches(real, offset, width, block=_SNIFF_BYTES)) as it:
             first = next(it, None)
@@ -380,8 +381,12 @@ class _Column:
         if self.reread:
             return
         if not self.text and cells.type != _arrow()[0].string():  # Arrow's integers
-            x = _values(cells)  # float64 with NaN where a token was missing
-            self.chunks.append(x.astype(np.float32) if x.dtype.kind == "f" else x)
+            x = _values(cells)  # uint16, or float64 with NaN where a token was missing
+            if x.dtype.kind == "f":
+                x = x.astype(np.float32)
+            elif x.size and x.max() < 256:
+                x = x.astype(np.uint8)  # a copy: Arrow's block goes
+            self.chunks.append(x)
             self.rows += len(x)
             return
         if not self.text:
@@ -399,11 +404,13 @@ class _Column:
         self.chunks.append(cells)
 
     def values(self, narrow: bool) -> np.ndarray | list[str]:
+        """The cells (the blocks let go: a column at a time is held twice)."""
+        chunks, self.chunks = self.chunks, []
         if self.text:
-            return [v for c in self.chunks for v in c.to_pylist()]
-        if not self.chunks:
+            return [v for c in chunks for v in c.to_pylist()]
+        if not chunks:
             return np.empty(0, np.float64)
-        x = np.concatenate(self.chunks)  # the widest dtype of the blocks: still exact
+        x = np.concatenate(chunks)  # the widest dtype of the blocks: still exact
         if x.dtype == np.uint16 and x.size and x.max() < 256:
             x = x.astype(np.uint8)
         return x if narrow else x.astype(np.float64)
