@@ -314,7 +314,8 @@ def _cell_bytes(arr: Any) -> np.ndarray:
 
 def _narrow(x: np.ndarray) -> np.ndarray:
     """float64 values (NaN for missing) as float32 when that holds each of them exactly."""
-    f = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, unequal, float64 kept
+        f = x.astype(np.float32)
     return f if np.array_equal(f, x, equal_nan=True) else x
 
 

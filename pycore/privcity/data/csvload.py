@@ -301,14 +301,15 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
 def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) -> list[np.ndarray]:
     """The rows ``picks[i]`` (indices or a mask of the kept rows) of the feature ``columns``,
     encoded: float32 (rows, n_features) each. A column at a time, let go once encoded (its
-    rows taken before the float64 copy); written through a buffer of ``_GROUP_COLS`` encoded
-    columns, copied to the output a group at a time (a column written alone into a row-major
-    matrix touches one cache line per row)."""
+    rows taken before the float64 copy). A wide output is written through a buffer of
+    ``_GROUP_COLS`` encoded columns, copied in a group at a time: a column written alone into a
+    row-major matrix touches one cache line per row."""
     sizes = [int(p.sum()) if p.dtype == bool else len(p) for p in picks]
     outs = [np.empty((n, enc.n_features), np.float32) for n in sizes]
     slices = enc.field_slices
     width = max([_GROUP_COLS] + [s.stop - s.start for s in slices])
-    bufs = [np.empty((width, n), np.float32) for n in sizes]
+    bufs = ([np.empty((width, n), np.float32).T for n in sizes] if enc.n_features > width
+            else None)
     g0 = 0
     while g0 < len(columns):
         g1 = g0 + 1
@@ -317,10 +318,11 @@ def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) ->
         lo, hi = slices[g0].start, slices[g1 - 1].stop
         for j in range(g0, g1):
             col, columns[j] = columns[j], None  # type: ignore[call-overload]
-            for pick, buf in zip(picks, bufs):
-                enc.encode_field(j, _f64(col[pick]), buf[slices[j].start - lo:slices[j].stop - lo].T)
-        for out, buf in zip(outs, bufs):
-            out[:, lo:hi] = buf[:hi - lo].T
+            sl = slice(slices[j].start - lo, slices[j].stop - lo) if bufs else slices[j]
+            for i, pick in enumerate(picks):
+                enc.encode_field(j, _f64(col[pick]), (bufs or outs)[i][:, sl])
+        for out, buf in zip(outs, bufs or ()):
+            out[:, lo:hi] = buf[:, :hi - lo]
         g0 = g1
     return outs
 
