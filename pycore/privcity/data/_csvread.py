@@ -1,24 +1,28 @@
 """The cells of a CSV file for :func:`privcity.data.load_csv`: pyarrow.csv splits, numpy keeps.
 
 pyarrow.csv (Arrow's C++ reader: multi-threaded, streaming) splits the file into rows and cells
-in blocks of ``_BLOCK_BYTES``, every cell as text: Arrow guesses no types, so no cell becomes a
-number, a date or a boolean by any rules but the loader's. Each block is then converted column
-by column, and only its rows with a target value are kept:
+in blocks of ``_BLOCK_BYTES``. Arrow's type inference is not used (it reads "0x1f" as 31,
+"true" as a boolean, dates as dates): every cell arrives as text, except in the columns the
+loader found to hold unsigned integers only in the first ``_SNIFF_BYTES`` after the header
+(and only when no "x" or "X" follows the header), which Arrow converts as it splits, a missing
+token becoming null. Each block is then converted column by column, and only its rows with a
+target value are kept:
 
-- cells that are all numbers of the grammar Arrow and Python's ``float()`` read alike (ASCII
-  digits, ``+ - . e E``: checked on the bytes before the cast, exhaustively tested against
-  ``float()``) are cast by Arrow, to uint8 or uint16 when every cell is an unsigned integer
-  that fits, else to float64; missing tokens in any case (``NA``, ``null``, ...) are found by
-  Arrow too; any other cell (``" 1"``, ``"1_000"``, ``"inf"``, a word) goes through ``float()``;
+- text cells that are all numbers of the grammar Arrow and Python's ``float()`` read alike
+  (ASCII digits, ``+ - . e E``: checked on the bytes before the cast, tested exhaustively
+  against ``float()``) are cast by Arrow, to uint8 or uint16 when every cell is an unsigned
+  integer that fits, else to float64; missing tokens in any case (``NA``, ``null``, ...) are
+  found by Arrow too; any other cell (``" 1"``, ``"1_000"``, ``"inf"``, a word) goes through
+  ``float()``;
 - a column is kept in the narrowest dtype that holds every value exactly (pixels 0..255: one
   byte a cell), as text (Arrow strings, then a list of str) once one cell is not a number, and
   read again (that column only) when that cell comes after its first block.
 
 Arrow never decides what a row is on its own: a row of the wrong width that is not blank, text
-that is not UTF-8, or anything else it refuses sends the file through the csv module, which
-raises the error it always raised (with the line number) or, when the refusal was Arrow's
-alone, reads the file (slowly) with the same rules. A pipe is first copied to a temporary file
-(it is read more than once).
+that is not UTF-8, a cell an integer column cannot hold, or anything else it refuses sends the
+file through Arrow again as text, then through the csv module, which raises the error it always
+raised (with the line number) or, when the refusal was Arrow's alone, reads the file (slowly)
+with the same rules. A pipe is first copied to a temporary file (it is read more than once).
 """
 from __future__ import annotations
 
@@ -39,15 +43,14 @@ from typing import Any
 import numpy as np
 
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
-_BLOCK_BYTES = 1 << 22  # bytes of the file Arrow splits at a time (its buffers: ~30x that)
+_BLOCK_BYTES = 1 << 22  # bytes Arrow splits at a time (its buffers for one: ~20x that)
 _CHUNK_ROWS = 65_536  # rows the csv module reads at a time (when it reads the file)
 _SNIFF_BYTES = 1 << 20  # bytes after the header whose cells choose the integer columns
 _THREADS = True  # Arrow splits blocks on its threads
 
 # Bytes of the cells Arrow's cast reads exactly as float() does (tests/test_data_csv_arrow.py);
 # "nan(1)" and "0x1f" are why every other byte goes to float().
-_NUMBER_BYTE = np.zeros(256, bool)
-_NUMBER_BYTE[np.frombuffer(b"0123456789+-.eE", np.uint8)] = True
+_NUMBER_BYTES = b"0123456789+-.eE"
 _UINT8, _UINT16, _FLOAT64 = range(3)  # the casts tried, narrowest first
 
 
@@ -315,6 +318,9 @@ def _cell_bytes(arr: Any) -> np.ndarray:
 def _narrow(x: np.ndarray) -> np.ndarray:
     """float64 values (NaN for missing) as float32 when that holds each of them exactly."""
     with np.errstate(over="ignore"):  # beyond float32's range: inf, unequal, float64 kept
+        head = x[:64]
+        if not np.array_equal(head.astype(np.float32), head, equal_nan=True):  # most decimals
+            return x
         f = x.astype(np.float32)
     return f if np.array_equal(f, x, equal_nan=True) else x
 
@@ -329,7 +335,7 @@ def _cast(arr: Any, first: int) -> tuple[np.ndarray | None, int]:
     b = _cell_bytes(arr)
     if b.size and 48 <= b.min() and b.max() <= 57:  # digits alone: integers >= 0 (or empty cells)
         casts = range(first, _FLOAT64 + 1)
-    elif b.size and _NUMBER_BYTE[b].all():
+    elif b.size and not b.tobytes().translate(None, _NUMBER_BYTES):  # no byte but those
         casts = range(_FLOAT64, _FLOAT64 + 1)
     else:
         return None, first
