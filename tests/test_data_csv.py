@@ -188,7 +188,8 @@ def test_values_after_a_block_boundary_are_judged_as_in_one_block(tmp_path, monk
         monkeypatch.setattr(_csvread, "_BLOCK_BYTES", block)
     else:  # the csv module's blocks of rows (where Arrow refuses a file)
         monkeypatch.setattr(_csvread, "_CHUNK_ROWS", block)
-        monkeypatch.setattr(csvload, "read_cells", functools.partial(_csvread.read_cells, arrow=False))
+        monkeypatch.setattr(csvload, "read_cells",
+                            functools.partial(_csvread.read_cells, arrow=False))
 
     # Execute
     train, (x_test, y_test) = load_csv(path, **kwargs)

@@ -151,8 +151,8 @@ def _strings(values: Sequence[str]) -> Any:
     np.cumsum(np.fromiter(map(len, data), np.int64, len(data)), out=offsets[1:])
     if offsets[-1] >= 2**31:
         raise ValueError("a block of cells over 2 GB")  # _CHUNK_ROWS rows of the csv module
-    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets.astype(np.int32)),
-                                                          pa.py_buffer(b"".join(data))])
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(data))]
+    return pa.Array.from_buffers(pa.string(), len(data), buffers)
 
 
 def _bools(mask: np.ndarray) -> Any:
@@ -165,12 +165,14 @@ def _bools(mask: np.ndarray) -> Any:
 def _indices(idx: Sequence[int]) -> Any:
     """An Arrow int64 array of indices (for ``take``)."""
     pa = _arrow()[0]
-    return pa.Array.from_buffers(pa.int64(), len(idx), [None, pa.py_buffer(np.asarray(idx, np.int64))])
+    return pa.Array.from_buffers(pa.int64(), len(idx),
+                                 [None, pa.py_buffer(np.asarray(idx, np.int64))])
 
 
 def _bits(buf: Any, offset: int, n: int) -> np.ndarray:
     """n booleans of an Arrow bitmap from bit ``offset``."""
-    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset:offset + n].view(bool)
+    bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
+    return bits[offset:offset + n].view(bool)
 
 
 def _values(arr: Any) -> np.ndarray:
@@ -369,8 +371,8 @@ def _cell_numbers(arr: Any, first: int) -> tuple[np.ndarray | None, int]:
 
 
 class _Column:
-    """The kept cells of one column: numbers (``_cell_numbers`` of each block) while every value is a
-    number, the cells themselves (Arrow strings) once one is not. ``integral`` (the device
+    """The kept cells of one column: numbers (``_cell_numbers`` of each block) while every value
+    is a number, the cells themselves (Arrow strings) once one is not. ``integral`` (the device
     column): the numbers also have to be integral, none missing, else the ids are numbered from
     the strings. ``reread``: it turned to text after some rows, whose cells went: read again."""
 
