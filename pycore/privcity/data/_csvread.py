@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
-_BLOCK_BYTES = 1 << 22  # bytes Arrow splits at a time (its buffers for one: ~20x that)
+_BLOCK_BYTES = 1 << 21  # bytes Arrow splits at a time (its buffers for one block: ~25x that)
 _CHUNK_ROWS = 65_536  # rows the csv module reads at a time (when it reads the file)
 _SNIFF_BYTES = 1 << 20  # bytes after the header whose cells choose the integer columns
 _THREADS = True  # Arrow splits blocks on its threads
