@@ -2,13 +2,16 @@
 schema inference, device splits, standardisation from the training rows only, clear errors."""
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gzip
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from privcity.data import csvload, load_csv
+from privcity.data import _csvread, csvload, load_csv
 
 river = pytest.importorskip("river")
 RIVER = os.path.dirname(river.__file__)
@@ -168,8 +171,10 @@ def test_a_byte_order_mark_and_non_finite_targets(tmp_path):
     assert train.X.shape[0] + x_test.shape[0] == 60
 
 
-@pytest.mark.parametrize("block_rows", [1, 4, 5])
-def test_values_after_a_block_boundary_are_judged_as_in_one_block(tmp_path, monkeypatch, block_rows):
+@pytest.mark.parametrize("reader, block", [("arrow", 30), ("arrow", 120), ("arrow", 150),
+                                           ("csv", 1), ("csv", 4), ("csv", 5)])
+def test_values_after_a_block_boundary_are_judged_as_in_one_block(tmp_path, monkeypatch, reader,
+                                                                   block):
     # Prepare: "code" holds numbers for 8 rows, then a letter (categorical); "noisy" has its only
     # non-number in a row without a target (numeric); "dev" turns non-integral late (device ids
     # numbered from the strings); "when" is a timestamp (cyclic features)
@@ -179,7 +184,12 @@ def test_values_after_a_block_boundary_are_judged_as_in_one_block(tmp_path, monk
     path = write(tmp_path, "code,noisy,dev,when,y\n" + "\n".join(rows) + "\n")
     kwargs = dict(target="y", device_column="dev", test_fraction=0.3, seed=2)
     whole, (x_test_whole, y_test_whole) = load_csv(path, **kwargs)         # one block
-    monkeypatch.setattr(csvload, "_CHUNK_ROWS", block_rows)
+    if reader == "arrow":  # blocks of about 1, 4 and 5 rows (each about 30 bytes)
+        monkeypatch.setattr(_csvread, "_BLOCK_BYTES", block)
+    else:  # the csv module's blocks of rows (where Arrow refuses a file)
+        monkeypatch.setattr(_csvread, "_CHUNK_ROWS", block)
+        monkeypatch.setattr(csvload, "read_cells",
+                            functools.partial(_csvread.read_cells, arrow=False))
 
     # Execute
     train, (x_test, y_test) = load_csv(path, **kwargs)
@@ -254,3 +264,107 @@ def test_a_constant_target_and_text_that_is_not_utf8_get_named_errors(tmp_path):
         load_csv(const, target="label")
     with pytest.raises(ValueError, match="latin.csv is not UTF-8 text"):
         load_csv(str(latin), target="x")
+
+
+def _mixed_csv(tmp_path, rows: int = 400) -> str:
+    """Named sensors, an integer reading, a noisy float with a stray cell, a zone, a timestamp and
+    a label (some missing): every kind of column load_csv encodes."""
+    lines = ["sensor,count,temp,zone,when,label"]
+    for i in range(rows):
+        temp = "err" if i == 7 else ("" if i % 11 == 0 else f"{20 + (i * 37 % 100) / 7:.3f}")
+        label = "" if i % 29 == 0 else ("hot" if i * 7 % 10 > 5 else "cold")
+        lines.append(f"s{i % 13},{i * 31 % 300},{temp},{'ABC'[i % 3]},"
+                     f"2024-05-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00,{label}")
+    return write(tmp_path, "\n".join(lines) + "\n")
+
+
+def _same_dataset(a, b) -> None:
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "population":
+            assert all(np.array_equal(u, v) and u.dtype == v.dtype for u, v in zip(x, y))
+        elif isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("kwargs", [dict(target="label", device_column="sensor"),
+                                    dict(target="temp", devices=9, split="round_robin")])
+@pytest.mark.parametrize("share", [(0, 0), (0, 1), (3, 7), (8, 9)])
+def test_keeping_a_range_of_devices_is_the_subset_of_the_whole_file_bit_for_bit(tmp_path, kwargs,
+                                                                                 share):
+    # Prepare: a regression and a classification, the kept range a share of the devices
+    path = _mixed_csv(tmp_path)
+    whole, (x_test, y_test) = load_csv(path, **kwargs)
+    n = whole.n_devices
+    r = range(share[0] * n // 9, share[1] * n // 9)
+    asked = []
+
+    # Execute
+    part, test = load_csv(path, **kwargs, keep=lambda m: asked.append(m) or r)
+
+    # Assert: standardised with every training row, the same categories, classes and notes
+    assert asked == [n]
+    _same_dataset(part, whole.subset(np.arange(r.start, r.stop)))
+    assert np.array_equal(test[0], x_test) and np.array_equal(test[1], y_test)
+    assert np.array_equal(part.population[0], whole.device_ids)
+    assert np.array_equal(part.population[1], whole.sizes)
+
+
+def test_a_rank_that_keeps_no_device_still_knows_every_device_and_may_skip_the_test_set(tmp_path):
+    # Prepare
+    path = _mixed_csv(tmp_path)
+    whole, _ = load_csv(path, target="label", device_column="sensor")
+
+    # Execute
+    none, test = load_csv(path, target="label", device_column="sensor", keep=lambda n: range(0),
+                          test_set=False)
+
+    # Assert
+    assert test is None and none.n_devices == 0 and none.X.shape == (0, whole.X.shape[1])
+    assert none.feature_names == whole.feature_names and none.notes == whole.notes
+    ids, sizes = none.population
+    assert list(ids) == list(whole.device_ids) and list(sizes) == list(whole.sizes)
+    assert sizes.sum() == whole.X.shape[0] and ids.dtype == sizes.dtype == np.int64
+
+
+@pytest.mark.parametrize("keep, match", [
+    (lambda n: [0, 1], "must return a range"), (lambda n: range(0, n + 1), "within range"),
+    (lambda n: range(0, n, 2), "step 1"), (lambda n: range(2, 1), "within range"),
+    ("0:3", "must be a callable")])
+def test_keep_must_give_a_range_of_device_indices(tmp_path, keep, match):
+    path = _mixed_csv(tmp_path, rows=60)
+    with pytest.raises(ValueError, match=match):
+        load_csv(path, target="label", device_column="sensor", keep=keep)
+
+
+def test_test_set_must_be_a_bool(tmp_path):
+    path = _mixed_csv(tmp_path, rows=60)
+    with pytest.raises(ValueError, match="test_set must be True or False"):
+        load_csv(path, target="label", test_set="no")
+
+
+def test_the_encoded_output_is_the_peak_part_that_falls_with_the_rows_kept(tmp_path):
+    # Prepare: 30,000 rows x 40 integer columns; numpy's allocations as tracemalloc sees them
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 256, (30_000, 40))
+    rows = [f"{i % 100},{i % 3}," + ",".join(map(str, r)) for i, r in enumerate(cells.tolist())]
+    path = write(tmp_path, "dev,y," + ",".join(f"p{j}" for j in range(40)) + "\n"
+                 + "\n".join(rows) + "\n")
+
+    def peak(**kwargs) -> int:
+        tracemalloc.start()
+        try:
+            load_csv(path, target="y", device_column="dev", **kwargs)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    # Execute
+    whole = peak()
+    quarter = peak(keep=lambda n: range(n // 4), test_set=False)
+
+    # Assert: the float32 output of every row (4.8 MB) is most of the whole load's peak
+    assert whole > 30_000 * 40 * 4
+    assert quarter < 0.55 * whole

@@ -8,7 +8,8 @@ federated tasks with non-IID partitions, a CSV loader and on-device preprocessin
   their own blocks and get the same rows as one process would.
 - :func:`make_city`, :func:`make_test_set`, :class:`FederatedDataset`: the ``traffic``,
   ``air_quality`` and ``energy`` tasks, partitioned by district or Dirichlet(alpha) over labels.
-- :func:`load_csv`: real data (numpy and the csv module only).
+- :func:`load_csv`: real data (split by pyarrow.csv, read by the csv module's and float()'s
+  rules); a rank may keep only its devices' rows (``keep``).
 - :func:`preprocess`: what a device releases: sensitive fields noised (Laplace, from
   :class:`privcity.noise.SecureRNG`) or dropped by their flag.
 

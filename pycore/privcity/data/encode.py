@@ -1,7 +1,7 @@
 """Schema-driven feature encoding: raw record columns to the float32 matrix a model reads."""
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 
@@ -35,7 +35,8 @@ class Encoder:
                 raise ValueError(f"field {k!r}: scale must be finite and > 0, got {v!r}")
         names: list[str] = []
         self._slices: dict[str, slice] = {}
-        for f in schema.feature_fields:
+        self._fields = schema.feature_fields
+        for f in self._fields:
             start = len(names)
             if f.kind == "categorical":
                 lo, hi = int(f.lower), int(f.upper)  # type: ignore[arg-type]
@@ -46,16 +47,24 @@ class Encoder:
                 names.append(f.name)
             self._slices[f.name] = slice(start, len(names))
         self.feature_names = names
+        self.field_slices = tuple(self._slices[f.name] for f in self._fields)  # columns of field j
 
     @classmethod
     def fit(cls, schema: Schema, features: np.ndarray) -> Encoder:
         """Standardisation from data: mean and standard deviation of each plain numeric column of
         ``features`` (N, len(schema.features)); a constant column gets scale 1. NaNs ignored."""
+        return cls.fit_columns(schema, lambda j: features[:, j])
+
+    @classmethod
+    def fit_columns(cls, schema: Schema, column: Callable[[int], np.ndarray]) -> Encoder:
+        """``fit`` from one column at a time: ``column(j)`` is called once for each plain numeric
+        field j (``schema.features`` order) and returns its values (N,), so a caller holding
+        columns apart need not stack them."""
         mean: dict[str, float] = {}
         scale: dict[str, float] = {}
         for j, f in enumerate(schema.feature_fields):
             if f.kind == "numeric" and f.period is None:
-                col = np.asarray(features[:, j], np.float64)
+                col = np.asarray(column(j), np.float64)
                 col = col[np.isfinite(col)]
                 m = float(col.mean()) if col.size else 0.0
                 s = float(col.std()) if col.size else 0.0
@@ -79,7 +88,7 @@ class Encoder:
         given, is a float32 (N, n_features) array written in place and returned. NaN in a plain
         numeric column (a missing value) becomes 0, the standardised mean.
         """
-        fields = self.schema.feature_fields
+        fields = self._fields
         if features.ndim != 2 or features.shape[1] != len(fields):
             raise ValueError(f"features must be (N, {len(fields)}) in schema.features order, "
                              f"got shape {features.shape}")
@@ -89,21 +98,33 @@ class Encoder:
         elif out.shape != (n, self.n_features) or out.dtype != np.float32:
             raise ValueError(f"out must be float32 of shape {(n, self.n_features)}")
         for j, f in enumerate(fields):
-            sl = self._slices[f.name]
-            col = features[:, j]
             if f.name in zero:
-                out[:, sl] = 0.0
-            elif f.kind == "categorical":
-                lo = int(f.lower)  # type: ignore[arg-type]
-                k = sl.stop - sl.start
-                finite = np.isfinite(col)
-                code = np.where(finite, col, lo).astype(np.int64) - lo
-                out[:, sl] = (code[:, None] == np.arange(k)) & finite[:, None]  # NaN: all zero
-            elif f.period is not None:
-                angle = ((2.0 * np.pi / f.period) * col).astype(np.float32)
-                out[:, sl.start] = np.sin(angle)
-                out[:, sl.start + 1] = np.cos(angle)
+                out[:, self._slices[f.name]] = 0.0
             else:
-                z = (col - self.mean.get(f.name, 0.0)) * (1.0 / self.scale.get(f.name, 1.0))
-                out[:, sl.start] = np.where(np.isfinite(z), z, 0.0)
+                self.encode_field(j, features[:, j], out[:, self._slices[f.name]])
         return out
+
+    def encode_field(self, j: int, col: np.ndarray, out: np.ndarray) -> None:
+        """Encodes the raw values (N,) of feature field j (``schema.features`` order) into
+        ``out``, float32 (N, k) of any layout: the field's k columns (``field_slices[j]`` of
+        ``encode``'s output), as ``encode`` writes them."""
+        sl = self.field_slices[j]
+        if out.dtype != np.float32 or out.shape != (len(col), sl.stop - sl.start):
+            raise ValueError(f"out must be float32 of shape {(len(col), sl.stop - sl.start)}")
+        f = self._fields[j]
+        if f.kind == "categorical":
+            lo = int(f.lower)  # type: ignore[arg-type]
+            finite = np.isfinite(col)
+            code = np.where(finite, col, lo).astype(np.int64) - lo
+            out[:] = (code[:, None] == np.arange(out.shape[1])) & finite[:, None]  # NaN: all zero
+        elif f.period is not None:
+            angle = ((2.0 * np.pi / f.period) * col).astype(np.float32)
+            out[:, 0] = np.sin(angle)
+            out[:, 1] = np.cos(angle)
+        else:
+            z = col - self.mean.get(f.name, 0.0)
+            z *= 1.0 / self.scale.get(f.name, 1.0)
+            bad = ~np.isfinite(z)
+            if bad.any():
+                z[bad] = 0.0
+            out[:, 0] = z

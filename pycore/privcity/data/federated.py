@@ -78,6 +78,10 @@ class FederatedDataset:
     notes : tuple of str
         What loading did to the data that the caller should know (``load_csv``: rows left out,
         cells read as missing, columns not used, each with its reason); empty when nothing.
+    population : (numpy.ndarray, numpy.ndarray) or None
+        (device_ids, sizes), int64 each: every device of the source and its rows, whichever
+        devices this dataset holds (``load_csv`` sets it: a rank that keeps one block of devices
+        still knows them all); kept by ``subset``. None for the synthetic city.
     """
 
     X: np.ndarray
@@ -93,6 +97,7 @@ class FederatedDataset:
     target_scale: float = 1.0
     class_names: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    population: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.device_ids)
@@ -112,6 +117,10 @@ class FederatedDataset:
             raise ValueError("district must have one entry per device")
         if len(self.feature_names) != self.X.shape[1]:
             raise ValueError("feature_names must name every column of X")
+        if self.population is not None and (
+                len(self.population) != 2 or self.population[0].shape != self.population[1].shape
+                or self.population[0].ndim != 1):
+            raise ValueError("population must be (device_ids, sizes), two arrays of one length")
 
     @property
     def n_devices(self) -> int:

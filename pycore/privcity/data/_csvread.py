@@ -1,0 +1,600 @@
+"""The cells of a CSV file for :func:`privcity.data.load_csv`: pyarrow.csv splits, numpy keeps.
+
+pyarrow.csv (Arrow's C++ reader: multi-threaded, streaming) splits the file into rows and cells
+in blocks of ``_BLOCK_BYTES``. Arrow's type inference is not used (it reads "0x1f" as 31,
+"true" as a boolean, dates as dates): every cell arrives as text, except in the columns the
+loader found to hold unsigned integers only in the first ``_SNIFF_BYTES`` after the header
+(and only when no "x" or "X" follows the header), which Arrow converts as it splits, a missing
+token becoming null. Each block is then converted column by column, and only its rows with a
+target value are kept:
+
+- text cells that are all numbers of the grammar Arrow and Python's ``float()`` read alike
+  (ASCII digits, ``+ - . e E``: checked on the bytes before the cast, tested exhaustively
+  against ``float()``) are cast by Arrow, to uint8 or uint16 when every cell is an unsigned
+  integer that fits, else to float64; missing tokens in any case (``NA``, ``null``, ...) are
+  found by Arrow too; any other cell (``" 1"``, ``"1_000"``, ``"inf"``, a word) goes through
+  ``float()``;
+- a column is kept in the narrowest dtype that holds every value exactly (pixels 0..255: one
+  byte a cell), as text (Arrow strings, then a list of str) once one cell is not a number, and
+  read again (that column only) when that cell comes after its first block.
+
+Arrow never decides what a row is on its own: a row of the wrong width that is not blank, text
+that is not UTF-8, a cell an integer column cannot hold, or anything else it refuses sends the
+file through Arrow again as text, then through the csv module, which raises the error it always
+raised (with the line number) or, when the refusal was Arrow's alone, reads the file (slowly)
+with the same rules. A pipe is first copied to a temporary file (it is read more than once).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import gzip
+import io
+import itertools
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+_MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+_BLOCK_BYTES = 1 << 21  # bytes Arrow splits at a time (its buffers for one block: ~25x that)
+_CHUNK_ROWS = 65_536  # rows the csv module reads at a time (when it reads the file)
+_SNIFF_BYTES = 1 << 20  # bytes after the header whose cells choose the integer columns
+_THREADS = True  # Arrow splits blocks on its threads
+
+# Bytes of the cells Arrow's cast reads exactly as float() does (tests/test_data_csv_arrow.py);
+# "nan(1)" and "0x1f" are why every other byte goes to float().
+_NUMBER_BYTES = b"0123456789+-.eE"
+_UINT8, _UINT16, _FLOAT64 = range(3)  # the casts tried, narrowest first
+
+
+def _open(path: str | os.PathLike) -> io.TextIOBase:
+    p = os.fspath(path)
+    if p.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", newline="")
+    return open(p, encoding="utf-8-sig", newline="")  # -sig: a byte-order mark is not a name
+
+
+def _missing(v: str) -> bool:
+    return v.strip().lower() in _MISSING
+
+
+def _floats(values: Sequence[str]) -> np.ndarray | None:
+    """float64 array (NaN for missing and non-finite), or None when some value is not a number."""
+    try:  # all numbers: the common case, at C speed
+        fast = np.fromiter(map(float, values), np.float64, len(values))
+    except ValueError:  # a missing value, or not a number: value by value below
+        fast = None
+    if fast is not None:
+        fast[~np.isfinite(fast)] = np.nan  # the only missing marker float() takes is "nan"
+        return fast
+    out = np.empty(len(values), np.float64)
+    for i, v in enumerate(values):
+        if _missing(v):
+            out[i] = np.nan
+            continue
+        try:
+            x = float(v)
+        except ValueError:
+            return None
+        out[i] = x if math.isfinite(x) else np.nan
+    return out
+
+
+def _kept(values: Sequence[str]) -> np.ndarray:
+    """True where a target value is present and a finite number or a label."""
+    try:  # a number parses, and is missing or non-finite exactly when it is not finite
+        return np.isfinite(np.fromiter(map(float, values), np.float64, len(values)))
+    except ValueError:
+        return np.array([not _missing(v) and not _non_finite_number(v) for v in values], bool)
+
+
+def _non_finite_number(v: str) -> bool:
+    try:
+        return not np.isfinite(float(v))
+    except ValueError:
+        return False
+
+
+def _blank(row: list[str]) -> bool:
+    return not any(map(str.strip, row))
+
+
+def _header(reader, name: str) -> list[str]:
+    for row in reader:
+        if not _blank(row):
+            header = [h.strip() for h in row]
+            break
+    else:
+        raise ValueError(f"{name} is empty: expected a header row and data rows")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValueError(f"{name}: duplicate column names {dup}")
+    return header
+
+
+# --- Arrow ---------------------------------------------------------------------------------------
+
+@functools.cache
+def _arrow() -> tuple[Any, Any, Any]:
+    """pyarrow, pyarrow.compute, pyarrow.csv, imported on first use (``import privcity`` does
+    not pay for them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    return pa, pc, pcsv
+
+
+@functools.cache
+def _missing_cells() -> Any:
+    """Every spelling of the missing tokens without surrounding blanks ("na", "nA", "Na", ...),
+    as an Arrow array: cells Arrow may find as missing itself (others: ``_missing``)."""
+    spellings = {"".join(c) for t in _MISSING
+                 for c in itertools.product(*({ch.lower(), ch.upper()} for ch in t))}
+    return _strings(sorted(spellings))
+
+
+# Arrow arrays to and from numpy through their buffers: pa.array() and Array.to_numpy() would
+# import pandas (half a second) to look for its types.
+
+def _strings(values: Sequence[str]) -> Any:
+    """An Arrow string array of ``values``."""
+    pa = _arrow()[0]
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, data), np.int64, len(data)), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("a block of cells over 2 GB")  # _CHUNK_ROWS rows of the csv module
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(data))]
+    return pa.Array.from_buffers(pa.string(), len(data), buffers)
+
+
+def _bools(mask: np.ndarray) -> Any:
+    """An Arrow boolean array of a numpy one."""
+    pa = _arrow()[0]
+    return pa.Array.from_buffers(pa.bool_(), len(mask),
+                                 [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+def _indices(idx: Sequence[int]) -> Any:
+    """An Arrow int64 array of indices (for ``take``)."""
+    pa = _arrow()[0]
+    return pa.Array.from_buffers(pa.int64(), len(idx),
+                                 [None, pa.py_buffer(np.asarray(idx, np.int64))])
+
+
+def _bits(buf: Any, offset: int, n: int) -> np.ndarray:
+    """n booleans of an Arrow bitmap from bit ``offset``."""
+    bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
+    return bits[offset:offset + n].view(bool)
+
+
+def _values(arr: Any) -> np.ndarray:
+    """A numeric Arrow array as numpy: a view of its values, or float64 with NaN for nulls."""
+    dtype = np.dtype(str(arr.type))  # uint8, uint16, float64
+    valid, data = arr.buffers()[:2]
+    x = np.frombuffer(data, dtype, len(arr), arr.offset * dtype.itemsize)
+    if not arr.null_count:
+        return x
+    out = x.astype(np.float64)
+    out[~_bits(valid, arr.offset, len(arr))] = np.nan
+    return out
+
+
+class _Refused(Exception):
+    """Arrow could not read the file as the csv module does: the csv module reads it."""
+
+
+class _Untyped(_Refused):
+    """A column Arrow converted to integers holds a cell that decides something else (a missing
+    one in a row that may be blank): the file is read again as text."""
+
+
+def _skip_blank(row: Any) -> str:
+    """Arrow's handler of a row of the wrong width: skipped when blank (the csv module's rows of
+    blanks of any width are no rows), else an error (``_Refused``)."""
+    try:
+        cells = [c for r in csv.reader(io.StringIO(row.text, newline="")) for c in r]
+    except (csv.Error, TypeError):
+        return "error"
+    return "skip" if _blank(cells) else "error"
+
+
+def _stream(real: str, offset: int) -> Any:
+    """Arrow's input stream of the file's bytes (decompressed) from ``offset`` on."""
+    pa = _arrow()[0]
+    raw = pa.OSFile(real)
+    if not real.endswith(".gz"):
+        raw.seek(offset)
+        return raw
+    stream = pa.CompressedInputStream(raw, "gzip")
+    while offset > 0:
+        offset -= len(stream.read(min(offset, 1 << 20)))
+    return stream
+
+
+def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | None = None, *,
+                   types: Mapping[int, Any] | None = None,
+                   block: int | None = None) -> Iterator[list[Any]]:
+    """The rows after the header in blocks: per block, the Arrow arrays of ``columns`` (all by
+    default), text but for ``types`` (column -> Arrow integer type: null where a cell is a
+    missing token). Rows of blanks of the wrong width are left out; those of the right width are
+    not (the caller finds them). Raises ``_Refused`` where Arrow fails."""
+    pa, _, pcsv = _arrow()
+    names = [f"c{j}" for j in range(width)]
+    take = range(width) if columns is None else columns
+    # One block asked for (``block``): no thread reads ahead.
+    read = pcsv.ReadOptions(use_threads=_THREADS and block is None,
+                            block_size=block or _BLOCK_BYTES, column_names=names)
+    parse = pcsv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False,
+                              newlines_in_values=True, ignore_empty_lines=True,
+                              invalid_row_handler=_skip_blank)
+    convert = pcsv.ConvertOptions(
+        check_utf8=True, column_types={names[j]: (types or {}).get(j, pa.string()) for j in take},
+        null_values=_missing_cells().to_pylist() if types else [], strings_can_be_null=False,
+        include_columns=[names[j] for j in take])
+    with _stream(real, offset) as stream:
+        try:
+            reader = pcsv.open_csv(stream, read_options=read, parse_options=parse,
+                                   convert_options=convert)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                yield batch.columns
+        except pa.lib.ArrowException as exc:
+            raise _Refused(str(exc)) from exc
+
+
+def _integer_columns(real: str, offset: int, width: int,
+                     skip: Collection[int]) -> dict[int, Any]:
+    """Columns (but ``skip``) whose cells in the file's first ``_SNIFF_BYTES`` after the header
+    are all unsigned integers below 2**16, which Arrow may then convert as it splits the file
+    (uint16; a missing token is null, a cell of another kind an error). None in a file with an
+    "x" or "X" after its header, since Arrow reads "0x1f" as 31 where float() refuses it, nor
+    in a .gz (not searched)."""
+    if real.endswith(".gz") or os.path.getsize(real) <= offset:
+        return {}
+    with open(real, "rb") as fh:
+        fh.seek(offset)
+        while chunk := fh.read(1 << 20):
+            if b"x" in chunk or b"X" in chunk:
+                return {}
+    try:
+        with contextlib.closing(_arrow_batches(real, offset, width, block=_SNIFF_BYTES)) as it:
+            first = next(it, None)
+    except _Refused:
+        return {}
+    uint16 = _arrow()[0].uint16()
+    out = {}
+    for j, cells in enumerate(first or ()):
+        x, cast = _cast(cells, _UINT8) if j not in skip and len(cells) else (None, 0)
+        if x is not None and cast <= _UINT16:
+            out[j] = uint16
+    return out
+
+
+def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, *,
+                    build: bool = True) -> Iterator[list[Any]]:
+    """The csv module's rows after the header in blocks of ``_CHUNK_ROWS``, blank ones left out,
+    as Arrow string arrays of ``columns`` (all by default); ``build=False`` only checks them.
+    Raises ValueError for a row of the wrong width (with its line), UnicodeDecodeError."""
+    with _open(real) as fh:
+        reader = csv.reader(fh)
+        width = len(_header(reader, name))
+        take = list(range(width)) if columns is None else list(columns)
+        block: list[list[str]] = []
+        for row in reader:
+            if _blank(row):
+                continue
+            if len(row) != width:
+                raise ValueError(f"{name}, line {reader.line_num}: {len(row)} cells, the header "
+                                 f"has {width}")
+            if build:
+                block.append(row)
+            if len(block) == _CHUNK_ROWS:
+                yield [_strings([r[j] for r in block]) for j in take]
+                block = []
+        if block:
+            yield [_strings([r[j] for r in block]) for j in take]
+
+
+# --- cells to numbers ----------------------------------------------------------------------------
+
+def _cell_bytes(arr: Any) -> np.ndarray:
+    """The bytes of an Arrow string array's cells, one after the other (a view)."""
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, np.int32, len(arr) + 1, arr.offset * 4)
+    if data is None or off[-1] == off[0]:
+        return np.empty(0, np.uint8)
+    return np.frombuffer(data, np.uint8, int(off[-1] - off[0]), int(off[0]))
+
+
+def _narrow(x: np.ndarray) -> np.ndarray:
+    """float64 values (NaN for missing) as float32 when that holds each of them exactly."""
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, unequal, float64 kept
+        head = x[:64]
+        if not np.array_equal(head.astype(np.float32), head, equal_nan=True):  # most decimals
+            return x
+        f = x.astype(np.float32)
+    return f if np.array_equal(f, x, equal_nan=True) else x
+
+
+def _cast(arr: Any, first: int) -> tuple[np.ndarray | None, int]:
+    """Arrow's cast of every cell, when it reads them as ``float()`` does: (uint8 or uint16 when
+    they are unsigned integers that fit, else float64 with NaN for non-finite; the cast used),
+    (None, first) when some cell is not in the shared grammar. ``first``: the cast tried first."""
+    pa, pc, _ = _arrow()
+    if not len(arr):
+        return np.empty(0, np.uint8), first
+    b = _cell_bytes(arr)
+    if b.size and 48 <= b.min() and b.max() <= 57:  # digits alone: integers >= 0 (or empty cells)
+        casts = range(first, _FLOAT64 + 1)
+    elif b.size and not b.tobytes().translate(None, _NUMBER_BYTES):  # no byte but those
+        casts = range(_FLOAT64, _FLOAT64 + 1)
+    else:
+        return None, first
+    for level in casts:
+        try:
+            x = _values(pc.cast(arr, (pa.uint8(), pa.uint16(), pa.float64())[level]))
+        except pa.ArrowInvalid:  # a value too large for the type, an empty cell, "1-2", ...
+            continue
+        if level == _FLOAT64:
+            x = _narrow(np.where(np.isfinite(x), x, np.nan))
+        return x, level
+    return None, first
+
+
+def _cell_numbers(arr: Any, first: int) -> tuple[np.ndarray | None, int]:
+    """The cells as ``_floats`` reads them (NaN for missing and non-finite), in the narrowest
+    dtype that holds them exactly, or None when one is not a number; and the cast Arrow used."""
+    pa, pc, _ = _arrow()
+    x, level = _cast(arr, first)
+    if x is not None:
+        return x, level
+    missing = pc.is_in(arr, value_set=_missing_cells())
+    if pc.any(missing).as_py():
+        x, level = _cast(arr.filter(pc.invert(missing)), first)
+        if x is not None:
+            out = np.full(len(arr), np.nan, np.float64 if x.dtype == np.float64 else np.float32)
+            out[~_bits(missing.buffers()[1], missing.offset, len(missing))] = x
+            return out, level
+    x = _floats(arr.to_pylist())  # blanks around a number, "1_000", "inf", or text
+    return (None if x is None else _narrow(x)), first
+
+
+class _Column:
+    """The kept cells of one column: numbers (``_cell_numbers`` of each block) while every value
+    is a number, the cells themselves (Arrow strings) once one is not. ``integral`` (the device
+    column): the numbers also have to be integral, none missing, else the ids are numbered from
+    the strings. ``reread``: it turned to text after some rows, whose cells went: read again."""
+
+    __slots__ = ("chunks", "text", "integral", "reread", "rows", "cast")
+
+    def __init__(self, *, integral: bool) -> None:
+        self.chunks: list[Any] = []
+        self.text = False
+        self.integral = integral
+        self.reread = False
+        self.rows = 0
+        self.cast = _UINT8
+
+    def add(self, cells: Any) -> None:
+        if self.reread:
+            return
+        if not self.text and cells.type != _arrow()[0].string():  # Arrow's integers
+            x = _values(cells)  # uint16, or float64 with NaN where a token was missing
+            if x.dtype.kind == "f":
+                x = x.astype(np.float32)
+            elif x.size and x.max() < 256:
+                x = x.astype(np.uint8)  # a copy: Arrow's block goes
+            self.chunks.append(x)
+            self.rows += len(x)
+            return
+        if not self.text:
+            x, self.cast = _cell_numbers(cells, self.cast)
+            if x is not None and (not self.integral or x.dtype.kind == "u"
+                                  or np.array_equal(x, np.round(x))):
+                self.chunks.append(x)
+                self.rows += len(x)
+                return
+            self.chunks = []
+            if self.rows:
+                self.reread = True
+                return
+            self.text = True
+        self.chunks.append(cells)
+
+    def values(self, narrow: bool) -> np.ndarray | list[str]:
+        """The cells (the blocks let go: a column at a time is held twice)."""
+        chunks, self.chunks = self.chunks, []
+        if self.text:
+            return [v for c in chunks for v in c.to_pylist()]
+        if not chunks:
+            return np.empty(0, np.float64)
+        x = np.concatenate(chunks)  # the widest dtype of the blocks: still exact
+        if x.dtype == np.uint16 and x.size and x.max() < 256:
+            x = x.astype(np.uint8)
+        return x if narrow else x.astype(np.float64)
+
+
+def _blank_rows(cols: list[Any], probe: list[str]) -> list[int]:
+    """Rows of the block whose every cell is blank (``probe``: the cells of one column)."""
+    rows = [i for i, v in enumerate(probe) if not v.strip()]
+    string = _arrow()[0].string()
+    for col in cols:
+        if not rows:
+            break
+        cells = col.take(_indices(rows)).to_pylist()
+        if col.type == string:
+            rows = [i for i, v in zip(rows, cells) if not v.strip()]
+        elif None in cells:  # a missing token or a blank cell: which, only the text says
+            raise _Untyped("a row that may be blank")
+        else:
+            rows = []  # a number is not blank
+    return rows
+
+
+def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
+          columns: dict[int, _Column]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+    """Reads the blocks: (data rows, per block the mask of its data rows with a target value,
+    per block the mask of its source rows that are such rows); ``columns`` get their cells."""
+    n_rows = 0
+    keep_blocks: list[np.ndarray] = []
+    take_blocks: list[np.ndarray] = []
+    for cols in batches:
+        n = len(cols[0])
+        probe = cols[max(jt, 0)].to_pylist()
+        blank = _blank_rows(cols, probe)
+        if blank:
+            data = np.ones(n, bool)
+            data[blank] = False
+            probe = [v for v, d in zip(probe, data.tolist()) if d]
+        n_rows += len(probe)
+        if not wanted:
+            continue
+        keep = _kept(probe)
+        keep_blocks.append(keep)
+        take = keep
+        if blank:
+            take = np.zeros(n, bool)
+            take[data] = keep
+        take_blocks.append(take)
+        mask = None if take.all() else _bools(take)
+        for j, c in columns.items():
+            c.add(cols[j] if mask is None else cols[j].filter(mask))
+    return n_rows, keep_blocks, take_blocks
+
+
+def _reread(batches: Iterator[list[Any]], take: np.ndarray, columns: dict[int, _Column],
+            name: str) -> None:
+    """Second pass: the kept cells (``take``: per source row) of ``columns``, as text."""
+    for c in columns.values():
+        c.text, c.reread, c.chunks = True, False, []
+    at = 0
+    for cols in batches:
+        n = len(cols[0])
+        if at + n > len(take):
+            raise ValueError(f"{name} changed while it was being read")
+        mask = _bools(take[at:at + n])
+        at += n
+        for c, cells in zip(columns.values(), cols):
+            c.chunks.append(cells.filter(mask))
+    if at != len(take):
+        raise ValueError(f"{name} changed while it was being read")
+
+
+# --- the file ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _regular(path: str | os.PathLike) -> Iterator[str]:
+    """A regular file with the contents of ``path``: itself, or a pipe's bytes copied to a
+    temporary file (removed on exit) since the file is read more than once."""
+    p = os.fspath(path)
+    if os.path.isfile(p):
+        yield p
+        return
+    with open(p, "rb") as src, tempfile.NamedTemporaryFile(
+            suffix=".csv.gz" if p.endswith(".gz") else ".csv", delete=False) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    try:
+        yield dst.name
+    finally:
+        os.unlink(dst.name)
+
+
+def _header_end(real: str, lines: int) -> int:
+    """Offset in the (decompressed) bytes of the end of the file's first ``lines`` lines (ended
+    by \\n, \\r or \\r\\n, as the csv module reads them), or of the file."""
+    ends = re.compile(rb"\r\n|\r|\n")
+    opener = gzip.open if real.endswith(".gz") else open
+    with opener(real, "rb") as fh:
+        head = b""
+        while True:
+            more = fh.read(max(1 << 16, len(head)))
+            head += more
+            found = list(itertools.islice(ends.finditer(head), lines))
+            if len(found) == lines and (more == b"" or found[-1].end() < len(head)):
+                return found[-1].end()  # a final "\r" waits for a possible "\n"
+            if not more:
+                return len(head)
+
+
+def _header_of(real: str, name: str) -> tuple[list[str], int]:
+    """The header (as ``_header`` reads it) and the offset of the bytes after it."""
+    with _open(real) as fh:
+        reader = csv.reader(fh)
+        header = _header(reader, name)
+        lines = reader.line_num
+    return header, _header_end(real, lines)
+
+
+def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
+               use: Collection[str] | None, *, narrow: bool = True,
+               arrow: bool = True) -> tuple[list[str], np.ndarray | None,
+                                            dict[str, np.ndarray | list[str]]]:
+    """Header, the mask of data rows whose target is present and finite, and the columns named
+    in ``use`` (all with None) over those rows: numbers (NaN for missing) where every value is a
+    number (the narrowest exact dtype, or float64 unless ``narrow``), the cells otherwise.
+    Without the target or device column only validates the rows (mask None, no columns).
+    ``arrow=False``: the csv module alone splits the file (the reference Arrow is tested by).
+
+    Raises ValueError (empty file, no data rows, duplicate names, a row of the wrong width)
+    and UnicodeDecodeError, as the csv module finds them.
+    """
+    name = os.fspath(path)
+    with _regular(path) as real:
+        header, offset = _header_of(real, name)
+        width = len(header)
+        wanted = target in header and (device_column is None or device_column in header)
+        jt = header.index(target) if wanted else -1
+
+        def fresh() -> dict[int, _Column]:
+            return {j: _Column(integral=h == device_column) for j, h in enumerate(header)
+                    if wanted and (use is None or h in use)}
+
+        # Arrow with integer columns where the file has them, else all text; where Arrow
+        # refuses, the csv module (its error, or the file read its way).
+        sources: list[Callable[..., Iterator[list[Any]]]] = []
+        if arrow:
+            # Not the target nor the device column: their cells are read as text (labels, ids).
+            skip = {j for j, h in enumerate(header) if h in (target, device_column)
+                    or (use is not None and h not in use)}
+            types = _integer_columns(real, offset, width, skip) if wanted else {}
+            if types:
+                sources.append(functools.partial(_arrow_batches, real, offset, width, types=types))
+            sources.append(functools.partial(_arrow_batches, real, offset, width))
+        for source in sources:
+            try:
+                columns = fresh()
+                n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns)
+                break
+            except _Refused:
+                continue
+        else:
+            for _ in _python_batches(real, name, build=False):
+                pass  # the csv module's error, if it has one; else it reads the file
+            source = functools.partial(_python_batches, real, name)
+            columns = fresh()
+            n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns)
+        if not n_rows:
+            raise ValueError(f"{name} has a header but no data rows")
+        again = {j: c for j, c in columns.items() if c.reread}
+        if again:
+            take = np.concatenate(take_blocks)
+            try:
+                _reread(source(list(again)), take, again, name)
+            except _Refused:
+                raise ValueError(f"{name} changed while it was being read") from None
+    keep = np.concatenate(keep_blocks) if wanted else None
+    cols = {header[j]: c.values(narrow) for j, c in columns.items()}
+    del columns
+    _arrow()[0].default_memory_pool().release_unused()  # Arrow's blocks, back to the system
+    return header, keep, cols
