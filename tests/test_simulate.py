@@ -735,3 +735,45 @@ def test_secure_aggregation_without_the_dp_run_calibrates_nothing_and_attacks_wh
     assert res["fl"]["rounds_run"] == 2
     assert "dp_sum" not in res["attacks"]["updates"]["views"]
     assert res["attacks"]["breach"]["fl_dp"]["risk"] is None
+
+
+@pytest.mark.parametrize("runs", ["fl", "centralized,fl"])
+def test_csv_under_mpiexec_each_rank_encodes_its_devices_and_the_result_is_one_process(
+        tmp_path, runs, monkeypatch):
+    # Prepare: real sensor readings on 8 devices; count the rows each rank's loader encodes
+    river = pytest.importorskip("river")
+    mpiexec, env = _mpiexec_and_env()
+    csv = Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv"
+    kw = dict(task="csv", data=str(csv), target="V4", devices=8, rounds=3, sample_rate=0.9,
+              lr=0.05, attacks="none", report=False, runs=runs)
+    one = run(tmp_path / "one", **kw)
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, sys, json\n"
+        "from mpi4py import MPI\n"
+        "import privcity.data as D\n"
+        "real = D.load_csv\n"
+        "def counted(*a, **k):\n"
+        "    train, test = real(*a, **k)\n"
+        f"    with open(os.path.join({str(tmp_path)!r}, f'rank{{MPI.COMM_WORLD.rank}}'), 'w') as f:\n"
+        "        json.dump([train.n_devices, test is not None], f)\n"
+        "    return train, test\n"
+        "D.load_csv = counted\n"
+        "from privcity.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**SMALL, **kw}.items()
+             if k not in ("samples_per_device",) and not isinstance(v, bool)]
+
+    # Execute
+    proc = subprocess.run([mpiexec, "-n", "3", sys.executable, str(probe), "simulate", *flags,
+                           "--no-report", f"--out={tmp_path / 'mpi'}", "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+    # Assert: the same model; the gateways encoded their 4 devices each and no test set; rank 0
+    # no device unless it trains the pooled baseline
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads((tmp_path / "mpi" / "metrics.json").read_text())
+    assert got["final_params_sha256"] == one["final_params_sha256"]
+    held = [json.loads((tmp_path / f"rank{r}").read_text()) for r in range(3)]
+    assert held[1] == [4, False] and held[2] == [4, False]
+    assert held[0] == ([8, True] if "centralized" in runs else [0, True])

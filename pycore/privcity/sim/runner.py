@@ -61,22 +61,29 @@ TEST_SAMPLES_MAX = 200  # records per test pseudo-device at most: the test set s
 
 # --- setting up ------------------------------------------------------------------------------------
 
+def _csv(cfg: SimConfig, keep: Any = None, test_set: bool = True) -> tuple[Any, Any]:
+    """(train FederatedDataset, test set or None) of the CSV: the training rows of the devices
+    ``keep`` (given the number of devices, a range of them; None: all) picks, every device's
+    row count in ``train.population`` whatever it kept."""
+    from .. import data
+    train, test = data.load_csv(
+        cfg.data, target=cfg.target, device_column=cfg.device_column or None,
+        devices=None if cfg.device_column else cfg.devices, seed=cfg.seed,
+        test_fraction=cfg.test_fraction, keep=keep, test_set=test_set)
+    if test is None:
+        return train, None
+    if not len(test[1]):
+        raise ValueError(f"{cfg.data}: none of its {int(train.population[1].sum()):,} usable rows "
+                         f"fell in the test split (about {cfg.test_fraction:.0%} of the rows): "
+                         "it needs more rows or a larger --test-fraction")
+    return train, SimpleNamespace(X=test[0], y=test[1])
+
+
 def _dataset(cfg: SimConfig, devices: range | None) -> tuple[Any, Any]:
     """(train FederatedDataset for ``devices`` (None: all), test set) for the configured task."""
     from .. import data
     if cfg.task == "csv":
-        train, (x_test, y_test) = data.load_csv(
-            cfg.data, target=cfg.target, device_column=cfg.device_column or None,
-            devices=None if cfg.device_column else cfg.devices, seed=cfg.seed,
-            test_fraction=cfg.test_fraction)
-        if not len(y_test):
-            raise ValueError(f"{cfg.data}: none of its {len(train.y):,} usable rows fell in the "
-                             f"test split (about {cfg.test_fraction:.0%} of the rows): it needs "
-                             "more rows or a larger --test-fraction")
-        test = SimpleNamespace(X=x_test, y=y_test)
-        if devices is not None:
-            train = train.subset(np.arange(devices.start, devices.stop))
-        return train, test
+        return _csv(cfg, None if devices is None else (lambda n: devices))
     train = city(cfg, devices, cfg.devices)
     # A held-out population of pseudo-devices, the same whatever the city's size or split.
     test = data.make_test_set(cfg.task, n_devices=TEST_DEVICES,
@@ -689,18 +696,24 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             n = cfg.devices
             census = _Census(np.arange(n, dtype=np.int64),
                              np.full(n, cfg.samples_per_device, np.int64), train.X.shape[1])
-        else:
-            train, test = _dataset(cfg, None)
+        elif "centralized" in cfg.run_set() or cfg.attacks != "none":
+            train, test = _dataset(cfg, None)  # pooled, or read again by the attacks
             census = _Census.of(train)
+        else:  # a CSV's test rows and every device's row count, none of the devices' rows
+            train, test = _csv(cfg, lambda n: range(0, 0))
+            census = _Census(*train.population, train.X.shape[1], train.notes)
     else:
-        # A gateway generates only its block of a synthetic city; a CSV is read once and cut.
-        full = _dataset(cfg, None) if cfg.task == "csv" else None
-        population = full[0].n_devices if full is not None else cfg.devices
-        block = _rank_devices(cfg, population, size - 1)[rank - 1]
-        mine = range(int(block[0]), int(block[-1]) + 1) if block.size else range(0, 0)
-        if full is not None:
-            train, test = full[0].subset(np.arange(mine.start, mine.stop)), full[1]
+        # A gateway generates, or encodes of the CSV, only its block of devices (the CSV's
+        # population is known once it is read: the block is chosen then).
+        def block_of(population: int) -> range:
+            block = _rank_devices(cfg, population, size - 1)[rank - 1]
+            return range(int(block[0]), int(block[-1]) + 1) if block.size else range(0, 0)
+
+        if cfg.task == "csv":
+            train, test = _csv(cfg, block_of, test_set=False)
+            mine = block_of(int(train.population[0].shape[0]))
         else:
+            mine = block_of(cfg.devices)
             train, test = _dataset(cfg, mine)
     # Wall seconds of each phase (rank 0's view), metrics.json "phases" and the table.
     phases: dict[str, float] = {"read": time.perf_counter() - started}
@@ -760,9 +773,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     if cfg.task == "csv":  # the population is known once the file is read
         sample = _baseline_sample(cfg, census.n_devices)
     # One process, or a CSV, holds every device: the sample is cut here. Rank 0 of a synthetic
-    # city generated only the sample.
-    base = train.subset(sample) if sample is not None and (size == 1 or cfg.task == "csv") \
-        else train
+    # city generated only the sample; of a CSV without the baseline and attacks, no device.
+    base = train.subset(sample) if sample is not None and train.n_devices and (
+        size == 1 or cfg.task == "csv") else train
     rows = base.X.shape[0]
     hint = ("" if cfg.baseline_devices or rows < 5_000_000 else
             "; --baseline-devices N trains it on a sample of N devices")
