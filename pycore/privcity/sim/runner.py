@@ -696,7 +696,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             n = cfg.devices
             census = _Census(np.arange(n, dtype=np.int64),
                              np.full(n, cfg.samples_per_device, np.int64), train.X.shape[1])
-        elif "centralized" in cfg.run_set() or cfg.attacks != "none":
+        elif cfg.task != "csv" or "centralized" in cfg.run_set() or cfg.attacks != "none":
             train, test = _dataset(cfg, None)  # pooled, or read again by the attacks
             census = _Census.of(train)
         else:  # a CSV's test rows and every device's row count, none of the devices' rows
