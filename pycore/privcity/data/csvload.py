@@ -217,8 +217,8 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         devices. An MPI gateway keeps its block; rank 0 may keep none (``lambda n: range(0)``)
         and learn every device's rows from ``population``.
     test_set : bool
-        False: the test rows are not encoded (nor ``test_data`` read), and None stands for the
-        test set.
+        False: the test rows are not encoded (nor ``test_data`` read: no notes about it), and
+        None stands for the test set.
     test_data : str or path-like, optional
         A CSV file of test rows (``.gz`` too): every usable row of ``path`` then trains, and the
         test set is this file's rows encoded with the training rows' encoding (module
@@ -334,12 +334,15 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         t_scale = sd if sd > 0 else 1.0
         y_train = ((y_all[rows] - t_mean) / t_scale).astype(np.float32)
         y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
-    x_train, *x_test = _encode(enc, columns, [rows, test] if test_set and test_data is None
-                               else [rows])
-    if test_set and test_data is not None:
-        x_test, y_test = _test_file(test_data, target, enc, sources,
-                                    (class_names, class_values, t_mean, t_scale), notes)
-        x_test = [x_test]
+    held_out: tuple[np.ndarray, np.ndarray] | None = None
+    if test_set and test_data is None:
+        x_train, x_test = _encode(enc, columns, [rows, test])
+        held_out = (x_test, y_test)
+    else:
+        (x_train,) = _encode(enc, columns, [rows])
+        if test_data is not None and test_set:  # the test file, once the training columns go
+            held_out = _test_file(test_data, target, enc, sources,
+                                  (class_names, class_values, t_mean, t_scale), notes)
     ds = FederatedDataset(
         X=x_train, y=y_train, offsets=offsets[mine.start:mine.stop + 1] - offsets[mine.start],
         device_ids=device_ids[mine.start:mine.stop], district=np.zeros(len(mine), np.int64),
@@ -347,7 +350,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         n_classes=len(class_names), feature_names=list(enc.feature_names), target_mean=t_mean,
         target_scale=t_scale, class_names=class_names, notes=tuple(notes),
         population=(device_ids, counts.astype(np.int64)))
-    return ds, ((x_test[0], y_test) if test_set else None)
+    return ds, held_out
 
 
 def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) -> list[np.ndarray]:
