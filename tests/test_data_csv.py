@@ -137,6 +137,20 @@ def test_gzip_and_missing_values(tmp_path):
     assert train.X.shape == (4, 1) and train.X[1, 0] == 0.0
 
 
+def test_a_missing_timestamp_encodes_as_zeros_not_nan(tmp_path):
+    # Prepare: the second reading has no time
+    path = write(tmp_path, "time,x,y\n2015-02-04 17:51:00,1,2\n,2,3\n2015-02-05 10:00:00,3,5\n"
+                           "2015-02-06 11:00:00,4,5\n")
+
+    # Execute
+    train, _ = load_csv(path, target="y", test_fraction=0.0)
+
+    # Assert: the four cyclic time features are 0 (the circle's centre), the others encoded
+    assert train.feature_names[:4] == ["time_hour_sin", "time_hour_cos", "time_day_of_week_sin",
+                                       "time_day_of_week_cos"]
+    assert np.isfinite(train.X).all() and not train.X[1, :4].any() and train.X[0, :4].any()
+
+
 @pytest.mark.parametrize("text, kwargs, match", [
     ("a,b\n1,2\n", dict(target="c"), "target column 'c' is not in"),
     ("a,b\n1,2\n", dict(target="a", device_column="d"), "device column 'd' is not in"),

@@ -628,6 +628,69 @@ def test_test_fraction_sets_the_csv_split_and_is_refused_elsewhere(tmp_path):
         load_config(None, test_fraction=0.3)
 
 
+def test_a_test_file_tests_the_model_trained_on_every_row_of_the_data(tmp_path, capsys):
+    # Prepare: river's sensor readings in two files, the last fifth of the readings (and a
+    # stray cell) the test file, without the training file's device column
+    river = pytest.importorskip("river")
+    header, *rows = (Path(river.__file__).parent / "drift" / "datasets" /
+                     "occupancy.csv").read_text().splitlines()
+    cut = len(rows) * 4 // 5
+    train = tmp_path / "train.csv"
+    train.write_text("\n".join([header + ",room"] + [f"{r},{i % 8}" for i, r in
+                                                     enumerate(rows[:cut])]) + "\n")
+    cells = rows[cut].split(",")
+    cells[1] = "err"
+    test = tmp_path / "test.csv"
+    test.write_text("\n".join([header, ",".join(cells), *rows[cut + 1:]]) + "\n")
+
+    # Execute
+    rc = cli_main(["simulate", "--task", "csv", "--data", str(train), "--target", "V4",
+                   "--device-column", "room", "--test-data", str(test), "--rounds", "2",
+                   "--runs", "fl", "--attacks", "none", "--risk-people", "0", "--no-report",
+                   "--quiet", "--out", str(tmp_path / "o")])
+    table = capsys.readouterr().out
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+
+    # Assert: every training row trains, every test row tests, the stray cell is noted
+    note = "test file: column 'V1': 1 value(s) that are not numbers (e.g. 'err') read as missing"
+    assert rc == 0 and saved["devices"] == 8
+    assert saved["records"] == cut and saved["test_records"] == len(rows) - cut
+    assert saved["config"]["test_data"] == str(test) and np.isfinite(saved["fl"]["score"])
+    assert saved["data_notes"] == [note] and f"data: {note}" in table
+
+
+def test_a_test_file_is_refused_beside_a_test_fraction_without_a_csv_or_missing(tmp_path):
+    # Prepare
+    river = pytest.importorskip("river")
+    csv = str(Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv")
+    kw = dict(task="csv", data=csv, target="V4", test_data=csv)
+
+    # Execute / Assert
+    assert load_config(None, **kw).test_data == csv
+    for bad, match in ((dict(test_fraction=0.3), "'test_fraction'.*not both"),
+                       (dict(task="traffic", data=""), "'test_data'.*task = 'csv'"),
+                       (dict(test_data=str(tmp_path / "none.csv")), "'test_data'.*no such file"),
+                       (dict(test_data=str(tmp_path)), "'test_data'.*a directory")):
+        with pytest.raises(ValueError, match=match):
+            load_config(None, **{**kw, **bad})
+
+
+def test_a_test_file_without_a_feature_column_is_a_one_line_error(tmp_path, capsys):
+    # Prepare: the test file lacks the humidity (V2)
+    river = pytest.importorskip("river")
+    csv = Path(river.__file__).parent / "drift" / "datasets" / "occupancy.csv"
+    test = tmp_path / "test.csv"
+    test.write_text("time,V1,V3,V4\n2015-02-04 17:51:00,23.1,420,700\n")
+
+    # Execute
+    rc = cli_main(["simulate", "--task", "csv", "--data", str(csv), "--target", "V4",
+                   "--test-data", str(test), "--quiet", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+
+    # Assert
+    assert rc == 2 and "has no column 'V2'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_clients_per_round_fixes_fl_cohorts_and_leaves_dp_poisson(tmp_path, small_city):
     # Execute
     res = run(tmp_path, epsilon=8.0, clients_per_round=9)

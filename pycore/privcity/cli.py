@@ -103,6 +103,10 @@ _FLAG_HELP = {
     "device_column": "CSV column naming each row's device",
     "test_fraction": "share of the CSV's rows held out as the test set (a seeded hash of each "
                      "row picks them)",
+    "test_data": "CSV file of test rows, instead of --test-fraction: every usable row of "
+                 "--data trains, and these are encoded as the training rows are (a row of a "
+                 "class unseen in training is left out, noted); it needs the target and the "
+                 "feature columns, not the device column",
     "quasi_identifiers": "CSV columns an attacker may know of a person (e.g. 'zip,age'), on "
                          "which the linkage and unicity of the file's own records are measured "
                          "(none: no record figure for a CSV)",

@@ -374,13 +374,14 @@ class _Column:
     """The kept cells of one column: numbers (``_cell_numbers`` of each block) while every value
     is a number, the cells themselves (Arrow strings) once one is not. ``integral`` (the device
     column): the numbers also have to be integral, none missing, else the ids are numbered from
-    the strings. ``reread``: it turned to text after some rows, whose cells went: read again."""
+    the strings. ``reread``: it turned to text after some rows, whose cells went: read again.
+    ``text``: the cells from the start, numbers or not."""
 
     __slots__ = ("chunks", "text", "integral", "reread", "rows", "cast")
 
-    def __init__(self, *, integral: bool) -> None:
+    def __init__(self, *, integral: bool, text: bool = False) -> None:
         self.chunks: list[Any] = []
-        self.text = False
+        self.text = text
         self.integral = integral
         self.reread = False
         self.rows = 0
@@ -537,12 +538,13 @@ def _header_of(real: str, name: str) -> tuple[list[str], int]:
 
 
 def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
-               use: Collection[str] | None, *, narrow: bool = True,
-               arrow: bool = True) -> tuple[list[str], np.ndarray | None,
-                                            dict[str, np.ndarray | list[str]]]:
+               use: Collection[str] | None, *, narrow: bool = True, arrow: bool = True,
+               text: Collection[str] = ()) -> tuple[list[str], np.ndarray | None,
+                                                    dict[str, np.ndarray | list[str]]]:
     """Header, the mask of data rows whose target is present and finite, and the columns named
     in ``use`` (all with None) over those rows: numbers (NaN for missing) where every value is a
-    number (the narrowest exact dtype, or float64 unless ``narrow``), the cells otherwise.
+    number (the narrowest exact dtype, or float64 unless ``narrow``), the cells otherwise, and
+    always for the columns in ``text``.
     Without the target or device column only validates the rows (mask None, no columns).
     ``arrow=False``: the csv module alone splits the file (the reference Arrow is tested by).
 
@@ -557,8 +559,8 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
         jt = header.index(target) if wanted else -1
 
         def fresh() -> dict[int, _Column]:
-            return {j: _Column(integral=h == device_column) for j, h in enumerate(header)
-                    if wanted and (use is None or h in use)}
+            return {j: _Column(integral=h == device_column, text=h in text)
+                    for j, h in enumerate(header) if wanted and (use is None or h in use)}
 
         # Arrow with integer columns where the file has them, else all text; where Arrow
         # refuses, the csv module (its error, or the file read its way).
@@ -566,7 +568,7 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
         if arrow:
             # Not the target nor the device column: their cells are read as text (labels, ids).
             skip = {j for j, h in enumerate(header) if h in (target, device_column)
-                    or (use is not None and h not in use)}
+                    or h in text or (use is not None and h not in use)}
             types = _integer_columns(real, offset, width, skip) if wanted else {}
             if types:
                 sources.append(functools.partial(_arrow_batches, real, offset, width, types=types))

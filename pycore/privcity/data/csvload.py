@@ -23,6 +23,18 @@ Every inferred field is ``public`` unless ``sensitivity`` says otherwise. What t
 (rows skipped, stray cells read as missing, columns dropped and why) is listed in the returned
 dataset's ``notes``; ``privcity simulate`` prints them.
 
+Test file (``test_data``): every usable row of the file trains (no hashed split), and the test
+file's rows are encoded as the training rows are, never the other way round: the training rows'
+means and deviations, categories, classes and timestamp features, the columns kept or dropped as
+for the training file. The test file needs the target and each column a kept feature comes from
+(a missing one is a ValueError naming it); other columns, the device column among them, are
+ignored. A row is left out when its target is missing (as in training) or, for classification,
+is a class no training row has (or, for regression, not a number); in a feature column, a
+value that is not a number (numeric column), not an ISO 8601 date or time (timestamp column) is
+read as missing, and one that is not among the training rows' categories sets none of the
+column's one-hot features (as an unseen category of a hashed test row does). All of that goes to
+``notes``, each starting with "test file: ". No usable test row is a ValueError.
+
 Rows and cells are those of Python's csv module (default dialect): blank rows are skipped, a row
 of another width than the header is an error naming its line. pyarrow.csv splits the file
 (``_csvread``); the csv module reads it where Arrow cannot (and raises its errors).
@@ -40,7 +52,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -58,24 +70,35 @@ __all__ = ["load_csv"]
 _STRAY_SHARE = 0.01
 _S_CSV_SPLIT = 60
 _GROUP_COLS = 64  # encoded columns gathered before they are copied into the row-major output
+_TEST_FRACTION = 0.2  # load_csv's default; the only value it takes beside a test file
+_TEST_NOTE = "test file: "  # the start of every note about the test file
+
+# Where a feature column's raw values come from: (column of the file, "number" | "hour" | "day"
+# (of a timestamp column) | the codes of a categorical column's values).
+_Source = tuple[str, str | dict[str, float]]
 
 
-def _timestamps(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+def _timestamps(values: list[str], bad: list[str] | None = None
+                ) -> tuple[np.ndarray, np.ndarray] | None:
     """(fractional hour, day of week) arrays (NaN for missing), or None when some value is not
-    an ISO 8601 date or time stamp."""
+    an ISO 8601 date or time stamp (or none is present). With ``bad`` (a test file's column)
+    such values are NaN instead, appended to ``bad``."""
     hour = np.full(len(values), np.nan)
     dow = np.full(len(values), np.nan)
-    seen = False
+    seen = bad is not None
     for i, v in enumerate(values):
         if _missing(v):
             continue
         s = v.strip()
-        if len(s) < 8 or not s[:4].isdigit():
-            return None
         try:
+            if len(s) < 8 or not s[:4].isdigit():
+                raise ValueError(s)
             d = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
         except ValueError:
-            return None
+            if bad is None:
+                return None
+            bad.append(v)
+            continue
         seen = True
         hour[i] = d.hour + d.minute / 60.0 + d.second / 3600.0
         dow[i] = d.weekday()
@@ -96,10 +119,23 @@ def _mostly_numbers(values: Sequence[str], share: float) -> tuple[np.ndarray, li
     """(floats, the values that are not numbers) when at most ``share`` of the non-missing
     values are not numbers (and at least one is), else None. Those values become NaN: missing,
     imputed like any other missing cell."""
+    # more than share * len(values) is more than the share of the present ones
+    split = _split_numbers(values, share * len(values))
+    if split is None:
+        return None
+    out, bad, present = split
+    if not bad or len(bad) > share * present or len(bad) == present:
+        return None
+    return out, bad
+
+
+def _split_numbers(values: Sequence[str], most: float = math.inf
+                   ) -> tuple[np.ndarray, list[str], int] | None:
+    """(floats with NaN for missing, non-finite and non-numbers; the values that are not
+    numbers; the number of present values), or None once more than ``most`` are not numbers."""
     out = np.empty(len(values), np.float64)
     bad: list[str] = []
     present = 0
-    most = share * len(values)  # more than this many is more than the share of the present ones
     for i, v in enumerate(values):
         if _missing(v):
             out[i] = np.nan
@@ -114,9 +150,7 @@ def _mostly_numbers(values: Sequence[str], share: float) -> tuple[np.ndarray, li
             out[i] = np.nan
             continue
         out[i] = x if math.isfinite(x) else np.nan
-    if not bad or len(bad) > share * present or len(bad) == present:
-        return None
-    return out, bad
+    return out, bad, present
 
 
 def _numbers(col: np.ndarray | list[str]) -> np.ndarray | None:
@@ -141,8 +175,9 @@ def _kept_devices(keep: Callable[[int], range] | None, n: int) -> range:
 def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None = None,
              devices: int | None = None, split: str = "contiguous", schema: Schema | None = None,
              task: str | None = None, sensitivity: Mapping[str, str] | None = None, seed: int = 0,
-             test_fraction: float = 0.2, max_categories: int = 32, max_classes: int = 20,
-             keep: Callable[[int], range] | None = None, test_set: bool = True,
+             test_fraction: float = _TEST_FRACTION, max_categories: int = 32,
+             max_classes: int = 20, keep: Callable[[int], range] | None = None,
+             test_set: bool = True, test_data: str | os.PathLike | None = None,
              ) -> tuple[FederatedDataset, tuple[np.ndarray, np.ndarray] | None]:
     """Loads a CSV file as a federated dataset plus a test set.
 
@@ -171,7 +206,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         Row i is a test row when a hash of (seed, i) falls below ``test_fraction``: the split
         does not depend on the devices.
     test_fraction : float
-        In [0, 1).
+        In [0, 1). Left at its default (0.2) with ``test_data``, which replaces the split.
     max_categories, max_classes : int
         See the module docstring.
     keep : callable, optional
@@ -182,7 +217,12 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         devices. An MPI gateway keeps its block; rank 0 may keep none (``lambda n: range(0)``)
         and learn every device's rows from ``population``.
     test_set : bool
-        False: the test rows are not encoded, and None stands for the test set.
+        False: the test rows are not encoded (nor ``test_data`` read: no notes about it), and
+        None stands for the test set.
+    test_data : str or path-like, optional
+        A CSV file of test rows (``.gz`` too): every usable row of ``path`` then trains, and the
+        test set is this file's rows encoded with the training rows' encoding (module
+        docstring, "Test file"); its notes start with "test file: ".
 
     Returns
     -------
@@ -198,10 +238,16 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     ValueError
         Empty file, missing target or device column (named), a non-numeric target for
         regression, ragged rows, a schema field absent from the file, ``keep`` returning
-        something else than a range of device indices.
+        something else than a range of device indices; a test file without the target or a
+        feature column (named), or without a usable row, ``test_fraction`` with ``test_data``.
     """
     if not (isinstance(test_fraction, (int, float)) and 0.0 <= test_fraction < 1.0):
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+    if test_data is not None and not isinstance(test_data, (str, os.PathLike)):
+        raise ValueError(f"test_data must be a path to a CSV file, got {test_data!r}")
+    if test_data is not None and test_fraction != _TEST_FRACTION:
+        raise ValueError(f"give test_fraction or test_data, not both: the test file holds the "
+                         f"test rows (test_fraction={test_fraction!r})")
     if task not in (None, "regression", "classification"):
         raise ValueError(f"task must be 'regression', 'classification' or None, got {task!r}")
     if split not in ("contiguous", "round_robin"):
@@ -219,11 +265,7 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         raise ValueError(f"test_set must be True or False, got {test_set!r}")
     use = None if schema is None else {target, device_column, *(f.name for f in schema.feature_fields)}
     name = os.fspath(path)
-    try:
-        header, kept, cols = read_cells(path, target, device_column, use)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{name} is not UTF-8 text ({exc.reason}, byte "
-                         f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
+    header, kept, cols = _read_utf8(path, target, device_column, use)
     for what, col in (("target", target), ("device", device_column)):
         if col is not None and col not in header:
             raise ValueError(f"{what} column {col!r} is not in {name} (columns: {header})")
@@ -237,25 +279,29 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     if not kept.any():
         raise ValueError(f"target column {target!r} of {name} has no values")
     idx = np.nonzero(kept)[0]
-    test = H.uniform(H.entity_keys(seed, _S_CSV_SPLIT, idx), 0) < test_fraction
+    if test_data is None:
+        test = H.uniform(H.entity_keys(seed, _S_CSV_SPLIT, idx), 0) < test_fraction
+    else:  # every row trains
+        test = np.zeros(len(idx), bool)
     train = ~test
     if not train.any():
         raise ValueError(f"{name}: no training rows left (test_fraction={test_fraction})")
-    classify, y_all, class_names, target_field = _target(cols[target], target, name, task, schema,
-                                                         max_classes)
+    classify, y_all, class_names, class_values, target_field = _target(
+        cols[target], target, name, task, schema, max_classes)
 
     notes: list[str] = []
     if n_rows_read > len(idx):
         notes.append(f"{n_rows_read - len(idx):,} of {n_rows_read:,} rows left out: no finite "
                      f"value of the target {target!r}")
     if schema is not None:
-        feature_fields, columns = _schema_features(cols, header, schema, device_column, name)
+        feature_fields, columns, sources = _schema_features(cols, header, schema, device_column,
+                                                            name)
         given = schema.field(target)
         target_field = Field(target, target_field.kind, given.sensitivity, given.unit, target_field.lower,
                              target_field.upper)
     else:
-        feature_fields, columns = _inferred_features(cols, header, (target, device_column), train,
-                                                     max_categories, notes)
+        feature_fields, columns, sources = _inferred_features(
+            cols, header, (target, device_column), train, max_categories, notes)
     if not feature_fields:
         raise ValueError(f"{name}: no usable feature columns besides the target")
     out_schema = Schema(tuple(feature_fields) + (target_field,), target)
@@ -288,16 +334,23 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         t_scale = sd if sd > 0 else 1.0
         y_train = ((y_all[rows] - t_mean) / t_scale).astype(np.float32)
         y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
-    x_train, *x_test = _encode(enc, columns, [rows, test] if test_set else [rows])
+    held_out: tuple[np.ndarray, np.ndarray] | None = None
+    if test_set and test_data is None:
+        x_train, x_test = _encode(enc, columns, [rows, test])
+        held_out = (x_test, y_test)
+    else:
+        (x_train,) = _encode(enc, columns, [rows])
+        if test_data is not None and test_set:  # the test file, once the training columns go
+            held_out = _test_file(test_data, target, enc, sources,
+                                  (class_names, class_values, t_mean, t_scale), notes)
     ds = FederatedDataset(
         X=x_train, y=y_train, offsets=offsets[mine.start:mine.stop + 1] - offsets[mine.start],
         device_ids=device_ids[mine.start:mine.stop], district=np.zeros(len(mine), np.int64),
         schema=out_schema, task_type="classification" if classify else "regression",
-        n_classes=len(class_names) if classify else 0,
-        feature_names=list(enc.feature_names), target_mean=t_mean, target_scale=t_scale,
-        class_names=class_names if classify else (), notes=tuple(notes),
+        n_classes=len(class_names), feature_names=list(enc.feature_names), target_mean=t_mean,
+        target_scale=t_scale, class_names=class_names, notes=tuple(notes),
         population=(device_ids, counts.astype(np.int64)))
-    return ds, ((x_test[0], y_test) if test_set else None)
+    return ds, held_out
 
 
 def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) -> list[np.ndarray]:
@@ -329,11 +382,115 @@ def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) ->
     return outs
 
 
+def _read_utf8(path: str | os.PathLike, target: str, device_column: str | None,
+               use: Collection[str] | None, text: Collection[str] = ()
+               ) -> tuple[list[str], np.ndarray | None, dict[str, np.ndarray | list[str]]]:
+    """``read_cells``; text that is not UTF-8 is a ValueError naming the file."""
+    try:
+        return read_cells(path, target, device_column, use, text=text)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{os.fspath(path)} is not UTF-8 text ({exc.reason}, byte "
+                         f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
+
+
+def _test_file(path: str | os.PathLike, target: str, enc: Encoder, sources: list[_Source],
+               rule: tuple[tuple[str, ...], np.ndarray | None, float, float],
+               notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of the usable rows of the test file ``path``, encoded as the training rows were:
+    ``enc`` of the feature ``sources``, ``rule`` = (class names, their values when numbers,
+    target mean, target scale). What was done to its rows goes to ``notes``, after _TEST_NOTE."""
+    name = os.fspath(path)
+    used = list(dict.fromkeys(col for col, _ in sources))
+    text = {target} | {col for col, how in sources if how != "number"}  # labels, dates, categories
+    header, kept, cols = _read_utf8(path, target, None, {target, *used}, text)
+    absent = [c for c in [target, *used] if c not in header]
+    if absent:
+        raise ValueError(f"test file {name} has no column {', '.join(map(repr, absent))}: the "
+                         f"model reads the target and every feature column kept from the "
+                         f"training file (test file's columns: {header})")
+    assert kept is not None
+    said: list[str] = []
+    if not kept.all():
+        said.append(f"{int((~kept).sum()):,} of {len(kept):,} rows left out: no finite value "
+                    f"of the target {target!r}")
+    y, ok = _test_target(cols.pop(target), target, rule, said)
+    if not ok.any():
+        raise ValueError(f"test file {name} has no usable rows: {'; '.join(said)}")
+    columns = _test_features(cols, sources, ok, said)
+    notes += [_TEST_NOTE + n for n in said]
+    return _encode(enc, columns, [np.ones(len(y), bool)])[0], y
+
+
+def _test_target(cells: list[str], target: str,
+                 rule: tuple[tuple[str, ...], np.ndarray | None, float, float],
+                 said: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(the usable rows' targets, as the training rows' are; the mask of usable rows) of a test
+    file's target cells: a class that the training rows lack, or a regression target that is
+    not a number, leaves its row out (said)."""
+    names, values, t_mean, t_scale = rule
+    if names and values is None:  # labels
+        code = {v: i for i, v in enumerate(names)}
+        y = np.fromiter((code.get(v.strip(), -1) for v in cells), np.int64, len(cells))
+        ok = y >= 0
+    else:
+        x = _split_numbers(cells)[0]  # a label that is not a number: NaN, no class
+        if names:
+            assert values is not None
+            y = np.minimum(np.searchsorted(values, x), len(values) - 1)
+            ok = values[y] == x
+        else:
+            ok = np.isfinite(x)
+            y = ((x - t_mean) / t_scale).astype(np.float32)
+    if not ok.all():
+        why = (f"a class of {target!r} that no training row has" if names
+               else f"a value of the target {target!r} that is not a number")
+        e_g = cells[int(np.argmin(ok))].strip()
+        said.append(f"{int((~ok).sum()):,} of {len(cells):,} rows with a target left out: {why} "
+                    f"(e.g. {e_g!r})")
+    return y[ok], ok
+
+
+def _test_features(cols: Mapping[str, np.ndarray | list[str]], sources: list[_Source],
+                   ok: np.ndarray, said: list[str]) -> list[np.ndarray]:
+    """The raw feature columns (float64, NaN for missing; ``sources`` order) of a test file's
+    rows ``ok``: cells that are not numbers, not dates or not a training category are said."""
+    columns: list[np.ndarray] = []
+    stamps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for col, how in sources:
+        cells = cols[col]
+        if isinstance(cells, np.ndarray):  # every cell a number
+            columns.append(cells[ok])
+            continue
+        cells = [v for v, k in zip(cells, ok.tolist()) if k]
+        bad: list[str] = []
+        if how == "number":
+            x, bad, _ = _split_numbers(cells)  # type: ignore[misc]
+            what = "that are not numbers (e.g. {}) read as missing"
+        elif how in ("hour", "day"):
+            if col not in stamps:
+                stamps[col] = _timestamps(cells, bad)  # type: ignore[assignment]
+            x = stamps[col][0 if how == "hour" else 1]
+            what = "that are not ISO 8601 dates or times (e.g. {}) read as missing"
+        else:  # a value unseen in training: code -1, no one-hot column (as in the hashed split)
+            assert isinstance(how, dict)
+            x = np.array([np.nan if _missing(v) else how.get(v.strip(), -1.0) for v in cells],
+                         np.float64)
+            bad = [v for v in cells if not _missing(v) and v.strip() not in how]
+            what = (f"that are none of its {len(how)} categories in the training rows (e.g. {{}}): "
+                    "all its one-hot columns 0")
+        columns.append(x)
+        if bad:
+            said.append(f"column {col!r}: {len(bad):,} value(s) "
+                        + what.format(repr(bad[0].strip())))
+    return columns
+
+
 def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | None,
             schema: Schema | None, max_classes: int
-            ) -> tuple[bool, np.ndarray, tuple[str, ...], Field]:
+            ) -> tuple[bool, np.ndarray, tuple[str, ...], np.ndarray | None, Field]:
     """(classification?, the target of every kept row (class codes, or float64 values), the class
-    names, the target's field) as the module docstring's rules (or ``task``, ``schema``) say."""
+    names (none for regression), the classes' values when they are numbers (sorted, as the
+    codes), the target's field) as the module docstring's rules (or ``task``, ``schema``) say."""
     t_num = _numbers(cells)
     t_num = None if t_num is None else _f64(t_num)
     if task is None and schema is not None:
@@ -349,7 +506,7 @@ def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | N
         classify = task == "classification"
     if not classify:
         assert t_num is not None
-        return False, t_num, (), Field(target, "numeric", "public")
+        return False, t_num, (), None, Field(target, "numeric", "public")
     if t_num is not None:
         uniq = np.unique(t_num)
         # Exact names: an integral label as an integer, any other by its shortest repr
@@ -357,6 +514,7 @@ def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | N
         class_names = tuple(str(int(u)) if float(u).is_integer() else repr(float(u)) for u in uniq)
         y_all = np.searchsorted(uniq, t_num).astype(np.int64)
     else:
+        uniq = None
         labels = sorted({v.strip() for v in cells})
         class_names = tuple(labels)
         code = {v: i for i, v in enumerate(labels)}
@@ -364,13 +522,15 @@ def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | N
     if len(class_names) < 2:
         raise ValueError(f"target column {target!r} of {name} has a single value "
                          f"({class_names[0] if class_names else 'none'}): nothing to predict")
-    return True, y_all, class_names, Field(target, "categorical", "public", "", 0,
-                                           max(len(class_names) - 1, 1))
+    return True, y_all, class_names, uniq, Field(target, "categorical", "public", "", 0,
+                                                 max(len(class_names) - 1, 1))
 
 
 def _schema_features(cols: Mapping[str, np.ndarray | list[str]], header: list[str], schema: Schema,
-                     device_column: str | None, name: str) -> tuple[list[Field], list[np.ndarray]]:
-    """The schema's feature fields and their columns (numbers; a text cell is an error)."""
+                     device_column: str | None, name: str
+                     ) -> tuple[list[Field], list[np.ndarray], list[_Source]]:
+    """The schema's feature fields, their columns (numbers; a text cell is an error) and
+    sources."""
     fields: list[Field] = []
     columns: list[np.ndarray] = []
     for f in schema.feature_fields:
@@ -386,17 +546,19 @@ def _schema_features(cols: Mapping[str, np.ndarray | list[str]], header: list[st
                              f"{f.kind}{hint})")
         fields.append(f)
         columns.append(vals)
-    return fields, columns
+    return fields, columns, [(f.name, "number") for f in fields]
 
 
 def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[str],
                        skip: tuple[str, str | None], train: np.ndarray, max_categories: int,
-                       notes: list[str]) -> tuple[list[Field], list[np.ndarray]]:
-    """The feature fields the module docstring's rules infer and their columns (numbers as
-    read, or float64: stray cells as NaN, timestamps' hour and day, category codes); what the
+                       notes: list[str]
+                       ) -> tuple[list[Field], list[np.ndarray], list[_Source]]:
+    """The feature fields the module docstring's rules infer, their columns (numbers as read, or
+    float64: stray cells as NaN, timestamps' hour and day, category codes) and sources; what the
     rules did goes to ``notes``."""
     fields: list[Field] = []
     columns: list[np.ndarray] = []
+    sources: list[_Source] = []
     for h in header:
         if h in skip:
             continue
@@ -407,6 +569,7 @@ def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[
                 continue
             fields.append(Field(h, "numeric", "public"))
             columns.append(vals)
+            sources.append((h, "number"))
             continue
         lenient = _mostly_numbers(cols[h], _STRAY_SHARE)
         if lenient is not None:  # a numeric column with a few stray cells
@@ -415,6 +578,7 @@ def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[
                          f"{bad[0].strip()!r}) read as missing")
             fields.append(Field(h, "numeric", "public"))
             columns.append(vals)
+            sources.append((h, "number"))
             continue
         ts = _timestamps(cols[h])
         if ts is not None:
@@ -422,6 +586,7 @@ def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[
             fields.append(Field(f"{h}_day_of_week", "numeric", "public", "day (0 = Monday)",
                                 0.0, 7.0, period=7.0))
             columns += [ts[0], ts[1]]
+            sources += [(h, "hour"), (h, "day")]
             continue
         seen = sorted({v.strip() for v, tr in zip(cols[h], train) if tr and not _missing(v)})
         if len(seen) < 2 or len(seen) > max_categories:
@@ -435,7 +600,8 @@ def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[
         vals = np.array([code.get(v.strip(), -1.0) if not _missing(v) else np.nan for v in cols[h]])
         fields.append(Field(h, "categorical", "public", "", 0, len(seen) - 1))
         columns.append(vals)
-    return fields, columns
+        sources.append((h, code))
+    return fields, columns, sources
 
 
 def _devices(dv: np.ndarray | list[str] | None, device_column: str | None, tr_idx: np.ndarray,

@@ -14,9 +14,9 @@ class Encoder:
     """Encodes the feature columns of a schema (``schema.features`` order) for learning.
 
     - numeric field with a ``period`` (hour of day, day of week): two columns,
-      ``name_sin`` and ``name_cos`` of 2 pi x / period;
+      ``name_sin`` and ``name_cos`` of 2 pi x / period (both 0 for a missing value);
     - categorical field: one-hot over its codes ``lower .. upper`` (``name=code``); a code outside
-      them (an unseen category) gives all zeros;
+      them (an unseen category) or a missing one gives all zeros;
     - other numeric field: ``(x - mean) / scale``.
 
     Parameters
@@ -86,7 +86,8 @@ class Encoder:
 
         Fields named in ``zero`` (dropped on the device) get all-zero columns. ``out``, when
         given, is a float32 (N, n_features) array written in place and returned. NaN in a plain
-        numeric column (a missing value) becomes 0, the standardised mean.
+        numeric column (a missing value) becomes 0, the standardised mean; in a periodic one,
+        0 in both columns.
         """
         fields = self._fields
         if features.ndim != 2 or features.shape[1] != len(fields):
@@ -121,6 +122,9 @@ class Encoder:
             angle = ((2.0 * np.pi / f.period) * col).astype(np.float32)
             out[:, 0] = np.sin(angle)
             out[:, 1] = np.cos(angle)
+            bad = ~np.isfinite(angle)
+            if bad.any():  # missing: the circle's centre, as a missing number gets the mean
+                out[bad] = 0.0
         else:
             z = col - self.mean.get(f.name, 0.0)
             z *= 1.0 / self.scale.get(f.name, 1.0)

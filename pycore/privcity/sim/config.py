@@ -71,6 +71,7 @@ class SimConfig:
     target: str = ""                   # CSV target column
     device_column: str = ""            # CSV column naming the device of each row
     test_fraction: float = 0.2         # CSV rows held out for testing (a seeded hash per row)
+    test_data: str = ""                # CSV file of test rows instead (every row of data trains)
     quasi_identifiers: str = ""        # CSV columns an attacker may know, comma-separated
     attacks: str = "fast"              # the attack suite: none, fast or full (sim/attacks.py)
     runs: str = "centralized,fl,fl_dp"  # which of the three trainings to run
@@ -105,6 +106,18 @@ class SimConfig:
         from ``seed``."""
         from ..fl.compress import parse_compression
         return parse_compression(self.compress, seed=self.seed)
+
+    def _check_test_data(self, bad: Any) -> None:
+        """A CSV test file (task csv), instead of the hashed split."""
+        if not self.test_data:
+            return
+        if self.test_fraction != SimConfig.test_fraction:
+            raise bad("test_fraction", "give test_fraction or test_data, not both: the test "
+                                       "file holds the test rows")
+        if os.path.isdir(self.test_data):
+            raise bad("test_data", "is a directory, not a CSV file")
+        if not os.path.isfile(self.test_data):
+            raise bad("test_data", "no such file")
 
     def _check_compress(self, bad: Any) -> None:
         try:
@@ -160,7 +173,8 @@ class SimConfig:
         if isinstance(self.release_time_s, bool) or not isinstance(self.release_time_s, int) \
                 or self.release_time_s < 1:
             raise bad("release_time_s", "must be an integer >= 1")
-        for name in ("out", "data", "target", "device_column", "quasi_identifiers"):
+        for name in ("out", "data", "target", "device_column", "quasi_identifiers",
+                     "test_data"):
             if not isinstance(getattr(self, name), str):
                 raise bad(name, "must be a string")
         for name, lo, hi, lo_open, hi_open in (("sample_rate", 0.0, 1.0, True, False),
@@ -259,8 +273,10 @@ class SimConfig:
             if self.device_column and self.devices != SimConfig.devices:
                 raise bad("devices", "the device column says which device each row belongs to: "
                                      "give devices or device_column, not both")
-        elif self.data:
-            raise bad("data", "a CSV file is only read with task = 'csv'")
+            self._check_test_data(bad)
+        elif self.data or self.test_data:
+            raise bad("data" if self.data else "test_data",
+                      "a CSV file is only read with task = 'csv'")
         # (a CSV device column's population is known only once read: checked then)
         if (self.task != "csv" or not self.device_column) and self.clients_per_round > self.devices:
             raise bad("clients_per_round", f"must be at most devices ({self.devices}), or 0 for "

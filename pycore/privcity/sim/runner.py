@@ -64,12 +64,14 @@ TEST_SAMPLES_MAX = 200  # records per test pseudo-device at most: the test set s
 def _csv(cfg: SimConfig, keep: Any = None, test_set: bool = True) -> tuple[Any, Any]:
     """(train FederatedDataset, test set or None) of the CSV: the training rows of the devices
     ``keep`` (given the number of devices, a range of them; None: all) picks, every device's
-    row count in ``train.population`` whatever it kept."""
+    row count in ``train.population`` whatever it kept; the test set of the hashed split, or
+    the rows of ``cfg.test_data`` (load_csv refuses it empty)."""
     from .. import data
     train, test = data.load_csv(
         cfg.data, target=cfg.target, device_column=cfg.device_column or None,
         devices=None if cfg.device_column else cfg.devices, seed=cfg.seed,
-        test_fraction=cfg.test_fraction, keep=keep, test_set=test_set)
+        test_fraction=cfg.test_fraction, keep=keep, test_set=test_set,
+        test_data=cfg.test_data or None)
     if test is None:
         return train, None
     if not len(test[1]):
