@@ -275,8 +275,11 @@ def _membership(cfg: SimConfig, src: _Source, model: Any, params: dict[str, np.n
         if dev:
             out["device"][name] = dev
     if cfg.task == "csv":
-        out["device_note"] = ("no device-level attack: a CSV's held-out rows come from the "
-                              "training devices (its test split is by row)")
+        out["device_note"] = (
+            "no device-level attack: the held-out rows come from the test file, which names no "
+            "devices (and may differ from the training file in more than membership)"
+            if cfg.test_data else "no device-level attack: a CSV's held-out rows come from the "
+                                  "training devices (its test split is by row)")
     return out
 
 

@@ -950,10 +950,12 @@ def _save_models(cfg: SimConfig, model: Any, census: _Census, sample: np.ndarray
     n = min(pool.size, max(1, int(MEMBER_IDS_MAX // per)))
     pick = np.sort(rng.choice(pool.size, size=n, replace=False)) if pool.size else pool
     if cfg.task == "csv":
-        heldout = np.arange(test.X.shape[0], dtype=np.int64)  # rows of the test split
+        heldout = np.arange(test.X.shape[0], dtype=np.int64)  # rows of the test set
         where = (f"the rows of {cfg.data} (privcity.data.load_csv with target {cfg.target!r}, "
                  f"seed {cfg.seed}): member ids are (device, row within the device) of the "
-                 "training split, held-out ids rows of the test split")
+                 "training rows, held-out ids "
+                 + (f"the usable rows of the test file {cfg.test_data}, in file order"
+                    if cfg.test_data else "rows of the test split"))
     else:
         heldout = record_ids(test.offsets, test.device_ids)
         where = (f"the synthetic city (privcity.sim.datasets.city with this run's config for "
