@@ -14,6 +14,7 @@ from privcity.models import (
     train_local,
     train_many,
 )
+from privcity.models import training
 
 
 def blobs(n: int, seed: int, *, n_classes: int = 4, n_features: int = 5, spread: float = 0.5):
@@ -276,6 +277,28 @@ def test_train_many_rows_do_not_depend_on_how_devices_are_grouped(name):
     # Assert
     assert np.array_equal(np.concatenate(blocks), whole)
     assert np.array_equal(shuffled, whole)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_many_gives_the_same_bits_on_any_number_of_threads(name, monkeypatch):
+    # Prepare: enough rows that the devices are split into one block per thread
+    model = MODELS[name]()
+    monkeypatch.setattr(training, "_ROWS_PER_THREAD", 1)
+    rng = np.random.default_rng(14)
+    sizes = rng.integers(0, 40, 50)
+    X, y, offsets, params = federated_data(model, sizes, seed=14)
+    seeds = rng.integers(0, 2**63, 50)
+    runs = {}
+
+    # Execute
+    for threads in (1, 2, 3, 7):
+        monkeypatch.setattr(training, "_threads", lambda t=threads: t)
+        runs[threads] = train_many(model, params, X, y, offsets, np.arange(50), seeds=seeds,
+                                   **HYPER)
+
+    # Assert
+    assert len(training._blocks(sizes, 1, 7)) == 7  # the split really happened
+    assert all(np.array_equal(runs[t], runs[1]) for t in runs)
 
 
 def test_train_many_reads_only_the_listed_devices():
