@@ -101,8 +101,11 @@ def _backward(WT, S, rows, b, D, l2, lr, g, GT):
         if l2 != np.float32(0.0):
             for f in range(n_in):
                 g[f] = g[f] + l2 * w[f]
+        # (Loops, not slice assignments: those compile numba's shape-mismatch error message,
+        # seconds of a cold start.)
         if GT.shape[0]:
-            GT[o, :] = g[:n_in + 1]
+            for f in range(n_in + 1):
+                GT[o, f] = g[f]
         else:
             for f in range(n_in + 1):
                 w[f] = w[f] - lr * g[f]
@@ -213,7 +216,8 @@ def _linear_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, 
     WT = np.empty((n_out, X.shape[1] + 1), np.float32)
     _unpack(WT, P, 0)
     if not _finite(X, x0, n):
-        out[:] = P
+        for j in range(P.shape[0]):
+            out[j] = P[j]
         return False
     Z, g = np.empty((bs, n_out), np.float32), np.empty(X.shape[1] + 1, np.float32)
     none = np.empty((0, 0), np.float32)  # no gradient output: the batches step
@@ -243,7 +247,8 @@ def _mlp_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, H, 
     _unpack(W1, P, 0)
     _unpack(W2, P, W1.size)
     if not _finite(X, x0, n):
-        out[:] = P
+        for j in range(P.shape[0]):
+            out[j] = P[j]
         return False
     scratch = _mlp_scratch(bs, H, n_out, F)
     none = np.empty((0, 0), np.float32)  # no gradient output: the batches step
