@@ -331,3 +331,37 @@ def test_federated_averaging_of_train_many_updates_learns():
 
     # Assert
     assert model.score(params, X[960:], y[960:]) > 0.95
+
+
+# --- the compiled kernels ----------------------------------------------------------------------
+
+def add_one(a):
+    return a + 1
+
+
+def test_kernels_are_cached_on_disk_where_numba_can_write():
+    # Prepare / Execute
+    from privcity.models._compile import cached_njit
+    from privcity.models._sgd import train_linear
+    fn = cached_njit()(add_one)
+
+    # Assert
+    assert fn(1) == 2
+    assert type(fn._cache).__name__ == "FunctionCache"
+    assert type(train_linear._cache).__name__ == "FunctionCache"
+
+
+def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
+    # Prepare: no cache locator applies (a read-only install, no writable home): numba's
+    # cache=True alone raises RuntimeError at decoration, i.e. at import
+    from numba.core import caching
+
+    from privcity.models._compile import cached_njit
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+
+    # Execute
+    fn = cached_njit(nogil=True)(add_one)
+
+    # Assert
+    assert fn(1) == 2
+    assert type(fn._cache).__name__ == "NullCache"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._compile import cached_njit
 from ._shuffle import new_rng, permutation
 
 # --- dense-layer pieces ------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def _mlp_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, H, 
 # --- entry points ---------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def train_linear(P, X, xstart, counts, labels, targets, tstart, words, epochs, bs, lr, l2, out):
     """SGD of K devices of a linear model from P into out (K, n_params) float32; returns which
     devices' rows were finite (K,) bool (the others keep P). Device k owns rows xstart[k] :
@@ -282,7 +283,7 @@ def train_linear(P, X, xstart, counts, labels, targets, tstart, words, epochs, b
     return ok
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def train_mlp(P, X, xstart, counts, labels, targets, tstart, words, epochs, bs, lr, l2, H, relu,
               out):
     """As train_linear, for the MLP of H hidden units (ReLU when relu, else tanh)."""
@@ -294,7 +295,7 @@ def train_mlp(P, X, xstart, counts, labels, targets, tstart, words, epochs, bs, 
     return ok
 
 
-@njit(cache=True)
+@cached_njit()
 def gradient_linear(P, X, labels, targets, l2):
     """The gradient (n_params,) float32 of the mean loss over all rows of X as one batch."""
     n = X.shape[0]
@@ -310,7 +311,7 @@ def gradient_linear(P, X, labels, targets, l2):
     return out
 
 
-@njit(cache=True)
+@cached_njit()
 def gradient_mlp(P, X, labels, targets, l2, H, relu):
     """As gradient_linear, for the MLP of H hidden units."""
     n, F = X.shape

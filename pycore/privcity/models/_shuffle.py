@@ -42,7 +42,7 @@ def seed_words(seeds: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit
 def _hashmix(value, hash_const):
     """(hashed value, next hash constant) of SeedSequence's hashmix, in uint32."""
     value = np.uint32(value ^ hash_const)
@@ -51,13 +51,13 @@ def _hashmix(value, hash_const):
     return np.uint32(value ^ (value >> _X16)), hash_const
 
 
-@njit(cache=True)
+@njit
 def _mix(x, y):
     r = np.uint32(np.uint32(_MIX_L * x) - np.uint32(_MIX_R * y))
     return np.uint32(r ^ (r >> _X16))
 
 
-@njit(cache=True)
+@njit
 def _seed_sequence(words, state):
     """SeedSequence(entropy).generate_state(4, uint64) into state (4,) uint64, for the entropy's
     32-bit words (words[0], words[1]; words[2] of them count)."""
@@ -82,7 +82,7 @@ def _seed_sequence(words, state):
         state[k] = np.uint64(lo_hi[0]) | (np.uint64(lo_hi[1]) << np.uint64(32))
 
 
-@njit(cache=True)
+@njit
 def _mulhi(a, b):
     """High 64 bits of the 128-bit product of uint64 a and b."""
     a_lo, a_hi = a & _U32, a >> np.uint64(32)
@@ -92,7 +92,7 @@ def _mulhi(a, b):
     return a_hi * b_hi + (p1 >> np.uint64(32)) + (p2 >> np.uint64(32)) + (mid >> np.uint64(32))
 
 
-@njit(cache=True)
+@njit
 def _step(rng):
     """One LCG step of rng = [state_hi, state_lo, inc_hi, inc_lo, has32, buffered32] (uint64):
     state = state * M + inc mod 2**128."""
@@ -104,7 +104,7 @@ def _step(rng):
     rng[1] = lo2
 
 
-@njit(cache=True)
+@njit
 def _next64(rng):
     _step(rng)
     x = rng[0] ^ rng[1]
@@ -112,7 +112,7 @@ def _next64(rng):
     return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
 
 
-@njit(cache=True)
+@njit
 def _next32(rng):
     if rng[4]:
         rng[4] = 0
@@ -123,7 +123,7 @@ def _next32(rng):
     return v & _U32
 
 
-@njit(cache=True)
+@njit
 def new_rng(words):
     """The state of ``np.random.default_rng(seed)`` (6 uint64, see _step) for seed_words' row."""
     s = np.empty(4, np.uint64)
@@ -140,7 +140,7 @@ def new_rng(words):
     return rng
 
 
-@njit(cache=True)
+@njit
 def _interval(rng, top):
     """numpy's random_interval: uniform in [0, top] by masked rejection."""
     if top == 0:
@@ -159,7 +159,7 @@ def _interval(rng, top):
     return v
 
 
-@njit(cache=True)
+@njit
 def permutation(rng, out):
     """Fills out (n,) int64 with the next ``permutation(n)`` of the generator rng."""
     n = out.shape[0]
