@@ -1,5 +1,6 @@
-"""Numba kernels of local training: one device's whole mini-batch SGD in one compiled call, and
-many devices side by side (one per thread, ``prange``).
+"""Numba kernels of local training: one device's whole mini-batch SGD in one compiled call (all
+epochs and batches, its shuffles included), devices one after the other; the entry points
+release the GIL, so callers may run blocks of devices in threads (training.py does).
 
 Layout. A dense layer whose public parameters are ``W (n_in + 1, n_out)`` (last row: biases) is
 held transposed while training, ``WT (n_out, n_in + 1)``, so that every inner loop runs along the

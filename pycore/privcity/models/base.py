@@ -135,8 +135,9 @@ class Model(abc.ABC):
 
         Computed in float32 by the same kernel that training uses.
         """
-        p = np.ascontiguousarray(self._check_params(params), dtype=np.float32)
-        X32 = self._check_X(X)
+        p = np.array(self._check_params(params), dtype=np.float32)  # writable: one kernel type
+        X32 = self._check_X(X).view()
+        X32.flags.writeable = False  # read-only whatever the caller's: one kernel type
         return self._gradient32(p, X32, self._check_y(y, X32.shape[0]))
 
     def evaluate(self, params: Any, X: Any, y: Any) -> dict[str, float]:

@@ -145,6 +145,10 @@ def _sgd(model: Model, p32: np.ndarray, X32: np.ndarray, xstart: np.ndarray, cou
     releasing the GIL; each device is computed alone, so the split changes nothing.
     """
     from ._shuffle import seed_words
+    # The kernels only read X: a read-only view gives every call the same argument types, so
+    # writable and read-only inputs share one compiled (and cached) kernel.
+    X32 = X32.view()
+    X32.flags.writeable = False
     K = counts.shape[0]
     out = np.empty((K, model.n_params), np.float32)
     words = seed_words(np.array(seeds, np.uint64))
@@ -196,7 +200,7 @@ def _check_model(model: Any) -> None:
 
 
 def _params32(model: Model, params: Any) -> np.ndarray:
-    return np.ascontiguousarray(model._check_params(params), dtype=np.float32)
+    return np.array(model._check_params(params), dtype=np.float32)  # a copy, always writable
 
 
 def _hyper(epochs: Any, batch_size: Any, lr: Any) -> tuple[int, int, float]:
