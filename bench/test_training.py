@@ -8,8 +8,8 @@ Run: python -m pytest bench/test_training.py -p no:cacheprovider   (full: about 
     devices beside the plain loop's client (``_workload.client_update``, the same float32 SGD
     in numpy) looped over the same devices with the same seeds. The two alternate round by
     round (the interleaved fixture) through the first ROUNDS rounds of the schedule; medians
-    and the ratio are reported, on 1 thread and on every core numba may use (a device's
-    result does not depend on the thread count, checked here too).
+    and the ratio are reported, on 1 thread and on train_many's default (every CPU the
+    process may use; a device's result does not depend on the thread count, checked here).
   * Evaluation of the ~15,000-row test set: ``Model.evaluate`` (float64, what the simulator
     calls each evaluated round) beside the same accuracy and cross-entropy in float32.
 Targets: training >= TRAIN_TARGET x the client loop (the FL round must be >= 2x faster than the
@@ -29,7 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import _workload as W  # noqa: E402  (bench/ is no package)
 
-from privcity.models import SoftmaxRegression, train_many  # noqa: E402
+from privcity.models import SoftmaxRegression, train_many, training  # noqa: E402
 
 SAMPLE_RATE, EPOCHS, BATCH, LR, SEED = 0.1, 1, 10, 0.05, 0
 ROUNDS = 10  # distinct rounds of the schedule, cycled through by the timed calls
@@ -60,11 +60,11 @@ def workload(request) -> SimpleNamespace:
                            plan=W.schedule(SEED, ROUNDS, clients, SAMPLE_RATE))
 
 
-def _privcity_round(wl: SimpleNamespace, model: SoftmaxRegression, r: int,
-                    start: np.ndarray) -> np.ndarray:
+def _privcity_round(wl: SimpleNamespace, model: SoftmaxRegression, r: int, start: np.ndarray,
+                    threads: int | None = None) -> np.ndarray:
     ids, seeds = wl.plan[r]
     return train_many(model, start, wl.X32, wl.y, wl.offsets, ids, epochs=EPOCHS,
-                      batch_size=BATCH, lr=LR, seeds=seeds)
+                      batch_size=BATCH, lr=LR, seeds=seeds, threads=threads)
 
 
 def _plain_round(wl: SimpleNamespace, r: int, start: np.ndarray) -> np.ndarray:
@@ -80,11 +80,9 @@ def _plain_round(wl: SimpleNamespace, r: int, start: np.ndarray) -> np.ndarray:
 def test_train_many_one_round_beside_the_plain_client_loop(benchmark, record, interleaved,
                                                            report_line, workload, threads):
     # Prepare: a non-zero start (the second round's model is not zeros either)
-    import numba
     wl, model = workload, SoftmaxRegression(n_features=W.N_FEATURES, n_classes=W.N_CLASSES)
     start = np.random.default_rng(1).normal(0.0, 0.01, model.n_params).astype(np.float32)
-    cores = numba.get_num_threads()
-    numba.set_num_threads(1 if threads == "1 thread" else cores)
+    n = 1 if threads == "1 thread" else training._default_threads()
     state = SimpleNamespace(r=-1)
     _privcity_round(wl, model, 0, start)  # compile or load the cached kernel before timing
 
@@ -93,20 +91,15 @@ def test_train_many_one_round_beside_the_plain_client_loop(benchmark, record, in
         _plain_round(wl, state.r, start)
 
     # Execute
-    try:
-        _, stand_in = interleaved(benchmark, lambda: _privcity_round(wl, model, state.r, start),
-                                  anchor, rounds=3 * ROUNDS)
-    finally:
-        numba.set_num_threads(cores)
+    _, stand_in = interleaved(benchmark, lambda: _privcity_round(wl, model, state.r, start, n),
+                              anchor, rounds=3 * ROUNDS)
 
     # Assert: the same clients, shuffles and float32 SGD: equal up to summation order
-    ours, plain = _privcity_round(wl, model, 1, start), _plain_round(wl, 1, start)
+    ours, plain = _privcity_round(wl, model, 1, start, n), _plain_round(wl, 1, start)
     assert ours.shape == plain.shape
     drift = float(np.abs(ours - plain).max())
     assert drift <= 1e-5 * max(1.0, float(np.abs(plain).max())), drift
-    numba.set_num_threads(1)
-    assert np.array_equal(_privcity_round(wl, model, 1, start), ours)  # thread count: no change
-    numba.set_num_threads(cores)
+    assert np.array_equal(_privcity_round(wl, model, 1, start, 3), ours)  # threads: no change
     if stand_in is None:  # --benchmark-disable
         return
     group = f"{TRAIN} ({threads})"
@@ -114,8 +107,7 @@ def test_train_many_one_round_beside_the_plain_client_loop(benchmark, record, in
     record(benchmark, group, "train_many", TRAIN_TARGET if threads == "all cores" else None)
     mine, theirs = benchmark.stats.stats.median, stand_in.stats.stats.median
     devices = statistics.mean(len(ids) for ids, _ in wl.plan)
-    report_line(f"train one round ({devices:.0f} devices x {wl.rows} rows, {threads}: "
-                f"{1 if threads == '1 thread' else cores}), medians of {3 * ROUNDS}: "
+    report_line(f"train one round ({devices:.0f} devices x {wl.rows} rows, {n} thread(s)), medians of {3 * ROUNDS}: "
                 f"train_many {mine * 1e3:.2f} ms, client_update loop {theirs * 1e3:.2f} ms = "
                 f"{theirs / mine:.1f}x; largest |difference| {drift:.2g}")
 

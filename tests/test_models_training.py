@@ -292,9 +292,8 @@ def test_train_many_gives_the_same_bits_on_any_number_of_threads(name, monkeypat
 
     # Execute
     for threads in (1, 2, 3, 7):
-        monkeypatch.setattr(training, "_threads", lambda t=threads: t)
         runs[threads] = train_many(model, params, X, y, offsets, np.arange(50), seeds=seeds,
-                                   **HYPER)
+                                   threads=threads, **HYPER)
 
     # Assert
     assert len(training._blocks(sizes, 1, 7)) == 7  # the split really happened

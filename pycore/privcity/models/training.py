@@ -69,7 +69,8 @@ def train_local(model: Model, params: Any, X: Any, y: Any, *, epochs: int = 1,
 
 
 def train_many(model: Model, params: Any, X: Any, y: Any, offsets: Any, devices: Any, *,
-               epochs: int, batch_size: int, lr: float, seeds: Any) -> np.ndarray:
+               epochs: int, batch_size: int, lr: float, seeds: Any,
+               threads: int | None = None) -> np.ndarray:
     """Local training of several devices from the same ``params``; returns their update deltas.
 
     Parameters
@@ -89,6 +90,10 @@ def train_many(model: Model, params: Any, X: Any, y: Any, offsets: Any, devices:
         As for :func:`train_local`.
     seeds : array_like of int
         ``seeds[i]`` (>= 0) seeds ``devices[i]``, one per entry of devices.
+    threads : int, optional
+        >= 1: at most this many threads train blocks of devices side by side (the result does
+        not depend on it). Default: NUMBA_NUM_THREADS if set, else every CPU this process may
+        run on; one MPI rank per core wants 1.
 
     Returns
     -------
@@ -103,6 +108,7 @@ def train_many(model: Model, params: Any, X: Any, y: Any, offsets: Any, devices:
     dev = _checks.int_vector(devices, "devices")
     seed_list = _checks.seeds(seeds, dev.shape[0])
     hyper = _hyper(epochs, batch_size, lr)
+    n_threads = _default_threads() if threads is None else _checks.count(threads, "threads", 1)
     arr = _shape_X(X, model.n_features)
     n_rows = arr.shape[0]
     if off.shape[0] < 1 or off[0] < 0 or off[-1] > n_rows or np.any(np.diff(off) < 0):
@@ -121,7 +127,7 @@ def train_many(model: Model, params: Any, X: Any, y: Any, offsets: Any, devices:
         X32, xstart = arr, off[dev]
     else:
         X32, xstart = _rows32(arr[rows]), starts
-    new = _sgd(model, p32, X32, xstart, counts, t, starts, seed_list, *hyper)
+    new = _sgd(model, p32, X32, xstart, counts, t, starts, seed_list, *hyper, threads=n_threads)
     new -= p32
     return new
 
@@ -137,7 +143,7 @@ def train_centralized(model: Model, params: Any, X: Any, y: Any, *, epochs: int,
 
 def _sgd(model: Model, p32: np.ndarray, X32: np.ndarray, xstart: np.ndarray, counts: np.ndarray,
          t: np.ndarray, tstart: np.ndarray, seeds: list[int], epochs: int, batch_size: int,
-         lr: float) -> np.ndarray:
+         lr: float, threads: int = 1) -> np.ndarray:
     """(K, n_params) float32 parameters after SGD of K devices, device i owning rows
     xstart[i] : xstart[i] + counts[i] of X32 and tstart[i] : tstart[i] + counts[i] of t.
 
@@ -158,7 +164,7 @@ def _sgd(model: Model, p32: np.ndarray, X32: np.ndarray, xstart: np.ndarray, cou
         finite[lo:hi] = model._train(p32, X32, xstart[lo:hi], counts[lo:hi], t, tstart[lo:hi],
                                      words[lo:hi], epochs, batch_size, lr, out[lo:hi])
 
-    bounds = _blocks(counts, epochs, _threads())
+    bounds = _blocks(counts, epochs, threads)
     helpers = [threading.Thread(target=run, args=b) for b in bounds[1:]]
     for h in helpers:
         h.start()
@@ -175,11 +181,11 @@ def _sgd(model: Model, p32: np.ndarray, X32: np.ndarray, xstart: np.ndarray, cou
 _ROWS_PER_THREAD = 2048
 
 
-def _threads() -> int:
-    """Threads for training: numba's thread count (NUMBA_NUM_THREADS, numba.set_num_threads),
-    at most the CPUs this process may run on."""
-    import numba
-    return max(1, min(numba.get_num_threads(), len(os.sched_getaffinity(0))))
+def _default_threads() -> int:
+    """NUMBA_NUM_THREADS (numba's default: the machine's CPU count), at most the CPUs this
+    process may run on. (Not numba.get_num_threads(): that starts numba's thread pool.)"""
+    from numba.core import config
+    return max(1, min(config.NUMBA_NUM_THREADS, len(os.sched_getaffinity(0))))
 
 
 def _blocks(counts: np.ndarray, epochs: int, threads: int) -> list[tuple[int, int]]:
