@@ -107,9 +107,9 @@ def test_train_many_one_round_beside_the_plain_client_loop(benchmark, record, in
     record(benchmark, group, "train_many", TRAIN_TARGET if threads == "all cores" else None)
     mine, theirs = benchmark.stats.stats.median, stand_in.stats.stats.median
     devices = statistics.mean(len(ids) for ids, _ in wl.plan)
-    report_line(f"train one round ({devices:.0f} devices x {wl.rows} rows, {n} thread(s)), medians of {3 * ROUNDS}: "
-                f"train_many {mine * 1e3:.2f} ms, client_update loop {theirs * 1e3:.2f} ms = "
-                f"{theirs / mine:.1f}x; largest |difference| {drift:.2g}")
+    report_line(f"train one round ({devices:.0f} devices x {wl.rows} rows, {n} thread(s)), "
+                f"medians of {3 * ROUNDS}: train_many {mine * 1e3:.2f} ms, client_update loop "
+                f"{theirs * 1e3:.2f} ms = {theirs / mine:.1f}x; largest |difference| {drift:.2g}")
 
 
 def test_evaluation_in_float32_beside_float64(benchmark, record, interleaved, report_line,
