@@ -206,6 +206,20 @@ def test_train_local_on_no_rows_returns_a_copy_of_params():
     assert np.array_equal(out, params) and out is not params
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_a_batch_size_beyond_the_rows_is_one_batch_of_all_rows(name):
+    # Prepare
+    model = MODELS[name]()
+    X, y, _, params = federated_data(model, [30], seed=15)
+
+    # Execute: scratch memory follows the rows, not the (huge) batch size
+    huge = train_local(model, params, X, y, epochs=2, batch_size=2**40, lr=0.05, seed=3)
+    exact = train_local(model, params, X, y, epochs=2, batch_size=30, lr=0.05, seed=3)
+
+    # Assert
+    assert np.array_equal(huge, exact)
+
+
 def test_train_centralized_is_train_local_on_pooled_rows():
     # Prepare
     model = MODELS["mlp-relu"]()

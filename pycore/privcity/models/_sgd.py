@@ -221,7 +221,7 @@ def _linear_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, 
         for j in range(P.shape[0]):
             out[j] = P[j]
         return False
-    Z, g = np.empty((bs, n_out), np.float32), np.empty(X.shape[1] + 1, np.float32)
+    Z, g = np.empty((min(bs, n), n_out), np.float32), np.empty(X.shape[1] + 1, np.float32)
     none = np.empty((0, 0), np.float32)  # no gradient output: the batches step
     rng, perm = new_rng(words), np.empty(n, np.int64)
     for _ in range(epochs):
@@ -252,7 +252,7 @@ def _mlp_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, H, 
         for j in range(P.shape[0]):
             out[j] = P[j]
         return False
-    scratch = _mlp_scratch(bs, H, n_out, F)
+    scratch = _mlp_scratch(min(bs, n), H, n_out, F)
     none = np.empty((0, 0), np.float32)  # no gradient output: the batches step
     rng, perm = new_rng(words), np.empty(n, np.int64)
     for _ in range(epochs):
