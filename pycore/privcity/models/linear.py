@@ -33,7 +33,7 @@ class _Linear(Model):
         return X.astype(params.dtype, copy=False) @ W[:-1] + W[-1]
 
     def _train(self, P, X, xstart, counts, t, tstart, words, epochs, batch_size, lr, out):
-        from . import _sgd
+        from . import _sgd  # numba loads on first training, not with the package (~0.5 s)
         labels, targets = self._kernel_targets(t)
         return _sgd.train_linear(P, X, xstart, counts, labels, targets, tstart, words, epochs,
                                  batch_size, np.float32(lr), self._l2_32, out)

@@ -90,7 +90,7 @@ class MLP(Model):
         return A @ W2[:-1] + W2[-1]
 
     def _train(self, P, X, xstart, counts, t, tstart, words, epochs, batch_size, lr, out):
-        from . import _sgd
+        from . import _sgd  # numba loads on first training, not with the package (~0.5 s)
         labels, targets = self._kernel_targets(t)
         return _sgd.train_mlp(P, X, xstart, counts, labels, targets, tstart, words, epochs,
                               batch_size, np.float32(lr), self._l2_32, self.hidden,
