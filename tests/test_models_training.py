@@ -314,6 +314,21 @@ def test_train_many_gives_the_same_bits_on_any_number_of_threads(name, monkeypat
     assert all(np.array_equal(runs[t], runs[1]) for t in runs)
 
 
+def test_train_many_gives_the_same_bits_from_rows_it_must_convert_or_reads_in_place():
+    # Prepare: float32 C-contiguous X is read in place; float64 or Fortran-ordered X has the
+    # listed devices' rows gathered and rounded first
+    model = MODELS["softmax"]()
+    X, y, offsets, params = federated_data(model, [12, 30, 7, 19], seed=16)
+    devices, seeds = np.array([3, 0, 2, 3]), [5, 6, 7, 8]
+
+    # Execute
+    runs = [train_many(model, params, A, y, offsets, devices, seeds=seeds, **HYPER)
+            for A in (X, X.astype(np.float64), np.asfortranarray(X))]
+
+    # Assert
+    assert np.array_equal(runs[1], runs[0]) and np.array_equal(runs[2], runs[0])
+
+
 def test_train_many_reads_only_the_listed_devices():
     # Prepare: a NaN in a device that is not trained must not matter
     model = SoftmaxRegression(n_features=5, n_classes=4)
