@@ -231,6 +231,8 @@ TRAINING_ERRORS = [
     ({"seeds": [1, -2]}, "seeds"),
     ({"seeds": [1.0, 2.0]}, "seeds"),
     ({"model": "softmax"}, "model"),
+    ({"threads": 0}, "threads"),
+    ({"threads": 2.0}, "threads"),
 ]
 
 

@@ -14,6 +14,7 @@ from privcity.models import (
     train_local,
     train_many,
 )
+from privcity.models import training
 
 
 def blobs(n: int, seed: int, *, n_classes: int = 4, n_features: int = 5, spread: float = 0.5):
@@ -205,6 +206,20 @@ def test_train_local_on_no_rows_returns_a_copy_of_params():
     assert np.array_equal(out, params) and out is not params
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_a_batch_size_beyond_the_rows_is_one_batch_of_all_rows(name):
+    # Prepare
+    model = MODELS[name]()
+    X, y, _, params = federated_data(model, [30], seed=15)
+
+    # Execute: scratch memory follows the rows, not the (huge) batch size
+    huge = train_local(model, params, X, y, epochs=2, batch_size=2**40, lr=0.05, seed=3)
+    exact = train_local(model, params, X, y, epochs=2, batch_size=30, lr=0.05, seed=3)
+
+    # Assert
+    assert np.array_equal(huge, exact)
+
+
 def test_train_centralized_is_train_local_on_pooled_rows():
     # Prepare
     model = MODELS["mlp-relu"]()
@@ -278,6 +293,42 @@ def test_train_many_rows_do_not_depend_on_how_devices_are_grouped(name):
     assert np.array_equal(shuffled, whole)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_train_many_gives_the_same_bits_on_any_number_of_threads(name, monkeypatch):
+    # Prepare: enough rows that the devices are split into one block per thread
+    model = MODELS[name]()
+    monkeypatch.setattr(training, "_ROWS_PER_THREAD", 1)
+    rng = np.random.default_rng(14)
+    sizes = rng.integers(0, 40, 50)
+    X, y, offsets, params = federated_data(model, sizes, seed=14)
+    seeds = rng.integers(0, 2**63, 50)
+    runs = {}
+
+    # Execute
+    for threads in (1, 2, 3, 7):
+        runs[threads] = train_many(model, params, X, y, offsets, np.arange(50), seeds=seeds,
+                                   threads=threads, **HYPER)
+
+    # Assert
+    assert len(training._blocks(sizes, 1, 7)) == 7  # the split really happened
+    assert all(np.array_equal(runs[t], runs[1]) for t in runs)
+
+
+def test_train_many_gives_the_same_bits_from_rows_it_must_convert_or_reads_in_place():
+    # Prepare: float32 C-contiguous X is read in place; float64 or Fortran-ordered X has the
+    # listed devices' rows gathered and rounded first
+    model = MODELS["softmax"]()
+    X, y, offsets, params = federated_data(model, [12, 30, 7, 19], seed=16)
+    devices, seeds = np.array([3, 0, 2, 3]), [5, 6, 7, 8]
+
+    # Execute
+    runs = [train_many(model, params, A, y, offsets, devices, seeds=seeds, **HYPER)
+            for A in (X, X.astype(np.float64), np.asfortranarray(X))]
+
+    # Assert
+    assert np.array_equal(runs[1], runs[0]) and np.array_equal(runs[2], runs[0])
+
+
 def test_train_many_reads_only_the_listed_devices():
     # Prepare: a NaN in a device that is not trained must not matter
     model = SoftmaxRegression(n_features=5, n_classes=4)
@@ -308,3 +359,37 @@ def test_federated_averaging_of_train_many_updates_learns():
 
     # Assert
     assert model.score(params, X[960:], y[960:]) > 0.95
+
+
+# --- the compiled kernels ----------------------------------------------------------------------
+
+def add_one(a):
+    return a + 1
+
+
+def test_kernels_are_cached_on_disk_where_numba_can_write():
+    # Prepare / Execute
+    from privcity.models._compile import cached_njit
+    from privcity.models._sgd import train_linear
+    fn = cached_njit()(add_one)
+
+    # Assert
+    assert fn(1) == 2
+    assert type(fn._cache).__name__ == "FunctionCache"
+    assert type(train_linear._cache).__name__ == "FunctionCache"
+
+
+def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
+    # Prepare: no cache locator applies (a read-only install, no writable home): numba's
+    # cache=True alone raises RuntimeError at decoration, i.e. at import
+    from numba.core import caching
+
+    from privcity.models._compile import cached_njit
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+
+    # Execute
+    fn = cached_njit(nogil=True)(add_one)
+
+    # Assert
+    assert fn(1) == 2
+    assert type(fn._cache).__name__ == "NullCache"

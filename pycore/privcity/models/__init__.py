@@ -8,9 +8,10 @@ federated code can clip, noise, seal and average them as a vector.
   ``init_params``, ``predict``, ``loss``, ``gradient``, ``evaluate`` and ``score`` (accuracy for
   classification, R^2 for regression).
 - :func:`train_local`: mini-batch SGD on one device, deterministic for a seed.
-- :func:`train_many`: many devices from the same start, stepped in lockstep as stacked tensors;
-  returns their update deltas, each bit-identical to :func:`train_local` on that device alone, so
-  results never depend on how devices are split into blocks.
+- :func:`train_many`: many devices from the same start, each device's whole SGD in one compiled
+  (numba) call, blocks of devices on parallel threads; returns their update deltas, each
+  bit-identical to :func:`train_local` on that device alone, so results never depend on how
+  devices are split into blocks, ranks or threads.
 - :func:`train_centralized`: the same SGD on pooled data, the non-federated baseline.
 - :func:`save` and :func:`load` (:mod:`.io`): a released model as one ``.npz`` that numpy alone
   reads (parameters, config, metadata, the ids of its training and held-out records), rebuilt

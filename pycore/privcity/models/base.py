@@ -1,13 +1,11 @@
 """The abstract :class:`Model`: parameters as one flat float32 vector, validation of inputs, the
 shared output layer (identity for regression, softmax for classification), loss and metrics.
 
-Subclasses provide three pieces: the flat layout (``_decay``: which entries are weights that l2
+Subclasses provide four pieces: the flat layout (``_decay``: which entries are weights that l2
 shrinks, biases are not), a dtype-generic forward pass on 2-D inputs (``_forward``, used by
-predict/loss/evaluate) and a batched float32 gradient (``_grad_batch``) over a stack of K
-parameter vectors and K mini-batches, the kernel of every training function. ``_grad_batch``
-computes each slice k from slice k of its inputs alone, with per-slice matmuls and elementwise
-operations in a fixed order (no reductions whose order numpy may choose by shape), so a device's
-result is bit-identical whichever other devices share its stack.
+predict/loss/evaluate), and two calls into their compiled kernels (:mod:`._sgd`): ``_train``,
+the local SGD of many devices, each computed from its own rows and seed alone, and
+``_gradient32``, the float32 gradient of one batch by the same arithmetic.
 """
 from __future__ import annotations
 
@@ -60,8 +58,7 @@ class Model(abc.ABC):
         self.l2 = _checks.real(l2, "l2", positive=False)
         decay = self._decay()
         self.n_params = int(decay.shape[0])
-        # l2 * mask: the gradient adds (l2 * mask) * params, zero on biases.
-        self._l2_mask = (decay * np.float32(self.l2)).astype(np.float32)
+        self._l2_32 = np.float32(self.l2)  # the gradient adds l2 * weight, in float32
         self._decay_mask = decay.astype(bool)
 
     # --- to implement ----------------------------------------------------------------------
@@ -79,12 +76,21 @@ class Model(abc.ABC):
         """Raw outputs (n, n_outputs) in the dtype of params: values or logits."""
 
     @abc.abstractmethod
-    def _grad_batch(self, P: np.ndarray, Xa: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Gradients (K, n_params) float32 of K parameter rows P (K, n_params) on K batches.
+    def _train(self, P: np.ndarray, X: np.ndarray, xstart: np.ndarray, counts: np.ndarray,
+               t: np.ndarray, tstart: np.ndarray, words: np.ndarray, epochs: int,
+               batch_size: int, lr: float, out: np.ndarray) -> np.ndarray:
+        """SGD of K devices from P (n_params,) float32 into out (K, n_params); returns which
+        devices' rows were finite, (K,) bool (the others' rows of out are P).
 
-        Xa (K, b, n_features + 1) float32 ends with a column of ones (the bias input); t (K, b)
-        holds float32 targets or int64 labels. Row k depends on P[k], Xa[k], t[k] only.
+        Device k owns rows xstart[k] : xstart[k] + counts[k] of X (float32, C-contiguous) and
+        tstart[k] : ... of t (as _check_y returns it); words[k] is its seed
+        (_shuffle.seed_words). Row k depends on P and device k's inputs only.
         """
+
+    @abc.abstractmethod
+    def _gradient32(self, P: np.ndarray, X: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Gradient (n_params,) float32 of the mean loss on all rows of X (float32,
+        C-contiguous, finite) as one batch, by the training kernel's arithmetic."""
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -129,10 +135,10 @@ class Model(abc.ABC):
 
         Computed in float32 by the same kernel that training uses.
         """
-        p = self._check_params(params).astype(np.float32, copy=False)
-        X32 = self._check_X(X)
-        t = self._check_y(y, X32.shape[0])
-        return self._grad_batch(p[None, :], _with_ones(X32)[None], t[None])[0]
+        p = np.array(self._check_params(params), dtype=np.float32)  # writable: one kernel type
+        X32 = self._check_X(X).view()
+        X32.flags.writeable = False  # read-only whatever the caller's: one kernel type
+        return self._gradient32(p, X32, self._check_y(y, X32.shape[0]))
 
     def evaluate(self, params: Any, X: Any, y: Any) -> dict[str, float]:
         """Metrics of the model's float32 outputs (its own precision, as trained and as a device
@@ -182,31 +188,11 @@ class Model(abc.ABC):
         w = p[self._decay_mask]
         return 0.5 * self.l2 * float(np.dot(w, w))
 
-    def _output_delta(self, Z: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """d(mean data loss)/d(outputs) for a stack (K, b, n_outputs) of float32 outputs.
-
-        Elementwise only (the class sum is an explicit loop), so every row is computed the same
-        way whatever the stack's shape.
-        """
-        K, b, C = Z.shape
-        inv = np.float32(b)
-        if self.task_type == "regression":
-            D = Z - t[:, :, None]
-            D /= inv
-            return D
-        D = Z - Z.max(axis=2, keepdims=True)  # max is exact in any order
-        np.exp(D, out=D)
-        s = D[:, :, 0].copy()
-        for c in range(1, C):
-            s += D[:, :, c]
-        D /= s[:, :, None]
-        D.reshape(K * b, C)[np.arange(K * b), t.reshape(-1)] -= np.float32(1.0)
-        D /= inv
-        return D
-
-    def _add_l2(self, G: np.ndarray, P: np.ndarray) -> None:
-        if self.l2 != 0.0:
-            G += self._l2_mask * P
+    def _kernel_targets(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels int64, targets float32) as the kernels take them: one is t, the other empty."""
+        if self.task_type == "classification":
+            return t, np.zeros(0, np.float32)
+        return np.zeros(0, np.int64), t
 
     # --- validation ---------------------------------------------------------------------------
 
@@ -270,18 +256,6 @@ def _to_float32(arr: np.ndarray, name: str) -> np.ndarray:
             out = np.ascontiguousarray(arr, dtype=np.float32)
     else:
         out = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name} contains NaN or Inf (or values beyond the float32 range)")
-    return out
-
-
-def _with_ones(X: np.ndarray, name: str = "X") -> np.ndarray:
-    """(n, F + 1) float32: X rounded to float32 and a last column of ones (the input of the bias
-    row), in one copy; NaN, Inf and values beyond the float32 range refused."""
-    out = np.empty((X.shape[0], X.shape[1] + 1), np.float32)
-    with np.errstate(over="ignore"):
-        out[:, :-1] = X
-    out[:, -1] = 1.0
     if not np.isfinite(out).all():
         raise ValueError(f"{name} contains NaN or Inf (or values beyond the float32 range)")
     return out

@@ -32,13 +32,16 @@ class _Linear(Model):
         W = params.reshape(self.n_features + 1, self.n_outputs)
         return X.astype(params.dtype, copy=False) @ W[:-1] + W[-1]
 
-    def _grad_batch(self, P: np.ndarray, Xa: np.ndarray, t: np.ndarray) -> np.ndarray:
-        K = P.shape[0]
-        W = P.reshape(K, self.n_features + 1, self.n_outputs)
-        D = self._output_delta(np.matmul(Xa, W), t)
-        G = np.matmul(Xa.transpose(0, 2, 1), D).reshape(K, self.n_params)
-        self._add_l2(G, P)
-        return G
+    def _train(self, P, X, xstart, counts, t, tstart, words, epochs, batch_size, lr, out):
+        from . import _sgd  # numba loads on first training, not with the package (~0.5 s)
+        labels, targets = self._kernel_targets(t)
+        return _sgd.train_linear(P, X, xstart, counts, labels, targets, tstart, words, epochs,
+                                 batch_size, np.float32(lr), self._l2_32, out)
+
+    def _gradient32(self, P, X, t):
+        from . import _sgd
+        labels, targets = self._kernel_targets(t)
+        return _sgd.gradient_linear(P, X, labels, targets, self._l2_32)
 
 
 class LinearRegression(_Linear):

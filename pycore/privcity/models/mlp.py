@@ -89,24 +89,15 @@ class MLP(Model):
         A = self._act(X.astype(params.dtype, copy=False) @ W1[:-1] + W1[-1])
         return A @ W2[:-1] + W2[-1]
 
-    def _grad_batch(self, P: np.ndarray, Xa: np.ndarray, t: np.ndarray) -> np.ndarray:
-        F, H, C = self.n_features, self.hidden, self.n_outputs
-        K, b = Xa.shape[0], Xa.shape[1]
-        W1 = P[:, :self._s1].reshape(K, F + 1, H)
-        W2 = P[:, self._s1:].reshape(K, H + 1, C)
-        Z1 = np.matmul(Xa, W1)
-        A = np.empty((K, b, H + 1), np.float32)  # hidden activations and a ones column
-        self._act(Z1, out=A[:, :, :H])
-        A[:, :, H] = 1.0
-        D2 = self._output_delta(np.matmul(A, W2), t)
-        G = np.empty((K, self.n_params), np.float32)
-        G[:, self._s1:] = np.matmul(A.transpose(0, 2, 1), D2).reshape(K, -1)
-        dA = np.matmul(D2, W2[:, :H, :].transpose(0, 2, 1))
-        if self.activation == "relu":
-            dZ1 = np.where(Z1 > 0, dA, np.float32(0.0))
-        else:
-            Ah = A[:, :, :H]
-            dZ1 = dA * (np.float32(1.0) - Ah * Ah)
-        G[:, :self._s1] = np.matmul(Xa.transpose(0, 2, 1), dZ1).reshape(K, -1)
-        self._add_l2(G, P)
-        return G
+    def _train(self, P, X, xstart, counts, t, tstart, words, epochs, batch_size, lr, out):
+        from . import _sgd  # numba loads on first training, not with the package (~0.5 s)
+        labels, targets = self._kernel_targets(t)
+        return _sgd.train_mlp(P, X, xstart, counts, labels, targets, tstart, words, epochs,
+                              batch_size, np.float32(lr), self._l2_32, self.hidden,
+                              self.activation == "relu", out)
+
+    def _gradient32(self, P, X, t):
+        from . import _sgd
+        labels, targets = self._kernel_targets(t)
+        return _sgd.gradient_mlp(P, X, labels, targets, self._l2_32, self.hidden,
+                                 self.activation == "relu")
