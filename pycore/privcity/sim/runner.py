@@ -133,7 +133,7 @@ def calibrate_noise_multiplier(*, epsilon: float, delta: float, sample_rate: flo
     """The smallest noise multiplier z, within 1%, with which ``rounds`` DP-FedAvg rounds at
     rate q stay within (epsilon, delta), by dp-accounting's RDP. Each evaluation is one
     dp-accounting computation (0.2 to 0.4 s): log epsilon is smooth and close to linear in log
-    z, so a bracketing secant (Illinois) in log-log space needs about 4 of them where
+    z, so a bracketing secant (Illinois) in log-log space needs 4 to 7 of them where
     bisection took 10; the answer is always a z whose epsilon was computed and fits."""
     def gap(log_z: float) -> float:  # log eps(z) - log epsilon: <= 0 where z fits
         eps = Accountant(epsilon_budget=1e300, delta=delta).record_rounds(
