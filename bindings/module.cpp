@@ -416,6 +416,130 @@ class Aes256Gcm {
 };
 
 
+// --- envelopes under many keys -------------------------------------------------------------------
+
+// The n x 32-byte keys of a many-key batch (a bytes-like object of exactly n * 32 bytes).
+void load_keys(View& keys, py::handle h, size_t n) {
+    get_view(keys, h.ptr(), "keys");
+    if (keys.len != 32 * n)
+        throw py::value_error("keys must hold 32 bytes per envelope (" + std::to_string(32 * n) +
+                              " bytes), got " + std::to_string(keys.len));
+}
+
+void load_nonce_rows(View& nonces, py::handle h, size_t n) {
+    get_array_view(nonces, h.ptr(), "nonces");
+    if (nonces.view.ndim != 2 || nonces.view.shape[1] != 12 || size_t(nonces.view.shape[0]) != n)
+        throw py::value_error("nonces must be an (N, 12) uint8 array with one row per envelope");
+}
+
+// Items of a list or tuple of bytes-like objects (kept alive in keep/views).
+size_t load_items(PyObject* o, const char* name, std::vector<py::object>& keep,
+                  std::vector<View>& views, std::vector<const uint8_t*>& ptr,
+                  std::vector<size_t>& len) {
+    if (!is_sequence(o)) throw py::type_error(std::string(name) + " must be a list or tuple of bytes-like objects");
+    keep = items_of(o);
+    const size_t n = keep.size();
+    ptr.resize(n);
+    len.resize(n);
+    views.reserve(n);
+    for (size_t i = 0; i < n; ++i) item_view(keep[i].ptr(), name, i, ptr[i], len[i], views);
+    return n;
+}
+
+// Envelope i = heads[i] || AES-GCM(keys[i], nonces[i], ad = heads[i], prefix || bodies[i]).
+py::list seal_multikey(py::handle keys, py::handle nonces, py::handle heads, py::handle prefix,
+                       py::handle bodies, int impl) {
+    std::vector<py::object> hkeep, bkeep;
+    std::vector<View> hviews, bviews;
+    std::vector<const uint8_t*> hptr, bptr;
+    std::vector<size_t> hlen, blen;
+    const size_t n = load_items(heads.ptr(), "heads", hkeep, hviews, hptr, hlen);
+    if (load_items(bodies.ptr(), "bodies", bkeep, bviews, bptr, blen) != n)
+        throw py::value_error("heads and bodies must have the same number of items");
+    View k, nv, pv;
+    load_keys(k, keys, n);
+    load_nonce_rows(nv, nonces, n);
+    get_view(pv, prefix.ptr(), "prefix");
+    std::vector<PyObject*> objs(n);
+    std::vector<uint8_t*> outs(n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
+        check_message_len(pv.len + blen[i], item_name("bodies", i));
+        const size_t size = hlen[i] + pv.len + blen[i] + AEAD_AES256GCM_ABYTES;
+        objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(size));
+        if (!objs[i]) {
+            for (size_t j = 0; j < i; ++j) Py_DECREF(objs[j]);
+            throw py::error_already_set();
+        }
+        outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i]));
+        total += size;
+    }
+    int r;
+    {
+        std::optional<py::gil_scoped_release> nogil;
+        if (total >= kGilThreshold) nogil.emplace();
+        r = aead_aes256gcm_seal_multikey(outs.data(), hptr.data(), hlen.data(), pv.ptr, pv.len,
+                                         bptr.data(), blen.data(), nv.ptr, k.ptr, n, impl);
+    }
+    py::list out(n);
+    for (size_t i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), objs[i]);
+    if (r != 0) throw py::value_error("implementation " + std::to_string(impl) + " is not available on this CPU");
+    return out;
+}
+
+// (plaintexts, status): plaintext i of envelopes[i] whose first header_lens[i] bytes are its
+// header (the associated data), or None where it did not authenticate.
+py::tuple open_multikey(py::handle keys, py::handle nonces, py::handle envelopes,
+                        py::handle header_lens, int impl) {
+    std::vector<py::object> ekeep;
+    std::vector<View> eviews;
+    std::vector<const uint8_t*> eptr;
+    std::vector<size_t> elen;
+    const size_t n = load_items(envelopes.ptr(), "envelopes", ekeep, eviews, eptr, elen);
+    View k, nv;
+    load_keys(k, keys, n);
+    load_nonce_rows(nv, nonces, n);
+    if (!is_sequence(header_lens.ptr()) || size_t(PySequence_Fast_GET_SIZE(header_lens.ptr())) != n)
+        throw py::value_error("header_lens must be a list with one length per envelope");
+    std::vector<size_t> hlen(n);
+    std::vector<PyObject*> objs(n, nullptr);
+    std::vector<uint8_t*> outs(n, nullptr);
+    size_t total = 0;
+    auto release = [&]() { for (PyObject* o : objs) Py_XDECREF(o); };
+    for (size_t i = 0; i < n; ++i) {
+        const Py_ssize_t h = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(header_lens.ptr(), Py_ssize_t(i)));
+        if (h == -1 && PyErr_Occurred()) { release(); throw py::error_already_set(); }
+        if (h < 0 || size_t(h) > elen[i]) {
+            release();
+            throw py::value_error(item_name("header_lens", i) + " must be in [0, the envelope's length]");
+        }
+        hlen[i] = size_t(h);
+        const size_t plen = elen[i] - hlen[i] < AEAD_AES256GCM_ABYTES ? 0 : elen[i] - hlen[i] - AEAD_AES256GCM_ABYTES;
+        objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(plen));
+        if (!objs[i]) { release(); throw py::error_already_set(); }
+        outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i]));
+        total += elen[i];
+    }
+    py::array_t<bool> status(py::ssize_t{py::ssize_t(n)});
+    auto* st = reinterpret_cast<uint8_t*>(status.mutable_data());
+    {
+        std::optional<py::gil_scoped_release> nogil;
+        if (total >= kGilThreshold) nogil.emplace();
+        aead_aes256gcm_open_multikey(outs.data(), st, eptr.data(), elen.data(), hlen.data(),
+                                     nv.ptr, k.ptr, n, impl);
+    }
+    py::list out(n);
+    for (size_t i = 0; i < n; ++i) {
+        PyObject* o = objs[i];
+        if (st[i] == 0) {
+            Py_DECREF(o);
+            o = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), o);
+    }
+    return py::make_tuple(out, status);
+}
+
 // --- CSPRNG and samplers ------------------------------------------------------------------------
 
 template <class T>
@@ -1024,6 +1148,11 @@ PYBIND11_MODULE(_core, m) {
         .def("decrypt_many", [](const Aes256Gcm* s, py::handle n, py::handle c, py::handle a, bool strict) {
                  return self(s).decrypt_many(n, c, a, strict);
              }, py::arg("nonces"), py::arg("ciphertexts"), py::arg("associated_data"), py::arg("strict"));
+
+    m.def("seal_multikey", &seal_multikey, py::arg("keys"), py::arg("nonces"), py::arg("heads"),
+          py::arg("prefix"), py::arg("bodies"), py::arg("impl"));
+    m.def("open_multikey", &open_multikey, py::arg("keys"), py::arg("nonces"),
+          py::arg("envelopes"), py::arg("header_lens"), py::arg("impl"));
 
     bind_rng(m);
     bind_reduce(m);

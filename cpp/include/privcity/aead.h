@@ -75,6 +75,25 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
                                    const size_t* adlen, const uint8_t* nonces, size_t n,
                                    int wipe_all_on_failure, const aes256gcm_ctx* ctx) noexcept;
 
+// Envelopes under many keys (privcity's wire format: header || ciphertext || tag, the header
+// the associated data). Seal: out[i] (headlen[i] + prefixlen + bodylen[i] + 16 bytes) gets
+// head[i], then prefix || body[i] encrypted under keys[32*i..32*i+32) and nonces[12*i..]
+// (prefix: a plaintext head shared by every message, may be null with prefixlen 0), then the
+// tag. Outputs must not overlap inputs. impl as in aead_aes256gcm_init. Returns 0, or -1 with
+// every output zeroed if impl cannot run here. Each expanded key is wiped after its message.
+[[nodiscard]] int aead_aes256gcm_seal_multikey(uint8_t* const* out, const uint8_t* const* head,
+                                               const size_t* headlen, const uint8_t* prefix,
+                                               size_t prefixlen, const uint8_t* const* body,
+                                               const size_t* bodylen, const uint8_t* nonces,
+                                               const uint8_t* keys, size_t n, int impl) noexcept;
+// Open: env[i][0..envlen[i]) with a header of headlen[i] bytes; plaintext i (envlen[i] -
+// headlen[i] - 16 bytes) goes to m[i]. status[i] = 1 if it authenticated, else 0 with m[i]
+// wiped (an envelope too short for its tag writes nothing). Returns the number of failures.
+size_t aead_aes256gcm_open_multikey(uint8_t* const* m, uint8_t* status, const uint8_t* const* env,
+                                    const size_t* envlen, const size_t* headlen,
+                                    const uint8_t* nonces, const uint8_t* keys, size_t n,
+                                    int impl) noexcept;
+
 // Per-ISA kernels (same contracts; callers must check the CPU first). Defined in
 // aead_aesni.cpp and aead_vaes512.cpp.
 void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;

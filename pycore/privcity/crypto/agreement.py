@@ -162,7 +162,7 @@ class KeyRing:
     def _get(self, peer: VerifiedCertificate, epoch: int, direction: str) -> bytes:
         if not isinstance(peer, VerifiedCertificate):
             raise TypeError("peer must be a VerifiedCertificate (see verify_certificate)")
-        slot = (peer.subject_id, _raw(peer.agreement_key), _check_epoch(epoch), direction)
+        slot = (peer.subject_id, peer.agreement_key_bytes, _check_epoch(epoch), direction)
         key = self._keys.get(slot)
         if key is None:
             sender, receiver = (self._my_id, peer.subject_id) if direction == "send" \

@@ -301,6 +301,14 @@ class VerifiedCertificate:
         if self._token is not _TOKEN:
             raise TypeError("VerifiedCertificate is made by verify_certificate only")
         object.__setattr__(self, "_token", None)  # so dataclasses.replace cannot forge one
+        # Key derivation looks the raw key up for every envelope: encode it once.
+        object.__setattr__(self, "_agreement_raw", self.agreement_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+    @property
+    def agreement_key_bytes(self) -> bytes:
+        """The 32 raw bytes of :attr:`agreement_key`."""
+        return self._agreement_raw  # type: ignore[attr-defined, no-any-return]
 
     def __repr__(self) -> str:
         return (f"VerifiedCertificate(subject_id={self.subject_id!r}, role={self.role!r}, "
