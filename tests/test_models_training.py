@@ -393,3 +393,34 @@ def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
     # Assert
     assert fn(1) == 2
     assert type(fn._cache).__name__ == "NullCache"
+
+
+@pytest.mark.parametrize("make,kernel", [
+    ("SoftmaxRegression(n_features=6, n_classes=3)", "train_linear"),
+    ("LinearRegression(n_features=4)", "train_linear"),
+    ("MLP(n_features=5, hidden=4, n_outputs=2, task_type='classification')", "train_mlp"),
+])
+def test_load_kernels_readies_the_kernel_the_rounds_then_call(run_python, make, kernel):
+    # Prepare: a fresh interpreter, so no kernel is loaded yet
+    code = f"""
+import numpy as np
+from privcity.models import MLP, LinearRegression, SoftmaxRegression, load_kernels, train_many
+from privcity.models import _sgd
+model = {make}
+kernel = _sgd.{kernel}
+before = len(kernel.signatures)
+load_kernels(model)
+after = len(kernel.signatures)
+X = np.random.default_rng(0).standard_normal((8, model.n_features)).astype(np.float32)
+y = (np.arange(8) % 2).astype(np.int64 if model.task_type == 'classification' else np.float32)
+train_many(model, model.init_params(0), X, y, [0, 4, 8], [0, 1], epochs=1, batch_size=2,
+           lr=0.1, seeds=[1, 2])
+print(before, after, len(kernel.signatures))
+"""
+
+    # Execute
+    out = run_python(code)
+
+    # Assert: one signature loaded by load_kernels, the very one training then uses
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "1", "1"]

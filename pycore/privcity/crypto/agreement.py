@@ -39,6 +39,7 @@ INFO_PREFIX = b"privcity-v1|"
 SUITE_AES256GCM = "AES-256-GCM"
 _KEY_LENGTHS = {SUITE_AES256GCM: 32}
 _MAX_EPOCH = 2**64 - 1
+_EPOCH = struct.Struct(">Q")  # the last 8 bytes of the HKDF info
 
 PrivateAgreementKey = Union[x25519.X25519PrivateKey, IdentityKeys]
 
@@ -150,10 +151,10 @@ class KeyRing:
         _lp(my_id, "my_id")
         self._my_id = my_id
         self._keys: dict[tuple[str, bytes, int, str], bytes] = {}
-        # (peer id, peer key, direction) -> (X25519 shared secret, HKDF salt): an epoch's key
-        # is then one HKDF (5 us) instead of an X25519 exchange too (40 us, and Python's
-        # key-object overhead); the keys are the same bytes derive_key gives.
-        self._shared: dict[tuple[str, bytes, str], tuple[bytes, bytes]] = {}
+        # (peer id, peer key, direction) -> (X25519 shared secret, HKDF salt, HKDF info but
+        # its epoch): an epoch's key is then one HKDF (5 us) instead of an X25519 exchange too
+        # (40 us, and Python's key-object overhead); the keys are the same bytes derive_key gives.
+        self._shared: dict[tuple[str, bytes, str], tuple[bytes, bytes, bytes]] = {}
 
     @property
     def my_id(self) -> str:
@@ -170,9 +171,12 @@ class KeyRing:
             pair = (slot[0], slot[1], direction)
             agreed = self._shared.get(pair)
             if agreed is None:
-                agreed = self._shared[pair] = _agree(self._private, peer, sender_id=sender,
-                                                     receiver_id=receiver)
-            key = _expand(*agreed, kdf_info(sender, receiver, epoch))
+                # The info string up to its epoch is the same for every epoch of this pair.
+                agreed = self._shared[pair] = (
+                    *_agree(self._private, peer, sender_id=sender, receiver_id=receiver),
+                    kdf_info(sender, receiver, 0)[:-8])
+            shared, salt, info_head = agreed
+            key = _expand(shared, salt, info_head + _EPOCH.pack(epoch))
             self._keys[slot] = key
         return key
 

@@ -44,6 +44,7 @@ from .linear import SoftmaxRegression as SoftmaxRegression
 from .mlp import MLP as MLP
 from .records import record_ids as record_ids
 from .records import record_rows as record_rows
+from .training import load_kernels as load_kernels
 from .training import train_centralized as train_centralized
 from .training import train_local as train_local
 from .training import train_many as train_many
@@ -55,6 +56,7 @@ __all__ = [
     "ReleasedModel",
     "SoftmaxRegression",
     "load",
+    "load_kernels",
     "record_ids",
     "record_rows",
     "save",

@@ -341,6 +341,8 @@ def _gateway_loop(comm: Any, gateway: Gateway) -> None:
 
 def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
                   aggregator_cert: Any, trust_anchor: Any, crl: Any) -> Gateway:
+    from ..models import load_kernels
+    load_kernels(model)  # part of the setup, not of the first round
     return Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
                    seed=cfg.seed, aggregator_certificate=aggregator_cert,
                    epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
