@@ -264,3 +264,25 @@ def test_init_params_rejects_a_negative_seed():
     # Execute / Assert
     with pytest.raises(ValueError, match=r"^seed must"):
         MLP(n_features=2, hidden=3, n_outputs=2, task_type="classification").init_params(-1)
+
+
+def test_an_evaluator_gives_what_evaluate_gives_and_checks_its_data_once():
+    # Prepare
+    from privcity.models import SoftmaxRegression
+    model = SoftmaxRegression(n_features=5, n_classes=3)
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    params = [rng.standard_normal(model.n_params).astype(np.float32) for _ in range(3)]
+
+    # Execute
+    evaluate = model.evaluator(X, y)
+
+    # Assert: the same metrics for every params; bad data refused when the evaluator is made
+    for p in params:
+        assert evaluate(p) == model.evaluate(p, X, y)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.evaluator(bad, y)
+    with pytest.raises(ValueError, match="class labels"):
+        model.evaluator(X, np.full(40, 7))

@@ -537,8 +537,9 @@ def test_eval_every_evaluates_every_kth_round_and_the_last_once(tmp_path, monkey
     # Prepare: count the test-set evaluations
     from privcity.models import base
     calls = []
-    real = base.Model.evaluate
-    monkeypatch.setattr(base.Model, "evaluate", lambda self, *a: calls.append(1) or real(self, *a))
+    real = base.Model._evaluate32
+    monkeypatch.setattr(base.Model, "_evaluate32",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
 
     # Execute
     res = run(tmp_path, rounds=5, eval_every=2, attacks="none", report=False)
@@ -779,11 +780,12 @@ def test_automatic_evaluation_spacing_follows_the_cost_of_a_pass_over_the_test_s
     cfg = load_config(None, rounds=100, sample_rate=0.1, local_epochs=1)
 
     # Execute / Assert: 50 evaluations when the test set is small beside a round's training;
-    # fewer as it grows (60,000 records: 6,000 rows trained a round); never past the last round
+    # fewer as it grows (60,000 records: 6,000 rows trained a round; every 4 x test / trained
+    # rounds); never past the last round
     assert auto_eval_every(cfg, test_rows=1_000, records=60_000, population=1_000) == 2
-    assert auto_eval_every(cfg, test_rows=15_000, records=60_000, population=1_000) == 3
+    assert auto_eval_every(cfg, test_rows=15_000, records=60_000, population=1_000) == 10
     assert auto_eval_every(cfg, test_rows=10**7, records=60_000, population=1_000) == 100
-    fixed = load_config(None, rounds=100, clients_per_round=10, local_epochs=1)
+    fixed = load_config(None, rounds=100, clients_per_round=40, local_epochs=1)
     assert auto_eval_every(fixed, test_rows=15_000, records=60_000, population=1_000) == 25
 
 

@@ -47,8 +47,8 @@ _FLAG_HELP = {
     "alpha": "Dirichlet concentration for --partition dirichlet (small: skewed)",
     "rounds": "federated rounds",
     "eval_every": "evaluate the models on the test set every k rounds and after the last (0: "
-                  "every rounds / 50 rounds, or less often when one evaluation costs more "
-                  "than a tenth of a round's local training)",
+                  "every rounds / 50 rounds, or less often when the test set is large beside "
+                  "the rows a round trains, so that evaluating stays about a tenth of the run)",
     "sample_rate": "q: probability that a device takes part in a round (Poisson sampling)",
     "clients_per_round": "FL without DP: exactly this many devices a round, drawn uniformly "
                          "without replacement (0: Poisson sampling at --sample-rate); FL + DP "
