@@ -207,13 +207,15 @@ class Gateway:
     once in this process, not once per device).
 
     ``compression`` (:mod:`privcity.fl.compress`): the codec of the sealed updates, the same as
-    the aggregator's; with top-k the gateway keeps each device's error-feedback residual."""
+    the aggregator's; with top-k the gateway keeps each device's error-feedback residual.
+    ``threads``: training threads (None: as many as the CPUs this process may use; a simulator
+    running several gateways on one machine gives each its share)."""
 
     def __init__(self, *, model: Any, data: Any, devices: np.ndarray, seed: int,
                  aggregator_certificate: VerifiedCertificate, epochs: int, batch_size: int,
                  lr: float, trust_anchor: x509.Certificate | None = None,
                  crl: x509.CertificateRevocationList | None = None,
-                 compression: Compression | None = None) -> None:
+                 compression: Compression | None = None, threads: int | None = None) -> None:
         self.model = model
         self.data = data
         self.devices = np.asarray(devices, dtype=np.int64)
@@ -227,6 +229,7 @@ class Gateway:
         self._verifier: Any = None
         self.compression = compression if compression is not None else Compression()
         self.feedback = ErrorFeedback()  # top-k: what each device has not sent yet
+        self.threads = threads
 
     def _identity(self, device: int, enrolments: list[tuple[int, bytes, bytes]]) -> IdentityKeys:
         """The device's keys, made (and their public halves added to ``enrolments``) the first
@@ -307,7 +310,8 @@ class Gateway:
         with np.errstate(over="ignore", invalid="ignore"):
             updates = train_many(self.model, params, self.data.X, self.data.y,
                                  self.data.offsets, local, epochs=self.epochs,
-                                 batch_size=self.batch_size, lr=self.lr, seeds=seeds)
+                                 batch_size=self.batch_size, lr=self.lr, seeds=seeds,
+                                 threads=self.threads)
         per_device_train = (time.process_time() - t0) / local.size
         finite = np.isfinite(updates).all(axis=1)
         report.diverged = int(local.size - finite.sum())

@@ -340,13 +340,27 @@ def _gateway_loop(comm: Any, gateway: Gateway) -> None:
 
 
 def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
-                  aggregator_cert: Any, trust_anchor: Any, crl: Any) -> Gateway:
+                  aggregator_cert: Any, trust_anchor: Any, crl: Any,
+                  threads: int | None = None) -> Gateway:
     from ..models import load_kernels
     load_kernels(model)  # part of the setup, not of the first round
     return Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
                    seed=cfg.seed, aggregator_certificate=aggregator_cert,
                    epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                   trust_anchor=trust_anchor, crl=crl, compression=cfg.compression())
+                   trust_anchor=trust_anchor, crl=crl, compression=cfg.compression(),
+                   threads=threads)
+
+
+def _threads_per_rank(comm: Any) -> int:
+    """Training threads of each rank: the CPUs of its node shared among the node's ranks (a
+    collective call). Each rank taking every CPU would run ranks x CPUs threads on the CPUs.
+    The split changes no result: any thread count gives the same bits."""
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return max(1, len(os.sched_getaffinity(0)) // node.Get_size())
+    finally:
+        node.Free()
 
 
 # --- one federated run ----------------------------------------------------------------------------
@@ -766,6 +780,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                 ca, crl = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_crl(crl_pem)
                 pki.append((verify_certificate(x509.load_pem_x509_certificate(cert_pem),
                                                trust_anchor=ca, crl=crl), ca, crl))
+    threads = _threads_per_rank(comm) if comm is not None and size > 1 else None
     if size == 1:
         say(f"gateway: {train.n_devices:,} devices (each gets its keys and certificate when first "
             "sampled)")
@@ -776,7 +791,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         transports = [_MPI(comm), _MPI(comm)]
     else:
         for p in pki:
-            gw = _make_gateway(cfg, train, model, mine, *p)
+            gw = _make_gateway(cfg, train, model, mine, *p, threads=threads)
             _gateway_loop(comm, gw)
         return None
 
