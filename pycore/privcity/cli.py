@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     p_info.set_defaults(func=_info)
     _add_simulate(sub)
     _add_sweep(sub)
+    from .bench import add_parser as _add_bench
+    _add_bench(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["info"] + (argv or []))
