@@ -566,7 +566,7 @@ def test_fl_without_dp_claims_no_epsilon_anywhere(which, central_city, spied):
 # --- 8. utility ---------------------------------------------------------------------------------
 
 UTILITY = dict(devices=1000, sample_rate=0.1, epsilon=4.0, rounds=15, seed=0, risk_people=0,
-               baseline_devices=50)
+               baseline_devices=50, eval_every=1)  # every round scored: the first is compared
 
 
 def test_distributed_dp_is_within_one_point_of_central_dp_at_the_same_epsilon(tmp_path):
