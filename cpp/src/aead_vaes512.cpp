@@ -12,6 +12,7 @@
 
 #include "aes_internal.h"
 #include "privcity/aead.h"
+#include "privcity/cpu.h"
 #include "secure.h"
 
 #pragma GCC target("aes,pclmul,sse4.1,ssse3,avx,avx2,avx512f,avx512bw,avx512vl,vaes,vpclmulqdq")
@@ -394,7 +395,7 @@ void aead_aes256gcm_init_vaes512(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
     for (int i = 1; i < 16; ++i) pw[i] = gmul128(pw[i - 1], h1);
     for (int i = 0; i < 16; ++i) storeu(ctx->htable + 16 * i, pw[15 - i]);
     for (int i = 16; i < 20; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
-    ctx->impl = 2;
+    ctx->impl = AES_ISA_VAES512;
     detail::secure_wipe(pw, sizeof pw);
 }
 

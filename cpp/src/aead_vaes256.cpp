@@ -1,0 +1,703 @@
+// AES-256-GCM on VAES + VPCLMULQDQ with 256-bit registers and AVX2 (AMD Zen 3, Intel client
+// CPUs since Alder Lake: VAES without AVX-512). 8 blocks per iteration in 4 ymm vectors, two
+// blocks per vector; the AES rounds of one batch are interleaved, in the source, with the GHASH
+// of the previous batch (encrypt) or of the same batch (decrypt), so the AES and carry-less
+// multiply units work side by side. GHASH multiplies the 8 blocks by H^8..H^1 with Karatsuba
+// (3 products per vector instead of 4, the halves of the key powers XORed in advance) and
+// reduces once per 8 blocks. The design follows Linux's aes-gcm-vaes-avx2.S and BoringSSL's
+// aes-gcm-avx2-x86_64 (Eric Biggers), written here with intrinsics. AVX2 has no masked byte
+// loads: partial blocks are read and written with scalar loads and stores that never touch a
+// byte outside the buffer.
+#if defined(__x86_64__)
+// Standard and project headers before the target pragma, so no inline function of theirs is
+// compiled with this file's ISA flags (the linker could pick that copy for other files).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "aes_internal.h"
+#include "privcity/aead.h"
+#include "privcity/cpu.h"
+#include "secure.h"
+
+#pragma GCC target("aes,pclmul,sse4.1,ssse3,avx,avx2,vaes,vpclmulqdq")
+#include <immintrin.h>
+
+namespace privcity {
+namespace {
+
+#define PC_INLINE static inline __attribute__((always_inline))
+
+PC_INLINE __m128i bswap_mask() {
+    return _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+PC_INLINE __m128i bswap(__m128i x) { return _mm_shuffle_epi8(x, bswap_mask()); }
+PC_INLINE __m256i bswap256(__m256i x) {
+    return _mm256_shuffle_epi8(x, _mm256_broadcastsi128_si256(bswap_mask()));
+}
+PC_INLINE __m128i loadu(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+PC_INLINE void storeu(void* p, __m128i x) { _mm_storeu_si128(static_cast<__m128i*>(p), x); }
+PC_INLINE __m256i loadu256(const void* p) {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+PC_INLINE void storeu256(void* p, __m256i x) { _mm256_storeu_si256(static_cast<__m256i*>(p), x); }
+PC_INLINE __m256i x256(__m256i a, __m256i b) { return _mm256_xor_si256(a, b); }
+PC_INLINE __m256i lane0(__m128i x) { return _mm256_zextsi128_si256(x); }
+PC_INLINE __m128i fold_lanes(__m256i x) {
+    return _mm_xor_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+}
+PC_INLINE __m128i poly128() {
+    return _mm_set_epi64x(static_cast<long long>(0xc200000000000000ULL), 1);
+}
+#define PC_CLMUL(a, b, imm) _mm256_clmulepi64_epi128((a), (b), (imm))
+
+// --- Partial blocks: bytes p[0..n) only, with loads and stores of whole words that overlap
+// inside the range (branches depend on the length alone, which is public). ------------------
+
+// p[0..n) zero-extended to 16 bytes, n < 16.
+PC_INLINE __m128i load_partial16(const uint8_t* p, size_t n) {
+    uint64_t lo = 0, hi = 0;
+    if (n >= 8) {
+        std::memcpy(&lo, p, 8);
+        if (n > 8) {
+            uint64_t t;
+            std::memcpy(&t, p + n - 8, 8);  // bytes n-8 .. n-1; the top n-8 of them are 8 .. n-1
+            hi = t >> (8 * (16 - n));
+        }
+    } else if (n >= 4) {
+        uint32_t a, b;
+        std::memcpy(&a, p, 4);
+        std::memcpy(&b, p + n - 4, 4);  // overlaps a where n < 8: the same bytes, OR is harmless
+        lo = a | (uint64_t(b) << (8 * (n - 4)));
+    } else if (n > 0) {
+        lo = p[0];
+        if (n > 1) lo |= uint64_t(p[1]) << 8;
+        if (n > 2) lo |= uint64_t(p[2]) << 16;
+    }
+    return _mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo));
+}
+
+// Writes the first n < 16 bytes of x to p[0..n).
+PC_INLINE void store_partial16(uint8_t* p, __m128i x, size_t n) {
+    const uint64_t lo = uint64_t(_mm_cvtsi128_si64(x)), hi = uint64_t(_mm_extract_epi64(x, 1));
+    if (n >= 8) {
+        std::memcpy(p, &lo, 8);
+        if (n > 8) {
+            const uint64_t t = (lo >> (8 * (n - 8))) | (hi << (8 * (16 - n)));  // bytes n-8 .. n-1
+            std::memcpy(p + n - 8, &t, 8);
+        }
+    } else if (n >= 4) {
+        const uint32_t a = uint32_t(lo), b = uint32_t(lo >> (8 * (n - 4)));
+        std::memcpy(p, &a, 4);
+        std::memcpy(p + n - 4, &b, 4);
+    } else if (n > 0) {
+        p[0] = uint8_t(lo);
+        if (n > 1) p[1] = uint8_t(lo >> 8);
+        if (n > 2) p[2] = uint8_t(lo >> 16);
+    }
+}
+
+// p[0..n) zero-extended to 32 bytes (n may exceed 32: then 32 bytes are read).
+PC_INLINE __m256i load_part(const uint8_t* p, size_t n) {
+    if (n >= 32) return loadu256(p);
+    if (n >= 16)
+        return _mm256_inserti128_si256(_mm256_castsi128_si256(loadu(p)), load_partial16(p + 16, n - 16), 1);
+    return lane0(load_partial16(p, n));
+}
+PC_INLINE void store_part(uint8_t* p, __m256i x, size_t n) {
+    if (n >= 32) {
+        storeu256(p, x);
+    } else if (n >= 16) {
+        storeu(p, _mm256_castsi256_si128(x));
+        store_partial16(p + 16, _mm256_extracti128_si256(x, 1), n - 16);
+    } else {
+        store_partial16(p, _mm256_castsi256_si128(x), n);
+    }
+}
+// All-ones in bytes 0..n-1 of a 32-byte vector, zeros above (n may exceed 32).
+PC_INLINE __m256i byte_mask(size_t n) {
+    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                          17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+    return _mm256_cmpgt_epi8(_mm256_set1_epi8(char(n < 32 ? n : 32)), iota);
+}
+
+// --- GHASH (see aead_aesni.cpp for the representation; each 128-bit lane is one block) -----
+// Unreduced sums of 256-bit products, per lane.
+struct Acc {
+    __m256i lo, mi, hi;
+};
+// Schoolbook: 4 products per vector (used where the Karatsuba halves are not at hand).
+PC_INLINE void mul_first(Acc& a, __m256i x, __m256i h) {
+    a.lo = PC_CLMUL(x, h, 0x00);
+    a.mi = x256(PC_CLMUL(x, h, 0x01), PC_CLMUL(x, h, 0x10));
+    a.hi = PC_CLMUL(x, h, 0x11);
+}
+PC_INLINE void mul_add(Acc& a, __m256i x, __m256i h) {
+    a.lo = x256(a.lo, PC_CLMUL(x, h, 0x00));
+    a.mi = x256(a.mi, x256(PC_CLMUL(x, h, 0x01), PC_CLMUL(x, h, 0x10)));
+    a.hi = x256(a.hi, PC_CLMUL(x, h, 0x11));
+}
+// Reduces each lane modulo the GHASH polynomial and sums the two lanes.
+PC_INLINE __m128i reduce(const Acc& a) {
+    const __m256i poly = _mm256_broadcastsi128_si256(poly128());
+    __m256i t = PC_CLMUL(poly, a.lo, 0x01);
+    const __m256i mi = x256(x256(a.mi, t), _mm256_shuffle_epi32(a.lo, 0x4e));
+    t = PC_CLMUL(poly, mi, 0x01);
+    return fold_lanes(x256(x256(a.hi, t), _mm256_shuffle_epi32(mi, 0x4e)));
+}
+PC_INLINE __m128i gmul128(__m128i x, __m128i h) {
+    const __m128i poly = poly128();
+    const __m128i lo = _mm_clmulepi64_si128(x, h, 0x00);
+    __m128i mi = _mm_xor_si128(_mm_clmulepi64_si128(x, h, 0x01), _mm_clmulepi64_si128(x, h, 0x10));
+    const __m128i hi = _mm_clmulepi64_si128(x, h, 0x11);
+    __m128i t = _mm_clmulepi64_si128(poly, lo, 0x01);
+    mi = _mm_xor_si128(_mm_xor_si128(mi, t), _mm_shuffle_epi32(lo, 0x4e));
+    t = _mm_clmulepi64_si128(poly, mi, 0x01);
+    return _mm_xor_si128(_mm_xor_si128(hi, t), _mm_shuffle_epi32(mi, 0x4e));
+}
+
+// htable layout of this implementation (320 bytes):
+//   bytes 0..255: H^16, H^15, ..., H^1 (16 bytes each): the 32 bytes at 16 * (16 - n) are
+//                 [H^n, H^(n-1)], the powers of the next two blocks when n blocks remain.
+//   bytes 256..319: for Karatsuba, the two 64-bit halves of H^8..H^1 XORed together, as two
+//                 vectors: lanes ([8,6], [7,5]) and ([4,2], [3,1]). Data vector v of a batch of
+//                 8 (powers [8-2v, 7-2v]) finds its pair in vector v / 2, low qwords for even
+//                 v, high qwords for odd v.
+constexpr size_t kKaratsubaOffset = 256;
+PC_INLINE const uint8_t* hpowers(const aes256gcm_ctx* ctx, size_t nblocks) {
+    return ctx->htable + 16 * (16 - nblocks);
+}
+
+// Powers for a batch of 8 blocks: H[v] = [H^(8-2v), H^(7-2v)], K[0..1] their Karatsuba halves.
+struct Powers8 {
+    __m256i h[4], k[2];
+};
+PC_INLINE void load_powers8(Powers8& p, const aes256gcm_ctx* ctx) {
+    for (int v = 0; v < 4; ++v) p.h[v] = loadu256(ctx->htable + 16 * 8 + 32 * v);
+    p.k[0] = loadu256(ctx->htable + kKaratsubaOffset);
+    p.k[1] = loadu256(ctx->htable + kKaratsubaOffset + 32);
+}
+
+// One vector of a Karatsuba batch: lo and hi as schoolbook, mi gets (x_L ^ x_H)(h_L ^ h_H).
+template <int V>
+PC_INLINE void kmul(Acc& a, __m256i x, const Powers8& p) {
+    const __m256i lo = PC_CLMUL(x, p.h[V], 0x00), hi = PC_CLMUL(x, p.h[V], 0x11);
+    const __m256i xx = x256(x, _mm256_unpackhi_epi64(x, x));
+    const __m256i mi = PC_CLMUL(xx, p.k[V / 2], (V & 1) ? 0x10 : 0x00);
+    if constexpr (V == 0) {
+        a.lo = lo;
+        a.hi = hi;
+        a.mi = mi;
+    } else {
+        a.lo = x256(a.lo, lo);
+        a.hi = x256(a.hi, hi);
+        a.mi = x256(a.mi, mi);
+    }
+}
+// Karatsuba's middle term: the sum of the (x_L ^ x_H)(h_L ^ h_H) products minus lo and hi.
+PC_INLINE void kfinish(Acc& a) { a.mi = x256(a.mi, x256(a.lo, a.hi)); }
+
+// GHASH of 8 full blocks g[0..4) (raw byte order), continuing from X.
+PC_INLINE __m128i ghash8(__m128i X, const __m256i g[4], const Powers8& p) {
+    Acc a;
+    kmul<0>(a, x256(bswap256(g[0]), lane0(X)), p);
+    kmul<1>(a, bswap256(g[1]), p);
+    kmul<2>(a, bswap256(g[2]), p);
+    kmul<3>(a, bswap256(g[3]), p);
+    kfinish(a);
+    return reduce(a);
+}
+
+// GHASH of len < 128 bytes (the last block zero-padded) continuing from X, and, if L is given,
+// of the length block after them: one aggregated product, one reduction.
+PC_INLINE __m128i ghash_tail(__m128i X, const uint8_t* p, size_t len, const __m128i* L,
+                             const aes256gcm_ctx* ctx) {
+    const size_t nb = (len + 15) / 16 + (L ? 1 : 0);
+    const uint8_t* hp = hpowers(ctx, nb);
+    Acc a;
+    a.lo = a.mi = a.hi = _mm256_setzero_si256();
+    __m256i x = lane0(X);
+    for (size_t off = 0; off < len; off += 32) {
+        mul_add(a, x256(bswap256(load_part(p + off, len - off)), x), loadu256(hp + off));
+        x = _mm256_setzero_si256();
+    }
+    if (L) mul_add(a, x256(lane0(*L), x), lane0(loadu(ctx->htable + 16 * 15)));
+    return reduce(a);
+}
+
+__m128i ghash_bytes(__m128i X, const uint8_t* p, size_t len, const aes256gcm_ctx* ctx) {
+    if (len >= 128) {
+        Powers8 pw;
+        load_powers8(pw, ctx);
+        while (len >= 128) {
+            __m256i g[4];
+            for (int v = 0; v < 4; ++v) g[v] = loadu256(p + 32 * v);
+            X = ghash8(X, g, pw);
+            p += 128;
+            len -= 128;
+        }
+    }
+    return len ? ghash_tail(X, p, len, nullptr, ctx) : X;
+}
+
+// --- AES ---
+struct Keys {
+    __m256i k[15];  // round keys, each in both lanes
+};
+PC_INLINE void load_keys(Keys& ks, const uint8_t round_keys[240]) {
+    for (int i = 0; i < 15; ++i) ks.k[i] = _mm256_broadcastsi128_si256(loadu(round_keys + 16 * i));
+}
+#define PC_ROUND4(b, ks, r)                              \
+    do {                                                 \
+        b[0] = _mm256_aesenc_epi128(b[0], (ks).k[r]);    \
+        b[1] = _mm256_aesenc_epi128(b[1], (ks).k[r]);    \
+        b[2] = _mm256_aesenc_epi128(b[2], (ks).k[r]);    \
+        b[3] = _mm256_aesenc_epi128(b[3], (ks).k[r]);    \
+    } while (0)
+
+// Counter vectors: lane 0 holds counter c, lane 1 counter c + 1, byte-reflected (the 32-bit
+// block counter in the low dword, stepped as inc32 requires).
+PC_INLINE __m256i ctr_add(__m256i ctr, int k) {
+    return _mm256_add_epi32(ctr, _mm256_setr_epi32(k, 0, 0, 0, k, 0, 0, 0));
+}
+PC_INLINE __m256i ctr_pair(__m128i j0) {
+    return _mm256_add_epi32(_mm256_broadcastsi128_si256(j0), _mm256_setr_epi32(0, 0, 0, 0, 1, 0, 0, 0));
+}
+
+// Keystream for NV vectors of counters ctr, ctr+2, ... XORed with NV input vectors d.
+template <int NV>
+PC_INLINE void aes_xor(__m256i out[NV], const __m256i d[NV], __m256i ctr, const Keys& ks) {
+    __m256i b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = x256(bswap256(ctr_add(ctr, 2 * v)), ks.k[0]);
+#pragma GCC unroll 13
+    for (int r = 1; r < 14; ++r)
+        for (int v = 0; v < NV; ++v) b[v] = _mm256_aesenc_epi128(b[v], ks.k[r]);
+    for (int v = 0; v < NV; ++v) out[v] = _mm256_aesenclast_epi128(b[v], x256(ks.k[14], d[v]));
+}
+
+PC_INLINE __m128i aes_block(__m128i b, const Keys& ks) {
+    b = _mm_xor_si128(b, _mm256_castsi256_si128(ks.k[0]));
+    for (int r = 1; r < 14; ++r) b = _mm_aesenc_si128(b, _mm256_castsi256_si128(ks.k[r]));
+    return _mm_aesenclast_si128(b, _mm256_castsi256_si128(ks.k[14]));
+}
+
+// One batch of 8 blocks: AES-CTR of in -> out, its rounds interleaved with GHASH of g (the
+// previous batch's ciphertext when encrypting, this batch's when decrypting). Returns the new
+// GHASH state.
+PC_INLINE __m128i crypt8_ghash8(__m256i out[4], const __m256i in[4], const __m256i g[4],
+                                __m256i ctr, const Keys& ks, const Powers8& p, __m128i X) {
+    __m256i b[4];
+    for (int v = 0; v < 4; ++v) b[v] = x256(bswap256(ctr_add(ctr, 2 * v)), ks.k[0]);
+    Acc a;
+    PC_ROUND4(b, ks, 1);
+    kmul<0>(a, x256(bswap256(g[0]), lane0(X)), p);
+    PC_ROUND4(b, ks, 2);
+    kmul<1>(a, bswap256(g[1]), p);
+    PC_ROUND4(b, ks, 3);
+    kmul<2>(a, bswap256(g[2]), p);
+    PC_ROUND4(b, ks, 4);
+    kmul<3>(a, bswap256(g[3]), p);
+    PC_ROUND4(b, ks, 5);
+    kfinish(a);
+    const __m256i poly = _mm256_broadcastsi128_si256(poly128());
+    PC_ROUND4(b, ks, 6);
+    __m256i t = PC_CLMUL(poly, a.lo, 0x01);
+    const __m256i mi = x256(x256(a.mi, t), _mm256_shuffle_epi32(a.lo, 0x4e));
+    PC_ROUND4(b, ks, 7);
+    t = PC_CLMUL(poly, mi, 0x01);
+    const __m256i r = x256(x256(a.hi, t), _mm256_shuffle_epi32(mi, 0x4e));
+    PC_ROUND4(b, ks, 8);
+    X = fold_lanes(r);
+    PC_ROUND4(b, ks, 9);
+    PC_ROUND4(b, ks, 10);
+    PC_ROUND4(b, ks, 11);
+    PC_ROUND4(b, ks, 12);
+    PC_ROUND4(b, ks, 13);
+    for (int v = 0; v < 4; ++v) out[v] = _mm256_aesenclast_epi128(b[v], x256(ks.k[14], in[v]));
+    return X;
+}
+
+// CTR over a tail of 0 < len < 128 bytes starting at counter pair ctr; returns the GHASH input
+// (ciphertext, zero past len) in g[0..NV). Reads in once.
+template <int NV, bool ENCRYPT>
+PC_INLINE void crypt_tail(__m256i g[4], uint8_t* out, const uint8_t* in, size_t len,
+                          __m256i ctr, const Keys& ks) {
+    __m256i d[NV], o[NV];
+    for (int v = 0; v < NV; ++v) d[v] = load_part(in + 32 * v, len - 32 * v);
+    aes_xor<NV>(o, d, ctr, ks);
+    for (int v = 0; v < NV; ++v) {
+        o[v] = _mm256_and_si256(o[v], byte_mask(len - 32 * v));
+        store_part(out + 32 * v, o[v], len - 32 * v);
+        g[v] = ENCRYPT ? o[v] : d[v];
+    }
+    for (int v = NV; v < 4; ++v) g[v] = _mm256_setzero_si256();
+}
+
+// GHASH of the tail's vectors g (len bytes) and of the length block L, continuing from X.
+PC_INLINE __m128i ghash_final(__m128i X, const __m256i g[4], size_t len, __m128i L,
+                              const aes256gcm_ctx* ctx) {
+    const size_t nb = (len + 15) / 16 + 1;
+    const uint8_t* hp = hpowers(ctx, nb);
+    Acc a;
+    mul_first(a, x256(bswap256(g[0]), lane0(X)), loadu256(hp));
+    for (size_t v = 1; 32 * v < len; ++v) mul_add(a, bswap256(g[v]), loadu256(hp + 32 * v));
+    mul_add(a, lane0(L), lane0(loadu(ctx->htable + 16 * 15)));
+    return reduce(a);
+}
+
+// J0 = nonce || 00000001, byte-reflected (counter in the low 32 bits).
+PC_INLINE __m128i j0_le(const uint8_t nonce[12]) {
+    uint64_t lo;
+    uint32_t hi;
+    __builtin_memcpy(&lo, nonce, 8);
+    __builtin_memcpy(&hi, nonce + 8, 4);
+    return bswap(_mm_set_epi32(0x01000000, int(hi), int(uint32_t(lo >> 32)), int(uint32_t(lo))));
+}
+
+PC_INLINE __m128i lengths(size_t adlen, size_t mlen) {
+    return _mm_set_epi64x(static_cast<long long>(uint64_t(adlen) * 8),
+                          static_cast<long long>(uint64_t(mlen) * 8));
+}
+
+// One message; ENCRYPT: in = plaintext, out = ciphertext; else the reverse. Returns the tag.
+// Decryption reads each ciphertext byte once: what is authenticated is what is decrypted.
+template <bool ENCRYPT>
+PC_INLINE __m128i gcm(uint8_t* out, const uint8_t* in, size_t len, const uint8_t* ad, size_t adlen,
+                      const uint8_t nonce[12], const aes256gcm_ctx* ctx) {
+    Keys ks;
+    load_keys(ks, ctx->round_keys);
+    const __m128i j0 = j0_le(nonce);
+    const __m128i ekj0 = aes_block(bswap(j0), ks);
+    __m128i X = _mm_setzero_si128();
+    if (adlen) X = ghash_bytes(X, ad, adlen, ctx);
+    __m256i ctr = ctr_add(ctr_pair(j0), 1);  // counters 2, 3 (counter 1 is J0, for the tag)
+    size_t done = 0;
+    if (len >= 128) {
+        Powers8 pw;
+        load_powers8(pw, ctx);
+        __m256i d[4], o[4];
+        if (ENCRYPT) {
+            __m256i prev[4];
+            for (int v = 0; v < 4; ++v) d[v] = loadu256(in + 32 * v);
+            aes_xor<4>(prev, d, ctr, ks);
+            for (int v = 0; v < 4; ++v) storeu256(out + 32 * v, prev[v]);
+            ctr = ctr_add(ctr, 8);
+            done = 128;
+            while (len - done >= 128) {
+                for (int v = 0; v < 4; ++v) d[v] = loadu256(in + done + 32 * v);
+                X = crypt8_ghash8(o, d, prev, ctr, ks, pw, X);
+                for (int v = 0; v < 4; ++v) {
+                    storeu256(out + done + 32 * v, o[v]);
+                    prev[v] = o[v];
+                }
+                ctr = ctr_add(ctr, 8);
+                done += 128;
+            }
+            X = ghash8(X, prev, pw);
+        } else {
+            while (len - done >= 128) {
+                for (int v = 0; v < 4; ++v) d[v] = loadu256(in + done + 32 * v);
+                X = crypt8_ghash8(o, d, d, ctr, ks, pw, X);
+                for (int v = 0; v < 4; ++v) storeu256(out + done + 32 * v, o[v]);
+                ctr = ctr_add(ctr, 8);
+                done += 128;
+            }
+        }
+    }
+    const size_t rest = len - done;
+    const __m128i L = lengths(adlen, len);
+    if (rest) {
+        __m256i g[4];
+        switch ((rest + 31) / 32) {
+            case 1: crypt_tail<1, ENCRYPT>(g, out + done, in + done, rest, ctr, ks); break;
+            case 2: crypt_tail<2, ENCRYPT>(g, out + done, in + done, rest, ctr, ks); break;
+            case 3: crypt_tail<3, ENCRYPT>(g, out + done, in + done, rest, ctr, ks); break;
+            default: crypt_tail<4, ENCRYPT>(g, out + done, in + done, rest, ctr, ks); break;
+        }
+        X = ghash_final(X, g, rest, L, ctx);
+    } else {
+        X = gmul128(_mm_xor_si128(X, L), loadu(ctx->htable + 16 * 15));
+    }
+    detail::secure_wipe(&ks, sizeof ks);
+    return _mm_xor_si128(bswap(X), ekj0);
+}
+
+// --- Small messages: adlen <= 64 and mlen <= 128 ---------------------------------------------
+// The whole GHASH (AAD, ciphertext, lengths) is one aggregated product with a single reduction:
+// with T blocks in all, AAD block j takes H^(T-j), ciphertext block j takes H^(T-a-j) and the
+// length block H^1. G messages of one shape run side by side, which hides the AES latency that
+// bounds a lone short message.
+constexpr size_t kSmallAd = 64, kSmallMsg = 128;
+
+struct Msg {
+    uint8_t* out;
+    const uint8_t* in;
+    size_t len;
+    const uint8_t* ad;
+    size_t adlen;
+    const uint8_t* nonce;
+    uint8_t* tag_out;       // encrypt: where the tag goes
+    const uint8_t* tag_in;  // decrypt: the tag to check
+};
+
+PC_INLINE bool is_small(size_t len, size_t adlen) { return adlen <= kSmallAd && len <= kSmallMsg; }
+
+// Returns a bitmask: bit i set if message i failed authentication (decrypt only).
+template <int G, int NA, int NC, bool ENCRYPT>
+PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, const aes256gcm_ctx* ctx) {
+    constexpr int NE = (G + 1) / 2;  // vectors of E(J0) blocks, two messages each
+    constexpr int NB = NC > 0 ? NC : 1;
+    __m128i j0[G];
+    __m256i b[G][NB], e[NE];
+    for (int i = 0; i < G; ++i) {
+        j0[i] = j0_le(g[i].nonce);
+        const __m256i ctr = ctr_add(ctr_pair(j0[i]), 1);
+        for (int v = 0; v < NC; ++v) b[i][v] = x256(bswap256(ctr_add(ctr, 2 * v)), ks.k[0]);
+    }
+    for (int k = 0; k < NE; ++k) {
+        const __m128i hi = j0[2 * k + 1 < G ? 2 * k + 1 : 2 * k];
+        e[k] = x256(bswap256(_mm256_set_m128i(hi, j0[2 * k])), ks.k[0]);
+    }
+#pragma GCC unroll 13
+    for (int r = 1; r < 14; ++r) {
+        for (int i = 0; i < G; ++i)
+            for (int v = 0; v < NC; ++v) b[i][v] = _mm256_aesenc_epi128(b[i][v], ks.k[r]);
+        for (int k = 0; k < NE; ++k) e[k] = _mm256_aesenc_epi128(e[k], ks.k[r]);
+    }
+    for (int k = 0; k < NE; ++k) e[k] = _mm256_aesenclast_epi128(e[k], ks.k[14]);
+
+    unsigned failed = 0;
+    const __m128i h1 = loadu(ctx->htable + 16 * 15);
+    for (int i = 0; i < G; ++i) {
+        const size_t len = NC == 0 ? 0 : g[i].len, adlen = NA == 0 ? 0 : g[i].adlen;
+        const size_t ab = (adlen + 15) / 16, cb = (len + 15) / 16;
+        const uint8_t* hp = hpowers(ctx, ab + cb + 1);
+        Acc a;
+        const __m256i L = lane0(lengths(adlen, len));
+        mul_first(a, L, lane0(h1));
+        for (int v = 0; v < NA; ++v)
+            mul_add(a, bswap256(load_part(g[i].ad + 32 * v, adlen - 32 * v)), loadu256(hp + 32 * v));
+        const uint8_t* hc = hp + 16 * ab;
+        for (int v = 0; v < NC; ++v) {
+            const size_t n = len - 32 * v;
+            const __m256i d = load_part(g[i].in + 32 * v, n);
+            __m256i o = _mm256_aesenclast_epi128(b[i][v], x256(ks.k[14], d));
+            o = _mm256_and_si256(o, byte_mask(n));
+            store_part(g[i].out + 32 * v, o, n);
+            mul_add(a, bswap256(ENCRYPT ? o : d), loadu256(hc + 32 * v));
+        }
+        const __m128i ek = (i & 1) ? _mm256_extracti128_si256(e[i / 2], 1) : _mm256_castsi256_si128(e[i / 2]);
+        const __m128i tag = _mm_xor_si128(bswap(reduce(a)), ek);
+        if (ENCRYPT) {
+            storeu(g[i].tag_out, tag);
+        } else {
+            alignas(16) uint8_t expect[16];
+            storeu(expect, tag);
+            if (!detail::ct_tag_equal(expect, g[i].tag_in)) {
+                detail::secure_wipe(g[i].out, len);
+                failed |= 1u << i;
+            }
+        }
+    }
+    return failed;
+}
+
+// Shape of a small message, to group messages that can run side by side (-1: not small).
+PC_INLINE int small_shape(size_t len, size_t adlen) {
+    if (!is_small(len, adlen)) return -1;
+    return int((adlen + 31) / 32) * 8 + int((len + 31) / 32);
+}
+
+template <int G, bool ENCRYPT>
+PC_INLINE unsigned small_dispatch(const Msg* g, const Keys& ks, const aes256gcm_ctx* ctx) {
+#define PC_CASE(A, C) \
+    case (A) * 8 + (C): return small_group<G, A, C, ENCRYPT>(g, ks, ctx);
+    switch (small_shape(g[0].len, g[0].adlen)) {
+        PC_CASE(0, 0) PC_CASE(0, 1) PC_CASE(0, 2) PC_CASE(0, 3) PC_CASE(0, 4)
+        PC_CASE(1, 0) PC_CASE(1, 1) PC_CASE(1, 2) PC_CASE(1, 3) PC_CASE(1, 4)
+        PC_CASE(2, 0) PC_CASE(2, 1) PC_CASE(2, 2) PC_CASE(2, 3) PC_CASE(2, 4)
+        default: __builtin_unreachable();
+    }
+#undef PC_CASE
+}
+
+template <bool ENCRYPT>
+PC_INLINE unsigned small_one(const Msg& m, const aes256gcm_ctx* ctx) {
+    Keys ks;
+    load_keys(ks, ctx->round_keys);
+    const unsigned r = small_dispatch<1, ENCRYPT>(&m, ks, ctx);
+    detail::secure_wipe(&ks, sizeof ks);
+    return r;
+}
+
+}  // namespace
+
+void aead_aes256gcm_init_vaes256(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept {
+    // The key schedule and H are the AES-NI ones; only the table of powers differs.
+    aead_aes256gcm_init_aesni(ctx, key);
+    const __m128i h1 = loadu(ctx->htable);  // H^1 (times x, reflected) from the AES-NI layout
+    __m128i pw[16];
+    pw[0] = h1;
+    for (int i = 1; i < 16; ++i) pw[i] = gmul128(pw[i - 1], h1);
+    for (int i = 0; i < 16; ++i) storeu(ctx->htable + 16 * i, pw[15 - i]);
+    auto halves = [&](int power) {
+        const __m128i h = pw[power - 1];
+        return uint64_t(_mm_cvtsi128_si64(h)) ^ uint64_t(_mm_extract_epi64(h, 1));
+    };
+    uint64_t kx[8] = {halves(8), halves(6), halves(7), halves(5),
+                            halves(4), halves(2), halves(3), halves(1)};
+    std::memcpy(ctx->htable + kKaratsubaOffset, kx, sizeof kx);
+    static_assert(kKaratsubaOffset + sizeof kx <= sizeof ctx->htable, "htable holds the halves");
+    ctx->impl = AES_ISA_VAES256;
+    detail::secure_wipe(pw, sizeof pw);
+    detail::secure_wipe(kx, sizeof kx);
+}
+
+void aead_aes256gcm_encrypt_vaes256(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                                    const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                                    const aes256gcm_ctx* ctx) noexcept {
+    if (is_small(mlen, adlen)) {
+        const Msg msg{c, m, mlen, ad, adlen, nonce, tag, nullptr};
+        small_one<true>(msg, ctx);
+        return;
+    }
+    storeu(tag, gcm<true>(c, m, mlen, ad, adlen, nonce, ctx));
+}
+
+int aead_aes256gcm_decrypt_vaes256(uint8_t* m, const uint8_t* c, size_t clen,
+                                   const uint8_t tag[16], const uint8_t* ad, size_t adlen,
+                                   const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept {
+    if (is_small(clen, adlen)) {
+        const Msg msg{m, c, clen, ad, adlen, nonce, nullptr, tag};
+        return small_one<false>(msg, ctx) ? -1 : 0;
+    }
+    alignas(16) uint8_t expect[16];
+    storeu(expect, gcm<false>(m, c, clen, ad, adlen, nonce, ctx));
+    if (!detail::ct_tag_equal(expect, tag)) {
+        detail::secure_wipe(m, clen);
+        return -1;
+    }
+    return 0;
+}
+
+void aes256_ctr_keystream_vaes256(uint8_t* out, size_t nblocks, uint64_t block,
+                                  const uint8_t round_keys[240]) noexcept {
+    Keys ks;
+    load_keys(ks, round_keys);
+    // Lane j holds counter block + j, byte-reflected: the 64-bit counter in the low qword.
+    __m256i ctr = _mm256_set_epi64x(0, static_cast<long long>(block + 1), 0,
+                                    static_cast<long long>(block));
+    const __m256i two = _mm256_set_epi64x(0, 2, 0, 2);
+    // 8 vectors (16 blocks) in flight: VAES has a 4-cycle latency and two units.
+    while (nblocks >= 16) {
+        __m256i b[8];
+        for (int v = 0; v < 8; ++v) {
+            b[v] = x256(bswap256(ctr), ks.k[0]);
+            ctr = _mm256_add_epi64(ctr, two);
+        }
+#pragma GCC unroll 13
+        for (int r = 1; r < 14; ++r)
+            for (int v = 0; v < 8; ++v) b[v] = _mm256_aesenc_epi128(b[v], ks.k[r]);
+        for (int v = 0; v < 8; ++v) storeu256(out + 32 * v, _mm256_aesenclast_epi128(b[v], ks.k[14]));
+        out += 256;
+        nblocks -= 16;
+    }
+    while (nblocks >= 2) {
+        __m256i b = x256(bswap256(ctr), ks.k[0]);
+        ctr = _mm256_add_epi64(ctr, two);
+        for (int r = 1; r < 14; ++r) b = _mm256_aesenc_epi128(b, ks.k[r]);
+        storeu256(out, _mm256_aesenclast_epi128(b, ks.k[14]));
+        out += 32;
+        nblocks -= 2;
+    }
+    if (nblocks) storeu(out, aes_block(bswap(_mm256_castsi256_si128(ctr)), ks));
+    detail::secure_wipe(&ks, sizeof ks);
+}
+
+void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* const* m,
+                                         const size_t* mlen, const uint8_t* const* ad,
+                                         const size_t* adlen, const uint8_t* nonces, size_t n,
+                                         const aes256gcm_ctx* ctx) noexcept {
+    Keys ks;
+    load_keys(ks, ctx->round_keys);
+    auto msg = [&](size_t i) {
+        const size_t al = ad ? adlen[i] : 0;
+        return Msg{out[i], m[i], mlen[i], al ? ad[i] : nullptr, al, nonces + 12 * i, out[i] + mlen[i], nullptr};
+    };
+    size_t i = 0;
+    while (i < n) {
+        const Msg m0 = msg(i);
+        const int shape = small_shape(m0.len, m0.adlen);
+        if (shape >= 0 && i + 4 <= n) {
+            Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
+            if (small_shape(g[1].len, g[1].adlen) == shape && small_shape(g[2].len, g[2].adlen) == shape &&
+                small_shape(g[3].len, g[3].adlen) == shape) {
+                small_dispatch<4, true>(g, ks, ctx);
+                i += 4;
+                continue;
+            }
+        }
+        if (shape >= 0)
+            small_dispatch<1, true>(&m0, ks, ctx);
+        else
+            storeu(m0.tag_out, gcm<true>(m0.out, m0.in, m0.len, m0.ad, m0.adlen, m0.nonce, ctx));
+        ++i;
+    }
+    detail::secure_wipe(&ks, sizeof ks);
+}
+
+size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
+                                           const uint8_t* const* c, const size_t* clen,
+                                           const uint8_t* const* ad, const size_t* adlen,
+                                           const uint8_t* nonces, size_t n,
+                                           const aes256gcm_ctx* ctx) noexcept {
+    Keys ks;
+    load_keys(ks, ctx->round_keys);
+    // A ciphertext shorter than the tag gets shape -2: never grouped, failed below.
+    auto msg = [&](size_t i) {
+        const size_t len = clen[i] < AEAD_AES256GCM_ABYTES ? 0 : clen[i] - AEAD_AES256GCM_ABYTES;
+        const size_t al = ad ? adlen[i] : 0;
+        return Msg{m[i], c[i], len, al ? ad[i] : nullptr, al, nonces + 12 * i, nullptr, c[i] + len};
+    };
+    auto shape_of = [&](size_t i, const Msg& g) {
+        return clen[i] < AEAD_AES256GCM_ABYTES ? -2 : small_shape(g.len, g.adlen);
+    };
+    size_t failed = 0;
+    size_t i = 0;
+    while (i < n) {
+        const Msg m0 = msg(i);
+        const int shape = shape_of(i, m0);
+        if (shape == -2) {
+            status[i] = 0;
+            ++failed;
+            ++i;
+            continue;
+        }
+        if (shape >= 0 && i + 4 <= n) {
+            Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
+            if (shape_of(i + 1, g[1]) == shape && shape_of(i + 2, g[2]) == shape &&
+                shape_of(i + 3, g[3]) == shape) {
+                const unsigned bad = small_dispatch<4, false>(g, ks, ctx);
+                for (int j = 0; j < 4; ++j) {
+                    status[i + j] = (bad >> j) & 1 ? 0 : 1;
+                    failed += (bad >> j) & 1;
+                }
+                i += 4;
+                continue;
+            }
+        }
+        int r;
+        if (shape >= 0)
+            r = small_dispatch<1, false>(&m0, ks, ctx) ? -1 : 0;
+        else
+            r = aead_aes256gcm_decrypt_vaes256(m0.out, m0.in, m0.len, m0.tag_in, m0.ad, m0.adlen, m0.nonce, ctx);
+        status[i] = r == 0 ? 1 : 0;
+        failed += r != 0;
+        ++i;
+    }
+    detail::secure_wipe(&ks, sizeof ks);
+    return failed;
+}
+
+}  // namespace privcity
+#endif  // __x86_64__
