@@ -124,21 +124,12 @@ PC_INLINE __m256i byte_mask(size_t n) {
 }
 
 // --- GHASH (see aead_aesni.cpp for the representation; each 128-bit lane is one block) -----
-// Unreduced sums of 256-bit products, per lane.
+// Unreduced sums of 256-bit products, per lane. Every product is a Karatsuba one: lo and hi
+// as schoolbook, mi the sum of (x_L ^ x_H)(h_L ^ h_H); kfinish turns mi into the middle term.
 struct Acc {
     __m256i lo, mi, hi;
 };
-// Schoolbook: 4 products per vector (used where the Karatsuba halves are not at hand).
-PC_INLINE void mul_first(Acc& a, __m256i x, __m256i h) {
-    a.lo = PC_CLMUL(x, h, 0x00);
-    a.mi = x256(PC_CLMUL(x, h, 0x01), PC_CLMUL(x, h, 0x10));
-    a.hi = PC_CLMUL(x, h, 0x11);
-}
-PC_INLINE void mul_add(Acc& a, __m256i x, __m256i h) {
-    a.lo = x256(a.lo, PC_CLMUL(x, h, 0x00));
-    a.mi = x256(a.mi, x256(PC_CLMUL(x, h, 0x01), PC_CLMUL(x, h, 0x10)));
-    a.hi = x256(a.hi, PC_CLMUL(x, h, 0x11));
-}
+PC_INLINE void acc_zero(Acc& a) { a.lo = a.mi = a.hi = _mm256_setzero_si256(); }
 // Reduces each lane modulo the GHASH polynomial and sums the two lanes.
 PC_INLINE __m128i reduce(const Acc& a) {
     const __m256i poly = _mm256_broadcastsi128_si256(poly128());
@@ -158,26 +149,25 @@ PC_INLINE __m128i gmul128(__m128i x, __m128i h) {
     return _mm_xor_si128(_mm_xor_si128(hi, t), _mm_shuffle_epi32(mi, 0x4e));
 }
 
-// htable layout of this implementation (384 bytes):
-//   bytes 0..255: H^16, H^15, ..., H^1 (16 bytes each): the 32 bytes at 16 * (16 - n) are
-//                 [H^n, H^(n-1)], the powers of the next two blocks when n blocks remain.
-//   bytes 256..383: for Karatsuba, the two 64-bit halves of each power XORed together, as four
-//                 vectors K[j], j = 0..3, lanes ([16-4j, 14-4j], [15-4j, 13-4j]): data vector
-//                 v of a batch of 16 (powers [16-2v, 15-2v]) finds its pair in K[v / 2], in the
-//                 low qwords for even v and the high qwords for odd v.
+// htable layout of this implementation (528 bytes):
+//   bytes 0..255:   H^16, H^15, ..., H^1 (16 bytes each): the 32 bytes at 16 * (16 - n) are
+//                   [H^n, H^(n-1)], the powers of the next two blocks when n blocks remain.
+//   bytes 256..511: the same powers' Karatsuba halves, H_L ^ H_H in the low qword of each
+//                   16-byte entry (high qword zero), so the vector of halves of any pair of
+//                   powers lies 256 bytes after the pair.
+//   bytes 512..527: zero, read (against zero data) by a pair that starts at H^1.
 constexpr size_t kKaratsubaOffset = 256;
 PC_INLINE const uint8_t* hpowers(const aes256gcm_ctx* ctx, size_t nblocks) {
     return ctx->htable + 16 * (16 - nblocks);
 }
 
-// Vector V (0..7) of a batch of 16 blocks, multiplied by [H^(16-2V), H^(15-2V)] with Karatsuba:
-// lo and hi as schoolbook, mi gets (x_L ^ x_H)(h_L ^ h_H) from the precomputed halves.
-template <int V, bool FIRST>
-PC_INLINE void kmul(Acc& a, __m256i x, const uint8_t* ht) {
-    const __m256i h = loadu256(ht + 32 * V);
+// Adds x (two blocks) times the pair of powers at hp: 3 carry-less products instead of 4.
+template <bool FIRST = false>
+PC_INLINE void kmul(Acc& a, __m256i x, const uint8_t* hp) {
+    const __m256i h = loadu256(hp);
     const __m256i lo = PC_CLMUL(x, h, 0x00), hi = PC_CLMUL(x, h, 0x11);
     const __m256i xx = x256(x, _mm256_unpackhi_epi64(x, x));
-    const __m256i mi = PC_CLMUL(xx, loadu256(ht + kKaratsubaOffset + 32 * (V / 2)), (V & 1) ? 0x10 : 0x00);
+    const __m256i mi = PC_CLMUL(xx, loadu256(hp + kKaratsubaOffset), 0x00);
     if constexpr (FIRST) {
         a.lo = lo;
         a.hi = hi;
@@ -191,37 +181,25 @@ PC_INLINE void kmul(Acc& a, __m256i x, const uint8_t* ht) {
 // Karatsuba's middle term: the sum of the (x_L ^ x_H)(h_L ^ h_H) products minus lo and hi.
 PC_INLINE void kfinish(Acc& a) { a.mi = x256(a.mi, x256(a.lo, a.hi)); }
 
-template <int V, int NV>
-PC_INLINE void kmul_rest(Acc& a, const __m256i* g, const uint8_t* ht) {
-    if constexpr (V < 8) {
-        kmul<V, false>(a, bswap256(g[V - (8 - NV)]), ht);
-        kmul_rest<V + 1, NV>(a, g, ht);
-    }
-}
 // GHASH of 2 * NV full blocks g[0..NV) (raw byte order; NV = 8 or 4), continuing from X.
 template <int NV>
 PC_INLINE __m128i ghash_n(__m128i X, const __m256i* g, const uint8_t* ht) {
+    const uint8_t* hp = ht + 32 * (8 - NV);
     Acc a;
-    kmul<8 - NV, true>(a, x256(bswap256(g[0]), lane0(X)), ht);
-    kmul_rest<9 - NV, NV>(a, g, ht);
+    kmul<true>(a, x256(bswap256(g[0]), lane0(X)), hp);
+    for (int v = 1; v < NV; ++v) kmul(a, bswap256(g[v]), hp + 32 * v);
     kfinish(a);
     return reduce(a);
 }
 
-// GHASH of len < 128 bytes (the last block zero-padded) continuing from X, and, if L is given,
-// of the length block after them: one aggregated product, one reduction.
-PC_INLINE __m128i ghash_tail(__m128i X, const uint8_t* p, size_t len, const __m128i* L,
-                             const aes256gcm_ctx* ctx) {
-    const size_t nb = (len + 15) / 16 + (L ? 1 : 0);
-    const uint8_t* hp = hpowers(ctx, nb);
+// GHASH of len < 128 bytes (the last block zero-padded) continuing from X: one aggregated
+// product, one reduction.
+PC_INLINE __m128i ghash_tail(__m128i X, const uint8_t* p, size_t len, const aes256gcm_ctx* ctx) {
+    const uint8_t* hp = hpowers(ctx, (len + 15) / 16);
     Acc a;
-    a.lo = a.mi = a.hi = _mm256_setzero_si256();
-    __m256i x = lane0(X);
-    for (size_t off = 0; off < len; off += 32) {
-        mul_add(a, x256(bswap256(load_part(p + off, len - off)), x), loadu256(hp + off));
-        x = _mm256_setzero_si256();
-    }
-    if (L) mul_add(a, x256(lane0(*L), x), lane0(loadu(ctx->htable + 16 * 15)));
+    kmul<true>(a, x256(bswap256(load_part(p, len)), lane0(X)), hp);
+    for (size_t off = 32; off < len; off += 32) kmul(a, bswap256(load_part(p + off, len - off)), hp + off);
+    kfinish(a);
     return reduce(a);
 }
 
@@ -239,7 +217,7 @@ __m128i ghash_bytes(__m128i X, const uint8_t* p, size_t len, const aes256gcm_ctx
         p += 128;
         len -= 128;
     }
-    return len ? ghash_tail(X, p, len, nullptr, ctx) : X;
+    return len ? ghash_tail(X, p, len, ctx) : X;
 }
 
 // --- AES ---
@@ -292,21 +270,21 @@ PC_INLINE __m128i crypt16_ghash16(uint8_t* out, const uint8_t* in, __m256i g[8],
         for (int v = 0; v < 8; ++v) g[v] = loadu256(in + 32 * v);
     Acc a;
     PC_ROUND8(b, ks, 1);
-    kmul<0, true>(a, x256(bswap256(g[0]), lane0(X)), ht);
+    kmul<true>(a, x256(bswap256(g[0]), lane0(X)), ht);
     PC_ROUND8(b, ks, 2);
-    kmul<1, false>(a, bswap256(g[1]), ht);
+    kmul(a, bswap256(g[1]), ht + 32);
     PC_ROUND8(b, ks, 3);
-    kmul<2, false>(a, bswap256(g[2]), ht);
+    kmul(a, bswap256(g[2]), ht + 64);
     PC_ROUND8(b, ks, 4);
-    kmul<3, false>(a, bswap256(g[3]), ht);
+    kmul(a, bswap256(g[3]), ht + 96);
     PC_ROUND8(b, ks, 5);
-    kmul<4, false>(a, bswap256(g[4]), ht);
+    kmul(a, bswap256(g[4]), ht + 128);
     PC_ROUND8(b, ks, 6);
-    kmul<5, false>(a, bswap256(g[5]), ht);
+    kmul(a, bswap256(g[5]), ht + 160);
     PC_ROUND8(b, ks, 7);
-    kmul<6, false>(a, bswap256(g[6]), ht);
+    kmul(a, bswap256(g[6]), ht + 192);
     PC_ROUND8(b, ks, 8);
-    kmul<7, false>(a, bswap256(g[7]), ht);
+    kmul(a, bswap256(g[7]), ht + 224);
     PC_ROUND8(b, ks, 9);
     kfinish(a);
     const __m256i poly = _mm256_broadcastsi128_si256(poly128());
@@ -343,15 +321,15 @@ PC_INLINE void crypt_tail(__m256i g[4], uint8_t* out, const uint8_t* in, size_t 
     for (int v = NV; v < 4; ++v) g[v] = _mm256_setzero_si256();
 }
 
-// GHASH of the tail's vectors g (len bytes) and of the length block L, continuing from X.
+// GHASH of the tail's vectors g (len bytes) continuing from X, then of the length block L.
 PC_INLINE __m128i ghash_final(__m128i X, const __m256i g[4], size_t len, __m128i L,
                               const aes256gcm_ctx* ctx) {
-    const size_t nb = (len + 15) / 16 + 1;
-    const uint8_t* hp = hpowers(ctx, nb);
+    const uint8_t* hp = hpowers(ctx, (len + 15) / 16 + 1);
     Acc a;
-    mul_first(a, x256(bswap256(g[0]), lane0(X)), loadu256(hp));
-    for (size_t v = 1; 32 * v < len; ++v) mul_add(a, bswap256(g[v]), loadu256(hp + 32 * v));
-    mul_add(a, lane0(L), lane0(loadu(ctx->htable + 16 * 15)));
+    kmul<true>(a, x256(bswap256(g[0]), lane0(X)), hp);
+    for (size_t v = 1; 32 * v < len; ++v) kmul(a, bswap256(g[v]), hp + 32 * v);
+    kmul(a, lane0(L), ctx->htable + 16 * 15);
+    kfinish(a);
     return reduce(a);
 }
 
@@ -446,9 +424,26 @@ struct Msg {
 
 PC_INLINE bool is_small(size_t len, size_t adlen) { return adlen <= kSmallAd && len <= kSmallMsg; }
 
+// The length block's share of the hash, L * H^1 reduced (GHASH is linear: it is added after
+// the reduction of the rest), kept for the last (adlen, len) asked: a batch of messages of one
+// length computes it once. It is a multiple of H: its owner wipes it.
+struct LenProduct {
+    size_t adlen = ~size_t(0), len = 0;
+    __m128i value{};
+    inline __attribute__((always_inline)) __m128i get(size_t al, size_t l, const aes256gcm_ctx* ctx) {
+        if (al != adlen || l != len) {
+            adlen = al;
+            len = l;
+            value = gmul128(lengths(al, l), loadu(ctx->htable + 16 * 15));
+        }
+        return value;
+    }
+};
+
 // Returns a bitmask: bit i set if message i failed authentication (decrypt only).
 template <int G, int NA, int NC, bool ENCRYPT>
-PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, const aes256gcm_ctx* ctx) {
+PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, LenProduct& lp,
+                               const aes256gcm_ctx* ctx) {
     constexpr int NE = (G + 1) / 2;  // vectors of E(J0) blocks, two messages each
     constexpr int NB = NC > 0 ? NC : 1;
     __m128i j0[G];
@@ -471,16 +466,14 @@ PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, const aes256gcm_ctx
     for (int k = 0; k < NE; ++k) e[k] = _mm256_aesenclast_epi128(e[k], ks.k[14]);
 
     unsigned failed = 0;
-    const __m128i h1 = loadu(ctx->htable + 16 * 15);
     for (int i = 0; i < G; ++i) {
         const size_t len = NC == 0 ? 0 : g[i].len, adlen = NA == 0 ? 0 : g[i].adlen;
         const size_t ab = (adlen + 15) / 16, cb = (len + 15) / 16;
-        const uint8_t* hp = hpowers(ctx, ab + cb + 1);
+        const uint8_t* hp = hpowers(ctx, ab + cb + 1);  // H^1 is the length block's
         Acc a;
-        const __m256i L = lane0(lengths(adlen, len));
-        mul_first(a, L, lane0(h1));
+        acc_zero(a);
         for (int v = 0; v < NA; ++v)
-            mul_add(a, bswap256(load_part(g[i].ad + 32 * v, adlen - 32 * v)), loadu256(hp + 32 * v));
+            kmul(a, bswap256(load_part(g[i].ad + 32 * v, adlen - 32 * v)), hp + 32 * v);
         const uint8_t* hc = hp + 16 * ab;
         for (int v = 0; v < NC; ++v) {
             const size_t n = len - 32 * v;
@@ -488,10 +481,15 @@ PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, const aes256gcm_ctx
             __m256i o = _mm256_aesenclast_epi128(b[i][v], x256(ks.k[14], d));
             o = _mm256_and_si256(o, byte_mask(n));
             store_part(g[i].out + 32 * v, o, n);
-            mul_add(a, bswap256(ENCRYPT ? o : d), loadu256(hc + 32 * v));
+            kmul(a, bswap256(ENCRYPT ? o : d), hc + 32 * v);
+        }
+        __m128i X = lp.get(adlen, len, ctx);
+        if constexpr (NA + NC > 0) {
+            kfinish(a);
+            X = _mm_xor_si128(X, reduce(a));
         }
         const __m128i ek = (i & 1) ? _mm256_extracti128_si256(e[i / 2], 1) : _mm256_castsi256_si128(e[i / 2]);
-        const __m128i tag = _mm_xor_si128(bswap(reduce(a)), ek);
+        const __m128i tag = _mm_xor_si128(bswap(X), ek);
         if (ENCRYPT) {
             storeu(g[i].tag_out, tag);
         } else {
@@ -513,9 +511,10 @@ PC_INLINE int small_shape(size_t len, size_t adlen) {
 }
 
 template <int G, bool ENCRYPT>
-PC_INLINE unsigned small_dispatch(const Msg* g, const Keys& ks, const aes256gcm_ctx* ctx) {
+PC_INLINE unsigned small_dispatch(const Msg* g, const Keys& ks, LenProduct& lp,
+                                  const aes256gcm_ctx* ctx) {
 #define PC_CASE(A, C) \
-    case (A) * 8 + (C): return small_group<G, A, C, ENCRYPT>(g, ks, ctx);
+    case (A) * 8 + (C): return small_group<G, A, C, ENCRYPT>(g, ks, lp, ctx);
     switch (small_shape(g[0].len, g[0].adlen)) {
         PC_CASE(0, 0) PC_CASE(0, 1) PC_CASE(0, 2) PC_CASE(0, 3) PC_CASE(0, 4)
         PC_CASE(1, 0) PC_CASE(1, 1) PC_CASE(1, 2) PC_CASE(1, 3) PC_CASE(1, 4)
@@ -529,8 +528,10 @@ template <bool ENCRYPT>
 PC_INLINE unsigned small_one(const Msg& m, const aes256gcm_ctx* ctx) {
     Keys ks;
     load_keys(ks, ctx->round_keys);
-    const unsigned r = small_dispatch<1, ENCRYPT>(&m, ks, ctx);
+    LenProduct lp;
+    const unsigned r = small_dispatch<1, ENCRYPT>(&m, ks, lp, ctx);
     detail::secure_wipe(&ks, sizeof ks);
+    detail::secure_wipe(&lp, sizeof lp);
     return r;
 }
 
@@ -544,23 +545,14 @@ void aead_aes256gcm_init_vaes256(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
     pw[0] = h1;
     for (int i = 1; i < 16; ++i) pw[i] = gmul128(pw[i - 1], h1);
     for (int i = 0; i < 16; ++i) storeu(ctx->htable + 16 * i, pw[15 - i]);
-    auto halves = [&](int power) {
-        const __m128i h = pw[power - 1];
-        return uint64_t(_mm_cvtsi128_si64(h)) ^ uint64_t(_mm_extract_epi64(h, 1));
-    };
-    uint64_t kx[16];
-    for (int j = 0; j < 4; ++j) {
-        const int top = 16 - 4 * j;
-        kx[4 * j + 0] = halves(top);
-        kx[4 * j + 1] = halves(top - 2);
-        kx[4 * j + 2] = halves(top - 1);
-        kx[4 * j + 3] = halves(top - 3);
+    for (int i = 0; i < 16; ++i) {  // Karatsuba halves of H^(16-i), high qword zero
+        const __m128i h = pw[15 - i];
+        storeu(ctx->htable + kKaratsubaOffset + 16 * i, _mm_move_epi64(_mm_xor_si128(h, _mm_unpackhi_epi64(h, h))));
     }
-    std::memcpy(ctx->htable + kKaratsubaOffset, kx, sizeof kx);
-    static_assert(kKaratsubaOffset + sizeof kx <= sizeof ctx->htable, "htable holds the halves");
+    for (size_t i = 32; i < sizeof ctx->htable / 16; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
+    static_assert(sizeof ctx->htable >= 33 * 16, "htable holds 16 powers, their halves, a zero entry");
     ctx->impl = AES_ISA_VAES256;
     detail::secure_wipe(pw, sizeof pw);
-    detail::secure_wipe(kx, sizeof kx);
 }
 
 void aead_aes256gcm_encrypt_vaes256(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
@@ -630,6 +622,7 @@ void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* con
                                          const aes256gcm_ctx* ctx) noexcept {
     Keys ks;
     load_keys(ks, ctx->round_keys);
+    LenProduct lp;
     auto msg = [&](size_t i) {
         const size_t al = ad ? adlen[i] : 0;
         return Msg{out[i], m[i], mlen[i], al ? ad[i] : nullptr, al, nonces + 12 * i, out[i] + mlen[i], nullptr};
@@ -642,18 +635,19 @@ void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* con
             Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
             if (small_shape(g[1].len, g[1].adlen) == shape && small_shape(g[2].len, g[2].adlen) == shape &&
                 small_shape(g[3].len, g[3].adlen) == shape) {
-                small_dispatch<4, true>(g, ks, ctx);
+                small_dispatch<4, true>(g, ks, lp, ctx);
                 i += 4;
                 continue;
             }
         }
         if (shape >= 0)
-            small_dispatch<1, true>(&m0, ks, ctx);
+            small_dispatch<1, true>(&m0, ks, lp, ctx);
         else
             storeu(m0.tag_out, gcm<true>(m0.out, m0.in, m0.len, m0.ad, m0.adlen, m0.nonce, ctx));
         ++i;
     }
     detail::secure_wipe(&ks, sizeof ks);
+    detail::secure_wipe(&lp, sizeof lp);
 }
 
 size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
@@ -663,6 +657,7 @@ size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
                                            const aes256gcm_ctx* ctx) noexcept {
     Keys ks;
     load_keys(ks, ctx->round_keys);
+    LenProduct lp;
     // A ciphertext shorter than the tag gets shape -2: never grouped, failed below.
     auto msg = [&](size_t i) {
         const size_t len = clen[i] < AEAD_AES256GCM_ABYTES ? 0 : clen[i] - AEAD_AES256GCM_ABYTES;
@@ -687,7 +682,7 @@ size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
             Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
             if (shape_of(i + 1, g[1]) == shape && shape_of(i + 2, g[2]) == shape &&
                 shape_of(i + 3, g[3]) == shape) {
-                const unsigned bad = small_dispatch<4, false>(g, ks, ctx);
+                const unsigned bad = small_dispatch<4, false>(g, ks, lp, ctx);
                 for (int j = 0; j < 4; ++j) {
                     status[i + j] = (bad >> j) & 1 ? 0 : 1;
                     failed += (bad >> j) & 1;
@@ -698,7 +693,7 @@ size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
         }
         int r;
         if (shape >= 0)
-            r = small_dispatch<1, false>(&m0, ks, ctx) ? -1 : 0;
+            r = small_dispatch<1, false>(&m0, ks, lp, ctx) ? -1 : 0;
         else
             r = aead_aes256gcm_decrypt_vaes256(m0.out, m0.in, m0.len, m0.tag_in, m0.ad, m0.adlen, m0.nonce, ctx);
         status[i] = r == 0 ? 1 : 0;
@@ -706,6 +701,7 @@ size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
         ++i;
     }
     detail::secure_wipe(&ks, sizeof ks);
+    detail::secure_wipe(&lp, sizeof lp);
     return failed;
 }
 

@@ -26,7 +26,7 @@ constexpr uint64_t AEAD_AES256GCM_MAX_MESSAGE = (uint64_t(1) << 36) - 32;
 // Read-only after init: one context may be shared by many threads.
 struct alignas(64) aes256gcm_ctx {
     uint8_t round_keys[15 * 16];
-    uint8_t htable[24 * 16];  // powers of H, layout private to the implementation
+    uint8_t htable[33 * 16];  // powers of H, layout private to the implementation
     int impl;                 // aes_isa of the kernels this context was built for
 };
 
