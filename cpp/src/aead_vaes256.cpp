@@ -149,6 +149,19 @@ PC_INLINE __m128i gmul128(__m128i x, __m128i h) {
     return _mm_xor_si128(_mm_xor_si128(hi, t), _mm_shuffle_epi32(mi, 0x4e));
 }
 
+// Lane-wise GHASH product of two pairs of field elements (key setup only).
+PC_INLINE __m256i gmul256(__m256i x, __m256i h) {
+    Acc a;
+    a.lo = PC_CLMUL(x, h, 0x00);
+    a.mi = x256(PC_CLMUL(x, h, 0x01), PC_CLMUL(x, h, 0x10));
+    a.hi = PC_CLMUL(x, h, 0x11);
+    const __m256i poly = _mm256_broadcastsi128_si256(poly128());
+    __m256i t = PC_CLMUL(poly, a.lo, 0x01);
+    const __m256i mi = x256(x256(a.mi, t), _mm256_shuffle_epi32(a.lo, 0x4e));
+    t = PC_CLMUL(poly, mi, 0x01);
+    return x256(x256(a.hi, t), _mm256_shuffle_epi32(mi, 0x4e));
+}
+
 // htable layout of this implementation (528 bytes):
 //   bytes 0..255:   H^16, H^15, ..., H^1 (16 bytes each): the 32 bytes at 16 * (16 - n) are
 //                   [H^n, H^(n-1)], the powers of the next two blocks when n blocks remain.
@@ -538,20 +551,36 @@ PC_INLINE unsigned small_one(const Msg& m, const aes256gcm_ctx* ctx) {
 }  // namespace
 
 void aead_aes256gcm_init_vaes256(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept {
-    // The key schedule and H are the AES-NI ones; only the table of powers differs.
-    aead_aes256gcm_init_aesni(ctx, key);
-    const __m128i h1 = loadu(ctx->htable);  // H^1 (times x, reflected) from the AES-NI layout
-    __m128i pw[16];
-    pw[0] = h1;
-    for (int i = 1; i < 16; ++i) pw[i] = gmul128(pw[i - 1], h1);
-    for (int i = 0; i < 16; ++i) storeu(ctx->htable + 16 * i, pw[15 - i]);
-    for (int i = 0; i < 16; ++i) {  // Karatsuba halves of H^(16-i), high qword zero
-        const __m128i h = pw[15 - i];
-        storeu(ctx->htable + kKaratsubaOffset + 16 * i, _mm_move_epi64(_mm_xor_si128(h, _mm_unpackhi_epi64(h, h))));
+    aes256_expand_key_aesni(ctx->round_keys, key);
+    Keys ks;
+    load_keys(ks, ctx->round_keys);
+    // H = E_K(0), byte-reflected, times x^-1 in GCM's bit order (see aead_aesni.cpp): a one-bit
+    // left shift of the 128-bit value, XOR 0xc2..01 if a bit was carried out.
+    const __m128i h = bswap(aes_block(_mm_setzero_si128(), ks));
+    const __m128i carry = _mm_shuffle_epi32(_mm_srai_epi32(h, 31), 0xff);  // all ones if bit 127
+    const __m128i shifted = _mm_or_si128(_mm_slli_epi64(h, 1), _mm_srli_epi64(_mm_slli_si128(h, 8), 63));
+    const __m128i h1 = _mm_xor_si128(shifted, _mm_and_si128(carry, poly128()));
+    // The powers as pairs [H^(k+1), H^k], in a tree four products deep: per-key setup is on the
+    // path of every envelope sealed under its own key.
+    const __m128i h2 = gmul128(h1, h1);
+    __m256i pw[8];  // pw[j] = [H^(2j+2), H^(2j+1)]
+    pw[0] = _mm256_set_m128i(h1, h2);
+    pw[1] = gmul256(pw[0], _mm256_broadcastsi128_si256(h2));
+    const __m256i h4 = _mm256_permute2x128_si256(pw[1], pw[1], 0x00);
+    pw[2] = gmul256(pw[0], h4);
+    pw[3] = gmul256(pw[1], h4);
+    const __m256i h8 = _mm256_permute2x128_si256(pw[3], pw[3], 0x00);
+    for (int j = 0; j < 4; ++j) pw[4 + j] = gmul256(pw[j], h8);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t* at = ctx->htable + 16 * (14 - 2 * j);  // [H^(2j+2), H^(2j+1)] at 16 * (16 - (2j+2))
+        storeu256(at, pw[j]);
+        const __m256i halves = x256(pw[j], _mm256_unpackhi_epi64(pw[j], pw[j]));
+        storeu256(at + kKaratsubaOffset, _mm256_unpacklo_epi64(halves, _mm256_setzero_si256()));
     }
     for (size_t i = 32; i < sizeof ctx->htable / 16; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
     static_assert(sizeof ctx->htable >= 33 * 16, "htable holds 16 powers, their halves, a zero entry");
     ctx->impl = AES_ISA_VAES256;
+    detail::secure_wipe(&ks, sizeof ks);
     detail::secure_wipe(pw, sizeof pw);
 }
 
