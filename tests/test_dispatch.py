@@ -169,7 +169,8 @@ def test_a_cap_set_in_process_can_be_removed():
     want = "aesni" if "aesni" in privcity.aes_implementations() else "portable"
     assert capped["isa_cap"] == "aesni" and capped["csprng"] == want
     assert uncapped["isa_cap"] == "unset"
-    assert uncapped["csprng"] == privcity.aes_implementations()[0].replace("cryptography", "portable")
+    best = privcity.aes_implementations()[0]
+    assert uncapped["csprng"] == ("portable" if best == "cryptography" else best)
 
 
 @pytest.mark.parametrize("value", ["AESNI", " none ", "auto", ""])

@@ -249,7 +249,8 @@ void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexce
         storeu(ctx->htable + 16 * i, cur);
         cur = gmul(cur, hp);
     }
-    for (size_t i = 8; i < sizeof ctx->htable / 16; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
+    for (size_t i = 8; i < sizeof ctx->htable / 16; ++i)
+        storeu(ctx->htable + 16 * i, _mm_setzero_si128());
     ctx->impl = AES_ISA_AESNI;
     detail::secure_wipe(&ks, sizeof ks);
 }

@@ -79,9 +79,12 @@ int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const 
     }
 #if defined(__x86_64__)
     switch (ctx->impl) {
-        case AES_ISA_VAES512: return aead_aes256gcm_decrypt_vaes512(m, c, clen, tag, ad, adlen, nonce, ctx);
-        case AES_ISA_VAES256: return aead_aes256gcm_decrypt_vaes256(m, c, clen, tag, ad, adlen, nonce, ctx);
-        default: return aead_aes256gcm_decrypt_aesni(m, c, clen, tag, ad, adlen, nonce, ctx);
+        case AES_ISA_VAES512:
+            return aead_aes256gcm_decrypt_vaes512(m, c, clen, tag, ad, adlen, nonce, ctx);
+        case AES_ISA_VAES256:
+            return aead_aes256gcm_decrypt_vaes256(m, c, clen, tag, ad, adlen, nonce, ctx);
+        default:
+            return aead_aes256gcm_decrypt_aesni(m, c, clen, tag, ad, adlen, nonce, ctx);
     }
 #else
     return -1;

@@ -103,7 +103,8 @@ PC_INLINE void store_partial16(uint8_t* p, __m128i x, size_t n) {
 PC_INLINE __m256i load_part(const uint8_t* p, size_t n) {
     if (n >= 32) return loadu256(p);
     if (n >= 16)
-        return _mm256_inserti128_si256(_mm256_castsi128_si256(loadu(p)), load_partial16(p + 16, n - 16), 1);
+        return _mm256_inserti128_si256(_mm256_castsi128_si256(loadu(p)),
+                                       load_partial16(p + 16, n - 16), 1);
     return lane0(load_partial16(p, n));
 }
 PC_INLINE void store_part(uint8_t* p, __m256i x, size_t n) {
@@ -118,8 +119,9 @@ PC_INLINE void store_part(uint8_t* p, __m256i x, size_t n) {
 }
 // All-ones in bytes 0..n-1 of a 32-byte vector, zeros above (n may exceed 32).
 PC_INLINE __m256i byte_mask(size_t n) {
-    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                          17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                          16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+                                          30, 31);
     return _mm256_cmpgt_epi8(_mm256_set1_epi8(char(n < 32 ? n : 32)), iota);
 }
 
@@ -211,7 +213,8 @@ PC_INLINE __m128i ghash_tail(__m128i X, const uint8_t* p, size_t len, const aes2
     const uint8_t* hp = hpowers(ctx, (len + 15) / 16);
     Acc a;
     kmul<true>(a, x256(bswap256(load_part(p, len)), lane0(X)), hp);
-    for (size_t off = 32; off < len; off += 32) kmul(a, bswap256(load_part(p + off, len - off)), hp + off);
+    for (size_t off = 32; off < len; off += 32)
+        kmul(a, bswap256(load_part(p + off, len - off)), hp + off);
     kfinish(a);
     return reduce(a);
 }
@@ -251,7 +254,8 @@ PC_INLINE __m256i ctr_add(__m256i ctr, int k) {
     return _mm256_add_epi32(ctr, _mm256_setr_epi32(k, 0, 0, 0, k, 0, 0, 0));
 }
 PC_INLINE __m256i ctr_pair(__m128i j0) {
-    return _mm256_add_epi32(_mm256_broadcastsi128_si256(j0), _mm256_setr_epi32(0, 0, 0, 0, 1, 0, 0, 0));
+    return _mm256_add_epi32(_mm256_broadcastsi128_si256(j0),
+                            _mm256_setr_epi32(0, 0, 0, 0, 1, 0, 0, 0));
 }
 
 // Keystream for NV vectors of counters ctr, ctr+2, ... XORed with NV input vectors d.
@@ -443,7 +447,8 @@ PC_INLINE bool is_small(size_t len, size_t adlen) { return adlen <= kSmallAd && 
 struct LenProduct {
     size_t adlen = ~size_t(0), len = 0;
     __m128i value{};
-    inline __attribute__((always_inline)) __m128i get(size_t al, size_t l, const aes256gcm_ctx* ctx) {
+    inline __attribute__((always_inline)) __m128i get(size_t al, size_t l,
+                                                      const aes256gcm_ctx* ctx) {
         if (al != adlen || l != len) {
             adlen = al;
             len = l;
@@ -501,7 +506,8 @@ PC_INLINE unsigned small_group(const Msg* g, const Keys& ks, LenProduct& lp,
             kfinish(a);
             X = _mm_xor_si128(X, reduce(a));
         }
-        const __m128i ek = (i & 1) ? _mm256_extracti128_si256(e[i / 2], 1) : _mm256_castsi256_si128(e[i / 2]);
+        const __m128i ek = (i & 1) ? _mm256_extracti128_si256(e[i / 2], 1)
+                                   : _mm256_castsi256_si128(e[i / 2]);
         const __m128i tag = _mm_xor_si128(bswap(X), ek);
         if (ENCRYPT) {
             storeu(g[i].tag_out, tag);
@@ -558,7 +564,8 @@ void aead_aes256gcm_init_vaes256(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
     // left shift of the 128-bit value, XOR 0xc2..01 if a bit was carried out.
     const __m128i h = bswap(aes_block(_mm_setzero_si128(), ks));
     const __m128i carry = _mm_shuffle_epi32(_mm_srai_epi32(h, 31), 0xff);  // all ones if bit 127
-    const __m128i shifted = _mm_or_si128(_mm_slli_epi64(h, 1), _mm_srli_epi64(_mm_slli_si128(h, 8), 63));
+    const __m128i shifted =
+        _mm_or_si128(_mm_slli_epi64(h, 1), _mm_srli_epi64(_mm_slli_si128(h, 8), 63));
     const __m128i h1 = _mm_xor_si128(shifted, _mm_and_si128(carry, poly128()));
     // The powers as pairs [H^(k+1), H^k], in a tree four products deep: per-key setup is on the
     // path of every envelope sealed under its own key.
@@ -572,13 +579,14 @@ void aead_aes256gcm_init_vaes256(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
     const __m256i h8 = _mm256_permute2x128_si256(pw[3], pw[3], 0x00);
     for (int j = 0; j < 4; ++j) pw[4 + j] = gmul256(pw[j], h8);
     for (int j = 0; j < 8; ++j) {
-        uint8_t* at = ctx->htable + 16 * (14 - 2 * j);  // [H^(2j+2), H^(2j+1)] at 16 * (16 - (2j+2))
+        uint8_t* at = ctx->htable + 16 * (14 - 2 * j);  // H^(2j+2) is entry 16 - (2j+2)
         storeu256(at, pw[j]);
         const __m256i halves = x256(pw[j], _mm256_unpackhi_epi64(pw[j], pw[j]));
         storeu256(at + kKaratsubaOffset, _mm256_unpacklo_epi64(halves, _mm256_setzero_si256()));
     }
-    for (size_t i = 32; i < sizeof ctx->htable / 16; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
-    static_assert(sizeof ctx->htable >= 33 * 16, "htable holds 16 powers, their halves, a zero entry");
+    for (size_t i = 32; i < sizeof ctx->htable / 16; ++i)
+        storeu(ctx->htable + 16 * i, _mm_setzero_si128());
+    static_assert(sizeof ctx->htable >= 33 * 16, "16 powers, their halves and a zero entry");
     ctx->impl = AES_ISA_VAES256;
     detail::secure_wipe(&ks, sizeof ks);
     detail::secure_wipe(pw, sizeof pw);
@@ -629,7 +637,8 @@ void aes256_ctr_keystream_vaes256(uint8_t* out, size_t nblocks, uint64_t block,
 #pragma GCC unroll 13
         for (int r = 1; r < 14; ++r)
             for (int v = 0; v < 8; ++v) b[v] = _mm256_aesenc_epi128(b[v], ks.k[r]);
-        for (int v = 0; v < 8; ++v) storeu256(out + 32 * v, _mm256_aesenclast_epi128(b[v], ks.k[14]));
+        for (int v = 0; v < 8; ++v)
+            storeu256(out + 32 * v, _mm256_aesenclast_epi128(b[v], ks.k[14]));
         out += 256;
         nblocks -= 16;
     }
@@ -654,7 +663,8 @@ void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* con
     LenProduct lp;
     auto msg = [&](size_t i) {
         const size_t al = ad ? adlen[i] : 0;
-        return Msg{out[i], m[i], mlen[i], al ? ad[i] : nullptr, al, nonces + 12 * i, out[i] + mlen[i], nullptr};
+        return Msg{out[i], m[i], mlen[i], al ? ad[i] : nullptr, al, nonces + 12 * i,
+                   out[i] + mlen[i], nullptr};
     };
     size_t i = 0;
     while (i < n) {
@@ -662,7 +672,8 @@ void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* con
         const int shape = small_shape(m0.len, m0.adlen);
         if (shape >= 0 && i + 4 <= n) {
             Msg g[4] = {m0, msg(i + 1), msg(i + 2), msg(i + 3)};
-            if (small_shape(g[1].len, g[1].adlen) == shape && small_shape(g[2].len, g[2].adlen) == shape &&
+            if (small_shape(g[1].len, g[1].adlen) == shape &&
+                small_shape(g[2].len, g[2].adlen) == shape &&
                 small_shape(g[3].len, g[3].adlen) == shape) {
                 small_dispatch<4, true>(g, ks, lp, ctx);
                 i += 4;
@@ -724,7 +735,8 @@ size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
         if (shape >= 0)
             r = small_dispatch<1, false>(&m0, ks, lp, ctx) ? -1 : 0;
         else
-            r = aead_aes256gcm_decrypt_vaes256(m0.out, m0.in, m0.len, m0.tag_in, m0.ad, m0.adlen, m0.nonce, ctx);
+            r = aead_aes256gcm_decrypt_vaes256(m0.out, m0.in, m0.len, m0.tag_in, m0.ad,
+                                               m0.adlen, m0.nonce, ctx);
         status[i] = r == 0 ? 1 : 0;
         failed += r != 0;
         ++i;

@@ -394,7 +394,8 @@ void aead_aes256gcm_init_vaes512(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
     pw[0] = h1;
     for (int i = 1; i < 16; ++i) pw[i] = gmul128(pw[i - 1], h1);
     for (int i = 0; i < 16; ++i) storeu(ctx->htable + 16 * i, pw[15 - i]);
-    for (size_t i = 16; i < sizeof ctx->htable / 16; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
+    for (size_t i = 16; i < sizeof ctx->htable / 16; ++i)
+        storeu(ctx->htable + 16 * i, _mm_setzero_si128());
     ctx->impl = AES_ISA_VAES512;
     detail::secure_wipe(pw, sizeof pw);
 }
