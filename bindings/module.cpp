@@ -1119,7 +1119,9 @@ PYBIND11_MODULE(_core, m) {
 
     m.attr("AES_ISA_NONE") = int(AES_ISA_NONE);
     m.attr("AES_ISA_AESNI") = int(AES_ISA_AESNI);
+    m.attr("AES_ISA_VAES256") = int(AES_ISA_VAES256);
     m.attr("AES_ISA_VAES512") = int(AES_ISA_VAES512);
+    m.attr("AES_ISA_UNCAPPED") = int(AES_ISA_UNCAPPED);
     m.attr("AEAD_MAX_MESSAGE") = py::int_(AEAD_AES256GCM_MAX_MESSAGE);
 
     m.attr("SIMD_PORTABLE") = int(SIMD_PORTABLE);

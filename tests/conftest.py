@@ -21,11 +21,12 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-IMPLEMENTATIONS = ("vaes512", "aesni", "cryptography")
-NATIVE_IMPLEMENTATIONS = ("vaes512", "aesni")
+IMPLEMENTATIONS = ("vaes512", "vaes256", "aesni", "cryptography")
+NATIVE_IMPLEMENTATIONS = ("vaes512", "vaes256", "aesni")
 
 _NEEDS = {
     "vaes512": "VAES, VPCLMULQDQ, AVX-512F/BW/VL and an OS that saves zmm state",
+    "vaes256": "VAES, VPCLMULQDQ, AVX2 and an OS that saves ymm state",
     "aesni": "AES-NI, PCLMULQDQ, SSE4.1 and SSSE3",
     "cryptography": "nothing (always available)",
 }
@@ -40,7 +41,8 @@ def _param(name: str) -> object:
 # Session scope so that hypothesis' @given tests may use them (no per-example fixture reset).
 @pytest.fixture(scope="session", params=[_param(n) for n in IMPLEMENTATIONS])
 def implementation(request: pytest.FixtureRequest) -> str:
-    """Each of vaes512, aesni and cryptography in turn, skipped where the CPU lacks it."""
+    """Each of vaes512, vaes256, aesni and cryptography in turn, skipped where the CPU lacks
+    it."""
     return request.param
 
 

@@ -184,11 +184,15 @@ def test_empty_batches(implementation):
     assert plain_rows.shape == (0, 40) and ok.shape == (0,)
 
 
-# Small messages (associated data <= 64 bytes, at most 15 blocks of data and associated data)
-# may be processed four at a time when four consecutive messages have the same number of
-# 64-byte vectors; runs of equal and of mixed shapes, with lengths varied inside a shape,
-# check that grouping never changes a result or its position.
+# Small messages may be processed four at a time when four consecutive messages have the same
+# shape: vaes512 takes associated data <= 64 bytes and at most 15 blocks of data and associated
+# data, shaped by 64-byte vectors; vaes256 takes associated data <= 64 bytes and data <= 128
+# bytes, shaped by 32-byte vectors. Runs of equal and of mixed shapes, with lengths varied
+# inside a shape, check that grouping never changes a result or its position.
 RUNS = {
+    "one-ymm": [1, 16, 31, 32, 17, 32],
+    "two-ymm": [33, 48, 63, 64, 40],
+    "four-ymm-and-past-128": [97, 100, 127, 128, 129, 130, 128],
     "empty": [0, 0, 0, 0, 0],
     "one-vector": [1, 16, 33, 64, 7, 64, 1, 2, 3],
     "two-vectors": [65, 80, 127, 128, 100],
@@ -199,7 +203,7 @@ RUNS = {
 }
 SMALL_SHAPES = [
     pytest.param(lengths, aad_len, id=f"{name}-aad{aad_len}")
-    for aad_len in (None, 0, 1, 16, 17, 48, 63, 64, 65)
+    for aad_len in (None, 0, 1, 16, 17, 31, 32, 33, 48, 63, 64, 65)
     for name, lengths in RUNS.items()
 ]
 

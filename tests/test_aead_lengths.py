@@ -79,6 +79,54 @@ def test_boundary_lengths_in_one_batch(implementation):
     assert pts == msgs
 
 
+# Odd associated-data lengths, cycled over the messages: each kernel's partial-block loads of
+# AAD (below and above the 32- and 64-byte vectors of the small-message paths) meet every
+# partial-block load and store of the data.
+ODD_AAD = (None, 1, 13, 31, 33, 47, 63, 65, 77, 129)
+
+
+def test_every_length_up_to_300_matches_cryptography(implementation):
+    # Prepare
+    gcm = AES256GCM(KEY, implementation=implementation)
+    ref = AESGCM(KEY)
+    rng = np.random.default_rng(300)
+    aad_lens = [(ODD_AAD[n % 10], ODD_AAD[(n * 7 + 3) % 10]) for n in range(301)]
+    cases = [(rng.bytes(12), rng.bytes(n), None if a is None else rng.bytes(a))
+             for n in range(301) for a in aad_lens[n]]
+    expected = [ref.encrypt(*case) for case in cases]
+
+    # Execute
+    cts = [gcm.encrypt(*case) for case in cases]
+    pts = [gcm.decrypt(nonce, ct, aad) for (nonce, _, aad), ct in zip(cases, expected)]
+    nonces = np.frombuffer(b"".join(c[0] for c in cases), np.uint8).reshape(-1, 12)
+    batch = gcm.encrypt_many(nonces, [c[1] for c in cases], [c[2] for c in cases])
+    batch_pts = gcm.decrypt_many(nonces, expected, [c[2] for c in cases])
+
+    # Assert
+    wrong = [(len(m), len(a or b"")) for (_, m, a), c, e in zip(cases, cts, expected) if c != e]
+    assert wrong == []
+    assert pts == [c[1] for c in cases]
+    assert batch == expected
+    assert batch_pts == [c[1] for c in cases]
+
+
+@pytest.mark.parametrize("length", [16384, 16384 + 16 * 9 + 3, 1 << 20])
+@pytest.mark.parametrize("aad_len", [0, 1, 31, 255, 4099])
+def test_bulk_lengths_with_odd_associated_data_match_cryptography(implementation, length, aad_len):
+    # Prepare: whole 256-byte batches, then a remainder of a 128-byte batch and a partial block
+    gcm = AES256GCM(KEY, implementation=implementation)
+    msg, aad, nonce = _data(length, length), _data(aad_len, aad_len + 11), _data(12, 5)
+    expected = AESGCM(KEY).encrypt(nonce, msg, aad)
+
+    # Execute
+    ct = gcm.encrypt(nonce, msg, aad)
+    pt = gcm.decrypt(nonce, expected, aad)
+
+    # Assert
+    assert ct == expected
+    assert pt == msg
+
+
 @pytest.mark.parametrize("nonce", [b"\xff" * 12, b"\x80" * 12, bytes(12)], ids=["ones", "high-bits", "zeros"])
 def test_extreme_nonces(implementation, nonce):
     # Prepare: nonces with every bit or every sign bit set (catches sign extension or a carry

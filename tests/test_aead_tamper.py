@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import privcity
 from privcity.crypto import AES256GCM
 
-LENGTHS = (0, 1, 17, 64, 300)
+LENGTHS = (0, 1, 17, 33, 64, 129, 300)
 KEY = bytes(range(32))
 AAD = bytes(range(100, 120))  # 20 bytes: a full block and a partial one
 

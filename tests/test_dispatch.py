@@ -12,7 +12,8 @@ from privcity.crypto import AES256GCM, aead
 EXPECTED_FEATURES = {"ssse3", "sse4_1", "aesni", "pclmulqdq", "avx", "avx2", "bmi2", "avx512f",
                      "avx512bw", "avx512vl", "vaes", "vpclmulqdq", "os_avx512"}
 AESNI_NEEDS = ("aesni", "pclmulqdq", "sse4_1", "ssse3")
-VAES512_NEEDS = AESNI_NEEDS + ("vaes", "vpclmulqdq", "avx512f", "avx512bw", "avx512vl", "os_avx512")
+VAES256_NEEDS = AESNI_NEEDS + ("vaes", "vpclmulqdq", "avx2")  # avx2: only with OS ymm support
+VAES512_NEEDS = VAES256_NEEDS + ("avx512f", "avx512bw", "avx512vl", "os_avx512")
 
 SHOW = "import json, os, privcity; from privcity.crypto import AES256GCM; " \
        "print(json.dumps([privcity.backend_info(), AES256GCM(os.urandom(32)).implementation]))"
@@ -39,8 +40,9 @@ def test_implementations_follow_the_cpu_features():
 
     # Assert
     assert impls[-1] == "cryptography"
-    assert impls == [n for n in ("vaes512", "aesni", "cryptography") if n in impls]  # best first
+    assert impls == [n for n in ("vaes512", "vaes256", "aesni", "cryptography") if n in impls]
     assert ("aesni" in impls) == all(f[n] for n in AESNI_NEEDS)
+    assert ("vaes256" in impls) == all(f[n] for n in VAES256_NEEDS)
     assert ("vaes512" in impls) == all(f[n] for n in VAES512_NEEDS)
 
 
@@ -51,10 +53,10 @@ def test_backend_info_in_this_process():
     # Assert
     assert set(info) >= {"aes256gcm", "isa_cap"}
     assert info["aes256gcm"] in privcity.aes_implementations()
-    assert info["isa_cap"] in ("vaes512", "aesni", "none")
+    assert info["isa_cap"] in ("vaes512", "vaes256", "aesni", "none", "unset")
 
 
-@pytest.fixture(params=["vaes512", "aesni"])
+@pytest.fixture(params=["vaes512", "vaes256", "aesni"])
 def native_implementation_missing(request):
     """The native implementations this CPU lacks (skipped where the CPU has them)."""
     if request.param in privcity.aes_implementations():
@@ -68,7 +70,7 @@ def test_unavailable_implementation_is_refused(native_implementation_missing):
         AES256GCM(bytes(32), implementation=native_implementation_missing)
 
 
-@pytest.mark.parametrize("name", ["vaes512", "aesni"])
+@pytest.mark.parametrize("name", ["vaes512", "vaes256", "aesni"])
 def test_implementation_missing_from_the_list_is_refused(monkeypatch, name):
     # Prepare: pretend this CPU has no native kernel (the check every CPU would run)
     monkeypatch.setattr(aead, "aes_implementations", lambda: ["cryptography"])
@@ -94,6 +96,15 @@ def test_without_privcity_isa_the_best_is_used(run_python):
     assert info["aes256gcm"] == default == privcity.aes_implementations()[0]
 
 
+def test_without_privcity_isa_no_cap_is_reported(run_python):
+    # Execute
+    info, _ = _show(run_python, None)
+
+    # Assert: isa_cap names only what the user capped, never a rung the CPU may lack
+    assert info["isa_cap"] == "unset"
+    assert info["csprng"] == privcity.aes_implementations()[0]
+
+
 def test_privcity_isa_none_uses_cryptography(run_python):
     # Execute
     info, default = _show(run_python, "none")
@@ -116,12 +127,50 @@ def test_privcity_isa_aesni(run_python):
     assert info["isa_cap"] == "aesni"
 
 
+def test_privcity_isa_vaes256_runs_vaes256_and_256_bit_vectors(run_python):
+    # Prepare
+    if "vaes256" not in privcity.aes_implementations():
+        pytest.skip("this CPU cannot run 'vaes256' (it needs VAES, VPCLMULQDQ and AVX2)")
+
+    # Execute
+    info, default = _show(run_python, "vaes256")
+
+    # Assert: on an AVX-512 CPU too, the cap keeps every family at 256-bit vectors
+    assert info == {"aes256gcm": "vaes256", "csprng": "vaes256", "noise": "avx2",
+                    "reduce": "avx2", "isa_cap": "vaes256"}
+    assert default == "vaes256"
+
+
 def test_privcity_isa_vaes512_is_clamped_to_the_cpu(run_python):
     # Execute
     info, default = _show(run_python, "vaes512")
 
-    # Assert: a cap above what the CPU has selects the best the CPU has
+    # Assert: a cap above what the CPU has selects the best the CPU has, and says it was set
     assert info["aes256gcm"] == default == privcity.aes_implementations()[0]
+    assert info["csprng"] == privcity.aes_implementations()[0]
+    assert info["isa_cap"] == "vaes512"
+
+
+def test_a_cap_set_in_process_can_be_removed():
+    # Prepare
+    from privcity import _core
+    before = _core.aes_isa_cap()
+
+    # Execute
+    try:
+        _core.set_aes_isa_cap(_core.AES_ISA_AESNI)
+        capped = privcity.backend_info()
+        _core.set_aes_isa_cap(_core.AES_ISA_UNCAPPED)
+        uncapped = privcity.backend_info()
+    finally:
+        _core.set_aes_isa_cap(before)
+
+    # Assert
+    want = "aesni" if "aesni" in privcity.aes_implementations() else "portable"
+    assert capped["isa_cap"] == "aesni" and capped["csprng"] == want
+    assert uncapped["isa_cap"] == "unset"
+    best = privcity.aes_implementations()[0]
+    assert uncapped["csprng"] == ("portable" if best == "cryptography" else best)
 
 
 @pytest.mark.parametrize("value", ["AESNI", " none ", "auto", ""])
@@ -147,7 +196,7 @@ def test_unknown_privcity_isa_fails_the_import(run_python, value):
     assert proc.returncode != 0
     assert "ValueError" in proc.stderr
     assert f"PRIVCITY_ISA={value!r}" in proc.stderr
-    assert "vaes512 (avx512), aesni (avx2), none (portable)" in proc.stderr
+    assert "vaes512 (avx512), vaes256, aesni (avx2), none (portable)" in proc.stderr
 
 
 def test_explicit_implementation_ignores_the_cap(run_python):

@@ -54,11 +54,12 @@ out["position"] = r.position
 print(json.dumps({"backend": privcity.backend_info(), "outputs": out}))
 '''
 
-PATHS = ("vaes512", "aesni", "none")
-CSPRNG = {"vaes512": "vaes512", "aesni": "aesni", "none": "portable"}
-RUNG = {"vaes512": 2, "aesni": 1, "none": 0}  # one ladder: none < aesni/avx2 < vaes512/avx512
+PATHS = ("vaes512", "vaes256", "aesni", "none")
+CSPRNG = {"vaes512": "vaes512", "vaes256": "vaes256", "aesni": "aesni", "none": "portable"}
+# one ladder: none < aesni/avx2 < vaes256 (256-bit vectors too) < vaes512/avx512
+RUNG = {"vaes512": 2, "vaes256": 1, "aesni": 1, "none": 0}
 SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.SIMD_AVX512: "avx512"}
-NEEDS = {"vaes512": "VAES and AVX-512", "aesni": "AES-NI"}
+NEEDS = {"vaes512": "VAES and AVX-512", "vaes256": "VAES and AVX2", "aesni": "AES-NI"}
 
 
 def _path(name: str) -> object:

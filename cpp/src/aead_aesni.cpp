@@ -10,6 +10,7 @@
 
 #include "aes_internal.h"
 #include "privcity/aead.h"
+#include "privcity/cpu.h"
 #include "secure.h"
 
 #pragma GCC target("aes,pclmul,sse4.1,ssse3")
@@ -248,8 +249,9 @@ void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexce
         storeu(ctx->htable + 16 * i, cur);
         cur = gmul(cur, hp);
     }
-    for (int i = 8; i < 20; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
-    ctx->impl = 1;
+    for (size_t i = 8; i < sizeof ctx->htable / 16; ++i)
+        storeu(ctx->htable + 16 * i, _mm_setzero_si128());
+    ctx->impl = AES_ISA_AESNI;
     detail::secure_wipe(&ks, sizeof ks);
 }
 

@@ -14,6 +14,9 @@ int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noe
         case AES_ISA_VAES512:
             aead_aes256gcm_init_vaes512(ctx, key);
             return 0;
+        case AES_ISA_VAES256:
+            aead_aes256gcm_init_vaes256(ctx, key);
+            return 0;
         case AES_ISA_AESNI:
             aead_aes256gcm_init_aesni(ctx, key);
             return 0;
@@ -35,7 +38,8 @@ namespace {
 // uninitialised one has impl 0 and must never run: all-zero keys would make tags forgeable).
 inline bool valid(const aes256gcm_ctx* ctx) {
 #if defined(__x86_64__)
-    return ctx->impl == AES_ISA_AESNI || ctx->impl == AES_ISA_VAES512;
+    return ctx->impl == AES_ISA_AESNI || ctx->impl == AES_ISA_VAES256 ||
+           ctx->impl == AES_ISA_VAES512;
 #else
     (void)ctx;
     return false;
@@ -52,10 +56,16 @@ int aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, si
         return -1;
     }
 #if defined(__x86_64__)
-    if (ctx->impl == AES_ISA_VAES512)
-        aead_aes256gcm_encrypt_vaes512(c, tag, m, mlen, ad, adlen, nonce, ctx);
-    else
-        aead_aes256gcm_encrypt_aesni(c, tag, m, mlen, ad, adlen, nonce, ctx);
+    switch (ctx->impl) {
+        case AES_ISA_VAES512:
+            aead_aes256gcm_encrypt_vaes512(c, tag, m, mlen, ad, adlen, nonce, ctx);
+            break;
+        case AES_ISA_VAES256:
+            aead_aes256gcm_encrypt_vaes256(c, tag, m, mlen, ad, adlen, nonce, ctx);
+            break;
+        default:
+            aead_aes256gcm_encrypt_aesni(c, tag, m, mlen, ad, adlen, nonce, ctx);
+    }
 #endif
     return 0;
 }
@@ -68,9 +78,14 @@ int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const 
         return -1;
     }
 #if defined(__x86_64__)
-    if (ctx->impl == AES_ISA_VAES512)
-        return aead_aes256gcm_decrypt_vaes512(m, c, clen, tag, ad, adlen, nonce, ctx);
-    return aead_aes256gcm_decrypt_aesni(m, c, clen, tag, ad, adlen, nonce, ctx);
+    switch (ctx->impl) {
+        case AES_ISA_VAES512:
+            return aead_aes256gcm_decrypt_vaes512(m, c, clen, tag, ad, adlen, nonce, ctx);
+        case AES_ISA_VAES256:
+            return aead_aes256gcm_decrypt_vaes256(m, c, clen, tag, ad, adlen, nonce, ctx);
+        default:
+            return aead_aes256gcm_decrypt_aesni(m, c, clen, tag, ad, adlen, nonce, ctx);
+    }
 #else
     return -1;
 #endif
@@ -115,6 +130,10 @@ int aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, co
         aead_aes256gcm_encrypt_many_vaes512(out, m, mlen, ad, adlen, nonces, n, ctx);
         return 0;
     }
+    if (ctx->impl == AES_ISA_VAES256) {
+        aead_aes256gcm_encrypt_many_vaes256(out, m, mlen, ad, adlen, nonces, n, ctx);
+        return 0;
+    }
     for (size_t i = 0; i < n; ++i) {
         const uint8_t* a = ad ? ad[i] : nullptr;
         const size_t al = ad ? adlen[i] : 0;
@@ -141,6 +160,8 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
 #if defined(__x86_64__)
     if (ctx->impl == AES_ISA_VAES512) {
         failed = aead_aes256gcm_decrypt_many_vaes512(m, status, c, clen, ad, adlen, nonces, n, ctx);
+    } else if (ctx->impl == AES_ISA_VAES256) {
+        failed = aead_aes256gcm_decrypt_many_vaes256(m, status, c, clen, ad, adlen, nonces, n, ctx);
     } else {
         for (size_t i = 0; i < n; ++i) {
             if (clen[i] < AEAD_AES256GCM_ABYTES) {

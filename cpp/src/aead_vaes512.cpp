@@ -12,6 +12,7 @@
 
 #include "aes_internal.h"
 #include "privcity/aead.h"
+#include "privcity/cpu.h"
 #include "secure.h"
 
 #pragma GCC target("aes,pclmul,sse4.1,ssse3,avx,avx2,avx512f,avx512bw,avx512vl,vaes,vpclmulqdq")
@@ -87,7 +88,7 @@ PC_INLINE __m128i gmul128(__m128i x, __m128i h) {
     return _mm_ternarylogic_epi64(hi, t, _mm_shuffle_epi32(mi, 0x4e), 0x96);
 }
 
-// htable: entry i (i = 0..15) is H^(16-i); entries 16..19 are zero so that tail loads may run
+// htable: entry i (i = 0..15) is H^(16-i); entries 16.. are zero so that tail loads may run
 // past H^1.
 PC_INLINE const uint8_t* hpowers(const aes256gcm_ctx* ctx, size_t nblocks) {
     return ctx->htable + 16 * (16 - nblocks);
@@ -393,8 +394,9 @@ void aead_aes256gcm_init_vaes512(aes256gcm_ctx* ctx, const uint8_t key[32]) noex
     pw[0] = h1;
     for (int i = 1; i < 16; ++i) pw[i] = gmul128(pw[i - 1], h1);
     for (int i = 0; i < 16; ++i) storeu(ctx->htable + 16 * i, pw[15 - i]);
-    for (int i = 16; i < 20; ++i) storeu(ctx->htable + 16 * i, _mm_setzero_si128());
-    ctx->impl = 2;
+    for (size_t i = 16; i < sizeof ctx->htable / 16; ++i)
+        storeu(ctx->htable + 16 * i, _mm_setzero_si128());
+    ctx->impl = AES_ISA_VAES512;
     detail::secure_wipe(pw, sizeof pw);
 }
 

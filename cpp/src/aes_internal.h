@@ -15,6 +15,8 @@ void aes256_expand_key_portable(uint8_t round_keys[240], const uint8_t key[32]) 
 // starting at counter `block`, while block + nblocks < 2^64.
 void aes256_ctr_keystream_aesni(uint8_t* out, size_t nblocks, uint64_t block,
                                 const uint8_t round_keys[240]) noexcept;
+void aes256_ctr_keystream_vaes256(uint8_t* out, size_t nblocks, uint64_t block,
+                                  const uint8_t round_keys[240]) noexcept;
 void aes256_ctr_keystream_vaes512(uint8_t* out, size_t nblocks, uint64_t block,
                                   const uint8_t round_keys[240]) noexcept;
 // Table-based AES for CPUs without AES-NI: correct, but its S-box lookups are not constant

@@ -12,7 +12,7 @@ namespace {
 
 std::atomic<uint32_t> g_features{0};
 std::atomic<bool> g_features_ready{false};
-std::atomic<int> g_aes_cap{AES_ISA_VAES512};
+std::atomic<int> g_aes_cap{AES_ISA_UNCAPPED};
 
 uint32_t detect() noexcept {
     uint32_t f = 0;
@@ -67,14 +67,15 @@ int aes_isa_supported() noexcept {
     const uint32_t f = cpu_features();
     const uint32_t aesni = CPU_AESNI | CPU_PCLMULQDQ | CPU_SSE41 | CPU_SSSE3;
     if ((f & aesni) != aesni) return AES_ISA_NONE;
-    const uint32_t vaes = CPU_VAES | CPU_VPCLMULQDQ | CPU_AVX512F | CPU_AVX512BW |
-                          CPU_AVX512VL | CPU_OS_AVX512 | CPU_AVX | CPU_AVX2;
-    if ((f & vaes) == vaes) return AES_ISA_VAES512;
-    return AES_ISA_AESNI;
+    const uint32_t vaes256 = CPU_VAES | CPU_VPCLMULQDQ | CPU_AVX | CPU_AVX2 | CPU_OS_AVX;
+    if ((f & vaes256) != vaes256) return AES_ISA_AESNI;
+    const uint32_t avx512 = CPU_AVX512F | CPU_AVX512BW | CPU_AVX512VL | CPU_OS_AVX512;
+    if ((f & avx512) == avx512) return AES_ISA_VAES512;
+    return AES_ISA_VAES256;
 }
 
 void set_aes_isa_cap(int cap) noexcept {
-    if (cap < AES_ISA_NONE) cap = AES_ISA_NONE;
+    if (cap < AES_ISA_NONE) cap = AES_ISA_UNCAPPED;
     if (cap > AES_ISA_VAES512) cap = AES_ISA_VAES512;
     g_aes_cap.store(cap, std::memory_order_relaxed);
 }
@@ -84,7 +85,7 @@ int aes_isa_cap() noexcept { return g_aes_cap.load(std::memory_order_relaxed); }
 int aes_isa_selected() noexcept {
     const int s = aes_isa_supported();
     const int cap = aes_isa_cap();
-    return s < cap ? s : cap;
+    return cap == AES_ISA_UNCAPPED || s < cap ? s : cap;
 }
 
 int simd_isa_supported() noexcept {
@@ -98,8 +99,13 @@ int simd_isa_supported() noexcept {
 
 int simd_isa_selected() noexcept {
     const int s = simd_isa_supported();
-    const int cap = aes_isa_cap();  // the ladders line up: see cpu.h
-    return s < cap ? s : cap;
+    // The ladders line up (see cpu.h): both VAES rungs below AVX-512 run 256-bit vectors.
+    switch (aes_isa_cap()) {
+        case AES_ISA_NONE: return SIMD_PORTABLE;
+        case AES_ISA_AESNI:
+        case AES_ISA_VAES256: return s < SIMD_AVX2 ? s : SIMD_AVX2;
+        default: return s;
+    }
 }
 
 }  // namespace privcity

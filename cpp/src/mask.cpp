@@ -25,6 +25,7 @@ Aes aes_kernels() {
 #if defined(__x86_64__)
     switch (aes_isa_selected()) {
         case AES_ISA_VAES512: return {aes256_expand_key_aesni, aes256_ctr_keystream_vaes512};
+        case AES_ISA_VAES256: return {aes256_expand_key_aesni, aes256_ctr_keystream_vaes256};
         case AES_ISA_AESNI: return {aes256_expand_key_aesni, aes256_ctr_keystream_aesni};
         default: break;
     }

@@ -70,6 +70,8 @@ bool os_random(uint8_t* out, size_t n) {
 void keystream(const rng_state* st, uint8_t* out, size_t nblocks, uint64_t block) {
 #if defined(__x86_64__)
     if (st->impl == AES_ISA_VAES512) return aes256_ctr_keystream_vaes512(out, nblocks, block, st->round_keys);
+    if (st->impl == AES_ISA_VAES256)
+        return aes256_ctr_keystream_vaes256(out, nblocks, block, st->round_keys);
     if (st->impl == AES_ISA_AESNI) return aes256_ctr_keystream_aesni(out, nblocks, block, st->round_keys);
 #endif
     aes256_ctr_keystream_portable(out, nblocks, block, st->round_keys);

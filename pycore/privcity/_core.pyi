@@ -5,7 +5,9 @@ import numpy as np
 
 AES_ISA_NONE: int
 AES_ISA_AESNI: int
+AES_ISA_VAES256: int
 AES_ISA_VAES512: int
+AES_ISA_UNCAPPED: int
 AEAD_MAX_MESSAGE: int
 
 class TagMismatch(Exception): ...

@@ -8,8 +8,10 @@ from . import _core
 __all__ = ["cpu_features", "backend_info", "aes_implementations"]
 
 # Names for the AES levels of the C++ core, best last.
-_AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI, "vaes512": _core.AES_ISA_VAES512}
-# Aliases naming the same rungs of the one ladder by their vector level.
+_AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI,
+               "vaes256": _core.AES_ISA_VAES256, "vaes512": _core.AES_ISA_VAES512}
+# Aliases naming rungs of the one ladder by their vector level (avx2: the AES-NI rung, the
+# lowest that runs the 256-bit noise and reduction kernels).
 _ALIASES = {"portable": "none", "avx2": "aesni", "avx512": "vaes512"}
 _AES_NAMES = {v: k for k, v in _AES_LEVELS.items()}
 
@@ -22,8 +24,8 @@ def _apply_env_cap() -> None:
     raw = _ALIASES.get(raw, raw)
     if raw not in _AES_LEVELS:
         raise ValueError(
-            f"PRIVCITY_ISA={raw!r} is not understood; use one of vaes512 (avx512), aesni (avx2), "
-            "none (portable), or unset it"
+            f"PRIVCITY_ISA={raw!r} is not understood; use one of vaes512 (avx512), vaes256, "
+            "aesni (avx2), none (portable), or unset it"
         )
     _core.set_aes_isa_cap(_AES_LEVELS[raw])
 
@@ -55,13 +57,15 @@ _SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.S
 def backend_info() -> dict[str, str]:
     """Which implementation each primitive uses in this process.
 
-    ``aes256gcm`` is ``"vaes512"``, ``"aesni"`` or ``"cryptography"`` (OpenSSL, used where the
-    CPU lacks AES-NI or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream of the noise
-    generator (``"vaes512"``, ``"aesni"`` or ``"portable"``: table-based AES, not constant time,
-    only where the CPU has no AES instructions). ``noise`` is the vector level of the samplers
-    (``"avx512"``, ``"avx2"``, ``"portable"``), and ``reduce`` that of the aggregation kernels
-(the same ladder). ``isa_cap`` is the PRIVCITY_ISA value in force:
-    one ladder for every family (none/portable < aesni/avx2 < vaes512/avx512).
+    ``aes256gcm`` is ``"vaes512"``, ``"vaes256"``, ``"aesni"`` or ``"cryptography"`` (OpenSSL,
+    used where the CPU lacks AES-NI or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream
+    of the noise generator and the secure-aggregation masks (the same names, or ``"portable"``:
+    table-based AES, not constant time, only where the CPU has no AES instructions). ``noise``
+    is the vector level of the samplers (``"avx512"``, ``"avx2"``, ``"portable"``), and
+    ``reduce`` that of the aggregation kernels (the same ladder). ``isa_cap`` is the cap the
+    user set with PRIVCITY_ISA (or ``_core.set_aes_isa_cap``), ``"unset"`` when there is none;
+    a cap above what the CPU has is reported as set, while the other entries name what runs.
+    One ladder for every family: none/portable < aesni/avx2 < vaes256 < vaes512/avx512.
     """
     cap = _core.aes_isa_cap()
     aes = _core.aes_isa_selected()
@@ -70,7 +74,7 @@ def backend_info() -> dict[str, str]:
         "csprng": "portable" if aes == _core.AES_ISA_NONE else _AES_NAMES[aes],
         "noise": _SIMD_NAMES[_core.simd_isa_selected()],
         "reduce": _SIMD_NAMES[_core.simd_isa_selected()],
-        "isa_cap": "none" if cap == _core.AES_ISA_NONE else _AES_NAMES[cap],
+        "isa_cap": "unset" if cap == _core.AES_ISA_UNCAPPED else _AES_NAMES[cap],
     }
 
 

@@ -26,7 +26,7 @@ constexpr uint64_t AEAD_AES256GCM_MAX_MESSAGE = (uint64_t(1) << 36) - 32;
 // Read-only after init: one context may be shared by many threads.
 struct alignas(64) aes256gcm_ctx {
     uint8_t round_keys[15 * 16];
-    uint8_t htable[20 * 16];  // powers of H, layout private to the implementation
+    uint8_t htable[33 * 16];  // powers of H, layout private to the implementation
     int impl;                 // aes_isa of the kernels this context was built for
 };
 
@@ -95,7 +95,7 @@ size_t aead_aes256gcm_open_multikey(uint8_t* const* m, uint8_t* status, const ui
                                     int impl) noexcept;
 
 // Per-ISA kernels (same contracts; callers must check the CPU first). Defined in
-// aead_aesni.cpp and aead_vaes512.cpp.
+// aead_aesni.cpp, aead_vaes256.cpp and aead_vaes512.cpp.
 void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
 void aead_aes256gcm_encrypt_aesni(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                                   const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
@@ -103,6 +103,13 @@ void aead_aes256gcm_encrypt_aesni(uint8_t* c, uint8_t tag[16], const uint8_t* m,
 int aead_aes256gcm_decrypt_aesni(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
                                  const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
                                  const aes256gcm_ctx* ctx) noexcept;
+void aead_aes256gcm_init_vaes256(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
+void aead_aes256gcm_encrypt_vaes256(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                                    const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                                    const aes256gcm_ctx* ctx) noexcept;
+int aead_aes256gcm_decrypt_vaes256(uint8_t* m, const uint8_t* c, size_t clen,
+                                   const uint8_t tag[16], const uint8_t* ad, size_t adlen,
+                                   const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept;
 void aead_aes256gcm_init_vaes512(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
 void aead_aes256gcm_encrypt_vaes512(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                                     const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
@@ -110,8 +117,17 @@ void aead_aes256gcm_encrypt_vaes512(uint8_t* c, uint8_t tag[16], const uint8_t* 
 int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
                                    const uint8_t tag[16], const uint8_t* ad, size_t adlen,
                                    const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept;
-// Batch kernels (contracts of the dispatched batch functions, for a valid VAES context;
-// decrypt does not wipe the other outputs).
+// Batch kernels (contracts of the dispatched batch functions, for a valid VAES context of the
+// same width; decrypt does not wipe the other outputs).
+void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* const* m,
+                                         const size_t* mlen, const uint8_t* const* ad,
+                                         const size_t* adlen, const uint8_t* nonces, size_t n,
+                                         const aes256gcm_ctx* ctx) noexcept;
+size_t aead_aes256gcm_decrypt_many_vaes256(uint8_t* const* m, uint8_t* status,
+                                           const uint8_t* const* c, const size_t* clen,
+                                           const uint8_t* const* ad, const size_t* adlen,
+                                           const uint8_t* nonces, size_t n,
+                                           const aes256gcm_ctx* ctx) noexcept;
 void aead_aes256gcm_encrypt_many_vaes512(uint8_t* const* out, const uint8_t* const* m,
                                          const size_t* mlen, const uint8_t* const* ad,
                                          const size_t* adlen, const uint8_t* nonces, size_t n,

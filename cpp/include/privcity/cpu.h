@@ -31,21 +31,26 @@ uint32_t cpu_features() noexcept;
 enum aes_isa : int {
     AES_ISA_NONE = 0,     // no native kernel; callers fall back to another library
     AES_ISA_AESNI = 1,    // AES-NI + PCLMULQDQ + SSE4.1, 128-bit registers
-    AES_ISA_VAES512 = 2,  // VAES + VPCLMULQDQ + AVX-512F/BW/VL, 512-bit registers
+    AES_ISA_VAES256 = 2,  // VAES + VPCLMULQDQ + AVX2, 256-bit registers (no AVX-512 needed)
+    AES_ISA_VAES512 = 3,  // VAES + VPCLMULQDQ + AVX-512F/BW/VL, 512-bit registers
 };
+// aes_isa_cap() when no cap was set: every family runs the best this CPU has.
+constexpr int AES_ISA_UNCAPPED = -1;
 
 // Highest AES level this CPU supports, ignoring the cap.
 int aes_isa_supported() noexcept;
-// Cap for dispatch (tests and benches force slower paths). Values above the
-// supported level are clamped by aes_isa_selected(). Thread-safe.
+// Cap for dispatch (tests and benches force slower paths). A negative cap removes it; values
+// above the supported level are clamped by aes_isa_selected(). Thread-safe.
 void set_aes_isa_cap(int cap) noexcept;
+// The cap set, or AES_ISA_UNCAPPED.
 int aes_isa_cap() noexcept;
 // min(supported, cap): what the dispatched entry points use.
 int aes_isa_selected() noexcept;
 
 // Vector levels of the other kernels (noise, reductions), best last. The same cap applies:
-// cap AES_ISA_NONE -> SIMD_PORTABLE, AES_ISA_AESNI -> SIMD_AVX2, AES_ISA_VAES512 -> SIMD_AVX512,
-// so one setting (PRIVCITY_ISA) forces every family of kernels down the same ladder.
+// cap AES_ISA_NONE -> SIMD_PORTABLE, AES_ISA_AESNI and AES_ISA_VAES256 -> SIMD_AVX2,
+// AES_ISA_VAES512 -> SIMD_AVX512, so one setting (PRIVCITY_ISA) forces every family of kernels
+// down the same ladder.
 enum simd_isa : int {
     SIMD_PORTABLE = 0,
     SIMD_AVX2 = 1,    // AVX2 with OS support for ymm state

@@ -22,6 +22,7 @@ __all__ = ["AES256GCM"]
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
 _MAX_MESSAGE = int(_core.AEAD_MAX_MESSAGE)
+_KNOWN = ("vaes512", "vaes256", "aesni", "cryptography")
 _TAG = 16
 
 
@@ -98,8 +99,8 @@ class AES256GCM:
         32 bytes. The object keeps only the expanded key, in native memory wiped on release;
         it cannot be pickled and its repr shows no key material.
     implementation : str, optional
-        ``"vaes512"``, ``"aesni"`` or ``"cryptography"``; default: the best this CPU has,
-        capped by the ``PRIVCITY_ISA`` environment variable read at import.
+        ``"vaes512"``, ``"vaes256"``, ``"aesni"`` or ``"cryptography"``; default: the best
+        this CPU has, capped by the ``PRIVCITY_ISA`` environment variable read at import.
         ``privcity.aes_implementations()`` lists what is available.
 
     Any C-contiguous bytes-like input (bytes, bytearray, memoryview, numpy arrays) is read
@@ -114,8 +115,8 @@ class AES256GCM:
             raise ValueError("AES256GCM key must be 32 bytes")
         impl = _selected_aes() if implementation is None else implementation
         if impl not in aes_implementations():
-            known = ", ".join(repr(n) for n in ("vaes512", "aesni", "cryptography"))
-            if impl in ("vaes512", "aesni", "cryptography"):
+            known = ", ".join(repr(n) for n in _KNOWN)
+            if impl in _KNOWN:
                 raise ValueError(f"implementation {impl!r} is not available on this CPU")
             raise ValueError(f"implementation must be one of {known}, got {impl!r}")
         self._impl = impl
@@ -135,7 +136,7 @@ class AES256GCM:
 
     @property
     def implementation(self) -> str:
-        """The implementation this object runs on: vaes512, aesni or cryptography."""
+        """The implementation this object runs on: vaes512, vaes256, aesni or cryptography."""
         return self._impl
 
     def __repr__(self) -> str:
