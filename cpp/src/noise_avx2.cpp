@@ -1,12 +1,14 @@
-// Continuous samplers compiled for avx2 (see noise_simd.inc).
+// Continuous samplers compiled for avx2: 32-byte vectors (see noise_simd.inc).
 #if defined(__x86_64__)
 // Standard headers before the target pragma, so none of their inline functions is
 // compiled with this file's ISA flags.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <immintrin.h>
 
 #pragma GCC target("avx2")
 #define PC_SIMD_NS simd_avx2
+#define PC_SIMD_BYTES 32
 #include "noise_simd.inc"
 #endif
