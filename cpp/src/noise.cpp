@@ -19,10 +19,15 @@ struct SimdOps {
     void (*laplace_f64)(double* __restrict, const uint64_t* __restrict, size_t, double);
     void (*uniform_f64)(double* __restrict, const uint64_t* __restrict, size_t);
     double (*sumsq_f32)(const float*, size_t);
+    void (*round_add_f32)(int64_t* __restrict, const float* __restrict, const uint64_t* __restrict,
+                          size_t, double);
 };
 
-#define PC_OPS(NS) \
-    SimdOps { NS::gauss_f32, NS::gauss_f64, NS::laplace_f64, NS::uniform_f64, NS::sumsq_f32 }
+#define PC_OPS(NS)                                                                              \
+    SimdOps {                                                                                   \
+        NS::gauss_f32, NS::gauss_f64, NS::laplace_f64, NS::uniform_f64, NS::sumsq_f32,          \
+            NS::round_add_f32                                                                   \
+    }
 const SimdOps& ops() {
     static const SimdOps portable = PC_OPS(simd_portable);
 #if defined(__x86_64__)
@@ -782,10 +787,22 @@ double noise_clip_round_add_dgauss(int64_t* out, const float* x, size_t n, doubl
     // The noise first (in blocks), then the stochastic rounding added to it.
     const bool blocks = dgauss_block_setup(p);
     dgauss_fill(st, num, den, blocks ? &p : nullptr, p.g, out, n);
+    // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides), one
+    // keystream word per coordinate.
+    if (clip * scale < 0x1p49) {  // |x_i s| < 2^50 (s rounded up by a few ulp at most): vectors
+        const SimdOps& op = ops();
+        alignas(64) uint64_t words[kChunkBytes / 8];
+        for (size_t i = 0; i < n;) {
+            const size_t k = n - i < kChunkBytes / 8 ? n - i : kChunkBytes / 8;
+            rng_fill(st, reinterpret_cast<uint8_t*>(words), 8 * k);
+            op.round_add_f32(out + i, x + i, words, k, s);
+            i += k;
+        }
+        return norm;
+    }
     for (size_t i = 0; i < n; ++i) {
         const double v = double(x[i]) * s;
         const double fl = std::floor(v);
-        // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides).
         const double u = double(rng_next_u64(st) >> 12) * 0x1p-52;
         out[i] += int64_t(fl) + (u < v - fl ? 1 : 0);
     }
