@@ -1,6 +1,7 @@
 """Every CPU path of the noise generator, forced with PRIVCITY_ISA in a fresh interpreter, gives
-bit-identical seeded outputs (SHA-256 of each), and its keystream equals `cryptography`'s
-AES-256-CTR. Paths this CPU cannot run are skipped (BLAKE3's per-implementation tests)."""
+bit-identical seeded outputs (SHA-256 of each sampler, fused device kernel and the distributed
+DP encoder and decoder), and its keystream equals `cryptography`'s AES-256-CTR. Paths this CPU
+cannot run are skipped (BLAKE3's per-implementation tests)."""
 from __future__ import annotations
 
 import hashlib
@@ -50,6 +51,15 @@ out["clip_add_gaussian_f32_clipped"] = h(o32)
 norms.append(r._rng.clip_add_gaussian_f32(o32, x32, 1e30, 0.5))
 out["clip_add_gaussian_f32_unclipped"] = h(o32)
 out["clip_norms"] = h(np.array(norms))
+rounded = [r.clip_round_add_discrete_gaussian(x32, c, 1000.0, 2.0) for c in (3.0, 2.0**50)]
+out["clip_round_add_discrete_gaussian"] = h(np.concatenate([v for v, _ in rounded]))
+key, d = bytes(range(32)), 10_000
+cfg = dict(clip=1.0, gamma=1e-3, l2_bound_sq=1_300_000, sigma2=(10_000, 1))
+for bits in (20, 40):
+    words, norm, tries = r.ddg_encode(x32[:d], rotation_key=key, bits=bits, **cfg)
+    out[f"ddg_encode_{bits}"] = h(words) + f" {norm!r} {tries}"
+    decode = privcity._core.ddg_decode_u32 if bits <= 32 else privcity._core.ddg_decode_u64
+    out[f"ddg_decode_{bits}"] = h(decode(words, d, key, 1.0, 1e-3, 1_300_000, 10_000, 1, bits))
 out["position"] = r.position
 print(json.dumps({"backend": privcity.backend_info(), "outputs": out}))
 '''

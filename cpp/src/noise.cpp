@@ -19,10 +19,15 @@ struct SimdOps {
     void (*laplace_f64)(double* __restrict, const uint64_t* __restrict, size_t, double);
     void (*uniform_f64)(double* __restrict, const uint64_t* __restrict, size_t);
     double (*sumsq_f32)(const float*, size_t);
+    void (*round_add_f32)(int64_t* __restrict, const float* __restrict, const uint64_t* __restrict,
+                          size_t, double);
 };
 
-#define PC_OPS(NS) \
-    SimdOps { NS::gauss_f32, NS::gauss_f64, NS::laplace_f64, NS::uniform_f64, NS::sumsq_f32 }
+#define PC_OPS(NS)                                                                              \
+    SimdOps {                                                                                   \
+        NS::gauss_f32, NS::gauss_f64, NS::laplace_f64, NS::uniform_f64, NS::sumsq_f32,          \
+            NS::round_add_f32                                                                   \
+    }
 const SimdOps& ops() {
     static const SimdOps portable = PC_OPS(simd_portable);
 #if defined(__x86_64__)
@@ -357,8 +362,22 @@ constexpr Below kF9Cubed(kF9 * kF9 * kF9);
 inline unsigned bern_e1_x3(rng_state* st, uint64_t word) {
     const uint64_t r = uniform_below(st, kF9Cubed, word);
     const uint64_t r1 = r / kF9, r2 = r1 / kF9;
-    return unsigned(bern_e1_digit(st, r - r1 * kF9)) | unsigned(bern_e1_digit(st, r1 - r2 * kF9)) << 1 |
-           unsigned(bern_e1_digit(st, r2)) << 2;
+    const uint64_t d0 = r - r1 * kF9, d1 = r1 - r2 * kF9;
+    // The digits in order 0, 1, 2: a digit's rare tail (u = 0) draws from the state.
+    const unsigned b0 = bern_e1_digit(st, d0);
+    const unsigned b1 = bern_e1_digit(st, d1);
+    const unsigned b2 = bern_e1_digit(st, r2);
+    return b0 | b1 << 1 | b2 << 2;
+}
+
+// What bern_e1_x3(st, word) takes from the state, without its outcome: nothing unless Lemire's
+// method rejects the word or a digit is 0 (then the whole draw is made), at a fraction of the
+// cost. Where an outcome is not needed, this keeps the keystream where the draw would leave it.
+inline void bern_e1_x3_draws(rng_state* st, uint64_t word) {
+    const u128 p = u128(word) * kF9Cubed.m;
+    const uint64_t r = uint64_t(p >> 64), r1 = r / kF9, r2 = r1 / kF9;
+    const bool zero_digit = (r - r1 * kF9 == 0) | (r1 - r2 * kF9 == 0) | (r2 == 0);
+    if (__builtin_expect((uint64_t(p) < kF9Cubed.threshold) | zero_digit, 0)) bern_e1_x3(st, word);
 }
 
 // Successes of Bernoulli(exp(-1)) before the first failure (the V of Algorithm 2).
@@ -366,8 +385,8 @@ inline uint64_t geometric_e1(rng_state* st, uint64_t word) {
     uint64_t v = 0;
     for (;;) {
         const unsigned b = bern_e1_x3(st, word);
-        // b = 0bxyz: the run of ones from bit 0.
-        const unsigned run = (b & 1) + ((b & 3) == 3) + (b == 7);
+        // b = 0bxyz: the run of ones from bit 0, looked up in nibble b of 0x30102010.
+        const unsigned run = (0x30102010u >> (4 * b)) & 15;
         v += run;
         if (__builtin_expect(b != 7, 1)) return v;
         word = rng_next_u64(st);  // all three succeeded: three more
@@ -436,10 +455,15 @@ struct DGaussBlock {
     DGauss g;
     FracExp f;
     double inv_D;         // 1 / D, for the quotient's first guess
-    double inv_t2, inv_t3;  // 1 / (2 t^2), 1 / (6 t^3)
+    double inv_t2;        // 1 / (2 t^2)
     bool small;           // t < 16
     bool quart;           // 6 t^4 < 2^58: three steps of stage 1 from one draw
     Below quart_range{1};  // 6 t^4
+    uint64_t t3_magic;     // floor(r / (6 t^3)) = (r t3_magic / 2^64) >> t3_shift for r < 2^58
+    unsigned t3_shift;
+    // Stage 3 in 64-bit words when b t < 2^32 and D < 2^62 (narrow): see dgauss_accept_narrow.
+    bool narrow;
+    uint64_t bt64, a64, D1, D2, D3, D4;  // b t, a, and the multiples 1..4 of D
 };
 
 // The block sampler's constants for p.g (already set up by dgauss_setup); false when the
@@ -453,8 +477,20 @@ bool dgauss_block_setup(DGaussBlock& p) {
     p.small = t < 16;
     p.quart = u128(6) * t * t * t * t < (u128(1) << 58);
     if (p.quart) {
-        p.inv_t3 = 1.0 / double(6 * t * t * t);
+        const uint64_t t3 = 6 * t * t * t;  // >= 48
         p.quart_range = Below(6 * t * t * t * t);
+        // Granlund and Montgomery (1994), Theorem 4.2, for 58-bit dividends: with l =
+        // ceil(log2 t3) and m = ceil(2^(58 + l) / t3) < 2^64, floor(r m / 2^(58 + l)) is
+        // floor(r / t3) for every r < 2^58.
+        const unsigned l = 64 - __builtin_clzll(t3 - 1);
+        p.t3_magic = uint64_t(((u128(1) << (58 + l)) + t3 - 1) / t3);
+        p.t3_shift = 58 + l - 64;
+    }
+    p.narrow = p.g.bt < (u128(1) << 32) && d < (u128(1) << 62);
+    if (p.narrow) {
+        p.bt64 = uint64_t(p.g.bt);
+        p.a64 = p.g.a;
+        p.D1 = uint64_t(d), p.D2 = 2 * p.D1, p.D3 = 3 * p.D1, p.D4 = 4 * p.D1;
     }
     p.f.d = d;
     p.f.merged = d < (u128(1) << 28);
@@ -485,7 +521,7 @@ inline bool dgauss_accept(rng_state* st, uint64_t m, const DGaussBlock& p, const
         return frac_exp(st, N, p.f, w + 1);
     }
     // q from the double quotient, corrected by one integer step either way.
-    uint64_t q = uint64_t(qd);
+    uint64_t q = uint64_t(int64_t(qd));  // qd < 2^50
     u128 qD;
     if (__builtin_mul_overflow(u128(q), D, &qD) || qD > N) --q;  // (guess one too high)
     else if (N - qD >= D) ++q;
@@ -500,6 +536,45 @@ inline bool dgauss_accept(rng_state* st, uint64_t m, const DGaussBlock& p, const
             for (uint64_t j = 3; j < q && whole; ++j) whole = bernoulli_exp_minus1(st);
     }
     return frac_exp(st, N - u128(q) * D, p.f, w + 1) & whole;
+}
+
+// dgauss_accept for |Y| < 2^32 under p.narrow, the common case of the usual sigmas: |Y| b t
+// and m fit 64 bits, and for m < 2^32 with N = m^2 < 4 D (q <= 3, all but a few percent of the
+// candidates) q comes from three compares instead of a division. The same draws, in the same
+// order, as dgauss_accept: the same samples.
+inline bool dgauss_accept_narrow(rng_state* st, uint64_t ay, const DGaussBlock& p, const uint64_t* w) {
+    const uint64_t ybt = ay * p.bt64;  // < 2^64
+    const uint64_t m = ybt >= p.a64 ? ybt - p.a64 : p.a64 - ybt;
+    const uint64_t N = m * m;
+    if (__builtin_expect((m >> 32) != 0 || N >= p.D4, 0)) return dgauss_accept(st, m, p, w);
+    const uint64_t q = uint64_t(N >= p.D1) + uint64_t(N >= p.D2) + uint64_t(N >= p.D3);
+    bool whole = true;
+    if (q != 0) {
+        const unsigned need = (1u << q) - 1;
+        whole = (bern_e1_x3(st, w[0]) & need) == need;
+    } else if (p.small) {
+        bern_e1_x3_draws(st, w[0]);  // dgauss_accept makes the draw here: its outcome is unused
+    }
+    return frac_exp(st, N - q * p.D1, p.f, w + 1) & whole;
+}
+
+// Stage 3 for one candidate Y, with all its draws (w: 1 + p.f.words words).
+inline bool accept_candidate(rng_state* st, int64_t y, const DGaussBlock& p, const uint64_t* w) {
+    const DGauss& g = p.g;
+    const uint64_t ay64 = y < 0 ? 0 - uint64_t(y) : uint64_t(y);
+    if (__builtin_expect(p.narrow & (ay64 < (uint64_t(1) << 32)), 1))
+        return dgauss_accept_narrow(st, ay64, p, w);
+    u128 ybt;
+    if (__builtin_mul_overflow(u128(ay64), g.bt, &ybt) || (ybt >> 127) != 0) {
+        // |Y| b t >= 2^127 > 2^63 + a: accepted with probability exp(-(|Y| b t - a)^2 / D)
+        // < exp(-2^130), below any observable value (as in discrete_gaussian_one).
+        return false;
+    }
+    // ybt, a < 2^127: the top bit of the difference is the borrow.
+    const u128 diff = ybt - g.a, flip = 0 - (diff >> 127);
+    const u128 m = (diff ^ flip) - flip;  // |ybt - a|, without a branch
+    if (__builtin_expect((m >> 64) == 0, 1)) return dgauss_accept(st, uint64_t(m), p, w);
+    return bernoulli_exp(st, square(m), g.D);
 }
 
 // One block: kDgBlock discrete Laplace candidates of scale t, of which the accepted discrete
@@ -521,15 +596,13 @@ size_t dgauss_block(rng_state* st, const DGaussBlock& p, int64_t* out) {
     if (t > 1 && p.quart) {
         // Three steps from one draw r on [0, 6 t^4): u = r / (6 t^3), w = r mod 6 t^3; step 2
         // succeeds iff w < 6 u t^2 (probability u/t), step 3 iff w < 3 u^2 t, step 4 iff w < u^3.
-        const uint64_t t3 = 6 * t * t * t;
+        const uint64_t t3 = 6 * t * t * t, t2x6 = 6 * t * t, tx3 = 3 * t;
         for (size_t i = 0; i < kDgBlock; ++i) {
-            const uint64_t r = uniform_below(st, p.quart_range, w[i]);
-            uint64_t u = uint64_t(double(r) * p.inv_t3);
-            u -= u * t3 > r;
-            u += r - u * t3 >= t3;
-            const uint64_t x = r - u * t3, uu = u * u;
-            bool ok = (x >= 6 * u * t * t) | ((x < 3 * uu * t) & (x >= uu * u));  // K = 1 or 3
-            if (__builtin_expect(x < uu * u, 0)) {  // steps 2..4 succeeded: on from K = 4
+            const uint64_t r = uniform_below(st, p.quart_range, w[i]);  // < 2^58
+            const uint64_t u = uint64_t((u128(r) * p.t3_magic) >> 64) >> p.t3_shift;
+            const uint64_t x = r - u * t3, uu = u * u, uuu = uu * u;
+            bool ok = (x >= u * t2x6) | ((x < uu * tx3) & (x >= uuu));  // K = 1 or 3
+            if (__builtin_expect(x < uuu, 0)) {  // steps 2..4 succeeded: on from K = 4
                 uint64_t k = 4;
                 while (uniform_below(st, t * k) < u) ++k;
                 ok = k & 1;
@@ -540,7 +613,7 @@ size_t dgauss_block(rng_state* st, const DGaussBlock& p, int64_t* out) {
     }
     for (size_t i = 0; i < kDgBlock && t > 1 && !p.quart; ++i) {
         const uint64_t r = uniform_below(st, g.cube, w[i]);
-        uint64_t u = uint64_t(double(r) * p.inv_t2);
+        uint64_t u = uint64_t(int64_t(double(r) * p.inv_t2));  // u < 2^21
         u -= u * t2 > r;
         u += r - u * t2 >= t2;
         const uint64_t x = r - u * t2;
@@ -560,11 +633,19 @@ size_t dgauss_block(rng_state* st, const DGaussBlock& p, int64_t* out) {
     const uint64_t* signs = w + c;
     for (size_t j = 0; j < c; ++j) {
         const uint64_t v = geometric_e1(st, w[j]);
-        const u128 x = u128(us[j]) + u128(t) * v;
         const bool neg = (signs[j / 64] >> (j % 64)) & 1;
-        const bool keep = !(neg & (x == 0)) & (x < (u128(1) << 62));
+        uint64_t x;
+        bool keep;
+        if (__builtin_expect(v < (uint64_t(1) << 32), 1)) {  // x = U + t V < 2^53
+            x = us[j] + t * v;
+            keep = !(neg & (x == 0));
+        } else {  // (probability e^-(2^32))
+            const u128 x128 = u128(us[j]) + u128(t) * v;
+            x = uint64_t(x128);
+            keep = !(neg & (x128 == 0)) & (x128 < (u128(1) << 62));
+        }
         const uint64_t sign = 0 - uint64_t(neg);  // all ones when negative
-        ys[c2] = int64_t((uint64_t(x) ^ sign) - sign);
+        ys[c2] = int64_t((x ^ sign) - sign);
         c2 += keep;
     }
     // Stage 3: accept Y with probability exp(-(|Y| b t - a)^2 / (2 a b t^2)) (Algorithm 3).
@@ -573,25 +654,8 @@ size_t dgauss_block(rng_state* st, const DGaussBlock& p, int64_t* out) {
     const size_t per = 1 + p.f.words;
     rng_fill(st, reinterpret_cast<uint8_t*>(w), c2 * per * 8);
     for (size_t j = 0; j < c2; ++j) {
-        const int64_t y = ys[j];
-        const u128 ay = u128(y < 0 ? -(y + 1) + 1 : y);
-        u128 ybt;
-        bool ok;
-        if (__builtin_expect(__builtin_mul_overflow(ay, g.bt, &ybt) || (ybt >> 127) != 0, 0)) {
-            // |Y| b t >= 2^127 > 2^63 + a: accepted with probability exp(-(|Y| b t - a)^2 / D)
-            // < exp(-2^130), below any observable value (as in discrete_gaussian_one).
-            ok = false;
-        } else {
-            // ybt, a < 2^127: the top bit of the difference is the borrow.
-            const u128 diff = ybt - g.a, flip = 0 - (diff >> 127);
-            const u128 m = (diff ^ flip) - flip;  // |ybt - a|, without a branch
-            if (__builtin_expect((m >> 64) == 0, 1))
-                ok = dgauss_accept(st, uint64_t(m), p, w + j * per);
-            else
-                ok = bernoulli_exp(st, square(m), g.D);
-        }
-        out[c3] = y;
-        c3 += ok;
+        out[c3] = ys[j];
+        c3 += accept_candidate(st, ys[j], p, w + j * per);
     }
     return c3;
 }
@@ -723,10 +787,22 @@ double noise_clip_round_add_dgauss(int64_t* out, const float* x, size_t n, doubl
     // The noise first (in blocks), then the stochastic rounding added to it.
     const bool blocks = dgauss_block_setup(p);
     dgauss_fill(st, num, den, blocks ? &p : nullptr, p.g, out, n);
+    // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides), one
+    // keystream word per coordinate.
+    if (clip * scale < 0x1p49) {  // |x_i s| < 2^50 (s rounded up by a few ulp at most): vectors
+        const SimdOps& op = ops();
+        alignas(64) uint64_t words[kChunkBytes / 8];
+        for (size_t i = 0; i < n;) {
+            const size_t k = n - i < kChunkBytes / 8 ? n - i : kChunkBytes / 8;
+            rng_fill(st, reinterpret_cast<uint8_t*>(words), 8 * k);
+            op.round_add_f32(out + i, x + i, words, k, s);
+            i += k;
+        }
+        return norm;
+    }
     for (size_t i = 0; i < n; ++i) {
         const double v = double(x[i]) * s;
         const double fl = std::floor(v);
-        // Stochastic rounding: up with probability v - floor(v) (a 52-bit uniform decides).
         const double u = double(rng_next_u64(st) >> 12) * 0x1p-52;
         out[i] += int64_t(fl) + (u < v - fl ? 1 : 0);
     }

@@ -14,6 +14,8 @@ namespace privcity {
                      double scale);                                                              \
     void uniform_f64(double* __restrict out, const uint64_t* __restrict words, size_t n);        \
     double sumsq_f32(const float* x, size_t n);                                                  \
+    void round_add_f32(int64_t* __restrict out, const float* __restrict x,                       \
+                       const uint64_t* __restrict words, size_t n, double s);                    \
     }
 PC_DECLARE_SIMD(simd_avx512)
 PC_DECLARE_SIMD(simd_avx2)
