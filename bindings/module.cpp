@@ -580,9 +580,16 @@ class Rng {
     explicit Rng(py::handle key) {
         st_ = new rng_state;
         if (key.is_none()) {
-            if (rng_init_os(st_) != 0) {
+            const int r = rng_init_os(st_);
+            if (r != 0) {
                 delete st_;
                 st_ = nullptr;
+                if (r == RNG_NO_CONSTANT_TIME_AES)
+                    throw std::runtime_error(
+                        "this CPU has no AES instructions (ARMv8 Crypto Extensions): the only AES "
+                        "left is table-based, whose cache timing would leak the noise key, so "
+                        "unseeded noise is refused; run on a CPU with AES, or pass a seed for a "
+                        "reproducible simulation (never for real data)");
                 throw std::runtime_error("the operating system gave no randomness (getrandom failed)");
             }
         } else {

@@ -23,6 +23,11 @@ int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noe
         default:
             return -1;
     }
+#elif defined(__aarch64__)
+    if (impl < 0) impl = aes_isa_selected();
+    if (impl != AES_ISA_ARMV8 || impl > aes_isa_supported()) return -1;
+    aead_aes256gcm_init_armv8(ctx, key);
+    return 0;
 #else
     (void)ctx;
     (void)key;
@@ -40,6 +45,8 @@ inline bool valid(const aes256gcm_ctx* ctx) {
 #if defined(__x86_64__)
     return ctx->impl == AES_ISA_AESNI || ctx->impl == AES_ISA_VAES256 ||
            ctx->impl == AES_ISA_VAES512;
+#elif defined(__aarch64__)
+    return ctx->impl == AES_ISA_ARMV8;
 #else
     (void)ctx;
     return false;
@@ -66,6 +73,8 @@ int aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, si
         default:
             aead_aes256gcm_encrypt_aesni(c, tag, m, mlen, ad, adlen, nonce, ctx);
     }
+#elif defined(__aarch64__)
+    aead_aes256gcm_encrypt_armv8(c, tag, m, mlen, ad, adlen, nonce, ctx);
 #endif
     return 0;
 }
@@ -86,6 +95,8 @@ int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const 
         default:
             return aead_aes256gcm_decrypt_aesni(m, c, clen, tag, ad, adlen, nonce, ctx);
     }
+#elif defined(__aarch64__)
+    return aead_aes256gcm_decrypt_armv8(m, c, clen, tag, ad, adlen, nonce, ctx);
 #else
     return -1;
 #endif
@@ -140,6 +151,13 @@ int aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, co
         uint8_t* o = out[i];
         aead_aes256gcm_encrypt_aesni(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
     }
+#elif defined(__aarch64__)
+    for (size_t i = 0; i < n; ++i) {
+        const uint8_t* a = ad ? ad[i] : nullptr;
+        const size_t al = ad ? adlen[i] : 0;
+        uint8_t* o = out[i];
+        aead_aes256gcm_encrypt_armv8(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
+    }
 #endif
     return 0;
 }
@@ -177,6 +195,21 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
             status[i] = r == 0 ? 1 : 0;
             failed += r != 0;
         }
+    }
+#elif defined(__aarch64__)
+    for (size_t i = 0; i < n; ++i) {
+        if (clen[i] < AEAD_AES256GCM_ABYTES) {
+            status[i] = 0;
+            ++failed;
+            continue;
+        }
+        const uint8_t* a = ad ? ad[i] : nullptr;
+        const size_t al = ad ? adlen[i] : 0;
+        const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
+        const int r = aead_aes256gcm_decrypt_armv8(m[i], c[i], len, c[i] + len, a, al,
+                                                   nonces + 12 * i, ctx);
+        status[i] = r == 0 ? 1 : 0;
+        failed += r != 0;
     }
 #endif
     if (failed && wipe_all_on_failure)

@@ -5,6 +5,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace privcity {
@@ -49,6 +53,20 @@ uint32_t detect() noexcept {
         if (c & (1u << 9)) f |= CPU_VAES;
         if (c & (1u << 10)) f |= CPU_VPCLMULQDQ;
     }
+#elif defined(__aarch64__) && defined(__linux__)
+    // HWCAP_AES and HWCAP_PMULL of <asm/hwcap.h>, spelled out for older libc headers.
+    const unsigned long hw = getauxval(AT_HWCAP);
+    if (hw & (1ul << 3)) f |= CPU_ARM_AES;
+    if (hw & (1ul << 4)) f |= CPU_ARM_PMULL;
+#elif defined(__aarch64__) && defined(__APPLE__)
+    // Every Apple arm64 CPU has both; ask anyway, as macOS documents it.
+    auto has = [](const char* name) {
+        int v = 0;
+        size_t n = sizeof v;
+        return sysctlbyname(name, &v, &n, nullptr, 0) == 0 && v != 0;
+    };
+    if (has("hw.optional.arm.FEAT_AES")) f |= CPU_ARM_AES;
+    if (has("hw.optional.arm.FEAT_PMULL")) f |= CPU_ARM_PMULL;
 #endif
     return f;
 }
@@ -65,6 +83,10 @@ uint32_t cpu_features() noexcept {
 
 int aes_isa_supported() noexcept {
     const uint32_t f = cpu_features();
+#if defined(__aarch64__)
+    const uint32_t armv8 = CPU_ARM_AES | CPU_ARM_PMULL;
+    return (f & armv8) == armv8 ? AES_ISA_ARMV8 : AES_ISA_NONE;
+#else
     const uint32_t aesni = CPU_AESNI | CPU_PCLMULQDQ | CPU_SSE41 | CPU_SSSE3;
     if ((f & aesni) != aesni) return AES_ISA_NONE;
     const uint32_t vaes256 = CPU_VAES | CPU_VPCLMULQDQ | CPU_AVX | CPU_AVX2 | CPU_OS_AVX;
@@ -72,11 +94,12 @@ int aes_isa_supported() noexcept {
     const uint32_t avx512 = CPU_AVX512F | CPU_AVX512BW | CPU_AVX512VL | CPU_OS_AVX512;
     if ((f & avx512) == avx512) return AES_ISA_VAES512;
     return AES_ISA_VAES256;
+#endif
 }
 
 void set_aes_isa_cap(int cap) noexcept {
     if (cap < AES_ISA_NONE) cap = AES_ISA_UNCAPPED;
-    if (cap > AES_ISA_VAES512) cap = AES_ISA_VAES512;
+    if (cap > AES_ISA_TOP) cap = AES_ISA_TOP;
     g_aes_cap.store(cap, std::memory_order_relaxed);
 }
 

@@ -73,16 +73,35 @@ void keystream(const rng_state* st, uint8_t* out, size_t nblocks, uint64_t block
     if (st->impl == AES_ISA_VAES256)
         return aes256_ctr_keystream_vaes256(out, nblocks, block, st->round_keys);
     if (st->impl == AES_ISA_AESNI) return aes256_ctr_keystream_aesni(out, nblocks, block, st->round_keys);
+#elif defined(__aarch64__)
+    if (st->impl == AES_ISA_ARMV8) return aes256_ctr_keystream_armv8(out, nblocks, block, st->round_keys);
 #endif
     aes256_ctr_keystream_portable(out, nblocks, block, st->round_keys);
 }
 
-void set_key(rng_state* st, const uint8_t key[32], int seeded) {
+// The AES level a state keyed this way runs on, or -1 if it must not be keyed here.
+int state_impl(int seeded) {
+#if defined(__aarch64__)
+    // A secret (OS-keyed) stream never runs on the table AES, whose cache timing leaks the key.
+    // The keystream is the same on every level, so the cap (a tool for testing slower paths)
+    // does not apply to it; without the Crypto Extensions such a state is refused.
+    if (!seeded) return aes_isa_supported() == AES_ISA_ARMV8 ? AES_ISA_ARMV8 : -1;
+#else
+    (void)seeded;
+#endif
+    return aes_isa_selected();
+}
+
+void set_key(rng_state* st, const uint8_t key[32], int seeded, int impl) {
     std::memset(st, 0, sizeof *st);
-    st->impl = aes_isa_selected();
+    st->impl = impl;
 #if defined(__x86_64__)
     if (st->impl >= AES_ISA_AESNI)
         aes256_expand_key_aesni(st->round_keys, key);
+    else
+#elif defined(__aarch64__)
+    if (st->impl == AES_ISA_ARMV8)
+        aes256_expand_key_armv8(st->round_keys, key);
     else
 #endif
         aes256_expand_key_portable(st->round_keys, key);
@@ -94,8 +113,10 @@ void set_key(rng_state* st, const uint8_t key[32], int seeded) {
 inline void check_fork(rng_state* st) {
     if (st->fork_generation == g_fork_generation.load(std::memory_order_relaxed) || st->seeded) return;
     uint8_t key[32];
+    int impl = state_impl(0);
+    if (impl < 0) impl = st->impl;  // cannot happen: rng_init_os checked this CPU
     if (os_random(key, sizeof key)) {
-        set_key(st, key, 0);
+        set_key(st, key, 0, impl);
     } else {
         // No OS randomness (practically never on Linux): still never repeat the parent's bytes.
         // Derive the key from the old stream at a position no parent reaches, chosen from the
@@ -107,7 +128,7 @@ inline void check_fork(rng_state* st) {
                              uint64_t(ts.tv_nsec) ^ (uint64_t(ts.tv_sec) << 32);
         uint8_t derived[32];
         keystream(st, derived, 2, (uint64_t(1) << 63) | (mix >> 2));
-        set_key(st, derived, 0);
+        set_key(st, derived, 0, impl);
         detail::secure_wipe(derived, sizeof derived);
     }
     detail::secure_wipe(key, sizeof key);
@@ -127,14 +148,16 @@ void refill(rng_state* st) {
 }  // namespace
 
 int rng_init_os(rng_state* st) noexcept {
+    const int impl = state_impl(0);
+    if (impl < 0) return RNG_NO_CONSTANT_TIME_AES;
     uint8_t key[32];
     if (!os_random(key, sizeof key)) return -1;
-    set_key(st, key, 0);
+    set_key(st, key, 0, impl);
     detail::secure_wipe(key, sizeof key);
     return 0;
 }
 
-void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept { set_key(st, key, 1); }
+void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept { set_key(st, key, 1, state_impl(1)); }
 
 void rng_wipe(rng_state* st) noexcept { detail::secure_wipe(st, sizeof *st); }
 

@@ -95,7 +95,7 @@ size_t aead_aes256gcm_open_multikey(uint8_t* const* m, uint8_t* status, const ui
                                     int impl) noexcept;
 
 // Per-ISA kernels (same contracts; callers must check the CPU first). Defined in
-// aead_aesni.cpp, aead_vaes256.cpp and aead_vaes512.cpp.
+// aead_aesni.cpp, aead_vaes256.cpp, aead_vaes512.cpp (x86-64) and aead_armv8.cpp (aarch64).
 void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
 void aead_aes256gcm_encrypt_aesni(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                                   const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
@@ -117,6 +117,13 @@ void aead_aes256gcm_encrypt_vaes512(uint8_t* c, uint8_t tag[16], const uint8_t* 
 int aead_aes256gcm_decrypt_vaes512(uint8_t* m, const uint8_t* c, size_t clen,
                                    const uint8_t tag[16], const uint8_t* ad, size_t adlen,
                                    const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept;
+void aead_aes256gcm_init_armv8(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
+void aead_aes256gcm_encrypt_armv8(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                                  const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                                  const aes256gcm_ctx* ctx) noexcept;
+int aead_aes256gcm_decrypt_armv8(uint8_t* m, const uint8_t* c, size_t clen, const uint8_t tag[16],
+                                 const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                                 const aes256gcm_ctx* ctx) noexcept;
 // Batch kernels (contracts of the dispatched batch functions, for a valid VAES context of the
 // same width; decrypt does not wipe the other outputs).
 void aead_aes256gcm_encrypt_many_vaes256(uint8_t* const* out, const uint8_t* const* m,

@@ -4,7 +4,7 @@
 
 namespace privcity {
 
-// Feature bits, detected once (cpuid + xgetbv) and cached.
+// Feature bits, detected once (cpuid + xgetbv on x86, HWCAP or sysctl on aarch64) and cached.
 enum cpu_feature : uint32_t {
     CPU_SSSE3 = 1u << 0,
     CPU_SSE41 = 1u << 1,
@@ -22,18 +22,29 @@ enum cpu_feature : uint32_t {
     CPU_BMI2 = 1u << 13,
     CPU_AVX512DQ = 1u << 14,
     CPU_FMA = 1u << 15,
+    CPU_ARM_AES = 1u << 16,    // aarch64: AESE/AESD/AESMC/AESIMC (Crypto Extensions)
+    CPU_ARM_PMULL = 1u << 17,  // aarch64: PMULL/PMULL2 on 64-bit lanes
 };
 
 // Bitmask of cpu_feature; never changes after the first call. Thread-safe.
 uint32_t cpu_features() noexcept;
 
-// AES implementation levels, best last.
+// AES implementation levels, best last. Each architecture has its own ladder over the same
+// numbers: x86-64 none < aesni < vaes256 < vaes512; aarch64 none < armv8 (so AES_ISA_ARMV8
+// shares the value of AES_ISA_AESNI, the first hardware rung; a build only ever has one ladder).
 enum aes_isa : int {
     AES_ISA_NONE = 0,     // no native kernel; callers fall back to another library
     AES_ISA_AESNI = 1,    // AES-NI + PCLMULQDQ + SSE4.1, 128-bit registers
     AES_ISA_VAES256 = 2,  // VAES + VPCLMULQDQ + AVX2, 256-bit registers (no AVX-512 needed)
     AES_ISA_VAES512 = 3,  // VAES + VPCLMULQDQ + AVX-512F/BW/VL, 512-bit registers
+    AES_ISA_ARMV8 = 1,    // aarch64: AES + PMULL Crypto Extensions, NEON
 };
+// The best rung this build's architecture can have (VAES512 on x86-64, ARMV8 on aarch64).
+#if defined(__aarch64__)
+constexpr int AES_ISA_TOP = AES_ISA_ARMV8;
+#else
+constexpr int AES_ISA_TOP = AES_ISA_VAES512;
+#endif
 // aes_isa_cap() when no cap was set: every family runs the best this CPU has.
 constexpr int AES_ISA_UNCAPPED = -1;
 

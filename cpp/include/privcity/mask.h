@@ -5,7 +5,7 @@
 // PRG(seed) = AES-256-CTR keystream under key `seed`, 128-bit big-endian counter starting at 0
 // (block j = AES_seed(BE128(j))): the bytes `cryptography`'s AES-256-CTR gives with a zero
 // nonce. Word j of the mask is keystream bytes [w*j, w*(j+1)) read little-endian (w = 4 or 8).
-// The AES kernel is the one aes_isa_selected() picks (VAES, AES-NI, or the portable table
+// The AES kernel is the one aes_isa_selected() picks (VAES, AES-NI, ARMv8, or the portable table
 // code, which is not constant-time: see aes_internal.h). The round keys and keystream buffers
 // this code owns are wiped; the AES kernels' own register and stack copies are not.
 #pragma once

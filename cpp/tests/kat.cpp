@@ -1,0 +1,450 @@
+// Known-answer tests of the C++ core on every AES/SIMD path this CPU has, with no framework:
+// NIST AES-256-GCM vectors, answers computed with OpenSSL for a sweep of GCM lengths, the
+// AES-256-CTR keystream and the SecAgg masks (nist_gcm_vectors.inc), and seeded noise words,
+// Shamir shares and reductions hashed from the x86-64 build (one constant per check, below).
+// Built natively on x86-64 and for aarch64 (run under qemu-aarch64) by run_kat.sh.
+//
+// Usage: kat [--expect-paths "none armv8"]   Exit status 0 only if every check passed (and the
+// paths run are the ones expected: a runner that lost its AES instructions must not pass).
+// On aarch64, PRIVCITY_KAT_NO_CRYPTO=1 hides HWCAP_AES/PMULL from the core (the link wraps
+// getauxval), standing in for a CPU without the Crypto Extensions where qemu has none.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "aes_internal.h"
+#include "privcity/aead.h"
+#include "privcity/cpu.h"
+#include "privcity/mask.h"
+#include "privcity/noise.h"
+#include "privcity/reduce.h"
+#include "privcity/rng.h"
+#include "privcity/shamir.h"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+extern "C" unsigned long __real_getauxval(unsigned long type);
+extern "C" unsigned long __wrap_getauxval(unsigned long type) {
+    unsigned long v = __real_getauxval(type);
+    // HWCAP_AES, HWCAP_PMULL, HWCAP_SHA1, HWCAP_SHA2: what a CPU without the extensions lacks.
+    if (type == AT_HWCAP && std::getenv("PRIVCITY_KAT_NO_CRYPTO")) v &= ~0x78ul;
+    return v;
+}
+#endif
+
+using namespace privcity;
+
+namespace {
+
+struct GcmVector {
+    const char* source;
+    int fail;
+    size_t ptlen, aadlen;
+    const char *key, *iv, *pt, *aad, *ct, *tag;
+};
+#include "nist_gcm_vectors.inc"
+
+// Answers of the x86-64 build (main 3ef4115, AMD Zen 3; every x86 path agrees), for the
+// inputs built below. Noise: FNV-1a of the outputs of a stream keyed with byte i = 7i + 1.
+constexpr uint64_t kGaussF32 = 0x05269d2efb758636ull, kGaussF64 = 0x605c82fdf880e335ull;
+constexpr uint64_t kLaplace = 0x5a72066a6676bc92ull, kUniform = 0xb2d807269bfee71bull;
+constexpr uint64_t kClipAdd = 0xa217f1b27a46db20ull, kClipRound = 0xb9a6dca371b4a3b9ull;
+constexpr uint64_t kDgauss[][2] = {{1, 0x9aaafb32d4f8cca5ull},
+                                   {10000, 0xdd01d5cb35005fb7ull},
+                                   {100000000, 0x40d60004035bb989ull},
+                                   {9, 0x503fd93638b9e6b6ull},
+                                   {2, 0x5bdbeb566f37138cull}};
+constexpr uint64_t kNoisePosition = 35707872;
+// Shamir and the modular sums also agree with a pure-Python GF(2^128) and numpy; the weighted
+// mean (float32 of float64 sums in row order) is the x86 answer.
+constexpr uint64_t kGfMulHash = 0x60ce6b478f52af7eull, kShamirHash = 0x4e45360111ca8bf9ull;
+constexpr uint64_t kModSumU32 = 0x8079507d6b55283eull, kModSumU64 = 0x7aa4cf8b2760fb9bull;
+constexpr uint64_t kWeightedMean = 0x538bcfbd0c436a50ull;
+
+int g_checks = 0, g_failures = 0;
+const char* g_path = "";
+
+void check(bool ok, const char* what) {
+    ++g_checks;
+    if (ok) return;
+    ++g_failures;
+    std::printf("FAIL [%s] %s\n", g_path, what);
+}
+void check_hash(uint64_t got, uint64_t want, const char* what) {
+    ++g_checks;
+    if (got == want) return;
+    ++g_failures;
+    std::printf("FAIL [%s] %s: got %016llx, want %016llx\n", g_path, what,
+                (unsigned long long)got, (unsigned long long)want);
+}
+
+uint64_t fnv(const void* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
+    const uint8_t* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+const uint8_t* u8(const char* s) { return reinterpret_cast<const uint8_t*>(s); }
+bool all_zero(const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i)
+        if (p[i]) return false;
+    return true;
+}
+
+const char* path_name(int level) {
+    if (level == AES_ISA_NONE) return "none";
+#if defined(__aarch64__)
+    return "armv8";
+#else
+    static const char* names[] = {"none", "aesni", "vaes256", "vaes512"};
+    return names[level];
+#endif
+}
+
+std::vector<uint8_t> test_key() {
+    std::vector<uint8_t> k(32);
+    for (int i = 0; i < 32; ++i) k[i] = uint8_t(7 * i + 1);
+    return k;
+}
+
+// --- AES-256-GCM --------------------------------------------------------------------------
+
+// Through the context (the path under test) and through the one-shot dispatched form.
+void gcm_nist() {
+    for (const GcmVector& v : kNist) {
+        std::vector<uint8_t> out(v.ptlen + 1), tag(16);
+        aes256gcm_ctx ctx;
+        check(aead_aes256gcm_init(&ctx, u8(v.key), -1) == 0, v.source);
+        if (!v.fail) {
+            check(aead_aes256gcm_encrypt_ctx(out.data(), tag.data(), u8(v.pt), v.ptlen, u8(v.aad),
+                                             v.aadlen, u8(v.iv), &ctx) == 0 &&
+                      std::memcmp(out.data(), v.ct, v.ptlen) == 0 &&
+                      std::memcmp(tag.data(), v.tag, 16) == 0,
+                  v.source);
+        }
+        const int r = aead_aes256gcm_decrypt(out.data(), u8(v.ct), v.ptlen, u8(v.tag), u8(v.aad),
+                                             v.aadlen, u8(v.iv), u8(v.key));
+        if (v.fail) {
+            check(r == -1 && all_zero(out.data(), v.ptlen), v.source);
+        } else {
+            check(r == 0 && std::memcmp(out.data(), v.pt, v.ptlen) == 0, v.source);
+        }
+        aead_aes256gcm_wipe(&ctx);
+    }
+}
+
+constexpr size_t kSweep[] = {511, 512, 513, 1023, 1024, 1025, 4096 + 15, 65536 + 3};
+std::vector<size_t> sweep_lengths() {
+    std::vector<size_t> n;
+    for (size_t i = 0; i < 300; ++i) n.push_back(i);
+    for (size_t i : kSweep) n.push_back(i);
+    return n;
+}
+// Message, AAD and nonce for sweep length n (make_kat_vectors.py's sweep_inputs).
+void sweep_inputs(size_t n, std::vector<uint8_t>& m, std::vector<uint8_t>& ad, uint8_t nonce[12]) {
+    const size_t adlen = n % 3 == 0 ? 0 : (n * 37) % 301;
+    m.resize(n);
+    ad.resize(adlen);
+    for (size_t j = 0; j < n; ++j) m[j] = uint8_t(31 * j + n);
+    for (size_t j = 0; j < adlen; ++j) ad[j] = uint8_t(17 * j + 3 + n);
+    for (size_t i = 0; i < 12; ++i) nonce[i] = uint8_t(13 * i + n);
+}
+
+void gcm_sweep(const aes256gcm_ctx* ctx) {
+    const std::vector<size_t> lens = sweep_lengths();
+    const size_t n = lens.size();
+    std::vector<std::vector<uint8_t>> m(n), ad(n), out(n), back(n);
+    std::vector<uint8_t> nonces(12 * n);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; ++i) {
+        sweep_inputs(lens[i], m[i], ad[i], &nonces[12 * i]);
+        out[i].resize(lens[i] + 16);
+        back[i].resize(lens[i]);
+        check(aead_aes256gcm_encrypt_ctx(out[i].data(), out[i].data() + lens[i], m[i].data(),
+                                         lens[i], ad[i].data(), ad[i].size(), &nonces[12 * i],
+                                         ctx) == 0,
+              "gcm sweep encrypt");
+        h = fnv(out[i].data(), out[i].size(), h);
+    }
+    check_hash(h, kSweepHash, "gcm sweep (lengths 0..299 and long ones) = OpenSSL");
+    // In place gives the same bytes.
+    std::vector<uint8_t> inplace(m.back());
+    uint8_t tag[16];
+    check(aead_aes256gcm_encrypt_ctx(inplace.data(), tag, inplace.data(), inplace.size(),
+                                     ad.back().data(), ad.back().size(), &nonces[12 * (n - 1)],
+                                     ctx) == 0 &&
+              std::memcmp(inplace.data(), out.back().data(), inplace.size()) == 0,
+          "gcm in place");
+    // Batch encryption: the same bytes; batch decryption: every message back.
+    std::vector<const uint8_t*> mp(n), adp(n), cp(n);
+    std::vector<uint8_t*> op(n), bp(n);
+    std::vector<size_t> ml(n), al(n), cl(n);
+    std::vector<std::vector<uint8_t>> out2(n);
+    for (size_t i = 0; i < n; ++i) {
+        out2[i].resize(lens[i] + 16);
+        mp[i] = m[i].data(), adp[i] = ad[i].data(), op[i] = out2[i].data();
+        ml[i] = lens[i], al[i] = ad[i].size();
+        cp[i] = out[i].data(), cl[i] = out[i].size(), bp[i] = back[i].data();
+    }
+    check(aead_aes256gcm_encrypt_many(op.data(), mp.data(), ml.data(), adp.data(), al.data(),
+                                      nonces.data(), n, ctx) == 0,
+          "gcm encrypt_many");
+    uint64_t h2 = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; ++i) h2 = fnv(out2[i].data(), out2[i].size(), h2);
+    check_hash(h2, kSweepHash, "gcm encrypt_many sweep = OpenSSL");
+    std::vector<uint8_t> status(n);
+    size_t bad = aead_aes256gcm_decrypt_many(bp.data(), status.data(), cp.data(), cl.data(),
+                                             adp.data(), al.data(), nonces.data(), n, 0, ctx);
+    bool same = bad == 0;
+    for (size_t i = 0; i < n; ++i) same = same && status[i] == 1 && back[i] == m[i];
+    check(same, "gcm decrypt_many round trip");
+    // A flipped ciphertext bit fails that message alone, its plaintext wiped.
+    const size_t victim = n - 3;
+    out[victim][7] ^= 0x10;
+    bad = aead_aes256gcm_decrypt_many(bp.data(), status.data(), cp.data(), cl.data(), adp.data(),
+                                      al.data(), nonces.data(), n, 0, ctx);
+    check(bad == 1 && status[victim] == 0 && all_zero(back[victim].data(), back[victim].size()) &&
+              status[0] == 1 && back[n - 1] == m[n - 1],
+          "gcm decrypt_many rejects a forged message and wipes it");
+    // One-shot decryption of a bad tag wipes the output.
+    out[victim][7] ^= 0x10;
+    out[victim][lens[victim]] ^= 1;
+    std::vector<uint8_t> p(lens[victim], 0xaa);
+    check(aead_aes256gcm_decrypt_ctx(p.data(), out[victim].data(), lens[victim],
+                                     out[victim].data() + lens[victim], ad[victim].data(),
+                                     ad[victim].size(), &nonces[12 * victim], ctx) == -1 &&
+              all_zero(p.data(), p.size()),
+          "gcm decrypt rejects a bad tag and wipes the output");
+}
+
+void gcm_checks(int level) {
+    const std::vector<uint8_t> key = test_key();
+    aes256gcm_ctx ctx;
+    std::memset(&ctx, 0, sizeof ctx);
+    if (level == AES_ISA_NONE) {
+        // No native AEAD here: every entry point fails closed (callers use OpenSSL instead).
+        uint8_t c[20], tag[16];
+        std::memset(c, 0xaa, sizeof c);
+        check(aead_aes256gcm_init(&ctx, key.data(), -1) == -1, "gcm init refused");
+        check(aead_aes256gcm_encrypt(c, tag, u8("plaintext plaintext!"), 20, nullptr, 0,
+                                     u8("nonce-nonce!"), key.data()) == -1 &&
+                  all_zero(c, sizeof c),
+              "gcm encrypt fails closed");
+        return;
+    }
+    check(aead_aes256gcm_init(&ctx, key.data(), level) == 0 && ctx.impl == level, "gcm init");
+    gcm_nist();
+    gcm_sweep(&ctx);
+    aead_aes256gcm_wipe(&ctx);
+    check(aead_aes256gcm_encrypt_many(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0,
+                                      &ctx) == -1,
+          "gcm refuses a wiped context");
+}
+
+// --- AES-256-CTR keystream (CSPRNG and masks) --------------------------------------------
+
+using Keystream = void (*)(uint8_t*, size_t, uint64_t, const uint8_t*) noexcept;
+
+Keystream keystream_for(int level) {
+#if defined(__x86_64__)
+    switch (level) {
+        case AES_ISA_AESNI: return aes256_ctr_keystream_aesni;
+        case AES_ISA_VAES256: return aes256_ctr_keystream_vaes256;
+        case AES_ISA_VAES512: return aes256_ctr_keystream_vaes512;
+    }
+#elif defined(__aarch64__)
+    if (level == AES_ISA_ARMV8) return aes256_ctr_keystream_armv8;
+#endif
+    return aes256_ctr_keystream_portable;
+}
+
+void ctr_checks(int level, rng_state* st) {
+    const std::vector<uint8_t> key = test_key();
+    uint8_t rk[240], rk_portable[240];
+    aes256_expand_key_portable(rk_portable, key.data());
+#if defined(__x86_64__)
+    if (level != AES_ISA_NONE) aes256_expand_key_aesni(rk, key.data());
+#elif defined(__aarch64__)
+    if (level != AES_ISA_NONE) aes256_expand_key_armv8(rk, key.data());
+#endif
+    if (level == AES_ISA_NONE) std::memcpy(rk, rk_portable, 240);
+    check(std::memcmp(rk, rk_portable, 240) == 0, "aes key expansion = FIPS-197");
+    const Keystream ks = keystream_for(level);
+    std::vector<uint8_t> out(16 * 1000);
+    ks(out.data(), 1000, 0, rk);
+    check(std::memcmp(out.data(), kCtrFirst64, 64) == 0, "ctr keystream first 64 bytes = OpenSSL");
+    check_hash(fnv(out.data(), out.size()), kCtrHashAt0, "ctr keystream 1000 blocks = OpenSSL");
+    std::vector<uint8_t> at(16 * 1000);
+    ks(at.data(), 1000, (uint64_t(1) << 32) - 3, rk);
+    check_hash(fnv(at.data(), at.size()), kCtrHashAt2p32m3,
+               "ctr keystream across 2^32 = OpenSSL");
+    // The dispatched CSPRNG hands out the same stream, whatever the chunking.
+    rng_init_key(st, key.data());
+    std::vector<uint8_t> got(out.size());
+    const size_t chunks[] = {1, 15, 16, 100, 4096 + 7, 8, 3000};
+    size_t off = 0;
+    for (size_t i = 0; off < got.size(); ++i) {
+        const size_t c = std::min(chunks[i % 7], got.size() - off);
+        rng_fill(st, got.data() + off, c);
+        off += c;
+    }
+    check(got == out && st->impl == level, "seeded csprng = ctr keystream, on this path");
+    rng_wipe(st);
+}
+
+void rng_unseeded_checks(rng_state* st) {
+    const int r = rng_init_os(st);
+#if defined(__aarch64__)
+    // A secret stream runs on the AES instructions whatever the cap, or is refused.
+    if (aes_isa_supported() == AES_ISA_ARMV8) {
+        check(r == 0 && st->impl == AES_ISA_ARMV8, "unseeded csprng runs armv8 whatever the cap");
+    } else {
+        check(r == RNG_NO_CONSTANT_TIME_AES, "unseeded csprng refused without AES instructions");
+    }
+#else
+    check(r == 0, "unseeded csprng keyed from the OS");
+#endif
+    if (r == 0) {
+        uint8_t a[64] = {0};
+        rng_fill(st, a, sizeof a);
+        check(!all_zero(a, sizeof a), "unseeded csprng gives bytes");
+    }
+    rng_wipe(st);
+}
+
+void mask_checks() {
+    uint8_t seeds[96];
+    for (int s = 0; s < 3; ++s)
+        for (int i = 0; i < 32; ++i) seeds[32 * s + i] = uint8_t(7 * i + 1 + 5 * s);
+    const int8_t signs[3] = {1, -1, 1};
+    std::vector<uint32_t> a(1001);
+    std::vector<uint64_t> b(1003);
+    for (size_t j = 0; j < a.size(); ++j) a[j] = uint32_t(j * 2654435761ull);
+    for (size_t j = 0; j < b.size(); ++j) b[j] = j * 2654435761ull;
+    check(mask_add_u32(a.data(), a.size(), seeds, signs, 3, 2) == 0, "mask u32");
+    check(mask_add_u64(b.data(), b.size(), seeds, signs, 3, 2) == 0, "mask u64");
+    check_hash(fnv(a.data(), 4 * a.size()), kMaskHashU32, "mask u32 = OpenSSL keystream");
+    check_hash(fnv(b.data(), 8 * b.size()), kMaskHashU64, "mask u64 = OpenSSL keystream");
+}
+
+// --- seeded noise, Shamir, reductions ---------------------------------------------------
+
+void noise_checks(rng_state* st) {
+    const std::vector<uint8_t> key = test_key();
+    rng_init_key(st, key.data());
+    const size_t n = 100003;
+    std::vector<float> f(n), x(n);
+    std::vector<double> d(n);
+    std::vector<int64_t> q(n);
+    for (size_t i = 0; i < n; ++i) x[i] = float(-2.0 + 4.0 * double(i) / double(n - 1));
+    noise_gaussian_f32(f.data(), n, 1.7f, st);
+    check_hash(fnv(f.data(), 4 * n), kGaussF32, "gaussian f32");
+    noise_gaussian_f64(d.data(), n, 1.7, st);
+    check_hash(fnv(d.data(), 8 * n), kGaussF64, "gaussian f64");
+    noise_laplace_f64(d.data(), n, 0.9, st);
+    check_hash(fnv(d.data(), 8 * n), kLaplace, "laplace f64");
+    noise_uniform_f64(d.data(), n, st);
+    check_hash(fnv(d.data(), 8 * n), kUniform, "uniform f64");
+    double norm = noise_clip_add_gaussian_f32(f.data(), x.data(), n, 1.0f, 0.5f, st);
+    check_hash(fnv(f.data(), 4 * n), kClipAdd, "clip + gaussian f32");
+    check(norm == 365.15750029911163, "clip + gaussian norm");
+    for (const auto& dg : kDgauss) {
+        char what[64];
+        std::snprintf(what, sizeof what, "discrete gaussian sigma^2 = %llu",
+                      (unsigned long long)dg[0]);
+        check(noise_discrete_gaussian(q.data(), n, dg[0], 1, st) == 0, what);
+        check_hash(fnv(q.data(), 8 * n), dg[1], what);
+    }
+    norm = noise_clip_round_add_dgauss(q.data(), x.data(), n, 3.0, 1000.0, 4, 1, st);
+    check_hash(fnv(q.data(), 8 * n), kClipRound, "clip + round + discrete gaussian");
+    check(norm == 365.15750029911163, "clip + round norm");
+    check(rng_position(st) == kNoisePosition, "noise keystream position");
+    rng_wipe(st);
+}
+
+void shamir_checks() {
+    // Products of a chain of elements, then shares of a degree-4 polynomial and its secret back.
+    uint8_t a[16], b[16], acc[16];
+    for (int i = 0; i < 16; ++i) a[i] = uint8_t(7 * i + 1), b[i] = uint8_t(0xf0 - 11 * i);
+    std::memcpy(acc, a, 16);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < 200; ++i) {
+        gf128_mul(acc, acc, b);
+        b[i % 16] ^= acc[(i * 5) % 16];
+        h = fnv(acc, 16, h);
+    }
+    check_hash(h, kGfMulHash, "gf(2^128) products");
+    const size_t t = 5, n = 9;
+    uint8_t coeffs[16 * t], shares[16 * n], secret[16];
+    for (size_t i = 0; i < sizeof coeffs; ++i) coeffs[i] = uint8_t(31 * i + 5);
+    uint32_t xs[n];
+    for (size_t i = 0; i < n; ++i) xs[i] = uint32_t(i + 1 + (i == 8 ? 1000 : 0));
+    shamir_eval(shares, coeffs, t, xs, n);
+    check_hash(fnv(shares, sizeof shares), kShamirHash, "shamir shares");
+    check(shamir_interpolate0(secret, xs + 3, shares + 16 * 3, t) == 0 &&
+              std::memcmp(secret, coeffs + 16 * (t - 1), 16) == 0,
+          "shamir secret back from 5 of 9 shares");
+}
+
+void reduce_checks() {
+    const size_t k = 7, d = 1031;
+    std::vector<std::vector<uint32_t>> r32(k, std::vector<uint32_t>(d));
+    std::vector<std::vector<uint64_t>> r64(k, std::vector<uint64_t>(d));
+    std::vector<std::vector<float>> rf(k, std::vector<float>(d));
+    std::vector<const uint32_t*> p32(k);
+    std::vector<const uint64_t*> p64(k);
+    std::vector<const float*> pf(k);
+    std::vector<double> w(k);
+    for (size_t i = 0; i < k; ++i) {
+        for (size_t j = 0; j < d; ++j) {
+            const uint64_t v = (i + 1) * 0x9e3779b97f4a7c15ull * (j + 3);
+            r32[i][j] = uint32_t(v >> 17), r64[i][j] = v;
+            rf[i][j] = float(int64_t(v >> 40) - (int64_t(1) << 23)) / 1048576.0f;
+        }
+        p32[i] = r32[i].data(), p64[i] = r64[i].data(), pf[i] = rf[i].data();
+        w[i] = 0.25 + 0.5 * double(i);
+    }
+    std::vector<uint32_t> s32(d, 5);
+    std::vector<uint64_t> s64(d, 5);
+    reduce_modular_sum_u32(s32.data(), p32.data(), k, d, 2);
+    reduce_modular_sum_u64(s64.data(), p64.data(), k, d, 2);
+    check_hash(fnv(s32.data(), 4 * d), kModSumU32, "modular sum u32");
+    check_hash(fnv(s64.data(), 8 * d), kModSumU64, "modular sum u64");
+    std::vector<float> mean(d);
+    std::vector<uint8_t> bad(k);
+    const size_t nbad =
+        reduce_weighted_mean_f32(mean.data(), bad.data(), pf.data(), w.data(), k, d, 1.0 / 12.25, 2);
+    check(nbad == 0, "weighted mean: no bad rows");
+    check_hash(fnv(mean.data(), 4 * d), kWeightedMean, "weighted mean f32");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const char* expect = nullptr;
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::strcmp(argv[i], "--expect-paths") == 0) expect = argv[i + 1];
+    static rng_state st;  // static: 64-byte aligned, and too large for some stacks
+    std::string paths;
+    for (int level = AES_ISA_NONE; level <= aes_isa_supported(); ++level) {
+        set_aes_isa_cap(level);
+        g_path = path_name(level);
+        paths += (paths.empty() ? "" : " ") + std::string(g_path);
+        const int before = g_failures;
+        gcm_checks(level);
+        ctr_checks(level, &st);
+        rng_unseeded_checks(&st);
+        mask_checks();
+        noise_checks(&st);
+        shamir_checks();
+        reduce_checks();
+        std::printf("path %-8s %s\n", g_path, g_failures == before ? "ok" : "FAILED");
+    }
+    set_aes_isa_cap(AES_ISA_UNCAPPED);
+    g_path = "paths";
+    if (expect) check(paths == expect, ("paths run: \"" + paths + "\", expected \"" + expect + "\"").c_str());
+    std::printf("kat: %d checks, %d failures, paths: %s\n", g_checks, g_failures, paths.c_str());
+    return g_failures == 0 ? 0 : 1;
+}
