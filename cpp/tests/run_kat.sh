@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds cpp/tests/kat.cpp natively (x86-64: every path this CPU has) and for aarch64 (static,
+# with Debian's g++-aarch64-linux-gnu), and runs the aarch64 build under qemu-aarch64 twice:
+# with the Crypto Extensions (-cpu max: paths none and armv8) and without them (HWCAP_AES and
+# HWCAP_PMULL hidden, as qemu has no CPU model without them: path none only). Exits non-zero on
+# any wrong answer, a missing tool or a path that did not run. Run from anywhere.
+# Environment: CXX (native, default g++), AARCH64_CXX (default aarch64-linux-gnu-g++),
+# QEMU_AARCH64 (default qemu-aarch64), KAT_BUILD (output directory, default a fresh temp dir).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="${KAT_BUILD:-$(mktemp -d)}"
+mkdir -p "$out"
+cxx="${CXX:-g++}"
+a64_cxx="${AARCH64_CXX:-aarch64-linux-gnu-g++}"
+qemu="${QEMU_AARCH64:-qemu-aarch64}"
+for tool in "$cxx" "$a64_cxx" "$qemu"; do
+    command -v "$tool" >/dev/null || { echo "run_kat.sh: $tool not found" >&2; exit 2; }
+done
+
+# The flags of setup.py that change results (no FMA contraction, no errno), -O2 as a device
+# build would use; each kernel file sets its own ISA flags.
+flags=(-std=c++17 -O2 -fno-strict-aliasing -ffp-contract=off -fno-math-errno
+       -I"$root/cpp/include" -I"$root/cpp/src")
+sources=("$root"/cpp/src/*.cpp "$root/cpp/tests/kat.cpp")
+
+echo "== build: native ($("$cxx" -dumpmachine)) and aarch64, in parallel"
+"$cxx" "${flags[@]}" "${sources[@]}" -o "$out/kat_native" -lpthread &
+native=$!
+# --wrap=getauxval lets PRIVCITY_KAT_NO_CRYPTO hide the Crypto Extensions from the core.
+"$a64_cxx" -static "${flags[@]}" -Wl,--wrap=getauxval "${sources[@]}" -o "$out/kat_aarch64" -lpthread &
+cross=$!
+wait "$native"
+wait "$cross"
+
+status=0
+run() {
+    local name="$1"
+    shift
+    echo "== $name"
+    if ! "$@"; then
+        echo "run_kat.sh: $name FAILED" >&2
+        status=1
+    fi
+}
+run "native: every path this CPU has" "$out/kat_native"
+run "aarch64 under qemu -cpu max (Crypto Extensions)" \
+    "$qemu" -cpu max "$out/kat_aarch64" --expect-paths "none armv8"
+run "aarch64 under qemu -cpu cortex-a53 (Crypto Extensions)" \
+    "$qemu" -cpu cortex-a53 "$out/kat_aarch64" --expect-paths "none armv8"
+run "aarch64 under qemu without the Crypto Extensions (HWCAP_AES/PMULL hidden)" \
+    env PRIVCITY_KAT_NO_CRYPTO=1 "$qemu" -cpu max "$out/kat_aarch64" --expect-paths "none"
+exit "$status"
