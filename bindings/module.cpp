@@ -1023,6 +1023,10 @@ py::dict features_dict() {
     d["vaes"] = bool(f & CPU_VAES);
     d["vpclmulqdq"] = bool(f & CPU_VPCLMULQDQ);
     d["os_avx512"] = bool(f & CPU_OS_AVX512);
+#if defined(__aarch64__)
+    d["arm_aes"] = bool(f & CPU_ARM_AES);
+    d["arm_pmull"] = bool(f & CPU_ARM_PMULL);
+#endif
     d["avx512dq"] = bool(f & CPU_AVX512DQ);
     d["fma"] = bool(f & CPU_FMA);
     return d;
@@ -1128,13 +1132,23 @@ PYBIND11_MODULE(_core, m) {
     m.attr("AES_ISA_AESNI") = int(AES_ISA_AESNI);
     m.attr("AES_ISA_VAES256") = int(AES_ISA_VAES256);
     m.attr("AES_ISA_VAES512") = int(AES_ISA_VAES512);
+    m.attr("AES_ISA_ARMV8") = int(AES_ISA_ARMV8);
     m.attr("AES_ISA_UNCAPPED") = int(AES_ISA_UNCAPPED);
+    // Which ladder the AES_ISA_* levels belong to (each architecture has its own).
+#if defined(__aarch64__)
+    m.attr("ISA_ARCH") = "aarch64";
+#elif defined(__x86_64__)
+    m.attr("ISA_ARCH") = "x86_64";
+#else
+    m.attr("ISA_ARCH") = "other";
+#endif
     m.attr("AEAD_MAX_MESSAGE") = py::int_(AEAD_AES256GCM_MAX_MESSAGE);
 
     m.attr("SIMD_PORTABLE") = int(SIMD_PORTABLE);
     m.attr("SIMD_AVX2") = int(SIMD_AVX2);
     m.attr("SIMD_AVX512") = int(SIMD_AVX512);
-    m.def("cpu_features", &features_dict, "CPU features detected by cpuid/xgetbv.");
+    m.def("cpu_features", &features_dict,
+          "CPU features detected by cpuid/xgetbv (HWCAP on aarch64).");
     m.def("aes_isa_supported", &aes_isa_supported);
     m.def("aes_isa_cap", &aes_isa_cap);
     m.def("aes_isa_selected", &aes_isa_selected);

@@ -46,7 +46,8 @@ PC_INLINE u64x2 clmul_lo(u64x2 a, u64x2 b) {
         vmull_p64(poly64_t(vgetq_lane_u64(a, 0)), poly64_t(vgetq_lane_u64(b, 0))));
 }
 PC_INLINE u64x2 clmul_hi(u64x2 a, u64x2 b) {
-    return vreinterpretq_u64_p128(vmull_high_p64(vreinterpretq_p64_u64(a), vreinterpretq_p64_u64(b)));
+    return vreinterpretq_u64_p128(
+        vmull_high_p64(vreinterpretq_p64_u64(a), vreinterpretq_p64_u64(b)));
 }
 
 // The GHASH field exactly as in aead_aesni.cpp: blocks byte-reflected, the hash key stored as
@@ -185,7 +186,8 @@ PC_INLINE void ctr_tail(uint8_t* out, const uint8_t* in, size_t len, const Ctr& 
 
 PC_INLINE u8x16 final_tag(u64x2 X, size_t adlen, size_t mlen, const Ctr& j0, const Keys& ks,
                           const aes256gcm_ctx* ctx) {
-    const u64x2 lens = vcombine_u64(vcreate_u64(uint64_t(mlen) * 8), vcreate_u64(uint64_t(adlen) * 8));
+    const u64x2 lens =
+        vcombine_u64(vcreate_u64(uint64_t(mlen) * 8), vcreate_u64(uint64_t(adlen) * 8));
     X = gmul(veorq_u64(X, lens), hpow(ctx, 0));
     return veorq_u8(bswap(as8(X)), aes_block(ctr_block(j0, 0), ks));
 }

@@ -30,7 +30,8 @@ Aes aes_kernels() {
         default: break;
     }
 #elif defined(__aarch64__)
-    if (aes_isa_selected() == AES_ISA_ARMV8) return {aes256_expand_key_armv8, aes256_ctr_keystream_armv8};
+    if (aes_isa_selected() == AES_ISA_ARMV8)
+        return {aes256_expand_key_armv8, aes256_ctr_keystream_armv8};
 #endif
     return {aes256_expand_key_portable, aes256_ctr_keystream_portable};
 }

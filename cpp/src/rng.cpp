@@ -74,7 +74,8 @@ void keystream(const rng_state* st, uint8_t* out, size_t nblocks, uint64_t block
         return aes256_ctr_keystream_vaes256(out, nblocks, block, st->round_keys);
     if (st->impl == AES_ISA_AESNI) return aes256_ctr_keystream_aesni(out, nblocks, block, st->round_keys);
 #elif defined(__aarch64__)
-    if (st->impl == AES_ISA_ARMV8) return aes256_ctr_keystream_armv8(out, nblocks, block, st->round_keys);
+    if (st->impl == AES_ISA_ARMV8)
+        return aes256_ctr_keystream_armv8(out, nblocks, block, st->round_keys);
 #endif
     aes256_ctr_keystream_portable(out, nblocks, block, st->round_keys);
 }
@@ -157,7 +158,9 @@ int rng_init_os(rng_state* st) noexcept {
     return 0;
 }
 
-void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept { set_key(st, key, 1, state_impl(1)); }
+void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept {
+    set_key(st, key, 1, state_impl(1));
+}
 
 void rng_wipe(rng_state* st) noexcept { detail::secure_wipe(st, sizeof *st); }
 

@@ -414,8 +414,8 @@ void reduce_checks() {
     check_hash(fnv(s64.data(), 8 * d), kModSumU64, "modular sum u64");
     std::vector<float> mean(d);
     std::vector<uint8_t> bad(k);
-    const size_t nbad =
-        reduce_weighted_mean_f32(mean.data(), bad.data(), pf.data(), w.data(), k, d, 1.0 / 12.25, 2);
+    const size_t nbad = reduce_weighted_mean_f32(mean.data(), bad.data(), pf.data(), w.data(), k,
+                                                 d, 1.0 / 12.25, 2);
     check(nbad == 0, "weighted mean: no bad rows");
     check_hash(fnv(mean.data(), 4 * d), kWeightedMean, "weighted mean f32");
 }
@@ -444,7 +444,10 @@ int main(int argc, char** argv) {
     }
     set_aes_isa_cap(AES_ISA_UNCAPPED);
     g_path = "paths";
-    if (expect) check(paths == expect, ("paths run: \"" + paths + "\", expected \"" + expect + "\"").c_str());
+    if (expect) {
+        const std::string what = "paths run: \"" + paths + "\", expected \"" + expect + "\"";
+        check(paths == expect, what.c_str());
+    }
     std::printf("kat: %d checks, %d failures, paths: %s\n", g_checks, g_failures, paths.c_str());
     return g_failures == 0 ? 0 : 1;
 }

@@ -27,7 +27,8 @@ echo "== build: native ($("$cxx" -dumpmachine)) and aarch64, in parallel"
 "$cxx" "${flags[@]}" "${sources[@]}" -o "$out/kat_native" -lpthread &
 native=$!
 # --wrap=getauxval lets PRIVCITY_KAT_NO_CRYPTO hide the Crypto Extensions from the core.
-"$a64_cxx" -static "${flags[@]}" -Wl,--wrap=getauxval "${sources[@]}" -o "$out/kat_aarch64" -lpthread &
+"$a64_cxx" -static "${flags[@]}" -Wl,--wrap=getauxval "${sources[@]}" -o "$out/kat_aarch64" \
+    -lpthread &
 cross=$!
 wait "$native"
 wait "$cross"

@@ -7,7 +7,9 @@ AES_ISA_NONE: int
 AES_ISA_AESNI: int
 AES_ISA_VAES256: int
 AES_ISA_VAES512: int
+AES_ISA_ARMV8: int
 AES_ISA_UNCAPPED: int
+ISA_ARCH: str
 AEAD_MAX_MESSAGE: int
 
 class TagMismatch(Exception): ...

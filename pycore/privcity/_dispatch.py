@@ -7,12 +7,18 @@ from . import _core
 
 __all__ = ["cpu_features", "backend_info", "aes_implementations"]
 
-# Names for the AES levels of the C++ core, best last.
-_AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI,
-               "vaes256": _core.AES_ISA_VAES256, "vaes512": _core.AES_ISA_VAES512}
-# Aliases naming rungs of the one ladder by their vector level (avx2: the AES-NI rung, the
-# lowest that runs the 256-bit noise and reduction kernels).
-_ALIASES = {"portable": "none", "avx2": "aesni", "avx512": "vaes512"}
+# Names for the AES levels of the C++ core, best last: each architecture has its own ladder.
+if _core.ISA_ARCH == "aarch64":
+    _AES_LEVELS = {"none": _core.AES_ISA_NONE, "armv8": _core.AES_ISA_ARMV8}
+    _ALIASES = {"portable": "none"}
+    _LADDER_HELP = "armv8, none (portable)"
+else:
+    _AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI,
+                   "vaes256": _core.AES_ISA_VAES256, "vaes512": _core.AES_ISA_VAES512}
+    # Aliases naming rungs of the one ladder by their vector level (avx2: the AES-NI rung, the
+    # lowest that runs the 256-bit noise and reduction kernels).
+    _ALIASES = {"portable": "none", "avx2": "aesni", "avx512": "vaes512"}
+    _LADDER_HELP = "vaes512 (avx512), vaes256, aesni (avx2), none (portable)"
 _AES_NAMES = {v: k for k, v in _AES_LEVELS.items()}
 
 
@@ -24,8 +30,8 @@ def _apply_env_cap() -> None:
     raw = _ALIASES.get(raw, raw)
     if raw not in _AES_LEVELS:
         raise ValueError(
-            f"PRIVCITY_ISA={raw!r} is not understood; use one of vaes512 (avx512), vaes256, "
-            "aesni (avx2), none (portable), or unset it"
+            f"PRIVCITY_ISA={raw!r} is not understood on {_core.ISA_ARCH}; use one of "
+            f"{_LADDER_HELP}, or unset it"
         )
     _core.set_aes_isa_cap(_AES_LEVELS[raw])
 
@@ -57,15 +63,18 @@ _SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.S
 def backend_info() -> dict[str, str]:
     """Which implementation each primitive uses in this process.
 
-    ``aes256gcm`` is ``"vaes512"``, ``"vaes256"``, ``"aesni"`` or ``"cryptography"`` (OpenSSL,
-    used where the CPU lacks AES-NI or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream
-    of the noise generator and the secure-aggregation masks (the same names, or ``"portable"``:
-    table-based AES, not constant time, only where the CPU has no AES instructions). ``noise``
+    ``aes256gcm`` is ``"vaes512"``, ``"vaes256"``, ``"aesni"`` (x86-64), ``"armv8"`` (aarch64
+    Crypto Extensions) or ``"cryptography"`` (OpenSSL, used where the CPU lacks AES
+    instructions or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream of seeded noise
+    generators and the secure-aggregation masks (the same names, or ``"portable"``: table-based
+    AES, not constant time, only where the CPU has no AES instructions or the cap says none;
+    on aarch64 an unseeded generator always runs armv8, and is refused without it). ``noise``
     is the vector level of the samplers (``"avx512"``, ``"avx2"``, ``"portable"``), and
     ``reduce`` that of the aggregation kernels (the same ladder). ``isa_cap`` is the cap the
     user set with PRIVCITY_ISA (or ``_core.set_aes_isa_cap``), ``"unset"`` when there is none;
     a cap above what the CPU has is reported as set, while the other entries name what runs.
-    One ladder for every family: none/portable < aesni/avx2 < vaes256 < vaes512/avx512.
+    One ladder for every family: none/portable < aesni/avx2 < vaes256 < vaes512/avx512 on
+    x86-64, none/portable < armv8 on aarch64.
     """
     cap = _core.aes_isa_cap()
     aes = _core.aes_isa_selected()

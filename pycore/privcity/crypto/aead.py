@@ -22,7 +22,7 @@ __all__ = ["AES256GCM"]
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
 _MAX_MESSAGE = int(_core.AEAD_MAX_MESSAGE)
-_KNOWN = ("vaes512", "vaes256", "aesni", "cryptography")
+_KNOWN = ("vaes512", "vaes256", "aesni", "armv8", "cryptography")
 _TAG = 16
 
 
@@ -99,8 +99,8 @@ class AES256GCM:
         32 bytes. The object keeps only the expanded key, in native memory wiped on release;
         it cannot be pickled and its repr shows no key material.
     implementation : str, optional
-        ``"vaes512"``, ``"vaes256"``, ``"aesni"`` or ``"cryptography"``; default: the best
-        this CPU has, capped by the ``PRIVCITY_ISA`` environment variable read at import.
+        ``"vaes512"``, ``"vaes256"``, ``"aesni"``, ``"armv8"`` or ``"cryptography"``; default:
+        the best this CPU has, capped by the ``PRIVCITY_ISA`` environment variable read at import.
         ``privcity.aes_implementations()`` lists what is available.
 
     Any C-contiguous bytes-like input (bytes, bytearray, memoryview, numpy arrays) is read
@@ -136,7 +136,7 @@ class AES256GCM:
 
     @property
     def implementation(self) -> str:
-        """The implementation this object runs on: vaes512, vaes256, aesni or cryptography."""
+        """The implementation it runs on: vaes512, vaes256, aesni, armv8 or cryptography."""
         return self._impl
 
     def __repr__(self) -> str:
