@@ -7,6 +7,7 @@ import json
 import pytest
 
 import privcity
+from privcity import _core, _dispatch
 from privcity.crypto import AES256GCM, aead
 
 EXPECTED_FEATURES = {"ssse3", "sse4_1", "aesni", "pclmulqdq", "avx", "avx2", "bmi2", "avx512f",
@@ -40,8 +41,10 @@ def test_implementations_follow_the_cpu_features():
 
     # Assert
     assert impls[-1] == "cryptography"
-    assert impls == [n for n in ("vaes512", "vaes256", "aesni", "cryptography") if n in impls]
+    ladder = ("vaes512", "vaes256", "aesni", "armv8", "cryptography")
+    assert impls == [n for n in ladder if n in impls]
     assert ("aesni" in impls) == all(f[n] for n in AESNI_NEEDS)
+    assert ("armv8" in impls) == (f.get("arm_aes", False) and f.get("arm_pmull", False))
     assert ("vaes256" in impls) == all(f[n] for n in VAES256_NEEDS)
     assert ("vaes512" in impls) == all(f[n] for n in VAES512_NEEDS)
 
@@ -53,10 +56,10 @@ def test_backend_info_in_this_process():
     # Assert
     assert set(info) >= {"aes256gcm", "isa_cap"}
     assert info["aes256gcm"] in privcity.aes_implementations()
-    assert info["isa_cap"] in ("vaes512", "vaes256", "aesni", "none", "unset")
+    assert info["isa_cap"] in ("vaes512", "vaes256", "aesni", "armv8", "none", "unset")
 
 
-@pytest.fixture(params=["vaes512", "vaes256", "aesni"])
+@pytest.fixture(params=["vaes512", "vaes256", "aesni", "armv8"])
 def native_implementation_missing(request):
     """The native implementations this CPU lacks (skipped where the CPU has them)."""
     if request.param in privcity.aes_implementations():
@@ -70,7 +73,20 @@ def test_unavailable_implementation_is_refused(native_implementation_missing):
         AES256GCM(bytes(32), implementation=native_implementation_missing)
 
 
-@pytest.mark.parametrize("name", ["vaes512", "vaes256", "aesni"])
+def test_the_ladder_is_the_one_of_this_architecture():
+    # Prepare: each architecture has its own rungs over the same numbers (armv8 = aesni = 1)
+    rungs = {"x86_64": {"vaes512", "vaes256", "aesni"}, "aarch64": {"armv8"}, "other": set()}
+
+    # Execute
+    native = set(privcity.aes_implementations()) - {"cryptography"}
+
+    # Assert
+    assert native <= rungs[_core.ISA_ARCH]
+    assert _dispatch._AES_NAMES[_core.AES_ISA_AESNI] == (
+        "armv8" if _core.ISA_ARCH == "aarch64" else "aesni")
+
+
+@pytest.mark.parametrize("name", ["vaes512", "vaes256", "aesni", "armv8"])
 def test_implementation_missing_from_the_list_is_refused(monkeypatch, name):
     # Prepare: pretend this CPU has no native kernel (the check every CPU would run)
     monkeypatch.setattr(aead, "aes_implementations", lambda: ["cryptography"])
