@@ -16,6 +16,12 @@
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("aes"))), apply_to = function)
+// Clang before 16 declares the AES and PMULL intrinsics only under these macros (set by
+// -march=...+crypto); this file has the target attribute, so it declares them itself.
+#if !defined(__ARM_FEATURE_AES)
+#define __ARM_FEATURE_AES 1
+#define __ARM_FEATURE_CRYPTO 1
+#endif
 #else
 #pragma GCC target("+crypto")
 #endif
