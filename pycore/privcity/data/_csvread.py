@@ -169,6 +169,11 @@ def _indices(idx: Sequence[int]) -> Any:
                                  [None, pa.py_buffer(np.asarray(idx, np.int64))])
 
 
+def _batch(arrays: list[Any], names: list[str]) -> Any:
+    """A record batch of ``arrays`` (as pyarrow.csv gives them)."""
+    return _arrow()[0].RecordBatch.from_arrays(arrays, names=names)
+
+
 def _bits(buf: Any, offset: int, n: int) -> np.ndarray:
     """n booleans of an Arrow bitmap from bit ``offset``."""
     bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
@@ -221,8 +226,8 @@ def _stream(real: str, offset: int) -> Any:
 
 def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | None = None, *,
                    types: Mapping[int, Any] | None = None,
-                   block: int | None = None) -> Iterator[list[Any]]:
-    """The rows after the header in blocks: per block, the Arrow arrays of ``columns`` (all by
+                   block: int | None = None) -> Iterator[Any]:
+    """The rows after the header in blocks: per block, a record batch of ``columns`` (all by
     default), text but for ``types`` (column -> Arrow integer type: null where a cell is a
     missing token). Rows of blanks of the wrong width are left out; those of the right width are
     not (the caller finds them). Raises ``_Refused`` where Arrow fails."""
@@ -248,7 +253,7 @@ def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | 
                     batch = reader.read_next_batch()
                 except StopIteration:
                     return
-                yield batch.columns
+                yield batch
         except pa.lib.ArrowException as exc:
             raise _Refused(str(exc)) from exc
 
@@ -274,7 +279,7 @@ def _integer_columns(real: str, offset: int, width: int,
         return {}
     uint16 = _arrow()[0].uint16()
     out = {}
-    for j, cells in enumerate(first or ()):
+    for j, cells in enumerate(first.columns if first is not None else ()):
         x, cast = _cast(cells, _UINT8) if j not in skip and len(cells) else (None, 0)
         if x is not None and cast <= _UINT16:
             out[j] = uint16
@@ -282,14 +287,16 @@ def _integer_columns(real: str, offset: int, width: int,
 
 
 def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, *,
-                    build: bool = True) -> Iterator[list[Any]]:
+                    build: bool = True) -> Iterator[Any]:
     """The csv module's rows after the header in blocks of ``_CHUNK_ROWS``, blank ones left out,
-    as Arrow string arrays of ``columns`` (all by default); ``build=False`` only checks them.
+    as record batches of Arrow strings, ``columns`` (all by default); ``build=False`` only checks
+    them.
     Raises ValueError for a row of the wrong width (with its line), UnicodeDecodeError."""
     with _open(real) as fh:
         reader = csv.reader(fh)
         width = len(_header(reader, name))
         take = list(range(width)) if columns is None else list(columns)
+        names = [f"c{j}" for j in take]
         block: list[list[str]] = []
         for row in reader:
             if _blank(row):
@@ -300,10 +307,10 @@ def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, 
             if build:
                 block.append(row)
             if len(block) == _CHUNK_ROWS:
-                yield [_strings([r[j] for r in block]) for j in take]
+                yield _batch([_strings([r[j] for r in block]) for j in take], names)
                 block = []
         if block:
-            yield [_strings([r[j] for r in block]) for j in take]
+            yield _batch([_strings([r[j] for r in block]) for j in take], names)
 
 
 # --- cells to numbers ----------------------------------------------------------------------------
@@ -413,6 +420,11 @@ class _Column:
             self.text = True
         self.chunks.append(cells)
 
+    def add_numbers(self, x: np.ndarray) -> None:
+        """Cells of Arrow's integers already converted as ``add`` converts them."""
+        self.chunks.append(x)
+        self.rows += len(x)
+
     def values(self, narrow: bool) -> np.ndarray | list[str]:
         """The cells (the blocks let go: a column at a time is held twice)."""
         chunks, self.chunks = self.chunks, []
@@ -426,13 +438,14 @@ class _Column:
         return x if narrow else x.astype(np.float64)
 
 
-def _blank_rows(cols: list[Any], probe: list[str]) -> list[int]:
+def _blank_rows(batch: Any, probe: list[str]) -> list[int]:
     """Rows of the block whose every cell is blank (``probe``: the cells of one column)."""
     rows = [i for i, v in enumerate(probe) if not v.strip()]
     string = _arrow()[0].string()
-    for col in cols:
+    for j in range(batch.num_columns):
         if not rows:
             break
+        col = batch.column(j)
         cells = col.take(_indices(rows)).to_pylist()
         if col.type == string:
             rows = [i for i, v in zip(rows, cells) if not v.strip()]
@@ -443,17 +456,47 @@ def _blank_rows(cols: list[Any], probe: list[str]) -> list[int]:
     return rows
 
 
-def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
+def _integer_block(batch: Any, typed: list[int], take: np.ndarray | None
+                   ) -> list[np.ndarray] | None:
+    """The cells of rows ``take`` (all with None) of the columns ``typed`` of a block, which
+    Arrow converted to uint16, as ``_Column.add`` keeps them (uint8 where a column's fit, else
+    uint16), from one conversion of the block (Arrow's to_tensor): a column at a time would
+    cost more per block than Arrow spends splitting it. None when a cell is null (a missing
+    token: ``_Column.add`` then makes the column float)."""
+    pa = _arrow()[0]
+    try:
+        tensor = batch.select(typed).to_tensor(row_major=False)
+    except pa.ArrowTypeError:  # Arrow's words for a null
+        return None
+    block = np.asarray(tensor).T  # (columns, rows), a column's cells contiguous
+    if block.dtype != np.uint16 or not block.shape[1]:
+        return None
+    if take is not None:
+        block = block[:, take]
+        if not block.shape[1]:
+            return list(block)  # empty uint16, as _Column.add keeps them
+    small = block.max(axis=1) < 256
+    if small.all():
+        return list(block.astype(np.uint8))
+    out = [x.copy() for x in block]  # copies: the views would keep the whole block
+    for i, x in zip(np.flatnonzero(small).tolist(), block[small].astype(np.uint8)):
+        out[i] = x
+    return out
+
+
+def _scan(batches: Iterator[Any], jt: int, wanted: bool,
           columns: dict[int, _Column]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """Reads the blocks: (data rows, per block the mask of its data rows with a target value,
     per block the mask of its source rows that are such rows); ``columns`` get their cells."""
     n_rows = 0
     keep_blocks: list[np.ndarray] = []
     take_blocks: list[np.ndarray] = []
-    for cols in batches:
-        n = len(cols[0])
-        probe = cols[max(jt, 0)].to_pylist()
-        blank = _blank_rows(cols, probe)
+    typed: list[int] | None = None  # Arrow's integer columns: every block has the same types
+    others: list[int] = []
+    for batch in batches:
+        n = batch.num_rows
+        probe = batch.column(max(jt, 0)).to_pylist()
+        blank = _blank_rows(batch, probe)
         if blank:
             data = np.ones(n, bool)
             data[blank] = False
@@ -468,25 +511,35 @@ def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
             take = np.zeros(n, bool)
             take[data] = keep
         take_blocks.append(take)
-        mask = None if take.all() else _bools(take)
-        for j, c in columns.items():
-            c.add(cols[j] if mask is None else cols[j].filter(mask))
+        every = bool(take.all())
+        mask = None if every else _bools(take)
+        if typed is None:
+            kinds, string = batch.schema.types, _arrow()[0].string()
+            typed = [j for j, c in columns.items() if not c.text and kinds[j] != string]
+            others = [j for j in columns if j not in set(typed)]
+        chunks = _integer_block(batch, typed, None if every else take) if typed else None
+        if chunks is not None:
+            for j, x in zip(typed, chunks):
+                columns[j].add_numbers(x)
+        for j in (others if chunks is not None else columns):
+            cells = batch.column(j)
+            columns[j].add(cells if mask is None else cells.filter(mask))
     return n_rows, keep_blocks, take_blocks
 
 
-def _reread(batches: Iterator[list[Any]], take: np.ndarray, columns: dict[int, _Column],
+def _reread(batches: Iterator[Any], take: np.ndarray, columns: dict[int, _Column],
             name: str) -> None:
     """Second pass: the kept cells (``take``: per source row) of ``columns``, as text."""
     for c in columns.values():
         c.text, c.reread, c.chunks = True, False, []
     at = 0
-    for cols in batches:
-        n = len(cols[0])
+    for batch in batches:
+        n = batch.num_rows
         if at + n > len(take):
             raise ValueError(f"{name} changed while it was being read")
         mask = _bools(take[at:at + n])
         at += n
-        for c, cells in zip(columns.values(), cols):
+        for c, cells in zip(columns.values(), batch.columns):
             c.chunks.append(cells.filter(mask))
     if at != len(take):
         raise ValueError(f"{name} changed while it was being read")
@@ -564,7 +617,7 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
 
         # Arrow with integer columns where the file has them, else all text; where Arrow
         # refuses, the csv module (its error, or the file read its way).
-        sources: list[Callable[..., Iterator[list[Any]]]] = []
+        sources: list[Callable[..., Iterator[Any]]] = []
         if arrow:
             # Not the target nor the device column: their cells are read as text (labels, ids).
             skip = {j for j, h in enumerate(header) if h in (target, device_column)
