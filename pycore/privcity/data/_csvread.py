@@ -33,6 +33,7 @@ import gzip
 import io
 import itertools
 import math
+import mmap
 import os
 import re
 import shutil
@@ -432,7 +433,10 @@ class _Column:
             return [v for c in chunks for v in c.to_pylist()]
         if not chunks:
             return np.empty(0, np.float64)
-        x = np.concatenate(chunks)  # the widest dtype of the blocks: still exact
+        if len(chunks) == 1 and chunks[0].flags.writeable:  # (_Integers: a row of its array)
+            x = chunks[0]
+        else:
+            x = np.concatenate(chunks)  # the widest dtype of the blocks: still exact
         if x.dtype == np.uint16 and x.size and x.max() < 256:
             x = x.astype(np.uint8)
         return x if narrow else x.astype(np.float64)
@@ -456,43 +460,87 @@ def _blank_rows(batch: Any, probe: list[str]) -> list[int]:
     return rows
 
 
-def _integer_block(batch: Any, typed: list[int], take: np.ndarray | None
-                   ) -> list[np.ndarray] | None:
-    """The cells of rows ``take`` (all with None) of the columns ``typed`` of a block, which
-    Arrow converted to uint16, as ``_Column.add`` keeps them (uint8 where a column's fit, else
-    uint16), from one conversion of the block (Arrow's to_tensor): a column at a time would
-    cost more per block than Arrow spends splitting it. None when a cell is null (a missing
-    token: ``_Column.add`` then makes the column float)."""
-    pa = _arrow()[0]
-    try:
-        tensor = batch.select(typed).to_tensor(row_major=False)
-    except pa.ArrowTypeError:  # Arrow's words for a null
-        return None
-    block = np.asarray(tensor).T  # (columns, rows), a column's cells contiguous
-    if block.dtype != np.uint16 or not block.shape[1]:
-        return None
-    if take is not None:
-        block = block[:, take]
-        if not block.shape[1]:
-            return list(block)  # empty uint16, as _Column.add keeps them
-    small = block.max(axis=1) < 256
-    if small.all():
-        return list(block.astype(np.uint8))
-    out = [x.copy() for x in block]  # copies: the views would keep the whole block
-    for i, x in zip(np.flatnonzero(small).tolist(), block[small].astype(np.uint8)):
-        out[i] = x
-    return out
+def _reserve(shape: tuple[int, int], dtype: type) -> np.ndarray:
+    """An uninitialised array whose pages the system provides as they are first written: room
+    for more rows than a file may have costs no memory (numpy's arrays of this size get huge
+    pages, which the unwritten ends of its rows would share with the written ones)."""
+    size = max(shape[0] * shape[1] * np.dtype(dtype).itemsize, 1)
+    if hasattr(mmap, "MAP_PRIVATE"):
+        buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            buf.madvise(mmap.MADV_NOHUGEPAGE)
+    else:
+        buf = mmap.mmap(-1, size)
+    return np.frombuffer(buf, dtype, shape[0] * shape[1]).reshape(shape)
 
 
-def _scan(batches: Iterator[Any], jt: int, wanted: bool,
-          columns: dict[int, _Column]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+class _Integers:
+    """The kept cells of the columns Arrow converted to integers (uint16), written a block at a
+    time into one (columns, ``rows``) array (``_reserve``): a column's cells are then a row of
+    it, contiguous, with no copy. A block is converted in one call (Arrow's to_tensor): a column
+    at a time costs more per block than Arrow spends splitting it. Bytes (uint8), or uint16 when
+    the first block has a cell >= 256 (``_Column.values`` narrows each column as it would its
+    blocks)."""
+
+    def __init__(self, columns: list[int], rows: int) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.cells: np.ndarray | None = None
+        self.n = 0
+        self.seen = False  # a block (perhaps of no rows) was added
+
+    def add(self, batch: Any, take: np.ndarray | None) -> bool | None:
+        """Adds the cells of rows ``take`` (all with None) of a block: True; False when the
+        array lacks the room or the width (``hand_over``, then add it again); None when a cell
+        is null (a missing token: the columns take the block one by one, ``_Column.add`` making
+        them float)."""
+        pa = _arrow()[0]
+        k = len(self.columns)
+        if batch.num_rows:
+            try:
+                tensor = batch.select(self.columns).to_tensor(row_major=False)
+            except pa.ArrowException:  # a null ("Can only convert ... with no nulls")
+                return None
+            block = np.asarray(tensor).T  # (columns, rows)
+            if block.dtype != np.uint16:
+                return None
+            if take is not None:
+                block = block[:, take]
+        else:
+            block = np.empty((k, 0), np.uint16)
+        m = block.shape[1]
+        if m:
+            wide = bool(block.max() >= 256)
+            if self.cells is None:
+                self.cells = _reserve((k, self.rows), np.uint16 if wide else np.uint8)
+            if self.n + m > self.rows or wide and self.cells.dtype == np.uint8:
+                return False
+            self.cells[:, self.n:self.n + m] = block
+            self.n += m
+        self.seen = True
+        return True
+
+    def hand_over(self, columns: dict[int, _Column]) -> None:
+        """Gives each column its cells so far (a row of the array), then starts anew."""
+        if self.n:
+            for j, x in zip(self.columns, self.cells[:, :self.n]):
+                columns[j].add_numbers(x)
+        elif self.seen:  # blocks of no rows: empty uint16, as _Column.add keeps them
+            for j in self.columns:
+                columns[j].add_numbers(np.empty(0, np.uint16))
+        self.cells, self.n, self.seen = None, 0, False
+
+
+def _scan(batches: Iterator[Any], jt: int, wanted: bool, columns: dict[int, _Column],
+          rows: int = 1 << 16) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """Reads the blocks: (data rows, per block the mask of its data rows with a target value,
-    per block the mask of its source rows that are such rows); ``columns`` get their cells."""
+    per block the mask of its source rows that are such rows); ``columns`` get their cells.
+    ``rows``: the rows of the file at most (more: the integer columns' arrays are more)."""
     n_rows = 0
     keep_blocks: list[np.ndarray] = []
     take_blocks: list[np.ndarray] = []
-    typed: list[int] | None = None  # Arrow's integer columns: every block has the same types
-    others: list[int] = []
+    ints: _Integers | bool | None = None  # Arrow's integer columns (False: none, or not so)
+    rest: list[int] = []  # the other columns
     for batch in batches:
         n = batch.num_rows
         probe = batch.column(max(jt, 0)).to_pylist()
@@ -513,17 +561,21 @@ def _scan(batches: Iterator[Any], jt: int, wanted: bool,
         take_blocks.append(take)
         every = bool(take.all())
         mask = None if every else _bools(take)
-        if typed is None:
+        if ints is None:  # every block has the types of the first
             kinds, string = batch.schema.types, _arrow()[0].string()
             typed = [j for j, c in columns.items() if not c.text and kinds[j] != string]
-            others = [j for j in columns if j not in set(typed)]
-        chunks = _integer_block(batch, typed, None if every else take) if typed else None
-        if chunks is not None:
-            for j, x in zip(typed, chunks):
-                columns[j].add_numbers(x)
-        for j in (others if chunks is not None else columns):
+            ints = _Integers(typed, rows) if typed else False
+            rest = [j for j in columns if j not in set(typed)]
+        added = ints.add(batch, None if every else take) if ints else None
+        if ints and not added:
+            ints.hand_over(columns)
+            if added is False:
+                added = ints.add(batch, None if every else take)
+        for j in (rest if added else columns):
             cells = batch.column(j)
             columns[j].add(cells if mask is None else cells.filter(mask))
+    if ints:
+        ints.hand_over(columns)
     return n_rows, keep_blocks, take_blocks
 
 
@@ -626,10 +678,12 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
             if types:
                 sources.append(functools.partial(_arrow_batches, real, offset, width, types=types))
             sources.append(functools.partial(_arrow_batches, real, offset, width))
+        # A data row holds width - 1 commas and a line end (but the last): rows at most.
+        most = (os.path.getsize(real) - offset) // max(width - 1, 1) + 1
         for source in sources:
             try:
                 columns = fresh()
-                n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns)
+                n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns, most)
                 break
             except _Refused:
                 continue
