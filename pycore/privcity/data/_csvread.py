@@ -35,9 +35,11 @@ import itertools
 import math
 import mmap
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -257,6 +259,48 @@ def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | 
                 yield batch
         except pa.lib.ArrowException as exc:
             raise _Refused(str(exc)) from exc
+
+
+def _ahead(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """The items of ``batches``, taken on a thread at most ``depth`` ahead of the consumer:
+    Arrow's streaming reader splits a block on the thread that asks for it, so the next block
+    is split while this one is converted. The thread's exception is raised here; it is ended
+    and joined when the consumer stops."""
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                items.put((True, item))
+                if stop.is_set():
+                    return
+            items.put((False, None))
+        except BaseException as exc:  # noqa: BLE001 (raised again by the consumer)
+            items.put((False, exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="privcity-csv", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = items.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a producer waiting on a full queue goes on and stops
+            try:
+                items.get(timeout=0.01)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _integer_columns(real: str, offset: int, width: int,
@@ -683,7 +727,8 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
         for source in sources:
             try:
                 columns = fresh()
-                n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns, most)
+                with contextlib.closing(_ahead(source()) if _THREADS else source()) as batches:
+                    n_rows, keep_blocks, take_blocks = _scan(batches, jt, wanted, columns, most)
                 break
             except _Refused:
                 continue
