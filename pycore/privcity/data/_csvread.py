@@ -1,13 +1,17 @@
 """The cells of a CSV file for :func:`privcity.data.load_csv`: pyarrow.csv splits, numpy keeps.
 
 pyarrow.csv (Arrow's C++ reader: multi-threaded, streaming) splits the file into rows and cells
-in blocks of ``_BLOCK_BYTES``. Arrow's type inference is not used (it reads "0x1f" as 31,
-"true" as a boolean, dates as dates): every cell arrives as text, except in the columns the
-loader found to hold unsigned integers only in the first ``_SNIFF_BYTES`` after the header
-(and only when no "x" or "X" follows the header), which Arrow converts as it splits, a missing
-token becoming null. Each block is then converted column by column, and only its rows with a
-target value are kept:
+in blocks of ``_BLOCK_BYTES``, on a thread a block or two ahead of their conversion (``_ahead``:
+Arrow splits a block on the thread that asks for it). Arrow's type inference is not used (it
+reads "0x1f" as 31, "true" as a boolean, dates as dates): every cell arrives as text, except in
+the columns the loader found to hold unsigned integers only in the first ``_SNIFF_BYTES`` after
+the header (and only when no "x" or "X" follows the header), which Arrow converts as it splits,
+a missing token becoming null. Each block is then converted, and only its rows with a target
+value are kept:
 
+- those integer columns all together (``_Integers``: one to_tensor a block, written into one
+  array for the whole file, a column's cells a row of it), or, in a block with a missing token,
+  column by column;
 - text cells that are all numbers of the grammar Arrow and Python's ``float()`` read alike
   (ASCII digits, ``+ - . e E``: checked on the bytes before the cast, tested exhaustively
   against ``float()``) are cast by Arrow, to uint8 or uint16 when every cell is an unsigned
@@ -276,7 +280,7 @@ def _ahead(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
                 if stop.is_set():
                     return
             items.put((False, None))
-        except BaseException as exc:  # noqa: BLE001 (raised again by the consumer)
+        except BaseException as exc:  # raised again in the consumer's thread
             items.put((False, exc))
         finally:
             close = getattr(batches, "close", None)
