@@ -137,6 +137,35 @@ def test_a_byte_column_looked_up_encodes_to_the_bits_of_its_float64_values(field
     assert looked_up.tobytes() == direct.tobytes()
 
 
+def test_a_wide_table_encoded_by_two_threads_has_the_bits_of_encoding_it_whole():
+    # Prepare: 330 features of every kind (byte, float with NaN, byte codes, hour of day): more
+    # than four groups of 64 encoded columns, so a second thread encodes every other group
+    rng = np.random.default_rng(11)
+    n = 4_000
+    cols = ([rng.integers(0, 256, n).astype(np.uint8) for _ in range(300)]
+            + [np.where(rng.random(n) < 0.1, np.nan, rng.normal(5, 2, n)) for _ in range(20)]
+            + [rng.integers(0, 5, n).astype(np.uint8) for _ in range(8)]
+            + [rng.uniform(0, 24, n) for _ in range(2)])
+    fields = ([Field(f"b{j}", "numeric", "public") for j in range(300)]
+              + [Field(f"f{j}", "numeric", "public") for j in range(20)]
+              + [Field(f"c{j}", "categorical", "public", "", 0, 4) for j in range(8)]
+              + [Field(f"h{j}", "numeric", "public", "h", 0.0, 24.0, period=24.0)
+                 for j in range(2)])
+    schema = Schema(tuple(fields) + (Field("y", "numeric", "public"),), "y")
+    raw = np.column_stack([c.astype(np.float64) for c in cols])
+    enc = Encoder.fit(schema, raw)
+    rows = rng.permutation(n)[:3_000]
+    test = rng.random(n) < 0.25
+
+    # Execute
+    train_x, test_x = csvload._encode(enc, list(cols), [rows, test])
+
+    # Assert
+    assert len(enc.field_slices) == 330 and enc.n_features > 4 * csvload._GROUP_COLS
+    assert train_x.tobytes() == enc.encode(raw[rows]).tobytes()
+    assert test_x.tobytes() == enc.encode(raw[test]).tobytes()
+
+
 def test_a_periodic_field_is_not_looked_up():
     # Prepare
     schema = Schema((Field("h", "numeric", "public", "h", 0.0, 24.0, period=24.0),

@@ -51,6 +51,7 @@ keeping no device or half of them).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -364,33 +365,49 @@ def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) ->
     ``Encoder.byte_table``). A wide output is written through a buffer of ``_GROUP_COLS``
     encoded columns, copied in a group at a time, ``_COPY_ROWS`` rows at a time: a column
     written alone into a row-major matrix touches one cache line per row, and a group copied
-    whole strides through all of the buffer's columns for each row."""
+    whole strides through all of the buffer's columns for each row. Every other group is
+    encoded on a second thread (numpy lets the GIL go in these loops): another core, where
+    there is one, halves the time."""
     picks = [np.flatnonzero(p) if p.dtype == bool else p for p in picks]  # a mask: slower
     sizes = [len(p) for p in picks]
     outs = [np.empty((n, enc.n_features), np.float32) for n in sizes]
     slices = enc.field_slices
     width = max([_GROUP_COLS] + [s.stop - s.start for s in slices])
-    bufs = ([np.empty((width, n), np.float32).T for n in sizes] if enc.n_features > width
-            else None)
+    groups: list[tuple[int, int]] = []  # features g0..g1-1: at most ``width`` encoded columns
     g0 = 0
     while g0 < len(columns):
         g1 = g0 + 1
         while g1 < len(columns) and slices[g1].stop - slices[g0].start <= width:
             g1 += 1
-        lo, hi = slices[g0].start, slices[g1 - 1].stop
-        for j in range(g0, g1):
-            col, columns[j] = columns[j], None  # type: ignore[call-overload]
-            sl = slice(slices[j].start - lo, slices[j].stop - lo) if bufs else slices[j]
-            table = enc.byte_table(j) if col.dtype == np.uint8 else None
-            for i, pick in enumerate(picks):
-                if table is None:
-                    enc.encode_field(j, _f64(col[pick]), (bufs or outs)[i][:, sl])
-                else:  # mode "clip": no bounds check (a byte indexes 256 rows), no buffering
-                    np.take(table, col[pick], axis=0, out=(bufs or outs)[i][:, sl], mode="clip")
-        for out, buf in zip(outs, bufs or ()):
-            for r in range(0, len(out), _COPY_ROWS):
-                out[r:r + _COPY_ROWS, lo:hi] = buf[r:r + _COPY_ROWS, :hi - lo]
+        groups.append((g0, g1))
         g0 = g1
+
+    def encode_groups(mine: list[tuple[int, int]]) -> None:
+        bufs = ([np.empty((width, n), np.float32).T for n in sizes] if enc.n_features > width
+                else None)
+        for g0, g1 in mine:
+            lo, hi = slices[g0].start, slices[g1 - 1].stop
+            for j in range(g0, g1):
+                col, columns[j] = columns[j], None  # type: ignore[call-overload]
+                sl = slice(slices[j].start - lo, slices[j].stop - lo) if bufs else slices[j]
+                table = enc.byte_table(j) if col.dtype == np.uint8 else None
+                for i, pick in enumerate(picks):
+                    dst = (bufs or outs)[i][:, sl]
+                    if table is None:
+                        enc.encode_field(j, _f64(col[pick]), dst)
+                    else:  # mode "clip": no bounds check (a byte indexes 256 rows), no buffer
+                        np.take(table, col[pick], axis=0, out=dst, mode="clip")
+            for out, buf in zip(outs, bufs or ()):
+                for r in range(0, len(out), _COPY_ROWS):
+                    out[r:r + _COPY_ROWS, lo:hi] = buf[r:r + _COPY_ROWS, :hi - lo]
+
+    if len(groups) < 4:
+        encode_groups(groups)
+        return outs
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="privcity-encode") as pool:
+        other = pool.submit(encode_groups, groups[1::2])
+        encode_groups(groups[::2])
+        other.result()  # (its exception, if any)
     return outs
 
 
