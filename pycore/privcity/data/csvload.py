@@ -43,7 +43,7 @@ Memory: a numeric column is held in the narrowest dtype that keeps every value e
 cell for 0..255, else float32 or float64), a text column as its cells; features are encoded a
 column at a time into the float32 output (a byte column by looking its 256 encodings up). Peak:
 the held columns, the output and Arrow's buffers for the block it splits (about 50 MB): on 75,000
-rows of 784 columns of 0..255, 420 MiB for the whole process (1.9x the float32 data; 140 MiB of
+rows of 784 columns of 0..255, 435 MiB for the whole process (1.9x the float32 data; 140 MiB of
 it are Python, numpy and pyarrow themselves). With ``keep``, only the kept devices' rows are
 encoded: every row is still read and held (narrow), since the encoding's means, deviations and
 categories are those of all the training rows (on that file, without the test set: 275 MiB
