@@ -100,6 +100,25 @@ def test_integer_columns_converted_a_block_at_a_time_hold_the_bits_of_a_column_a
     assert fast_ds == slow_ds
 
 
+def test_integer_columns_in_several_arrays_where_the_system_maps_less_hold_the_same_bits(
+        tmp_path, small_blocks, monkeypatch):
+    # Prepare: no anonymous map (a system without overcommit): arrays of 500 rows, 6 or 7 in all
+    path = pixels_file(tmp_path, set_cell(2_000, 7, "300"))
+
+    def refuse(*args, **kwargs):
+        raise OSError("Cannot allocate memory")
+
+    reference = cells_bits(read_cells(path, "label", "device", None))
+    monkeypatch.setattr(_csvread.mmap, "mmap", refuse)
+    monkeypatch.setattr(_csvread, "_CHUNK_ROWS", 500)
+
+    # Execute
+    held = cells_bits(read_cells(path, "label", "device", None))
+
+    # Assert
+    assert held == reference
+
+
 def test_byte_columns_are_held_as_bytes_or_wider_only_where_a_value_needs_it(tmp_path,
                                                                         small_blocks):
     # Prepare: p7 has 300 in a late block, p5 a missing token

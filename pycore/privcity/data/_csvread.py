@@ -511,14 +511,18 @@ def _blank_rows(batch: Any, probe: list[str]) -> list[int]:
 def _reserve(shape: tuple[int, int], dtype: type) -> np.ndarray:
     """An uninitialised array whose pages the system provides as they are first written: room
     for more rows than a file may have costs no memory (numpy's arrays of this size get huge
-    pages, which the unwritten ends of its rows would share with the written ones)."""
+    pages, which the unwritten ends of its rows would share with the written ones). Where the
+    system refuses to map that much, fewer rows (the caller asks for another array when full)."""
     size = max(shape[0] * shape[1] * np.dtype(dtype).itemsize, 1)
-    if hasattr(mmap, "MAP_PRIVATE"):
-        buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):
-            buf.madvise(mmap.MADV_NOHUGEPAGE)
-    else:
-        buf = mmap.mmap(-1, size)
+    try:
+        if hasattr(mmap, "MAP_PRIVATE"):
+            buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):
+                buf.madvise(mmap.MADV_NOHUGEPAGE)
+        else:
+            buf = mmap.mmap(-1, size)
+    except OSError:  # no overcommit, say
+        return np.empty((shape[0], min(shape[1], _CHUNK_ROWS)), dtype)
     return np.frombuffer(buf, dtype, shape[0] * shape[1]).reshape(shape)
 
 
@@ -561,7 +565,7 @@ class _Integers:
             wide = bool(block.max() >= 256)
             if self.cells is None:
                 self.cells = _reserve((k, self.rows), np.uint16 if wide else np.uint8)
-            if self.n + m > self.rows or wide and self.cells.dtype == np.uint8:
+            if self.n + m > self.cells.shape[1] or wide and self.cells.dtype == np.uint8:
                 return False
             self.cells[:, self.n:self.n + m] = block
             self.n += m
