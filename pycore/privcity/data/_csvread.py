@@ -1,13 +1,17 @@
 """The cells of a CSV file for :func:`privcity.data.load_csv`: pyarrow.csv splits, numpy keeps.
 
 pyarrow.csv (Arrow's C++ reader: multi-threaded, streaming) splits the file into rows and cells
-in blocks of ``_BLOCK_BYTES``. Arrow's type inference is not used (it reads "0x1f" as 31,
-"true" as a boolean, dates as dates): every cell arrives as text, except in the columns the
-loader found to hold unsigned integers only in the first ``_SNIFF_BYTES`` after the header
-(and only when no "x" or "X" follows the header), which Arrow converts as it splits, a missing
-token becoming null. Each block is then converted column by column, and only its rows with a
-target value are kept:
+in blocks of ``_BLOCK_BYTES``, on a thread a block or two ahead of their conversion (``_ahead``:
+Arrow splits a block on the thread that asks for it). Arrow's type inference is not used (it
+reads "0x1f" as 31, "true" as a boolean, dates as dates): every cell arrives as text, except in
+the columns the loader found to hold unsigned integers only in the first ``_SNIFF_BYTES`` after
+the header (and only when no "x" or "X" follows the header), which Arrow converts as it splits,
+a missing token becoming null. Each block is then converted, and only its rows with a target
+value are kept:
 
+- those integer columns all together (``_Integers``: one to_tensor a block, written into one
+  array for the whole file, a column's cells a row of it), or, in a block with a missing token,
+  column by column;
 - text cells that are all numbers of the grammar Arrow and Python's ``float()`` read alike
   (ASCII digits, ``+ - . e E``: checked on the bytes before the cast, tested exhaustively
   against ``float()``) are cast by Arrow, to uint8 or uint16 when every cell is an unsigned
@@ -33,10 +37,13 @@ import gzip
 import io
 import itertools
 import math
+import mmap
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -169,6 +176,11 @@ def _indices(idx: Sequence[int]) -> Any:
                                  [None, pa.py_buffer(np.asarray(idx, np.int64))])
 
 
+def _batch(arrays: list[Any], names: list[str]) -> Any:
+    """A record batch of ``arrays`` (as pyarrow.csv gives them)."""
+    return _arrow()[0].RecordBatch.from_arrays(arrays, names=names)
+
+
 def _bits(buf: Any, offset: int, n: int) -> np.ndarray:
     """n booleans of an Arrow bitmap from bit ``offset``."""
     bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
@@ -221,8 +233,8 @@ def _stream(real: str, offset: int) -> Any:
 
 def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | None = None, *,
                    types: Mapping[int, Any] | None = None,
-                   block: int | None = None) -> Iterator[list[Any]]:
-    """The rows after the header in blocks: per block, the Arrow arrays of ``columns`` (all by
+                   block: int | None = None) -> Iterator[Any]:
+    """The rows after the header in blocks: per block, a record batch of ``columns`` (all by
     default), text but for ``types`` (column -> Arrow integer type: null where a cell is a
     missing token). Rows of blanks of the wrong width are left out; those of the right width are
     not (the caller finds them). Raises ``_Refused`` where Arrow fails."""
@@ -248,9 +260,51 @@ def _arrow_batches(real: str, offset: int, width: int, columns: Sequence[int] | 
                     batch = reader.read_next_batch()
                 except StopIteration:
                     return
-                yield batch.columns
+                yield batch
         except pa.lib.ArrowException as exc:
             raise _Refused(str(exc)) from exc
+
+
+def _ahead(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """The items of ``batches``, taken on a thread at most ``depth`` ahead of the consumer:
+    Arrow's streaming reader splits a block on the thread that asks for it, so the next block
+    is split while this one is converted. The thread's exception is raised here; it is ended
+    and joined when the consumer stops."""
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                items.put((True, item))
+                if stop.is_set():
+                    return
+            items.put((False, None))
+        except BaseException as exc:  # raised again in the consumer's thread
+            items.put((False, exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="privcity-csv", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = items.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a producer waiting on a full queue goes on and stops
+            try:
+                items.get(timeout=0.01)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _integer_columns(real: str, offset: int, width: int,
@@ -274,7 +328,7 @@ def _integer_columns(real: str, offset: int, width: int,
         return {}
     uint16 = _arrow()[0].uint16()
     out = {}
-    for j, cells in enumerate(first or ()):
+    for j, cells in enumerate(first.columns if first is not None else ()):
         x, cast = _cast(cells, _UINT8) if j not in skip and len(cells) else (None, 0)
         if x is not None and cast <= _UINT16:
             out[j] = uint16
@@ -282,14 +336,16 @@ def _integer_columns(real: str, offset: int, width: int,
 
 
 def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, *,
-                    build: bool = True) -> Iterator[list[Any]]:
+                    build: bool = True) -> Iterator[Any]:
     """The csv module's rows after the header in blocks of ``_CHUNK_ROWS``, blank ones left out,
-    as Arrow string arrays of ``columns`` (all by default); ``build=False`` only checks them.
+    as record batches of Arrow strings, ``columns`` (all by default); ``build=False`` only checks
+    them.
     Raises ValueError for a row of the wrong width (with its line), UnicodeDecodeError."""
     with _open(real) as fh:
         reader = csv.reader(fh)
         width = len(_header(reader, name))
         take = list(range(width)) if columns is None else list(columns)
+        names = [f"c{j}" for j in take]
         block: list[list[str]] = []
         for row in reader:
             if _blank(row):
@@ -300,10 +356,10 @@ def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, 
             if build:
                 block.append(row)
             if len(block) == _CHUNK_ROWS:
-                yield [_strings([r[j] for r in block]) for j in take]
+                yield _batch([_strings([r[j] for r in block]) for j in take], names)
                 block = []
         if block:
-            yield [_strings([r[j] for r in block]) for j in take]
+            yield _batch([_strings([r[j] for r in block]) for j in take], names)
 
 
 # --- cells to numbers ----------------------------------------------------------------------------
@@ -413,6 +469,11 @@ class _Column:
             self.text = True
         self.chunks.append(cells)
 
+    def add_numbers(self, x: np.ndarray) -> None:
+        """Cells of Arrow's integers already converted as ``add`` converts them."""
+        self.chunks.append(x)
+        self.rows += len(x)
+
     def values(self, narrow: bool) -> np.ndarray | list[str]:
         """The cells (the blocks let go: a column at a time is held twice)."""
         chunks, self.chunks = self.chunks, []
@@ -420,19 +481,23 @@ class _Column:
             return [v for c in chunks for v in c.to_pylist()]
         if not chunks:
             return np.empty(0, np.float64)
-        x = np.concatenate(chunks)  # the widest dtype of the blocks: still exact
+        if len(chunks) == 1 and chunks[0].flags.writeable:  # (_Integers: a row of its array)
+            x = chunks[0]
+        else:
+            x = np.concatenate(chunks)  # the widest dtype of the blocks: still exact
         if x.dtype == np.uint16 and x.size and x.max() < 256:
             x = x.astype(np.uint8)
         return x if narrow else x.astype(np.float64)
 
 
-def _blank_rows(cols: list[Any], probe: list[str]) -> list[int]:
+def _blank_rows(batch: Any, probe: list[str]) -> list[int]:
     """Rows of the block whose every cell is blank (``probe``: the cells of one column)."""
     rows = [i for i, v in enumerate(probe) if not v.strip()]
     string = _arrow()[0].string()
-    for col in cols:
+    for j in range(batch.num_columns):
         if not rows:
             break
+        col = batch.column(j)
         cells = col.take(_indices(rows)).to_pylist()
         if col.type == string:
             rows = [i for i, v in zip(rows, cells) if not v.strip()]
@@ -443,17 +508,95 @@ def _blank_rows(cols: list[Any], probe: list[str]) -> list[int]:
     return rows
 
 
-def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
-          columns: dict[int, _Column]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+def _reserve(shape: tuple[int, int], dtype: type) -> np.ndarray:
+    """An uninitialised array whose pages the system provides as they are first written: room
+    for more rows than a file may have costs no memory (numpy's arrays of this size get huge
+    pages, which the unwritten ends of its rows would share with the written ones). Where the
+    system refuses to map that much, fewer rows (the caller asks for another array when full)."""
+    size = max(shape[0] * shape[1] * np.dtype(dtype).itemsize, 1)
+    try:
+        if hasattr(mmap, "MAP_PRIVATE"):
+            buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):
+                buf.madvise(mmap.MADV_NOHUGEPAGE)
+        else:
+            buf = mmap.mmap(-1, size)
+    except OSError:  # no overcommit, say
+        return np.empty((shape[0], min(shape[1], _CHUNK_ROWS)), dtype)
+    return np.frombuffer(buf, dtype, shape[0] * shape[1]).reshape(shape)
+
+
+class _Integers:
+    """The kept cells of the columns Arrow converted to integers (uint16), written a block at a
+    time into one (columns, ``rows``) array (``_reserve``): a column's cells are then a row of
+    it, contiguous, with no copy. A block is converted in one call (Arrow's to_tensor): a column
+    at a time costs more per block than Arrow spends splitting it. Bytes (uint8), or uint16 when
+    the first block has a cell >= 256 (``_Column.values`` narrows each column as it would its
+    blocks)."""
+
+    def __init__(self, columns: list[int], rows: int) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.cells: np.ndarray | None = None
+        self.n = 0
+        self.seen = False  # a block (perhaps of no rows) was added
+
+    def add(self, batch: Any, take: np.ndarray | None) -> bool | None:
+        """Adds the cells of rows ``take`` (all with None) of a block: True; False when the
+        array lacks the room or the width (``hand_over``, then add it again); None when a cell
+        is null (a missing token: the columns take the block one by one, ``_Column.add`` making
+        them float)."""
+        pa = _arrow()[0]
+        k = len(self.columns)
+        if batch.num_rows:
+            try:
+                tensor = batch.select(self.columns).to_tensor(row_major=False)
+            except pa.ArrowException:  # a null ("Can only convert ... with no nulls")
+                return None
+            block = np.asarray(tensor).T  # (columns, rows)
+            if block.dtype != np.uint16:
+                return None
+            if take is not None:
+                block = block[:, take]
+        else:
+            block = np.empty((k, 0), np.uint16)
+        m = block.shape[1]
+        if m:
+            wide = bool(block.max() >= 256)
+            if self.cells is None:
+                self.cells = _reserve((k, self.rows), np.uint16 if wide else np.uint8)
+            if self.n + m > self.cells.shape[1] or wide and self.cells.dtype == np.uint8:
+                return False
+            self.cells[:, self.n:self.n + m] = block
+            self.n += m
+        self.seen = True
+        return True
+
+    def hand_over(self, columns: dict[int, _Column]) -> None:
+        """Gives each column its cells so far (a row of the array), then starts anew."""
+        if self.n:
+            for j, x in zip(self.columns, self.cells[:, :self.n]):
+                columns[j].add_numbers(x)
+        elif self.seen:  # blocks of no rows: empty uint16, as _Column.add keeps them
+            for j in self.columns:
+                columns[j].add_numbers(np.empty(0, np.uint16))
+        self.cells, self.n, self.seen = None, 0, False
+
+
+def _scan(batches: Iterator[Any], jt: int, wanted: bool, columns: dict[int, _Column],
+          rows: int = 1 << 16) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """Reads the blocks: (data rows, per block the mask of its data rows with a target value,
-    per block the mask of its source rows that are such rows); ``columns`` get their cells."""
+    per block the mask of its source rows that are such rows); ``columns`` get their cells.
+    ``rows``: the rows of the file at most (more: the integer columns' arrays are more)."""
     n_rows = 0
     keep_blocks: list[np.ndarray] = []
     take_blocks: list[np.ndarray] = []
-    for cols in batches:
-        n = len(cols[0])
-        probe = cols[max(jt, 0)].to_pylist()
-        blank = _blank_rows(cols, probe)
+    ints: _Integers | bool | None = None  # Arrow's integer columns (False: none, or not so)
+    rest: list[int] = []  # the other columns
+    for batch in batches:
+        n = batch.num_rows
+        probe = batch.column(max(jt, 0)).to_pylist()
+        blank = _blank_rows(batch, probe)
         if blank:
             data = np.ones(n, bool)
             data[blank] = False
@@ -468,25 +611,39 @@ def _scan(batches: Iterator[list[Any]], jt: int, wanted: bool,
             take = np.zeros(n, bool)
             take[data] = keep
         take_blocks.append(take)
-        mask = None if take.all() else _bools(take)
-        for j, c in columns.items():
-            c.add(cols[j] if mask is None else cols[j].filter(mask))
+        every = bool(take.all())
+        mask = None if every else _bools(take)
+        if ints is None:  # every block has the types of the first
+            kinds, string = batch.schema.types, _arrow()[0].string()
+            typed = [j for j, c in columns.items() if not c.text and kinds[j] != string]
+            ints = _Integers(typed, rows) if typed else False
+            rest = [j for j in columns if j not in set(typed)]
+        added = ints.add(batch, None if every else take) if ints else None
+        if ints and not added:
+            ints.hand_over(columns)
+            if added is False:
+                added = ints.add(batch, None if every else take)
+        for j in (rest if added else columns):
+            cells = batch.column(j)
+            columns[j].add(cells if mask is None else cells.filter(mask))
+    if ints:
+        ints.hand_over(columns)
     return n_rows, keep_blocks, take_blocks
 
 
-def _reread(batches: Iterator[list[Any]], take: np.ndarray, columns: dict[int, _Column],
+def _reread(batches: Iterator[Any], take: np.ndarray, columns: dict[int, _Column],
             name: str) -> None:
     """Second pass: the kept cells (``take``: per source row) of ``columns``, as text."""
     for c in columns.values():
         c.text, c.reread, c.chunks = True, False, []
     at = 0
-    for cols in batches:
-        n = len(cols[0])
+    for batch in batches:
+        n = batch.num_rows
         if at + n > len(take):
             raise ValueError(f"{name} changed while it was being read")
         mask = _bools(take[at:at + n])
         at += n
-        for c, cells in zip(columns.values(), cols):
+        for c, cells in zip(columns.values(), batch.columns):
             c.chunks.append(cells.filter(mask))
     if at != len(take):
         raise ValueError(f"{name} changed while it was being read")
@@ -564,7 +721,7 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
 
         # Arrow with integer columns where the file has them, else all text; where Arrow
         # refuses, the csv module (its error, or the file read its way).
-        sources: list[Callable[..., Iterator[list[Any]]]] = []
+        sources: list[Callable[..., Iterator[Any]]] = []
         if arrow:
             # Not the target nor the device column: their cells are read as text (labels, ids).
             skip = {j for j, h in enumerate(header) if h in (target, device_column)
@@ -573,10 +730,13 @@ def read_cells(path: str | os.PathLike, target: str, device_column: str | None,
             if types:
                 sources.append(functools.partial(_arrow_batches, real, offset, width, types=types))
             sources.append(functools.partial(_arrow_batches, real, offset, width))
+        # A data row holds width - 1 commas and a line end (but the last): rows at most.
+        most = (os.path.getsize(real) - offset) // max(width - 1, 1) + 1
         for source in sources:
             try:
                 columns = fresh()
-                n_rows, keep_blocks, take_blocks = _scan(source(), jt, wanted, columns)
+                with contextlib.closing(_ahead(source()) if _THREADS else source()) as batches:
+                    n_rows, keep_blocks, take_blocks = _scan(batches, jt, wanted, columns, most)
                 break
             except _Refused:
                 continue

@@ -65,7 +65,9 @@ class Encoder:
         for j, f in enumerate(schema.feature_fields):
             if f.kind == "numeric" and f.period is None:
                 col = np.asarray(column(j), np.float64)
-                col = col[np.isfinite(col)]
+                finite = np.isfinite(col)
+                if not finite.all():  # (a copy that changes nothing costs a pass)
+                    col = col[finite]
                 m = float(col.mean()) if col.size else 0.0
                 s = float(col.std()) if col.size else 0.0
                 mean[f.name] = m
@@ -104,6 +106,18 @@ class Encoder:
             else:
                 self.encode_field(j, features[:, j], out[:, self._slices[f.name]])
         return out
+
+    def byte_table(self, j: int) -> np.ndarray | None:
+        """``encode_field`` of field j for each byte value 0..255: float32 (256, k), row v the
+        encoding of v. A column of bytes is then encoded by looking its values up (the same bits:
+        the encoding is value by value). None for a periodic field (numpy may take the sine of a
+        whole column otherwise than of 256 values)."""
+        if self._fields[j].period is not None:
+            return None
+        sl = self.field_slices[j]
+        table = np.empty((256, sl.stop - sl.start), np.float32)
+        self.encode_field(j, np.arange(256, dtype=np.float64), table)
+        return table
 
     def encode_field(self, j: int, col: np.ndarray, out: np.ndarray) -> None:
         """Encodes the raw values (N,) of feature field j (``schema.features`` order) into
