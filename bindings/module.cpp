@@ -446,6 +446,15 @@ size_t load_items(PyObject* o, const char* name, std::vector<py::object>& keep,
     return n;
 }
 
+// ValueError unless implementation `impl` can run on this CPU (the test init uses a zero key).
+void check_impl(int impl) {
+    aes256gcm_ctx probe;
+    const uint8_t zero[32] = {};
+    const bool ok = aead_aes256gcm_init(&probe, zero, impl) == 0;
+    if (ok) aead_aes256gcm_wipe(&probe);
+    if (!ok) throw py::value_error("implementation " + std::to_string(impl) + " is not available on this CPU");
+}
+
 // Envelope i = heads[i] || AES-GCM(keys[i], nonces[i], ad = heads[i], prefix || bodies[i]).
 py::list seal_multikey(py::handle keys, py::handle nonces, py::handle heads, py::handle prefix,
                        py::handle bodies, int impl) {
@@ -460,18 +469,17 @@ py::list seal_multikey(py::handle keys, py::handle nonces, py::handle heads, py:
     load_keys(k, keys, n);
     load_nonce_rows(nv, nonces, n);
     get_view(pv, prefix.ptr(), "prefix");
-    std::vector<PyObject*> objs(n);
+    for (size_t i = 0; i < n; ++i) check_message_len(pv.len + blen[i], item_name("bodies", i));
+    check_impl(impl);
+    // Owned (released on any exception), then handed to the list.
+    std::vector<py::object> objs(n);
     std::vector<uint8_t*> outs(n);
     size_t total = 0;
     for (size_t i = 0; i < n; ++i) {
-        check_message_len(pv.len + blen[i], item_name("bodies", i));
         const size_t size = hlen[i] + pv.len + blen[i] + AEAD_AES256GCM_ABYTES;
-        objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(size));
-        if (!objs[i]) {
-            for (size_t j = 0; j < i; ++j) Py_DECREF(objs[j]);
-            throw py::error_already_set();
-        }
-        outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i]));
+        objs[i] = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(nullptr, Py_ssize_t(size)));
+        if (!objs[i]) throw py::error_already_set();
+        outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i].ptr()));
         total += size;
     }
     int r;
@@ -481,9 +489,9 @@ py::list seal_multikey(py::handle keys, py::handle nonces, py::handle heads, py:
         r = aead_aes256gcm_seal_multikey(outs.data(), hptr.data(), hlen.data(), pv.ptr, pv.len,
                                          bptr.data(), blen.data(), nv.ptr, k.ptr, n, impl);
     }
-    py::list out(n);
-    for (size_t i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), objs[i]);
     if (r != 0) throw py::value_error("implementation " + std::to_string(impl) + " is not available on this CPU");
+    py::list out(n);
+    for (size_t i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), objs[i].release().ptr());
     return out;
 }
 
@@ -502,22 +510,23 @@ py::tuple open_multikey(py::handle keys, py::handle nonces, py::handle envelopes
     if (!is_sequence(header_lens.ptr()) || size_t(PySequence_Fast_GET_SIZE(header_lens.ptr())) != n)
         throw py::value_error("header_lens must be a list with one length per envelope");
     std::vector<size_t> hlen(n);
-    std::vector<PyObject*> objs(n, nullptr);
-    std::vector<uint8_t*> outs(n, nullptr);
-    size_t total = 0;
-    auto release = [&]() { for (PyObject* o : objs) Py_XDECREF(o); };
     for (size_t i = 0; i < n; ++i) {
         const Py_ssize_t h = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(header_lens.ptr(), Py_ssize_t(i)));
-        if (h == -1 && PyErr_Occurred()) { release(); throw py::error_already_set(); }
-        if (h < 0 || size_t(h) > elen[i]) {
-            release();
+        if (h == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (h < 0 || size_t(h) > elen[i])
             throw py::value_error(item_name("header_lens", i) + " must be in [0, the envelope's length]");
-        }
         hlen[i] = size_t(h);
+    }
+    check_impl(impl);
+    // Owned (released on any exception), then handed to the list.
+    std::vector<py::object> objs(n);
+    std::vector<uint8_t*> outs(n, nullptr);
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
         const size_t plen = elen[i] - hlen[i] < AEAD_AES256GCM_ABYTES ? 0 : elen[i] - hlen[i] - AEAD_AES256GCM_ABYTES;
-        objs[i] = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(plen));
-        if (!objs[i]) { release(); throw py::error_already_set(); }
-        outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i]));
+        objs[i] = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(nullptr, Py_ssize_t(plen)));
+        if (!objs[i]) throw py::error_already_set();
+        outs[i] = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(objs[i].ptr()));
         total += elen[i];
     }
     py::array_t<bool> status(py::ssize_t{py::ssize_t(n)});
@@ -530,11 +539,7 @@ py::tuple open_multikey(py::handle keys, py::handle nonces, py::handle envelopes
     }
     py::list out(n);
     for (size_t i = 0; i < n; ++i) {
-        PyObject* o = objs[i];
-        if (st[i] == 0) {
-            Py_DECREF(o);
-            o = Py_NewRef(Py_None);
-        }
+        PyObject* o = st[i] ? objs[i].release().ptr() : Py_NewRef(Py_None);
         PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), o);
     }
     return py::make_tuple(out, status);

@@ -216,3 +216,13 @@ def test_native_open_fails_an_envelope_too_short_for_its_tag_and_opens_the_rest(
     for i, (head, body) in enumerate([(b"head-0", b"first"), (b"hd-1", b"2nd")]):
         assert sealed[i] == head + AESGCM(keys[32 * i:32 * i + 32]).encrypt(
             bytes(nonces[i]), b"P:" + body, head)
+
+
+@pytest.mark.parametrize("level", [0, 99])
+def test_native_calls_refuse_an_implementation_this_cpu_cannot_run(level):
+    # (0 is the portable level: no native AES-GCM; an open must not report forgeries instead)
+    nonces = np.zeros((1, 12), np.uint8)
+    with pytest.raises(ValueError, match="not available"):
+        _core.seal_multikey(b"k" * 32, nonces, [b"h"], b"", [b"a"], level)
+    with pytest.raises(ValueError, match="not available"):
+        _core.open_multikey(b"k" * 32, nonces, [b"h" + b"c" * 17], [1], level)

@@ -1210,7 +1210,10 @@ class EnvelopeReceiver:
         Returns ``(opened, errors)``: ``opened[i]`` is the OpenedEnvelope or None, and
         ``errors`` maps each refused index to its EnvelopeError or AuthenticationError. A bad
         envelope is refused alone; duplicates within the batch are refused after the first.
-        Every envelope goes through the checks of :meth:`open`, in the same order.
+        Every envelope goes through the checks of :meth:`open`, in the same order, except that
+        the replay check of a counter first seen in this batch follows authentication (a
+        forgery of a counter an authentic envelope of the batch carries is refused as a
+        forgery, not as a replay: either way it is refused and changes nothing).
         """
         self._check_open()
         when = self._when(at)
