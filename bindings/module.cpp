@@ -591,7 +591,8 @@ class Rng {
                 st_ = nullptr;
                 if (r == RNG_NO_CONSTANT_TIME_AES)
                     throw std::runtime_error(
-                        "this CPU has no AES instructions (ARMv8 Crypto Extensions): the only AES "
+                        "this CPU has no AES instructions (AES-NI on x86-64, the ARMv8 Crypto "
+                        "Extensions on aarch64): the only AES "
                         "left is table-based, whose cache timing would leak the noise key, so "
                         "unseeded noise is refused; run on a CPU with AES, or pass a seed for a "
                         "reproducible simulation (never for real data)");
@@ -622,6 +623,7 @@ class Rng {
     Rng& operator=(const Rng&) = delete;
 
     bool seeded() const { return st_->seeded != 0; }
+    int impl() const { return st_->impl; }
     uint64_t position() {
         std::lock_guard<std::mutex> lock(mu_);
         return rng_position(st_);
@@ -741,6 +743,7 @@ void bind_rng(py::module_& m) {
     py::class_<Rng>(m, "Rng")
         .def(py::init<py::handle>(), py::arg("key"))
         .def_property_readonly("seeded", [](Rng* r) { return live(r).seeded(); })
+        .def_property_readonly("impl", [](Rng* r) { return live(r).impl(); })
         .def_property_readonly("position", [](Rng* r) { return live(r).position(); })
         .def("fill_bytes", [](Rng* r, size_t n) {
             PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(n));

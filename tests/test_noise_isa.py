@@ -138,3 +138,25 @@ def test_aliases_select_the_same_noise_paths(run_python):
     assert reports["portable"] == reports["none"]
     assert reports["portable"]["csprng"] == "portable" and reports["portable"]["noise"] == "portable"
     assert reports["avx2"] == reports["aesni"]
+
+
+def test_an_unseeded_generator_never_runs_the_table_aes_whatever_the_cap(run_python):
+    # Prepare: the cap at none puts seeded streams on the portable (table) AES; an OS-keyed
+    # generator must stay on AES instructions (its key is a secret; table look-ups leak it)
+    code = ("import privcity; from privcity import _core; from privcity.noise import SecureRNG; "
+            "print(_core.aes_isa_supported(), SecureRNG()._rng.impl, "
+            "SecureRNG(b'seed')._rng.impl, _core.AES_ISA_NONE)")
+
+    # Execute
+    capped = run_python(code, isa="none")
+    uncapped = run_python(code)
+
+    # Assert: the lowest AES-instruction rung under the cap, the best without it; seeded
+    # streams follow the cap
+    assert capped.returncode == 0 and uncapped.returncode == 0, capped.stderr + uncapped.stderr
+    supported, unseeded, seeded, none = map(int, capped.stdout.split())
+    if supported == none:
+        pytest.skip("this CPU has no AES instructions (an unseeded generator is refused there)")
+    assert seeded == none and unseeded == 1  # AES_ISA_AESNI / AES_ISA_ARMV8
+    supported, unseeded, seeded, none = map(int, uncapped.stdout.split())
+    assert unseeded == seeded == supported

@@ -82,13 +82,19 @@ void keystream(const rng_state* st, uint8_t* out, size_t nblocks, uint64_t block
 
 // The AES level a state keyed this way runs on, or -1 if it must not be keyed here.
 int state_impl(int seeded) {
-#if defined(__aarch64__)
     // A secret (OS-keyed) stream never runs on the table AES, whose cache timing leaks the key.
-    // The keystream is the same on every level, so the cap (a tool for testing slower paths)
-    // does not apply to it; without the Crypto Extensions such a state is refused.
+    // The keystream is the same on every level, so a cap below the AES instructions (a tool for
+    // testing slower paths) does not apply to it; without AES instructions it is refused.
+#if defined(__aarch64__)
     if (!seeded) return aes_isa_supported() == AES_ISA_ARMV8 ? AES_ISA_ARMV8 : -1;
+#elif defined(__x86_64__)
+    if (!seeded) {
+        const int selected = aes_isa_selected();
+        if (selected >= AES_ISA_AESNI) return selected;
+        return aes_isa_supported() >= AES_ISA_AESNI ? AES_ISA_AESNI : -1;
+    }
 #else
-    (void)seeded;
+    if (!seeded) return -1;
 #endif
     return aes_isa_selected();
 }

@@ -47,14 +47,15 @@ struct alignas(64) rng_state {
     int64_t spare_dg[256];
 };
 
-// rng_init_os's refusal on an aarch64 CPU without the AES Crypto Extensions: the only AES left
-// there is table-based, and its cache timing would expose a secret key (seeded states may
-// still run it: their key is not a secret).
+// rng_init_os's refusal on a CPU without AES instructions (AES-NI on x86-64, the Crypto
+// Extensions on aarch64): the only AES left there is table-based, and its cache timing would
+// expose a secret key (seeded states may still run it: their key is not a secret).
 constexpr int RNG_NO_CONSTANT_TIME_AES = -2;
 
 // Keys from the operating system (getrandom). Returns 0, -1 if the OS gave no randomness, or
-// RNG_NO_CONSTANT_TIME_AES (st untouched). On aarch64 such a state always runs the ARMv8 AES
-// instructions, whatever the ISA cap (the keystream is the same on every level).
+// RNG_NO_CONSTANT_TIME_AES (st untouched). Such a state always runs AES instructions, whatever
+// the ISA cap: the capped level, or AES-NI / ARMv8 AES where the cap is below them (the
+// keystream is the same on every level).
 [[nodiscard]] int rng_init_os(rng_state* st) noexcept;
 // Keys with a caller-chosen 32-byte key: a reproducible stream (seeded mode).
 void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept;
