@@ -145,20 +145,15 @@ int aead_aes256gcm_encrypt_many(uint8_t* const* out, const uint8_t* const* m, co
         aead_aes256gcm_encrypt_many_vaes256(out, m, mlen, ad, adlen, nonces, n, ctx);
         return 0;
     }
-    for (size_t i = 0; i < n; ++i) {
-        const uint8_t* a = ad ? ad[i] : nullptr;
-        const size_t al = ad ? adlen[i] : 0;
-        uint8_t* o = out[i];
-        aead_aes256gcm_encrypt_aesni(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
-    }
-#elif defined(__aarch64__)
-    for (size_t i = 0; i < n; ++i) {
-        const uint8_t* a = ad ? ad[i] : nullptr;
-        const size_t al = ad ? adlen[i] : 0;
-        uint8_t* o = out[i];
-        aead_aes256gcm_encrypt_armv8(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i, ctx);
-    }
 #endif
+    // Paths without a batch kernel: one message at a time through the single-message dispatch.
+    for (size_t i = 0; i < n; ++i) {
+        const uint8_t* a = ad ? ad[i] : nullptr;
+        const size_t al = ad ? adlen[i] : 0;
+        uint8_t* o = out[i];
+        (void)aead_aes256gcm_encrypt_ctx(o, o + mlen[i], m[i], mlen[i], a, al, nonces + 12 * i,
+                                         ctx);  // cannot fail: ctx checked above
+    }
     return 0;
 }
 
@@ -175,29 +170,18 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
         }
         return n;
     }
+    bool batched = false;
 #if defined(__x86_64__)
     if (ctx->impl == AES_ISA_VAES512) {
         failed = aead_aes256gcm_decrypt_many_vaes512(m, status, c, clen, ad, adlen, nonces, n, ctx);
+        batched = true;
     } else if (ctx->impl == AES_ISA_VAES256) {
         failed = aead_aes256gcm_decrypt_many_vaes256(m, status, c, clen, ad, adlen, nonces, n, ctx);
-    } else {
-        for (size_t i = 0; i < n; ++i) {
-            if (clen[i] < AEAD_AES256GCM_ABYTES) {
-                status[i] = 0;
-                ++failed;
-                continue;
-            }
-            const uint8_t* a = ad ? ad[i] : nullptr;
-            const size_t al = ad ? adlen[i] : 0;
-            const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
-            const int r = aead_aes256gcm_decrypt_aesni(m[i], c[i], len, c[i] + len, a, al,
-                                                       nonces + 12 * i, ctx);
-            status[i] = r == 0 ? 1 : 0;
-            failed += r != 0;
-        }
+        batched = true;
     }
-#elif defined(__aarch64__)
-    for (size_t i = 0; i < n; ++i) {
+#endif
+    // Paths without a batch kernel: one message at a time through the single-message dispatch.
+    for (size_t i = 0; !batched && i < n; ++i) {
         if (clen[i] < AEAD_AES256GCM_ABYTES) {
             status[i] = 0;
             ++failed;
@@ -206,12 +190,11 @@ size_t aead_aes256gcm_decrypt_many(uint8_t* const* m, uint8_t* status, const uin
         const uint8_t* a = ad ? ad[i] : nullptr;
         const size_t al = ad ? adlen[i] : 0;
         const size_t len = clen[i] - AEAD_AES256GCM_ABYTES;
-        const int r = aead_aes256gcm_decrypt_armv8(m[i], c[i], len, c[i] + len, a, al,
-                                                   nonces + 12 * i, ctx);
+        const int r = aead_aes256gcm_decrypt_ctx(m[i], c[i], len, c[i] + len, a, al,
+                                                 nonces + 12 * i, ctx);
         status[i] = r == 0 ? 1 : 0;
         failed += r != 0;
     }
-#endif
     if (failed && wipe_all_on_failure)
         for (size_t i = 0; i < n; ++i) detail::secure_wipe(m[i], plain_len(i));
     return failed;

@@ -199,8 +199,8 @@ def _cpu_name() -> str:
             for line in f:
                 if line.startswith(("model name", "Model")):
                     return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    except OSError:  # no /proc (macOS, Windows): the platform's own name below
+        return platform.processor() or platform.machine()
     return platform.processor() or platform.machine()
 
 

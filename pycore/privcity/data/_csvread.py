@@ -302,8 +302,8 @@ def _ahead(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         while thread.is_alive():  # a producer waiting on a full queue goes on and stops
             try:
                 items.get(timeout=0.01)
-            except queue.Empty:
-                pass
+            except queue.Empty:  # nothing queued at this moment: look again while it runs
+                continue
         thread.join()
 
 
