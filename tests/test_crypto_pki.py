@@ -614,3 +614,107 @@ def test_error_pickles_with_kind():
     # Assert
     assert (str(back), back.kind) == ("revoked!", "revoked")
     assert isinstance(back, privcity.PrivcityError)
+
+
+# --- a VerifiedCertificate checked again (issue_verified, re-verification) ----------------------
+
+def _issue_verified(ca, keys, subject_id="sensor-0042", role="device", start=T0, days=30):
+    return ca.issue_verified(subject_id, role, identity_key=keys.identity_public_key,
+                             agreement_key=keys.agreement_public_key,
+                             not_before=start, not_after=start + days * DAY)
+
+
+def test_issue_verified_is_what_verify_certificate_makes_of_the_certificate(ca, keys):
+    mine = _issue_verified(ca, keys)
+    theirs = verify_certificate(mine.certificate, trust_anchor=ca.certificate, crl=_crl(ca),
+                                at=T0 + DAY)
+    for f in ("subject_id", "role", "serial_number", "not_before", "not_after", "issuer_key",
+              "agreement_key_bytes"):
+        assert getattr(mine, f) == getattr(theirs, f), f
+    assert mine.certificate.public_bytes(serialization.Encoding.DER) == \
+        theirs.certificate.public_bytes(serialization.Encoding.DER)
+    assert _raw(mine.identity_key) == _raw(theirs.identity_key)
+    assert mine.issuer_key == _raw(ca.certificate.public_key())
+    # and it is refused for what issue() refuses
+    with pytest.raises(ValueError, match="role"):
+        _issue_verified(ca, keys, role="mayor")
+
+
+def test_reverified_certificate_keeps_every_check_but_the_signature(ca, keys):
+    v = _issue_verified(ca, keys)
+    crl = _crl(ca)
+    assert verify_certificate(v, trust_anchor=ca.certificate, crl=crl, at=T0 + DAY) is v
+    for at, kind in ((T0 - DAY, "not_yet_valid"), (T0 + 31 * DAY, "expired")):
+        with pytest.raises(CertificateError) as e:
+            verify_certificate(v, trust_anchor=ca.certificate, crl=_crl(ca, at=at), at=at)
+        assert e.value.kind == kind
+    with pytest.raises(CertificateError) as e:  # a stale CRL
+        verify_certificate(v, trust_anchor=ca.certificate, crl=crl, at=T0 + 8 * DAY)
+    assert e.value.kind == "crl_stale"
+    with pytest.raises(CertificateError) as e:
+        verify_certificate(v, trust_anchor=ca.certificate, crl=crl, at=T0 + DAY, role="gateway")
+    assert e.value.kind == "wrong_role"
+    with pytest.raises(CertificateError) as e:
+        verify_certificate(v, trust_anchor=ca.certificate, crl=crl, at=T0 + DAY,
+                           subject_id="sensor-0043")
+    assert e.value.kind == "wrong_subject"
+
+
+def test_reverified_certificate_revoked_since_is_refused():
+    ca = CertificateAuthority.create("city-ca", not_before=T0 - 10 * DAY,
+                                     not_after=T0 + 3650 * DAY)
+    v = _issue_verified(ca, IdentityKeys.generate())
+    ca.revoke(v.serial_number, at=T0)
+    with pytest.raises(CertificateError) as e:
+        verify_certificate(v, trust_anchor=ca.certificate, crl=_crl(ca, at=T0 + DAY),
+                           at=T0 + DAY)
+    assert e.value.kind == "revoked"
+
+
+def test_verified_against_another_ca_is_verified_from_scratch(ca, keys):
+    # A CA of the same name but another key: the signature must be checked, and fails.
+    twin = CertificateAuthority.create("city-ca", not_before=T0 - 10 * DAY,
+                                       not_after=T0 + 3650 * DAY)
+    v = _issue_verified(twin, keys)
+    assert v.certificate.issuer == ca.certificate.subject
+    with pytest.raises(CertificateError) as e:
+        verify_certificate(v, trust_anchor=ca.certificate, crl=_crl(ca), at=T0 + DAY)
+    assert e.value.kind in ("wrong_issuer", "bad_signature")
+    # ... while the real CA's certificate, verified against it, passes
+    w = verify_certificate(_issue(ca, keys), trust_anchor=ca.certificate, crl=_crl(ca),
+                           at=T0 + DAY)
+    assert verify_certificate(w, trust_anchor=ca.certificate, crl=_crl(ca), at=T0 + DAY) is w
+
+
+def test_issuer_key_cannot_be_forged_by_replace(ca, keys):
+    v = _issue_verified(ca, keys)
+    with pytest.raises(TypeError):
+        dataclasses.replace(v, issuer_key=b"\0" * 32)
+
+
+def test_receiver_admits_its_own_cas_verified_certificate_and_no_other():
+    from privcity.crypto import EnvelopeReceiver, EnvelopeSender
+    now = dt.datetime.now(UTC)
+    ca = CertificateAuthority.create("city-ca")
+    twin = CertificateAuthority.create("city-ca")  # same name, another key
+    server = IdentityKeys.generate()
+    server_cert = ca.issue_verified("aggregator", "aggregator",
+                                    identity_key=server.identity_public_key,
+                                    agreement_key=server.agreement_public_key)
+    rx = EnvelopeReceiver(server, "aggregator", trust_anchor=ca.certificate,
+                          crl=ca.publish_crl(at=now - DAY))
+    dev = IdentityKeys.generate()
+    forged = twin.issue_verified("dev-1", "device", identity_key=dev.identity_public_key,
+                                 agreement_key=dev.agreement_public_key)
+    with pytest.raises(CertificateError):
+        rx.add_sender(forged)
+    good = ca.issue_verified("dev-1", "device", identity_key=dev.identity_public_key,
+                             agreement_key=dev.agreement_public_key)
+    assert rx.add_sender(good) is good
+    tx = EnvelopeSender(dev, "dev-1", state_path=None, ephemeral=True)
+    assert rx.open(tx.seal(server_cert, 0, b"reading")).payload == b"reading"
+    ca.revoke(good.serial_number)
+    with pytest.raises(CertificateError) as e:  # admitted again under a CRL that revokes it
+        EnvelopeReceiver(server, "aggregator", trust_anchor=ca.certificate,
+                         crl=ca.publish_crl()).add_sender(good)
+    assert e.value.kind == "revoked"

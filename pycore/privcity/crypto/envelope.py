@@ -1017,17 +1017,20 @@ class EnvelopeReceiver:
             self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
 
     @_locked
-    def add_sender(self, certificate: x509.Certificate | bytes, *,
+    def add_sender(self, certificate: x509.Certificate | bytes | VerifiedCertificate, *,
                    at: dt.datetime | None = None) -> VerifiedCertificate:
         """Verify ``certificate`` at ``at`` (default now) and admit its subject as a sender.
         Raises CertificateError if it does not verify, ValueError if no key can be agreed with
         it (a low-order X25519 key, this receiver's own key or id); replaces an earlier
-        certificate."""
+        certificate. A VerifiedCertificate checked against this receiver's CA key (or issued
+        by it, CertificateAuthority.issue_verified) is re-checked without its signature (see
+        verify_certificate)."""
         verified = verify_certificate(certificate, trust_anchor=self._anchor, crl=self._crl,
                                       at=at)
         sid = verified.subject_id
         self._ring.forget(sid)
-        self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
+        if sid in self._senders:  # (only an admitted sender's envelopes made a cached AEAD)
+            self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sid}
         # Agree a key now: a sender whose key agreement fails would make every later open of
         # its envelopes raise ValueError instead of refusing them (and open_many the batch).
         self._ring.receiving_key(verified, self._min_epoch)

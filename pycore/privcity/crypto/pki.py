@@ -295,6 +295,9 @@ class VerifiedCertificate:
     not_after: dt.datetime
     identity_key: ed25519.Ed25519PublicKey
     agreement_key: x25519.X25519PublicKey
+    # The raw Ed25519 key of the CA whose signature was checked (or that issued it): passed to
+    # verify_certificate again with that CA as anchor, the signature need not be checked again.
+    issuer_key: bytes = b""
     _token: object = None
 
     def __post_init__(self) -> None:
@@ -385,9 +388,16 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
     serial is not revoked; the subject has one CN and one OU role, an Ed25519 key and an X25519
     agreement key; ``role`` and ``subject_id`` match when given. ``at`` defaults to now (UTC).
 
+    ``certificate`` may be a VerifiedCertificate (from an earlier call, or from
+    :meth:`CertificateAuthority.issue_verified`): checked against the same CA key, its signature
+    and contents are not checked again (they cannot have changed), and every other check is made
+    at ``at``; verified against another CA key, it is verified from scratch.
+
     Raises ``CertificateError`` whose ``kind`` names the first failed check.
     """
-    cert = _as_certificate(certificate, "certificate")
+    earlier = certificate if isinstance(certificate, VerifiedCertificate) else None
+    cert = earlier.certificate if earlier is not None \
+        else _as_certificate(certificate, "certificate")
     anchor = _as_certificate(trust_anchor, "trust_anchor")
     if not isinstance(crl, x509.CertificateRevocationList):
         raise TypeError("crl must be an x509.CertificateRevocationList (see load_crl)")
@@ -404,6 +414,14 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
     if bc is None or not bc.ca or not isinstance(anchor_key, ed25519.Ed25519PublicKey):
         raise _fail("trust anchor is not an Ed25519 CA certificate", "not_a_ca")
     _check_window(anchor, when, "CA certificate")
+
+    anchor_raw = anchor_key.public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
+    if earlier is not None and earlier.issuer_key == anchor_raw:
+        _check_window(cert, when, "certificate")
+        _check_revocation(cert, anchor, anchor_key, crl, when)
+        _check_expected(earlier.role, earlier.subject_id, role, subject_id)
+        return earlier
 
     # Issuer and signature.
     if cert.issuer != anchor.subject:
@@ -429,22 +447,7 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
     if leaf_bc is not None and leaf_bc.ca:
         raise _fail("a CA certificate cannot be used as a subject certificate", "wrong_role")
     _check_window(cert, when, "certificate")
-
-    # Revocation.
-    if crl.issuer != anchor.subject:
-        raise _fail("CRL is not issued by the CA", "crl_wrong_issuer")
-    if not _crl_signature_valid(crl, anchor_key):
-        raise _fail("CRL signature does not verify with the CA key", "crl_bad_signature")
-    if when < crl.last_update_utc:
-        raise _fail(f"CRL is not valid before {crl.last_update_utc.isoformat()}",
-                    "crl_not_yet_valid")
-    next_update = crl.next_update_utc
-    if next_update is None or when > next_update:
-        raise _fail("CRL is stale (past its next_update); fetch a fresh one", "crl_stale")
-    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-    if revoked is not None:
-        raise _fail(f"certificate {cert.serial_number:#x} was revoked at "
-                    f"{revoked.revocation_date_utc.isoformat()}", "revoked")
+    _check_revocation(cert, anchor, anchor_key, crl, when)
 
     # Contents.
     cn = _single(cert.subject, NameOID.COMMON_NAME, "CN (subject id)")
@@ -461,15 +464,38 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
         raise _fail("certificate carries no valid X25519 agreement key", "malformed") from None
     if not isinstance(agreement_key, x25519.X25519PublicKey):
         raise _fail("agreement key extension does not hold an X25519 key", "malformed")
-    if role is not None and ou != role:
-        raise _fail(f"certificate role is {ou!r}, expected {role!r}", "wrong_role")
-    if subject_id is not None and cn != subject_id:
-        raise _fail(f"certificate is for {cn!r}, expected {subject_id!r}", "wrong_subject")
+    _check_expected(ou, cn, role, subject_id)
 
     return VerifiedCertificate(
         certificate=cert, subject_id=cn, role=ou, serial_number=cert.serial_number,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-        identity_key=identity_key, agreement_key=agreement_key, _token=_TOKEN)
+        identity_key=identity_key, agreement_key=agreement_key, issuer_key=anchor_raw,
+        _token=_TOKEN)
+
+
+def _check_revocation(cert: x509.Certificate, anchor: x509.Certificate, anchor_key: Any,
+                      crl: x509.CertificateRevocationList, when: dt.datetime) -> None:
+    if crl.issuer != anchor.subject:
+        raise _fail("CRL is not issued by the CA", "crl_wrong_issuer")
+    if not _crl_signature_valid(crl, anchor_key):
+        raise _fail("CRL signature does not verify with the CA key", "crl_bad_signature")
+    if when < crl.last_update_utc:
+        raise _fail(f"CRL is not valid before {crl.last_update_utc.isoformat()}",
+                    "crl_not_yet_valid")
+    next_update = crl.next_update_utc
+    if next_update is None or when > next_update:
+        raise _fail("CRL is stale (past its next_update); fetch a fresh one", "crl_stale")
+    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if revoked is not None:
+        raise _fail(f"certificate {cert.serial_number:#x} was revoked at "
+                    f"{revoked.revocation_date_utc.isoformat()}", "revoked")
+
+
+def _check_expected(ou: str, cn: str, role: str | None, subject_id: str | None) -> None:
+    if role is not None and ou != role:
+        raise _fail(f"certificate role is {ou!r}, expected {role!r}", "wrong_role")
+    if subject_id is not None and cn != subject_id:
+        raise _fail(f"certificate is for {cn!r}, expected {subject_id!r}", "wrong_subject")
 
 
 # --- the CA -----------------------------------------------------------------------------------
@@ -579,6 +605,27 @@ class CertificateAuthority:
                 .add_extension(x509.UnrecognizedExtension(AGREEMENT_KEY_OID, spki),
                                critical=False)
                 .sign(self._key, None))
+
+    def issue_verified(self, subject_id: str, role: str, *,
+                       identity_key: ed25519.Ed25519PublicKey,
+                       agreement_key: x25519.X25519PublicKey,
+                       not_before: dt.datetime | None = None,
+                       not_after: dt.datetime | None = None) -> VerifiedCertificate:
+        """:meth:`issue`, returned as the VerifiedCertificate that :func:`verify_certificate`
+        would make of it with this CA as anchor, without checking the signature just made.
+        A server that runs the CA admits the devices it certifies with it (passed to
+        verify_certificate, or to EnvelopeReceiver.add_sender, only the validity window and
+        the CRL are checked): an Ed25519 verification and a parse saved per device."""
+        cert = self.issue(subject_id, role, identity_key=identity_key,
+                          agreement_key=agreement_key, not_before=not_before,
+                          not_after=not_after)
+        return VerifiedCertificate(
+            certificate=cert, subject_id=subject_id, role=role,
+            serial_number=cert.serial_number, not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc, identity_key=identity_key,
+            agreement_key=agreement_key, issuer_key=self._key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+            _token=_TOKEN)
 
     def revoke(self, serial_number: int | x509.Certificate, *,
                at: dt.datetime | None = None) -> None:
