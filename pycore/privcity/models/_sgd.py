@@ -61,56 +61,75 @@ def _affine(Z, S, rows, b, WT):
 
 
 @njit
-def _grad_row(g, S, rows, b, D, o):
-    """g[:n_in] = sum_i D[i, o] * S[rows[i]] and g[n_in] = sum_i D[i, o], rows in order. Rows
-    go four at a time through one pass over the inputs, summed left to right: the same order
-    as one row at a time."""
+def _grad_rows(g, S, rows, b, D, o0, o1):
+    """For o in (o0, o1): g[j, :n_in] = sum_i D[i, o] * S[rows[i]] and g[j, n_in] =
+    sum_i D[i, o], rows in order (j = 0, 1; o1 == o0 fills row 1 with the same). Rows go four at
+    a time through one pass over the inputs, summed left to right: the same order as one row at
+    a time; two outputs share each load of the inputs."""
     n_in = S.shape[1]
+    g0, g1 = g[0], g[1]
     i = 0
     while i + 4 <= b:
-        d0, d1, d2, d3 = D[i, o], D[i + 1, o], D[i + 2, o], D[i + 3, o]
+        a0, a1, a2, a3 = D[i, o0], D[i + 1, o0], D[i + 2, o0], D[i + 3, o0]
+        c0, c1, c2, c3 = D[i, o1], D[i + 1, o1], D[i + 2, o1], D[i + 3, o1]
         x0, x1, x2, x3 = S[rows[i]], S[rows[i + 1]], S[rows[i + 2]], S[rows[i + 3]]
         if i == 0:
             for f in range(n_in):
-                g[f] = ((d0 * x0[f] + d1 * x1[f]) + d2 * x2[f]) + d3 * x3[f]
+                g0[f] = ((a0 * x0[f] + a1 * x1[f]) + a2 * x2[f]) + a3 * x3[f]
+                g1[f] = ((c0 * x0[f] + c1 * x1[f]) + c2 * x2[f]) + c3 * x3[f]
         else:
             for f in range(n_in):
-                g[f] = (((g[f] + d0 * x0[f]) + d1 * x1[f]) + d2 * x2[f]) + d3 * x3[f]
+                g0[f] = (((g0[f] + a0 * x0[f]) + a1 * x1[f]) + a2 * x2[f]) + a3 * x3[f]
+                g1[f] = (((g1[f] + c0 * x0[f]) + c1 * x1[f]) + c2 * x2[f]) + c3 * x3[f]
         i += 4
     while i < b:
-        d0, x0 = D[i, o], S[rows[i]]
+        a0, c0, x0 = D[i, o0], D[i, o1], S[rows[i]]
         if i == 0:
             for f in range(n_in):
-                g[f] = d0 * x0[f]
+                g0[f] = a0 * x0[f]
+                g1[f] = c0 * x0[f]
         else:
             for f in range(n_in):
-                g[f] = g[f] + d0 * x0[f]
+                g0[f] = g0[f] + a0 * x0[f]
+                g1[f] = g1[f] + c0 * x0[f]
         i += 1
-    s = np.float32(0.0)
+    s0 = s1 = np.float32(0.0)
     for i in range(b):
-        s += D[i, o]
-    g[n_in] = s
+        s0 += D[i, o0]
+        s1 += D[i, o1]
+    g0[n_in] = s0
+    g1[n_in] = s1
+
+
+@njit
+def _step(w, g, n_in, l2, lr, GT, o):
+    """g (+ l2 * w on the weights); then ``w -= lr * g`` (SGD) when GT is empty, else
+    GT[o] = g (w unchanged)."""
+    if l2 != np.float32(0.0):
+        for f in range(n_in):
+            g[f] = g[f] + l2 * w[f]
+    # (Loops, not slice assignments: those compile numba's shape-mismatch error message,
+    # seconds of a cold start.)
+    if GT.shape[0]:
+        for f in range(n_in + 1):
+            GT[o, f] = g[f]
+    else:
+        for f in range(n_in + 1):
+            w[f] = w[f] - lr * g[f]
 
 
 @njit
 def _backward(WT, S, rows, b, D, l2, lr, g, GT):
-    """For each output o, its gradient row g (_grad_row, + l2 * w on the weights); then
-    ``WT[o] -= lr * g`` (SGD) when GT is empty, else GT[o] = g (WT unchanged)."""
-    n_in = S.shape[1]
-    for o in range(WT.shape[0]):
-        _grad_row(g, S, rows, b, D, o)
-        w = WT[o]
-        if l2 != np.float32(0.0):
-            for f in range(n_in):
-                g[f] = g[f] + l2 * w[f]
-        # (Loops, not slice assignments: those compile numba's shape-mismatch error message,
-        # seconds of a cold start.)
-        if GT.shape[0]:
-            for f in range(n_in + 1):
-                GT[o, f] = g[f]
-        else:
-            for f in range(n_in + 1):
-                w[f] = w[f] - lr * g[f]
+    """For each output o, its gradient row (_grad_rows, outputs in pairs, + l2 * w on the
+    weights); then ``WT[o] -= lr * g`` (SGD) when GT is empty, else GT[o] = g (WT unchanged).
+    g: scratch (2, >= n_in + 1). Every gradient is taken before any step: each uses D alone."""
+    n_in, n_out = S.shape[1], WT.shape[0]
+    for o in range(0, n_out, 2):
+        o1 = min(o + 1, n_out - 1)
+        _grad_rows(g, S, rows, b, D, o, o1)
+        _step(WT[o], g[0], n_in, l2, lr, GT, o)
+        if o1 != o:
+            _step(WT[o1], g[1], n_in, l2, lr, GT, o1)
 
 
 @njit
@@ -144,7 +163,7 @@ def _delta(Z, b, labels, targets, trows):
 @njit
 def linear_batch(WT, X, rows, b, labels, targets, trows, l2, lr, Z, g, GT):
     """A linear model WT (n_out, F + 1) on one batch: an SGD step on WT, or (GT non-empty) its
-    gradient into GT. Z (>= b, n_out) and g (F + 1) are scratch."""
+    gradient into GT. Z (>= b, n_out) and g (2, F + 1) are scratch."""
     _affine(Z, X, rows, b, WT)
     _delta(Z, b, labels, targets, trows)
     _backward(WT, X, rows, b, Z, l2, lr, g, GT)
@@ -154,7 +173,7 @@ def linear_batch(WT, X, rows, b, labels, targets, trows, l2, lr, Z, g, GT):
 def mlp_batch(W1, W2, X, rows, b, labels, targets, trows, l2, lr, relu, scratch, G1, G2):
     """The MLP (W1 (H, F + 1), W2 (n_out, H + 1)) on one batch: an SGD step on both layers, or
     (G1, G2 non-empty) their gradients. scratch: (Z1, A, dZ (>= b, H), Z2 (>= b, n_out),
-    hidden rows arange(>= b), g (>= F + 1))."""
+    hidden rows arange(>= b), g (2, >= max(F, H) + 1))."""
     Z1, A, dZ, Z2, hrows, g = scratch
     H = W1.shape[0]
     _affine(Z1, X, rows, b, W1)
@@ -177,8 +196,8 @@ def mlp_batch(W1, W2, X, rows, b, labels, targets, trows, l2, lr, relu, scratch,
                 dz[h] = dz[h] if Z1[i, h] > np.float32(0.0) else np.float32(0.0)
             else:
                 dz[h] = dz[h] * (np.float32(1.0) - A[i, h] * A[i, h])
-    _backward(W2, A, hrows, b, Z2, l2, lr, g[:H + 1], G2)
-    _backward(W1, X, rows, b, dZ, l2, lr, g[:X.shape[1] + 1], G1)
+    _backward(W2, A, hrows, b, Z2, l2, lr, g[:, :H + 1], G2)
+    _backward(W1, X, rows, b, dZ, l2, lr, g[:, :X.shape[1] + 1], G1)
 
 
 # --- one device ---------------------------------------------------------------------------------
@@ -221,7 +240,7 @@ def _linear_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, 
         for j in range(P.shape[0]):
             out[j] = P[j]
         return False
-    Z, g = np.empty((min(bs, n), n_out), np.float32), np.empty(X.shape[1] + 1, np.float32)
+    Z, g = np.empty((min(bs, n), n_out), np.float32), np.empty((2, X.shape[1] + 1), np.float32)
     none = np.empty((0, 0), np.float32)  # no gradient output: the batches step
     rng, perm = new_rng(words), np.empty(n, np.int64)
     for _ in range(epochs):
@@ -238,7 +257,7 @@ def _linear_device(P, X, x0, n, labels, targets, t0, words, epochs, bs, lr, l2, 
 def _mlp_scratch(b, H, n_out, F):
     return (np.empty((b, H), np.float32), np.empty((b, H), np.float32),
             np.empty((b, H), np.float32), np.empty((b, n_out), np.float32), np.arange(b),
-            np.empty(max(F, H) + 1, np.float32))
+            np.empty((2, max(F, H) + 1), np.float32))
 
 
 @njit
@@ -306,7 +325,7 @@ def gradient_linear(P, X, labels, targets, l2):
     GT = np.empty_like(WT)
     rows = np.arange(n)
     linear_batch(WT, X, rows, n, labels, targets, rows, l2, np.float32(0.0),
-                 np.empty((n, n_out), np.float32), np.empty(X.shape[1] + 1, np.float32), GT)
+                 np.empty((n, n_out), np.float32), np.empty((2, X.shape[1] + 1), np.float32), GT)
     out = np.empty(P.shape[0], np.float32)
     _pack(out, GT, 0)
     return out
