@@ -718,3 +718,20 @@ def test_receiver_admits_its_own_cas_verified_certificate_and_no_other():
         EnvelopeReceiver(server, "aggregator", trust_anchor=ca.certificate,
                          crl=ca.publish_crl()).add_sender(good)
     assert e.value.kind == "revoked"
+
+
+def test_a_crl_checked_once_does_not_vouch_for_another(ca, other_ca, keys):
+    # Prepare: a certificate verified with the CA's own CRL (its check is then remembered)
+    cert = _issue(ca, keys)
+    v = verify_certificate(cert, trust_anchor=ca.certificate, crl=_crl(ca), at=T0 + DAY)
+    twin = CertificateAuthority.create("city-ca", not_before=T0 - 10 * DAY,
+                                       not_after=T0 + 3650 * DAY)
+    # Execute / Assert: another CA's CRL, and one under the CA's name but another key, are
+    # refused, for the certificate and for its VerifiedCertificate alike
+    for c in (cert, v):
+        with pytest.raises(CertificateError) as e:
+            verify_certificate(c, trust_anchor=ca.certificate, crl=_crl(other_ca), at=T0 + DAY)
+        assert e.value.kind == "crl_wrong_issuer"
+        with pytest.raises(CertificateError) as e:
+            verify_certificate(c, trust_anchor=ca.certificate, crl=_crl(twin), at=T0 + DAY)
+        assert e.value.kind == "crl_bad_signature"

@@ -473,12 +473,32 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
         _token=_TOKEN)
 
 
-def _check_revocation(cert: x509.Certificate, anchor: x509.Certificate, anchor_key: Any,
-                      crl: x509.CertificateRevocationList, when: dt.datetime) -> None:
+# (CRL, anchor) objects whose issuer and signature were found right, by identity: a receiver
+# admitting thousands of senders against one CRL compares the names once (30 us a time), not
+# per certificate. The entries hold the objects, so an id is never reused while cached; x509
+# objects are immutable.
+_CRL_MATCHES: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+
+def _crl_of_anchor(crl: x509.CertificateRevocationList, anchor: x509.Certificate,
+                   anchor_key: Any) -> None:
+    """Raises unless ``crl`` is issued by ``anchor`` and carries its signature."""
+    slot = (id(crl), id(anchor))
+    held = _CRL_MATCHES.get(slot)
+    if held is not None and held[0] is crl and held[1] is anchor:
+        return
     if crl.issuer != anchor.subject:
         raise _fail("CRL is not issued by the CA", "crl_wrong_issuer")
     if not _crl_signature_valid(crl, anchor_key):
         raise _fail("CRL signature does not verify with the CA key", "crl_bad_signature")
+    if len(_CRL_MATCHES) >= 32:
+        _CRL_MATCHES.pop(next(iter(_CRL_MATCHES), None), None)  # (threads may race here)
+    _CRL_MATCHES[slot] = (crl, anchor)
+
+
+def _check_revocation(cert: x509.Certificate, anchor: x509.Certificate, anchor_key: Any,
+                      crl: x509.CertificateRevocationList, when: dt.datetime) -> None:
+    _crl_of_anchor(crl, anchor, anchor_key)
     if when < crl.last_update_utc:
         raise _fail(f"CRL is not valid before {crl.last_update_utc.isoformat()}",
                     "crl_not_yet_valid")
