@@ -57,12 +57,12 @@ from typing import Any, Union
 import numpy as np
 from cryptography import x509
 
-from ..errors import AuthenticationError, EnvelopeError, PrivcityError
-from .. import _core
-from .._dispatch import _AES_LEVELS, _selected_aes
-from .aead import AES256GCM
-from .agreement import KeyRing
-from .pki import IdentityKeys, VerifiedCertificate, verify_certificate
+from ...errors import AuthenticationError, EnvelopeError, PrivcityError
+from ... import _core
+from ..._dispatch import _AES_LEVELS, _selected_aes
+from ..aead import AES256GCM
+from ..agreement import KeyRing
+from ..pki import IdentityKeys, VerifiedCertificate, verify_certificate
 
 __all__ = [
     "BLOCK", "CONTENT_BYTES", "CONTENT_METADATA", "CONTENT_TENSOR", "MAGIC", "MAX_ENVELOPE",
