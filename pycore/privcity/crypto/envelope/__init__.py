@@ -72,150 +72,28 @@ __all__ = [
     "parse_header", "seal_each",
 ]
 
-MAGIC = b"PCEV"
-VERSION = 1
-SUITE_AES256GCM = 1
-CONTENT_BYTES, CONTENT_TENSOR, CONTENT_METADATA = 0, 1, 2
-_CONTENT_TYPES = (CONTENT_BYTES, CONTENT_TENSOR, CONTENT_METADATA)
-#: Default largest envelope a receiver accepts (header + body), in bytes.
-MAX_ENVELOPE = 16 * 2**20
+from ._wire import (CONTENT_BYTES, CONTENT_METADATA, CONTENT_TENSOR, MAGIC, MAX_ENVELOPE,
+                    SUITE_AES256GCM, VERSION, EnvelopeHeader, build_header, make_nonce,
+                    parse_header)
+from ._wire import CONTENT_TYPES as _CONTENT_TYPES
+from ._wire import COUNTER_BODY as _COUNTER_BODY
+from ._wire import FIXED as _FIXED
+from ._wire import MAX_ID as _MAX_ID
+from ._wire import TAG as _TAG
+from ._wire import TAIL as _TAIL
+from ._wire import U64 as _U64
+from ._wire import U64BE as _U64BE
+from ._wire import body_length as _body_length
+from ._wire import envelope_error as _err
+from ._wire import header_head as _header_head
+from ._wire import id_bytes as _id_bytes
+from ._wire import u64 as _u64
+
 #: Default replay-window width (counters) and counter reservation block.
 WINDOW = 1024
 BLOCK = 1024
-_MAX_ID = 64
-_TAG = 16
-_FIXED = 30  # header bytes other than the two ids
-_U64 = 2**64
 
 Payload = Union[bytes, bytearray, memoryview, np.ndarray, Mapping[str, Any]]
-_TAIL = struct.Struct(">QQI")  # epoch, counter, body length: the header's last 20 bytes
-_U64BE = struct.Struct(">Q")
-_COUNTER_BODY = struct.Struct(">QI")  # counter, body length: what varies within a batch
-
-
-def _err(message: str, kind: str) -> EnvelopeError:
-    return EnvelopeError(message, kind=kind)
-
-
-def _id_bytes(value: str, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    raw = value.encode("utf-8")
-    if not 1 <= len(raw) <= _MAX_ID:
-        raise ValueError(f"{name} must be 1 to {_MAX_ID} UTF-8 bytes")
-    return raw
-
-
-def _u64(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value < _U64:
-        raise ValueError(f"{name} must be in [0, 2**64 - 1]")
-    return value
-
-
-# --- header and nonce ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class EnvelopeHeader:
-    """The parsed header of an envelope; ``length`` is the header size in bytes."""
-
-    content_type: int
-    sender_id: str
-    receiver_id: str
-    epoch: int
-    counter: int
-    body_length: int
-    length: int
-
-
-def make_nonce(sender_id: str, counter: int) -> bytes:
-    """The 12-byte nonce: SHA-256(utf8(sender_id))[:4] || u64be(counter)."""
-    prefix = hashlib.sha256(_id_bytes(sender_id, "sender_id")).digest()[:4]
-    return prefix + struct.pack(">Q", _u64(counter, "counter"))
-
-
-def build_header(*, sender_id: str, receiver_id: str, epoch: int, counter: int,
-                 plaintext_length: int, content_type: int = CONTENT_BYTES) -> bytes:
-    """The v1 header (also the AAD) for a plaintext of ``plaintext_length`` bytes."""
-    head = _header_head(sender_id, receiver_id, epoch, content_type)
-    return head + _COUNTER_BODY.pack(_u64(counter, "counter"), _body_length(plaintext_length))
-
-
-def _header_head(sender_id: str, receiver_id: str, epoch: int, content_type: int) -> bytes:
-    """The header up to the counter: magic .. epoch (the same for a sender's batch)."""
-    if content_type not in _CONTENT_TYPES:
-        raise ValueError(f"content_type must be one of {_CONTENT_TYPES}")
-    s, r = _id_bytes(sender_id, "sender_id"), _id_bytes(receiver_id, "receiver_id")
-    return (MAGIC + bytes((VERSION, SUITE_AES256GCM, content_type, 0, len(s))) + s
-            + bytes((len(r),)) + r + _U64BE.pack(_u64(epoch, "epoch")))
-
-
-def _body_length(plaintext_length: int) -> int:
-    body = plaintext_length + _TAG
-    if not 0 <= plaintext_length or body >= 2**32:
-        raise ValueError("plaintext must be shorter than 2**32 - 16 bytes")
-    return body
-
-
-def parse_header(data: Any, *, max_envelope: int = MAX_ENVELOPE) -> EnvelopeHeader:
-    """Parse and check the header of a whole envelope; every length is checked before use.
-
-    Raises EnvelopeError (truncated, malformed, unsupported_version); nothing else for any
-    bytes-like input. The body is not touched.
-    """
-    try:
-        mv = memoryview(data).cast("B")
-    except (TypeError, ValueError):
-        raise TypeError("envelope must be a C-contiguous bytes-like object") from None
-    n = mv.nbytes
-    if n > max_envelope:
-        raise _err(f"envelope of {n} bytes exceeds the maximum of {max_envelope}", "malformed")
-    if n < 9:
-        if bytes(mv[:min(n, 4)]) != MAGIC[:min(n, 4)]:
-            raise _err("bad magic: not a privcity envelope", "malformed")
-        raise _err(f"envelope truncated at {n} bytes (header needs at least {_FIXED + 2})",
-                   "truncated")
-    if bytes(mv[:4]) != MAGIC:
-        raise _err("bad magic: not a privcity envelope", "malformed")
-    version, suite, ctype, reserved, slen = mv[4], mv[5], mv[6], mv[7], mv[8]
-    if version != VERSION:
-        raise _err(f"envelope version {version} is not supported (only {VERSION})",
-                   "unsupported_version")
-    if suite != SUITE_AES256GCM:
-        raise _err(f"cipher suite {suite} is not supported (only {SUITE_AES256GCM})",
-                   "unsupported_version")
-    if ctype not in _CONTENT_TYPES:
-        raise _err(f"unknown content type {ctype}", "malformed")
-    if reserved != 0:
-        raise _err("reserved header byte must be 0", "malformed")
-    if not 1 <= slen <= _MAX_ID:
-        raise _err(f"sender id length {slen} is outside 1..{_MAX_ID}", "malformed")
-    pos = 9 + slen
-    if n < pos + 1:
-        raise _err("envelope truncated inside the sender id", "truncated")
-    rlen = mv[pos]
-    if not 1 <= rlen <= _MAX_ID:
-        raise _err(f"receiver id length {rlen} is outside 1..{_MAX_ID}", "malformed")
-    hlen = _FIXED + slen + rlen
-    if n < hlen:
-        raise _err(f"envelope truncated at {n} bytes (header is {hlen})", "truncated")
-    try:
-        sender = bytes(mv[9:9 + slen]).decode("utf-8")
-        receiver = bytes(mv[pos + 1:pos + 1 + rlen]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise _err("sender or receiver id is not valid UTF-8", "malformed") from None
-    epoch, counter, body = struct.unpack_from(">QQI", mv, pos + 1 + rlen)
-    if body < _TAG:
-        raise _err(f"body length {body} is shorter than the {_TAG}-byte tag", "malformed")
-    if hlen + body > max_envelope:
-        raise _err(f"declared envelope size {hlen + body} exceeds the maximum of "
-                   f"{max_envelope}", "malformed")
-    if n < hlen + body:
-        raise _err(f"envelope truncated at {n} bytes (declared {hlen + body})", "truncated")
-    if n > hlen + body:
-        raise _err(f"{n - hlen - body} trailing bytes after the envelope", "malformed")
-    return EnvelopeHeader(ctype, sender, receiver, epoch, counter, body, hlen)
 
 
 # --- payload codecs -----------------------------------------------------------------------------
