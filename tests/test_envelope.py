@@ -513,13 +513,13 @@ def test_a_failed_state_write_leaves_the_window_as_it_was(city, tmp_path, monkey
     # Prepare
     wire = city.sender(tmp_path).seal(city.verified("gw-1"), 4, b"x")
     rx = city.receiver(state_path=tmp_path / "r")
-    import privcity.crypto.envelope as envelope_module
+    from privcity.crypto.envelope import _state
 
     def disk_full(path, data):
         raise OSError(28, "No space left on device")
 
     # Execute
-    monkeypatch.setattr(envelope_module, "_atomic_write", disk_full)
+    monkeypatch.setattr(_state, "atomic_write", disk_full)
     with pytest.raises(OSError):
         rx.open(wire, at=T0)
     monkeypatch.undo()

@@ -91,209 +91,14 @@ from ._wire import u64 as _u64
 
 #: Default replay-window width (counters) and counter reservation block.
 WINDOW = 1024
-BLOCK = 1024
 
 from ._codec import Payload, decode_metadata, decode_tensor, encode_metadata, encode_tensor
 from ._codec import encode_payload as _encode_payload
 from ._codec import tensor_head as _tensor_head
 
 
-# --- state files ----------------------------------------------------------------------------------
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no advisory locks
-    fcntl = None  # type: ignore[assignment]
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Replace ``path`` by ``data`` durably: temp file in the same directory, fsync,
-    ``os.replace``, fsync of the directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".privcity-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the replace is done anyway
-        return
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-class _StateLock:
-    """An exclusive advisory lock on ``path + ".lock"`` for the life of the object: two
-    processes sharing one state file would hand out the same counters (or accept the same
-    envelope twice), so the second is refused at once. A lock dies with its process."""
-
-    def __init__(self, path: str) -> None:
-        self._fd: int | None = None
-        if fcntl is None:  # pragma: no cover
-            return
-        lock_path = path + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RuntimeError(f"state file {path!r} is in use by another sender or "
-                                   "receiver (its lock file is held); one process per state "
-                                   "file") from None
-            raise
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
-
-    def __del__(self) -> None:
-        self.release()
-
-
-# --- the sender's counter -----------------------------------------------------------------------
-
-class CounterStore:
-    """A crash-safe counter: the high-water mark (first counter not reserved) lives in a file.
-
-    Counters are reserved in blocks; the new mark is written (temp file in the same directory,
-    fsync, ``os.replace``, fsync of the directory) before any counter of the block is handed
-    out, so after a crash or restart counting resumes at the stored mark and never repeats.
-    A missing file starts at 0; a corrupt one, or one of another sender, is refused. The file
-    is locked (``path + ".lock"``, an advisory flock) while the store is open: a second store on
-    the same file, in this or another process, raises RuntimeError. :meth:`close` releases it.
-
-    Threads may share a store: :meth:`take` reads, reserves and advances the counter under one
-    mutex (the state write included), so no two takes return overlapping counters.
-    """
-
-    _FORMAT = "privcity-envelope-counter"
-
-    def __init__(self, path: str | os.PathLike[str] | None, sender_id: str, *,
-                 block: int = BLOCK):
-        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-            raise ValueError("block must be an int >= 1")
-        _id_bytes(sender_id, "sender_id")
-        self._sender = sender_id
-        self._block = block
-        self._closed = False
-        self._pid = os.getpid()
-        # Held from reading the counter to advancing it: the state write between them releases
-        # the GIL, and two threads reading the same counter would seal under the same nonce.
-        self._mu = threading.Lock()
-        if path is None:  # in memory: for keys that die with this object (see EnvelopeSender)
-            self._path = None
-            self._lock = None
-            self._next = self._limit = 0
-            return
-        # The real path: os.replace on a symlink would replace the link, not its target, and a
-        # second sender reaching the target by another name must meet the same lock.
-        self._path = os.path.realpath(os.fspath(path))
-        self._lock = _StateLock(self._path)
-        self._pid = os.getpid()
-        try:
-            self._next = self._load()
-        except BaseException:
-            self._lock.release()
-            raise
-        self._limit = self._next  # nothing reserved by this process yet
-
-    def close(self) -> None:
-        """Release the lock; the store hands out nothing more."""
-        with self._mu:
-            self._closed = True
-            if self._lock is not None:
-                self._lock.release()
-
-    def __enter__(self) -> CounterStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _load(self) -> int:
-        try:
-            with open(self._path, "rb") as f:
-                raw = f.read(4096)
-        except FileNotFoundError:
-            return 0
-        try:
-            state = json.loads(raw.decode("utf-8"))
-            ok = (state.get("format") == self._FORMAT and state.get("version") == 1
-                  and isinstance(state.get("high_water"), int)
-                  and 0 <= state["high_water"] <= _U64)
-        except (ValueError, AttributeError):
-            ok = False
-        if not ok:
-            raise ValueError(f"counter state file {self._path!r} is corrupt; refusing to guess "
-                             "a counter (use a new epoch with a fresh file)")
-        if state.get("sender_id") != self._sender:
-            raise ValueError(f"counter state file {self._path!r} belongs to sender "
-                             f"{state.get('sender_id')!r}, not {self._sender!r}")
-        return int(state["high_water"])
-
-    def _store(self, high_water: int) -> None:
-        if self._path is None:
-            return
-        _atomic_write(self._path, json.dumps({"format": self._FORMAT, "version": 1,
-                                              "sender_id": self._sender,
-                                              "high_water": high_water}).encode("utf-8"))
-
-    @property
-    def next_counter(self) -> int:
-        """The counter the next :meth:`take` hands out first."""
-        return self._next
-
-    @property
-    def high_water(self) -> int:
-        """The mark on disk: every counter below it may have been used."""
-        return self._limit
-
-    def take(self, n: int = 1) -> int:
-        """Reserve ``n`` consecutive counters; returns the first. Persists before returning.
-        Atomic: threads sharing the store never get overlapping counters."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        # Checked before taking the mutex: a child forked while another thread held it would
-        # wait forever instead of being refused.
-        if self._path is not None and os.getpid() != self._pid:
-            # A forked child shares the parent's counter (and its lock): both would seal under
-            # the same counters. Open a new store (own state file) in the child instead.
-            raise RuntimeError("counter store used in a forked child; open a new one there")
-        if self._path is None and os.getpid() != self._pid:
-            raise RuntimeError("in-memory counter used in a forked child; its parent holds the "
-                               "same counters")
-        with self._mu:
-            return self._take(n)
-
-    def _take(self, n: int) -> int:
-        if self._closed:
-            raise ValueError("counter store is closed")
-        first = self._next
-        if first + n > _U64:
-            raise OverflowError("counter space exhausted for this sender; move to a new key")
-        if first + n > self._limit:
-            # Reserve whole blocks covering this request and seven more of its size, so a sender
-            # sealing batches writes (and fsyncs) its state once per several batches, not per
-            # batch. Counters reserved but not used when the process dies are skipped, never reused.
-            want = min(first + 8 * n, _U64)
-            blocks = -(-(want - self._limit) // self._block)
-            new_limit = min(self._limit + blocks * self._block, _U64)
-            self._store(new_limit)
-            self._limit = new_limit
-        self._next = first + n
-        return first
+from ._state import BLOCK, CounterStore, ReplayWindow, StateLock, atomic_write
+from ._state import load_replay_state, save_replay_state
 
 
 # --- sender ---------------------------------------------------------------------------------------
@@ -477,35 +282,6 @@ class OpenedEnvelope:
         return self.payload
 
 
-class _Window:
-    """Sliding replay window: the highest counter seen and a bitmap of the ``width`` below it
-    (bit i set = counter top - i seen)."""
-
-    __slots__ = ("top", "bits")
-
-    def __init__(self) -> None:
-        self.top = -1
-        self.bits = 0
-
-    def check(self, counter: int, width: int) -> str | None:
-        if counter > self.top:
-            return None
-        age = self.top - counter
-        if age >= width:
-            return f"counter {counter} is older than the replay window (top {self.top})"
-        if (self.bits >> age) & 1:
-            return f"counter {counter} was already received"
-        return None
-
-    def commit(self, counter: int, width: int) -> None:
-        if counter > self.top:
-            shift = counter - self.top
-            self.bits = ((self.bits << shift) | 1) & ((1 << width) - 1) if shift < width else 1
-            self.top = counter
-        else:
-            self.bits |= 1 << (self.top - counter)
-
-
 @dataclass
 class _Sender:
     verified: VerifiedCertificate
@@ -552,8 +328,6 @@ class EnvelopeReceiver:
     accepted once however the threads interleave.
     """
 
-    _FORMAT = "privcity-envelope-replay"
-
     def __init__(self, keys: IdentityKeys, receiver_id: str, *, trust_anchor: x509.Certificate,
                  crl: x509.CertificateRevocationList, window: int = WINDOW,
                  max_envelope: int = MAX_ENVELOPE,
@@ -573,7 +347,7 @@ class EnvelopeReceiver:
         self._window = window
         self._max = max_envelope
         self._senders: dict[str, _Sender] = {}
-        self._windows: dict[tuple[str, int], _Window] = {}
+        self._windows: dict[tuple[str, int], ReplayWindow] = {}
         self._aeads: dict[tuple[str, int], AES256GCM] = {}
         # Header prefixes (magic .. receiver id) that parse_header accepted and that name this
         # receiver -> (content type, sender id): open_many's fast path reads only the rest.
@@ -581,72 +355,23 @@ class EnvelopeReceiver:
         self._min_epoch = 0
         self.set_crl(crl)
         self._state_path = None if state_path is None else os.path.realpath(os.fspath(state_path))
-        self._lock: _StateLock | None = None
+        self._lock: StateLock | None = None
         self._closed = False
         self._pid = os.getpid()
         if self._state_path is not None:
-            self._lock = _StateLock(self._state_path)
+            self._lock = StateLock(self._state_path)
             try:
-                self._load_state()
+                stored = load_replay_state(self._state_path, self._id, self._window)
             except BaseException:
                 self._lock.release()
                 raise
-
-    def _load_state(self) -> None:
-        assert self._state_path is not None
-        try:
-            with open(self._state_path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            return
-        bad = ValueError(f"replay state file {self._state_path!r} is corrupt; refusing to "
-                         "start without it (a fresh file would accept old envelopes again)")
-        try:
-            state = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            raise bad from None
-        if not isinstance(state, dict) or state.get("format") != self._FORMAT \
-                or state.get("version") != 1:
-            raise bad
-        if state.get("receiver_id") != self._id:
-            raise ValueError(f"replay state file {self._state_path!r} belongs to receiver "
-                             f"{state.get('receiver_id')!r}, not {self._id!r}")
-        try:
-            min_epoch = state["min_epoch"]
-            entries = state["windows"]
-            stored_width = state["window"]
-            if isinstance(stored_width, bool) or not isinstance(stored_width, int) \
-                    or stored_width < 1:
-                raise bad
-            # Counters older than the stored width were refused as too old before the restart;
-            # a wider window now must not accept them: they count as seen.
-            older = ((1 << self._window) - 1) & ~((1 << stored_width) - 1)
-            windows: dict[tuple[str, int], _Window] = {}
-            for sender, epoch, top, bits in entries:
-                if not (isinstance(sender, str) and isinstance(epoch, int) and isinstance(top, int)
-                        and isinstance(bits, str) and 0 <= epoch < _U64 and 0 <= top < _U64):
-                    raise bad
-                w = _Window()
-                w.top = top
-                # A window stored wider than this receiver's keeps its newest counters.
-                w.bits = (int(bits, 16) | older) & ((1 << self._window) - 1)
-                windows[(sender, epoch)] = w
-        except (KeyError, TypeError, ValueError):
-            raise bad from None
-        if not isinstance(min_epoch, int) or not 0 <= min_epoch < _U64:
-            raise bad
-        self._windows = windows
-        self._min_epoch = min_epoch
+            if stored is not None:
+                self._windows, self._min_epoch = stored
 
     def _save_state(self) -> None:
-        if self._state_path is None:
-            return
-        entries = [[sid, epoch, w.top, format(w.bits, "x")]
-                   for (sid, epoch), w in sorted(self._windows.items())]
-        _atomic_write(self._state_path, json.dumps(
-            {"format": self._FORMAT, "version": 1, "receiver_id": self._id,
-             "window": self._window, "min_epoch": self._min_epoch, "windows": entries},
-            separators=(",", ":")).encode("utf-8"))
+        if self._state_path is not None:
+            save_replay_state(self._state_path, self._id, self._window, self._min_epoch,
+                              self._windows)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -812,7 +537,7 @@ class EnvelopeReceiver:
         before = self._snapshot([slot])
         win = self._windows.get(slot)
         if win is None:
-            win = self._windows[slot] = _Window()
+            win = self._windows[slot] = ReplayWindow()
         win.commit(counter, self._window)  # _checked found it fresh, under the same mutex
         self._persist([slot], before)
         return OpenedEnvelope(sender, self._id, epoch, counter, ctype, plain)
@@ -943,7 +668,7 @@ class EnvelopeReceiver:
                 continue
             win = windows.get((sender, epoch))
             if win is None:
-                win = windows[(sender, epoch)] = _Window()
+                win = windows[(sender, epoch)] = ReplayWindow()
             reason = win.check(counter, width)  # a duplicate inside one batch
             if reason is not None:
                 errors[i] = _err(reason, "replay")
