@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import privcity.crypto.envelope as envelope_module
-from privcity.crypto.envelope import _sender
+from privcity.crypto.envelope import _receiver, _sender
 from privcity import AuthenticationError, _core
 from privcity._dispatch import _AES_LEVELS
 from privcity.crypto import EnvelopeReceiver, EnvelopeSender
@@ -59,7 +59,7 @@ def city() -> City:
 @pytest.fixture
 def use(monkeypatch, implementation):
     """Makes the envelope layer run on ``implementation`` (the per-process choice otherwise)."""
-    for module in (envelope_module, _sender):
+    for module in (_sender, _receiver):
         monkeypatch.setattr(module, "_selected_aes", lambda: implementation)
     return implementation
 
