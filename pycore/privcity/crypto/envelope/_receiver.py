@@ -50,9 +50,11 @@ class OpenedEnvelope:
 
 
 @dataclass
-class _Sender:
+class _DirectoryEntry:
+    """An admitted sender: its verified certificate and the 4-byte prefix of its nonces."""
+
     verified: VerifiedCertificate
-    prefix: bytes
+    nonce_prefix: bytes
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int:
@@ -113,12 +115,12 @@ class EnvelopeReceiver:
         self._revoked: set[int] = set()
         self._window = window
         self._max = max_envelope
-        self._senders: dict[str, _Sender] = {}
+        self._senders: dict[str, _DirectoryEntry] = {}
         self._windows: dict[tuple[str, int], ReplayWindow] = {}
         self._aeads: dict[tuple[str, int], AES256GCM] = {}
-        # Header prefixes (magic .. receiver id) that parse_header accepted and that name this
-        # receiver -> (content type, sender id): open_many's fast path reads only the rest.
-        self._prefixes: dict[bytes, tuple[int, str]] = {}
+        # Header prefixes (magic .. receiver id) of admitted envelopes -> (content type, sender
+        # id, receiver id): _checked reads only the rest of a header that starts so.
+        self._header_prefixes: dict[bytes, tuple[int, str, str]] = {}
         self._min_epoch = 0
         self.set_crl(crl)
         self._state_path = None if state_path is None else os.path.realpath(os.fspath(state_path))
@@ -224,11 +226,14 @@ class EnvelopeReceiver:
         # Agree a key now: a sender whose key agreement fails would make every later open of
         # its envelopes raise ValueError instead of refusing them (and open_many the batch).
         self._ring.receiving_key(verified, self._min_epoch)
-        self._senders[sid] = _Sender(verified, nonce_prefix(sid))
+        self._senders[sid] = _DirectoryEntry(verified, nonce_prefix(sid))
         return verified
 
     @_locked
     def remove_sender(self, sender_id: str) -> None:
+        """Take ``sender_id`` out of the directory and forget its keys: its envelopes are
+        refused (kind ``unknown_sender``) until :meth:`add_sender` admits it again. Its replay
+        windows stay, so what it sent before is still refused as a replay after that."""
         self._senders.pop(sender_id, None)
         self._ring.forget(sender_id)
         self._aeads = {k: a for k, a in self._aeads.items() if k[0] != sender_id}
@@ -243,33 +248,6 @@ class EnvelopeReceiver:
         self._aeads = {k: a for k, a in self._aeads.items() if k[1] >= self._min_epoch}
         self._ring.discard_before(self._min_epoch)
         self._save_state()
-
-    def _precheck(self, data: Any, when: dt.datetime) -> tuple[EnvelopeHeader, memoryview]:
-        header = parse_header(data, max_envelope=self._max)
-        if header.receiver_id != self._id:
-            raise envelope_error(f"envelope is for {header.receiver_id!r}, not {self._id!r}",
-                       "wrong_receiver")
-        sender = self._senders.get(header.sender_id)
-        if sender is None:
-            raise envelope_error(f"unknown sender {header.sender_id!r}", "unknown_sender")
-        nxt = self._crl.next_update_utc
-        if nxt is None or when > nxt or when < self._crl.last_update_utc:
-            raise envelope_error("the receiver's CRL is not fresh at this time; install a new one",
-                       "stale_crl")
-        cert = sender.verified
-        if cert.serial_number in self._revoked:
-            raise envelope_error(f"sender {header.sender_id!r} is revoked", "revoked")
-        if not cert.not_before <= when <= cert.not_after:
-            raise envelope_error(f"sender {header.sender_id!r} certificate is not valid at "
-                       f"{when.isoformat()}", "expired")
-        if header.epoch < self._min_epoch:
-            raise envelope_error(f"epoch {header.epoch} was discarded (minimum {self._min_epoch})",
-                       "replay")
-        win = self._windows.get((header.sender_id, header.epoch))
-        reason = win.check(header.counter, self._window) if win is not None else None
-        if reason is not None:
-            raise envelope_error(reason, "replay")
-        return header, memoryview(data).cast("B")
 
     def _aead_for(self, sender_id: str, epoch: int) -> AES256GCM:
         slot = (sender_id, epoch)
@@ -298,7 +276,7 @@ class EnvelopeReceiver:
         when = self._when(at)
         sender, epoch, counter, ctype, hlen, mv = self._checked(envelope, when,
                                                                 self._crl_fresh(when), {})
-        nonce = self._senders[sender].prefix + U64BE.pack(counter)
+        nonce = self._senders[sender].nonce_prefix + U64BE.pack(counter)
         plain = self._aead_for(sender, epoch).decrypt(nonce, mv[hlen:], mv[:hlen])
         slot = (sender, epoch)
         before = self._snapshot([slot])
@@ -309,61 +287,81 @@ class EnvelopeReceiver:
         self._persist([slot], before)
         return OpenedEnvelope(sender, self._id, epoch, counter, ctype, plain)
 
+    # --- admission: every check before decryption, for open and open_many alike ---------------
+
     def _crl_fresh(self, when: dt.datetime) -> bool:
+        """Is the installed CRL current at ``when`` (between its last and next update)?"""
         nxt = self._crl.next_update_utc
         return nxt is not None and self._crl.last_update_utc <= when <= nxt
 
-    def _checked(self, env: Any, when: dt.datetime, crl_fresh: bool, usable: dict[str, bool],
+    def _checked(self, env: Any, when: dt.datetime, crl_fresh: bool, cleared: dict[str, bool],
                  ) -> tuple[str, int, int, int, int, memoryview]:
-        """Every check before decryption (see the class docstring), by the fast path when it
-        applies: (sender, epoch, counter, content type, header length, view of the bytes)."""
-        got = self._fast_precheck(env, crl_fresh, usable, when) if type(env) is bytes else None
-        if got is not None:
-            return (*got, memoryview(env))
-        header, mv = self._precheck(env, when)  # raises the exact EnvelopeError
-        if header.receiver_id == self._id:
-            self._remember_prefix(header, mv)
+        """Read the header of ``env`` and admit it (:meth:`_admit`): (sender, epoch, counter,
+        content type, header length, view of the bytes).
+
+        Bytes whose header prefix (magic .. receiver id) was admitted before, with lengths that
+        agree, are read from the prefix cache: only the epoch, counter and body length are
+        unpacked. Anything else goes through parse_header, which raises the exact EnvelopeError
+        of a bad header."""
+        if type(env) is bytes:
+            n = len(env)
+            if 9 <= n <= self._max and 9 + env[8] < n:
+                end = 10 + env[8] + env[9 + env[8]]  # the prefix: up to the receiver id's end
+                known = self._header_prefixes.get(env[:end])
+                if known is not None and n >= end + 20 + TAG:
+                    epoch, counter, body = TAIL.unpack_from(env, end)
+                    if end + 20 + body == n and body >= TAG:
+                        ctype, sender, receiver = known
+                        self._admit(sender, receiver, epoch, counter, when, crl_fresh, cleared)
+                        return sender, epoch, counter, ctype, end + 20, memoryview(env)
+        header = parse_header(env, max_envelope=self._max)
+        self._admit(header.sender_id, header.receiver_id, header.epoch, header.counter, when,
+                    crl_fresh, cleared)
+        mv = memoryview(env).cast("B")
+        self._remember_prefix(header, mv)
         return (header.sender_id, header.epoch, header.counter, header.content_type,
                 header.length, mv)
 
-    def _fast_precheck(self, env: bytes, crl_fresh: bool, usable: dict[str, bool],
-                       when: dt.datetime) -> tuple[str, int, int, int, int] | None:
-        """The fast path of open and open_many: (sender, epoch, counter, content type, header
-        length) of an envelope (bytes) that passes every check of :meth:`_precheck` with a
-        header prefix seen before, else None (then _precheck runs and gives the exact error)."""
-        n = len(env)
-        if n > self._max or n < 9:
-            return None
-        p = 9 + env[8]
-        if p >= n:
-            return None
-        end = p + 1 + env[p]
-        known = self._prefixes.get(env[:end])
-        if known is None or n < end + 20 + TAG:
-            return None
-        epoch, counter, body = TAIL.unpack_from(env, end)
-        hlen = end + 20
-        if hlen + body != n or body < TAG or not crl_fresh or epoch < self._min_epoch:
-            return None
-        ctype, sender = known
-        ok = usable.get(sender)
-        if ok is None:
-            s = self._senders.get(sender)
-            cert = None if s is None else s.verified
-            ok = usable[sender] = (cert is not None and cert.serial_number not in self._revoked
-                                   and cert.not_before <= when <= cert.not_after)
-        if not ok:
-            return None
-        win = self._windows.get((sender, epoch))
-        if win is not None and win.check(counter, self._window) is not None:
-            return None
-        return sender, epoch, counter, ctype, hlen
+    def _admit(self, sender_id: str, receiver_id: str, epoch: int, counter: int,
+               when: dt.datetime, crl_fresh: bool, cleared: dict[str, bool]) -> None:
+        """The admission checks of a parsed header, in the order of the class docstring; raises
+        the EnvelopeError of the first that fails. open and open_many both admit here: a check
+        added here holds for both. ``crl_fresh`` is :meth:`_crl_fresh` at ``when``; ``cleared``
+        collects the senders that passed the sender checks (directory .. validity) in this call,
+        whose answers cannot change while the call holds the mutex."""
+        if receiver_id != self._id:
+            raise envelope_error(f"envelope is for {receiver_id!r}, not {self._id!r}",
+                                 "wrong_receiver")
+        if sender_id not in cleared:
+            sender = self._senders.get(sender_id)
+            if sender is None:
+                raise envelope_error(f"unknown sender {sender_id!r}", "unknown_sender")
+            if not crl_fresh:
+                raise envelope_error("the receiver's CRL is not fresh at this time; install a "
+                                     "new one", "stale_crl")
+            cert = sender.verified
+            if cert.serial_number in self._revoked:
+                raise envelope_error(f"sender {sender_id!r} is revoked", "revoked")
+            if not cert.not_before <= when <= cert.not_after:
+                raise envelope_error(f"sender {sender_id!r} certificate is not valid at "
+                                     f"{when.isoformat()}", "expired")
+            cleared[sender_id] = True
+        if epoch < self._min_epoch:
+            raise envelope_error(f"epoch {epoch} was discarded (minimum {self._min_epoch})",
+                                 "replay")
+        win = self._windows.get((sender_id, epoch))
+        if win is not None and counter <= win.top:  # (a counter above the top is fresh)
+            reason = win.check(counter, self._window)
+            if reason is not None:
+                raise envelope_error(reason, "replay")
 
-    def _remember_prefix(self, header: EnvelopeHeader, env: Any) -> None:
-        if len(self._prefixes) >= 65536:  # many senders: start over rather than grow
-            self._prefixes.clear()
-        key = bytes(memoryview(env).cast("B")[:header.length - 20])
-        self._prefixes[key] = (header.content_type, header.sender_id)
+    def _remember_prefix(self, header: EnvelopeHeader, env: memoryview) -> None:
+        """Cache the prefix of an admitted header. Its receiver id is stored as ``self._id``
+        (equal to it: _admit checked), so _admit's comparison of the two is an identity test."""
+        if len(self._header_prefixes) >= 65536:  # many senders: start over rather than grow
+            self._header_prefixes.clear()
+        key = bytes(env[:header.length - 20])
+        self._header_prefixes[key] = (header.content_type, header.sender_id, self._id)
 
     def _decrypt_passed(self, passed: list[tuple[int, str, int, int, int, int, memoryview]],
                         ) -> list[bytes | None]:
@@ -371,7 +369,7 @@ class EnvelopeReceiver:
         native call for the whole batch, each envelope under its (sender, epoch) key."""
         if not passed:
             return []
-        nonces = np.frombuffer(b"".join(self._senders[p[1]].prefix + U64BE.pack(p[3])
+        nonces = np.frombuffer(b"".join(self._senders[p[1]].nonce_prefix + U64BE.pack(p[3])
                                         for p in passed), np.uint8).reshape(len(passed), 12)
         level = _AES_LEVELS.get(_selected_aes())
         if level is not None:
@@ -411,7 +409,7 @@ class EnvelopeReceiver:
         self._check_open()
         when = self._when(at)
         crl_fresh = self._crl_fresh(when)
-        usable: dict[str, bool] = {}  # sender -> not revoked and certificate valid at `when`
+        cleared: dict[str, bool] = {}  # senders known, not revoked and valid at `when`
         opened: list[OpenedEnvelope | None] = [None] * len(envelopes)
         errors: dict[int, PrivcityError] = {}
         # Every envelope that passed the checks: (index, sender, epoch, counter, content type,
@@ -420,7 +418,7 @@ class EnvelopeReceiver:
         checked = self._checked
         for i, env in enumerate(envelopes):
             try:
-                passed.append((i, *checked(env, when, crl_fresh, usable)))
+                passed.append((i, *checked(env, when, crl_fresh, cleared)))
             except EnvelopeError as exc:
                 errors[i] = exc.with_traceback(None)  # no frame (and batch) kept alive
         # Decrypt everything first, then advance windows: nothing is committed for a
