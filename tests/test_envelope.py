@@ -289,6 +289,33 @@ def test_unknown_sender_and_wrong_receiver(city, tmp_path):
     assert _kind(lambda: rx.open(to_gw2, at=T0)) == "wrong_receiver"
 
 
+def test_a_removed_sender_is_refused_everywhere_and_its_keys_are_forgotten(city, tmp_path):
+    # Prepare: dev-1's header prefix is cached (one envelope admitted), dev-2 stays admitted
+    gw, rx = city.verified("gw-1"), city.receiver()
+    tx, other = city.sender(tmp_path), city.sender(tmp_path, "dev-2")
+    first = tx.seal(gw, 4, b"first")
+    assert rx.open(first, at=T0).payload == b"first"
+    assert any(k[0] == "dev-1" for k in rx._aeads)  # the open cached dev-1's key
+    later, batch = tx.seal(gw, 4, b"later"), tx.seal_many(gw, 4, [b"a", b"b"])
+
+    # Execute
+    rx.remove_sender("dev-1")
+
+    # Assert: refused through the prefix cache (bytes), the full parse (bytearray) and a batch
+    assert _kind(lambda: rx.open(later, at=T0)) == "unknown_sender"
+    assert _kind(lambda: rx.open(bytearray(later), at=T0)) == "unknown_sender"
+    opened, errors = rx.open_many(batch + [other.seal(gw, 4, b"still admitted")], at=T0)
+    assert {i: e.kind for i, e in errors.items()} == {0: "unknown_sender", 1: "unknown_sender"}
+    assert opened[2].payload == b"still admitted"
+    # ... its keys are gone (nothing left to forget), the other senders' are not
+    assert rx._ring.forget("dev-1") == 0 and not any(k[0] == "dev-1" for k in rx._aeads)
+    assert len(rx._ring) > 0
+    # ... and admitted again, its new envelopes open while what it sent before is a replay
+    rx.add_sender(city.certs["dev-1"], at=T0)
+    assert rx.open(later, at=T0).payload == b"later"
+    assert _kind(lambda: rx.open(first, at=T0)) == "replay"
+
+
 def test_revoked_sender(tmp_path):
     # Prepare
     city = City()
@@ -641,7 +668,7 @@ def test_open_many_fast_path_matches_the_full_checks_on_mutated_batches(tmp_path
             tx1.seal(gw, 3, b"w")]
     for rx in (fast, slow, one_fast, one_slow):
         rx.open_many(list(warm), at=T0)
-    assert len(fast._prefixes) == 3  # the three senders' header prefixes to gw-1
+    assert len(fast._header_prefixes) == 3  # the three senders' header prefixes to gw-1
 
     seen: set = set()
     for trial in range(12):
