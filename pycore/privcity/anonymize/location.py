@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..noise import SecureRNG
+from ._geo import U, compact, geohash_codes, latlon, positive_arg, precision_arg, spread
 
 __all__ = [
     "EARTH_RADIUS_M", "Cloak", "GeohashBox", "Generalized", "coarsen_time", "geo_indistinguishable",
@@ -70,99 +71,19 @@ class Cloak(NamedTuple):
     suppressed: np.ndarray   # True: no region of at most max_cell_m holds k points
 
 
-# --- checks ---------------------------------------------------------------------------------------
-
-def _latlon(lat: Any, lon: Any) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        la = np.asarray(lat, dtype=np.float64)
-        lo = np.asarray(lon, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("lat and lon must be arrays of numbers (degrees)") from None
-    if la.shape != lo.shape:
-        raise ValueError(f"lat and lon must have the same shape, got {la.shape} and {lo.shape}")
-    for v, name, lim in ((la, "lat", 90.0), (lo, "lon", 180.0)):
-        if np.isnan(v).any():
-            raise ValueError(f"{name} contains NaN")
-        if v.size and not (np.abs(v) <= lim).all():
-            raise ValueError(f"{name} must be in [-{lim:g}, {lim:g}] degrees")
-    return la, lo
-
-
-def _positive(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number > 0, got {value!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
-
-
-def _precision(precision: Any) -> int:
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) \
-            or not 1 <= precision <= 12:
-        raise ValueError(f"precision must be an int in 1..12, got {precision!r}")
-    return int(precision)
-
-
 def _scalar_or(a: np.ndarray) -> Any:
     return a[()] if a.ndim == 0 else a
 
 
-# --- bit interleaving (Morton order; a geohash is the Morton code of lon, lat) --------------------
-
-_U = np.uint64
-
-
-def _spread(x: np.ndarray) -> np.ndarray:
-    """Bits 0..31 of x moved to the even positions 0, 2, ..., 62."""
-    x = x.astype(_U) & _U(0xFFFFFFFF)
-    x = (x | (x << _U(16))) & _U(0x0000FFFF0000FFFF)
-    x = (x | (x << _U(8))) & _U(0x00FF00FF00FF00FF)
-    x = (x | (x << _U(4))) & _U(0x0F0F0F0F0F0F0F0F)
-    x = (x | (x << _U(2))) & _U(0x3333333333333333)
-    return (x | (x << _U(1))) & _U(0x5555555555555555)
-
-
-def _compact(x: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_spread`: the even bits of x packed into bits 0..31."""
-    x = x.astype(_U) & _U(0x5555555555555555)
-    x = (x | (x >> _U(1))) & _U(0x3333333333333333)
-    x = (x | (x >> _U(2))) & _U(0x0F0F0F0F0F0F0F0F)
-    x = (x | (x >> _U(4))) & _U(0x00FF00FF00FF00FF)
-    x = (x | (x >> _U(8))) & _U(0x0000FFFF0000FFFF)
-    return (x | (x >> _U(16))) & _U(0xFFFFFFFF)
-
-
-def _bisect_index(v: np.ndarray, lo: float, span: float, bits: int) -> np.ndarray:
-    """Index of v's cell among 2**bits equal cells of [lo, lo + span], exactly as repeated
-    bisection with ``v >= mid`` gives it (the float quotient can be one off; the cell edges are
-    dyadic and exact, so one comparison with them corrects it). The top edge is in the top cell."""
-    n = 1 << bits
-    width = span / n
-    idx = np.clip(np.floor((v - lo) / width), 0, n - 1).astype(np.int64)
-    idx -= v < lo + idx * width
-    idx += (v >= lo + (idx + 1) * width) & (idx < n - 1)
-    return idx
-
-
-def _geohash_codes(la: np.ndarray, lo: np.ndarray, precision: int) -> np.ndarray:
-    """The 5 * precision geohash bits of each point as uint64 (first character highest)."""
-    nbits = 5 * precision
-    lon_bits, lat_bits = (nbits + 1) // 2, nbits // 2
-    ilon = _spread(_bisect_index(lo, -180.0, 360.0, lon_bits))
-    ilat = _spread(_bisect_index(la, -90.0, 180.0, lat_bits))
-    # The first bit is a longitude bit: longitude takes the odd positions when nbits is even.
-    return (ilon << _U(1)) | ilat if nbits % 2 == 0 else ilon | (ilat << _U(1))
-
+# --- geohash cells (the bits: _geo.geohash_codes) -------------------------------------------------
 
 def _geohash_boxes(codes: np.ndarray, precision: int) -> GeohashBox:
     nbits = 5 * precision
     lon_bits, lat_bits = (nbits + 1) // 2, nbits // 2
     if nbits % 2 == 0:
-        ilon, ilat = _compact(codes >> _U(1)), _compact(codes)
+        ilon, ilat = compact(codes >> U(1)), compact(codes)
     else:
-        ilon, ilat = _compact(codes), _compact(codes >> _U(1))
+        ilon, ilat = compact(codes), compact(codes >> U(1))
     wlat, wlon = 180.0 / (1 << lat_bits), 360.0 / (1 << lon_bits)
     lat = -90.0 + (ilat.astype(np.float64) + 0.5) * wlat
     lon = -180.0 + (ilon.astype(np.float64) + 0.5) * wlon
@@ -170,8 +91,8 @@ def _geohash_boxes(codes: np.ndarray, precision: int) -> GeohashBox:
 
 
 def _codes_to_str(codes: np.ndarray, precision: int) -> np.ndarray:
-    shifts = (5 * np.arange(precision - 1, -1, -1)).astype(_U)
-    digits = (codes.reshape(-1, 1) >> shifts) & _U(31)
+    shifts = (5 * np.arange(precision - 1, -1, -1)).astype(U)
+    digits = (codes.reshape(-1, 1) >> shifts) & U(31)
     chars = np.ascontiguousarray(_BASE32[digits.astype(np.intp)])
     return chars.view(f"S{precision}").reshape(codes.shape).astype(f"U{precision}")
 
@@ -185,9 +106,9 @@ def geohash_encode(lat: Any, lon: Any, precision: int) -> Any:
     Cell size at precision 5 / 7 / 9: about 4.9 km x 4.9 km / 153 m x 153 m / 4.8 m x 4.8 m
     (the east-west side shrinks with cos(lat)).
     """
-    p = _precision(precision)
-    la, lo = _latlon(lat, lon)
-    return _scalar_or(_codes_to_str(_geohash_codes(la, lo, p), p))
+    p = precision_arg(precision)
+    la, lo = latlon(lat, lon)
+    return _scalar_or(_codes_to_str(geohash_codes(la, lo, p), p))
 
 
 def geohash_decode(hashes: Any) -> GeohashBox:
@@ -221,9 +142,9 @@ def geohash_decode(hashes: Any) -> GeohashBox:
     out = [np.empty(flat.size, np.float64) for _ in range(4)]
     for p in np.unique(lengths):
         rows = lengths == p
-        codes = np.zeros(rows.sum(), _U)
+        codes = np.zeros(rows.sum(), U)
         for i in range(p):
-            codes = (codes << _U(5)) | vals[rows, i].astype(_U)
+            codes = (codes << U(5)) | vals[rows, i].astype(U)
         box = _geohash_boxes(codes, int(p))
         for o, b in zip(out, box):
             o[rows] = b
@@ -232,9 +153,9 @@ def geohash_decode(hashes: Any) -> GeohashBox:
 
 def geohash_generalize(lat: Any, lon: Any, precision: int) -> Generalized:
     """Each point replaced by the centre of its geohash cell; ``cell`` holds the geohashes."""
-    p = _precision(precision)
-    la, lo = _latlon(lat, lon)
-    codes = _geohash_codes(la, lo, p)
+    p = precision_arg(precision)
+    la, lo = latlon(lat, lon)
+    codes = geohash_codes(la, lo, p)
     box = _geohash_boxes(codes, p)
     return Generalized(_scalar_or(box.lat), _scalar_or(box.lon), _scalar_or(_codes_to_str(codes, p)))
 
@@ -276,10 +197,10 @@ def grid_generalize(lat: Any, lon: Any, cell_m: float, *, ref_lat: float | None 
         ``lat``, ``lon``: the cell centres; ``cell``: int64 cell ids
         (``row * 2**32 + column + 2**31`` in the grid anchored at lat = lon = 0).
     """
-    cell = _positive(cell_m, "cell_m")
+    cell = positive_arg(cell_m, "cell_m")
     if cell < 0.01:
         raise ValueError(f"cell_m must be >= 0.01 m, got {cell_m!r}")
-    la, lo = _latlon(lat, lon)
+    la, lo = latlon(lat, lon)
     kx = _M_PER_DEG * math.cos(math.radians(_ref_lat(la, ref_lat)))
     iy = np.floor(la * (_M_PER_DEG / cell)).astype(np.int64)
     ix = np.floor(lo * (kx / cell)).astype(np.int64)
@@ -298,7 +219,7 @@ def coarsen_time(timestamps: Any, seconds: float, *, origin: Any = 0) -> Any:
     float timestamps are floored as floats; ``datetime64`` arrays keep their unit (``origin`` is
     then a ``datetime64`` or 0 for the Unix epoch). Negative timestamps floor downwards too.
     """
-    s = _positive(seconds, "seconds")
+    s = positive_arg(seconds, "seconds")
     t = np.asarray(timestamps)
     if t.dtype.kind == "M":
         unit, _ = np.datetime_data(t.dtype)
@@ -376,9 +297,9 @@ def spatial_cloak(lat: Any, lon: Any, k: int, *, min_cell_m: float = 1.0,
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise ValueError(f"k must be an int >= 2, got {k!r}")
-    min_m = _positive(min_cell_m, "min_cell_m")
-    max_m = math.inf if max_cell_m is None else _positive(max_cell_m, "max_cell_m")
-    la, lo = _latlon(lat, lon)
+    min_m = positive_arg(min_cell_m, "min_cell_m")
+    max_m = math.inf if max_cell_m is None else positive_arg(max_cell_m, "max_cell_m")
+    la, lo = latlon(lat, lon)
     shape = la.shape
     la, lo = la.reshape(-1), lo.reshape(-1)
     n = la.size
@@ -403,7 +324,7 @@ def spatial_cloak(lat: Any, lon: Any, k: int, *, min_cell_m: float = 1.0,
     wlat, wlon = side / _M_PER_DEG / cells, side / kx / cells   # finest cell, degrees
     iy = _cell_index(la, box[0], wlat, cells)
     ix = _cell_index(lo, box[2], wlon, cells)
-    morton = _spread(ix) | (_spread(iy) << _U(1))
+    morton = spread(ix) | (spread(iy) << U(1))
     order = np.argsort(morton, kind="stable")
     ms = morton[order]
     level = np.full(n, -1, np.int64)
@@ -413,7 +334,7 @@ def spatial_cloak(lat: Any, lon: Any, k: int, *, min_cell_m: float = 1.0,
     # level at which nobody reaches k ends the descent. A coarser cell's Morton code is a prefix
     # of the finer one's, so one sort serves every level.
     for lev in range(top + 1):
-        key = ms >> _U(2 * (top - lev))
+        key = ms >> U(2 * (top - lev))
         if n:
             new[0] = True
             np.not_equal(key[1:], key[:-1], out=new[1:])
@@ -527,8 +448,8 @@ def geo_indistinguishable(lat: Any, lon: Any, epsilon: float, *,
     is not provided here; Andres et al. analyse snapping the output to a grid, which costs
     some epsilon.
     """
-    eps = _positive(epsilon, "epsilon")
-    la, lo = _latlon(lat, lon)
+    eps = positive_arg(epsilon, "epsilon")
+    la, lo = latlon(lat, lon)
     gen = SecureRNG() if rng is None else rng
     if not isinstance(gen, SecureRNG):
         raise ValueError("rng must be a privcity.noise.SecureRNG")

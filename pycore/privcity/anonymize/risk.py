@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .location import _geohash_codes, _latlon, _positive, _precision, coarsen_time, grid_generalize
+from ._geo import geohash_codes, latlon, positive_arg, precision_arg
+from .location import coarsen_time, grid_generalize
 
 __all__ = ["linkage_attack", "unicity", "unicity_curve"]
 
@@ -51,7 +52,7 @@ def _point_keys(traces: Any, spatial_m: float | None, geohash_precision: int | N
     """Dense person ids and dense ids of the generalised (cell, time bin) of every point."""
     person = _column(traces, "person", "traces").reshape(-1)
     ts = _column(traces, "timestamp", "traces").reshape(-1)
-    lat, lon = _latlon(_column(traces, "lat", "traces").reshape(-1),
+    lat, lon = latlon(_column(traces, "lat", "traces").reshape(-1),
                        _column(traces, "lon", "traces").reshape(-1))
     if not len(person) == len(ts) == len(lat):
         raise ValueError("traces columns person, timestamp, lat, lon must have the same length")
@@ -60,13 +61,13 @@ def _point_keys(traces: Any, spatial_m: float | None, geohash_precision: int | N
     if spatial_m is not None:
         cell, n_cells = _factorize(grid_generalize(lat, lon, spatial_m, ref_lat=ref_lat).cell)
     elif geohash_precision is not None:
-        cell, n_cells = _factorize(_geohash_codes(lat, lon, _precision(geohash_precision)))
+        cell, n_cells = _factorize(geohash_codes(lat, lon, precision_arg(geohash_precision)))
     else:   # exact positions
         ilat, n_lat = _factorize(lat)
         ilon, n_lon = _factorize(lon)
         cell, n_cells = _factorize(ilat * n_lon + ilon)
     if temporal_s is not None:
-        ts = coarsen_time(ts, _positive(temporal_s, "temporal_s"))
+        ts = coarsen_time(ts, positive_arg(temporal_s, "temporal_s"))
     tbin, n_bins = _factorize(np.asarray(ts))
     key, _ = _factorize(cell * n_bins + tbin)
     pid, _ = _factorize(person)
