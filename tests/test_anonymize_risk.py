@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vega_datasets import local_data
 
-from privcity.anonymize.risk import _point_keys, _unicity_counts, linkage_attack, unicity, unicity_curve
+from privcity.anonymize._unicity import _point_keys, _unicity_counts
+from privcity.anonymize.risk import linkage_attack, unicity, unicity_curve
 from privcity.data import make_gps_traces
 
 
