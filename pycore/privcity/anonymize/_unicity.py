@@ -6,7 +6,7 @@ from the CSPRNG that protects data."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,10 +49,24 @@ def _point_keys(traces: Any, spatial_m: float | None, geohash_precision: int | N
     return pid, key
 
 
-def _unicity_counts(pid: np.ndarray, key: np.ndarray, points: int, trials: int | None,
-                    seed: Any, crowded: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """For each trial: how many people's traces hold all the points drawn from one person, and
-    the drawn keys (trials x points, -1 padded). ``crowded``: the bitset threshold (tests)."""
+class _PointIndex(NamedTuple):
+    """Each person's distinct points and each point's people, as sorted arrays: ``pairs`` holds
+    person * n_keys + key, in increasing order; a person's keys are ``pair_k[p_start[p]:]``
+    (``p_count[p]`` of them), a key's people ``k_people[k_start[k]:]`` (``k_count[k]``)."""
+
+    pairs: np.ndarray
+    pair_p: np.ndarray
+    pair_k: np.ndarray
+    p_count: np.ndarray
+    p_start: np.ndarray
+    k_people: np.ndarray
+    k_count: np.ndarray
+    k_start: np.ndarray
+    n_keys: int
+    n_people: int
+
+
+def _point_index(pid: np.ndarray, key: np.ndarray) -> _PointIndex:
     n_keys = int(key.max()) + 1 if key.size else 1
     n_people = int(pid.max()) + 1 if pid.size else 0
     pairs = np.unique(pid * n_keys + key)               # person's distinct points, by person
@@ -63,58 +77,82 @@ def _unicity_counts(pid: np.ndarray, key: np.ndarray, points: int, trials: int |
     k_people = pair_p[by_key]
     k_count = np.bincount(pair_k, minlength=n_keys)
     k_start = np.cumsum(k_count) - k_count
+    return _PointIndex(pairs, pair_p, pair_k, p_count, p_start, k_people, k_count, k_start,
+                       n_keys, n_people)
 
+
+def _unicity_counts(pid: np.ndarray, key: np.ndarray, points: int, trials: int | None,
+                    seed: Any, crowded: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each trial: how many people's traces hold all the points drawn from one person, and
+    the drawn keys (trials x points, -1 padded). ``crowded``: the bitset threshold (tests)."""
+    ix = _point_index(pid, key)
+    chosen = _draw_points(ix, points, trials, seed)
+    counts = np.zeros(len(chosen), np.int64)
+    first_len = ix.k_count[chosen[:, 0]]
+    # Trials whose rarest point is shared by many people (coarse resolutions) AND bitsets of the
+    # people at each point; the others filter the candidate list of their rarest point.
+    words = (ix.n_people + 63) // 64
+    crowded = max(64, ix.n_people // 32) if crowded is None else crowded
+    dense = first_len > crowded
+    if dense.any():
+        counts[dense] = _count_by_bitsets(chosen[dense], ix.k_count > crowded, ix.pair_p,
+                                          ix.pair_k, ix.n_keys, words)
+    sparse = np.flatnonzero(~dense)
+    counts[sparse] = _count_by_candidates(ix, chosen[sparse], first_len[sparse])
+    return counts, chosen
+
+
+def _draw_points(ix: _PointIndex, points: int, trials: int | None, seed: Any) -> np.ndarray:
+    """The attacker's draws: per trial, a person (every person once when ``trials`` is None)
+    and min(points, their count) of their distinct keys, rarest first (trials x points, -1
+    padded)."""
     rng = np.random.default_rng(seed)
-    tp = np.arange(n_people) if trials is None else rng.integers(0, n_people, trials)
+    tp = np.arange(ix.n_people) if trials is None else rng.integers(0, ix.n_people, trials)
     n_trials = len(tp)
     # Draw min(points, m) distinct points of each trial's person: random ranks within the person.
-    m = p_count[tp]
+    m = ix.p_count[tp]
     grp = np.repeat(np.arange(n_trials), m)
     g_start = np.cumsum(m) - m
     rank = np.arange(len(grp)) - g_start[grp]
-    cand_key = pair_k[p_start[tp][grp] + rank]
+    cand_key = ix.pair_k[ix.p_start[tp][grp] + rank]
     order = np.lexsort((rng.random(len(grp)), grp))
     take = order[rank < points]
     t_of, k_of = grp[take], cand_key[take]
     # Rarest point first: its people are the candidates, the other points filter them.
-    o = np.lexsort((k_count[k_of], t_of))
+    o = np.lexsort((ix.k_count[k_of], t_of))
     t_of, k_of = t_of[o], k_of[o]
     n_pts = np.minimum(m, points)
     col = np.arange(len(t_of)) - (np.cumsum(n_pts) - n_pts)[t_of]
     chosen = np.full((n_trials, points), -1, np.int64)
     chosen[t_of, col] = k_of
+    return chosen
 
-    counts = np.zeros(n_trials, np.int64)
-    first_len = k_count[chosen[:, 0]]
-    # Trials whose rarest point is shared by many people (coarse resolutions) AND bitsets of the
-    # people at each point; the others filter the candidate list of their rarest point.
-    words = (n_people + 63) // 64
-    crowded = max(64, n_people // 32) if crowded is None else crowded
-    dense = first_len > crowded
-    if dense.any():
-        counts[dense] = _count_by_bitsets(chosen[dense], k_count > crowded, pair_p, pair_k,
-                                          n_keys, words)
-    sparse = np.flatnonzero(~dense)
-    lens = first_len[sparse]
+
+def _count_by_candidates(ix: _PointIndex, chosen: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """People holding every chosen key of each trial: the ``lens`` people at its first (rarest)
+    key, filtered by binary search of the pairs for the others, at most _CANDIDATE_BUDGET
+    candidates at once."""
+    counts = np.zeros(len(chosen), np.int64)
+    pairs, n_keys = ix.pairs, ix.n_keys
     bounds = np.searchsorted(np.cumsum(lens), np.arange(0, lens.sum(), _CANDIDATE_BUDGET),
                              side="right")
-    edges = np.unique(np.concatenate(([0], bounds, [len(sparse)])))
+    edges = np.unique(np.concatenate(([0], bounds, [len(chosen)])))
     for a, b in zip(edges[:-1], edges[1:]):
         if a == b:
             continue
-        tr, ln = sparse[a:b], lens[a:b]
+        ln = lens[a:b]
         local = np.repeat(np.arange(b - a), ln)
-        ct = tr[local]
+        ct = a + local
         within = np.arange(len(ct)) - (np.cumsum(ln) - ln)[local]
-        cp = k_people[k_start[chosen[ct, 0]] + within]
-        for j in range(1, points):
+        cp = ix.k_people[ix.k_start[chosen[ct, 0]] + within]
+        for j in range(1, chosen.shape[1]):
             kj = chosen[ct, j]
             code = cp * n_keys + kj
             idx = np.minimum(np.searchsorted(pairs, code), len(pairs) - 1)
             keep = (kj < 0) | (pairs[idx] == code)
             local, ct, cp = local[keep], ct[keep], cp[keep]
-        counts[tr] = np.bincount(local, minlength=b - a)
-    return counts, chosen
+        counts[a:b] = np.bincount(local, minlength=b - a)
+    return counts
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
