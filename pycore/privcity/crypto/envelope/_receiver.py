@@ -423,7 +423,14 @@ class EnvelopeReceiver:
                 errors[i] = exc.with_traceback(None)  # no frame (and batch) kept alive
         # Decrypt everything first, then advance windows: nothing is committed for a
         # plaintext that is not returned.
-        plains = self._decrypt_passed(passed)
+        self._commit_batch(passed, self._decrypt_passed(passed), opened, errors)
+        return opened, dict(sorted(errors.items()))
+
+    def _commit_batch(self, passed: list[tuple[int, str, int, int, int, int, memoryview]],
+                      plains: list[bytes | None], opened: list[OpenedEnvelope | None],
+                      errors: dict[int, PrivcityError]) -> None:
+        """Advance the windows for the authentic envelopes of a batch (refusing a counter seen
+        earlier in it), fill ``opened`` and ``errors``, and persist the windows once."""
         slots = sorted({(p[1], p[2]) for p, plain in zip(passed, plains) if plain is not None})
         before = self._snapshot(slots)
         width, windows, rid = self._window, self._windows, self._id
@@ -442,7 +449,6 @@ class EnvelopeReceiver:
             opened[i] = OpenedEnvelope(sender, rid, epoch, counter, ctype, plain)
         if slots:
             self._persist(slots, before)
-        return opened, dict(sorted(errors.items()))
 
     def __repr__(self) -> str:
         return f"EnvelopeReceiver(receiver_id={self._id!r}, senders={len(self._senders)})"
