@@ -29,6 +29,7 @@ from ._wire import (CONTENT_METADATA, CONTENT_TENSOR, FIXED, MAX_ENVELOPE, TAG, 
 #: Default replay-window width (counters).
 WINDOW = 1024
 
+
 @dataclass(frozen=True)
 class OpenedEnvelope:
     """An authenticated envelope: its header fields and the decrypted payload bytes."""

@@ -19,6 +19,7 @@ from ._state import BLOCK, CounterStore
 from ._wire import (CONTENT_TENSOR, CONTENT_TYPES, COUNTER_BODY, U64BE, body_length, header_head,
                     nonce_prefix)
 
+
 class EnvelopeSender:
     """Seals envelopes from ``sender_id`` (whose private keys are ``keys``).
 
