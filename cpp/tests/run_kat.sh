@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds cpp/tests/kat.cpp natively (x86-64: every path this CPU has) and for aarch64 (static,
-# with Debian's g++-aarch64-linux-gnu), and runs the aarch64 build under qemu-aarch64 twice:
-# with the Crypto Extensions (-cpu max: paths none and armv8) and without them (HWCAP_AES and
-# HWCAP_PMULL hidden, as qemu has no CPU model without them: path none only). Exits non-zero on
-# any wrong answer, a missing tool or a path that did not run. Run from anywhere.
+# with Debian's g++-aarch64-linux-gnu), and runs the aarch64 build under qemu-aarch64: with the
+# Crypto Extensions (-cpu max and -cpu cortex-a53: paths none/portable and armv8/neon) and
+# without them (HWCAP_AES and HWCAP_PMULL hidden, as qemu has no CPU model without them: AES
+# path none only, the vector kernels on portable and neon). Exits non-zero on any wrong answer,
+# a missing tool or a path that did not run. Run from anywhere.
 # Environment: CXX (native, default g++), AARCH64_CXX (default aarch64-linux-gnu-g++),
 # QEMU_AARCH64 (default qemu-aarch64), KAT_BUILD (output directory, default a fresh temp dir).
 set -euo pipefail
@@ -45,9 +46,10 @@ run() {
 }
 run "native: every path this CPU has" "$out/kat_native"
 run "aarch64 under qemu -cpu max (Crypto Extensions)" \
-    "$qemu" -cpu max "$out/kat_aarch64" --expect-paths "none armv8"
+    "$qemu" -cpu max "$out/kat_aarch64" --expect-paths "none/portable armv8/neon"
 run "aarch64 under qemu -cpu cortex-a53 (Crypto Extensions)" \
-    "$qemu" -cpu cortex-a53 "$out/kat_aarch64" --expect-paths "none armv8"
+    "$qemu" -cpu cortex-a53 "$out/kat_aarch64" --expect-paths "none/portable armv8/neon"
 run "aarch64 under qemu without the Crypto Extensions (HWCAP_AES/PMULL hidden)" \
-    env PRIVCITY_KAT_NO_CRYPTO=1 "$qemu" -cpu max "$out/kat_aarch64" --expect-paths "none"
+    env PRIVCITY_KAT_NO_CRYPTO=1 "$qemu" -cpu max "$out/kat_aarch64" \
+    --expect-paths "none/portable none/neon"
 exit "$status"
