@@ -68,7 +68,7 @@ uint32_t detect() noexcept {
     };
     if (has("hw.optional.arm.FEAT_AES")) f |= CPU_ARM_AES;
     if (has("hw.optional.arm.FEAT_PMULL")) f |= CPU_ARM_PMULL;
-    if (has("hw.optional.AdvSIMD")) f |= CPU_ARM_NEON;
+    f |= CPU_ARM_NEON;  // the arm64 ABI of macOS requires Advanced SIMD
 #endif
     return f;
 }
@@ -114,10 +114,12 @@ int aes_isa_selected() noexcept {
 }
 
 int simd_isa_supported() noexcept {
-    const uint32_t f = cpu_features();
 #if defined(__aarch64__)
-    return (f & CPU_ARM_NEON) ? SIMD_NEON : SIMD_PORTABLE;
+    // Advanced SIMD is in the aarch64 baseline this build targets: the compiler uses it in
+    // every file, so any CPU that runs this code has it (cpu_features() reports HWCAP_ASIMD).
+    return SIMD_NEON;
 #else
+    const uint32_t f = cpu_features();
     const uint32_t avx512 = CPU_AVX512F | CPU_AVX512DQ | CPU_AVX512BW | CPU_AVX512VL | CPU_OS_AVX512 |
                             CPU_AVX2 | CPU_FMA;
     if ((f & avx512) == avx512) return SIMD_AVX512;

@@ -443,9 +443,11 @@ void shamir_checks() {
           "shamir secret back from 5 of 9 shares");
     // Every product of elements at the edges of the words and of the reduction (0, 1, x, x^63,
     // x^64, x^127, all ones, ...), where a fold that drops a carry would show.
-    static const Gf128 edge[] = {{0, 0}, {0, 1}, {0, 2}, {0, 1ull << 63}, {1, 0},
-                                 {1ull << 63, 0}, {~0ull, ~0ull}, {0, 0x87}, {~0ull, 0},
-                                 {0, ~0ull}, {1ull << 63, 1}, {0xfedcba9876543210ull, 0x0f1e2d3c4b5a6978ull}};
+    static const Gf128 edge[] = {{0, 0},         {0, 1},         {0, 2},
+                                 {0, 1ull << 63}, {1, 0},         {1ull << 63, 0},
+                                 {~0ull, ~0ull},  {0, 0x87},      {~0ull, 0},
+                                 {0, ~0ull},      {1ull << 63, 1},
+                                 {0xfedcba9876543210ull, 0x0f1e2d3c4b5a6978ull}};
     h = 0xcbf29ce484222325ull;
     for (const Gf128& x : edge)
         for (const Gf128& y : edge) {
