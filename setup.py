@@ -25,7 +25,7 @@ ext = Pybind11Extension(
     "privcity._core",
     sorted(glob("cpp/src/*.cpp")) + ["bindings/module.cpp"],
     include_dirs=["cpp/include"],
-    depends=sorted(glob("cpp/include/privcity/*.h") + glob("cpp/src/*.h")),
+    depends=sorted(glob("cpp/include/privcity/*.h") + glob("cpp/src/*.h") + glob("cpp/src/*.inc")),
     extra_compile_args=extra,
     cxx_std=17,
 )

@@ -1034,6 +1034,7 @@ py::dict features_dict() {
 #if defined(__aarch64__)
     d["arm_aes"] = bool(f & CPU_ARM_AES);
     d["arm_pmull"] = bool(f & CPU_ARM_PMULL);
+    d["arm_neon"] = bool(f & CPU_ARM_NEON);
 #endif
     d["avx512dq"] = bool(f & CPU_AVX512DQ);
     d["fma"] = bool(f & CPU_FMA);
@@ -1155,6 +1156,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("SIMD_PORTABLE") = int(SIMD_PORTABLE);
     m.attr("SIMD_AVX2") = int(SIMD_AVX2);
     m.attr("SIMD_AVX512") = int(SIMD_AVX512);
+    m.attr("SIMD_NEON") = int(SIMD_NEON);
     m.def("cpu_features", &features_dict,
           "CPU features detected by cpuid/xgetbv (HWCAP on aarch64).");
     m.def("aes_isa_supported", &aes_isa_supported);

@@ -40,6 +40,20 @@ def test_bench_runs_each_kernel_on_every_path_of_this_cpu_and_saves_the_table(sa
     assert paths()[-1] == "none"  # the portable path is always measured
 
 
+def test_a_cpu_with_vector_units_but_no_aes_instructions_benches_its_vector_path(monkeypatch):
+    # Prepare: no native AES (an ARM CPU without the Crypto Extensions), vector units present
+    from privcity import _core, _dispatch
+    monkeypatch.setattr(_dispatch, "aes_implementations", lambda: ["cryptography"])
+    monkeypatch.setattr(_core, "simd_isa_supported", lambda: _core.SIMD_AVX2)  # = SIMD_NEON
+
+    # Execute
+    got = paths()
+
+    # Assert: the vector path by its name (neon on aarch64, avx2 on x86-64), then none
+    assert got == [_dispatch._SIMD_NAMES[_core.SIMD_AVX2], "none"]
+    assert got[0] in _dispatch._ALIASES
+
+
 def test_compare_flags_a_run_slower_beyond_the_noise_and_exits_1(saved, tmp_path):
     # Prepare: the saved run, as if the earlier one had been 10 times faster
     _, path = saved

@@ -86,6 +86,20 @@ def test_the_ladder_is_the_one_of_this_architecture():
         "armv8" if _core.ISA_ARCH == "aarch64" else "aesni")
 
 
+def test_vector_levels_have_the_names_of_this_architecture():
+    # Prepare: the vector ladder shares its numbers too (neon = avx2 = 1)
+    names = {"aarch64": {"portable", "neon"}}.get(_core.ISA_ARCH, {"portable", "avx2", "avx512"})
+
+    # Execute
+    info = privcity.backend_info()
+
+    # Assert
+    assert set(_dispatch._SIMD_NAMES.values()) == names
+    assert info["noise"] == info["reduce"] == _dispatch._SIMD_NAMES[_core.simd_isa_selected()]
+    assert _dispatch._SIMD_NAMES[_core.SIMD_AVX2] == (
+        "neon" if _core.ISA_ARCH == "aarch64" else "avx2")
+
+
 @pytest.mark.parametrize("name", ["vaes512", "vaes256", "aesni", "armv8"])
 def test_implementation_missing_from_the_list_is_refused(monkeypatch, name):
     # Prepare: pretend this CPU has no native kernel (the check every CPU would run)
@@ -157,14 +171,18 @@ def test_privcity_isa_vaes256_runs_vaes256_and_256_bit_vectors(run_python):
     assert default == "vaes256"
 
 
-def test_privcity_isa_vaes512_is_clamped_to_the_cpu(run_python):
+def test_privcity_isa_at_the_top_rung_is_clamped_to_the_cpu(run_python):
+    # Prepare: vaes512 on x86-64, armv8 on aarch64
+    top = max(_dispatch._AES_LEVELS, key=_dispatch._AES_LEVELS.get)
+
     # Execute
-    info, default = _show(run_python, "vaes512")
+    info, default = _show(run_python, top)
 
     # Assert: a cap above what the CPU has selects the best the CPU has, and says it was set
-    assert info["aes256gcm"] == default == privcity.aes_implementations()[0]
-    assert info["csprng"] == privcity.aes_implementations()[0]
-    assert info["isa_cap"] == "vaes512"
+    best = privcity.aes_implementations()[0]
+    assert info["aes256gcm"] == default == best
+    assert info["csprng"] == ("portable" if best == "cryptography" else best)
+    assert info["isa_cap"] == top
 
 
 def test_a_cap_set_in_process_can_be_removed():
@@ -181,19 +199,24 @@ def test_a_cap_set_in_process_can_be_removed():
     finally:
         _core.set_aes_isa_cap(before)
 
-    # Assert
-    want = "aesni" if "aesni" in privcity.aes_implementations() else "portable"
-    assert capped["isa_cap"] == "aesni" and capped["csprng"] == want
+    # Assert: the first hardware rung, aesni on x86-64 or armv8 on aarch64
+    rung = _dispatch._AES_NAMES[_core.AES_ISA_AESNI]
+    want = rung if rung in privcity.aes_implementations() else "portable"
+    assert capped["isa_cap"] == rung and capped["csprng"] == want
     assert uncapped["isa_cap"] == "unset"
     best = privcity.aes_implementations()[0]
     assert uncapped["csprng"] == ("portable" if best == "cryptography" else best)
 
 
-@pytest.mark.parametrize("value", ["AESNI", " none ", "auto", ""])
+RUNG1 = _dispatch._AES_NAMES[_core.AES_ISA_AESNI]  # aesni on x86-64, armv8 on aarch64
+
+
+@pytest.mark.parametrize("value", [RUNG1.upper(), " none ", "auto", ""])
 def test_privcity_isa_is_case_and_space_tolerant(run_python, value):
     # Prepare
-    want = {"AESNI": "aesni", " none ": "cryptography"}.get(value, privcity.aes_implementations()[0])
-    if want == "aesni" and "aesni" not in privcity.aes_implementations():
+    want = {RUNG1.upper(): RUNG1, " none ": "cryptography"}.get(
+        value, privcity.aes_implementations()[0])
+    if want == RUNG1 and RUNG1 not in privcity.aes_implementations():
         want = "cryptography"
 
     # Execute
@@ -212,7 +235,9 @@ def test_unknown_privcity_isa_fails_the_import(run_python, value):
     assert proc.returncode != 0
     assert "ValueError" in proc.stderr
     assert f"PRIVCITY_ISA={value!r}" in proc.stderr
-    assert "vaes512 (avx512), vaes256, aesni (avx2), none (portable)" in proc.stderr
+    assert _dispatch._LADDER_HELP in proc.stderr
+    if _core.ISA_ARCH == "x86_64":
+        assert "vaes512 (avx512), vaes256, aesni (avx2), none (portable)" in proc.stderr
 
 
 def test_explicit_implementation_ignores_the_cap(run_python):
@@ -254,7 +279,7 @@ def test_info_json_reports_the_cap(run_python):
         "isa_cap": "none"}
 
 
-@pytest.mark.parametrize("alias,name", [("portable", "none"), ("avx2", "aesni"), ("avx512", "vaes512")])
+@pytest.mark.parametrize("alias,name", sorted(_dispatch._ALIASES.items()))
 def test_vector_level_aliases_name_the_same_rungs(run_python, alias, name):
     # Execute
     a = run_python("import json, privcity; print(json.dumps(privcity.backend_info()))", isa=alias)

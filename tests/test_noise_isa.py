@@ -64,12 +64,21 @@ out["position"] = r.position
 print(json.dumps({"backend": privcity.backend_info(), "outputs": out}))
 '''
 
-PATHS = ("vaes512", "vaes256", "aesni", "none")
-CSPRNG = {"vaes512": "vaes512", "vaes256": "vaes256", "aesni": "aesni", "none": "portable"}
-# one ladder: none < aesni/avx2 < vaes256 (256-bit vectors too) < vaes512/avx512
-RUNG = {"vaes512": 2, "vaes256": 1, "aesni": 1, "none": 0}
-SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.SIMD_AVX512: "avx512"}
-NEEDS = {"vaes512": "VAES and AVX-512", "vaes256": "VAES and AVX2", "aesni": "AES-NI"}
+PATHS = ("vaes512", "vaes256", "aesni", "armv8", "none")
+CSPRNG = {"vaes512": "vaes512", "vaes256": "vaes256", "aesni": "aesni", "armv8": "armv8",
+          "none": "portable"}
+# one ladder: none < aesni/avx2 < vaes256 (256-bit vectors too) < vaes512/avx512 on x86-64,
+# none < armv8/neon on aarch64 (the vector levels share their numbers: neon = avx2 = 1)
+RUNG = {"vaes512": 2, "vaes256": 1, "aesni": 1, "armv8": 1, "none": 0}
+if _core.ISA_ARCH == "aarch64":
+    SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_NEON: "neon"}
+else:
+    SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2",
+                  _core.SIMD_AVX512: "avx512"}
+NEEDS = {"vaes512": "VAES and AVX-512", "vaes256": "VAES and AVX2", "aesni": "AES-NI",
+         "armv8": "the ARMv8 Crypto Extensions"}
+# The rung named by its vector level, and that level's name (x86-64: avx2, aarch64: neon).
+VECTOR_ALIAS = ("neon", "armv8") if _core.ISA_ARCH == "aarch64" else ("avx2", "aesni")
 
 
 def _path(name: str) -> object:
@@ -132,12 +141,12 @@ def test_aliases_select_the_same_noise_paths(run_python):
 
     # Execute
     reports = {alias: json.loads(run_python(code, isa=alias).stdout)
-               for alias in ("portable", "none", "avx2", "aesni")}
+               for alias in ("portable", "none") + VECTOR_ALIAS}
 
     # Assert
     assert reports["portable"] == reports["none"]
     assert reports["portable"]["csprng"] == "portable" and reports["portable"]["noise"] == "portable"
-    assert reports["avx2"] == reports["aesni"]
+    assert reports[VECTOR_ALIAS[0]] == reports[VECTOR_ALIAS[1]]
 
 
 def test_an_unseeded_generator_never_runs_the_table_aes_whatever_the_cap(run_python):

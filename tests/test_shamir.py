@@ -1,8 +1,9 @@
 """Shamir's scheme over GF(2^128) on the native core (_core.gf128_mul, shamir_eval,
 shamir_interpolate0) against an independent implementation: pycryptodome's
 Crypto.Protocol.SecretSharing (its field element _Element and Shamir.split / combine), whose
-field and share format the kernels follow. Every multiplication path (PCLMULQDQ where the CPU
-has it, and the portable loop) is forced through the AES cap and restored afterwards."""
+field and share format the kernels follow. Every multiplication path (PCLMULQDQ on x86-64 or
+PMULL on aarch64 where the CPU has it, and the portable loop) is forced through the AES cap and
+restored afterwards."""
 from __future__ import annotations
 
 import os
@@ -15,15 +16,20 @@ import privcity
 from privcity import _core
 from privcity.aggregate import secure
 
-PATHS = {"clmul": _core.AES_ISA_AESNI, "portable": _core.AES_ISA_NONE}
+# The carry-less multiplication of this architecture, selected by any cap above none.
+if _core.ISA_ARCH == "aarch64":
+    CLMUL, HAS_CLMUL = "pmull", privcity.cpu_features().get("arm_pmull", False)
+else:
+    CLMUL, HAS_CLMUL = "clmul", "aesni" in privcity.aes_implementations()
+PATHS = {CLMUL: _core.AES_ISA_AESNI, "portable": _core.AES_ISA_NONE}
 
 
 @pytest.fixture(params=list(PATHS))
 def path(request):
     """Forces one multiplication path for the test, then restores the cap."""
     name = request.param
-    if name == "clmul" and "aesni" not in privcity.aes_implementations():
-        pytest.skip("this CPU has no AES-NI + PCLMULQDQ path")
+    if name == CLMUL and not HAS_CLMUL:
+        pytest.skip(f"this CPU has no {CLMUL} path (AES-NI + PCLMULQDQ, or PMULL on aarch64)")
     before = _core.aes_isa_cap()
     _core.set_aes_isa_cap(PATHS[name])
     try:

@@ -43,6 +43,9 @@ const DdgOps& ops() {
         case SIMD_AVX2: return avx2;
         default: break;
     }
+#elif defined(__aarch64__)
+    static const DdgOps neon = PC_OPS(simd_neon);
+    if (simd_isa_selected() == SIMD_NEON) return neon;
 #endif
     return portable;
 }

@@ -22,6 +22,7 @@ namespace privcity {
     }
 PC_DECLARE_DDG(simd_avx512)
 PC_DECLARE_DDG(simd_avx2)
+PC_DECLARE_DDG(simd_neon)
 PC_DECLARE_DDG(simd_portable)
 #undef PC_DECLARE_DDG
 }  // namespace privcity

@@ -38,6 +38,9 @@ const SimdOps& ops() {
         case SIMD_AVX2: return avx2;
         default: break;
     }
+#elif defined(__aarch64__)
+    static const SimdOps neon = PC_OPS(simd_neon);
+    if (simd_isa_selected() == SIMD_NEON) return neon;
 #endif
     return portable;
 }

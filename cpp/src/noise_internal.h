@@ -19,6 +19,7 @@ namespace privcity {
     }
 PC_DECLARE_SIMD(simd_avx512)
 PC_DECLARE_SIMD(simd_avx2)
+PC_DECLARE_SIMD(simd_neon)
 PC_DECLARE_SIMD(simd_portable)
 #undef PC_DECLARE_SIMD
 }  // namespace privcity

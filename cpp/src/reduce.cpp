@@ -49,6 +49,9 @@ const ReduceOps& ops() {
         case SIMD_AVX2: return avx2;
         default: break;
     }
+#elif defined(__aarch64__)
+    static const ReduceOps neon = PC_OPS(simd_neon);
+    if (simd_isa_selected() == SIMD_NEON) return neon;
 #endif
     return portable;
 }

@@ -32,6 +32,7 @@ void reduce_parallel_ranges(size_t n, size_t grain, int threads,
     }
 PC_DECLARE_REDUCE(simd_avx512)
 PC_DECLARE_REDUCE(simd_avx2)
+PC_DECLARE_REDUCE(simd_neon)
 PC_DECLARE_REDUCE(simd_portable)
 #undef PC_DECLARE_REDUCE
 }  // namespace privcity

@@ -33,6 +33,9 @@ using MulFn = Gf128 (*)(Gf128, Gf128) noexcept;
 MulFn mul_kernel() noexcept {
 #if defined(__x86_64__)
     if (aes_isa_selected() >= AES_ISA_AESNI) return gf128_mul_clmul;  // implies PCLMULQDQ
+#elif defined(__aarch64__)
+    // PMULL alone suffices (no AESE needed); the cap none still forces the portable loop.
+    if ((cpu_features() & CPU_ARM_PMULL) && aes_isa_cap() != AES_ISA_NONE) return gf128_mul_pmull;
 #endif
     return gf128_mul_portable;
 }

@@ -12,6 +12,8 @@ struct Gf128 {
 Gf128 gf128_mul_portable(Gf128 a, Gf128 b) noexcept;
 #if defined(__x86_64__)
 Gf128 gf128_mul_clmul(Gf128 a, Gf128 b) noexcept;
+#elif defined(__aarch64__)
+Gf128 gf128_mul_pmull(Gf128 a, Gf128 b) noexcept;
 #endif
 
 }  // namespace privcity

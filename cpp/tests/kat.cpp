@@ -1,28 +1,39 @@
 // Known-answer tests of the C++ core on every AES/SIMD path this CPU has, with no framework:
 // NIST AES-256-GCM vectors, answers computed with OpenSSL for a sweep of GCM lengths, the
 // AES-256-CTR keystream and the SecAgg masks (nist_gcm_vectors.inc), and seeded noise words,
-// Shamir shares and reductions hashed from the x86-64 build (one constant per check, below).
-// Built natively on x86-64 and for aarch64 (run under qemu-aarch64) by run_kat.sh.
+// distributed discrete Gaussian encodings, Shamir shares and reductions hashed from the x86-64
+// build (one constant per check, below). Built natively on x86-64 and for aarch64 (run under
+// qemu-aarch64) by run_kat.sh.
 //
-// Usage: kat [--expect-paths "none armv8"]   Exit status 0 only if every check passed (and the
-// paths run are the ones expected: a runner that lost its AES instructions must not pass).
+// A path is the AES level and the vector level it selects, "aes/simd": every cap of the AES
+// ladder, then no cap where that reaches a vector level no cap did (neon on an aarch64 CPU
+// without the Crypto Extensions: "none/neon").
+//
+// Usage: kat [--expect-paths "none/portable armv8/neon"]   Exit status 0 only if every check
+// passed (and the paths run are the ones expected: a runner that lost its AES instructions or
+// its vector units must not pass).
 // On aarch64, PRIVCITY_KAT_NO_CRYPTO=1 hides HWCAP_AES/PMULL from the core (the link wraps
 // getauxval), standing in for a CPU without the Crypto Extensions where qemu has none.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "aes_internal.h"
 #include "privcity/aead.h"
 #include "privcity/cpu.h"
+#include "privcity/ddg.h"
 #include "privcity/mask.h"
 #include "privcity/noise.h"
 #include "privcity/reduce.h"
 #include "privcity/rng.h"
 #include "privcity/shamir.h"
+#include "shamir_internal.h"
 
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
@@ -63,6 +74,22 @@ constexpr uint64_t kNoisePosition = 35707872;
 constexpr uint64_t kGfMulHash = 0x60ce6b478f52af7eull, kShamirHash = 0x4e45360111ca8bf9ull;
 constexpr uint64_t kModSumU32 = 0x8079507d6b55283eull, kModSumU64 = 0x7aa4cf8b2760fb9bull;
 constexpr uint64_t kWeightedMean = 0x538bcfbd0c436a50ull;
+// Added with the neon rung (x86-64 build of main bb0bba6, AMD Zen 3, every x86 path agreeing):
+// the remaining kernels of each family. The edge products of GF(2^128) also agree with a
+// pure-Python field.
+constexpr uint64_t kAddGaussF64 = 0x0281236e369f350cull, kL2Norm = 0x1fc73091da139409ull;
+constexpr uint64_t kGfEdgeHash = 0x3e53ca5724be2390ull;
+constexpr uint64_t kAccumulate = 0xdfcc90df0f7b6cccull, kL2Norms = 0xf89e50a3044ba3e1ull;
+constexpr uint64_t kMedian = 0xc596df44ca3fa001ull, kTrimmedMean = 0x08974eb0d13875c1ull;
+constexpr uint64_t kSqDist = 0x2263142cf1c45f2dull;
+// Distributed discrete Gaussian: d = 1000 (d' = 1024, Sylvester), 700 (768 = 12 * 64, Paley
+// H_12) and 1200 (1280 = 20 * 64, Paley H_20); words, roundings, tries and norm hashed.
+constexpr uint64_t kDdgEncode[3] = {0x3cbb7b2a48fc5c6full, 0xf79610aacea2a440ull,
+                                    0x1dd7b283bd9a523bull};
+constexpr uint64_t kDdgDecode[3] = {0x48fc0f0cc86276adull, 0x190b1bacb7ddd11aull,
+                                    0xe2fd08fcb9fd16faull};
+constexpr uint64_t kDdgRotate = 0x146d448514352ea4ull, kDdgUnrotate = 0xb1f78036601b81feull;
+constexpr uint64_t kDdgPosition = 167688;
 
 int g_checks = 0, g_failures = 0;
 const char* g_path = "";
@@ -100,6 +127,15 @@ const char* path_name(int level) {
 #else
     static const char* names[] = {"none", "aesni", "vaes256", "vaes512"};
     return names[level];
+#endif
+}
+
+const char* simd_name(int level) {
+    if (level == SIMD_PORTABLE) return "portable";
+#if defined(__aarch64__)
+    return "neon";
+#else
+    return level == SIMD_AVX2 ? "avx2" : "avx512";
 #endif
 }
 
@@ -364,6 +400,25 @@ void noise_checks(rng_state* st) {
     rng_wipe(st);
 }
 
+// The kernels noise_checks leaves out: a Gaussian added in place (float64) and an L2 norm
+// alone, on a length with a tail for every vector width.
+void noise_more_checks(rng_state* st) {
+    const std::vector<uint8_t> key = test_key();
+    rng_init_key(st, key.data());
+    const size_t n = 4099;
+    std::vector<double> d(n);
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) {
+        d[i] = 0.001 * double(i) - 2.0;
+        x[i] = float(int64_t((i * 2654435761ull) % 2001) - 1000) / 64.0f;
+    }
+    noise_add_gaussian_f64(d.data(), n, 0.25, st);
+    check_hash(fnv(d.data(), 8 * n), kAddGaussF64, "gaussian f64 added in place");
+    const double norm = noise_l2_norm_f32(x.data(), n);
+    check_hash(fnv(&norm, 8), kL2Norm, "l2 norm f32");
+    rng_wipe(st);
+}
+
 void shamir_checks() {
     // Products of a chain of elements, then shares of a degree-4 polynomial and its secret back.
     uint8_t a[16], b[16], acc[16];
@@ -386,26 +441,57 @@ void shamir_checks() {
     check(shamir_interpolate0(secret, xs + 3, shares + 16 * 3, t) == 0 &&
               std::memcmp(secret, coeffs + 16 * (t - 1), 16) == 0,
           "shamir secret back from 5 of 9 shares");
+    // Every product of elements at the edges of the words and of the reduction (0, 1, x, x^63,
+    // x^64, x^127, all ones, ...), where a fold that drops a carry would show.
+    static const Gf128 edge[] = {{0, 0},         {0, 1},         {0, 2},
+                                 {0, 1ull << 63}, {1, 0},         {1ull << 63, 0},
+                                 {~0ull, ~0ull},  {0, 0x87},      {~0ull, 0},
+                                 {0, ~0ull},      {1ull << 63, 1},
+                                 {0xfedcba9876543210ull, 0x0f1e2d3c4b5a6978ull}};
+    h = 0xcbf29ce484222325ull;
+    for (const Gf128& x : edge)
+        for (const Gf128& y : edge) {
+            uint8_t bx[16], by[16], out[16];
+            for (int i = 0; i < 8; ++i) {
+                bx[i] = uint8_t(x.hi >> (56 - 8 * i)), bx[8 + i] = uint8_t(x.lo >> (56 - 8 * i));
+                by[i] = uint8_t(y.hi >> (56 - 8 * i)), by[8 + i] = uint8_t(y.lo >> (56 - 8 * i));
+            }
+            gf128_mul(out, bx, by);
+            h = fnv(out, 16, h);
+        }
+    check_hash(h, kGfEdgeHash, "gf(2^128) products of edge elements");
 }
 
-void reduce_checks() {
-    const size_t k = 7, d = 1031;
-    std::vector<std::vector<uint32_t>> r32(k, std::vector<uint32_t>(d));
-    std::vector<std::vector<uint64_t>> r64(k, std::vector<uint64_t>(d));
-    std::vector<std::vector<float>> rf(k, std::vector<float>(d));
-    std::vector<const uint32_t*> p32(k);
-    std::vector<const uint64_t*> p64(k);
-    std::vector<const float*> pf(k);
-    std::vector<double> w(k);
-    for (size_t i = 0; i < k; ++i) {
-        for (size_t j = 0; j < d; ++j) {
-            const uint64_t v = (i + 1) * 0x9e3779b97f4a7c15ull * (j + 3);
-            r32[i][j] = uint32_t(v >> 17), r64[i][j] = v;
-            rf[i][j] = float(int64_t(v >> 40) - (int64_t(1) << 23)) / 1048576.0f;
+// k rows of length d as uint32, uint64 and float32, with weights.
+struct ReduceRows {
+    static constexpr size_t k = 7, d = 1031;
+    std::vector<std::vector<uint32_t>> r32{k, std::vector<uint32_t>(d)};
+    std::vector<std::vector<uint64_t>> r64{k, std::vector<uint64_t>(d)};
+    std::vector<std::vector<float>> rf{k, std::vector<float>(d)};
+    std::vector<const uint32_t*> p32 = std::vector<const uint32_t*>(k);
+    std::vector<const uint64_t*> p64 = std::vector<const uint64_t*>(k);
+    std::vector<const float*> pf = std::vector<const float*>(k);
+    std::vector<double> w = std::vector<double>(k);
+    ReduceRows() {
+        for (size_t i = 0; i < k; ++i) {
+            for (size_t j = 0; j < d; ++j) {
+                const uint64_t v = (i + 1) * 0x9e3779b97f4a7c15ull * (j + 3);
+                r32[i][j] = uint32_t(v >> 17), r64[i][j] = v;
+                rf[i][j] = float(int64_t(v >> 40) - (int64_t(1) << 23)) / 1048576.0f;
+            }
+            p32[i] = r32[i].data(), p64[i] = r64[i].data(), pf[i] = rf[i].data();
+            w[i] = 0.25 + 0.5 * double(i);
         }
-        p32[i] = r32[i].data(), p64[i] = r64[i].data(), pf[i] = rf[i].data();
-        w[i] = 0.25 + 0.5 * double(i);
     }
+};
+
+void reduce_checks() {
+    const ReduceRows r;
+    const size_t k = r.k, d = r.d;
+    const auto& p32 = r.p32;
+    const auto& p64 = r.p64;
+    const auto& pf = r.pf;
+    const auto& w = r.w;
     std::vector<uint32_t> s32(d, 5);
     std::vector<uint64_t> s64(d, 5);
     reduce_modular_sum_u32(s32.data(), p32.data(), k, d, 2);
@@ -420,6 +506,125 @@ void reduce_checks() {
     check_hash(fnv(mean.data(), 4 * d), kWeightedMean, "weighted mean f32");
 }
 
+// The other reduction kernels: streaming accumulation (in place and double-buffered), scaling,
+// norms, the robust aggregators' median, trimmed mean and pairwise distances, and the refusal
+// of a row holding a NaN.
+void reduce_more_checks() {
+    ReduceRows r;
+    const size_t k = r.k, d = r.d;
+    std::vector<double> acc(d, 0.0), a(d, 0.0), b(d, 0.0);
+    bool ok = true;
+    for (size_t i = 0; i < k; ++i) {
+        ok = ok && reduce_accumulate_f32(acc.data(), acc.data(), r.pf[i], r.w[i], d, 2) == 0;
+        ok = ok && reduce_accumulate_f32(b.data(), a.data(), r.pf[i], r.w[i], d, 2) == 0;
+        std::swap(a, b);
+    }
+    check(ok && acc == a, "accumulate in place = double-buffered");
+    check_hash(fnv(acc.data(), 8 * d), kAccumulate, "accumulate f32 into f64");
+    r.rf[3][d - 2] = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<double> before = acc;
+    check(reduce_accumulate_f32(acc.data(), acc.data(), r.pf[3], 1.0, d, 2) == -1 &&
+              acc == before,
+          "accumulate refuses a NaN row and leaves the sum as it was");
+    std::vector<uint8_t> bad(k);
+    std::vector<float> out(d);
+    check(reduce_weighted_mean_f32(out.data(), bad.data(), r.pf.data(), r.w.data(), k, d, 1.0,
+                                   2) == 1 &&
+              bad[3] == 1 && bad[2] == 0,
+          "weighted mean flags the NaN row alone");
+    r.rf[3][d - 2] = 0.5f;
+    reduce_scale_to_f32(out.data(), acc.data(), 1.0 / 12.25, d, 2);
+    // The row sums scaled once: the weighted mean of reduce_checks, bit for bit.
+    check_hash(fnv(out.data(), 4 * d), kWeightedMean, "accumulated sums scaled = weighted mean");
+    std::vector<double> norms(k);
+    reduce_l2_norms_f32(norms.data(), r.pf.data(), k, d, 2);
+    check_hash(fnv(norms.data(), 8 * k), kL2Norms, "l2 norms of rows");
+    check(reduce_median_f32(out.data(), r.pf.data(), k, d, 2) == 0, "median");
+    check_hash(fnv(out.data(), 4 * d), kMedian, "coordinate-wise median");
+    check(reduce_trimmed_mean_f32(out.data(), r.pf.data(), k, d, 2, 2) == 0, "trimmed mean");
+    check_hash(fnv(out.data(), 4 * d), kTrimmedMean, "coordinate-wise trimmed mean");
+    std::vector<double> dist(k * k);
+    reduce_pairwise_sqdist_f32(dist.data(), r.pf.data(), k, d, 2);
+    check_hash(fnv(dist.data(), 8 * k * k), kSqDist, "pairwise squared distances");
+}
+
+// --- distributed discrete Gaussian -----------------------------------------------------------
+
+ddg_config ddg_cfg(size_t d, unsigned bits, int seed) {
+    ddg_config cfg{};
+    cfg.dim = d;
+    cfg.padded_dim = ddg_padded_dim(d);
+    cfg.clip = 1.0;
+    cfg.gamma = 1e-3;
+    cfg.l2_bound_sq = 1300000;
+    cfg.sigma2_num = 10000, cfg.sigma2_den = 1;
+    cfg.bits = bits;
+    for (int i = 0; i < 32; ++i) cfg.rotation_key[i] = uint8_t(11 * i + seed);
+    return cfg;
+}
+
+// Encodes x under cfg with words W, then decodes the words; hashes of both.
+template <class W>
+void ddg_round_trip(const float* x, const ddg_config& cfg, rng_state* st, uint64_t& enc,
+                    uint64_t& dec) {
+    const size_t dp = cfg.padded_dim;
+    std::vector<W> words(dp);
+    std::vector<int64_t> rounded(dp);
+    std::vector<double> back(cfg.dim);
+    uint32_t tries = 0;
+    double norm;
+    int rc;
+    if constexpr (sizeof(W) == 4) {
+        norm = ddg_encode_u32(words.data(), rounded.data(), nullptr, &tries, x, &cfg, st);
+        rc = ddg_decode_u32(back.data(), words.data(), &cfg);
+    } else {
+        norm = ddg_encode_u64(words.data(), rounded.data(), nullptr, &tries, x, &cfg, st);
+        rc = ddg_decode_u64(back.data(), words.data(), &cfg);
+    }
+    check(norm > 1.0 && rc == DDG_OK, "ddg encodes a clipped vector and decodes its words");
+    enc = fnv(words.data(), sizeof(W) * dp);
+    enc = fnv(rounded.data(), 8 * dp, enc);
+    enc = fnv(&tries, 4, enc);
+    enc = fnv(&norm, 8, enc);
+    dec = fnv(back.data(), 8 * cfg.dim);
+}
+
+// Every kernel of ddg_simd.inc: the three Hadamard shapes (Sylvester, Paley H_12 and H_20
+// times Sylvester), words mod 2^20, 2^32 and 2^40 (both word widths), the rotation alone.
+void ddg_checks(rng_state* st) {
+    const std::vector<uint8_t> key = test_key();
+    rng_init_key(st, key.data());
+    const size_t dims[3] = {1000, 700, 1200};
+    const unsigned bits[3] = {20, 32, 40};
+    for (int c = 0; c < 3; ++c) {
+        const size_t d = dims[c];
+        std::vector<float> x(d);
+        for (size_t j = 0; j < d; ++j)
+            x[j] = float(int64_t(((j + 1) * 0x9e3779b97f4a7c15ull) >> 40) - (int64_t(1) << 23)) /
+                   67108864.0f;
+        const ddg_config cfg = ddg_cfg(d, bits[c], c + 3);
+        uint64_t enc, dec;
+        if (bits[c] <= 32) ddg_round_trip<uint32_t>(x.data(), cfg, st, enc, dec);
+        else ddg_round_trip<uint64_t>(x.data(), cfg, st, enc, dec);
+        char what[64];
+        std::snprintf(what, sizeof what, "ddg encode d = %zu, 2^%u", d, bits[c]);
+        check_hash(enc, kDdgEncode[c], what);
+        std::snprintf(what, sizeof what, "ddg decode d = %zu, 2^%u", d, bits[c]);
+        check_hash(dec, kDdgDecode[c], what);
+    }
+    check(rng_position(st) == kDdgPosition, "ddg keystream position");
+    rng_wipe(st);
+    const size_t d = 700, dp = ddg_padded_dim(d);
+    std::vector<double> x(d), y(dp), back(d);
+    for (size_t j = 0; j < d; ++j) x[j] = double(int64_t(j * 7919 % 1999) - 999) / 256.0;
+    const ddg_config cfg = ddg_cfg(d, 32, 9);
+    check(ddg_rotate(y.data(), x.data(), d, dp, cfg.rotation_key) == DDG_OK &&
+              ddg_unrotate(back.data(), y.data(), d, dp, cfg.rotation_key) == DDG_OK,
+          "ddg rotation and back");
+    check_hash(fnv(y.data(), 8 * dp), kDdgRotate, "ddg rotation");
+    check_hash(fnv(back.data(), 8 * d), kDdgUnrotate, "ddg inverse rotation");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -427,20 +632,29 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; ++i)
         if (std::strcmp(argv[i], "--expect-paths") == 0) expect = argv[i + 1];
     static rng_state st;  // static: 64-byte aligned, and too large for some stacks
-    std::string paths;
-    for (int level = AES_ISA_NONE; level <= aes_isa_supported(); ++level) {
-        set_aes_isa_cap(level);
-        g_path = path_name(level);
-        paths += (paths.empty() ? "" : " ") + std::string(g_path);
+    std::string paths, name;
+    int simd_done = -1;
+    // Every cap of the AES ladder, then no cap if that runs a vector level no cap reached.
+    for (int cap = AES_ISA_NONE; cap <= aes_isa_supported() + 1; ++cap) {
+        set_aes_isa_cap(cap <= aes_isa_supported() ? cap : AES_ISA_UNCAPPED);
+        const int level = aes_isa_selected(), simd = simd_isa_selected();
+        if (cap > aes_isa_supported() && simd <= simd_done) break;
+        simd_done = simd > simd_done ? simd : simd_done;
+        name = std::string(path_name(level)) + "/" + simd_name(simd);
+        g_path = name.c_str();
+        paths += (paths.empty() ? "" : " ") + name;
         const int before = g_failures;
         gcm_checks(level);
         ctr_checks(level, &st);
         rng_unseeded_checks(&st);
         mask_checks();
         noise_checks(&st);
+        noise_more_checks(&st);
+        ddg_checks(&st);
         shamir_checks();
         reduce_checks();
-        std::printf("path %-8s %s\n", g_path, g_failures == before ? "ok" : "FAILED");
+        reduce_more_checks();
+        std::printf("path %-16s %s\n", g_path, g_failures == before ? "ok" : "FAILED");
     }
     set_aes_isa_cap(AES_ISA_UNCAPPED);
     g_path = "paths";

@@ -34,6 +34,7 @@ class Aes256Gcm:
 SIMD_PORTABLE: int
 SIMD_AVX2: int
 SIMD_AVX512: int
+SIMD_NEON: int
 
 def simd_isa_supported() -> int: ...
 def simd_isa_selected() -> int: ...

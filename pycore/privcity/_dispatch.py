@@ -10,8 +10,11 @@ __all__ = ["cpu_features", "backend_info", "aes_implementations"]
 # Names for the AES levels of the C++ core, best last: each architecture has its own ladder.
 if _core.ISA_ARCH == "aarch64":
     _AES_LEVELS = {"none": _core.AES_ISA_NONE, "armv8": _core.AES_ISA_ARMV8}
-    _ALIASES = {"portable": "none"}
-    _LADDER_HELP = "armv8, none (portable)"
+    # neon names the armv8 rung by its vector level (as avx2 does aesni); a CPU without the
+    # Crypto Extensions runs neon under that cap, and no native AES.
+    _ALIASES = {"portable": "none", "neon": "armv8"}
+    _LADDER_HELP = "armv8 (neon), none (portable)"
+    _SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_NEON: "neon"}
 else:
     _AES_LEVELS = {"none": _core.AES_ISA_NONE, "aesni": _core.AES_ISA_AESNI,
                    "vaes256": _core.AES_ISA_VAES256, "vaes512": _core.AES_ISA_VAES512}
@@ -19,6 +22,8 @@ else:
     # lowest that runs the 256-bit noise and reduction kernels).
     _ALIASES = {"portable": "none", "avx2": "aesni", "avx512": "vaes512"}
     _LADDER_HELP = "vaes512 (avx512), vaes256, aesni (avx2), none (portable)"
+    _SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2",
+                   _core.SIMD_AVX512: "avx512"}
 _AES_NAMES = {v: k for k, v in _AES_LEVELS.items()}
 
 
@@ -57,9 +62,6 @@ def _selected_aes() -> str:
     return "cryptography" if level == _core.AES_ISA_NONE else _AES_NAMES[level]
 
 
-_SIMD_NAMES = {_core.SIMD_PORTABLE: "portable", _core.SIMD_AVX2: "avx2", _core.SIMD_AVX512: "avx512"}
-
-
 def backend_info() -> dict[str, str]:
     """Which implementation each primitive uses in this process.
 
@@ -70,12 +72,14 @@ def backend_info() -> dict[str, str]:
     AES, not constant time, only where the CPU has no AES instructions or the cap says none;
     an unseeded generator never runs it: it runs the capped level, at least aesni on x86-64 or
     armv8 on aarch64, and is refused where the CPU has no AES instructions). ``noise``
-    is the vector level of the samplers (``"avx512"``, ``"avx2"``, ``"portable"``), and
-    ``reduce`` that of the aggregation kernels (the same ladder). ``isa_cap`` is the cap the
-    user set with PRIVCITY_ISA (or ``_core.set_aes_isa_cap``), ``"unset"`` when there is none;
-    a cap above what the CPU has is reported as set, while the other entries name what runs.
+    is the vector level of the samplers (``"avx512"``, ``"avx2"``, ``"neon"`` on aarch64,
+    ``"portable"``), and ``reduce`` that of the aggregation kernels (the same ladder).
+    ``isa_cap`` is the cap the user set with PRIVCITY_ISA (or ``_core.set_aes_isa_cap``),
+    ``"unset"`` when there is none; a cap above what the CPU has is reported as set, while the
+    other entries name what runs.
     One ladder for every family: none/portable < aesni/avx2 < vaes256 < vaes512/avx512 on
-    x86-64, none/portable < armv8 on aarch64.
+    x86-64, none/portable < armv8/neon on aarch64 (where a CPU without the Crypto Extensions
+    still runs neon unless capped to none).
     """
     cap = _core.aes_isa_cap()
     aes = _core.aes_isa_selected()

@@ -126,8 +126,15 @@ _BY_NAME = {k.name: k for k in KERNELS}
 
 def paths() -> list[str]:
     """The ISA paths this CPU can run, best first, as PRIVCITY_ISA names (always ``none``)."""
-    from ._dispatch import aes_implementations
-    return [p for p in aes_implementations() if p != "cryptography"] + ["none"]
+    from . import _core
+    from ._dispatch import _SIMD_NAMES, aes_implementations
+    native = [p for p in aes_implementations() if p != "cryptography"]
+    # Vector units without AES instructions (NEON without the Crypto Extensions): that path is
+    # named by its vector level, an alias of the first AES rung.
+    simd = _core.simd_isa_supported()
+    if not native and simd != _core.SIMD_PORTABLE:
+        native = [_SIMD_NAMES[simd]]
+    return native + ["none"]
 
 
 def _calls_per_sample(fn: Callable[[], Any], target: float) -> int:

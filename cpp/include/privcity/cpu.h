@@ -24,6 +24,7 @@ enum cpu_feature : uint32_t {
     CPU_FMA = 1u << 15,
     CPU_ARM_AES = 1u << 16,    // aarch64: AESE/AESD/AESMC/AESIMC (Crypto Extensions)
     CPU_ARM_PMULL = 1u << 17,  // aarch64: PMULL/PMULL2 on 64-bit lanes
+    CPU_ARM_NEON = 1u << 18,   // aarch64: Advanced SIMD (HWCAP_ASIMD; every Apple arm64 CPU)
 };
 
 // Bitmask of cpu_feature; never changes after the first call. Thread-safe.
@@ -61,11 +62,14 @@ int aes_isa_selected() noexcept;
 // Vector levels of the other kernels (noise, reductions), best last. The same cap applies:
 // cap AES_ISA_NONE -> SIMD_PORTABLE, AES_ISA_AESNI and AES_ISA_VAES256 -> SIMD_AVX2,
 // AES_ISA_VAES512 -> SIMD_AVX512, so one setting (PRIVCITY_ISA) forces every family of kernels
-// down the same ladder.
+// down the same ladder. aarch64 has its own ladder over the same numbers, portable < neon
+// (cap AES_ISA_NONE -> SIMD_PORTABLE, AES_ISA_ARMV8 or no cap -> SIMD_NEON): NEON does not
+// need the Crypto Extensions, so a CPU without them still runs neon when uncapped.
 enum simd_isa : int {
-    SIMD_PORTABLE = 0,
-    SIMD_AVX2 = 1,    // AVX2 with OS support for ymm state
-    SIMD_AVX512 = 2,  // AVX-512F/DQ/BW/VL with OS support for zmm state
+    SIMD_PORTABLE = 0,  // no vector flags: SSE2 on x86-64; scalar on aarch64 (Advanced SIMD off)
+    SIMD_AVX2 = 1,      // AVX2 with OS support for ymm state
+    SIMD_AVX512 = 2,    // AVX-512F/DQ/BW/VL with OS support for zmm state
+    SIMD_NEON = 1,      // aarch64: Advanced SIMD, 128-bit registers
 };
 int simd_isa_supported() noexcept;
 int simd_isa_selected() noexcept;

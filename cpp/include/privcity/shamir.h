@@ -5,8 +5,9 @@
 // Field: GF(2)[x] / (x^128 + x^7 + x^2 + x + 1). An element is 16 bytes, a big-endian
 // integer whose bit i is the coefficient of x^i. A share index i is the element with value i.
 // Multiplication is carry-less multiplication and reduction: PCLMULQDQ when the selected AES
-// level has it (aes_isa_selected() >= AES_ISA_AESNI), else a portable loop whose branches and
-// memory accesses do not depend on the values (both constant-time in the secrets).
+// level has it (aes_isa_selected() >= AES_ISA_AESNI), PMULL on aarch64 CPUs that have it (unless
+// the cap is AES_ISA_NONE), else a portable loop whose branches and memory accesses do not
+// depend on the values (all constant-time in the secrets).
 #pragma once
 #include <cstddef>
 #include <cstdint>
