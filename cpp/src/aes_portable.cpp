@@ -178,15 +178,17 @@ void aes256_expand_key_portable(uint8_t round_keys[240], const uint8_t key[32]) 
 }
 
 void aes256_bitslice_keys_portable(aes256_ct_keys* ks, const uint8_t round_keys[240]) noexcept {
-    // Four round keys per transposition, one in each block slot; then each slot's nibble bit
-    // is spread over the nibble (bits only at 4m + 0, times 15), repeating the key in every block.
+    // Four round keys per transposition, one in each block slot; then each slot's bit is
+    // spread over its nibble (bits at 4m only, times 15), repeating the key in every block.
     for (int r0 = 0; r0 < 15; r0 += 4) {
         uint8_t in[64] = {0};
-        for (int k = 0; k < 4 && r0 + k < 15; ++k) std::memcpy(in + 16 * k, round_keys + 16 * (r0 + k), 16);
+        for (int k = 0; k < 4 && r0 + k < 15; ++k)
+            std::memcpy(in + 16 * k, round_keys + 16 * (r0 + k), 16);
         uint64_t q[8];
         load4(q, in);
         for (int k = 0; k < 4 && r0 + k < 15; ++k)
-            for (int b = 0; b < 8; ++b) ks->q[r0 + k][b] = ((q[b] >> k) & 0x1111111111111111ull) * 15;
+            for (int b = 0; b < 8; ++b)
+                ks->q[r0 + k][b] = ((q[b] >> k) & 0x1111111111111111ull) * 15;
         detail::secure_wipe(in, sizeof in);
         detail::secure_wipe(q, sizeof q);
     }
@@ -218,7 +220,8 @@ void aes256_ctr_keystream_portable(uint8_t* out, size_t nblocks, uint64_t block,
     uint8_t tail[64];
     while (nblocks) {
         for (int j = 0; j < 4; ++j)
-            for (int i = 0; i < 8; ++i) ctr[16 * j + 15 - i] = uint8_t((block + uint64_t(j)) >> (8 * i));
+            for (int i = 0; i < 8; ++i)
+                ctr[16 * j + 15 - i] = uint8_t((block + uint64_t(j)) >> (8 * i));
         if (nblocks >= 4) {
             aes256_encrypt4_portable(out, ctr, &ks);
             out += 64;

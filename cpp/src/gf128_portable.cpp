@@ -24,7 +24,8 @@ Gf128 gf128_mul_portable(Gf128 a, Gf128 b) noexcept {
     const uint64_t p0 = l0, p1 = l1 ^ m0, p2 = h0 ^ m1, p3 = h1;
     // p3:p2 times 0x87 (up to 135 bits), then the bits at x^128 and up once more.
     const uint64_t over = (p3 >> 63) ^ (p3 >> 62) ^ (p3 >> 57);
-    const uint64_t f1 = p3 ^ (p3 << 1) ^ (p3 << 2) ^ (p3 << 7) ^ (p2 >> 63) ^ (p2 >> 62) ^ (p2 >> 57);
+    const uint64_t f1 =
+        p3 ^ (p3 << 1) ^ (p3 << 2) ^ (p3 << 7) ^ (p2 >> 63) ^ (p2 >> 62) ^ (p2 >> 57);
     const uint64_t f0 = p2 ^ (p2 << 1) ^ (p2 << 2) ^ (p2 << 7) ^ over ^ (over << 1) ^ (over << 2) ^
                         (over << 7);
     return Gf128{p1 ^ f1, p0 ^ f0};
