@@ -1,5 +1,5 @@
 // AES-256-GCM in portable C++ for CPUs without AES instructions: the bitsliced AES of
-// aes_portable.cpp in counter mode, four blocks per call, and GHASH on the constant-time
+// aes_portable.cpp in counter mode, eight blocks per call, and GHASH on the constant-time
 // carry-less products of clmul_portable.h. Constant time like the hardware paths: no table, no
 // branch or address that depends on the key, the hash key or the data (lengths are public).
 #include <cstring>
@@ -78,10 +78,10 @@ GhashKey ghash_key(const aes256gcm_ctx* ctx) {
     return k;
 }
 
-// Counter blocks nonce || BE32(ctr + j) for j < n (n <= 4) in slots 0..n-1 of in[64], and J0
-// (counter 1) in slot n if n < 4.
-void counter_blocks(uint8_t in[64], const uint8_t nonce[12], uint32_t ctr, int n) {
-    for (int j = 0; j < 4; ++j) {
+// Counter blocks nonce || BE32(ctr + j) in slots j < n of in[16 * width], and J0 (counter 1)
+// in the slots after them.
+void counter_blocks(uint8_t* in, int width, const uint8_t nonce[12], uint32_t ctr, int n) {
+    for (int j = 0; j < width; ++j) {
         const uint32_t c = j < n ? ctr + uint32_t(j) : 1;
         std::memcpy(in + 16 * j, nonce, 12);
         for (int i = 0; i < 4; ++i) in[16 * j + 12 + i] = uint8_t(c >> (24 - 8 * i));
@@ -92,23 +92,28 @@ inline void xor_bytes(uint8_t* out, const uint8_t* a, const uint8_t* b, size_t n
     for (size_t i = 0; i < n; ++i) out[i] = uint8_t(a[i] ^ b[i]);
 }
 
-// The counter mode of GCM over len bytes (data counters from 2) and E_K(J0) in ekj0. The
-// ciphertext is GHASHed as it goes: out after encryption, in before decryption, each 64-byte
-// piece read once into a local copy (what is authenticated is what is decrypted, even if
-// another thread changes the buffer meanwhile). The last call carries J0 in a free slot.
+// The counter mode of GCM over len bytes (data counters from 2), eight blocks per call, and
+// E_K(J0) in ekj0: the last call computes J0 in a slot the data leaves free (a separate call
+// only if the data fills every slot). The ciphertext is GHASHed as it goes, out after
+// encryption, in before decryption, each piece read once into a local copy: what is
+// authenticated is what is decrypted, even if another thread changes the buffer meanwhile.
 void ctr_ghash(uint8_t* out, const uint8_t* in, size_t len, const uint8_t nonce[12],
                bool decrypt, Ghash& y, const GhashKey& hk, const aes256_ct_keys& ks,
                uint8_t ekj0[16]) {
-    uint8_t blocks[64], ksm[64], piece[64];
+    uint8_t blocks[128], ksm[128], piece[128];
     uint32_t ctr = 2;
-    size_t done = 0;
     bool have_j0 = false;
-    while (done < len) {
-        const size_t n = len - done < 64 ? len - done : 64;
-        const int nb = int((n + 15) / 16);
-        counter_blocks(blocks, nonce, ctr, nb);
-        aes256_encrypt4_portable(ksm, blocks, &ks);
-        if (nb < 4) {
+    for (size_t done = 0; done < len; ctr += 8) {
+        const size_t n = len - done < 128 ? len - done : 128;
+        const int nb = int((n + 15) / 16), used = done + n == len && nb < 8 ? nb + 1 : nb;
+        if (used <= 4) {
+            counter_blocks(blocks, 4, nonce, ctr, nb);
+            aes256_encrypt4_portable(ksm, blocks, &ks);
+        } else {
+            counter_blocks(blocks, 8, nonce, ctr, nb);
+            aes256_encrypt8_portable(ksm, blocks, &ks);
+        }
+        if (used > nb) {
             std::memcpy(ekj0, ksm + 16 * nb, 16);
             have_j0 = true;
         }
@@ -118,10 +123,9 @@ void ctr_ghash(uint8_t* out, const uint8_t* in, size_t len, const uint8_t nonce[
         if (!decrypt) ghash_bytes(y, piece, n, hk);
         std::memcpy(out + done, piece, n);
         done += n;
-        ctr += 4;
     }
-    if (!have_j0) {  // the message filled every slot (or was empty)
-        counter_blocks(blocks, nonce, 1, 0);
+    if (!have_j0) {  // the message filled every slot of its last call (or was empty)
+        counter_blocks(blocks, 4, nonce, 1, 0);
         aes256_encrypt4_portable(ksm, blocks, &ks);
         std::memcpy(ekj0, ksm, 16);
     }

@@ -37,5 +37,7 @@ void aes256_bitslice_keys_portable(aes256_ct_keys* ks, const uint8_t round_keys[
 // Encrypts four blocks, in[16k .. 16k + 16) -> out[16k .. 16k + 16); out may equal in.
 void aes256_encrypt4_portable(uint8_t out[64], const uint8_t in[64],
                               const aes256_ct_keys* ks) noexcept;
+void aes256_encrypt8_portable(uint8_t out[128], const uint8_t in[128],
+                              const aes256_ct_keys* ks) noexcept;
 
 }  // namespace privcity

@@ -1,12 +1,14 @@
 // Constant-time AES-256 for CPUs without AES instructions (and PRIVCITY_ISA=none): bitsliced,
 // four blocks at a time in eight 64-bit words (the design of BearSSL's aes_ct64, T. Pornin),
-// with the S-box computed by Boyar and Peralta's circuit of 32 AND and 81 XOR/XNOR gates.
+// with the S-box computed by Boyar and Peralta's circuit of 32 AND and 81 XOR/XNOR gates. Bulk
+// work runs two such states side by side in 128-bit vectors (eight blocks per call).
 //
 // There is no table here, and no branch or address that depends on a key, a block or a
 // counter: a table AES leaks its key through the cache lines its S-box look-ups touch, and
 // this code runs the secret keys of OS-keyed noise and of the SecAgg pairwise masks. Keep it
-// that way: the test "the extension holds no AES table" (tests/test_aes_portable.py) fails if
-// an S-box or T-table is compiled back into the module.
+// that way: tests/test_aes_portable.py fails if an S-box or T-table is compiled back into the
+// module, and cpp/tests/ct_check.cpp (valgrind, in run_kat.sh) if any branch or address depends
+// on a secret.
 #include <cstring>
 
 #include "aes_internal.h"
@@ -19,11 +21,14 @@ namespace {
 // r and column c of block k (byte 4c + r of the block) sits at bit 16r + 4c + k of each word:
 // rows in 16-bit lanes make MixColumns rotations of whole words, columns in nibbles make
 // ShiftRows shifts inside a lane, and a round key repeated over the four blocks is a nibble of
-// 0000 or 1111.
-using Planes = uint64_t[8];
+// 0000 or 1111. Every function below takes W = uint64_t (one state) or W = V2 (two states,
+// one per 64-bit lane: GCC/Clang vector extensions, SSE2 on x86-64 and NEON on aarch64, both
+// baseline; other targets get two 64-bit words).
+typedef uint64_t V2 __attribute__((vector_size(16)));
 
-inline void swapmove(uint64_t& a, uint64_t& b, uint64_t mask, int n) {
-    const uint64_t t = ((a >> n) ^ b) & mask;
+template <class W>
+inline void swapmove(W& a, W& b, uint64_t mask, int n) {
+    const W t = ((a >> n) ^ b) & mask;
     b ^= t;
     a ^= t << n;
 }
@@ -31,7 +36,8 @@ inline void swapmove(uint64_t& a, uint64_t& b, uint64_t mask, int n) {
 // Transposes the 8 x 8 bit matrix in each byte lane j of the eight words (bit b of byte j of
 // word v <-> bit v of byte j of word b), as three rounds of exchanging off-diagonal blocks.
 // Its own inverse.
-void transpose(Planes q) {
+template <class W>
+inline void transpose(W q[8]) {
     for (int v = 0; v < 8; v += 2) swapmove(q[v], q[v + 1], 0x5555555555555555ull, 1);
     for (int v = 0; v < 8; v += (v & 1) ? 3 : 1)  // 0, 1, 4, 5
         swapmove(q[v], q[v + 2], 0x3333333333333333ull, 2);
@@ -41,23 +47,20 @@ void transpose(Planes q) {
 // Byte of the 64-byte input (block k at offset 16k) that goes to position p = 16r + 4c + k.
 constexpr int source_byte(int p) { return 16 * (p & 3) + 4 * ((p >> 2) & 3) + (p >> 4); }
 
-// Four blocks (in[16k .. 16k + 16) is block k) -> bitsliced state. Before the transposition,
-// byte j of word v holds the byte of position 8j + v; the transposition then gathers bit b of
-// every byte into word b. The addresses depend on loop counters only.
-void load4(Planes q, const uint8_t in[64]) {
+// Four blocks (in[16k .. 16k + 16) is block k) in the order the transposition wants: byte j
+// of word v holds the byte of position 8j + v, so that transposing gathers bit b of every
+// byte into word b. The addresses depend on loop counters only.
+inline void gather(uint64_t w[8], const uint8_t in[64]) {
     for (int v = 0; v < 8; ++v) {
-        uint64_t w = 0;
-        for (int j = 0; j < 8; ++j) w |= uint64_t(in[source_byte(8 * j + v)]) << (8 * j);
-        q[v] = w;
+        uint64_t x = 0;
+        for (int j = 0; j < 8; ++j) x |= uint64_t(in[source_byte(8 * j + v)]) << (8 * j);
+        w[v] = x;
     }
-    transpose(q);
 }
-
-// The inverse of load4 (q is clobbered).
-void store4(uint8_t out[64], Planes q) {
-    transpose(q);
+// The inverse of gather.
+inline void scatter(uint8_t out[64], const uint64_t w[8]) {
     for (int v = 0; v < 8; ++v)
-        for (int j = 0; j < 8; ++j) out[source_byte(8 * j + v)] = uint8_t(q[v] >> (8 * j));
+        for (int j = 0; j < 8; ++j) out[source_byte(8 * j + v)] = uint8_t(w[v] >> (8 * j));
 }
 
 // SubBytes on every byte at once: Boyar and Peralta's straight-line program (the 113-gate
@@ -111,33 +114,52 @@ inline void sbox(W q[8]) {
 }
 
 // Row r (a 16-bit lane) rotated by r columns (nibbles): column c takes column c + r.
-inline uint64_t shift_rows_word(uint64_t x) {
+template <class W>
+inline W shift_rows_word(W x) {
     return (x & 0x000000000000ffffull) | ((x & 0x00000000fff00000ull) >> 4) |
            ((x & 0x00000000000f0000ull) << 12) | ((x & 0x0000ff0000000000ull) >> 8) |
            ((x & 0x000000ff00000000ull) << 8) | ((x & 0xf000000000000000ull) >> 12) |
            ((x & 0x0fff000000000000ull) << 4);
 }
 
-inline uint64_t rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+template <class W>
+inline W rotr(W x, int n) {
+    return (x >> n) | (x << (64 - n));
+}
 
 // out[r] = 2 a[r] + 3 a[r+1] + a[r+2] + a[r+3] = 2 t[r] + a[r+1] + t[r+2] with t[r] = a[r] +
 // a[r+1]. Rotating a word by 16 moves row r+1 into row r, by 32 row r+2; doubling moves plane
 // b to b+1 and adds plane 7 at the bits of 0x1b (planes 0, 1, 3, 4).
-void mix_columns(Planes q) {
-    uint64_t r[8], t[8];
+template <class W>
+inline void mix_columns(W q[8]) {
+    W r[8], t[8];
     for (int b = 0; b < 8; ++b) {
         r[b] = rotr(q[b], 16);
         t[b] = q[b] ^ r[b];
     }
-    for (int b = 0; b < 8; ++b) {
-        uint64_t dbl = b ? t[b - 1] : 0;
-        if (b == 0 || b == 1 || b == 3 || b == 4) dbl ^= t[7];  // b is a loop counter, not data
-        q[b] = dbl ^ r[b] ^ rotr(t[b], 32);
-    }
+    q[0] = t[7] ^ r[0] ^ rotr(t[0], 32);
+    q[1] = t[0] ^ t[7] ^ r[1] ^ rotr(t[1], 32);
+    q[2] = t[1] ^ r[2] ^ rotr(t[2], 32);
+    q[3] = t[2] ^ t[7] ^ r[3] ^ rotr(t[3], 32);
+    q[4] = t[3] ^ t[7] ^ r[4] ^ rotr(t[4], 32);
+    q[5] = t[4] ^ r[5] ^ rotr(t[5], 32);
+    q[6] = t[5] ^ r[6] ^ rotr(t[6], 32);
+    q[7] = t[6] ^ r[7] ^ rotr(t[7], 32);
 }
 
-inline void add_round_key(Planes q, const uint64_t* k) {
-    for (int b = 0; b < 8; ++b) q[b] ^= k[b];
+// The 14 rounds on a bitsliced state; W is one 64-bit word (four blocks) or a vector of them
+// (each lane four more blocks, the same layout).
+template <class W>
+inline void rounds(W q[8], const aes256_ct_keys* ks) {
+    for (int b = 0; b < 8; ++b) q[b] ^= ks->q[0][b];
+    for (int round = 1; round < 14; ++round) {
+        sbox(q);
+        for (int b = 0; b < 8; ++b) q[b] = shift_rows_word(q[b]);
+        mix_columns(q);
+        for (int b = 0; b < 8; ++b) q[b] ^= ks->q[round][b];
+    }
+    sbox(q);
+    for (int b = 0; b < 8; ++b) q[b] = shift_rows_word(q[b]) ^ ks->q[14][b];
 }
 
 // SubWord of the key schedule: the same circuit on a word's four bytes, bit b of byte j at
@@ -185,7 +207,8 @@ void aes256_bitslice_keys_portable(aes256_ct_keys* ks, const uint8_t round_keys[
         for (int k = 0; k < 4 && r0 + k < 15; ++k)
             std::memcpy(in + 16 * k, round_keys + 16 * (r0 + k), 16);
         uint64_t q[8];
-        load4(q, in);
+        gather(q, in);
+        transpose(q);
         for (int k = 0; k < 4 && r0 + k < 15; ++k)
             for (int b = 0; b < 8; ++b)
                 ks->q[r0 + k][b] = ((q[b] >> k) & 0x1111111111111111ull) * 15;
@@ -197,42 +220,54 @@ void aes256_bitslice_keys_portable(aes256_ct_keys* ks, const uint8_t round_keys[
 void aes256_encrypt4_portable(uint8_t out[64], const uint8_t in[64],
                               const aes256_ct_keys* ks) noexcept {
     uint64_t q[8];
-    load4(q, in);
-    add_round_key(q, ks->q[0]);
-    for (int round = 1; round < 14; ++round) {
-        sbox(q);
-        for (int b = 0; b < 8; ++b) q[b] = shift_rows_word(q[b]);
-        mix_columns(q);
-        add_round_key(q, ks->q[round]);
-    }
-    sbox(q);
-    for (int b = 0; b < 8; ++b) q[b] = shift_rows_word(q[b]);
-    add_round_key(q, ks->q[14]);
-    store4(out, q);
+    gather(q, in);
+    transpose(q);
+    rounds(q, ks);
+    transpose(q);
+    scatter(out, q);
     detail::secure_wipe(q, sizeof q);
+}
+
+void aes256_encrypt8_portable(uint8_t out[128], const uint8_t in[128],
+                              const aes256_ct_keys* ks) noexcept {
+    uint64_t a[8], b[8];
+    gather(a, in);
+    gather(b, in + 64);
+    V2 q[8];
+    for (int i = 0; i < 8; ++i) q[i] = V2{a[i], b[i]};
+    transpose(q);
+    rounds(q, ks);
+    transpose(q);
+    for (int i = 0; i < 8; ++i) a[i] = q[i][0], b[i] = q[i][1];
+    scatter(out, a);
+    scatter(out + 64, b);
+    detail::secure_wipe(q, sizeof q);
+    detail::secure_wipe(a, sizeof a);
+    detail::secure_wipe(b, sizeof b);
 }
 
 void aes256_ctr_keystream_portable(uint8_t* out, size_t nblocks, uint64_t block,
                                    const uint8_t round_keys[240]) noexcept {
     aes256_ct_keys ks;
     aes256_bitslice_keys_portable(&ks, round_keys);
-    uint8_t ctr[64] = {0};  // four counter blocks 0^64 || BE64(block + j)
+    uint8_t ctr[128] = {0};  // counter blocks 0^64 || BE64(block + j)
     uint8_t tail[64];
     while (nblocks) {
-        for (int j = 0; j < 4; ++j)
-            for (int i = 0; i < 8; ++i)
-                ctr[16 * j + 15 - i] = uint8_t((block + uint64_t(j)) >> (8 * i));
-        if (nblocks >= 4) {
+        const size_t width = nblocks >= 8 ? 8 : 4, step = nblocks < width ? nblocks : width;
+        for (size_t j = 0; j < width; ++j)
+            for (int i = 0; i < 8; ++i) ctr[16 * j + 15 - i] = uint8_t((block + j) >> (8 * i));
+        if (width == 8) {
+            aes256_encrypt8_portable(out, ctr, &ks);
+        } else if (step == 4) {
             aes256_encrypt4_portable(out, ctr, &ks);
-            out += 64;
-            nblocks -= 4;
-            block += 4;
         } else {
             aes256_encrypt4_portable(tail, ctr, &ks);
-            std::memcpy(out, tail, 16 * nblocks);
+            std::memcpy(out, tail, 16 * step);
             detail::secure_wipe(tail, sizeof tail);
-            nblocks = 0;
         }
+        out += 16 * step;
+        nblocks -= step;
+        block += step;
     }
     detail::secure_wipe(&ks, sizeof ks);
 }
