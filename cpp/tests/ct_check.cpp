@@ -65,7 +65,8 @@ int main() {
     secret(ad, sizeof ad);
     aes256gcm_ctx ctx;
     const int init_status = aead_aes256gcm_init(&ctx, key, AES_ISA_NONE);
-    const int enc_status = aead_aes256gcm_encrypt_ctx(c, tag, m, sizeof m, ad, sizeof ad, nonce, &ctx);
+    const int enc_status =
+        aead_aes256gcm_encrypt_ctx(c, tag, m, sizeof m, ad, sizeof ad, nonce, &ctx);
     aead_aes256gcm_wipe(&ctx);
 
     // Shamir's portable GF(2^128) product on secret operands.
