@@ -589,13 +589,6 @@ class Rng {
             if (r != 0) {
                 delete st_;
                 st_ = nullptr;
-                if (r == RNG_NO_CONSTANT_TIME_AES)
-                    throw std::runtime_error(
-                        "this CPU has no AES instructions (AES-NI on x86-64, the ARMv8 Crypto "
-                        "Extensions on aarch64): the only AES "
-                        "left is table-based, whose cache timing would leak the noise key, so "
-                        "unseeded noise is refused; run on a CPU with AES, or pass a seed for a "
-                        "reproducible simulation (never for real data)");
                 throw std::runtime_error("the operating system gave no randomness (getrandom failed)");
             }
         } else {

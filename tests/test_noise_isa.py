@@ -149,23 +149,23 @@ def test_aliases_select_the_same_noise_paths(run_python):
     assert reports[VECTOR_ALIAS[0]] == reports[VECTOR_ALIAS[1]]
 
 
-def test_an_unseeded_generator_never_runs_the_table_aes_whatever_the_cap(run_python):
-    # Prepare: the cap at none puts seeded streams on the portable (table) AES; an OS-keyed
-    # generator must stay on AES instructions (its key is a secret; table look-ups leak it)
+def test_an_unseeded_generator_follows_the_cap_down_to_the_constant_time_portable_aes(run_python):
+    # Prepare: every AES path is constant time (AES instructions, or the bitsliced portable
+    # AES: no table), so an OS-keyed generator runs the capped path like a seeded one, and on
+    # a CPU without AES instructions it runs at all (it used to be refused there)
     code = ("import privcity; from privcity import _core; from privcity.noise import SecureRNG; "
             "print(_core.aes_isa_supported(), SecureRNG()._rng.impl, "
-            "SecureRNG(b'seed')._rng.impl, _core.AES_ISA_NONE)")
+            "SecureRNG(b'seed')._rng.impl, _core.AES_ISA_NONE, "
+            "SecureRNG().random_bytes(16).hex(), SecureRNG().random_bytes(16).hex())")
 
     # Execute
     capped = run_python(code, isa="none")
     uncapped = run_python(code)
 
-    # Assert: the lowest AES-instruction rung under the cap, the best without it; seeded
-    # streams follow the cap
+    # Assert: the portable path under the cap, with fresh OS keys; the best path without it
     assert capped.returncode == 0 and uncapped.returncode == 0, capped.stderr + uncapped.stderr
-    supported, unseeded, seeded, none = map(int, capped.stdout.split())
-    if supported == none:
-        pytest.skip("this CPU has no AES instructions (an unseeded generator is refused there)")
-    assert seeded == none and unseeded == 1  # AES_ISA_AESNI / AES_ISA_ARMV8
-    supported, unseeded, seeded, none = map(int, uncapped.stdout.split())
-    assert unseeded == seeded == supported
+    supported, unseeded, seeded, none, a, b = capped.stdout.split()
+    assert int(unseeded) == int(seeded) == int(none)
+    assert a != b
+    supported, unseeded, seeded, none, a, b = uncapped.stdout.split()
+    assert int(unseeded) == int(seeded) == int(supported)

@@ -2,8 +2,8 @@
 shamir_interpolate0) against an independent implementation: pycryptodome's
 Crypto.Protocol.SecretSharing (its field element _Element and Shamir.split / combine), whose
 field and share format the kernels follow. Every multiplication path (PCLMULQDQ on x86-64 or
-PMULL on aarch64 where the CPU has it, and the portable loop) is forced through the AES cap and
-restored afterwards."""
+PMULL on aarch64 where the CPU has it, and the constant-time portable product) is forced through
+the AES cap and restored afterwards."""
 from __future__ import annotations
 
 import os

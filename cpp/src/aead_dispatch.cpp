@@ -6,10 +6,16 @@
 
 namespace privcity {
 
-int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noexcept {
+namespace {
+constexpr uint32_t kLive = 0x67636d21u;  // "gcm!": a context init built and nobody wiped
+
+// Builds ctx for a supported level (0), or refuses it (-1).
+int init_kernel(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) {
+    if (impl == AES_ISA_NONE) {
+        aead_aes256gcm_init_portable(ctx, key);
+        return 0;
+    }
 #if defined(__x86_64__)
-    if (impl < 0) impl = aes_isa_selected();
-    if (impl > aes_isa_supported()) return -1;
     switch (impl) {
         case AES_ISA_VAES512:
             aead_aes256gcm_init_vaes512(ctx, key);
@@ -24,32 +30,37 @@ int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noe
             return -1;
     }
 #elif defined(__aarch64__)
-    if (impl < 0) impl = aes_isa_selected();
-    if (impl != AES_ISA_ARMV8 || impl > aes_isa_supported()) return -1;
+    if (impl != AES_ISA_ARMV8) return -1;
     aead_aes256gcm_init_armv8(ctx, key);
     return 0;
 #else
-    (void)ctx;
-    (void)key;
-    (void)impl;
     return -1;
 #endif
+}
+}  // namespace
+
+int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noexcept {
+    if (impl < 0) impl = aes_isa_selected();
+    if (impl > aes_isa_supported()) return -1;
+    if (init_kernel(ctx, key, impl) != 0) return -1;
+    ctx->live = kLive;
+    return 0;
 }
 
 void aead_aes256gcm_wipe(aes256gcm_ctx* ctx) noexcept { detail::secure_wipe(ctx, sizeof *ctx); }
 
 namespace {
 // A context is usable only if init built it for a kernel this build has (a wiped or
-// uninitialised one has impl 0 and must never run: all-zero keys would make tags forgeable).
+// uninitialised one must never run: all-zero keys would make tags forgeable).
 inline bool valid(const aes256gcm_ctx* ctx) {
+    if (ctx->live != kLive) return false;
 #if defined(__x86_64__)
-    return ctx->impl == AES_ISA_AESNI || ctx->impl == AES_ISA_VAES256 ||
-           ctx->impl == AES_ISA_VAES512;
+    return ctx->impl == AES_ISA_NONE || ctx->impl == AES_ISA_AESNI ||
+           ctx->impl == AES_ISA_VAES256 || ctx->impl == AES_ISA_VAES512;
 #elif defined(__aarch64__)
-    return ctx->impl == AES_ISA_ARMV8;
+    return ctx->impl == AES_ISA_NONE || ctx->impl == AES_ISA_ARMV8;
 #else
-    (void)ctx;
-    return false;
+    return ctx->impl == AES_ISA_NONE;
 #endif
 }
 }  // namespace
@@ -61,6 +72,10 @@ int aead_aes256gcm_encrypt_ctx(uint8_t* c, uint8_t tag[16], const uint8_t* m, si
         detail::secure_wipe(c, mlen);
         detail::secure_wipe(tag, AEAD_AES256GCM_ABYTES);
         return -1;
+    }
+    if (ctx->impl == AES_ISA_NONE) {
+        aead_aes256gcm_encrypt_portable(c, tag, m, mlen, ad, adlen, nonce, ctx);
+        return 0;
     }
 #if defined(__x86_64__)
     switch (ctx->impl) {
@@ -86,6 +101,8 @@ int aead_aes256gcm_decrypt_ctx(uint8_t* m, const uint8_t* c, size_t clen, const 
         detail::secure_wipe(m, clen);
         return -1;
     }
+    if (ctx->impl == AES_ISA_NONE)
+        return aead_aes256gcm_decrypt_portable(m, c, clen, tag, ad, adlen, nonce, ctx);
 #if defined(__x86_64__)
     switch (ctx->impl) {
         case AES_ISA_VAES512:

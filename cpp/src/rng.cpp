@@ -80,24 +80,11 @@ void keystream(const rng_state* st, uint8_t* out, size_t nblocks, uint64_t block
     aes256_ctr_keystream_portable(out, nblocks, block, st->round_keys);
 }
 
-// The AES level a state keyed this way runs on, or -1 if it must not be keyed here.
-int state_impl(int seeded) {
-    // A secret (OS-keyed) stream never runs on the table AES, whose cache timing leaks the key.
-    // The keystream is the same on every level, so a cap below the AES instructions (a tool for
-    // testing slower paths) does not apply to it; without AES instructions it is refused.
-#if defined(__aarch64__)
-    if (!seeded) return aes_isa_supported() == AES_ISA_ARMV8 ? AES_ISA_ARMV8 : -1;
-#elif defined(__x86_64__)
-    if (!seeded) {
-        const int selected = aes_isa_selected();
-        if (selected >= AES_ISA_AESNI) return selected;
-        return aes_isa_supported() >= AES_ISA_AESNI ? AES_ISA_AESNI : -1;
-    }
-#else
-    if (!seeded) return -1;
-#endif
-    return aes_isa_selected();
-}
+// The AES level a state runs on, seeded or OS-keyed: the selected one. Every level is constant
+// time (AES instructions, or the bitsliced AES of aes_portable.cpp where there are none), so
+// a secret key may run on any of them. privcity has no table AES: its S-box look-ups would
+// show the noise key to a cache-timing attacker, and an OS-keyed state would have to refuse it.
+int state_impl() { return aes_isa_selected(); }
 
 void set_key(rng_state* st, const uint8_t key[32], int seeded, int impl) {
     std::memset(st, 0, sizeof *st);
@@ -120,8 +107,7 @@ void set_key(rng_state* st, const uint8_t key[32], int seeded, int impl) {
 inline void check_fork(rng_state* st) {
     if (st->fork_generation == g_fork_generation.load(std::memory_order_relaxed) || st->seeded) return;
     uint8_t key[32];
-    int impl = state_impl(0);
-    if (impl < 0) impl = st->impl;  // cannot happen: rng_init_os checked this CPU
+    const int impl = state_impl();
     if (os_random(key, sizeof key)) {
         set_key(st, key, 0, impl);
     } else {
@@ -155,17 +141,15 @@ void refill(rng_state* st) {
 }  // namespace
 
 int rng_init_os(rng_state* st) noexcept {
-    const int impl = state_impl(0);
-    if (impl < 0) return RNG_NO_CONSTANT_TIME_AES;
     uint8_t key[32];
     if (!os_random(key, sizeof key)) return -1;
-    set_key(st, key, 0, impl);
+    set_key(st, key, 0, state_impl());
     detail::secure_wipe(key, sizeof key);
     return 0;
 }
 
 void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept {
-    set_key(st, key, 1, state_impl(1));
+    set_key(st, key, 1, state_impl());
 }
 
 void rng_wipe(rng_state* st) noexcept { detail::secure_wipe(st, sizeof *st); }

@@ -1,5 +1,5 @@
-// Shamir's secret sharing over GF(2^128) (see privcity/shamir.h): the portable field
-// multiplication, the dispatcher, Horner evaluation of shares and Lagrange interpolation at 0.
+// Shamir's secret sharing over GF(2^128) (see privcity/shamir.h): the field multiplication's
+// dispatcher, Horner evaluation of shares and Lagrange interpolation at 0.
 #include "privcity/shamir.h"
 
 #include <vector>
@@ -9,22 +9,6 @@
 #include "shamir_internal.h"
 
 namespace privcity {
-
-// Shift-and-add over the 128 bits of b, with masks instead of branches: the same instructions
-// and memory accesses whatever the values.
-Gf128 gf128_mul_portable(Gf128 a, Gf128 b) noexcept {
-    uint64_t zh = 0, zl = 0, vh = a.hi, vl = a.lo;
-    for (int i = 0; i < 128; ++i) {
-        const uint64_t bit = i < 64 ? (b.lo >> i) & 1 : (b.hi >> (i - 64)) & 1;
-        const uint64_t m = 0 - bit;
-        zh ^= vh & m;
-        zl ^= vl & m;
-        const uint64_t carry = 0 - (vh >> 63);  // x^127 shifts out to x^128 = 0x87
-        vh = (vh << 1) | (vl >> 63);
-        vl = (vl << 1) ^ (carry & 0x87);
-    }
-    return Gf128{zh, zl};
-}
 
 namespace {
 

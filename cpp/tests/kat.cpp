@@ -255,21 +255,17 @@ void gcm_sweep(const aes256gcm_ctx* ctx) {
           "gcm decrypt rejects a bad tag and wipes the output");
 }
 
+// Every level, the portable one (none: bitsliced AES, GHASH without tables) included.
 void gcm_checks(int level) {
     const std::vector<uint8_t> key = test_key();
     aes256gcm_ctx ctx;
     std::memset(&ctx, 0, sizeof ctx);
-    if (level == AES_ISA_NONE) {
-        // No native AEAD here: every entry point fails closed (callers use OpenSSL instead).
-        uint8_t c[20], tag[16];
-        std::memset(c, 0xaa, sizeof c);
-        check(aead_aes256gcm_init(&ctx, key.data(), -1) == -1, "gcm init refused");
-        check(aead_aes256gcm_encrypt(c, tag, u8("plaintext plaintext!"), 20, nullptr, 0,
-                                     u8("nonce-nonce!"), key.data()) == -1 &&
-                  all_zero(c, sizeof c),
-              "gcm encrypt fails closed");
-        return;
-    }
+    uint8_t c[20], tag[16];
+    std::memset(c, 0xaa, sizeof c);
+    check(aead_aes256gcm_encrypt_ctx(c, tag, u8("plaintext plaintext!"), 20, nullptr, 0,
+                                     u8("nonce-nonce!"), &ctx) == -1 &&
+              all_zero(c, sizeof c),
+          "gcm refuses a zeroed (never initialised) context");
     check(aead_aes256gcm_init(&ctx, key.data(), level) == 0 && ctx.impl == level, "gcm init");
     gcm_nist();
     gcm_sweep(&ctx);
@@ -330,24 +326,80 @@ void ctr_checks(int level, rng_state* st) {
     rng_wipe(st);
 }
 
-void rng_unseeded_checks(rng_state* st) {
+void rng_unseeded_checks(int level, rng_state* st) {
+    // Every level is constant time (no table AES), so an OS-keyed stream runs on every CPU,
+    // on the capped level like a seeded one.
     const int r = rng_init_os(st);
-#if defined(__aarch64__)
-    // A secret stream runs on the AES instructions whatever the cap, or is refused.
-    if (aes_isa_supported() == AES_ISA_ARMV8) {
-        check(r == 0 && st->impl == AES_ISA_ARMV8, "unseeded csprng runs armv8 whatever the cap");
-    } else {
-        check(r == RNG_NO_CONSTANT_TIME_AES, "unseeded csprng refused without AES instructions");
-    }
-#else
-    check(r == 0, "unseeded csprng keyed from the OS");
-#endif
+    check(r == 0 && st->impl == level, "unseeded csprng keyed from the OS, on this path");
     if (r == 0) {
         uint8_t a[64] = {0};
         rng_fill(st, a, sizeof a);
         check(!all_zero(a, sizeof a), "unseeded csprng gives bytes");
     }
     rng_wipe(st);
+}
+
+// The portable path (bitsliced AES, GHASH without tables) against the AES instructions, for
+// many keys, counters and lengths: key schedules, CTR keystreams and GCM ciphertexts and tags
+// must be the same bytes. Keys from a fixed splitmix64 sequence (reproducible failures).
+void portable_matches_hardware() {
+    const int hw = aes_isa_supported();
+    if (hw == AES_ISA_NONE) return;  // nothing to compare with; the answers above still ran
+    g_path = "none vs hardware";
+    uint64_t seed = 0x243f6a8885a308d3ull;
+    auto next = [&seed] {
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    };
+    auto fill = [&next](uint8_t* p, size_t n) {
+        for (size_t i = 0; i < n; ++i) p[i] = uint8_t(next() >> 56);
+    };
+    bool keys_same = true, ctr_same = true, gcm_same = true, open_ok = true;
+    for (int trial = 0; trial < 200; ++trial) {
+        uint8_t key[32], rk_p[240], rk_h[240];
+        fill(key, sizeof key);
+        aes256_expand_key_portable(rk_p, key);
+#if defined(__x86_64__)
+        aes256_expand_key_aesni(rk_h, key);
+#elif defined(__aarch64__)
+        aes256_expand_key_armv8(rk_h, key);
+#endif
+        keys_same = keys_same && std::memcmp(rk_p, rk_h, 240) == 0;
+        const size_t nb = 1 + next() % 37;
+        const uint64_t block = trial % 3 == 0 ? next() >> 1 : (uint64_t(1) << 32) - 2 - trial;
+        std::vector<uint8_t> a(16 * nb), b(16 * nb);
+        aes256_ctr_keystream_portable(a.data(), nb, block, rk_p);
+        keystream_for(hw)(b.data(), nb, block, rk_h);
+        ctr_same = ctr_same && a == b;
+        const size_t len = next() % 300, adlen = next() % 40;
+        std::vector<uint8_t> m(len), ad(adlen), cp(len + 16), ch(len + 16), back(len);
+        uint8_t nonce[12];
+        fill(m.data(), len);
+        fill(ad.data(), adlen);
+        fill(nonce, 12);
+        aes256gcm_ctx p, h;
+        check(aead_aes256gcm_init(&p, key, AES_ISA_NONE) == 0 &&
+                  aead_aes256gcm_init(&h, key, hw) == 0,
+              "gcm init on both paths");
+        check(aead_aes256gcm_encrypt_ctx(cp.data(), cp.data() + len, m.data(), len, ad.data(),
+                                         adlen, nonce, &p) == 0 &&
+                  aead_aes256gcm_encrypt_ctx(ch.data(), ch.data() + len, m.data(), len,
+                                             ad.data(), adlen, nonce, &h) == 0,
+              "gcm encrypt on both paths");
+        gcm_same = gcm_same && cp == ch;
+        open_ok = open_ok && aead_aes256gcm_decrypt_ctx(back.data(), ch.data(), len,
+                                                        ch.data() + len, ad.data(), adlen,
+                                                        nonce, &p) == 0 &&
+                  back == m;
+        aead_aes256gcm_wipe(&p);
+        aead_aes256gcm_wipe(&h);
+    }
+    check(keys_same, "portable key schedule = AES instructions' (200 keys)");
+    check(ctr_same, "portable ctr keystream = AES instructions' (200 keys and counters)");
+    check(gcm_same, "portable gcm ciphertext and tag = AES instructions' (200 keys, lengths)");
+    check(open_ok, "portable gcm opens what the AES instructions sealed");
 }
 
 void mask_checks() {
@@ -646,7 +698,7 @@ int main(int argc, char** argv) {
         const int before = g_failures;
         gcm_checks(level);
         ctr_checks(level, &st);
-        rng_unseeded_checks(&st);
+        rng_unseeded_checks(level, &st);
         mask_checks();
         noise_checks(&st);
         noise_more_checks(&st);
@@ -657,6 +709,7 @@ int main(int argc, char** argv) {
         std::printf("path %-16s %s\n", g_path, g_failures == before ? "ok" : "FAILED");
     }
     set_aes_isa_cap(AES_ISA_UNCAPPED);
+    portable_matches_hardware();
     g_path = "paths";
     if (expect) {
         const std::string what = "paths run: \"" + paths + "\", expected \"" + expect + "\"";

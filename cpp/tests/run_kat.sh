@@ -4,10 +4,12 @@
 # Crypto Extensions (-cpu max and -cpu cortex-a53: paths none/portable and armv8/neon) and
 # without them (HWCAP_AES and HWCAP_PMULL hidden, as qemu has no CPU model without them: AES
 # path none only, the vector kernels on portable and neon). Exits non-zero on any wrong answer,
-# a missing tool or a path that did not run. Run from anywhere.
+# a missing tool or a path that did not run. Then ct_check.cpp under valgrind's memcheck: no
+# branch or address of the portable AES, GHASH, CSPRNG, masks or GF(2^128) may depend on a
+# secret (a table AES fails it). Run from anywhere.
 # Environment: CXX (native, default g++), AARCH64_CXX (default aarch64-linux-gnu-g++),
-# QEMU_AARCH64 (default qemu-aarch64), KAT_BUILD (output directory, default a fresh temp dir),
-# KAT_OPT (optimisation flag, default -O3).
+# QEMU_AARCH64 (default qemu-aarch64), VALGRIND (default valgrind), KAT_BUILD (output directory,
+# default a fresh temp dir), KAT_OPT (optimisation flag, default -O3).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${KAT_BUILD:-$(mktemp -d)}"
@@ -15,7 +17,8 @@ mkdir -p "$out"
 cxx="${CXX:-g++}"
 a64_cxx="${AARCH64_CXX:-aarch64-linux-gnu-g++}"
 qemu="${QEMU_AARCH64:-qemu-aarch64}"
-for tool in "$cxx" "$a64_cxx" "$qemu"; do
+valgrind="${VALGRIND:-valgrind}"
+for tool in "$cxx" "$a64_cxx" "$qemu" "$valgrind"; do
     command -v "$tool" >/dev/null || { echo "run_kat.sh: $tool not found" >&2; exit 2; }
 done
 
@@ -33,8 +36,13 @@ native=$!
 "$a64_cxx" -static "${flags[@]}" -Wl,--wrap=getauxval "${sources[@]}" -o "$out/kat_aarch64" \
     -lpthread &
 cross=$!
+# The constant-time check at setup.py's -O3, with the secrets' origins in the report.
+"$cxx" "${flags[@]/-O2/-O3}" -g "$root"/cpp/src/*.cpp "$root/cpp/tests/ct_check.cpp" \
+    -o "$out/ct_check" -lpthread &
+ct=$!
 wait "$native"
 wait "$cross"
+wait "$ct"
 
 status=0
 run() {
@@ -54,4 +62,6 @@ run "aarch64 under qemu -cpu cortex-a53 (Crypto Extensions)" \
 run "aarch64 under qemu without the Crypto Extensions (HWCAP_AES/PMULL hidden)" \
     env PRIVCITY_KAT_NO_CRYPTO=1 "$qemu" -cpu max "$out/kat_aarch64" \
     --expect-paths "none/portable none/neon"
+run "constant time: the portable path under valgrind memcheck (secrets undefined)" \
+    "$valgrind" -q --error-exitcode=1 --track-origins=yes "$out/ct_check"
 exit "$status"

@@ -68,10 +68,9 @@ def backend_info() -> dict[str, str]:
     ``aes256gcm`` is ``"vaes512"``, ``"vaes256"``, ``"aesni"`` (x86-64), ``"armv8"`` (aarch64
     Crypto Extensions) or ``"cryptography"`` (OpenSSL, used where the CPU lacks AES
     instructions or PRIVCITY_ISA=none). ``csprng`` is the AES-CTR keystream of seeded noise
-    generators and the secure-aggregation masks (the same names, or ``"portable"``: table-based
-    AES, not constant time, only where the CPU has no AES instructions or the cap says none;
-    an unseeded generator never runs it: it runs the capped level, at least aesni on x86-64 or
-    armv8 on aarch64, and is refused where the CPU has no AES instructions). ``noise``
+    generators and the secure-aggregation masks (the same names, or ``"portable"``: a
+    constant-time bitsliced AES, where the CPU has no AES instructions or the cap says none;
+    OS-keyed generators run it too, as every path is constant time). ``noise``
     is the vector level of the samplers (``"avx512"``, ``"avx2"``, ``"neon"`` on aarch64,
     ``"portable"``), and ``reduce`` that of the aggregation kernels (the same ladder).
     ``isa_cap`` is the cap the user set with PRIVCITY_ISA (or ``_core.set_aes_isa_cap``),

@@ -28,10 +28,13 @@ struct alignas(64) aes256gcm_ctx {
     uint8_t round_keys[15 * 16];
     uint8_t htable[33 * 16];  // powers of H, layout private to the implementation
     int impl;                 // aes_isa of the kernels this context was built for
+    uint32_t live;            // set by init, zero once wiped (impl 0 is a kernel too: portable)
 };
 
 // Builds ctx for implementation `impl` (an aes_isa value; -1 = the dispatched best).
-// Returns 0, or -1 if this CPU cannot run that implementation (ctx untouched).
+// AES_ISA_NONE is the portable constant-time kernel (bitsliced AES, GHASH without tables),
+// which runs on every CPU. Returns 0, or -1 if this CPU cannot run that implementation (ctx
+// untouched).
 [[nodiscard]] int aead_aes256gcm_init(aes256gcm_ctx* ctx, const uint8_t key[32], int impl) noexcept;
 // Overwrites the context with zeros in a way the compiler keeps.
 void aead_aes256gcm_wipe(aes256gcm_ctx* ctx) noexcept;
@@ -50,7 +53,7 @@ void aead_aes256gcm_wipe(aes256gcm_ctx* ctx) noexcept;
                                              const aes256gcm_ctx* ctx) noexcept;
 
 // One-shot forms (expand the key, run, wipe the expanded key). Same contracts as above; both
-// fail closed (-1, outputs zeroed) where no native implementation may run.
+// fail closed (-1, outputs zeroed) if the context cannot be built.
 [[nodiscard]] int aead_aes256gcm_encrypt(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                             const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
                             const uint8_t key[32]) noexcept;
@@ -95,7 +98,15 @@ size_t aead_aes256gcm_open_multikey(uint8_t* const* m, uint8_t* status, const ui
                                     int impl) noexcept;
 
 // Per-ISA kernels (same contracts; callers must check the CPU first). Defined in
-// aead_aesni.cpp, aead_vaes256.cpp, aead_vaes512.cpp (x86-64) and aead_armv8.cpp (aarch64).
+// aead_aesni.cpp, aead_vaes256.cpp, aead_vaes512.cpp (x86-64), aead_armv8.cpp (aarch64) and
+// aead_portable.cpp (every CPU).
+void aead_aes256gcm_init_portable(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
+void aead_aes256gcm_encrypt_portable(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
+                                     const uint8_t* ad, size_t adlen, const uint8_t nonce[12],
+                                     const aes256gcm_ctx* ctx) noexcept;
+int aead_aes256gcm_decrypt_portable(uint8_t* m, const uint8_t* c, size_t clen,
+                                    const uint8_t tag[16], const uint8_t* ad, size_t adlen,
+                                    const uint8_t nonce[12], const aes256gcm_ctx* ctx) noexcept;
 void aead_aes256gcm_init_aesni(aes256gcm_ctx* ctx, const uint8_t key[32]) noexcept;
 void aead_aes256gcm_encrypt_aesni(uint8_t* c, uint8_t tag[16], const uint8_t* m, size_t mlen,
                                   const uint8_t* ad, size_t adlen, const uint8_t nonce[12],

@@ -47,15 +47,9 @@ struct alignas(64) rng_state {
     int64_t spare_dg[256];
 };
 
-// rng_init_os's refusal on a CPU without AES instructions (AES-NI on x86-64, the Crypto
-// Extensions on aarch64): the only AES left there is table-based, and its cache timing would
-// expose a secret key (seeded states may still run it: their key is not a secret).
-constexpr int RNG_NO_CONSTANT_TIME_AES = -2;
-
-// Keys from the operating system (getrandom). Returns 0, -1 if the OS gave no randomness, or
-// RNG_NO_CONSTANT_TIME_AES (st untouched). Such a state always runs AES instructions, whatever
-// the ISA cap: the capped level, or AES-NI / ARMv8 AES where the cap is below them (the
-// keystream is the same on every level).
+// Keys from the operating system (getrandom). Returns 0, or -1 if the OS gave no randomness.
+// Runs on every CPU: the keystream of each AES level (the ISA cap applies as to a seeded
+// state) is constant time, the portable one included (bitsliced, no table).
 [[nodiscard]] int rng_init_os(rng_state* st) noexcept;
 // Keys with a caller-chosen 32-byte key: a reproducible stream (seeded mode).
 void rng_init_key(rng_state* st, const uint8_t key[32]) noexcept;
