@@ -17,7 +17,14 @@ Rules when no schema is given (each column judged on all its non-missing values)
   sorted order); a column with more than ``max_categories`` of them (ids, free text) or fewer
   than two is dropped, as is a numeric column with no value at all;
 - target: classification when it is not numeric, or when it is numeric with integer values only
-  and at most ``max_classes`` distinct ones; regression otherwise. ``task`` forces either.
+  and at most ``max_classes`` distinct ones; regression otherwise. A target whose values are
+  numbers but for a few stray cells (at most 1 %, e.g. ``high``) is numeric: those rows are
+  left out, with a warning in ``notes``. ``task`` forces either (``regression`` leaves out the
+  rows of any text cell); the choice and its reason are the dataset's ``task_note``, and a
+  class count past 50, or under 5 training rows a class, is warned of in ``notes``;
+- magnitude: a column (or target) of values whose squares overflow float64 (past about 1e154)
+  is standardised with a mean and deviation computed on scaled values, noted;
+- size: a cell over 128 KiB (a row over 64 MiB) is a ValueError naming its line and column.
 
 Every inferred field is ``public`` unless ``sensitivity`` says otherwise. What the rules did
 (rows skipped, stray cells read as missing, columns dropped and why) is listed in the returned
@@ -61,7 +68,7 @@ import numpy as np
 
 from . import _hash as H
 from ._csvread import _floats, _missing, read_cells
-from .encode import Encoder
+from .encode import BIG, Encoder, mean_std
 from .federated import FederatedDataset
 from .schema import Field, Schema
 
@@ -340,11 +347,11 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         t_mean, t_scale = 0.0, 1.0
         y_train, y_test = y_all[rows], y_all[test]
     else:
-        t_mean = float(y_all[train].mean())
-        sd = float(y_all[train].std())
+        t_mean, sd = mean_std(y_all[train])
         t_scale = sd if sd > 0 else 1.0
-        y_train = ((y_all[rows] - t_mean) / t_scale).astype(np.float32)
-        y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
+        y_train = _standardised(y_all[rows], t_mean, t_scale)
+        y_test = _standardised(y_all[test], t_mean, t_scale)
+    _big_values(enc, [f.name for f in feature_fields], target, t_mean, t_scale, notes)
     held_out: tuple[np.ndarray, np.ndarray] | None = None
     if test_set and test_data is None:
         x_train, x_test = _encode(enc, columns, [rows, test])
@@ -362,6 +369,27 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         target_scale=t_scale, class_names=class_names, notes=tuple(notes), task_note=task_note,
         population=(device_ids, counts.astype(np.int64)))
     return ds, held_out
+
+
+def _standardised(y: np.ndarray, mean: float, scale: float) -> np.ndarray:
+    """(y - mean) / scale as float32, without overflow for values near float64's largest."""
+    if scale > BIG:
+        return (y / scale - mean / scale).astype(np.float32)
+    return ((y - mean) / scale).astype(np.float32)
+
+
+def _big_values(enc: Encoder, names: list[str], target: str, t_mean: float, t_scale: float,
+                notes: list[str]) -> None:
+    """Notes the columns whose values are too large to square in float64: their mean and
+    deviation came from scaled values, and the model reads them standardised, as any other."""
+    big = [(n, enc.scale[n], enc.mean[n]) for n in names if n in enc.scale
+           and max(enc.scale[n], abs(enc.mean[n])) > BIG]
+    if max(t_scale, abs(t_mean)) > BIG:
+        big.append((target, t_scale, t_mean))
+    for name, scale, mean in big:
+        notes.append(f"column {name!r}: values of about {max(scale, abs(mean)):.3g}, whose "
+                     "squares overflow float64: its mean and deviation were computed on scaled "
+                     "values (the model reads it standardised, as any column)")
 
 
 def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) -> list[np.ndarray]:
