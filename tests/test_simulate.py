@@ -345,7 +345,7 @@ def test_toml_file_and_flags(tmp_path, capsys):
 
     # Assert
     assert (cfg.devices, cfg.rounds, cfg.sample_rate, cfg.task) == (50, 3, 0.5, SimConfig().task)
-    assert rc_bad == 2 and "'rounds'" in err
+    assert rc_bad == 2 and "--rounds: must be an integer >= 1" in err  # the flag typed
     assert rc == 0 and "FL + DP" in table and "test accuracy" in table
     assert (tmp_path / "o" / "metrics.json").is_file()
 

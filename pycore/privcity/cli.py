@@ -275,6 +275,22 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sweep)
 
 
+class _EpilogAsWritten(argparse.HelpFormatter):
+    """Wraps the description as argparse does; prints the epilog (the table's definitions)
+    with its own lines."""
+
+    def add_text(self, text: str | None) -> None:
+        if text and text.startswith("The results table"):
+            self._add_item(lambda t: t + "\n", [text])
+        else:
+            super().add_text(text)
+
+
+def _figures_help() -> str:
+    from .sim.figures import figures_help
+    return figures_help()
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate", help="simulate a smart city training privately (the main job)",
@@ -290,7 +306,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                     "devices (same results for every P). Every epsilon printed names whom it "
                     "holds against (docs/threat-model.md); the simulation's noise is seeded "
                     "(--seed), so none holds against anyone who knows the seed. Settings: "
-                    "defaults < --config TOML < flags.")
+                    "defaults < --config TOML < flags.",
+        epilog=_figures_help(), formatter_class=_EpilogAsWritten)
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_simulate)

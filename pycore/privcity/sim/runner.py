@@ -1298,7 +1298,8 @@ def summary_table(results: dict[str, Any]) -> str:
          else "clip + seal p50 / p99", "-",
          *(ms(r, f"{r['device_privacy_seconds']['p50'] * 1e3:.3f} / "
                  f"{r['device_privacy_seconds']['p99'] * 1e3:.3f} ms") for r in (fl, fd))),
-        ("privacy overhead", "-", *(ms(r, f"{r['device_overhead_percent']:.0f} %")
+        ("privacy overhead", "-", *("-" if r["device_overhead_percent"] is None else
+                                    ms(r, f"{r['device_overhead_percent']:.0f} %")
                                     for r in (fl, fd))),
         ("aggregation / round", "-", f"{fl['aggregation_seconds_mean'] * 1e3:.2f} ms",
          f"{fd['aggregation_seconds_mean'] * 1e3:.2f} ms"),
