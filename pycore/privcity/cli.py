@@ -272,7 +272,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epsilon", default="0.5,1,2,4,8",
                    help="comma-separated privacy budgets (default 0.5,1,2,4,8)")
     _add_settings(p, skip=("epsilon",))
-    p.set_defaults(func=_sweep)
+    p.set_defaults(func=_sweep, parser=p)
 
 
 class _EpilogAsWritten(argparse.HelpFormatter):
@@ -310,7 +310,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         epilog=_figures_help(), formatter_class=_EpilogAsWritten)
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=_simulate)
+    p.set_defaults(func=_simulate, parser=p)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_sweep(sub)
     from .bench import add_parser as _add_bench
     _add_bench(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to, whose --help lists its flags
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         args = parser.parse_args(["info"] + (argv or []))
     return int(args.func(args))

@@ -655,7 +655,7 @@ def _round_warnings(cfg: SimConfig, population: int, n_params: int, dp_strategy:
                 "more values" if cfg.task == "csv" else "a larger --sample-rate or --devices")
         out.append(
             f"FL + DP: {expected:.3g} devices expected a round (--sample-rate {q:g} x "
-            f"{population:,} devices) cannot carry the DP noise: its std per coordinate of the "
+            f"{_plural(population, 'device')}) cannot carry the DP noise: its std per coordinate of the "
             f"averaged update is z x clip / (q N) = {z:.3g} x {clip:g} / {expected:.3g} = "
             f"{sigma:.3g}, against {share:.3g} a coordinate for an update at the clip norm "
             f"{clip:g} spread over the model's {n_params:,} parameters ({ratio:.2g} times as "
@@ -752,7 +752,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             say(f"reading {cfg.data}")
         else:
             n = cfg.devices if size == 1 or sample is None else sample.size
-            say(f"city: generating {n:,} devices x {cfg.samples_per_device} records ({cfg.task})"
+            say(f"city: generating {_plural(n, 'device')} x {cfg.samples_per_device} records "
+                f"({cfg.task})"
                 + ("" if n == cfg.devices else ", the centralized baseline's sample"))
     if size == 1:
         train, test = _dataset(cfg, None)
@@ -861,7 +862,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     runs = cfg.run_set()
     if "centralized" in runs:
         say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records "
-            f"of {base.n_devices:,} devices{hint}")
+            f"of {_plural(base.n_devices, 'device')}{hint}")
     phases["setup"] = time.perf_counter() - started - phases["read"]
     t0, wall0 = time.process_time(), time.perf_counter()
     if "centralized" not in runs:  # --runs without it: nothing pooled is trained
@@ -920,7 +921,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                seed=cfg.seed, treatment=cfg.treatment or None,
                                field_epsilon=cfg.field_epsilon)
         if records is not None:
-            records["computed_on"] = (f"one record of each of {records['devices']:,} devices of "
+            records["computed_on"] = (f"one record of each of {_plural(records['devices'], 'device')} of "
                                       f"the simulated city's {cfg.task} task (privcity.data)")
     risk = {"traces": None, "records": records}
     if cfg.risk_people and cfg.task != "csv":
