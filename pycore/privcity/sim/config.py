@@ -165,6 +165,8 @@ class SimConfig:
                   for name in ("samples_per_device", "districts", "partition", "alpha",
                                "risk_people", "release_cell_m", "release_time_s")]
         for name, inert, why in rules:
+            if name == "risk_people" and self.risk_people == 0:
+                continue  # "none": what a CSV gets anyway
             if inert and changed(name):
                 raise bad(name, f"{why}: it would change nothing in this run")
 
