@@ -419,7 +419,10 @@ def user_message(text: str, cfg: Any = None, *, flags: bool = True) -> str:
 def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
     """Defaults, then the TOML file (top-level keys and a [simulate] table, which may not both
     set one key), then ``overrides`` (None values ignored); validated. Unknown keys and tables
-    are refused by name."""
+    are refused by name; an error names a key the file set with the file ("'rounds' in
+    city.toml: ..."), an override as "config field 'rounds'" (the command line turns that into
+    its flag: :func:`user_message`). The file's DISPLAY_OPTIONS are the caller's
+    (:func:`display_options`)."""
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}  # setting -> how the user gave it, for the messages
     if path:
