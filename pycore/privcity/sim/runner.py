@@ -655,7 +655,8 @@ def _round_warnings(cfg: SimConfig, population: int, n_params: int, dp_strategy:
                 "more values" if cfg.task == "csv" else "a larger --sample-rate or --devices")
         out.append(
             f"FL + DP: {expected:.3g} devices expected a round (--sample-rate {q:g} x "
-            f"{_plural(population, 'device')}) cannot carry the DP noise: its std per coordinate of the "
+            f"{_plural(population, 'device')}) cannot carry the DP noise: its std per "
+            "coordinate of the "
             f"averaged update is z x clip / (q N) = {z:.3g} x {clip:g} / {expected:.3g} = "
             f"{sigma:.3g}, against {share:.3g} a coordinate for an update at the clip norm "
             f"{clip:g} spread over the model's {n_params:,} parameters ({ratio:.2g} times as "
@@ -921,7 +922,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                seed=cfg.seed, treatment=cfg.treatment or None,
                                field_epsilon=cfg.field_epsilon)
         if records is not None:
-            records["computed_on"] = (f"one record of each of {_plural(records['devices'], 'device')} of "
+            records["computed_on"] = (f"one record of each of "
+                                      f"{_plural(records['devices'], 'device')} of "
                                       f"the simulated city's {cfg.task} task (privcity.data)")
     risk = {"traces": None, "records": records}
     if cfg.risk_people and cfg.task != "csv":
@@ -1325,7 +1327,8 @@ def summary_table(results: dict[str, Any]) -> str:
     for name, run in (("FL", fl), ("FL + DP", fd)):
         if idle(run):
             notes.append(f"{name}: no device took part in any of its {run['rounds_run']} "
-                         f"round(s) (q = {pr['sample_rate']:g} x {_plural(results['devices'], 'device')}"
+                         f"round(s) (q = {pr['sample_rate']:g} x "
+                         f"{_plural(results['devices'], 'device')}"
                          f" = {pr['sample_rate'] * results['devices']:.2g} expected a round), so "
                          "nothing was sent and no device time measured: its model is the "
                          "initial one (raise --sample-rate or --devices)")
