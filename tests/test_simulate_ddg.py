@@ -535,7 +535,8 @@ def test_distributed_dp_claims_two_guarantees_users_and_servers(spied):
     assert servers["sampling"].startswith("not amplified")
     assert users["sampling"].startswith("amplified")
     table = summary_table(spied.results)
-    assert _table_row(table, "epsilon vs servers") == ["-", "-", f"{p['epsilon_servers']:.3f}"]
+    assert _table_row(table, "epsilon vs servers") == ["-", "-",
+                                                       f"{p['epsilon_servers']:.3f} / device"]
     assert f"{p['epsilon_servers']:.3f} against the aggregator and the gateways" in table
 
 

@@ -72,7 +72,7 @@ def test_field_epsilon_applies_once_a_treatment_names_a_laplace_field():
 @pytest.mark.parametrize("extra, name", [
     (dict(alpha=0.2), "alpha"),                       # the district partition has no alpha
     (dict(hidden=64), "hidden"),                      # no MLP
-    (dict(secagg_cohort=64), "secagg_cohort"),        # no secure aggregation
+    (dict(centralized_epochs=9, runs="fl"), "centralized_epochs"),  # no centralized run
     (dict(target_type="regression"), "target_type"),  # a synthetic task's type is its own
     (dict(runs="fl", noise_multiplier=1.0), "noise_multiplier"),
     (dict(task="csv", data=__file__, target="x", districts=4), "districts"),
