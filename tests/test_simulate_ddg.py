@@ -535,7 +535,8 @@ def test_distributed_dp_claims_two_guarantees_users_and_servers(spied):
     assert servers["sampling"].startswith("not amplified")
     assert users["sampling"].startswith("amplified")
     table = summary_table(spied.results)
-    assert _table_row(table, "epsilon vs servers") == ["-", "-", f"{p['epsilon_servers']:.3f}"]
+    assert _table_row(table, "epsilon vs servers") == ["-", "-",
+                                                       f"{p['epsilon_servers']:.3f} / device"]
     assert f"{p['epsilon_servers']:.3f} against the aggregator and the gateways" in table
 
 
@@ -632,7 +633,8 @@ def test_settings_distributed_dp_cannot_honour_are_refused_naming_the_field(extr
     load_config(None, **extra)  # without secure aggregation each is fine
     rc = cli_main(["simulate", "--secure-aggregation", *flags(extra), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and f"config field '{field}'" in err and "Traceback" not in err
+    flag = "--" + field.replace("_", "-")  # the command line names the flag typed
+    assert rc == 2 and err.startswith(f"privcity simulate: {flag}: ") and "Traceback" not in err
 
 
 def test_a_dropout_just_below_the_limit_is_accepted_with_secure_aggregation():

@@ -74,7 +74,7 @@ def test_the_cli_refuses_a_fixed_noise_multiplier_and_a_bad_list(tmp_path, capsy
 
     # Assert
     assert code1 == 2 and "'zz' is not a number" in err1
-    assert code2 == 2 and "noise_multiplier" in err2
+    assert code2 == 2 and "--noise-multiplier" in err2  # the flag the user typed
 
 
 def test_close_epsilons_get_folders_of_their_own():

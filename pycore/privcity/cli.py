@@ -11,7 +11,7 @@ import json
 import logging
 import platform
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, aes_implementations, backend_info, cpu_features
 
@@ -100,6 +100,12 @@ _FLAG_HELP = {
     "out": "output directory for metrics.json, report.html and models/",
     "data": "CSV file of real data (with --task csv)",
     "target": "CSV target column",
+    "target_type": "the CSV's task: auto, regression or classification. auto: a target whose "
+                   "values are all numbers is regression, unless they are integers with at "
+                   "most 20 distinct values (classification); text labels are classification; "
+                   "a numeric target with a few text cells (at most 1%%, e.g. 'high') stays "
+                   "numeric and their rows are left out. The run says what it chose and why, "
+                   "and warns of an implausible class count",
     "device_column": "CSV column naming each row's device",
     "test_fraction": "share of the CSV's rows held out as the test set (a seeded hash of each "
                      "row picks them)",
@@ -127,13 +133,21 @@ _FLAG_HELP = {
 }
 
 
-def _guarded(command: str, run: Any) -> tuple[int | None, Any]:
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and where to read more, not the 24-line usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _guarded(command: str, run: Any, cfg: Any = None) -> tuple[int | None, Any]:
     """(None, run()) or, for what a user can fix, (exit status, None) after one line on
-    stderr."""
+    stderr (naming the settings as the user gave them: ``cfg`` knows how)."""
+    from .sim.config import user_message
     try:
         return None, run()
     except ValueError as exc:  # bad data, target, model for the task, output directory ...
-        print(f"privcity {command}: {exc}", file=sys.stderr)
+        print(f"privcity {command}: {user_message(str(exc), cfg)}", file=sys.stderr)
         return 2, None
     except (OSError, EOFError) as exc:  # unreadable data: not gzip, truncated, permissions
         print(f"privcity {command}: cannot read the data: {exc}", file=sys.stderr)
@@ -144,19 +158,31 @@ def _guarded(command: str, run: Any) -> tuple[int | None, Any]:
         return 1, None
 
 
+def _display(args: argparse.Namespace, command: str) -> None:
+    """--quiet and --json from the TOML file too (a flag given wins)."""
+    from .sim.config import display_options
+    opts = display_options(args.config)
+    if "json" in opts and not hasattr(args, "json"):
+        raise ValueError(f"'json' in {args.config}: privcity {command} has no --json")
+    for name, value in opts.items():
+        setattr(args, name, getattr(args, name) or value)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .sim import load_config, mpi_world, simulate, summary_table
+    from .sim.config import user_message
     # dp-accounting logs through absl when it drops an RDP order it cannot evaluate; harmless
     # (the bound uses the other orders) and noisy in a progress display.
     logging.getLogger("absl").setLevel(logging.ERROR)
     overrides = {k: getattr(args, k) for k in _FLAG_HELP}
     try:
+        _display(args, "simulate")
         cfg = load_config(args.config, **overrides)
     except ValueError as exc:
-        print(f"privcity simulate: {exc}", file=sys.stderr)
+        print(f"privcity simulate: {user_message(str(exc))}", file=sys.stderr)
         return 2
     code, results = _guarded("simulate", lambda: simulate(cfg, comm=mpi_world(),
-                                                          progress=not args.quiet))
+                                                          progress=not args.quiet), cfg)
     if code is not None:
         return code
     if results is None:  # a gateway rank
@@ -183,15 +209,17 @@ def _sweep(args: argparse.Namespace) -> int:
     from .sim import load_config, mpi_world
     from .sim.sweep import parse_epsilons, sweep, sweep_table
     logging.getLogger("absl").setLevel(logging.ERROR)
+    from .sim.config import user_message
     overrides = {k: getattr(args, k) for k in _FLAG_HELP if k != "epsilon"}
     try:
+        _display(args, "sweep")
         eps = parse_epsilons(args.epsilon)
         cfg = load_config(args.config, **overrides)
     except ValueError as exc:
-        print(f"privcity sweep: {exc}", file=sys.stderr)
+        print(f"privcity sweep: {user_message(str(exc))}", file=sys.stderr)
         return 2
     code, runs = _guarded("sweep", lambda: sweep(cfg, eps, comm=mpi_world(),
-                                                 progress=not args.quiet))
+                                                 progress=not args.quiet), cfg)
     if code is not None:
         return code
     if runs is None:  # a gateway rank
@@ -244,7 +272,23 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epsilon", default="0.5,1,2,4,8",
                    help="comma-separated privacy budgets (default 0.5,1,2,4,8)")
     _add_settings(p, skip=("epsilon",))
-    p.set_defaults(func=_sweep)
+    p.set_defaults(func=_sweep, parser=p)
+
+
+class _EpilogAsWritten(argparse.HelpFormatter):
+    """Wraps the description as argparse does; prints the epilog (the table's definitions)
+    with its own lines."""
+
+    def add_text(self, text: str | None) -> None:
+        if text and text.startswith("The results table"):
+            self._add_item(lambda t: t + "\n", [text])
+        else:
+            super().add_text(text)
+
+
+def _figures_help() -> str:
+    from .sim.figures import figures_help
+    return figures_help()
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
@@ -262,14 +306,15 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                     "devices (same results for every P). Every epsilon printed names whom it "
                     "holds against (docs/threat-model.md); the simulation's noise is seeded "
                     "(--seed), so none holds against anyone who knows the seed. Settings: "
-                    "defaults < --config TOML < flags.")
+                    "defaults < --config TOML < flags.",
+        epilog=_figures_help(), formatter_class=_EpilogAsWritten)
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=_simulate)
+    p.set_defaults(func=_simulate, parser=p)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="privcity", description="privcity: privacy for smart-city IoT")
+    parser = _Parser(prog="privcity", description="privcity: privacy for smart-city IoT")
     parser.add_argument("--version", action="version", version=f"privcity {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_info = sub.add_parser("info", help="version, CPU features and backends")
@@ -279,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_sweep(sub)
     from .bench import add_parser as _add_bench
     _add_bench(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to, whose --help lists its flags
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         args = parser.parse_args(["info"] + (argv or []))
     return int(args.func(args))

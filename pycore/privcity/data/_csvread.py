@@ -54,6 +54,11 @@ _BLOCK_BYTES = 1 << 21  # bytes Arrow splits at a time (its buffers for one bloc
 _CHUNK_ROWS = 65_536  # rows the csv module reads at a time (when it reads the file)
 _SNIFF_BYTES = 1 << 20  # bytes after the header whose cells choose the integer columns
 _THREADS = True  # Arrow splits blocks on its threads
+#: The longest cell and row read: the csv module's own default limit for a cell (128 KiB), and
+#: 64 MiB for a row. Longer ones are refused with their line and column: no reading is that
+#: long, a runaway quote or a binary file is (and Arrow would hold it whole).
+_CELL_MAX = 1 << 17
+_ROW_MAX = 1 << 26
 
 # Bytes of the cells Arrow's cast reads exactly as float() does (tests/test_data_csv_arrow.py);
 # "nan(1)" and "0x1f" are why every other byte goes to float().
@@ -113,9 +118,42 @@ def _blank(row: list[str]) -> bool:
     return not any(map(str.strip, row))
 
 
+@contextlib.contextmanager
+def _csv_errors(name: str, reader_of: Callable[[], Any]) -> Iterator[None]:
+    """The csv module's cells up to a row's size (``_ROW_MAX``; our own checks refuse cells
+    over ``_CELL_MAX`` with their column), and its errors as ValueError naming the file and
+    line (``reader_of()``: the reader, once made)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, _ROW_MAX))
+    try:
+        yield
+    except csv.Error as exc:
+        reader = reader_of()
+        line = f", line {reader.line_num}" if reader is not None else ""
+        why = (f"a cell over {_ROW_MAX >> 20} MiB" if "field limit" in str(exc) else str(exc))
+        raise ValueError(f"{name}{line}: {why}") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _oversized(row: list[str], header: Sequence[str], name: str, line: int) -> None:
+    """Refuses a row with a cell over ``_CELL_MAX`` or over ``_ROW_MAX`` in all, naming its
+    line and column."""
+    sizes = list(map(len, row))
+    if max(sizes, default=0) > _CELL_MAX:
+        j = max(range(len(sizes)), key=sizes.__getitem__)
+        col = repr(header[j]) if j < len(header) else str(j + 1)
+        raise ValueError(f"{name}, line {line}, column {col}: a cell of {sizes[j]:,} characters, "
+                         f"over the {_CELL_MAX >> 10} KiB a cell may hold (a quote left open?)")
+    if sum(sizes) > _ROW_MAX:
+        raise ValueError(f"{name}, line {line}: a row of {sum(sizes):,} characters, over the "
+                         f"{_ROW_MAX >> 20} MiB a row may hold")
+
+
 def _header(reader, name: str) -> list[str]:
     for row in reader:
         if not _blank(row):
+            _oversized(row, [], name, reader.line_num)
             header = [h.strip() for h in row]
             break
     else:
@@ -341,9 +379,10 @@ def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, 
     as record batches of Arrow strings, ``columns`` (all by default); ``build=False`` only checks
     them.
     Raises ValueError for a row of the wrong width (with its line), UnicodeDecodeError."""
-    with _open(real) as fh:
+    with _open(real) as fh, _csv_errors(name, lambda: reader):
         reader = csv.reader(fh)
-        width = len(_header(reader, name))
+        header = _header(reader, name)
+        width = len(header)
         take = list(range(width)) if columns is None else list(columns)
         names = [f"c{j}" for j in take]
         block: list[list[str]] = []
@@ -353,6 +392,7 @@ def _python_batches(real: str, name: str, columns: Sequence[int] | None = None, 
             if len(row) != width:
                 raise ValueError(f"{name}, line {reader.line_num}: {len(row)} cells, the header "
                                  f"has {width}")
+            _oversized(row, header, name, reader.line_num)
             if build:
                 block.append(row)
             if len(block) == _CHUNK_ROWS:
@@ -490,6 +530,15 @@ class _Column:
         return x if narrow else x.astype(np.float64)
 
 
+def _longest_cell(arr: Any) -> int:
+    """Bytes of the longest cell of a block's column (0 for Arrow's integers, and at once for a
+    column whose cells cannot hold a long one)."""
+    if arr.type != _arrow()[0].string() or not len(arr) or arr.nbytes <= _CELL_MAX:
+        return 0
+    off = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+    return int(np.diff(off).max())
+
+
 def _blank_rows(batch: Any, probe: list[str]) -> list[int]:
     """Rows of the block whose every cell is blank (``probe``: the cells of one column)."""
     rows = [i for i, v in enumerate(probe) if not v.strip()]
@@ -595,6 +644,8 @@ def _scan(batches: Iterator[Any], jt: int, wanted: bool, columns: dict[int, _Col
     rest: list[int] = []  # the other columns
     for batch in batches:
         n = batch.num_rows
+        if any(_longest_cell(col) > _CELL_MAX for col in batch.columns):
+            raise _Refused("a cell too long")  # the csv module names its line and column
         probe = batch.column(max(jt, 0)).to_pylist()
         blank = _blank_rows(batch, probe)
         if blank:
@@ -687,7 +738,7 @@ def _header_end(real: str, lines: int) -> int:
 
 def _header_of(real: str, name: str) -> tuple[list[str], int]:
     """The header (as ``_header`` reads it) and the offset of the bytes after it."""
-    with _open(real) as fh:
+    with _open(real) as fh, _csv_errors(name, lambda: reader):
         reader = csv.reader(fh)
         header = _header(reader, name)
         lines = reader.line_num

@@ -17,7 +17,14 @@ Rules when no schema is given (each column judged on all its non-missing values)
   sorted order); a column with more than ``max_categories`` of them (ids, free text) or fewer
   than two is dropped, as is a numeric column with no value at all;
 - target: classification when it is not numeric, or when it is numeric with integer values only
-  and at most ``max_classes`` distinct ones; regression otherwise. ``task`` forces either.
+  and at most ``max_classes`` distinct ones; regression otherwise. A target whose values are
+  numbers but for a few stray cells (at most 1 %, e.g. ``high``) is numeric: those rows are
+  left out, with a warning in ``notes``. ``task`` forces either (``regression`` leaves out the
+  rows of any text cell); the choice and its reason are the dataset's ``task_note``, and a
+  class count past 50, or under 5 training rows a class, is warned of in ``notes``;
+- magnitude: a column (or target) of values whose squares overflow float64 (past about 1e154)
+  is standardised with a mean and deviation computed on scaled values, noted;
+- size: a cell over 128 KiB (a row over 64 MiB) is a ValueError naming its line and column.
 
 Every inferred field is ``public`` unless ``sensitivity`` says otherwise. What the rules did
 (rows skipped, stray cells read as missing, columns dropped and why) is listed in the returned
@@ -61,7 +68,7 @@ import numpy as np
 
 from . import _hash as H
 from ._csvread import _floats, _missing, read_cells
-from .encode import Encoder
+from .encode import BIG, Encoder, mean_std
 from .federated import FederatedDataset
 from .schema import Field, Schema
 
@@ -289,13 +296,19 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
     train = ~test
     if not train.any():
         raise ValueError(f"{name}: no training rows left (test_fraction={test_fraction})")
-    classify, y_all, class_names, class_values, target_field = _target(
-        cols[target], target, name, task, schema, max_classes)
-
     notes: list[str] = []
     if n_rows_read > len(idx):
         notes.append(f"{n_rows_read - len(idx):,} of {n_rows_read:,} rows left out: no finite "
                      f"value of the target {target!r}")
+    classify, y_all, class_names, class_values, target_field, stray, task_note = _target(
+        cols[target], target, name, task, schema, max_classes, notes)
+    if stray is not None:  # text cells of a numeric target: their rows are left out
+        test &= ~stray
+        train = ~test & ~stray
+        if not train.any():
+            raise ValueError(f"{name}: no training rows left (the target's numbers)")
+    if classify:
+        _class_count_warning(target, len(class_names), int(train.sum()), task, notes)
     if schema is not None:
         feature_fields, columns, sources = _schema_features(cols, header, schema, device_column,
                                                             name)
@@ -334,11 +347,11 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         t_mean, t_scale = 0.0, 1.0
         y_train, y_test = y_all[rows], y_all[test]
     else:
-        t_mean = float(y_all[train].mean())
-        sd = float(y_all[train].std())
+        t_mean, sd = mean_std(y_all[train])
         t_scale = sd if sd > 0 else 1.0
-        y_train = ((y_all[rows] - t_mean) / t_scale).astype(np.float32)
-        y_test = ((y_all[test] - t_mean) / t_scale).astype(np.float32)
+        y_train = _standardised(y_all[rows], t_mean, t_scale)
+        y_test = _standardised(y_all[test], t_mean, t_scale)
+    _big_values(enc, [f.name for f in feature_fields], target, t_mean, t_scale, notes)
     held_out: tuple[np.ndarray, np.ndarray] | None = None
     if test_set and test_data is None:
         x_train, x_test = _encode(enc, columns, [rows, test])
@@ -353,9 +366,30 @@ def load_csv(path: str | os.PathLike, *, target: str, device_column: str | None 
         device_ids=device_ids[mine.start:mine.stop], district=np.zeros(len(mine), np.int64),
         schema=out_schema, task_type="classification" if classify else "regression",
         n_classes=len(class_names), feature_names=list(enc.feature_names), target_mean=t_mean,
-        target_scale=t_scale, class_names=class_names, notes=tuple(notes),
+        target_scale=t_scale, class_names=class_names, notes=tuple(notes), task_note=task_note,
         population=(device_ids, counts.astype(np.int64)))
     return ds, held_out
+
+
+def _standardised(y: np.ndarray, mean: float, scale: float) -> np.ndarray:
+    """(y - mean) / scale as float32, without overflow for values near float64's largest."""
+    if scale > BIG:
+        return (y / scale - mean / scale).astype(np.float32)
+    return ((y - mean) / scale).astype(np.float32)
+
+
+def _big_values(enc: Encoder, names: list[str], target: str, t_mean: float, t_scale: float,
+                notes: list[str]) -> None:
+    """Notes the columns whose values are too large to square in float64: their mean and
+    deviation came from scaled values, and the model reads them standardised, as any other."""
+    big = [(n, enc.scale[n], enc.mean[n]) for n in names if n in enc.scale
+           and max(enc.scale[n], abs(enc.mean[n])) > BIG]
+    if max(t_scale, abs(t_mean)) > BIG:
+        big.append((target, t_scale, t_mean))
+    for name, scale, mean in big:
+        notes.append(f"column {name!r}: values of about {max(scale, abs(mean)):.3g}, whose "
+                     "squares overflow float64: its mean and deviation were computed on scaled "
+                     "values (the model reads it standardised, as any column)")
 
 
 def _encode(enc: Encoder, columns: list[np.ndarray], picks: list[np.ndarray]) -> list[np.ndarray]:
@@ -510,38 +544,60 @@ def _test_features(cols: Mapping[str, np.ndarray | list[str]], sources: list[_So
         columns.append(x)
         if bad:
             said.append(f"column {col!r}: {len(bad):,} value(s) "
-                        + what.format(repr(bad[0].strip())))
+                        + what.format(repr(_short(bad[0].strip()))))
     return columns
 
 
 def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | None,
-            schema: Schema | None, max_classes: int
-            ) -> tuple[bool, np.ndarray, tuple[str, ...], np.ndarray | None, Field]:
+            schema: Schema | None, max_classes: int, notes: list[str]
+            ) -> tuple[bool, np.ndarray, tuple[str, ...], np.ndarray | None, Field,
+                       np.ndarray | None, str]:
     """(classification?, the target of every kept row (class codes, or float64 values), the class
     names (none for regression), the classes' values when they are numbers (sorted, as the
-    codes), the target's field) as the module docstring's rules (or ``task``, ``schema``) say."""
+    codes), the target's field, the mask of rows to leave out (text cells of a numeric target;
+    None: none), which task and why) as the module docstring's rules (or ``task``, ``schema``)
+    say. Text cells read as missing go to ``notes``."""
     t_num = _numbers(cells)
     t_num = None if t_num is None else _f64(t_num)
+    forced = task
     if task is None and schema is not None:
         task = "classification" if schema.field(target).kind == "categorical" else "regression"
+    stray = None
+    if t_num is None and task != "classification":
+        # A numeric target with a few text cells ("high" among numbers: a typo, a sensor's
+        # "err"), or any share of them when regression is asked for: the rows are left out.
+        split = _split_numbers(cells)
+        assert split is not None
+        x, bad, present = split
+        if len(bad) < present and (task == "regression" or len(bad) <= _STRAY_SHARE * present):
+            t_num, stray = x, np.isnan(x)
+            shown = ", ".join(repr(_short(v.strip())) for v in dict.fromkeys(bad[:20]))
+            notes.append(f"warning: target {target!r}: {len(bad):,} of {present:,} values are not "
+                         f"numbers ({shown}): their rows are left out"
+                         + ("" if task else "; --target-type classification reads the column "
+                                            "as labels"))
     if task == "regression" and t_num is None:
-        bad = next(v for v in cells if _floats([v]) is None)
-        raise ValueError(f"target column {target!r} is not numeric (value {bad!r}): a regression target "
-                         "must be numeric")
+        bad_cell = next(v for v in cells if _floats([v]) is None)
+        raise ValueError(f"target column {target!r} is not numeric (value {_short(bad_cell)!r}): "
+                         "a regression target must be numeric")
+    present = t_num[np.isfinite(t_num)] if t_num is not None else None
+    uniq = np.unique(present) if present is not None else None
+    integral = uniq is not None and bool(np.all(uniq == np.round(uniq)))
     if task is None:
-        integral = t_num is not None and bool(np.all(t_num == np.round(t_num)))
-        classify = t_num is None or (integral and len(np.unique(t_num)) <= max_classes)
+        classify = t_num is None or (integral and len(uniq) <= max_classes)
     else:
         classify = task == "classification"
+    why = _task_reason(classify, forced, schema is not None, t_num is None, integral,
+                       0 if uniq is None else len(uniq), max_classes)
     if not classify:
         assert t_num is not None
-        return False, t_num, (), None, Field(target, "numeric", "public")
+        return False, t_num, (), None, Field(target, "numeric", "public"), stray, why
     if t_num is not None:
-        uniq = np.unique(t_num)
+        assert uniq is not None
         # Exact names: an integral label as an integer, any other by its shortest repr
         # (format "g" would name 1234567 and 1234568 alike).
         class_names = tuple(str(int(u)) if float(u).is_integer() else repr(float(u)) for u in uniq)
-        y_all = np.searchsorted(uniq, t_num).astype(np.int64)
+        y_all = np.minimum(np.searchsorted(uniq, t_num), max(len(uniq) - 1, 0)).astype(np.int64)
     else:
         uniq = None
         labels = sorted({v.strip() for v in cells})
@@ -552,7 +608,46 @@ def _target(cells: np.ndarray | list[str], target: str, name: str, task: str | N
         raise ValueError(f"target column {target!r} of {name} has a single value "
                          f"({class_names[0] if class_names else 'none'}): nothing to predict")
     return True, y_all, class_names, uniq, Field(target, "categorical", "public", "", 0,
-                                                 max(len(class_names) - 1, 1))
+                                                 max(len(class_names) - 1, 1)), stray, why
+
+
+def _task_reason(classify: bool, forced: str | None, schema: bool, text: bool, integral: bool,
+                 distinct: int, max_classes: int) -> str:
+    """"regression (...)" / "classification (...)": the task and why it was chosen."""
+    task = "classification" if classify else "regression"
+    if forced:
+        return f"{task} (--target-type {forced})"
+    if schema:
+        return f"{task} (the schema's target field)"
+    if text:
+        return f"{task} (auto: its values are text, read as labels)"
+    if classify:
+        return (f"{task} (auto: integer values, {distinct:,} distinct, at most {max_classes}; "
+                "--target-type regression reads them as quantities)")
+    if integral:
+        return (f"{task} (auto: integer values, {distinct:,} distinct, more than {max_classes}; "
+                "--target-type classification reads them as classes)")
+    return f"{task} (auto: numbers, not all integers)"
+
+
+#: A class count beyond which, or training rows per class below which, a target looks like an
+#: identifier or free text rather than classes (warned, not refused).
+_MANY_CLASSES, _FEW_ROWS_A_CLASS = 50, 5
+
+
+def _class_count_warning(target: str, classes: int, rows: int, task: str | None,
+                         notes: list[str]) -> None:
+    if classes <= 2 or (classes <= _MANY_CLASSES and rows >= _FEW_ROWS_A_CLASS * classes):
+        return
+    notes.append(f"warning: target {target!r} has {classes:,} classes for {rows:,} training rows "
+                 f"({rows / classes:.1f} a class): is it an identifier or free text? A "
+                 "classifier learns little from a few rows a class"
+                 + ("" if task else "; --target-type regression if its values are quantities"))
+
+
+def _short(text: str, most: int = 40) -> str:
+    """``text``, cut to ``most`` characters with an ellipsis (a cell shown in a message)."""
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _schema_features(cols: Mapping[str, np.ndarray | list[str]], header: list[str], schema: Schema,
@@ -604,7 +699,7 @@ def _inferred_features(cols: Mapping[str, np.ndarray | list[str]], header: list[
         if lenient is not None:  # a numeric column with a few stray cells
             vals, bad = lenient
             notes.append(f"column {h!r}: {len(bad):,} value(s) that are not numbers (e.g. "
-                         f"{bad[0].strip()!r}) read as missing")
+                         f"{_short(bad[0].strip())!r}) read as missing")
             fields.append(Field(h, "numeric", "public"))
             columns.append(vals)
             sources.append((h, "number"))

@@ -10,6 +10,24 @@ from .schema import Schema
 __all__ = ["Encoder"]
 
 
+#: Magnitude above which a column's mean and deviation are computed on the values divided by
+#: their largest (squares of values past about 1.3e154 overflow float64: the deviation would be
+#: inf and the column encoded as zeros).
+BIG = 1e150
+
+
+def mean_std(col: np.ndarray) -> tuple[float, float]:
+    """(mean, standard deviation) of finite float64 values, finite whatever their magnitude
+    (up to float64's largest): values past ``BIG`` are scaled first. (0, 0) for none."""
+    if not col.size:
+        return 0.0, 0.0
+    top = float(np.max(np.abs(col)))
+    if top <= BIG:
+        return float(col.mean()), float(col.std())
+    unit = col / top
+    return float(unit.mean()) * top, float(unit.std()) * top
+
+
 class Encoder:
     """Encodes the feature columns of a schema (``schema.features`` order) for learning.
 
@@ -68,8 +86,7 @@ class Encoder:
                 finite = np.isfinite(col)
                 if not finite.all():  # (a copy that changes nothing costs a pass)
                     col = col[finite]
-                m = float(col.mean()) if col.size else 0.0
-                s = float(col.std()) if col.size else 0.0
+                m, s = mean_std(col)
                 mean[f.name] = m
                 scale[f.name] = s if s > 1e-12 * max(1.0, abs(m)) else 1.0
         return cls(schema, mean, scale)
@@ -140,8 +157,12 @@ class Encoder:
             if bad.any():  # missing: the circle's centre, as a missing number gets the mean
                 out[bad] = 0.0
         else:
-            z = col - self.mean.get(f.name, 0.0)
-            z *= 1.0 / self.scale.get(f.name, 1.0)
+            scale = self.scale.get(f.name, 1.0)
+            if scale > BIG:  # values near float64's largest: their differences would overflow
+                z = col / scale - self.mean.get(f.name, 0.0) / scale
+            else:
+                z = col - self.mean.get(f.name, 0.0)
+                z *= 1.0 / scale
             bad = ~np.isfinite(z)
             if bad.any():
                 z[bad] = 0.0

@@ -78,6 +78,9 @@ class FederatedDataset:
     notes : tuple of str
         What loading did to the data that the caller should know (``load_csv``: rows left out,
         cells read as missing, columns not used, each with its reason); empty when nothing.
+    task_note : str
+        Which task the target makes and why (``load_csv``: "regression: ..."); empty for the
+        synthetic city, whose task is fixed.
     population : (numpy.ndarray, numpy.ndarray) or None
         (device_ids, sizes), int64 each: every device of the source and its rows, whichever
         devices this dataset holds (``load_csv`` sets it: a rank that keeps one block of devices
@@ -97,6 +100,7 @@ class FederatedDataset:
     target_scale: float = 1.0
     class_names: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    task_note: str = ""
     population: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["SimConfig", "load_config"]
+__all__ = ["SimConfig", "display_options", "load_config", "user_message"]
 
 TASKS = ("air_quality", "traffic", "energy", "csv")
 MODELS = ("auto", "linear", "softmax", "mlp")
@@ -16,6 +17,10 @@ AGGREGATORS = ("mean", "median", "trimmed_mean", "krum")
 PARTITIONS = ("district", "dirichlet")
 ATTACKS = ("none", "fast", "full")
 RUNS = ("centralized", "fl", "fl_dp")
+TARGET_TYPES = ("auto", "regression", "classification")
+#: Settings of the command line that are not simulation settings (how the result is shown): a
+#: TOML file may set them too (load_config leaves them to the caller: display_options).
+DISPLAY_OPTIONS = ("quiet", "json")
 
 
 #: How often a secure-aggregation block round may be expected to fail before the run is
@@ -69,6 +74,8 @@ class SimConfig:
     out: str = "privcity-out"
     data: str = ""                     # CSV file (task csv)
     target: str = ""                   # CSV target column
+    target_type: str = "auto"          # CSV task: auto (from the target's values), regression
+                                       # or classification
     device_column: str = ""            # CSV column naming the device of each row
     test_fraction: float = 0.2         # CSV rows held out for testing (a seeded hash per row)
     test_data: str = ""                # CSV file of test rows instead (every row of data trains)
@@ -100,6 +107,65 @@ class SimConfig:
                                  "group needs about two thirds of its devices to survive, the "
                                  f"threshold that tolerates colluders; {k} neighbours at "
                                  "most): lower --dropout, or raise --secagg-neighbors")
+
+    def local_dp(self) -> tuple[float, tuple[str, ...]] | None:
+        """(epsilon per record, the fields whose Laplace noise shares it) of the devices'
+        on-device noise (``field_epsilon``, or 1 where only ``treatment`` asks for laplace, as
+        privcity.data.make_city takes it), or None where no field is noised. Raises ValueError
+        for a treatment the task's schema refuses."""
+        if self.task == "csv" or not (self.field_epsilon or self.treatment):
+            return None
+        from ..data.federated import _task_schema
+        from ..data.preprocess import resolve_treatment
+        from ..data.schema import Field, Schema
+        schema = _task_schema(self.task, self.districts)
+        # As preprocess_record releases a whole record: the target is treated by its flag too.
+        release = Schema(tuple(schema.fields) + (Field("__privcity_no_target__", "numeric",
+                                                       "public"),), "__privcity_no_target__")
+        how = resolve_treatment(release, self.treatment or None)
+        noised = tuple(name for name, h in how.items() if h == "laplace")
+        return (float(self.field_epsilon or 1.0), noised) if noised else None
+
+    def _check_inert(self, bad: Any) -> None:
+        """Refuse a setting changed from its default that cannot apply to this run (it would
+        change nothing while metrics.json records it as set)."""
+        if self.field_epsilon > 0 and self.task != "csv":
+            try:
+                noised = self.local_dp()
+            except ValueError as exc:
+                raise bad("treatment", str(exc)) from None
+            if noised is None:
+                raise bad("field_epsilon", f"task {self.task} has no field the devices noise: its "
+                                           "schema flags none as sensitive and --treatment "
+                                           "names none as laplace, so this epsilon would change "
+                                           "nothing (name a field: --treatment FIELD=laplace)")
+        default = SimConfig()
+        runs = self.run_set()
+
+        def changed(name: str) -> bool:
+            return getattr(self, name) != getattr(default, name)
+
+        rules = [
+            ("alpha", self.partition != "dirichlet",
+             "is the Dirichlet concentration of --partition dirichlet"),
+            ("hidden", self.model != "mlp", "sets the MLP's hidden units (--model mlp)"),
+            ("centralized_epochs", "centralized" not in runs,
+             "trains the centralized run, which --runs leaves out"),
+            ("aggregator", "fl" not in runs, "aggregates FL without DP, which --runs leaves out"),
+            ("noise_multiplier", "fl_dp" not in runs, "sets FL + DP's noise; --runs leaves it out"),
+            ("adaptive_clip", "fl_dp" not in runs, "adapts FL + DP's clip; --runs leaves it out"),
+            ("target_type", self.task != "csv", "sets a CSV's task (task csv); a synthetic task "
+                                                "has its own"),
+        ]
+        rules += [(name, self.task == "csv", "shapes the synthetic city; a CSV's devices and "
+                                             "rows come from the file")
+                  for name in ("samples_per_device", "districts", "partition", "alpha",
+                               "risk_people", "release_cell_m", "release_time_s")]
+        for name, inert, why in rules:
+            if name == "risk_people" and self.risk_people == 0:
+                continue  # "none": what a CSV gets anyway
+            if inert and changed(name):
+                raise bad(name, f"{why}: it would change nothing in this run")
 
     def compression(self) -> Any:
         """The codec ``compress`` names (privcity.fl.compress.Compression), rotations seeded
@@ -220,7 +286,8 @@ class SimConfig:
         if not isinstance(z, (int, float)) or isinstance(z, bool) or not math.isfinite(z) or z < 0:
             raise bad("noise_multiplier", "must be a finite number >= 0 (0: calibrate)")
         for name, allowed in (("task", TASKS), ("model", MODELS), ("aggregator", AGGREGATORS),
-                              ("partition", PARTITIONS), ("attacks", ATTACKS)):
+                              ("partition", PARTITIONS), ("attacks", ATTACKS),
+                              ("target_type", TARGET_TYPES)):
             if getattr(self, name) not in allowed:
                 raise bad(name, f"must be one of {', '.join(allowed)}")
         if not isinstance(self.adaptive_clip, bool):
@@ -261,6 +328,7 @@ class SimConfig:
         if self.secure_aggregation:
             self._check_secure_dropout(bad)
         self._check_compress(bad)
+        self._check_inert(bad)
         if self.task == "csv":
             if not self.data:
                 raise bad("data", "task csv needs a CSV file")
@@ -293,42 +361,90 @@ class SimConfig:
         return dataclasses.asdict(self)
 
 
+def _read_toml(path: str) -> dict[str, Any]:
+    """The settings of a TOML file: its top-level keys and its [simulate] table, which may not
+    both set one key."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"config file {path!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
+    section = doc.get("simulate", {})
+    if not isinstance(section, dict):
+        raise ValueError(f"config file {path!r}: [simulate] must be a table")
+    top = {k: v for k, v in doc.items() if k != "simulate"}  # other tables: unknown fields
+    both = sorted(set(top) & set(section))
+    if both:
+        raise ValueError(f"config file {path!r} sets {', '.join(map(repr, both))} both at "
+                         "the top level and in [simulate]")
+    return {**top, **section}
+
+
+def display_options(path: str | None) -> dict[str, bool]:
+    """The DISPLAY_OPTIONS (quiet, json) a TOML file sets, each true or false (ValueError
+    naming the key and file otherwise)."""
+    if not path:
+        return {}
+    out = {}
+    for key, value in _read_toml(path).items():
+        if key.replace("-", "_") in DISPLAY_OPTIONS:
+            if not isinstance(value, bool):
+                raise ValueError(f"{key!r} in {path}: must be true or false (got {value!r})")
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def user_message(text: str, cfg: Any = None, *, flags: bool = True) -> str:
+    """``text`` with each "config field 'name'" replaced by what the user typed: the key and
+    the TOML file that set it (``cfg`` from load_config knows which), else (``flags``, the
+    command line) the flag, ``--sample-rate``."""
+    origins = getattr(cfg, "_origins", {}) if cfg is not None else {}
+    return re.sub(r"config field '(\w+)'", lambda m: origins.get(m.group(1)) or (
+        _flag(m.group(1)) if flags else m.group(0)), text)
+
+
 def load_config(path: str | None = None, **overrides: Any) -> SimConfig:
     """Defaults, then the TOML file (top-level keys and a [simulate] table, which may not both
     set one key), then ``overrides`` (None values ignored); validated. Unknown keys and tables
-    are refused by name."""
+    are refused by name; an error names a key the file set with the file ("'rounds' in
+    city.toml: ..."), an override as "config field 'rounds'" (the command line turns that into
+    its flag: :func:`user_message`). The file's DISPLAY_OPTIONS are the caller's
+    (:func:`display_options`)."""
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}  # setting -> how the user gave it, for the messages
     if path:
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except FileNotFoundError:
-            raise ValueError(f"config file {path!r} not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
-        section = doc.get("simulate", {})
-        if not isinstance(section, dict):
-            raise ValueError(f"config file {path!r}: [simulate] must be a table")
-        top = {k: v for k, v in doc.items() if k != "simulate"}  # other tables: unknown fields
-        both = sorted(set(top) & set(section))
-        if both:
-            raise ValueError(f"config file {path!r} sets {', '.join(map(repr, both))} both at "
-                             "the top level and in [simulate]")
-        values.update(top)
-        values.update(section)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        for key, value in _read_toml(path).items():
+            if key.replace("-", "_") not in DISPLAY_OPTIONS:  # the command's: display_options
+                values[key] = value
+                origins[key.replace("-", "_")] = f"{key!r} in {path}"
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    for key in given:  # (named by the caller: the flag on the command line, see user_message)
+        origins.pop(key.replace("-", "_"), None)
     known = {f.name for f in fields(SimConfig)}
     seen: dict[str, str] = {}
     for key in values:
         name = key.replace("-", "_")
         if name not in known:
-            raise ValueError(f"unknown config field {key!r} (known: {', '.join(sorted(known))})")
+            where = f" in {path}" if key not in given else ""
+            raise ValueError(f"unknown config field {key!r}{where} (known: "
+                             f"{', '.join(sorted(known | set(DISPLAY_OPTIONS)))})")
         if name in seen and seen[name] != key:
             raise ValueError(f"config field {name!r} is given twice ({seen[name]!r} and {key!r})")
         seen[name] = key
     cfg = SimConfig(**{k.replace("-", "_"): v for k, v in values.items()})
-    return cfg.validate()
+    cfg._origins = origins  # type: ignore[attr-defined]  # (not a setting: no field)
+    try:
+        return cfg.validate()
+    except ValueError as exc:
+        raise ValueError(user_message(str(exc), cfg, flags=False)) from None

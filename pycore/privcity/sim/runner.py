@@ -71,7 +71,8 @@ def _csv(cfg: SimConfig, keep: Any = None, test_set: bool = True) -> tuple[Any, 
         cfg.data, target=cfg.target, device_column=cfg.device_column or None,
         devices=None if cfg.device_column else cfg.devices, seed=cfg.seed,
         test_fraction=cfg.test_fraction, keep=keep, test_set=test_set,
-        test_data=cfg.test_data or None)
+        test_data=cfg.test_data or None,
+        task=None if cfg.target_type == "auto" else cfg.target_type)
     if test is None:
         return train, None
     if not len(test[1]):
@@ -627,6 +628,49 @@ def _strategy(cfg: SimConfig, dp: bool, population: int, n_params: int,
     return strategy, adaptive is not None
 
 
+#: FL + DP's noise against an update at the clip norm (z sqrt(d) / (q N), per coordinate) above
+#: which the run warns that its devices per round cannot carry the noise: on vega_datasets'
+#: cars (13 parameters, z 1.17) r2 falls from 0.65 to -0.9 at 0.85, to 0.34 at 0.42, and stays
+#: within 0.05 of FL's at 0.1, the ratio the advice aims at.
+NOISE_WARN, NOISE_AIM = 0.5, 0.1
+
+
+def _round_warnings(cfg: SimConfig, population: int, n_params: int, dp_strategy: Any) -> list[str]:
+    """What makes a run not worth its time, said before training with the numbers: fewer than
+    one device expected a round, or FL + DP's central noise beyond what q N devices carry."""
+    out = []
+    q, runs = cfg.sample_rate, cfg.run_set()
+    expected = q * population
+    if expected < 1 and (("fl" in runs and not cfg.clients_per_round) or "fl_dp" in runs):
+        out.append(f"{_plural(population, 'device')} x --sample-rate {q:g} = {expected:.2g} "
+                   "expected a round: most rounds train no device (raise --sample-rate, or "
+                   "give more devices)")
+    if "fl_dp" not in runs or cfg.secure_aggregation or not isinstance(dp_strategy, DPFedAvg):
+        return out  # (distributed DP calibrates, and refuses, its own noise)
+    z, clip = float(dp_strategy.noise_multiplier), float(cfg.clip)
+    sigma, share = z * clip / expected, clip / math.sqrt(n_params)
+    ratio = sigma / share
+    if ratio > NOISE_WARN:
+        more = ("a larger --sample-rate, or more devices: --devices, or a --device-column with "
+                "more values" if cfg.task == "csv" else "a larger --sample-rate or --devices")
+        out.append(
+            f"FL + DP: {expected:.3g} devices expected a round (--sample-rate {q:g} x "
+            f"{_plural(population, 'device')}) cannot carry the DP noise: its std per "
+            "coordinate of the "
+            f"averaged update is z x clip / (q N) = {z:.3g} x {clip:g} / {expected:.3g} = "
+            f"{sigma:.3g}, against {share:.3g} a coordinate for an update at the clip norm "
+            f"{clip:g} spread over the model's {n_params:,} parameters ({ratio:.2g} times as "
+            "large): the model will learn mostly noise, whatever --lr. What would help: about "
+            f"{math.ceil(z * math.sqrt(n_params) / NOISE_AIM):,} devices a round ({more}); a "
+            f"larger --epsilon, or fewer --rounds (each lowers z = {z:.3g})")
+    return out
+
+
+def _plural(n: int, noun: str) -> str:
+    """'1 device', '2,000 devices'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 # --- the whole simulation -------------------------------------------------------------------------
 
 def _percentiles(xs: list[float]) -> dict[str, float]:
@@ -709,7 +753,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             say(f"reading {cfg.data}")
         else:
             n = cfg.devices if size == 1 or sample is None else sample.size
-            say(f"city: generating {n:,} devices x {cfg.samples_per_device} records ({cfg.task})"
+            say(f"city: generating {_plural(n, 'device')} x {cfg.samples_per_device} records "
+                f"({cfg.task})"
                 + ("" if n == cfg.devices else ", the centralized baseline's sample"))
     if size == 1:
         train, test = _dataset(cfg, None)
@@ -743,6 +788,12 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
             train, test = _dataset(cfg, mine)
     # Wall seconds of each phase (rank 0's view), metrics.json "phases" and the table.
     phases: dict[str, float] = {"read": time.perf_counter() - started}
+    target_rule = getattr(train, "task_note", "")  # a CSV's task, and why (load_csv)
+    if rank == 0 and target_rule:
+        say(f"target: {target_rule}")
+        for note in train.notes:
+            if note.startswith("warning"):
+                say(note)
     model = _model(cfg, train)
     if cfg.lr == 0:
         cfg = dataclasses.replace(cfg, lr=auto_lr(model))
@@ -762,6 +813,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                             weights_of=lambda d: weights[d], adaptive_bit=adaptive,
                             compression=cfg.compression())
         _assign_gateways(cfg, (agg_plain, agg_dp), population, size)
+        advice = _round_warnings(cfg, population, model.n_params, dp_strategy)
+        for text in advice:  # before training: the run may not be worth its time
+            say(f"warning: {text}")
         if cfg.secure_aggregation and cfg.secure_failure_chance()[1] > SECURE_FAILURE_WARN:
             say(failure_warning(cfg.secure_failure_chance()[1], cfg.dropout))
         # (aggregator certificate, the city CA's certificate, its CRL) of each run
@@ -782,8 +836,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                                trust_anchor=ca, crl=crl), ca, crl))
     threads = _threads_per_rank(comm) if comm is not None and size > 1 else None
     if size == 1:
-        say(f"gateway: {train.n_devices:,} devices (each gets its keys and certificate when first "
-            "sampled)")
+        say(f"gateway: {_plural(train.n_devices, 'device')} (each gets its keys and certificate "
+            "when first sampled)")
         transports = [_Local(_make_gateway(cfg, train, model, range(0, train.n_devices), *p))
                       for p in pki]
     elif rank == 0:
@@ -809,7 +863,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     runs = cfg.run_set()
     if "centralized" in runs:
         say(f"centralized baseline: {cfg.centralized_epochs} epochs on {rows:,} pooled records "
-            f"of {base.n_devices:,} devices{hint}")
+            f"of {_plural(base.n_devices, 'device')}{hint}")
     phases["setup"] = time.perf_counter() - started - phases["read"]
     t0, wall0 = time.process_time(), time.perf_counter()
     if "centralized" not in runs:  # --runs without it: nothing pooled is trained
@@ -868,7 +922,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                seed=cfg.seed, treatment=cfg.treatment or None,
                                field_epsilon=cfg.field_epsilon)
         if records is not None:
-            records["computed_on"] = (f"one record of each of {records['devices']:,} devices of "
+            records["computed_on"] = (f"one record of each of "
+                                      f"{_plural(records['devices'], 'device')} of "
                                       f"the simulated city's {cfg.task} task (privcity.data)")
     risk = {"traces": None, "records": records}
     if cfg.risk_people and cfg.task != "csv":
@@ -890,6 +945,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                       dp, size, time.perf_counter() - started, released)
     results["risk"] = risk
     results["phases"] = _phases(phases, plain, dp)
+    results["warnings"] = advice
+    if target_rule:
+        results["target_rule"] = target_rule
     # The trainings are saved before anything else runs on them: an attack, the report or a
     # model file that fails must not take the run's results with it.
     _write_metrics(cfg.out, results)
@@ -1043,7 +1101,8 @@ def _report(cfg: SimConfig, model: Any, census: _Census, baseline_records: int, 
             "device_rounds": len(train_s),
             "device_train_cpu_seconds_mean": t_mean,
             "device_privacy_seconds": _percentiles(priv_s),
-            "device_overhead_percent": 100.0 * p_mean / t_mean if t_mean > 0 else float("inf"),
+            # None where no device took part (no round trained anyone: nothing to compare)
+            "device_overhead_percent": 100.0 * p_mean / t_mean if t_mean > 0 else None,
             "aggregation_seconds_mean": float(np.mean([r["aggregation_seconds"]
                                                        for r in rounds])) if rounds else 0.0,
             "refused": int(sum(r["refused"] for r in rounds)),
@@ -1104,13 +1163,15 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
     """metrics.json's privacy section: each epsilon with the parties it holds against and
     those it does not, and the seeded noise that voids them all for whoever knows the seed."""
     rounds = dp["rounds"]
+    local = _local_dp(cfg)
     if dp.get("skipped"):  # --runs without fl_dp: no DP, no epsilon to print
         return {"epsilon": None, "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
                 "noise_multiplier": None, "sample_rate": cfg.sample_rate,
                 "mechanism": "none (FL + DP not run)",
-                "guarantees": [], "noise": "no DP run"}
+                "guarantees": [], "noise": "no DP run", **local}
     eps = rounds[-1]["epsilon"] if rounds else 0.0
     out: dict[str, Any] = {
+        **local, "per": "device (one device's records added or removed)",
         "epsilon": eps, "delta": cfg.delta, "epsilon_budget": cfg.epsilon,
         "noise_multiplier": strategy["noise_multiplier"], "sample_rate": cfg.sample_rate,
         "noise": f"seeded SecureRNG (--seed {cfg.seed}): a reproducible simulation, so no "
@@ -1153,6 +1214,19 @@ def _privacy(cfg: SimConfig, dp: dict[str, Any], strategy: dict[str, Any],
     return out
 
 
+def _local_dp(cfg: SimConfig) -> dict[str, Any]:
+    """metrics.json's privacy.local_dp: the devices' on-device noise of their records' fields
+    (epsilon per record, the fields, what set it), when there is any."""
+    local = cfg.local_dp()
+    if local is None:
+        return {}
+    eps, noised = local
+    source = ("--field-epsilon" if cfg.field_epsilon else
+              "the default of --treatment's laplace fields: set it with --field-epsilon")
+    return {"local_dp": {"epsilon": eps, "per": "record", "fields": list(noised),
+                         "source": source}}
+
+
 def _eps(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -1175,42 +1249,61 @@ def summary_table(results: dict[str, Any]) -> str:
     m = results["metric"]
     fl, fd, bw, pr = results["fl"], results["fl_dp"], results["bandwidth"], results["privacy"]
     ph = results.get("phases") or {}
+    warned = results.get("warnings") or []
 
-    def score(value: float | None) -> str:
+    def blown(value: float | None) -> bool:  # predictions orders of magnitude off, or none
+        return value is not None and (not math.isfinite(value) or m == "r2" and value < -100)
+
+    # FL + DP blown up where FL is not, or with the noise warned of: the noise, not --lr
+    noise = any(w.startswith("FL + DP:") for w in warned) or (
+        fl["score"] is not None and not blown(fl["score"]))
+
+    def score(value: float | None, dp: bool = False) -> str:
         if value is None:
             return "-"
+        cause = ("DP noise, not --lr: see the warning" if dp and noise and warned else
+                 "DP noise: FL without it did not" if dp and noise else "lower --lr")
         if not math.isfinite(value):
-            return "diverged (lower --lr)"
-        if m == "r2" and value < -100:  # predictions orders of magnitude off: blown up
-            return f"diverged, r2 {value:.3g} (lower --lr)"
+            return f"diverged ({cause})"
+        if blown(value):
+            return f"diverged, r2 {value:.3g} ({cause})"
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}"
+
+    def idle(run: dict[str, Any]) -> bool:  # ran, but no device ever took part
+        return not run.get("skipped") and run["device_rounds"] == 0
+
+    def ms(run: dict[str, Any], text: str) -> str:
+        return "-" if idle(run) else text
+
+    local = pr.get("local_dp")
 
     rows = [
         ("", "centralized", "FL", "FL + DP"),
         (f"test {m}", score(results["centralized"]["score"]), score(fl["score"]),
-         score(fd["score"])),
+         score(fd["score"], dp=True)),
         ("epsilon (delta)", "-", "-", "-" if pr["epsilon"] is None else
-         f"{pr['epsilon']:.3f} ({pr['delta']:g})"),
-        *([("epsilon vs servers", "-", "-", _eps(pr["epsilon_servers"]))]
+         f"{pr['epsilon']:.3f} ({pr['delta']:g}) / device"),
+        *([("epsilon vs servers", "-", "-", _eps(pr["epsilon_servers"]) + " / device")]
           if pr.get("mechanism") == "distributed" else []),
+        *([("local epsilon", *[f"{local['epsilon']:.3f} / record"] * 3)] if local else []),
         ("rounds run", "-", str(fl["rounds_run"]), str(fd["rounds_run"])),
-        ("bytes sent", f"{bw['raw_upload_bytes']:,} (raw, sealed)", f"{fl['bytes_total']:,}",
-         f"{fd['bytes_total']:,}"),
+        ("bytes sent", f"{bw['raw_upload_bytes']:,} (raw, sealed)",
+         *(f"{r['bytes_total']:,}" + (" (no device took part)" if idle(r) else "")
+           for r in (fl, fd))),
         ("bytes / device / round", f"{_per_device(bw['raw_upload_bytes'], results['devices'])}"
          " (raw, once)", _per_device(fl["bytes_total"], fl["device_rounds"]),
          _per_device(fd["bytes_total"], fd["device_rounds"])),
         *([("wall time", f"{ph.get('centralized', 0.0):.1f} s", f"{ph['fl']:.1f} s",
             f"{ph['fl_dp']:.1f} s")] if ph else []),
-        ("device CPU / round", "-", f"{fl['device_train_cpu_seconds_mean'] * 1e3:.3f} ms",
-         f"{fd['device_train_cpu_seconds_mean'] * 1e3:.3f} ms"),
+        ("device CPU / round", "-", *(ms(r, f"{r['device_train_cpu_seconds_mean'] * 1e3:.3f} ms")
+                                      for r in (fl, fd))),
         ("clip + secagg p50 / p99" if results["config"].get("secure_aggregation")
          else "clip + seal p50 / p99", "-",
-         f"{fl['device_privacy_seconds']['p50'] * 1e3:.3f} / "
-         f"{fl['device_privacy_seconds']['p99'] * 1e3:.3f} ms",
-         f"{fd['device_privacy_seconds']['p50'] * 1e3:.3f} / "
-         f"{fd['device_privacy_seconds']['p99'] * 1e3:.3f} ms"),
-        ("privacy overhead", "-", f"{fl['device_overhead_percent']:.0f} %",
-         f"{fd['device_overhead_percent']:.0f} %"),
+         *(ms(r, f"{r['device_privacy_seconds']['p50'] * 1e3:.3f} / "
+                 f"{r['device_privacy_seconds']['p99'] * 1e3:.3f} ms") for r in (fl, fd))),
+        ("privacy overhead", "-", *("-" if r["device_overhead_percent"] is None else
+                                    ms(r, f"{r['device_overhead_percent']:.0f} %")
+                                    for r in (fl, fd))),
         ("aggregation / round", "-", f"{fl['aggregation_seconds_mean'] * 1e3:.2f} ms",
          f"{fd['aggregation_seconds_mean'] * 1e3:.2f} ms"),
     ]
@@ -1222,9 +1315,25 @@ def summary_table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"privacy: {pr['trust']}" if "trust" in pr else "",
+    notes = [f"warning: {w}" for w in warned]
+    notes += [f"privacy: {pr['trust']}" if "trust" in pr else "",
              f"DP noise: {pr['noise']}; z = {pr['noise_multiplier']:g}, q = {pr['sample_rate']:g}"
              if pr["epsilon"] is not None else ""]
+    if local:
+        notes.append(f"local DP: each device noises {', '.join(local['fields'])} of every record "
+                     f"before anything leaves it (Laplace), epsilon {local['epsilon']:g} per "
+                     f"record in all ({local['source']}); it holds against everyone, the "
+                     "servers included, and composes with the model's epsilon per device")
+    for name, run in (("FL", fl), ("FL + DP", fd)):
+        if idle(run):
+            notes.append(f"{name}: no device took part in any of its {run['rounds_run']} "
+                         f"round(s) (q = {pr['sample_rate']:g} x "
+                         f"{_plural(results['devices'], 'device')}"
+                         f" = {pr['sample_rate'] * results['devices']:.2g} expected a round), so "
+                         "nothing was sent and no device time measured: its model is the "
+                         "initial one (raise --sample-rate or --devices)")
+    if results.get("target_rule"):
+        notes.append(f"target: {results['target_rule']}")
     comp = bw.get("compression") or {}
     if comp.get("payload_bytes"):
         how = (f"{comp['bits']} bits a coordinate after a shared random rotation, unbiased"
@@ -1261,7 +1370,7 @@ def summary_table(results: dict[str, Any]) -> str:
     elif rec:
         lr = rec["linkage"]
         notes.append(
-            f"linkage of the baseline's records to {rec['devices']:,} devices by "
+            f"linkage of the baseline's records to {_plural(rec['devices'], 'device')} by "
             f"{', '.join(rec['known'])}, raw -> as released: re-identified "
             f"{lr['raw']['reidentified']:.3f} -> {lr['released']['reidentified']:.3f}, "
             f"right guess {lr['raw']['guess']:.3f} -> {lr['released']['guess']:.3f}")
@@ -1318,7 +1427,8 @@ def summary_table(results: dict[str, Any]) -> str:
     notes += _attack_notes(results)
     notes += [f"data: {n}" for n in results.get("data_notes", ())]
     lines += notes
-    head = (f"privcity simulate: {results['devices']:,} devices, task {results['config']['task']}"
+    head = (f"privcity simulate: {_plural(results['devices'], 'device')}, task "
+            f"{results['config']['task']}"
             f" ({results['task_type']}), {results['ranks']} rank(s), "
             f"{results['wall_seconds']:.1f} s")
     return head + "\n" + "\n".join(lines)
