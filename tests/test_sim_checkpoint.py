@@ -272,10 +272,9 @@ def test_a_disk_that_fills_leaves_the_last_checkpoint_and_a_clear_error(tmp_path
 
 def _rank_pid(root: int, rank: int) -> int:
     """The pid of MPI rank ``rank`` among the descendants of ``root`` (from PMI_RANK)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
+    with os.scandir("/proc") as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             if f"PMI_RANK={rank}".encode() in env and b"privcity" in Path(

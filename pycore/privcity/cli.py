@@ -328,9 +328,10 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--resume", metavar="OUT",
                    help="continue the run in OUT from its last checkpoint (written after every "
-                        "round: the models, the accountant, the server's log, the metrics so "
-                        "far; no keys) to the results an uninterrupted run gives, on any number "
-                        "of ranks; its settings are the checkpoint's")
+                        "round: each run's model and the server's log, from which the accountant "
+                        "and the noise streams are replayed; the rounds so far are in "
+                        "OUT/rounds.jsonl; no keys) to the results an uninterrupted run gives, on "
+                        "any number of ranks; its settings are the checkpoint's")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run --out holds (without it such a directory is refused; "
                         "a lock file keeps two runs out of one directory)")

@@ -275,6 +275,8 @@ class Checkpointer:
         self.seconds = 0.0  # spent writing, in this process
         self.writes = 0
         self.bytes = 0
+        self.round_seconds = 0.0  # of which after rounds (rounds.jsonl and the checkpoint)
+        self.rounds_written = 0
 
     @classmethod
     def start(cls, out: str, config: dict[str, Any]) -> Checkpointer:
@@ -397,6 +399,8 @@ class Checkpointer:
         except CheckpointError:  # the previous checkpoint stands, and so does what we say of it
             self.state, self.arrays = before
             raise
+        self.round_seconds += time.perf_counter() - t0
+        self.rounds_written += 1
 
     def _merge_feedback(self, name: str, ids: np.ndarray, rows: np.ndarray) -> None:
         """The run's residual table with the rows of devices ``ids`` replaced or added."""
@@ -435,6 +439,7 @@ class Checkpointer:
     def summary(self) -> dict[str, Any]:
         """metrics.json's "checkpoint" section."""
         return {"path": self.path, "rounds_file": self.rounds_path, "writes": self.writes,
-                "seconds": self.seconds, "bytes": self.bytes,
+                "seconds": self.seconds, "bytes": self.bytes, "rounds": self.rounds_written,
+                "round_seconds": self.round_seconds,
                 "holds": "settings, data digests, each run's parameters, server log and "
                          "timing totals, top-k residuals; no keys (made afresh on resume)"}
