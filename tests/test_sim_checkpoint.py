@@ -75,8 +75,8 @@ def reference(tmp_path_factory) -> dict:
                     progress=False)
 
 
-def _interrupt_at(monkeypatch, report: int) -> None:
-    """SIGINT to this process while the aggregator checks the ``report``-th gateway report
+def _interrupt_at(monkeypatch, report: int, sig: int = signal.SIGINT) -> None:
+    """``sig`` to this process while the aggregator checks the ``report``-th gateway report
     (one a round in one process): mid-round."""
     calls = {"n": 0}
     checked = runner._checked_report
@@ -84,7 +84,7 @@ def _interrupt_at(monkeypatch, report: int) -> None:
     def hooked(rep, refusals):
         calls["n"] += 1
         if calls["n"] == report:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
         return checked(rep, refusals)
 
     monkeypatch.setattr(runner, "_checked_report", hooked)
@@ -126,10 +126,10 @@ def test_a_run_interrupted_mid_round_resumes_to_the_uninterrupted_results(
 
 
 def test_a_checkpoint_that_does_not_replay_to_its_state_is_refused(tmp_path, monkeypatch):
-    # Prepare: an interrupted DP run whose saved epsilon is then altered
+    # Prepare: a DP run stopped by SIGTERM, whose saved epsilon is then altered
     cfg = dict(TINY, rounds=4)
-    _interrupt_at(monkeypatch, 6)
-    with pytest.raises(Interrupted):
+    _interrupt_at(monkeypatch, 6, signal.SIGTERM)
+    with pytest.raises(Interrupted, match="SIGTERM"):
         simulate(load_config(None, out=str(tmp_path / "cut"), **cfg), progress=False)
     path = tmp_path / "cut" / "checkpoint.npz"
     with np.load(path) as z:

@@ -150,22 +150,24 @@ def _simulate(args: argparse.Namespace) -> int:
     # dp-accounting logs through absl when it drops an RDP order it cannot evaluate; harmless
     # (the bound uses the other orders) and noisy in a progress display.
     logging.getLogger("absl").setLevel(logging.ERROR)
-    comm = mpi_world()
+    out = args.resume
     try:
-        if args.resume:
-            cfg = _resume_config(args, comm)
-            if cfg is None:  # a gateway rank: rank 0 says why there is nothing to resume
-                return 0
-        else:
-            cfg = load_config(args.config, **{k: getattr(args, k) for k in _FLAG_HELP})
-    except (ValueError, CheckpointError) as exc:
-        print(f"privcity simulate: {exc}", file=sys.stderr)
-        return 2
-    try:
+        comm = mpi_world()
+        try:
+            if args.resume:
+                cfg = _resume_config(args, comm)
+                if cfg is None:  # a gateway rank: rank 0 says why there is nothing to resume
+                    return 0
+            else:
+                cfg = load_config(args.config, **{k: getattr(args, k) for k in _FLAG_HELP})
+        except (ValueError, CheckpointError) as exc:
+            print(f"privcity simulate: {exc}", file=sys.stderr)
+            return 2
+        out = cfg.out
         return _simulate_run(args, cfg, comm)
     except KeyboardInterrupt as exc:  # (privcity.sim.Interrupted: SIGINT or SIGTERM)
         return _stopped(str(exc) or "interrupted", getattr(exc, "hint", "")
-                        or _resume_hint(cfg.out), 130, getattr(exc, "abandon", False))
+                        or _resume_hint(out), 130, getattr(exc, "abandon", False))
 
 
 def _resume_config(args: argparse.Namespace, comm: Any) -> Any:
@@ -182,8 +184,8 @@ def _resume_config(args: argparse.Namespace, comm: Any) -> Any:
     return resume_config(args.resume, comm)
 
 
-def _resume_hint(out: str) -> str:
-    if os.path.exists(os.path.join(out, "checkpoint.npz")):
+def _resume_hint(out: str | None) -> str:
+    if out and os.path.exists(os.path.join(out, "checkpoint.npz")):
         return f"continue with: privcity simulate --resume {out}"
     return "nothing was saved"
 
@@ -251,8 +253,12 @@ def _sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"privcity sweep: {exc}", file=sys.stderr)
         return 2
-    code, runs = _guarded("sweep", lambda: sweep(cfg, eps, comm=mpi_world(),
-                                                 progress=not args.quiet))
+    try:
+        code, runs = _guarded("sweep", lambda: sweep(cfg, eps, comm=mpi_world(),
+                                                     progress=not args.quiet))
+    except KeyboardInterrupt as exc:  # (privcity.sim.Interrupted: SIGINT or SIGTERM)
+        return _stopped(str(exc) or "interrupted", "a sweep is not resumable: run it again",
+                        130, getattr(exc, "abandon", False))
     if code is not None:
         return code
     if runs is None:  # a gateway rank

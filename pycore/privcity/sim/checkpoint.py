@@ -102,11 +102,13 @@ def write_atomic(path: str, write: Callable[[Any], None]) -> int:
             os.fsync(f.fileno())
             size = f.tell()
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # (an interrupt too: no temp file is left behind)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}",
-                              kind="write") from None
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}",
+                                  kind="write") from None
+        raise
     _fsync_dir(folder)
     return size
 

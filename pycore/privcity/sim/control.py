@@ -191,6 +191,14 @@ class Interrupts:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self.gateway:
+            # A gateway rank that is done waits in MPI_Finalize for rank 0, which may still be
+            # attacking or reporting, and Python restores the default handlers before mpi4py
+            # finalizes: a signal the launcher passes on would kill it there. Rank 0 decides
+            # how the job ends, so the gateway ignores them from now on.
+            for sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()

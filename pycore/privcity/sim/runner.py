@@ -285,6 +285,22 @@ def _send_buffer(comm: Any, dest: int, buf: np.ndarray) -> None:
               tag=_TAG_BUF)
 
 
+def _send_patiently(comm: Any, dest: int, message: Any, deadline: _Deadline) -> None:
+    """Rank 0's send to a gateway rank (a numpy buffer through Isend, else pickled through
+    isend), given up at ``deadline``: a large message waits for the receiver, which may hang."""
+    from mpi4py import MPI
+    if isinstance(message, np.ndarray):
+        req = comm.Isend([message, MPI.FLOAT if message.dtype == np.float32 else MPI.BYTE],
+                         dest=dest, tag=_TAG_BUF)
+    else:
+        req = comm.isend(message, dest=dest, tag=_TAG)
+    delay = 1e-5
+    while not req.Test():
+        deadline.check(dest)
+        time.sleep(delay)
+        delay = min(delay * 2, 2e-3)
+
+
 _TAG = 71      # metadata: pickled dicts and reports without their envelopes
 _TAG_BUF = 72  # buffers: the model parameters (float32), a report's envelopes (bytes)
 
@@ -308,11 +324,11 @@ class _MPI:
         params = np.ascontiguousarray(params)
         meta = {k: v for k, v in msg.items() if k != "params"}
         meta["n_params"] = int(params.shape[0])
+        deadline = _Deadline(self.timeout)
         for dest in range(1, self.ranks):
             with _link(dest):
-                self.comm.send(meta, dest=dest, tag=_TAG)
-                _send_buffer(self.comm, dest, params)
-        deadline = _Deadline(self.timeout)
+                _send_patiently(self.comm, dest, meta, deadline)
+                _send_patiently(self.comm, dest, params, deadline)
         return [self._report(src, deadline) for src in range(1, self.ranks)]
 
     def enrolments(self, round_index: int, sample_rate: float) -> list[list[Any]]:
@@ -321,10 +337,10 @@ class _MPI:
 
     def _ask(self, question: dict[str, Any]) -> list[Any]:
         """Each gateway's answer to ``question`` (in rank order)."""
+        deadline = _Deadline(self.timeout)
         for dest in range(1, self.ranks):
             with _link(dest):
-                self.comm.send(question, dest=dest, tag=_TAG)
-        deadline = _Deadline(self.timeout)
+                _send_patiently(self.comm, dest, question, deadline)
         out = []
         for src in range(1, self.ranks):
             with _link(src):
@@ -341,10 +357,11 @@ class _MPI:
     def restore_feedback(self, ids: np.ndarray, rows: np.ndarray) -> None:
         """Each gateway keeps the residuals of its own devices (a resumed run's split may
         differ from the checkpointed one's)."""
+        deadline = _Deadline(self.timeout)
         for dest in range(1, self.ranks):
             with _link(dest):
-                self.comm.send({"phase": "restore_feedback", "ids": ids, "rows": rows},
-                               dest=dest, tag=_TAG)
+                _send_patiently(self.comm, dest, {"phase": "restore_feedback", "ids": ids,
+                                                  "rows": rows}, deadline)
 
     def _report(self, src: int, deadline: _Deadline) -> GatewayReport:
         # Gateway ranks run this package's code and send pickled metadata: a rank is trusted
@@ -375,9 +392,10 @@ class _MPI:
 
     def finish(self, message: Any = None) -> None:
         """Ends the gateways' loop of this run (None), or every loop ({"phase": "stop"})."""
+        deadline = _Deadline(self.timeout)
         for dest in range(1, self.ranks):
             with _link(dest):
-                self.comm.send(message, dest=dest, tag=_TAG)
+                _send_patiently(self.comm, dest, message, deadline)
         self.finished = True
 
     def stop(self) -> None:
@@ -1051,7 +1069,9 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
         central_cpu = time.process_time() - t0
     if keeper is not None and keeper.central() is None:
+        control.hold()  # (a signal meanwhile stops the run once the checkpoint is written)
         keeper.central_done(central, central_cpu)
+        control.release()
     phases["centralized"] = time.perf_counter() - wall0
     baseline_records = rows
     # The attacks read a CSV's devices again (a synthetic city's they regenerate by id).
@@ -1157,9 +1177,11 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                      results)
     results["phases"]["report_and_models"] = time.perf_counter() - wall0
     results["wall_seconds"] = time.perf_counter() - started
+    control.hold()  # the results are written whole, and then the run is over
     _write_metrics(cfg.out, results)
     if keeper is not None:
         keeper.finish()
+    control.holding, control.requested = 0, None
     return results
 
 
