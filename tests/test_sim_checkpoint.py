@@ -355,7 +355,7 @@ def test_under_mpiexec_a_hung_rank_is_named_within_the_rank_timeout(tmp_path):
     # Assert: rank 0 named it, saved what was done and left (mpiexec then ends the others)
     assert run.returncode != 0
     assert "privcity simulate: rank 2 did not answer within 2 s (--rank-timeout): it died " \
-           f"or hangs; saved up to FL round" in err and "Traceback" not in err
+           "or hangs; saved up to FL round" in err and "Traceback" not in err
     assert took < 30
     with np.load(out / "checkpoint.npz") as z:
         assert json.loads(z["state"].tobytes())["fl"]["rounds"] >= 3

@@ -23,7 +23,8 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import PrivcityError
 from .checkpoint import CHECKPOINT, ROUNDS_FILE, CheckpointError

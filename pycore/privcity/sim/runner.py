@@ -217,6 +217,7 @@ class _Local:
         self.gateway = gateway
         self.ranks = 1
         self.requests: list[str] = []  # (only gateway ranks' signals travel: none here)
+        self.finished = False
 
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
         return [_gateway_round(self.gateway, msg)]
@@ -240,8 +241,8 @@ class _Local:
 
 
 class _Deadline:
-    """When rank 0 stops waiting for a gateway rank's answer (--rank-timeout after the
-    question; None: never, as gateways wait for rank 0)."""
+    """When rank 0 stops waiting for a gateway rank's answer: --rank-timeout after it asked.
+    (Gateways wait for rank 0 without one: its centralized baseline may take long.)"""
 
     def __init__(self, timeout: float) -> None:
         self.timeout, self.at = timeout, time.monotonic() + timeout
@@ -316,6 +317,7 @@ class _MPI:
         self.ranks = comm.Get_size()
         self.timeout = timeout
         self.requests: list[str] = []  # signals gateway ranks got ("rank 2 got SIGTERM")
+        self.finished = False  # the gateways left this run's loop
 
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
         params = msg["params"]
@@ -442,8 +444,8 @@ def _gateway_loop(comm: Any, gateway: Gateway, control: Interrupts,
             comm.send(gateway.feedback.take_changed(), dest=0, tag=_TAG)
             continue
         if phase == "restore_feedback":
-            mine = devices if devices is not None else range(0, 0)
-            gateway.feedback.load(meta["ids"], meta["rows"], keep=lambda d: d in mine)
+            mine = devices if devices is not None else range(0)
+            gateway.feedback.load(meta["ids"], meta["rows"], keep=mine.__contains__)
             continue
         params = _recv_buffer(comm, 0, np.empty(meta.pop("n_params"), np.float32))
         report = _gateway_round(gateway, {**meta, "params": params})
@@ -554,10 +556,13 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     saved = keeper.saved_run(name) if keeper is not None else None
     if saved is not None:  # a resumed run: the rounds done, the strategy replayed to them
         params, rounds, log, first = saved.params.copy(), saved.rounds, saved.log, saved.first
+
+        def cohort_of(r: int) -> np.ndarray:  # the server's sample of round r (as below)
+            return sampled_devices(cfg.seed, r, np.arange(population),
+                                   sample_rate=cfg.round_rate(r, population))
+
         replay_server(strategy, log, n_params=aggregator.n_params, check=saved.check,
-                      cohort_of=lambda r: sampled_devices(cfg.seed, r, np.arange(population),
-                                                          sample_rate=cfg.round_rate(r,
-                                                                                     population)))
+                      cohort_of=cohort_of)
         if saved.feedback is not None:
             transport.restore_feedback(*saved.feedback)
         run_started -= saved.timers["wall"]
@@ -816,19 +821,20 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True,
     rank = 0 if comm is None else comm.Get_rank()
     size = 1 if comm is None else comm.Get_size()
     lock, keeper, error = None, None, None
-    if rank == 0:  # fail now, not after the whole run
-        try:
-            lock, keeper = _claim(cfg, shared, resume=resume, overwrite=overwrite,
-                                  checkpoint=checkpoint, progress=progress)
-        except (ValueError, PrivcityError) as exc:
-            error = exc
-    if size > 1 and comm.bcast(error is not None, root=0) and rank:
-        return None  # rank 0 refused the run and says why
-    if error is not None:
-        raise error
+    control = Interrupts(gateway=rank > 0, mpi=size > 1)
     try:
-        with Interrupts(gateway=rank > 0, mpi=size > 1) as control:
-            control.hold()  # the setup: collective calls on every rank
+        with control:
+            control.hold()  # the claim and the setup: collective calls on every rank
+            if rank == 0:  # fail now, not after the whole run
+                try:
+                    lock, keeper = _claim(cfg, shared, resume=resume, overwrite=overwrite,
+                                          checkpoint=checkpoint)
+                except (ValueError, PrivcityError) as exc:
+                    error = exc
+            if size > 1 and comm.bcast(error is not None, root=0) and rank:
+                return None  # rank 0 refused the run and says why
+            if error is not None:
+                raise error
             if comm is None or size == 1:
                 return _simulate(cfg, None, 0, 1, progress, shared, keeper, control)
             try:
@@ -854,7 +860,7 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True,
 
 
 def _claim(cfg: SimConfig, shared: dict[str, Any] | None, *, resume: bool, overwrite: bool,
-           checkpoint: bool, progress: bool) -> tuple[Any, Checkpointer | None]:
+           checkpoint: bool) -> tuple[Any, Checkpointer | None]:
     """Rank 0's hold on cfg.out: (its lock, the checkpoint writer) or (None, None) for a
     sweep's run (the sweep owns the directory; it only checks that it can write there)."""
     if shared is not None:
