@@ -153,6 +153,7 @@ def test_a_directory_holding_a_run_is_refused_unless_overwrite(tmp_path):
     # Prepare
     cfg = load_config(None, out=str(tmp_path / "out"), **dict(TINY, rounds=1))
     first = simulate(cfg, progress=False)
+    (tmp_path / "out" / "notes.txt").write_text("the user's own")
 
     # Execute
     with pytest.raises(ValueError) as refused:
@@ -163,6 +164,7 @@ def test_a_directory_holding_a_run_is_refused_unless_overwrite(tmp_path):
     assert "holds another run" in str(refused.value) and "--overwrite" in str(refused.value)
     assert again["final_params_sha256"] == first["final_params_sha256"]
     assert _lines(tmp_path / "out") == 2  # rounds.jsonl restarted, not appended to
+    assert (tmp_path / "out" / "notes.txt").read_text() == "the user's own"
     assert not (tmp_path / "out" / ".privcity.lock").exists()
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -38,6 +37,7 @@ LOCK_FILE = ".privcity.lock"
 RANK_TIMEOUT = 120.0
 #: The files that make a directory another run's (metrics.json last, at the run's end).
 RUN_FILES = ("metrics.json", ROUNDS_FILE, CHECKPOINT)
+MODELS = ("centralized", "fl", "fl_dp")  # OUT/models/<run>.npz
 
 
 class Interrupted(KeyboardInterrupt):
@@ -142,8 +142,8 @@ class OutLock:
 def claim_out(out: str, *, resume: bool, overwrite: bool) -> tuple[OutLock, str | None]:
     """Creates ``out`` if needed and locks it for this run; refuses (ValueError) a directory
     that holds another run's files unless ``resume`` (then it must hold a checkpoint) or
-    ``overwrite`` (then they are removed, with the models and the report). Returns the lock
-    and a note (a stale lock taken over) or None."""
+    ``overwrite`` (then they are removed, with the run's report page and model files; other
+    files are left alone). Returns the lock and a note (a stale lock taken over) or None."""
     try:
         os.makedirs(out, exist_ok=True)
         lock = OutLock(out)
@@ -157,12 +157,11 @@ def claim_out(out: str, *, resume: bool, overwrite: bool) -> tuple[OutLock, str 
         if held and not resume and not overwrite:
             raise ValueError(f"{out} holds another run ({', '.join(held)}): --resume {out} "
                              "continues it, --overwrite replaces it, or give another --out")
-        if overwrite and not resume:
-            for name in (*RUN_FILES, "report.html"):
+        if overwrite and not resume:  # only the files a run writes: OUT may hold others
+            for name in (*RUN_FILES, "report.html",
+                         *(os.path.join("models", f"{m}.npz") for m in MODELS)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(out, name))
-            for name in ("models", "report"):
-                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
     except BaseException:
         lock.release()
         raise
