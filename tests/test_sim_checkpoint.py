@@ -168,6 +168,23 @@ def test_a_directory_holding_a_run_is_refused_unless_overwrite(tmp_path):
     assert not (tmp_path / "out" / ".privcity.lock").exists()
 
 
+def test_a_run_that_failed_in_its_setup_does_not_block_the_next(tmp_path, capsys):
+    # Prepare: a CSV that cannot be read (its checkpoint then holds only the settings)
+    from privcity.cli import main as cli_main
+    fake = tmp_path / "readings.csv.gz"
+    fake.write_text("V4,x\n1,2\n")  # not gzip
+    argv = ["simulate", "--task", "csv", "--data", str(fake), "--target", "V4", "--quiet",
+            "--out", str(tmp_path / "out")]
+
+    # Execute: the same command twice
+    first = cli_main(argv), capsys.readouterr().err
+    second = cli_main(argv), capsys.readouterr().err
+
+    # Assert: both refused for the data, not the second for the first's files
+    assert first == second
+    assert first[0] == 2 and first[1].startswith("privcity simulate: cannot read the data:")
+
+
 def test_a_lock_of_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp_path, capfd):
     # Prepare: a lock held by a live process, then by one that has ended
     out = tmp_path / "out"

@@ -46,7 +46,7 @@ from ..errors import PrivcityError
 from ..fl.compress import ErrorFeedback
 
 __all__ = ["CHECKPOINT", "ROUNDS_FILE", "CheckpointError", "Checkpointer", "SavedRun",
-           "TrackedFeedback", "read_config", "replay_server", "server_entry", "strategy_check",
+           "TrackedFeedback", "holds_progress", "read_config", "replay_server", "server_entry", "strategy_check",
            "write_atomic"]
 
 CHECKPOINT = "checkpoint.npz"
@@ -244,6 +244,17 @@ def _load_npz(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise CheckpointError(f"{path} is not a readable privcity checkpoint ({exc})") from None
     return state, arrays
+
+
+def holds_progress(out: str) -> bool:
+    """Whether ``out``'s checkpoint holds anything a new run would lose: a finished baseline
+    or round (a run that failed or stopped in its setup holds only its settings). An
+    unreadable checkpoint counts as holding some."""
+    try:
+        state, _ = _load_npz(os.path.join(out, CHECKPOINT))
+    except CheckpointError:
+        return True
+    return any(state.get(k) is not None for k in ("centralized", *FEDERATED))
 
 
 def read_config(out: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import PrivcityError
-from .checkpoint import CHECKPOINT, ROUNDS_FILE, CheckpointError
+from .checkpoint import CHECKPOINT, ROUNDS_FILE, CheckpointError, holds_progress
 
 __all__ = ["LOCK_FILE", "RANK_TIMEOUT", "Interrupted", "Interrupts", "OutLock", "RankFailure",
            "claim_out"]
@@ -154,7 +154,7 @@ def claim_out(out: str, *, resume: bool, overwrite: bool) -> tuple[OutLock, str 
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
         if resume and CHECKPOINT not in held:
             raise CheckpointError(f"{out} holds no checkpoint ({CHECKPOINT}) to resume")
-        if held and not resume and not overwrite:
+        if held and not resume and not overwrite and _worth_keeping(out, held):
             raise ValueError(f"{out} holds another run ({', '.join(held)}): --resume {out} "
                              "continues it, --overwrite replaces it, or give another --out")
         if overwrite and not resume:  # only the files a run writes: OUT may hold others
@@ -166,6 +166,16 @@ def claim_out(out: str, *, resume: bool, overwrite: bool) -> tuple[OutLock, str 
         lock.release()
         raise
     return lock, note
+
+
+def _worth_keeping(out: str, held: list[str]) -> bool:
+    """A run's files hold something a new run would lose: its metrics, or a checkpoint with a
+    finished baseline or round (not one that failed in its setup, e.g. on a bad CSV)."""
+    if "metrics.json" in held:
+        return True
+    if CHECKPOINT in held:
+        return holds_progress(out)
+    return os.path.getsize(os.path.join(out, ROUNDS_FILE)) > 0
 
 
 class Interrupts:
