@@ -180,9 +180,11 @@ def test_a_run_that_failed_in_its_setup_does_not_block_the_next(tmp_path, capsys
     first = cli_main(argv), capsys.readouterr().err
     second = cli_main(argv), capsys.readouterr().err
 
-    # Assert: both refused for the data, not the second for the first's files
+    # Assert: both refused for the data, not the second for the first's files, and no
+    # run files left behind
     assert first == second
     assert first[0] == 2 and first[1].startswith("privcity simulate: cannot read the data:")
+    assert sorted(os.listdir(tmp_path / "out")) == []
 
 
 def test_a_lock_of_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp_path, capfd):

@@ -432,6 +432,13 @@ class Checkpointer:
         order = np.argsort(all_ids, kind="stable")
         self.arrays[key_ids], self.arrays[key_rows] = all_ids[order], all_rows[order]
 
+    def discard_if_empty(self) -> None:
+        """Removes the checkpoint and rounds.jsonl while they hold only the settings."""
+        if not any(self.state.get(k) is not None for k in ("centralized", *FEDERATED)):
+            for path in (self.path, self.rounds_path):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
     def finish(self) -> None:
         """The run ended (its metrics.json is written): nothing is left to resume."""
         self.state["finished"] = True

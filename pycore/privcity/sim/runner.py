@@ -854,6 +854,10 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True,
         if keeper is not None:
             exc.hint = f"{keeper.progress()}; continue with: privcity simulate --resume {cfg.out}"
         raise
+    except BaseException:
+        if keeper is not None and not resume:
+            keeper.discard_if_empty()  # a run that failed in its setup leaves no files
+        raise
     finally:
         if lock is not None:
             lock.release()
