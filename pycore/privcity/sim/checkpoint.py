@@ -46,8 +46,8 @@ from ..errors import PrivcityError
 from ..fl.compress import ErrorFeedback
 
 __all__ = ["CHECKPOINT", "ROUNDS_FILE", "CheckpointError", "Checkpointer", "SavedRun",
-           "TrackedFeedback", "holds_progress", "read_config", "replay_server", "server_entry", "strategy_check",
-           "write_atomic"]
+           "TrackedFeedback", "holds_progress", "read_config", "replay_server", "server_entry",
+           "strategy_check", "write_atomic"]
 
 CHECKPOINT = "checkpoint.npz"
 ROUNDS_FILE = "rounds.jsonl"
@@ -213,7 +213,7 @@ class TrackedFeedback(ErrorFeedback):
                 self._residual[int(d)] = np.array(row, np.float32)
 
 
-# --- the checkpoint itself -------------------------------------------------------------------------
+# --- the checkpoint itself ----------------------------------------------------------------------
 
 @dataclass
 class SavedRun:
@@ -340,7 +340,7 @@ class Checkpointer:
             record = json.loads(line)
             self._lines[record.pop("run")].append(record)
 
-    # --- what a resumed run takes up ---------------------------------------------------------------
+    # --- what a resumed run takes up -----------------------------------------------------------
     def central(self) -> tuple[np.ndarray | None, float] | None:
         """(parameters, CPU seconds) of the finished centralized baseline, or None."""
         saved = self.state.get("centralized")
