@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 from typing import Any, NoReturn
@@ -169,22 +170,84 @@ def _display(args: argparse.Namespace, command: str) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .sim import load_config, mpi_world, simulate, summary_table
+    from .sim import CheckpointError, load_config, mpi_world
     from .sim.config import user_message
     # dp-accounting logs through absl when it drops an RDP order it cannot evaluate; harmless
     # (the bound uses the other orders) and noisy in a progress display.
     logging.getLogger("absl").setLevel(logging.ERROR)
-    overrides = {k: getattr(args, k) for k in _FLAG_HELP}
+    out = args.resume
     try:
-        _display(args, "simulate")
-        cfg = load_config(args.config, **overrides)
-    except ValueError as exc:
-        print(f"privcity simulate: {user_message(str(exc))}", file=sys.stderr)
-        return 2
-    code, results = _guarded("simulate", lambda: simulate(cfg, comm=mpi_world(),
-                                                          progress=not args.quiet), cfg)
+        comm = mpi_world()
+        try:
+            if args.resume:
+                cfg = _resume_config(args, comm)
+                if cfg is None:  # a gateway rank: rank 0 says why there is nothing to resume
+                    return 0
+            else:
+                _display(args, "simulate")
+                cfg = load_config(args.config, **{k: getattr(args, k) for k in _FLAG_HELP})
+        except (ValueError, CheckpointError) as exc:
+            print(f"privcity simulate: {user_message(str(exc))}", file=sys.stderr)
+            return 2
+        out = cfg.out
+        return _simulate_run(args, cfg, comm)
+    except KeyboardInterrupt as exc:  # (privcity.sim.Interrupted: SIGINT or SIGTERM)
+        return _stopped(str(exc) or "interrupted", getattr(exc, "hint", "")
+                        or _resume_hint(out), 130, getattr(exc, "abandon", False))
+
+
+def _resume_config(args: argparse.Namespace, comm: Any) -> Any:
+    """The settings of the run --resume OUT continues (every setting flag refused: they are
+    the run's own), or None on a gateway rank when rank 0 refused."""
+    from .sim import resume_config
+    given = ["--config"] if args.config else []
+    given += ["--" + k.replace("_", "-") for k in _FLAG_HELP if getattr(args, k) is not None]
+    if args.overwrite:
+        given.append("--overwrite")
+    if given:
+        raise ValueError(f"--resume takes every setting from {args.resume}'s checkpoint: "
+                         f"leave out {', '.join(given)}")
+    return resume_config(args.resume, comm)
+
+
+def _resume_hint(out: str | None) -> str:
+    if out and os.path.exists(os.path.join(out, "checkpoint.npz")):
+        return f"continue with: privcity simulate --resume {out}"
+    return "nothing was saved"
+
+
+def _stopped(what: str, hint: str, code: int, abandon: bool) -> int:
+    """One line on stderr for a run that stopped before its end; exit status ``code``. A run
+    that left an MPI exchange half done (``abandon``) cannot finalize with its ranks: the
+    process leaves at once (the launcher then ends the other ranks)."""
+    print(f"privcity simulate: {what}; {hint}" if hint else f"privcity simulate: {what}",
+          file=sys.stderr)
+    if abandon:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _simulate_run(args: argparse.Namespace, cfg: Any, comm: Any) -> int:
+    from .sim import CheckpointError, RankFailure, simulate, summary_table
+
+    def run() -> Any:
+        try:
+            return simulate(cfg, comm=comm, progress=not args.quiet, resume=bool(args.resume),
+                            overwrite=args.overwrite, rank_timeout=args.rank_timeout)
+        except RankFailure as exc:
+            return _stopped(str(exc), exc.hint, 1, True)
+        except CheckpointError as exc:
+            return _stopped(str(exc), exc.hint and ("the previous checkpoint stands: " + exc.hint
+                                                    if exc.kind == "write" else exc.hint),
+                            1 if exc.kind == "write" else 2, False)
+
+    code, results = _guarded("simulate", run, cfg)
     if code is not None:
         return code
+    if isinstance(results, int):  # stopped early, the line printed
+        return results
     if results is None:  # a gateway rank
         return 0
     if args.json:
@@ -218,8 +281,12 @@ def _sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"privcity sweep: {user_message(str(exc))}", file=sys.stderr)
         return 2
-    code, runs = _guarded("sweep", lambda: sweep(cfg, eps, comm=mpi_world(),
-                                                 progress=not args.quiet), cfg)
+    try:
+        code, runs = _guarded("sweep", lambda: sweep(cfg, eps, comm=mpi_world(),
+                                                     progress=not args.quiet), cfg)
+    except KeyboardInterrupt as exc:  # (privcity.sim.Interrupted: SIGINT or SIGTERM)
+        return _stopped(str(exc) or "interrupted", "a sweep is not resumable: run it again",
+                        130, getattr(exc, "abandon", False))
     if code is not None:
         return code
     if runs is None:  # a gateway rank
@@ -310,7 +377,31 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         epilog=_figures_help(), formatter_class=_EpilogAsWritten)
     _add_settings(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--resume", metavar="OUT",
+                   help="continue the run in OUT from its last checkpoint (written after every "
+                        "round: each run's model and the server's log, from which the accountant "
+                        "and the noise streams are replayed; the rounds so far are in "
+                        "OUT/rounds.jsonl; no keys) to the results an uninterrupted run gives, on "
+                        "any number of ranks; its settings are the checkpoint's")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run --out holds (without it such a directory is refused; "
+                        "a lock file keeps two runs out of one directory)")
+    p.add_argument("--rank-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+                   help="under mpiexec: rank 0 stops the run, naming the rank, when a gateway "
+                        "rank has not answered for this long (it died or hangs; the checkpoint "
+                        "of the last round stands) (default 120)")
     p.set_defaults(func=_simulate, parser=p)
+
+
+def _seconds(text: str) -> float:
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

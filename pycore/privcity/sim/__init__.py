@@ -5,17 +5,24 @@ Usage::
     privcity simulate                           # one process, the built-in defaults
     privcity simulate --config city.toml --devices 5000 --rounds 30 --out runs/a
     mpiexec -n 4 privcity simulate --devices 100000 --sample-rate 0.01
+    privcity simulate --resume runs/a           # an interrupted run, on to its end (any P)
 
 Rank 0 aggregates; ranks 1..P-1 host contiguous blocks of devices (see
 :mod:`privcity.sim.runner`). For a fixed seed the results do not depend on P.
 """
+from .checkpoint import CheckpointError as CheckpointError
 from .config import SimConfig as SimConfig
 from .config import load_config as load_config
+from .control import Interrupted as Interrupted
+from .control import RankFailure as RankFailure
 from .runner import calibrate_noise_multiplier as calibrate_noise_multiplier
+from .runner import resume_config as resume_config
 from .runner import simulate as simulate
 from .runner import summary_table as summary_table
 
-__all__ = ["SimConfig", "calibrate_noise_multiplier", "load_config", "simulate", "summary_table"]
+__all__ = ["CheckpointError", "Interrupted", "RankFailure", "SimConfig",
+           "calibrate_noise_multiplier", "load_config", "resume_config", "simulate",
+           "summary_table"]
 
 
 def mpi_world():

@@ -25,6 +25,7 @@ Each run trains three models on the same city: (a) centralized, on the pooled ra
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -43,17 +44,20 @@ from cryptography.hazmat.primitives import serialization
 from ..crypto.envelope import build_header
 from ..crypto.pki import verify_certificate
 from ..dp import Accountant, AdaptiveClipping
-from ..errors import PrivacyBudgetExceeded
+from ..errors import PrivacyBudgetExceeded, PrivcityError
 from ..fl import Aggregator, DistributedDPFedAvg, DPFedAvg, FedAvg, Gateway, GatewayReport
 from ..fl.rounds import AGGREGATOR_ID, sampled_devices, secure_scale_bits, secure_value_limit
 from ..noise import SecureRNG
+from .checkpoint import (Checkpointer, CheckpointError, TrackedFeedback, read_config,
+                         replay_server, server_entry, strategy_check, write_atomic)
 from .config import SECURE_FAILURE_WARN, SimConfig
+from .control import RANK_TIMEOUT, Interrupted, Interrupts, RankFailure, claim_out
 from .datasets import city
 from .secure import (DDG_BITS, DDG_FLOOR_FAILURE, block_starts, ddg_floor_miss,
                      distributed_strategy, failure_warning, rotation_seed, secagg_blocks,
                      secure_step, secure_summary)
 
-__all__ = ["calibrate_noise_multiplier", "simulate", "summary_table"]
+__all__ = ["calibrate_noise_multiplier", "resume_config", "simulate", "summary_table"]
 
 TEST_DEVICES = 500  # pseudo-devices of the held-out test population
 TEST_SAMPLES_MAX = 200  # records per test pseudo-device at most: the test set stays <= 100,000
@@ -213,6 +217,8 @@ class _Local:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.ranks = 1
+        self.requests: list[str] = []  # (only gateway ranks' signals travel: none here)
+        self.finished = False
 
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
         return [_gateway_round(self.gateway, msg)]
@@ -220,29 +226,56 @@ class _Local:
     def enrolments(self, round_index: int, sample_rate: float) -> list[list[Any]]:
         return [self.gateway.enrolments(round_index, sample_rate=sample_rate)]
 
+    def feedback(self) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k residuals that changed since the last call, for the checkpoint."""
+        return self.gateway.feedback.take_changed()
+
+    def restore_feedback(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        self.gateway.feedback.load(ids, rows, keep=lambda d: True)
+
     def finish(self) -> None:
         """Nothing to tell: the gateway lives in this process and simply goes unused."""
+        self.finished = True
+
+    def stop(self) -> None:
+        """Nothing to tell (see finish)."""
 
 
-def _wait(comm: Any, source: int, tag: int) -> None:
+class _Deadline:
+    """When rank 0 stops waiting for a gateway rank's answer: --rank-timeout after it asked.
+    (Gateways wait for rank 0 without one: its centralized baseline may take long.)"""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.at = timeout, time.monotonic() + timeout
+
+    def check(self, rank: int) -> None:
+        if time.monotonic() > self.at:
+            raise RankFailure(f"rank {rank} did not answer within {self.timeout:g} s "
+                              "(--rank-timeout): it died or hangs", rank=rank)
+
+
+def _wait(comm: Any, source: int, tag: int, deadline: _Deadline | None = None) -> None:
     """Sleeps until a message from ``source`` with ``tag`` has arrived: MPICH's blocking calls
     spin, and a waiting rank must not take the CPU of a working one when ranks outnumber cores."""
     delay = 1e-5
     while not comm.Iprobe(source=source, tag=tag):
+        if deadline is not None:
+            deadline.check(source)
         time.sleep(delay)
         delay = min(delay * 2, 2e-3)
 
 
-def _recv_patiently(comm: Any, source: int) -> Any:
+def _recv_patiently(comm: Any, source: int, deadline: _Deadline | None = None) -> Any:
     """Small metadata (pickled, lowercase recv)."""
-    _wait(comm, source, _TAG)
+    _wait(comm, source, _TAG, deadline)
     return comm.recv(source=source, tag=_TAG)
 
 
-def _recv_buffer(comm: Any, source: int, out: np.ndarray) -> np.ndarray:
+def _recv_buffer(comm: Any, source: int, out: np.ndarray,
+                 deadline: _Deadline | None = None) -> np.ndarray:
     """A numpy buffer (float32 or uint8) through the uppercase Recv, into ``out``."""
     from mpi4py import MPI
-    _wait(comm, source, _TAG_BUF)
+    _wait(comm, source, _TAG_BUF, deadline)
     comm.Recv([out, MPI.FLOAT if out.dtype == np.float32 else MPI.BYTE], source=source,
               tag=_TAG_BUF)
     return out
@@ -252,6 +285,22 @@ def _send_buffer(comm: Any, dest: int, buf: np.ndarray) -> None:
     from mpi4py import MPI
     comm.Send([buf, MPI.FLOAT if buf.dtype == np.float32 else MPI.BYTE], dest=dest,
               tag=_TAG_BUF)
+
+
+def _send_patiently(comm: Any, dest: int, message: Any, deadline: _Deadline) -> None:
+    """Rank 0's send to a gateway rank (a numpy buffer through Isend, else pickled through
+    isend), given up at ``deadline``: a large message waits for the receiver, which may hang."""
+    from mpi4py import MPI
+    if isinstance(message, np.ndarray):
+        req = comm.Isend([message, MPI.FLOAT if message.dtype == np.float32 else MPI.BYTE],
+                         dest=dest, tag=_TAG_BUF)
+    else:
+        req = comm.isend(message, dest=dest, tag=_TAG)
+    delay = 1e-5
+    while not req.Test():
+        deadline.check(dest)
+        time.sleep(delay)
+        delay = min(delay * 2, 2e-3)
 
 
 _TAG = 71      # metadata: pickled dicts and reports without their envelopes
@@ -264,9 +313,12 @@ class _MPI:
     that waits can sleep). Metadata travels pickled; the parameters and the sealed envelopes
     travel as buffers (one float32 array, one byte string per report)."""
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, timeout: float = RANK_TIMEOUT) -> None:
         self.comm = comm
         self.ranks = comm.Get_size()
+        self.timeout = timeout
+        self.requests: list[str] = []  # signals gateway ranks got ("rank 2 got SIGTERM")
+        self.finished = False  # the gateways left this run's loop
 
     def round(self, msg: dict[str, Any]) -> list[GatewayReport]:
         params = msg["params"]
@@ -275,43 +327,95 @@ class _MPI:
         params = np.ascontiguousarray(params)
         meta = {k: v for k, v in msg.items() if k != "params"}
         meta["n_params"] = int(params.shape[0])
+        deadline = _Deadline(self.timeout)
         for dest in range(1, self.ranks):
-            self.comm.send(meta, dest=dest, tag=_TAG)
-            _send_buffer(self.comm, dest, params)
-        return [self._report(src) for src in range(1, self.ranks)]
+            with _link(dest):
+                _send_patiently(self.comm, dest, meta, deadline)
+                _send_patiently(self.comm, dest, params, deadline)
+        return [self._report(src, deadline) for src in range(1, self.ranks)]
 
     def enrolments(self, round_index: int, sample_rate: float) -> list[list[Any]]:
         """Each gateway's enrolment requests for the round's sampled devices (in rank order)."""
-        ask = {"phase": "enrol", "round": round_index, "sample_rate": sample_rate}
-        for dest in range(1, self.ranks):
-            self.comm.send(ask, dest=dest, tag=_TAG)
-        return [_recv_patiently(self.comm, src) for src in range(1, self.ranks)]
+        return self._ask({"phase": "enrol", "round": round_index, "sample_rate": sample_rate})
 
-    def _report(self, src: int) -> GatewayReport:
+    def _ask(self, question: dict[str, Any]) -> list[Any]:
+        """Each gateway's answer to ``question`` (in rank order)."""
+        deadline = _Deadline(self.timeout)
+        for dest in range(1, self.ranks):
+            with _link(dest):
+                _send_patiently(self.comm, dest, question, deadline)
+        out = []
+        for src in range(1, self.ranks):
+            with _link(src):
+                out.append(_recv_patiently(self.comm, src, deadline))
+        return out
+
+    def feedback(self) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k residuals that changed on any gateway since the last call (by device id)."""
+        parts = [p for p in self._ask({"phase": "feedback"}) if p[0].size]
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def restore_feedback(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Each gateway keeps the residuals of its own devices (a resumed run's split may
+        differ from the checkpointed one's)."""
+        deadline = _Deadline(self.timeout)
+        for dest in range(1, self.ranks):
+            with _link(dest):
+                _send_patiently(self.comm, dest, {"phase": "restore_feedback", "ids": ids,
+                                                  "rows": rows}, deadline)
+
+    def _report(self, src: int, deadline: _Deadline) -> GatewayReport:
         # Gateway ranks run this package's code and send pickled metadata: a rank is trusted
         # code (unpickling runs what it sends). What its logic reports is checked by the
         # aggregator (_checked_report, admit_blocks, open); a message out of this protocol
         # breaks the exchange with that rank, so it stops the run with its rank named.
-        message = _recv_patiently(self.comm, src)
+        with _link(src):
+            message = _recv_patiently(self.comm, src, deadline)
         try:
-            report, lengths = message
+            report, lengths, signalled = message
             ok = isinstance(lengths, list) and all(
                 isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31
-                for n in lengths) and sum(lengths) < 2**34
+                for n in lengths) and sum(lengths) < 2**34 \
+                and (signalled is None or isinstance(signalled, str))
         except (TypeError, ValueError):
             ok = False
         if not ok:
             raise RuntimeError(f"rank {src} sent a report outside the protocol; stopping")
+        if signalled:
+            self.requests.append(f"rank {src} got {signalled}")
         total = int(sum(lengths))
         if total:
-            buf = _recv_buffer(self.comm, src, np.empty(total, np.uint8))
+            with _link(src):
+                buf = _recv_buffer(self.comm, src, np.empty(total, np.uint8), deadline)
             ends = np.cumsum(lengths).tolist()
             report.envelopes = [buf[e - n:e].tobytes() for e, n in zip(ends, lengths)]
         return report
 
-    def finish(self) -> None:
+    def finish(self, message: Any = None) -> None:
+        """Ends the gateways' loop of this run (None), or every loop ({"phase": "stop"})."""
+        deadline = _Deadline(self.timeout)
         for dest in range(1, self.ranks):
-            self.comm.send(None, dest=dest, tag=_TAG)
+            with _link(dest):
+                _send_patiently(self.comm, dest, message, deadline)
+        self.finished = True
+
+    def stop(self) -> None:
+        """Tells every gateway rank to stop now (an interrupted run): they leave their
+        loops and the job ends together."""
+        self.finish({"phase": "stop"})
+
+
+@contextlib.contextmanager
+def _link(rank: int) -> Any:
+    """An MPI error talking to ``rank`` (its process gone) as a RankFailure naming it."""
+    from mpi4py import MPI
+    try:
+        yield
+    except MPI.Exception as exc:
+        raise RankFailure(f"the link to rank {rank} failed ({exc.Get_error_string()})",
+                          rank=rank) from None
 
 
 def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
@@ -323,19 +427,31 @@ def _gateway_round(gateway: Gateway, msg: dict[str, Any]) -> GatewayReport:
                              secure=msg.get("secure"))
 
 
-def _gateway_loop(comm: Any, gateway: Gateway) -> None:
+def _gateway_loop(comm: Any, gateway: Gateway, control: Interrupts,
+                  devices: range | None = None) -> bool:
+    """Serves rank 0 for one run; True when rank 0 stopped the whole job ({"phase": "stop"})."""
     while True:
         meta = _recv_patiently(comm, 0)
         if meta is None:
-            return
-        if meta.get("phase") == "enrol":
+            return False
+        phase = meta.get("phase")
+        if phase == "stop":
+            return True
+        if phase == "enrol":
             comm.send(gateway.enrolments(meta["round"], sample_rate=meta["sample_rate"]), dest=0,
                       tag=_TAG)
+            continue
+        if phase == "feedback":
+            comm.send(gateway.feedback.take_changed(), dest=0, tag=_TAG)
+            continue
+        if phase == "restore_feedback":
+            mine = devices if devices is not None else range(0)
+            gateway.feedback.load(meta["ids"], meta["rows"], keep=mine.__contains__)
             continue
         params = _recv_buffer(comm, 0, np.empty(meta.pop("n_params"), np.float32))
         report = _gateway_round(gateway, {**meta, "params": params})
         envelopes, report.envelopes = report.envelopes, []
-        comm.send((report, [len(e) for e in envelopes]), dest=0, tag=_TAG)
+        comm.send((report, [len(e) for e in envelopes], control.requested), dest=0, tag=_TAG)
         if envelopes:
             _send_buffer(comm, 0, np.frombuffer(b"".join(envelopes), np.uint8))
 
@@ -345,11 +461,13 @@ def _make_gateway(cfg: SimConfig, train: Any, model: Any, devices: range,
                   threads: int | None = None) -> Gateway:
     from ..models import load_kernels
     load_kernels(model)  # part of the setup, not of the first round
-    return Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
-                   seed=cfg.seed, aggregator_certificate=aggregator_cert,
-                   epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                   trust_anchor=trust_anchor, crl=crl, compression=cfg.compression(),
-                   threads=threads)
+    gateway = Gateway(model=model, data=train, devices=np.arange(devices.start, devices.stop),
+                      seed=cfg.seed, aggregator_certificate=aggregator_cert,
+                      epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                      trust_anchor=trust_anchor, crl=crl, compression=cfg.compression(),
+                      threads=threads)
+    gateway.feedback = TrackedFeedback()  # top-k residuals: each checkpoint takes the changed
+    return gateway
 
 
 def _threads_per_rank(comm: Any) -> int:
@@ -417,7 +535,9 @@ def _rank_devices(cfg: SimConfig, population: int, gateways: int) -> list[np.nda
 
 def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregator,
                model: Any, test: Any, init: np.ndarray, progress: bool,
-               population: int, records: int) -> dict[str, Any]:
+               population: int, records: int, keeper: Checkpointer | None = None,
+               control: Interrupts | None = None) -> dict[str, Any]:
+    name = "fl_dp" if dp else "fl"
     params = init.copy()
     run_started = time.perf_counter()
     strategy = aggregator.strategy
@@ -425,6 +545,7 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     rounds: list[dict[str, Any]] = []
     stopped = None
     first = None  # (round, global parameters) of the first round any device reported in
+    log: list[dict[str, Any]] = []  # what the server gave the strategy (the checkpoint's)
     bar = _Progress("fl+dp" if dp else "fl", cfg.rounds, progress)
     every = cfg.eval_every or auto_eval_every(cfg, test.X.shape[0], records, population)
     distributed = isinstance(strategy, DistributedDPFedAvg)
@@ -433,12 +554,32 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
     evaluate = model.evaluator(test.X, test.y)  # the test set checked once, not at every pass
     evaluation = time.perf_counter() - t_eval  # seconds evaluating the test set
     reading = 0.0  # and reading the epsilon
-    for r in range(cfg.rounds):
+    saved = keeper.saved_run(name) if keeper is not None else None
+    if saved is not None:  # a resumed run: the rounds done, the strategy replayed to them
+        params, rounds, log, first = saved.params.copy(), saved.rounds, saved.log, saved.first
+
+        def cohort_of(r: int) -> np.ndarray:  # the server's sample of round r (as below)
+            return sampled_devices(cfg.seed, r, np.arange(population),
+                                   sample_rate=cfg.round_rate(r, population))
+
+        replay_server(strategy, log, n_params=aggregator.n_params, check=saved.check,
+                      cohort_of=cohort_of)
+        if saved.feedback is not None:
+            transport.restore_feedback(*saved.feedback)
+        run_started -= saved.timers["wall"]
+        evaluation += saved.timers["evaluation"]
+        reading += saved.timers["epsilon"]
+        bar.update(len(rounds), metric, rounds[-1]["score"], rounds[-1]["epsilon"], "resumed")
+    topk = aggregator.compression.kind == "topk"
+    for r in range(len(rounds), cfg.rounds):
         try:
             strategy.check_budget()
         except PrivacyBudgetExceeded as exc:
             stopped = str(exc)
             break
+        if control is not None:
+            control.hold()  # a signal now stops the run after this round, once it is saved
+        events = len(strategy.accountant.events) if dp else 0
         clip = strategy.clip_norm()
         secure = None
         if cfg.secure_aggregation:
@@ -488,12 +629,14 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             aggregator.receiver.discard_before(msg["epoch"] + 1)
             params = aggregator.step(params, opened.device_ids, opened.updates, opened.bits, r)
             reported, lost = int(opened.device_ids.size), 0
+            unclipped = int(np.count_nonzero(opened.bits == 1))
             sent = int(sum(len(e) for rep in reports for e in rep.envelopes))
         else:
             params, reported, dropped = secure_step(aggregator, params, r, secure, cohort,
                                                     dict(zip(gateways, reports)), refusals)
             lost = sum(rep.secure_lost for rep in reports)
             sent = sum(rep.secure_bytes for rep in reports)
+            unclipped = 0
         t2 = time.perf_counter()
         step_accounting = strategy.last_accounting_seconds if dp else 0.0
         # One evaluation (the score is one of its metrics), every eval_every rounds and last
@@ -533,6 +676,17 @@ def _federated(cfg: SimConfig, *, dp: bool, transport: Any, aggregator: Aggregat
             first = (r, before)
         bar.update(r + 1, metric, rounds[-1]["score"], eps,
                    "dropped: too few noise shares" if extra.get("dropped") else "")
+        log.append(server_entry(strategy, r, events, reported=reported, unclipped=unclipped))
+        if keeper is not None:
+            keeper.round_done(name, params=params, record=rounds[-1], entry=log[-1],
+                              check=strategy_check(strategy), first=first,
+                              feedback=transport.feedback() if topk else None,
+                              timers={"wall": time.perf_counter() - run_started,
+                                      "evaluation": evaluation, "epsilon": reading})
+        if control is not None:
+            for request in transport.requests:
+                control.request(request)
+            control.release()  # (raises Interrupted if a stop was asked for meanwhile)
     bar.close()
     if rounds and rounds[-1]["score"] is None:  # stopped by the budget between evaluations
         t3 = time.perf_counter()
@@ -682,16 +836,82 @@ def _percentiles(xs: list[float]) -> dict[str, float]:
 
 
 def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True,
-             shared: dict[str, Any] | None = None) -> dict[str, Any] | None:
+             shared: dict[str, Any] | None = None, resume: bool = False,
+             overwrite: bool = False, rank_timeout: float = RANK_TIMEOUT,
+             checkpoint: bool = True) -> dict[str, Any] | None:
     """Run the simulation; rank 0 (or the only process) returns the results dict and writes
     ``cfg.out``/metrics.json; other ranks return None. ``comm``: an mpi4py communicator with
     at least 2 ranks, or None for one process. ``shared``: a dict that the first run fills with
     its centralized and FL runs and later runs take them from (a sweep over epsilon: only the
-    DP run changes); the caller keeps every setting but the DP ones equal."""
+    DP run changes); the caller keeps every setting but the DP ones equal.
+
+    After every round the run checkpoints itself in ``cfg.out`` (:mod:`privcity.sim.checkpoint`)
+    and appends the round to ``cfg.out``/rounds.jsonl. ``resume``: continue the run whose
+    checkpoint ``cfg.out`` holds (``cfg`` from :func:`resume_config`), on any number of ranks,
+    to the results of an uninterrupted run. A directory holding another run is refused
+    (ValueError) unless ``overwrite``; a lock keeps two runs out of one directory.
+    SIGINT/SIGTERM stop the run after the round in progress (:class:`Interrupted`);
+    ``rank_timeout``: seconds rank 0 waits for a gateway rank before it stops the run
+    (:class:`RankFailure`). ``checkpoint=False`` writes neither checkpoints nor rounds.jsonl (a
+    run that cannot be resumed; the sweep's runs, which share their first runs, write none)."""
     cfg.validate()
+    if not (isinstance(rank_timeout, (int, float)) and math.isfinite(rank_timeout)
+            and rank_timeout > 0):
+        raise ValueError(f"rank_timeout must be a finite number of seconds > 0, not "
+                         f"{rank_timeout!r}")
+    if resume and (shared is not None or not checkpoint):
+        raise ValueError("resume needs the run's checkpoint (not a sweep's run, not "
+                         "checkpoint=False)")
     rank = 0 if comm is None else comm.Get_rank()
     size = 1 if comm is None else comm.Get_size()
-    if rank == 0:  # fail now, not after the whole run
+    lock, keeper, error = None, None, None
+    control = Interrupts(gateway=rank > 0, mpi=size > 1)
+    try:
+        with control:
+            control.hold()  # the claim and the setup: collective calls on every rank
+            if rank == 0:  # fail now, not after the whole run
+                try:
+                    lock, keeper = _claim(cfg, shared, resume=resume, overwrite=overwrite,
+                                          checkpoint=checkpoint)
+                except (ValueError, PrivcityError) as exc:
+                    error = exc
+            if size > 1 and comm.bcast(error is not None, root=0) and rank:
+                return None  # rank 0 refused the run and says why
+            if error is not None:
+                raise error
+            if comm is None or size == 1:
+                return _simulate(cfg, None, 0, 1, progress, shared, keeper, control)
+            try:
+                return _simulate(cfg, comm, rank, size, progress, shared, keeper, control,
+                                 rank_timeout)
+            except (Interrupted, RankFailure, CheckpointError):
+                raise  # rank 0 stops the gateways, or leaves without them (abandon)
+            except BaseException as exc:
+                # The other ranks would wait for this one forever: report and take the job down.
+                sys.stderr.write(f"privcity simulate: rank {rank} failed: {exc!r}\n")
+                sys.stderr.flush()
+                comm.Abort(1)
+                raise
+    except (Interrupted, RankFailure, CheckpointError) as exc:
+        if not getattr(exc, "abandon", False):
+            control.stop_gateways()
+        if keeper is not None:
+            exc.hint = f"{keeper.progress()}; continue with: privcity simulate --resume {cfg.out}"
+        raise
+    except BaseException:
+        if keeper is not None and not resume:
+            keeper.discard_if_empty()  # a run that failed in its setup leaves no files
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _claim(cfg: SimConfig, shared: dict[str, Any] | None, *, resume: bool, overwrite: bool,
+           checkpoint: bool) -> tuple[Any, Checkpointer | None]:
+    """Rank 0's hold on cfg.out: (its lock, the checkpoint writer) or (None, None) for a
+    sweep's run (the sweep owns the directory; it only checks that it can write there)."""
+    if shared is not None:
         try:
             os.makedirs(cfg.out, exist_ok=True)
             probe = os.path.join(cfg.out, ".privcity-write-test")
@@ -699,16 +919,46 @@ def simulate(cfg: SimConfig, *, comm: Any = None, progress: bool = True,
             os.unlink(probe)
         except OSError as exc:
             raise ValueError(f"config field 'out': cannot write to {cfg.out!r} ({exc})") from None
-    if comm is None or size == 1:
-        return _simulate(cfg, None, 0, 1, progress, shared)
+        return None, None
+    lock, note = claim_out(cfg.out, resume=resume, overwrite=overwrite)
     try:
-        return _simulate(cfg, comm, rank, size, progress, shared)
-    except BaseException as exc:
-        # The other ranks would wait for this one forever: report and take the job down.
-        sys.stderr.write(f"privcity simulate: rank {rank} failed: {exc!r}\n")
-        sys.stderr.flush()
-        comm.Abort(1)
+        if note:
+            sys.stderr.write(f"privcity simulate: note: {note}\n")
+        if not checkpoint:
+            return lock, None
+        keeper = Checkpointer.resume(cfg.out) if resume else \
+            Checkpointer.start(cfg.out, cfg.to_dict())
+    except BaseException:
+        lock.release()
         raise
+    return lock, keeper
+
+
+def resume_config(out: str, comm: Any = None) -> SimConfig | None:
+    """The settings of the run whose checkpoint ``out`` holds (rank 0 reads it and tells the
+    other ranks), its ``out`` set to ``out``. Rank 0 raises CheckpointError if there is nothing
+    to resume; the other ranks then get None."""
+    rank = 0 if comm is None else comm.Get_rank()
+    got: Any = None
+    if rank == 0:
+        try:
+            got = read_config(out)
+        except CheckpointError as exc:
+            got = exc
+    if comm is not None and comm.Get_size() > 1:
+        told = comm.bcast(None if isinstance(got, Exception) else got, root=0)
+        if rank:
+            got = told
+    if isinstance(got, Exception):
+        raise got
+    if got is None:
+        return None
+    try:
+        cfg = SimConfig(**{**got, "out": out})
+    except TypeError as exc:
+        raise CheckpointError(f"{out}: the checkpoint's settings do not fit ({exc})",
+                              kind="mismatch") from None
+    return cfg.validate()
 
 
 def _baseline_sample(cfg: SimConfig, population: int) -> np.ndarray | None:
@@ -744,7 +994,8 @@ class _Census:
 
 
 def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
-              shared: dict[str, Any] | None = None) -> dict[str, Any] | None:
+              shared: dict[str, Any] | None, keeper: Checkpointer | None, control: Interrupts,
+              rank_timeout: float = RANK_TIMEOUT) -> dict[str, Any] | None:
     started = time.perf_counter()
     say = _Setup(progress and rank == 0, started)
     if size == 1 or rank == 0:
@@ -842,12 +1093,15 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                       for p in pki]
     elif rank == 0:
         say(f"ranks 1..{size - 1}: gateways generating their blocks of devices")
-        transports = [_MPI(comm), _MPI(comm)]
+        transports = [_MPI(comm, rank_timeout), _MPI(comm, rank_timeout)]
     else:
         for p in pki:
             gw = _make_gateway(cfg, train, model, mine, *p, threads=threads)
-            _gateway_loop(comm, gw)
+            if _gateway_loop(comm, gw, control, mine):
+                break  # rank 0 stopped the job
         return None
+    control.stop_gateways = _stopper(transports)
+    control.release()  # the setup is done: a stop asked for meanwhile happens now
 
     # (a) centralized baseline on the pooled raw data (of a sample of devices, if asked)
     from ..models import train_centralized
@@ -870,12 +1124,18 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         central, central_cpu = None, 0.0
     elif shared and "central" in shared:  # a sweep's later run: the same baseline
         central, central_cpu = shared["central"]
+    elif keeper is not None and keeper.central() is not None:  # a resumed run's
+        central, central_cpu = keeper.central()
     else:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence reported, not warned
             central = train_centralized(model, init, base.X, base.y,
                                         epochs=cfg.centralized_epochs,
                                         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
         central_cpu = time.process_time() - t0
+    if keeper is not None and keeper.central() is None:
+        control.hold()  # (a signal meanwhile stops the run once the checkpoint is written)
+        keeper.central_done(central, central_cpu)
+        control.release()
     phases["centralized"] = time.perf_counter() - wall0
     baseline_records = rows
     # The attacks read a CSV's devices again (a synthetic city's they regenerate by id).
@@ -893,7 +1153,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         plain = _federated(cfg.for_run("fl", census.n_devices), dp=False,
                            transport=transports[0], aggregator=agg_plain,
                            model=model, test=test, init=init, progress=progress,
-                           population=census.n_devices, records=census.n_records)
+                           population=census.n_devices, records=census.n_records,
+                           keeper=keeper, control=control)
     transports[0].finish()
     if shared is not None:
         shared.setdefault("central", (central, central_cpu))
@@ -902,7 +1163,7 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
         dp = _federated(cfg.for_run("fl_dp", census.n_devices), dp=True,
                         transport=transports[1], aggregator=agg_dp, model=model,
                         test=test, init=init, progress=progress, population=census.n_devices,
-                        records=census.n_records)
+                        records=census.n_records, keeper=keeper, control=control)
     else:
         dp = _not_run(agg_dp, init)
     transports[1].finish()
@@ -948,6 +1209,8 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
     results["warnings"] = advice
     if target_rule:
         results["target_rule"] = target_rule
+    if keeper is not None:
+        results["checkpoint"] = keeper.summary()
     # The trainings are saved before anything else runs on them: an attack, the report or a
     # model file that fails must not take the run's results with it.
     _write_metrics(cfg.out, results)
@@ -982,8 +1245,23 @@ def _simulate(cfg: SimConfig, comm: Any, rank: int, size: int, progress: bool,
                                      results)
     results["phases"]["report_and_models"] = time.perf_counter() - wall0
     results["wall_seconds"] = time.perf_counter() - started
+    control.hold()  # the results are written whole, and then the run is over
     _write_metrics(cfg.out, results)
+    if keeper is not None:
+        keeper.finish()
+    control.holding, control.requested = 0, None
     return results
+
+
+def _stopper(transports: list[Any]) -> Any:
+    """What stops the gateway ranks of an interrupted run: one "stop" message, unless their
+    loops have all ended (the federated runs are over, nothing listens any more)."""
+    def stop() -> None:
+        if not all(getattr(t, "finished", False) for t in transports):
+            transports[0].stop()
+            for t in transports:
+                t.finished = True
+    return stop
 
 
 def _phases(phases: dict[str, float], plain: dict[str, Any],
@@ -1004,12 +1282,11 @@ def _phases(phases: dict[str, float], plain: dict[str, Any],
 
 
 def _write_metrics(out: str, results: dict[str, Any]) -> None:
-    """out/metrics.json, replaced whole (a crash mid-write leaves the previous one)."""
+    """out/metrics.json, replaced whole (a crash or a full disk mid-write leaves the previous
+    one; CheckpointError names the file and the cause)."""
     os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
+    text = json.dumps(results, indent=1).encode()
+    write_atomic(os.path.join(out, "metrics.json"), lambda f: f.write(text))
 
 
 #: Training records named in each released model's file at most (a seeded sample of members)
