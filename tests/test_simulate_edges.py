@@ -245,10 +245,10 @@ def test_toml_takes_every_option_help_lists(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["simulate", "--help"])
     options = set(re.findall(r"--([a-z][a-z0-9-]+)", capsys.readouterr().out))
-    options -= {"help", "config"}  # (a config file naming itself)
+    options -= {"help", "config", "resume"}  # (a config file naming itself; a run to resume)
     options = {o for o in options if not o.startswith("no-")}  # --no-report: report's
     defaults = SimConfig()
-    values = {"quiet": True, "json": True}
+    values = {"quiet": True, "json": True, "overwrite": True, "rank_timeout": 60}
     for option in options:
         name = option.replace("-", "_")
         if name not in values:
@@ -283,3 +283,17 @@ def test_the_files_the_readme_commands_name_are_shipped():
     assert named == {"examples/city.toml", "examples/readings.csv"}
     assert all((ROOT / p).is_file() for p in named)
     assert cfg.task == "traffic" and train.n_devices == 40 and train.task_type == "regression"
+
+
+@pytest.mark.parametrize("line", ["rank_timeout = -1", "rank-timeout = true", "overwrite = 1"])
+def test_a_bad_command_option_in_toml_is_refused_naming_the_key_and_file(tmp_path, capsys, line):
+    # Prepare
+    toml = tmp_path / "bad.toml"
+    toml.write_text(line + "\n")
+
+    # Execute
+    rc = cli_main(["simulate", "--config", str(toml), "--out", str(tmp_path / "o")])
+
+    # Assert
+    err = capsys.readouterr().err
+    assert rc == 2 and line.split(" = ")[0] in err and str(toml) in err

@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 
 from . import __version__, aes_implementations, backend_info, cpu_features
 
+RANK_TIMEOUT = 120.0  # seconds, --rank-timeout's default
+
 
 def _info(args: argparse.Namespace) -> int:
     report = {
@@ -160,13 +162,15 @@ def _guarded(command: str, run: Any, cfg: Any = None) -> tuple[int | None, Any]:
 
 
 def _display(args: argparse.Namespace, command: str) -> None:
-    """--quiet and --json from the TOML file too (a flag given wins)."""
+    """--quiet, --json, --overwrite and --rank-timeout from the TOML file too (a flag given
+    wins)."""
     from .sim.config import display_options
     opts = display_options(args.config)
-    if "json" in opts and not hasattr(args, "json"):
-        raise ValueError(f"'json' in {args.config}: privcity {command} has no --json")
     for name, value in opts.items():
-        setattr(args, name, getattr(args, name) or value)
+        if not hasattr(args, name):
+            raise ValueError(f"{name!r} in {args.config}: privcity {command} has no "
+                             f"--{name.replace('_', '-')}")
+        setattr(args, name, value if getattr(args, name) is None else getattr(args, name) or value)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -235,7 +239,8 @@ def _simulate_run(args: argparse.Namespace, cfg: Any, comm: Any) -> int:
     def run() -> Any:
         try:
             return simulate(cfg, comm=comm, progress=not args.quiet, resume=bool(args.resume),
-                            overwrite=args.overwrite, rank_timeout=args.rank_timeout)
+                            overwrite=args.overwrite,
+                            rank_timeout=args.rank_timeout or RANK_TIMEOUT)
         except RankFailure as exc:
             return _stopped(str(exc), exc.hint, 1, True)
         except CheckpointError as exc:
@@ -386,7 +391,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run --out holds (without it such a directory is refused; "
                         "a lock file keeps two runs out of one directory)")
-    p.add_argument("--rank-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+    p.add_argument("--rank-timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="under mpiexec: rank 0 stops the run, naming the rank, when a gateway "
                         "rank has not answered for this long (it died or hangs; the checkpoint "
                         "of the last round stands) (default 120)")

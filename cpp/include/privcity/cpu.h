@@ -34,7 +34,7 @@ uint32_t cpu_features() noexcept;
 // numbers: x86-64 none < aesni < vaes256 < vaes512; aarch64 none < armv8 (so AES_ISA_ARMV8
 // shares the value of AES_ISA_AESNI, the first hardware rung; a build only ever has one ladder).
 enum aes_isa : int {
-    AES_ISA_NONE = 0,     // no native kernel; callers fall back to another library
+    AES_ISA_NONE = 0,     // portable constant-time kernels (bitsliced AES, GHASH by integer mul)
     AES_ISA_AESNI = 1,    // AES-NI + PCLMULQDQ + SSE4.1, 128-bit registers
     AES_ISA_VAES256 = 2,  // VAES + VPCLMULQDQ + AVX2, 256-bit registers (no AVX-512 needed)
     AES_ISA_VAES512 = 3,  // VAES + VPCLMULQDQ + AVX-512F/BW/VL, 512-bit registers

@@ -18,9 +18,11 @@ PARTITIONS = ("district", "dirichlet")
 ATTACKS = ("none", "fast", "full")
 RUNS = ("centralized", "fl", "fl_dp")
 TARGET_TYPES = ("auto", "regression", "classification")
-#: Settings of the command line that are not simulation settings (how the result is shown): a
-#: TOML file may set them too (load_config leaves them to the caller: display_options).
-DISPLAY_OPTIONS = ("quiet", "json")
+#: Settings of the command line that are not simulation settings (how the result is shown, how
+#: the run treats its --out and its ranks), with their type: a TOML file may set them too
+#: (load_config leaves them to the caller: display_options).
+DISPLAY_OPTIONS: dict[str, type] = {"quiet": bool, "json": bool, "overwrite": bool,
+                                    "rank_timeout": float}
 
 
 #: How often a secure-aggregation block round may be expected to fail before the run is
@@ -386,17 +388,23 @@ def _read_toml(path: str) -> dict[str, Any]:
     return {**top, **section}
 
 
-def display_options(path: str | None) -> dict[str, bool]:
-    """The DISPLAY_OPTIONS (quiet, json) a TOML file sets, each true or false (ValueError
-    naming the key and file otherwise)."""
+def display_options(path: str | None) -> dict[str, Any]:
+    """The DISPLAY_OPTIONS a TOML file sets: true or false, or (rank_timeout) a number of
+    seconds > 0 (ValueError naming the key and file otherwise)."""
     if not path:
         return {}
     out = {}
     for key, value in _read_toml(path).items():
-        if key.replace("-", "_") in DISPLAY_OPTIONS:
-            if not isinstance(value, bool):
-                raise ValueError(f"{key!r} in {path}: must be true or false (got {value!r})")
-            out[key.replace("-", "_")] = value
+        name = key.replace("-", "_")
+        kind = DISPLAY_OPTIONS.get(name)
+        if kind is bool and not isinstance(value, bool):
+            raise ValueError(f"{key!r} in {path}: must be true or false (got {value!r})")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value) or value <= 0):
+            raise ValueError(f"{key!r} in {path}: must be a number of seconds > 0 "
+                             f"(got {value!r})")
+        if kind is not None:
+            out[name] = value
     return out
 
 
