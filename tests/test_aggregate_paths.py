@@ -53,9 +53,15 @@ out["modular_u64"] = modular_sum(u64)
 np.savez(OUT_PATH, simd=_core.simd_isa_selected(), **out)
 '''
 
-PATHS = ("vaes512", "aesni", "none")
-RUNG = {"vaes512": 2, "aesni": 1, "none": 0}  # one ladder: none/portable < aesni/avx2 < vaes512/avx512
+PATHS = ("vaes512", "aesni", "armv8", "none")
+# one ladder: none/portable < aesni/avx2 < vaes512/avx512 on x86-64, none/portable < armv8/neon
+# on aarch64 (SIMD_NEON = SIMD_AVX2)
+RUNG = {"vaes512": 2, "aesni": 1, "armv8": 1, "none": 0}
 SIMD_RUNG = {_core.SIMD_PORTABLE: 0, _core.SIMD_AVX2: 1, _core.SIMD_AVX512: 2}
+if _core.ISA_ARCH == "aarch64":
+    ALIASES = [("neon", "armv8"), ("portable", "none")]
+else:
+    ALIASES = [("avx512", "vaes512"), ("avx2", "aesni"), ("portable", "none")]
 
 
 def _path(name: str) -> object:
@@ -128,7 +134,7 @@ def test_forced_path_matches_references_and_every_other_path(run_python, in_proc
         assert np.array_equal(value, in_process[name], equal_nan=True), name
 
 
-@pytest.mark.parametrize("alias, same", [("avx512", "vaes512"), ("avx2", "aesni"), ("portable", "none")])
+@pytest.mark.parametrize("alias, same", ALIASES)
 def test_vector_aliases_pick_the_same_level(run_python, alias, same):
     # Prepare
     code = "from privcity import _core; print(_core.simd_isa_selected())"

@@ -677,7 +677,7 @@ print(json.dumps({"simd": _core.simd_isa_selected(), "outputs": out}))
 '''
 
 
-@pytest.mark.parametrize("isa", ["none", "aesni", "vaes512"])
+@pytest.mark.parametrize("isa", ["none", "aesni", "vaes512", "armv8"])
 def test_seeded_encodings_are_bit_identical_on_every_isa_path(isa, run_python):
     # Prepare
     if isa != "none" and isa not in privcity.aes_implementations():
@@ -690,7 +690,7 @@ def test_seeded_encodings_are_bit_identical_on_every_isa_path(isa, run_python):
     # Assert
     assert forced.returncode == 0, forced.stderr
     a, b = json.loads(forced.stdout), json.loads(native.stdout)
-    assert a["simd"] == {"none": 0, "aesni": 1, "vaes512": 2}[isa]
+    assert a["simd"] == {"none": 0, "aesni": 1, "vaes512": 2, "armv8": 1}[isa]  # armv8: neon
     assert a["outputs"] == b["outputs"]
 
 

@@ -96,7 +96,7 @@ def test_bad_arguments_are_refused():
         _core.mask_add_u32(np.zeros(8, np.int64), np.zeros(32, np.uint8), np.ones(1, np.int8))
 
 
-PATHS = ("vaes512", "vaes256", "aesni", "none")
+PATHS = ("vaes512", "vaes256", "aesni", "armv8", "none")
 
 CHILD = r'''
 import sys
