@@ -735,3 +735,52 @@ def test_a_crl_checked_once_does_not_vouch_for_another(ca, other_ca, keys):
         with pytest.raises(CertificateError) as e:
             verify_certificate(c, trust_anchor=ca.certificate, crl=_crl(twin), at=T0 + DAY)
         assert e.value.kind == "crl_bad_signature"
+
+
+def _forgeries(v, other_raw):
+    """VerifiedCertificates made around verify_certificate: each claims another role."""
+    import copy as _copy
+    a = object.__new__(VerifiedCertificate)
+    a.__dict__.update(v.__dict__)
+    b = _copy.copy(v)
+    if b is v:  # (copy returns the object itself: edit a __new__ one instead)
+        b = object.__new__(VerifiedCertificate)
+        b.__dict__.update(v.__dict__)
+    object.__setattr__(b, "issuer_key", other_raw)
+
+    class Sub(VerifiedCertificate):
+        def __post_init__(self):
+            pass
+
+    c = Sub(**{f.name: getattr(v, f.name) for f in dataclasses.fields(v) if f.name != "_token"})
+    d = v  # a genuine one edited in place afterwards (done by the caller)
+    return [a, b, c, d]
+
+
+def test_a_verified_certificate_made_or_edited_around_verify_certificate_is_verified_anew(
+        ca, other_ca, keys):
+    # Prepare: a genuine device certificate of another CA, dressed up as an aggregator of ours
+    anchor_raw = _raw(ca.certificate.public_key())
+    theirs = _issue_verified(other_ca, keys)
+    forged = _forgeries(theirs, anchor_raw)
+    for f in forged:
+        object.__setattr__(f, "issuer_key", anchor_raw)
+        object.__setattr__(f, "role", "aggregator")
+
+    # Execute / Assert: each is verified from its certificate, which our CA did not sign
+    for f in forged:
+        with pytest.raises(CertificateError) as e:
+            verify_certificate(f, trust_anchor=ca.certificate, crl=_crl(ca), at=T0 + DAY)
+        assert e.value.kind in ("wrong_issuer", "bad_signature")
+
+
+def test_an_edited_verified_certificate_of_our_ca_gets_its_certificates_contents_back(ca, keys):
+    # Prepare: ours, its role edited after it was made
+    v = _issue_verified(ca, keys)
+    object.__setattr__(v, "role", "aggregator")
+
+    # Execute
+    got = verify_certificate(v, trust_anchor=ca.certificate, crl=_crl(ca), at=T0 + DAY)
+
+    # Assert: verified anew, the role is the certificate's
+    assert got is not v and got.role == "device" and got.subject_id == "sensor-0042"

@@ -380,3 +380,58 @@ def test_under_mpiexec_a_hung_rank_is_named_within_the_rank_timeout(tmp_path):
     assert took < 30
     with np.load(out / "checkpoint.npz") as z:
         assert json.loads(z["state"].tobytes())["fl"]["rounds"] >= 3
+
+
+# --- crafted checkpoints (review findings) --------------------------------------------------------
+
+def _npz_with(path: Path, members: dict[str, bytes]) -> None:
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("how", ["huge-shape", "not-a-zip", "deep-json", "no-state"])
+def test_a_crafted_checkpoint_is_refused_as_unreadable_never_a_crash(tmp_path, how):
+    # Prepare: OUT/checkpoint.npz made by an attacker (or a broken disk)
+    out = tmp_path / "out"
+    out.mkdir()
+    ckpt = out / "checkpoint.npz"
+    state = np.frombuffer(b"[" * 100_000 if how == "deep-json" else b"{}", np.uint8)
+    buf = __import__("io").BytesIO()
+    np.save(buf, state)
+    if how == "huge-shape":  # 2**45 float64 declared, a few bytes present
+        _npz_with(ckpt, {"state.npy": buf.getvalue(), "w.npy": _npy_header((2**45,)) + b"\0" * 8})
+    elif how == "not-a-zip":
+        ckpt.write_bytes(b"PK\x03\x04" + b"\xff" * 300)
+    elif how == "no-state":
+        _npz_with(ckpt, {"w.npy": _npy_header((2,)) + b"\0" * 16})
+    else:
+        _npz_with(ckpt, {"state.npy": buf.getvalue()})
+
+    # Execute / Assert
+    with pytest.raises(CheckpointError, match="not a readable privcity checkpoint"):
+        resume_config(str(out))
+
+
+def test_the_checkpoint_is_readable_by_its_owner_only_and_temp_names_are_unpredictable(tmp_path):
+    # Prepare: a link planted where a predictable temp name would be
+    target = tmp_path / "victim"
+    target.write_text("keep me")
+    for pid_name in (f".ckpt.npz.tmp-{os.getpid()}",):
+        (tmp_path / pid_name).symlink_to(target)
+
+    # Execute
+    write_atomic(str(tmp_path / "ckpt.npz"), lambda f: f.write(b"data"), private=True)
+
+    # Assert
+    assert target.read_text() == "keep me"
+    assert (tmp_path / "ckpt.npz").stat().st_mode & 0o077 == 0

@@ -33,6 +33,7 @@ import datetime as dt
 import functools
 import hashlib
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -307,6 +308,13 @@ class VerifiedCertificate:
         # Key derivation looks the raw key up for every envelope: encode it once.
         object.__setattr__(self, "_agreement_raw", self.agreement_key.public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+        _GENUINE[self] = _fields_of(self)
+
+    def __copy__(self) -> VerifiedCertificate:
+        return self  # (immutable; a copy would not be one verify_certificate made)
+
+    def __deepcopy__(self, memo: Any) -> VerifiedCertificate:
+        return self
 
     @property
     def agreement_key_bytes(self) -> bytes:
@@ -316,6 +324,26 @@ class VerifiedCertificate:
     def __repr__(self) -> str:
         return (f"VerifiedCertificate(subject_id={self.subject_id!r}, role={self.role!r}, "
                 f"serial_number={self.serial_number:#x})")
+
+
+# Every VerifiedCertificate this module made, with its fields as made: verify_certificate takes
+# its fast path (no second signature check) only for one of these, unchanged. An object built
+# around __init__ (object.__new__, copy, a subclass) or edited since is verified from scratch.
+_GENUINE: weakref.WeakKeyDictionary[VerifiedCertificate, tuple[Any, ...]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _fields_of(v: VerifiedCertificate) -> tuple[Any, ...]:
+    # (the objects themselves, held: an equal certificate or key is the same one)
+    return (v.certificate, v.subject_id, v.role, v.serial_number, v.not_before, v.not_after,
+            v.identity_key, v.agreement_key_bytes, v.agreement_key, v.issuer_key)
+
+
+def _genuine(v: Any) -> bool:
+    try:
+        return type(v) is VerifiedCertificate and _GENUINE.get(v) == _fields_of(v)
+    except (AttributeError, TypeError):  # (an object missing its fields)
+        return False
 
 
 def _fail(message: str, kind: str) -> CertificateError:
@@ -396,6 +424,9 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
     Raises ``CertificateError`` whose ``kind`` names the first failed check.
     """
     earlier = certificate if isinstance(certificate, VerifiedCertificate) else None
+    if earlier is not None and not _genuine(earlier):
+        earlier = None  # verified from scratch: its certificate only is taken
+        certificate = getattr(certificate, "certificate", None)
     cert = earlier.certificate if earlier is not None \
         else _as_certificate(certificate, "certificate")
     anchor = _as_certificate(trust_anchor, "trust_anchor")
@@ -417,7 +448,7 @@ def verify_certificate(certificate: x509.Certificate | bytes, *,
 
     anchor_raw = anchor_key.public_bytes(serialization.Encoding.Raw,
                                          serialization.PublicFormat.Raw)
-    if earlier is not None and earlier.issuer_key == anchor_raw:
+    if earlier is not None and earlier.issuer_key == anchor_raw and _genuine(earlier):
         _check_window(cert, when, "certificate")
         _check_revocation(cert, anchor, anchor_key, crl, when)
         _check_expected(earlier.role, earlier.subject_id, role, subject_id)
@@ -492,7 +523,7 @@ def _crl_of_anchor(crl: x509.CertificateRevocationList, anchor: x509.Certificate
     if not _crl_signature_valid(crl, anchor_key):
         raise _fail("CRL signature does not verify with the CA key", "crl_bad_signature")
     if len(_CRL_MATCHES) >= 32:
-        _CRL_MATCHES.pop(next(iter(_CRL_MATCHES), None), None)  # (threads may race here)
+        _CRL_MATCHES.clear()  # (one call, safe beside other threads, unlike popping one)
     _CRL_MATCHES[slot] = (crl, anchor)
 
 

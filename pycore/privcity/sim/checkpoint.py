@@ -35,7 +35,9 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,15 +91,19 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, write: Callable[[Any], None]) -> int:
+def write_atomic(path: str, write: Callable[[Any], None], *, private: bool = False) -> int:
     """Writes ``path`` whole or not at all: ``write(f)`` fills a temp file in the same folder,
     which is fsynced and renamed over ``path`` (then the folder is fsynced). On any failure
     the temp file is removed, ``path`` keeps its previous content, and CheckpointError
-    (kind "write") names the file and the cause. Returns the bytes written."""
+    (kind "write") names the file and the cause. Returns the bytes written. The temp file has
+    a random name and is created anew (never through a link planted in a shared folder);
+    ``private``: readable by the owner only (else as the umask says)."""
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(8)}")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     0o600 if private else 0o666)
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -230,8 +236,13 @@ class SavedRun:
 
 def _load_npz(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+            # (the file opened here: numpy leaves its own open when the zip is broken)
+            # The state first, its size checked before it is read; the arrays after it.
+            if "state" not in z.files or z.zip.getinfo("state.npy").file_size > STATE_MAX + 1024:
+                raise ValueError("it holds no state of a sensible size")
+            arrays = {"state": z["state"]}
+            arrays.update((k, z[k]) for k in z.files if k != "state")
         state_bytes = arrays.pop("state")
         if state_bytes.dtype != np.uint8 or state_bytes.size > STATE_MAX:
             raise ValueError("its state is not a JSON byte string")
@@ -241,8 +252,10 @@ def _load_npz(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no checkpoint (was the run started with another "
                               "--out, or before privcity wrote checkpoints?)") from None
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise CheckpointError(f"{path} is not a readable privcity checkpoint ({exc})") from None
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, MemoryError,
+            RecursionError) as exc:  # (a crafted file: a huge declared shape, deep JSON)
+        raise CheckpointError(f"{path} is not a readable privcity checkpoint "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
     return state, arrays
 
 
@@ -440,8 +453,11 @@ class Checkpointer:
                     os.unlink(path)
 
     def finish(self) -> None:
-        """The run ended (its metrics.json is written): nothing is left to resume."""
+        """The run ended (its metrics.json is written): nothing is left to resume. The devices'
+        top-k residuals (un-noised parts of their updates) are not kept past the run."""
         self.state["finished"] = True
+        for key in [k for k in self.arrays if k.endswith((".feedback_ids", ".feedback_rows"))]:
+            del self.arrays[key]
         self.save()
 
     def save(self) -> None:
@@ -453,7 +469,7 @@ class Checkpointer:
             np.savez(buf, state=state, **self.arrays)
             f.write(buf.getbuffer())
 
-        self.bytes = write_atomic(self.path, write)
+        self.bytes = write_atomic(self.path, write, private=True)
         self.writes += 1
         self.seconds += time.perf_counter() - t0
 
