@@ -157,6 +157,8 @@ def _privcity_cmd(csv: str, rounds: int, out: Path) -> list[str]:
         cmd += ["--centralized-epochs", "1"]
     if "--risk-people" in flags:
         cmd += ["--risk-people", "0"]
+    if "--overwrite" in flags:  # the repeats write one --out (a run refuses another's)
+        cmd += ["--overwrite"]
     return cmd
 
 
