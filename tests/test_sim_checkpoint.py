@@ -435,3 +435,23 @@ def test_the_checkpoint_is_readable_by_its_owner_only_and_temp_names_are_unpredi
     # Assert
     assert target.read_text() == "keep me"
     assert (tmp_path / "ckpt.npz").stat().st_mode & 0o077 == 0
+
+
+def test_overwrite_does_not_delete_through_a_linked_models_folder(tmp_path):
+    # Prepare: OUT holds a run's metrics, and OUT/models is a link to someone's folder
+    from privcity.sim.control import MODELS, claim_out
+    out, theirs = tmp_path / "out", tmp_path / "theirs"
+    out.mkdir()
+    theirs.mkdir()
+    (out / "metrics.json").write_text("{}")
+    for m in MODELS:
+        (theirs / f"{m}.npz").write_bytes(b"precious")
+    (out / "models").symlink_to(theirs, target_is_directory=True)
+
+    # Execute
+    lock, _ = claim_out(str(out), resume=False, overwrite=True)
+    lock.release()
+
+    # Assert: the run's own file is gone, the linked folder's files are not
+    assert not (out / "metrics.json").exists()
+    assert all((theirs / f"{m}.npz").read_bytes() == b"precious" for m in MODELS)

@@ -158,8 +158,10 @@ def claim_out(out: str, *, resume: bool, overwrite: bool) -> tuple[OutLock, str 
             raise ValueError(f"{out} holds another run ({', '.join(held)}): --resume {out} "
                              "continues it, --overwrite replaces it, or give another --out")
         if overwrite and not resume:  # only the files a run writes: OUT may hold others
-            for name in (*RUN_FILES, "report.html",
-                         *(os.path.join("models", f"{m}.npz") for m in MODELS)):
+            # (not through a link: OUT/models pointing elsewhere keeps what it points to)
+            models = () if os.path.islink(os.path.join(out, "models")) else \
+                tuple(os.path.join("models", f"{m}.npz") for m in MODELS)
+            for name in (*RUN_FILES, "report.html", *models):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(out, name))
     except BaseException:
