@@ -455,3 +455,26 @@ def test_overwrite_does_not_delete_through_a_linked_models_folder(tmp_path):
     # Assert: the run's own file is gone, the linked folder's files are not
     assert not (out / "metrics.json").exists()
     assert all((theirs / f"{m}.npz").read_bytes() == b"precious" for m in MODELS)
+
+
+def test_two_runs_finding_a_dead_runs_lock_cannot_both_take_it(tmp_path):
+    # Prepare: a lock left by a process that has ended
+    import socket
+
+    from privcity.sim.control import OutLock
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / ".privcity.lock").write_text(f"{dead} {socket.gethostname()}\n")
+    first, second = OutLock(str(tmp_path)), OutLock(str(tmp_path))
+
+    # Execute: the first takes it over; the second, right after, finds it held
+    note = first.acquire()
+    with pytest.raises(ValueError, match="in use by another run"):
+        second.acquire()
+    first.release()
+
+    # Assert: once released, the lock is free again
+    assert f"took over the lock of process {dead}" in note
+    assert second.acquire() is None
+    second.release()
+    assert not (tmp_path / ".privcity.lock").exists()

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -78,40 +79,58 @@ def _alive(pid: int) -> bool:
 
 
 class OutLock:
-    """``OUT/.privcity.lock``: created with O_EXCL, holding "<pid> <host>"."""
+    """``OUT/.privcity.lock``, holding "<pid> <host>" and an exclusive flock for as long as the
+    run holds it: the kernel drops the flock when the process ends, so two runs that find a
+    dead run's lock cannot both take it (the second finds the first's flock). A file naming a
+    live process that holds no flock (an older privcity's lock) is respected too."""
 
     def __init__(self, out: str) -> None:
         self.path = os.path.join(out, LOCK_FILE)
         self.mine = f"{os.getpid()} {socket.gethostname()}\n"
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> str | None:
         """Takes the lock; returns a note when it took over a dead process's lock.
         ValueError naming the process that holds it, if it is alive (or on another host)."""
-        note = None
         for _ in range(3):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         0o644)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is None or not self._stale(holder):
-                    who = "another run" if holder is None else \
-                        f"another run (process {holder[0]} on {holder[1]})"
-                    raise ValueError(f"{os.path.dirname(self.path)} is in use by {who}: wait "
-                                     "for it to end, or give another --out (a lock left by a "
-                                     f"crashed machine can be removed: {self.path})") from None
-                with contextlib.suppress(FileNotFoundError):
-                    if self._holder() == holder:  # (not taken over by another run meanwhile)
-                        os.unlink(self.path)
-                note = (f"took over the lock of process {holder[0]} in "
-                        f"{os.path.dirname(self.path)}: it is no longer running")
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._refuse(self._holder())
+            # The file may have been unlinked (released) between the open and the flock: then
+            # the flock is on a file nobody else sees; start again on the current one.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(self.mine)
-            self.held = True
-            return note
+            holder = self._holder()
+            if holder is not None and holder != (os.getpid(), socket.gethostname()) \
+                    and not self._stale(holder):
+                os.close(fd)
+                self._refuse(holder)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.mine.encode(), 0)
+            self._fd, self.held = fd, True
+            if holder is not None and holder[0] != os.getpid():
+                return (f"took over the lock of process {holder[0]} in "
+                        f"{os.path.dirname(self.path)}: it is no longer running")
+            return None
         raise ValueError(f"{os.path.dirname(self.path)} is in use by another run (its lock "
                          f"keeps changing hands): give another --out")
+
+    def _refuse(self, holder: tuple[int, str] | None) -> None:
+        who = "another run" if holder is None else \
+            f"another run (process {holder[0]} on {holder[1]})"
+        raise ValueError(f"{os.path.dirname(self.path)} is in use by {who}: wait "
+                         "for it to end, or give another --out (a lock left by a "
+                         f"crashed machine can be removed: {self.path})") from None
 
     def _holder(self) -> tuple[int, str] | None:
         try:
@@ -130,13 +149,13 @@ class OutLock:
         if not self.held:
             return
         self.held = False
+        fd, self._fd = self._fd, None
         try:
-            with open(self.path) as f:
-                if f.read() != self.mine:
-                    return
-            os.unlink(self.path)
+            os.unlink(self.path)  # (still under the flock: no one else holds this file)
         except OSError:
             pass
+        if fd is not None:
+            os.close(fd)
 
 
 def claim_out(out: str, *, resume: bool, overwrite: bool) -> tuple[OutLock, str | None]:
