@@ -27,7 +27,6 @@ TINY = dict(devices=60, samples_per_device=12, sample_rate=0.3, attacks="none", 
             risk_people=0, noise_multiplier=1.0, epsilon=300.0, seed=3, eval_every=1)
 #: The commands' runs: enough rounds that a signal sent a few rounds in lands mid-run.
 LONG = dict(TINY, rounds=40)
-ROOT = Path(__file__).resolve().parents[1] / "pycore"
 
 
 def _flags(settings: dict) -> list[str]:
@@ -39,7 +38,11 @@ def _flags(settings: dict) -> list[str]:
 
 
 def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
+    # The privcity this process imported (the work tree's or an installed one: a clean
+    # checkout's pycore/ holds no built _core), for the child runs too.
+    import privcity
+    where = Path(privcity.__file__).resolve().parents[1]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(where),
                                                         os.environ.get("PYTHONPATH", "")]))
 
 
