@@ -135,7 +135,7 @@ def test_portable_gcm_passes_every_nist_vector():
                 gcm.decrypt(iv, sealed, aad)
                 wrong.append(v["source"])
             except _core.TagMismatch:
-                pass
+                continue  # refused, as the vector says
         elif (gcm.encrypt(iv, bytes.fromhex(v["pt"]), aad) != sealed
               or gcm.decrypt(iv, sealed, aad) != bytes.fromhex(v["pt"])):
             wrong.append(v["source"])

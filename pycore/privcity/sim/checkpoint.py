@@ -84,9 +84,8 @@ def _fsync_dir(folder: str) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # (some file systems cannot fsync a directory)
+            os.fsync(fd)
     finally:
         os.close(fd)
 

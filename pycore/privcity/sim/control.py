@@ -150,10 +150,8 @@ class OutLock:
             return
         self.held = False
         fd, self._fd = self._fd, None
-        try:
-            os.unlink(self.path)  # (still under the flock: no one else holds this file)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # (still under the flock: no one else holds it)
+            os.unlink(self.path)
         if fd is not None:
             os.close(fd)
 
